@@ -1,0 +1,65 @@
+"""Architecture adapters: config.json + tensor names -> :class:`ModelRoles`.
+
+``roles_for(config, tensors)`` dispatches on ``config["model_type"]`` (falling back to the first
+entry of ``config["architectures"]``).  An architecture without an adapter raises
+:class:`UnsupportedModelError` with the reason, which ingest stores as ``unsupported: <reason>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from indexer.adapters.base import LayerRoles, MatrixLoader, MatrixRef, ModelRoles, NormRef
+from indexer.adapters.bert import MODEL_TYPES as BERT_TYPES
+from indexer.adapters.bert import bert_roles
+from indexer.adapters.gpt2 import MODEL_TYPES as GPT2_TYPES
+from indexer.adapters.gpt2 import gpt2_roles
+from indexer.adapters.gpt_neox import MODEL_TYPES as NEOX_TYPES
+from indexer.adapters.gpt_neox import gpt_neox_roles
+from indexer.adapters.llama import MODEL_TYPES as LLAMA_TYPES
+from indexer.adapters.llama import llama_roles
+from indexer.safetensors_format import TensorInfo
+from pedigree.errors import CheckpointError, UnsupportedModelError
+
+__all__ = ["LayerRoles", "MatrixLoader", "MatrixRef", "ModelRoles", "NormRef", "roles_for", "SUPPORTED_MODEL_TYPES"]
+
+Adapter = Callable[[Mapping, Mapping[str, TensorInfo], str], ModelRoles]
+
+_ADAPTERS: dict[str, Adapter] = {}
+for _types, _adapter in ((LLAMA_TYPES, llama_roles), (GPT2_TYPES, gpt2_roles), (NEOX_TYPES, gpt_neox_roles), (BERT_TYPES, bert_roles)):
+    for _type in _types:
+        _ADAPTERS[_type] = _adapter
+
+SUPPORTED_MODEL_TYPES = tuple(sorted(_ADAPTERS))
+
+_ARCHITECTURE_PREFIXES = {
+    "Llama": "llama", "Mistral": "mistral", "Qwen2": "qwen2", "Qwen3": "qwen3", "Gemma2": "gemma2",
+    "Gemma": "gemma", "GPT2": "gpt2", "GPTNeoX": "gpt_neox", "Bert": "bert",
+}
+
+
+def _model_type(config: Mapping) -> tuple[str | None, str]:
+    architectures = config.get("architectures")
+    architecture = architectures[0] if isinstance(architectures, list) and architectures and isinstance(architectures[0], str) else ""
+    model_type = config.get("model_type")
+    if isinstance(model_type, str) and model_type:
+        return model_type, architecture or model_type
+    for prefix, kind in _ARCHITECTURE_PREFIXES.items():
+        if architecture.startswith(prefix):
+            return kind, architecture
+    return None, architecture
+
+
+def roles_for(config: object, tensors: Mapping[str, TensorInfo]) -> ModelRoles:
+    """Map a checkpoint's tensors to roles, or raise Unsupported/CheckpointError saying why."""
+    if not isinstance(config, Mapping):
+        raise CheckpointError("config.json is missing or not a JSON object")
+    model_type, architecture = _model_type(config)
+    if model_type is None:
+        raise UnsupportedModelError("config.json names no model_type or known architecture")
+    if config.get("num_local_experts") or config.get("num_experts"):
+        raise UnsupportedModelError(f"mixture-of-experts {model_type} models are not supported yet")
+    adapter = _ADAPTERS.get(model_type)
+    if adapter is None:
+        raise UnsupportedModelError(f"no adapter for model_type {model_type!r} (supported: {', '.join(SUPPORTED_MODEL_TYPES)})")
+    return adapter(config, tensors, architecture)

@@ -1,0 +1,223 @@
+"""Roles: what each tensor of a transformer checkpoint *is*, independent of its naming scheme.
+
+An adapter turns a config.json plus the tensor names into a :class:`ModelRoles`.  Every matrix is
+described by a :class:`MatrixRef` that says how to cut it out of the checkpoint and returns it in
+one orientation, PyTorch ``nn.Linear``'s ``[out_features, in_features]``:
+
+- q: [heads*head_dim, hidden]   k, v: [kv_heads*head_dim, hidden]   o: [hidden, heads*head_dim]
+- up, gate: [mlp, hidden]       down: [hidden, mlp]
+- embedding, head: [vocab, hidden]
+
+so that GPT-2's transposed Conv1D weights, fused ``c_attn`` and GPT-NeoX's per-head interleaved
+``query_key_value`` all look the same to the canonicalisation and fingerprint code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import torch
+
+from indexer.safetensors_format import TensorInfo
+from indexer.sources import TensorSource
+from pedigree.errors import CheckpointError
+
+MAX_LAYERS = 4096  # a config claiming more layers than this is not a checkpoint we can trust
+
+
+@dataclass(frozen=True)
+class MatrixRef:
+    """A 2-D matrix inside a (possibly fused, possibly transposed) checkpoint tensor.
+
+    ``transpose``: the tensor is stored [in, out] (GPT-2 Conv1D).  ``part``/``parts``: after
+    transposing, the rows split into ``parts`` equal blocks and this is block ``part``; with
+    ``interleave_heads`` = H the rows are laid out [H, parts, rows/H/parts] (GPT-NeoX) instead of
+    [parts, rows/parts].
+    """
+
+    name: str
+    transpose: bool = False
+    part: int = 0
+    parts: int = 1
+    interleave_heads: int = 0
+
+    def extract(self, tensor: torch.Tensor) -> torch.Tensor:
+        matrix = tensor.t() if self.transpose else tensor
+        if self.parts == 1:
+            return matrix
+        rows, cols = matrix.shape
+        if self.interleave_heads:
+            heads = self.interleave_heads
+            blocks = matrix.reshape(heads, self.parts, rows // (heads * self.parts), cols)
+            return blocks[:, self.part].reshape(-1, cols)
+        return matrix.reshape(self.parts, rows // self.parts, cols)[self.part]
+
+    def expected_tensor_shape(self, rows: int, cols: int) -> tuple[int, int]:
+        full = (rows * self.parts, cols)
+        return (full[1], full[0]) if self.transpose else full
+
+
+@dataclass(frozen=True)
+class NormRef:
+    """A normalisation layer whose gain (and bias) multiplies what the next matrices read.
+
+    ``kind`` is ``rms`` (x / rms(x)) or ``layer`` (mean-centred, then / std).  Gemma stores the
+    gain as ``weight`` with the layer applying ``1 + weight``: that is ``gain_offset = 1``.
+    """
+
+    weight: str | None
+    bias: str | None = None
+    kind: str = "rms"
+    gain_offset: float = 0.0
+
+
+@dataclass(frozen=True)
+class LayerRoles:
+    index: int
+    attn_norm: NormRef | None
+    q: MatrixRef
+    k: MatrixRef
+    v: MatrixRef
+    o: MatrixRef
+    mlp_norm: NormRef | None
+    up: MatrixRef
+    down: MatrixRef
+    gate: MatrixRef | None
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    mlp_size: int
+    q_norm: NormRef | None = None  # per-head query/key norms (Qwen3), folded into q/k rows
+    k_norm: NormRef | None = None
+
+
+@dataclass(frozen=True)
+class ModelRoles:
+    """Everything the canonicaliser needs to know about one checkpoint."""
+
+    architecture: str  # e.g. "LlamaForCausalLM"
+    family: str  # llama | gpt2 | gpt_neox | bert
+    hidden_size: int
+    vocab_size: int
+    norm_kind: str  # rms | layer
+    embedding: MatrixRef
+    head: MatrixRef | None  # None: tied to the embedding, or no LM head (encoders)
+    final_norm: NormRef | None  # the norm the head reads
+    layers: tuple[LayerRoles, ...]
+    tied: bool = False
+    notes: tuple[str, ...] = field(default=())
+
+    def role_map(self) -> dict[str, str]:
+        """Tensor name -> role string (``layers.3.q``, ``embedding``, ...), for inspection."""
+        roles: dict[str, str] = {self.embedding.name: "embedding"}
+        if self.head is not None:
+            roles[self.head.name] = "head"
+        if self.final_norm and self.final_norm.weight:
+            roles[self.final_norm.weight] = "final_norm"
+        for layer in self.layers:
+            prefix = f"layers.{layer.index}."
+            for role in ("q", "k", "v", "o", "up", "down", "gate"):
+                ref = getattr(layer, role)
+                if ref is not None:
+                    roles.setdefault(ref.name, prefix + role)
+            for role in ("attn_norm", "mlp_norm", "q_norm", "k_norm"):
+                norm = getattr(layer, role)
+                if norm is not None and norm.weight:
+                    roles.setdefault(norm.weight, prefix + role)
+        return roles
+
+
+def config_int(config: Mapping, *keys: str, default: int | None = None, low: int = 1, high: int = 2**24) -> int:
+    """The first present integer config field among ``keys``, range-checked (hostile configs)."""
+    for key in keys:
+        value = config.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise CheckpointError(f"config.json field {key!r} = {value!r} is not an integer in [{low}, {high}]")
+        return value
+    if default is None:
+        raise CheckpointError(f"config.json lacks {' / '.join(keys)}")
+    return default
+
+
+def strip_prefix(names: Mapping[str, TensorInfo], candidates: tuple[str, ...], probe: str) -> str:
+    """The name prefix (e.g. ``model.``) under which ``probe`` exists, or raise."""
+    for prefix in candidates:
+        if prefix + probe in names:
+            return prefix
+    raise CheckpointError(f"no tensor named {probe!r} under any of the prefixes {candidates}")
+
+
+def check_matrix(tensors: Mapping[str, TensorInfo], ref: MatrixRef, rows: int, cols: int) -> None:
+    """Raise unless ``ref.name`` exists with the shape that yields a [rows, cols] matrix."""
+    info = tensors.get(ref.name)
+    if info is None:
+        raise CheckpointError(f"missing tensor {ref.name!r}")
+    expected = ref.expected_tensor_shape(rows, cols)
+    if tuple(info.shape) != expected:
+        raise CheckpointError(f"tensor {ref.name!r} has shape {list(info.shape)}, expected {list(expected)}")
+
+
+def embedding_rows(tensors: Mapping[str, TensorInfo], ref: MatrixRef, hidden: int) -> int:
+    """Rows of a [vocab, hidden] embedding or head (the tensor, not config.json, is authoritative)."""
+    info = tensors.get(ref.name)
+    if info is None:
+        raise CheckpointError(f"missing tensor {ref.name!r}")
+    shape = tuple(info.shape)
+    if ref.transpose:
+        shape = shape[::-1]
+    if len(shape) != 2 or shape[1] != hidden or shape[0] < 1:
+        raise CheckpointError(f"tensor {ref.name!r} has shape {list(info.shape)}, expected [vocab, {hidden}]")
+    return shape[0]
+
+
+def check_vector(tensors: Mapping[str, TensorInfo], name: str | None, size: int) -> None:
+    if name is None:
+        return
+    info = tensors.get(name)
+    if info is None:
+        raise CheckpointError(f"missing tensor {name!r}")
+    if tuple(info.shape) != (size,):
+        raise CheckpointError(f"tensor {name!r} has shape {list(info.shape)}, expected [{size}]")
+
+
+class MatrixLoader:
+    """Reads matrices by :class:`MatrixRef` as float32, reading each fused tensor only once."""
+
+    def __init__(self, source: TensorSource) -> None:
+        self.source = source
+        self._last: tuple[str, torch.Tensor] | None = None
+
+    def tensor(self, name: str) -> torch.Tensor:
+        if self._last is not None and self._last[0] == name:
+            return self._last[1]
+        tensor = self.source.read(name).float()
+        self._last = (name, tensor)
+        return tensor
+
+    def matrix(self, ref: MatrixRef) -> torch.Tensor:
+        return ref.extract(self.tensor(ref.name))
+
+    def rows(self, ref: MatrixRef, row_ids: torch.Tensor) -> torch.Tensor:
+        """Selected rows of an unfused, untransposed matrix (embedding / head): reads them only."""
+        if ref.transpose or ref.parts != 1:
+            return self.matrix(ref)[row_ids]
+        ids = sorted(set(int(i) for i in row_ids.tolist()))
+        pieces: dict[int, torch.Tensor] = {}
+        start = 0
+        while start < len(ids):  # coalesce consecutive ids into one contiguous read
+            stop = start
+            while stop + 1 < len(ids) and ids[stop + 1] == ids[stop] + 1:
+                stop += 1
+            block = self.source.read_rows(ref.name, ids[start], ids[stop] + 1).float()
+            for offset, token in enumerate(range(ids[start], ids[stop] + 1)):
+                pieces[token] = block[offset]
+            start = stop + 1
+        return torch.stack([pieces[int(i)] for i in row_ids.tolist()])
+
+    def gain(self, norm: NormRef | None, size: int) -> torch.Tensor:
+        if norm is None or norm.weight is None:
+            return torch.ones(size)
+        return self.source.read(norm.weight).float() + norm.gain_offset

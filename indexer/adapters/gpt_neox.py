@@ -1,0 +1,92 @@
+"""GPT-NeoX / Pythia (``GPTNeoXForCausalLM``): pre-LayerNorm, parallel residual, partial rotary.
+
+The fused ``attention.query_key_value.weight`` is ``[3*hidden, hidden]`` laid out per head:
+viewed as ``[heads, 3, head_dim, hidden]``, index 0/1/2 of the second axis is q/k/v of that head
+(transformers' ``GPTNeoXAttention`` splits ``qkv.view(..., heads, 3*head_dim)``)::
+
+    gpt_neox.embed_in.weight
+    gpt_neox.layers.{i}.input_layernorm.{weight,bias}           read by query_key_value
+    gpt_neox.layers.{i}.attention.query_key_value.weight        [3h, h]
+    gpt_neox.layers.{i}.attention.dense.weight                  o
+    gpt_neox.layers.{i}.post_attention_layernorm.{weight,bias}  read by dense_h_to_4h
+    gpt_neox.layers.{i}.mlp.dense_h_to_4h.weight / dense_4h_to_h.weight
+    gpt_neox.final_layer_norm.{weight,bias}; embed_out.weight (untied head)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from indexer.adapters.base import (
+    MAX_LAYERS,
+    LayerRoles,
+    MatrixRef,
+    ModelRoles,
+    NormRef,
+    check_matrix,
+    check_vector,
+    config_int,
+    embedding_rows,
+    strip_prefix,
+)
+from indexer.safetensors_format import TensorInfo
+
+MODEL_TYPES = ("gpt_neox",)
+
+
+def gpt_neox_roles(config: Mapping, tensors: Mapping[str, TensorInfo], architecture: str) -> ModelRoles:
+    hidden = config_int(config, "hidden_size")
+    heads = config_int(config, "num_attention_heads")
+    depth = config_int(config, "num_hidden_layers", high=MAX_LAYERS)
+    mlp = config_int(config, "intermediate_size", default=4 * hidden)
+    prefix = strip_prefix(tensors, ("gpt_neox.", ""), "embed_in.weight")
+
+    def norm(name: str) -> NormRef:
+        return NormRef(prefix + name + ".weight", prefix + name + ".bias", kind="layer")
+
+    layers = []
+    for i in range(depth):
+        base = f"{prefix}layers.{i}."
+        fused = base + "attention.query_key_value.weight"
+        layer = LayerRoles(
+            index=i,
+            attn_norm=norm(f"layers.{i}.input_layernorm"),
+            q=MatrixRef(fused, part=0, parts=3, interleave_heads=heads),
+            k=MatrixRef(fused, part=1, parts=3, interleave_heads=heads),
+            v=MatrixRef(fused, part=2, parts=3, interleave_heads=heads),
+            o=MatrixRef(base + "attention.dense.weight"),
+            mlp_norm=norm(f"layers.{i}.post_attention_layernorm"),
+            up=MatrixRef(base + "mlp.dense_h_to_4h.weight"),
+            down=MatrixRef(base + "mlp.dense_4h_to_h.weight"),
+            gate=None,
+            num_heads=heads,
+            num_kv_heads=heads,
+            head_dim=hidden // heads,
+            mlp_size=mlp,
+        )
+        check_matrix(tensors, layer.q, hidden, hidden)
+        check_matrix(tensors, layer.o, hidden, hidden)
+        check_matrix(tensors, layer.up, mlp, hidden)
+        check_matrix(tensors, layer.down, hidden, mlp)
+        for ln in (layer.attn_norm, layer.mlp_norm):
+            check_vector(tensors, ln.weight, hidden)
+        layers.append(layer)
+
+    embedding = MatrixRef(prefix + "embed_in.weight")
+    vocab = embedding_rows(tensors, embedding, hidden)
+    head = MatrixRef("embed_out.weight") if "embed_out.weight" in tensors else None
+    if head is not None:
+        embedding_rows(tensors, head, hidden)
+    final_norm = norm("final_layer_norm") if prefix + "final_layer_norm.weight" in tensors else None
+    return ModelRoles(
+        architecture=architecture,
+        family="gpt_neox",
+        hidden_size=hidden,
+        vocab_size=vocab,
+        norm_kind="layer",
+        embedding=embedding,
+        head=head,
+        final_norm=final_norm,
+        layers=tuple(layers),
+        tied=head is None,
+    )

@@ -1,0 +1,100 @@
+"""Canonical forms: fold away the function-preserving freedoms before anything is compared.
+
+Row-vector convention below (x is a row; PyTorch stores W as [out, in] so ``x @ W.T``).
+
+1. **Norm gains are folded** into every matrix that reads the normalised stream:
+   ``W_q <- W_q diag(g)`` (likewise k, v, gate, up; the head reads the final norm).  A model whose
+   gains were rescaled (g -> c*g, W -> W/c) or folded (g -> 1, W -> W diag(g)) then has the same
+   canonical matrices.  Biases are ignored.
+2. **Grouped-query attention is expanded**: query head i uses key/value head ``i // (H / H_kv)``
+   (transformers' ``repeat_kv``), so ``W_q^T W_k`` below is the true bilinear form of attention.
+3. **Probe rows are normalised** the way the network's first norm would (``x / rms(x)`` for
+   RMSNorm models, ``(x - mean) / std`` for LayerNorm models), removing per-token scale.
+
+What stays is invariant under residual-stream permutation and, for RMSNorm models, orthogonal
+rotation of the residual stream (every canonical matrix and the probe rows rotate together), hidden
+unit permutation/rescaling inside MLPs and head permutation / per-head invertible maps inside
+attention (these cancel in the products formed by ``indexer.fingerprint``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from indexer.adapters.base import LayerRoles, MatrixLoader, ModelRoles, NormRef
+
+
+def normalize_rows(x: torch.Tensor, norm_kind: str) -> torch.Tensor:
+    """RMSNorm: x / rms(x).  LayerNorm: (x - mean(x)) / std(x).  Gains are not applied here."""
+    x = x.double()
+    if norm_kind == "layer":
+        x = x - x.mean(dim=-1, keepdim=True)
+    rms = torch.sqrt((x * x).mean(dim=-1, keepdim=True))
+    return (x / torch.clamp(rms, min=1e-30)).float()
+
+
+def _expand_heads(matrix: torch.Tensor, kv_heads: int, heads: int, head_dim: int) -> torch.Tensor:
+    """[kv_heads*hd, h] -> [heads*hd, h], repeating each kv head for the query heads it serves."""
+    if kv_heads == heads:
+        return matrix
+    if heads % kv_heads:
+        raise ValueError(f"{heads} query heads are not a multiple of {kv_heads} key/value heads")
+    blocks = matrix.reshape(kv_heads, head_dim, -1)
+    return blocks.repeat_interleave(heads // kv_heads, dim=0).reshape(heads * head_dim, -1)
+
+
+def _scale_head_rows(matrix: torch.Tensor, gain: torch.Tensor, head_dim: int) -> torch.Tensor:
+    """Per-head norm gain (Qwen3 q_norm/k_norm) applied to every head's rows."""
+    return (matrix.reshape(-1, head_dim, matrix.shape[-1]) * gain[None, :, None]).reshape(matrix.shape)
+
+
+@dataclass(frozen=True)
+class CanonicalLayer:
+    """One block's matrices in canonical form ([out, in], gains folded, kv expanded)."""
+
+    index: int
+    q: torch.Tensor  # [H*hd, hidden]
+    k: torch.Tensor  # [H*hd, hidden]
+    v: torch.Tensor  # [H*hd, hidden]
+    o: torch.Tensor  # [hidden, H*hd]
+    up: torch.Tensor  # [mlp, hidden]
+    down: torch.Tensor  # [hidden, mlp]
+
+
+def canonical_layer(loader: MatrixLoader, roles: ModelRoles, layer: LayerRoles) -> CanonicalLayer:
+    """Read one block and fold its gains (step 1) and expand its kv heads (step 2)."""
+    hidden = roles.hidden_size
+    attn_gain = loader.gain(layer.attn_norm, hidden)
+    q = loader.matrix(layer.q) * attn_gain
+    k = loader.matrix(layer.k) * attn_gain
+    v = loader.matrix(layer.v) * attn_gain
+    if layer.q_norm is not None:
+        q = _scale_head_rows(q, loader.gain(layer.q_norm, layer.head_dim), layer.head_dim)
+    if layer.k_norm is not None:
+        k = _scale_head_rows(k, loader.gain(layer.k_norm, layer.head_dim), layer.head_dim)
+    expand = dict(kv_heads=layer.num_kv_heads, heads=layer.num_heads, head_dim=layer.head_dim)
+    return CanonicalLayer(
+        index=layer.index,
+        q=q,
+        k=_expand_heads(k, **expand),
+        v=_expand_heads(v, **expand),
+        o=loader.matrix(layer.o),
+        up=loader.matrix(layer.up) * loader.gain(layer.mlp_norm, hidden),
+        down=loader.matrix(layer.down),
+    )
+
+
+def probe_rows(loader: MatrixLoader, roles: ModelRoles, token_ids: torch.Tensor) -> torch.Tensor:
+    """X̂: the probe tokens' input-embedding rows, normalised as the first norm would (step 3)."""
+    return normalize_rows(loader.rows(roles.embedding, token_ids), roles.norm_kind)
+
+
+def head_rows(loader: MatrixLoader, roles: ModelRoles, token_ids: torch.Tensor) -> torch.Tensor | None:
+    """Ô: the probe tokens' output-head rows with the final norm's gain folded in (None: no head)."""
+    if roles.family == "bert":
+        return None
+    ref = roles.head if roles.head is not None else roles.embedding
+    final: NormRef | None = roles.final_norm
+    return loader.rows(ref, token_ids) * loader.gain(final, roles.hidden_size)

@@ -1,0 +1,90 @@
+"""Seeded random projections that preserve cosine similarity of token-space matrices.
+
+A token-space term is an n x n matrix Z over the probes a model has (rows and columns indexed by
+positions in the global probe list).  It is compressed to D numbers by *rank-one Gaussian
+sketches*:
+
+    s_k(Z) = u_kᵀ Z v_k,    u_k, v_k ~ N(0, I) over the global probe list,  k = 1..D.
+
+Because E[s_k(Z) s_k(Z')] = <Z, Z'>_F for independent standard normal u_k, v_k (Isserlis), the
+cosine of two sketches estimates the cosine of the (zero-padded) matrices, with standard error
+about 1/sqrt(D) - a Johnson-Lindenstrauss projection that never materialises the n² x D matrix.
+
+The Gaussian entries come from a counter-based generator (splitmix64 + Box-Muller) keyed by a
+string, so the projection is identical on every platform and library version: fingerprints stored
+years apart stay comparable as long as the fingerprint version string is the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+
+
+def _splitmix64(state: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser (Steele, Lea & Flood 2014) applied elementwise to uint64 counters."""
+    with np.errstate(over="ignore"):
+        z = state + _GOLDEN
+        z = (z ^ (z >> np.uint64(30))) * _MIX1
+        z = (z ^ (z >> np.uint64(27))) * _MIX2
+        return z ^ (z >> np.uint64(31))
+
+
+@lru_cache(maxsize=32)
+def gaussian_matrix(seed: str, rows: int, cols: int) -> torch.Tensor:
+    """A rows x cols float32 matrix of N(0, 1) entries, a pure function of (seed, rows, cols).
+
+    Box-Muller: g = sqrt(-2 ln u1) * (cos 2πu2, sin 2πu2) with u uniform on (0, 1) taken from the
+    top 53 bits of splitmix64 of consecutive counters.
+    """
+    key = np.uint64(int.from_bytes(hashlib.sha256(seed.encode()).digest()[:8], "little"))
+    count = rows * cols
+    pairs = (count + 1) // 2
+    with np.errstate(over="ignore"):
+        counters = key + np.arange(2 * pairs, dtype=np.uint64) * _GOLDEN
+    uniform = ((_splitmix64(counters) >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0**-53
+    radius = np.sqrt(-2.0 * np.log(uniform[0::2]))
+    angle = 2.0 * np.pi * uniform[1::2]
+    values = np.concatenate([radius * np.cos(angle), radius * np.sin(angle)])[:count]
+    return torch.from_numpy(values.reshape(rows, cols).astype(np.float32))
+
+
+def offdiagonal_zscore(matrix: torch.Tensor) -> torch.Tensor:
+    """Z = (M - μ) / σ with μ, σ over the off-diagonal entries; the diagonal is set to 0.
+
+    The diagonal (a token against itself) is dropped because it carries behaviour every trained
+    model shares (e.g. copying), not the idiosyncrasy of one initialisation; z-scoring makes the
+    term blind to the global scale and offset of the matrix.
+    """
+    n = matrix.shape[0]
+    m = matrix.double()
+    diagonal = torch.diagonal(m)
+    pairs = n * (n - 1)
+    mean = (m.sum() - diagonal.sum()) / pairs
+    second = ((m * m).sum() - (diagonal * diagonal).sum()) / pairs
+    std = torch.sqrt(torch.clamp(second - mean * mean, min=0.0))
+    if not torch.isfinite(std) or std <= 0:
+        return torch.zeros_like(matrix, dtype=torch.float32)
+    z = ((m - mean) / std).float()
+    z.fill_diagonal_(0.0)
+    return z
+
+
+def sketch(z: torch.Tensor, positions: torch.Tensor, seed: str, universe: int, dim: int) -> torch.Tensor:
+    """s_k = u_kᵀ Z v_k for k < dim, with u, v rows picked at the probes' global ``positions``."""
+    left = gaussian_matrix(seed + "/u", universe, dim)[positions]
+    right = gaussian_matrix(seed + "/v", universe, dim)[positions]
+    return (left * (z @ right)).sum(dim=0)
+
+
+def unit(vector: torch.Tensor) -> torch.Tensor:
+    """vector / ||vector|| (zero stays zero)."""
+    norm = torch.linalg.vector_norm(vector)
+    return vector / norm if norm > 0 else vector

@@ -1,0 +1,391 @@
+"""Tensor sources: read tensors from a checkpoint, touching only the bytes needed.
+
+:class:`TensorSource` is the interface every stage reads weights through; :class:`LocalCheckpoint`
+implements it over a folder of safetensors files (an HTTP range-request source can follow later,
+reusing :mod:`indexer.safetensors_format`); :class:`StateDictSource` wraps an in-memory state dict.
+
+Safety rules of :class:`LocalCheckpoint`: pickle checkpoints are never opened; every header is
+read as exactly 8 + N bytes and validated strictly; every read is bounded by the file size seen
+at open time, and a short read (the file shrank) is an error, never a partial tensor.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+import os
+import stat
+import threading
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import torch
+
+from indexer import safetensors_format as fmt
+from indexer.safetensors_format import INDEX_FILE, TensorInfo, check_plain_name
+from pedigree.errors import CheckpointError
+
+METADATA_FILES = (
+    "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+    "special_tokens_map.json", "vocab.json", "merges.txt", "vocab.txt", "tokenizer.model",
+    "README.md",
+)
+DEFAULT_TEXT_LIMIT = 64 * 2**20
+_HASH_CHUNK = 8 * 2**20
+_MAX_OPEN_FILES = 8
+
+
+class TensorSource(ABC):
+    """A checkpoint I can read tensors from (local folder now; HTTP range requests later)."""
+
+    label: str
+    bytes_read: int
+
+    @abstractmethod
+    def tensors(self) -> Mapping[str, TensorInfo]:
+        """All tensors of all shards, by name."""
+
+    @abstractmethod
+    def read_span(self, file: str, begin: int, end: int) -> bytes:
+        """Raw bytes ``[begin, end)`` of ``file`` (a shard name as in :attr:`TensorInfo.file`)."""
+
+    @abstractmethod
+    def read_bytes(self, filename: str, max_bytes: int = DEFAULT_TEXT_LIMIT) -> bytes | None:
+        """A small file at the checkpoint root (e.g. ``tokenizer.model``), or ``None`` if absent.
+
+        ``CheckpointError`` if it is larger than ``max_bytes`` or the name is not a plain file
+        name (no '/', '\\', '..', absolute paths).
+        """
+
+    def read_text(self, filename: str, max_bytes: int = DEFAULT_TEXT_LIMIT) -> str | None:
+        """:meth:`read_bytes` as UTF-8 text (a leading BOM dropped); ``CheckpointError`` if it is
+        not UTF-8."""
+        data = self.read_bytes(filename, max_bytes)
+        if data is None:
+            return None
+        try:
+            return data.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            raise CheckpointError(f"{filename} is not valid UTF-8 ({e.reason} at byte {e.start})",
+                                  path=self.label) from None
+
+    def read_json(self, filename: str, max_bytes: int = DEFAULT_TEXT_LIMIT) -> Any | None:
+        """:meth:`read_text` parsed as JSON (``None`` if absent; ``CheckpointError`` if bad)."""
+        text = self.read_text(filename, max_bytes)
+        if text is None:
+            return None
+        return fmt.loads_json(text, filename, self.label)
+
+    def info(self, name: str) -> TensorInfo:
+        """The :class:`TensorInfo` of ``name``; ``CheckpointError`` if there is none."""
+        try:
+            return self.tensors()[name]
+        except KeyError:
+            raise CheckpointError(f"no tensor named {name!r}", path=self.label) from None
+
+    def read(self, name: str) -> torch.Tensor:
+        """The whole tensor, native dtype (``F4`` as float32), owning its memory."""
+        t = self.info(name)
+        return self._fetch(t, t.begin, t.end, t.shape)
+
+    def read_rows(self, name: str, start: int, stop: int) -> torch.Tensor:
+        """Rows ``[start, stop)`` of dim 0 as one contiguous read; shape
+        ``(stop - start, *shape[1:])`` (a scalar counts as one row)."""
+        t = self.info(name)
+        for v in (start, stop):
+            if not isinstance(v, int) or isinstance(v, bool):
+                raise TypeError(f"row bounds must be ints, got {v!r}")
+        if not 0 <= start <= stop <= t.rows:
+            raise CheckpointError(
+                f"rows [{start}, {stop}) out of range for tensor {name!r} with {t.rows} rows",
+                path=self.label)
+        if t.row_bits % 8:
+            raise CheckpointError(f"rows of {t.dtype} tensor {name!r} are not byte-aligned",
+                                  path=self.label)
+        rb = t.row_nbytes
+        return self._fetch(t, t.begin + start * rb, t.begin + stop * rb,
+                           (stop - start, *t.shape[1:]))
+
+    def _fetch(self, t: TensorInfo, begin: int, end: int, shape: tuple[int, ...]) -> torch.Tensor:
+        d = fmt.DTYPES[t.dtype]
+        if d.torch_dtype is None or d.packed:
+            return fmt.decode(self.read_span(t.file, begin, end), t.dtype, shape)
+        out, buf = fmt.allocate(t.dtype, shape)
+        if len(buf) != end - begin:  # cannot happen for a validated TensorInfo
+            raise CheckpointError(f"span of tensor {t.name!r} does not match its shape",
+                                  path=self.label)
+        if len(buf):
+            self._read_into(t.file, begin, buf)
+        return fmt.finish(out, t.dtype)
+
+    def _read_into(self, file: str, begin: int, buf: memoryview) -> None:
+        """Fill ``buf`` with bytes from ``begin``; sources override to skip the extra copy."""
+        buf[:] = self.read_span(file, begin, begin + len(buf))
+
+    def close(self) -> None:
+        """Release open files (no-op by default)."""
+
+    def __enter__(self) -> TensorSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _open_regular(path: Path, expect_size: int | None = None) -> tuple[int, int]:
+    """Open ``path`` read-only without blocking on FIFOs; return ``(fd, size)`` of a regular file
+    (whose size must be ``expect_size`` when given)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except OSError as e:
+        raise CheckpointError(f"cannot open: {e.strerror}", path=str(path)) from None
+    st = os.fstat(fd)
+    problem = None if stat.S_ISREG(st.st_mode) else "is not a regular file"
+    if problem is None and expect_size not in (None, st.st_size):
+        problem = f"size changed from {expect_size} to {st.st_size} bytes since it was opened"
+    if problem:
+        os.close(fd)
+        raise CheckpointError(problem, path=str(path))
+    return fd, st.st_size
+
+
+def _pread_into(fd: int, buf: memoryview, offset: int, display: str) -> None:
+    """Fill all of ``buf`` from ``offset``; a short read is an error."""
+    done = 0
+    while done < len(buf):
+        try:
+            if hasattr(os, "preadv"):
+                n = os.preadv(fd, [buf[done:]], offset + done)
+            else:  # pragma: no cover - non-POSIX fallback
+                chunk = os.pread(fd, len(buf) - done, offset + done)
+                n = len(chunk)
+                buf[done:done + n] = chunk
+        except OSError as e:
+            raise CheckpointError(f"read failed at byte {offset + done}: {e.strerror}",
+                                  path=display) from None
+        if n == 0:
+            raise CheckpointError(
+                f"file ended at byte {offset + done} while reading [{offset}, {offset + len(buf)}) "
+                "(it shrank after it was opened)", path=display)
+        done += n
+
+
+class LocalCheckpoint(TensorSource):
+    """A checkpoint folder: ``model.safetensors``, or shards listed in
+    ``model.safetensors.index.json`` (preferred when present), or a single other
+    ``*.safetensors`` file.  Headers are parsed eagerly at construction.
+
+    Tensors present in a shard but absent from the index's ``weight_map`` are included (as
+    loaders that read whole shards would see them); a ``weight_map`` entry missing from its shard
+    and a tensor name present in two shards are errors.
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.label = str(self.root)
+        self.bytes_read = 0
+        self._sizes: dict[str, int] = {}
+        self._fds: OrderedDict[str, int] = OrderedDict()
+        self._lock = threading.RLock()  # guards the fd cache and reads through it
+        self._revision: str | None = None
+        self.metadata: dict[str, str] = {}
+        self.index: dict[str, Any] | None = None
+        if not self.root.is_dir():
+            raise CheckpointError("not a directory", path=self.label)
+        try:
+            names = sorted(p.name for p in self.root.iterdir())
+            self._files = fmt.choose_weight_files(names, self.label)
+            weight_map = None
+            if self._files == [INDEX_FILE]:
+                self.index = self.read_json(INDEX_FILE)
+                weight_map = fmt.parse_index(self.index, self.label)
+                self._files = sorted(set(weight_map.values()))
+                for f in self._files:
+                    if not (self.root / f).exists():
+                        raise CheckpointError(f"shard file {f} listed in {INDEX_FILE} is missing",
+                                              path=self.label)
+            headers = {f: self._read_header(f) for f in self._files}
+            tensors = fmt.merge_shards(headers, weight_map, self.label)
+            for _, meta in headers.values():
+                self.metadata.update(meta)
+        except BaseException:
+            self.close()
+            raise
+        self._tensors: Mapping[str, TensorInfo] = MappingProxyType(tensors)
+
+    def _read_header(self, file: str) -> tuple[dict[str, TensorInfo], dict[str, str]]:
+        display = str(self.root / file)
+        with self._lock:
+            fd = self._fd(file)
+            size = self._sizes[file]
+            first8 = bytearray(min(8, size))
+            _pread_into(fd, memoryview(first8), 0, display)
+            n = fmt.header_length(first8, size, display)
+            header = bytearray(n)
+            _pread_into(fd, memoryview(header), 8, display)
+            self.bytes_read += 8 + n
+        return fmt.parse_header(header, file_size=size, file=file, path=display)
+
+    # -- file handles -----------------------------------------------------------------------
+
+    def _fd(self, file: str) -> int:
+        with self._lock:
+            fd = self._fds.get(file)
+            if fd is not None:
+                self._fds.move_to_end(file)
+                return fd
+            fd, self._sizes[file] = _open_regular(self.root / file, self._sizes.get(file))
+            self._fds[file] = fd
+            while len(self._fds) > _MAX_OPEN_FILES:
+                os.close(self._fds.popitem(last=False)[1])
+            return fd
+
+    def close(self) -> None:
+        with self._lock:
+            while self._fds:
+                os.close(self._fds.popitem()[1])
+
+    def __enter__(self) -> LocalCheckpoint:
+        return self
+
+    # -- TensorSource -----------------------------------------------------------------------
+
+    def tensors(self) -> Mapping[str, TensorInfo]:
+        return self._tensors
+
+    @property
+    def files(self) -> list[str]:
+        """The safetensors files in use (relative names)."""
+        return list(self._files)
+
+    def _check_span(self, file: str, begin: int, end: int) -> None:
+        if file not in self._sizes:
+            raise CheckpointError(f"{file!r} is not a weight file of this checkpoint",
+                                  path=self.label)
+        if not 0 <= begin <= end <= self._sizes[file]:
+            raise CheckpointError(f"span [{begin}, {end}) is outside the file "
+                                  f"(size {self._sizes[file]})", path=str(self.root / file))
+
+    def read_span(self, file: str, begin: int, end: int) -> bytes:
+        self._check_span(file, begin, end)
+        buf = bytearray(end - begin)
+        self._read_into(file, begin, memoryview(buf))
+        return bytes(buf)
+
+    def _read_into(self, file: str, begin: int, buf: memoryview) -> None:
+        self._check_span(file, begin, begin + len(buf))
+        with self._lock:  # an fd evicted from the cache mid-read could be reused by the OS
+            _pread_into(self._fd(file), buf, begin, str(self.root / file))
+            self.bytes_read += len(buf)
+
+    def read_bytes(self, filename: str, max_bytes: int = DEFAULT_TEXT_LIMIT) -> bytes | None:
+        check_plain_name(filename, what="metadata file", path=self.label)
+        path = self.root / filename
+        if not os.path.lexists(path):
+            return None
+        fd, size = _open_regular(path)
+        try:
+            if size > max_bytes:
+                raise CheckpointError(f"is {size} bytes, larger than the {max_bytes}-byte limit",
+                                      path=str(path))
+            buf = bytearray(size)
+            _pread_into(fd, memoryview(buf), 0, str(path))
+            self.bytes_read += size
+            return bytes(buf)
+        finally:
+            os.close(fd)
+
+    # -- identity ---------------------------------------------------------------------------
+
+    def revision(self) -> str:
+        """sha256 over sorted ``(name, size, sha256)`` of the weight files (and the index) and the
+        known metadata files present.  Reads every byte of them (counted in ``bytes_read``);
+        computed once per instance."""
+        if self._revision is None:
+            names = set(self._files) | {n for n in METADATA_FILES if (self.root / n).exists()}
+            if self.index is not None:
+                names.add(INDEX_FILE)
+            entries = [(n, *self._hash_file(n)) for n in sorted(names)]
+            blob = json.dumps(entries, separators=(",", ":")).encode()
+            self._revision = hashlib.sha256(blob).hexdigest()
+        return self._revision
+
+    def _hash_file(self, name: str) -> tuple[int, str]:
+        display = str(self.root / name)
+        fd, size = _open_regular(self.root / name, self._sizes.get(name))  # own fd: no cache race
+        try:
+            h = hashlib.sha256()
+            buf = bytearray(min(_HASH_CHUNK, size))
+            for off in range(0, size, _HASH_CHUNK):
+                mv = memoryview(buf)[:min(_HASH_CHUNK, size - off)]
+                _pread_into(fd, mv, off, display)
+                h.update(mv)
+            self.bytes_read += size
+            return size, h.hexdigest()
+        finally:
+            os.close(fd)
+
+
+def open_checkpoint(path: str | os.PathLike[str]) -> LocalCheckpoint:
+    """Open a checkpoint folder (``CheckpointError`` if it is not a folder or has no weights)."""
+    return LocalCheckpoint(path)
+
+
+class StateDictSource(TensorSource):
+    """An in-memory ``{name: tensor}`` (plus optional text files) seen as a checkpoint.
+
+    Tensors are laid out as if serialised in name order in one virtual file ``"<memory>"``;
+    :meth:`read_span` serves spans inside one tensor, which is all ``read``/``read_rows`` need.
+    """
+
+    FILE = "<memory>"
+
+    def __init__(self, tensors: Mapping[str, torch.Tensor],
+                 texts: Mapping[str, str | bytes] | None = None,
+                 label: str = "<state dict>") -> None:
+        self.label, self.bytes_read = label, 0
+        self._files = {k: v.encode() if isinstance(v, str) else bytes(v)
+                       for k, v in (texts or {}).items()}
+        self._raw: dict[str, torch.Tensor] = {}
+        infos: dict[str, TensorInfo] = {}
+        offset = 0
+        for name in sorted(tensors):
+            t = tensors[name]
+            dtype = fmt.TORCH_TO_SAFETENSORS.get(getattr(t, "dtype", None))  # type: ignore[arg-type]
+            if not isinstance(t, torch.Tensor) or dtype is None:
+                raise CheckpointError(f"{name!r} is not a tensor of a safetensors dtype",
+                                      path=label)
+            t = t.detach().to("cpu").contiguous()
+            self._raw[name] = t.reshape(-1).view(torch.uint8)
+            infos[name] = TensorInfo(name, dtype, tuple(t.shape), self.FILE, offset,
+                                     offset + t.numel() * t.element_size())
+            offset = infos[name].end
+        self._tensors: Mapping[str, TensorInfo] = MappingProxyType(infos)
+        self._spans = sorted((i.begin, i.end, i.name) for i in infos.values() if i.end > i.begin)
+
+    def tensors(self) -> Mapping[str, TensorInfo]:
+        return self._tensors
+
+    def read_span(self, file: str, begin: int, end: int) -> bytes:
+        i = bisect.bisect_right(self._spans, (begin, float("inf"))) - 1
+        if file == self.FILE and begin == end:
+            return b""
+        if file != self.FILE or i < 0 or not self._spans[i][0] <= begin <= end <= self._spans[i][1]:
+            raise CheckpointError(f"span [{begin}, {end}) of {file!r} is not inside one tensor",
+                                  path=self.label)
+        b, _, name = self._spans[i]
+        self.bytes_read += end - begin
+        return self._raw[name][begin - b:end - b].numpy().tobytes()
+
+    def read_bytes(self, filename: str, max_bytes: int = DEFAULT_TEXT_LIMIT) -> bytes | None:
+        check_plain_name(filename, what="metadata file", path=self.label)
+        data = self._files.get(filename)
+        if data is not None and len(data) > max_bytes:
+            raise CheckpointError(f"{filename} is larger than the {max_bytes}-byte limit",
+                                  path=self.label)
+        return data

@@ -1,0 +1,3 @@
+"""pedigree: a provenance index for model weights."""
+
+__version__ = "0.1.0"

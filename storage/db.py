@@ -1,0 +1,197 @@
+"""The DuckDB store: the source of truth for models and their fingerprint vectors.
+
+Every change a model makes - its row plus all its vectors - happens in one transaction, together
+with a bump of the store ``generation``; replaced vectors leave tombstones.  FAISS indexes
+(``storage.vectors``) remember the generation they reflect and catch up from these tables, or
+are rebuilt from them, so they can always be deleted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import numpy as np
+
+from pedigree.errors import StorageError
+from storage.schema import migrate
+
+STATUS_INDEXED = "indexed"
+STATUS_FAILED = "failed"
+STATUS_UNSUPPORTED = "unsupported"
+
+
+@dataclass
+class ModelRecord:
+    """One row of ``models``."""
+
+    id: str
+    status: str
+    revision: str | None = None
+    source: str | None = None
+    error: str | None = None
+    architecture: str | None = None
+    model_type: str | None = None
+    family: str | None = None
+    config: dict | None = None
+    tokenizer_hash: str | None = None
+    num_layers: int | None = None
+    hidden_size: int | None = None
+    num_parameters: int | None = None
+    card: dict | None = None
+    created_at: datetime | None = None
+    indexed_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc).replace(tzinfo=None))
+    pk: int | None = None
+
+
+_COLUMNS = [f.name for f in fields(ModelRecord) if f.name != "pk"]
+_JSON_COLUMNS = {"config", "card"}
+
+
+@dataclass(frozen=True)
+class VectorRow:
+    """One fingerprint vector: ``kind`` model/layer/embedding/head, ``layer`` -1 unless a block."""
+
+    kind: str
+    layer: int
+    vector: np.ndarray
+
+
+class Store:
+    """A DuckDB file holding models and fingerprints (created and migrated on open)."""
+
+    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
+        self.path = Path(path)
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        elif not self.path.exists():
+            raise StorageError(f"no index at {self.path}: run `pedigree ingest` first")
+        try:
+            self.conn = duckdb.connect(str(self.path), read_only=read_only)
+        except duckdb.Error as error:
+            raise StorageError(f"cannot open {self.path}: {error}") from None
+        if not read_only:
+            migrate(self.conn)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        self.conn.execute("BEGIN TRANSACTION")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    # ---- models -------------------------------------------------------------------------
+
+    def _record(self, row: tuple) -> ModelRecord:
+        values = dict(zip(["pk", *_COLUMNS], row))
+        for column in _JSON_COLUMNS:
+            if values[column] is not None:
+                values[column] = json.loads(values[column])
+        return ModelRecord(**values)
+
+    def get_model(self, model_id: str) -> ModelRecord | None:
+        row = self.conn.execute(f"SELECT pk, {', '.join(_COLUMNS)} FROM models WHERE id = ?", [model_id]).fetchone()
+        return self._record(row) if row else None
+
+    def get_models(self, pks: Sequence[int]) -> dict[int, ModelRecord]:
+        if not pks:
+            return {}
+        rows = self.conn.execute(
+            f"SELECT pk, {', '.join(_COLUMNS)} FROM models WHERE pk IN (SELECT unnest(?))", [list(map(int, pks))]
+        ).fetchall()
+        return {row[0]: self._record(row) for row in rows}
+
+    def models(self, status: str | None = None) -> list[ModelRecord]:
+        where, params = ("WHERE status = ?", [status]) if status else ("", [])
+        rows = self.conn.execute(f"SELECT pk, {', '.join(_COLUMNS)} FROM models {where} ORDER BY id", params).fetchall()
+        return [self._record(row) for row in rows]
+
+    def generation(self) -> int:
+        return int(self.conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
+
+    def save_model(self, record: ModelRecord, vectors: Sequence[VectorRow] | None, version: str | None) -> int:
+        """Insert or update ``record`` and replace all its vectors with ``vectors``, atomically.
+
+        ``vectors`` None (a failed or unsupported model) removes whatever vectors the model had.
+        Returns the model's primary key.
+        """
+        values = [json.dumps(getattr(record, c)) if c in _JSON_COLUMNS and getattr(record, c) is not None else getattr(record, c) for c in _COLUMNS]
+        with self.transaction() as conn:
+            row = conn.execute("SELECT pk FROM models WHERE id = ?", [record.id]).fetchone()
+            if row is None:
+                placeholders = ", ".join("?" for _ in _COLUMNS)
+                pk = conn.execute(f"INSERT INTO models ({', '.join(_COLUMNS)}) VALUES ({placeholders}) RETURNING pk", values).fetchone()[0]
+            else:
+                pk = row[0]
+                assignments = ", ".join(f"{c} = ?" for c in _COLUMNS if c != "id")
+                conn.execute(f"UPDATE models SET {assignments} WHERE pk = ?", [v for c, v in zip(_COLUMNS, values) if c != "id"] + [pk])
+            generation = self.generation() + 1
+            conn.execute(
+                "INSERT INTO vector_tombstones SELECT vector_id, kind, ? FROM fingerprints WHERE model_pk = ?", [generation, pk]
+            )
+            conn.execute("DELETE FROM fingerprints WHERE model_pk = ?", [pk])
+            if vectors:
+                conn.executemany(
+                    "INSERT INTO fingerprints (model_pk, version, kind, layer, generation, vector) VALUES (?, ?, ?, ?, ?, ?)",
+                    [(pk, version, v.kind, v.layer, generation, np.asarray(v.vector, dtype=np.float32).tolist()) for v in vectors],
+                )
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'generation'", [str(generation)])
+        record.pk = pk
+        return pk
+
+    # ---- vectors ------------------------------------------------------------------------
+
+    def vectors_of(self, model_pk: int, version: str) -> list[VectorRow]:
+        rows = self.conn.execute(
+            "SELECT kind, layer, vector FROM fingerprints WHERE model_pk = ? AND version = ? ORDER BY kind, layer",
+            [model_pk, version],
+        ).fetchall()
+        return [VectorRow(kind, layer, np.asarray(vector, dtype=np.float32)) for kind, layer, vector in rows]
+
+    def vector_table(self, kind: str, version: str, *, since_generation: int = -1) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(vector ids, model pks, layers, vectors [n, D]) of one kind, newer than a generation."""
+        result = self.conn.execute(
+            "SELECT vector_id, model_pk, layer, vector FROM fingerprints WHERE kind = ? AND version = ? AND generation > ? ORDER BY vector_id",
+            [kind, version, since_generation],
+        ).fetchnumpy()
+        ids = np.asarray(result["vector_id"], dtype=np.int64)
+        if len(ids) == 0:
+            return ids, ids.copy(), ids.copy(), np.zeros((0, 0), dtype=np.float32)
+        vectors = np.stack([np.asarray(v, dtype=np.float32) for v in result["vector"]])
+        return ids, np.asarray(result["model_pk"], dtype=np.int64), np.asarray(result["layer"], dtype=np.int64), vectors
+
+    def count_vectors(self, kind: str, version: str) -> int:
+        return int(self.conn.execute("SELECT count(*) FROM fingerprints WHERE kind = ? AND version = ?", [kind, version]).fetchone()[0])
+
+    def tombstones_since(self, kind: str, generation: int) -> np.ndarray:
+        rows = self.conn.execute(
+            "SELECT vector_id FROM vector_tombstones WHERE kind = ? AND generation > ?", [kind, generation]
+        ).fetchall()
+        return np.asarray([r[0] for r in rows], dtype=np.int64)
+
+    def owners(self, vector_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
+        """vector id -> (model pk, layer) for the given ids."""
+        if len(vector_ids) == 0:
+            return {}
+        rows = self.conn.execute(
+            "SELECT vector_id, model_pk, layer FROM fingerprints WHERE vector_id IN (SELECT unnest(?))",
+            [[int(v) for v in vector_ids]],
+        ).fetchall()
+        return {vid: (pk, layer) for vid, pk, layer in rows}

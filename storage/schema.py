@@ -1,0 +1,100 @@
+"""The DuckDB schema and its migrations.
+
+``MIGRATIONS`` is an append-only list: migration N turns schema N-1 into schema N and is applied
+once, inside a transaction, recorded in ``schema_migrations``.  Opening a database written by a
+newer pedigree (a version this code does not know) is refused rather than guessed at.
+
+Tables (schema 1):
+
+- ``models``: one row per model id - revision, where it was read from, status
+  (``indexed`` / ``failed`` / ``unsupported``) with the error, architecture, config, tokenizer
+  hash, shape summary, the model card's front matter and the creation time.
+- ``fingerprints``: one row per vector - ``kind`` is ``model``, ``layer`` (``layer`` = block
+  index), ``embedding`` or ``head``; ``version`` is the fingerprint recipe; ``vector_id`` is the
+  id the FAISS indexes use; ``generation`` is the store generation that wrote it.
+- ``vector_tombstones``: vector ids removed at a generation, so FAISS indexes can catch up
+  incrementally.
+- ``meta``: key/value, holding the store ``generation`` (bumped by every change to vectors).
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from pedigree.errors import StorageError
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "initial schema",
+        """
+        CREATE SEQUENCE model_pk_seq START 1;
+        CREATE TABLE models (
+            pk INTEGER PRIMARY KEY DEFAULT nextval('model_pk_seq'),
+            id VARCHAR NOT NULL UNIQUE,
+            revision VARCHAR,
+            source VARCHAR,
+            status VARCHAR NOT NULL,
+            error VARCHAR,
+            architecture VARCHAR,
+            model_type VARCHAR,
+            family VARCHAR,
+            config JSON,
+            tokenizer_hash VARCHAR,
+            num_layers INTEGER,
+            hidden_size INTEGER,
+            num_parameters BIGINT,
+            card JSON,
+            created_at TIMESTAMP,
+            indexed_at TIMESTAMP NOT NULL
+        );
+        CREATE SEQUENCE vector_id_seq START 1;
+        CREATE TABLE fingerprints (
+            vector_id BIGINT PRIMARY KEY DEFAULT nextval('vector_id_seq'),
+            model_pk INTEGER NOT NULL,
+            version VARCHAR NOT NULL,
+            kind VARCHAR NOT NULL,
+            layer INTEGER NOT NULL,
+            generation BIGINT NOT NULL,
+            vector FLOAT[] NOT NULL
+        );
+        CREATE INDEX fingerprints_by_model ON fingerprints (model_pk);
+        CREATE TABLE vector_tombstones (
+            vector_id BIGINT NOT NULL,
+            kind VARCHAR NOT NULL,
+            generation BIGINT NOT NULL
+        );
+        CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
+        INSERT INTO meta VALUES ('generation', '0');
+        """,
+    ),
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def current_version(conn: duckdb.DuckDBPyConnection) -> int:
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)"
+    )
+    row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
+    return int(row[0]) if row else 0
+
+
+def migrate(conn: duckdb.DuckDBPyConnection) -> int:
+    """Apply every pending migration; return the schema version now in effect."""
+    version = current_version(conn)
+    if version > SCHEMA_VERSION:
+        raise StorageError(
+            f"the database has schema version {version} but this pedigree knows only up to {SCHEMA_VERSION}; upgrade pedigree"
+        )
+    for number in range(version + 1, SCHEMA_VERSION + 1):
+        name, sql = MIGRATIONS[number - 1]
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            conn.execute(sql)
+            conn.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [number, name])
+            conn.execute("COMMIT")
+        except Exception:
+            conn.execute("ROLLBACK")
+            raise
+    return SCHEMA_VERSION
