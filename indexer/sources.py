@@ -315,6 +315,21 @@ class LocalCheckpoint(TensorSource):
             self._revision = hashlib.sha256(blob).hexdigest()
         return self._revision
 
+    def stat_signature(self) -> str:
+        """sha256 over sorted ``(name, size, mtime_ns)`` of the files :meth:`revision` hashes.
+
+        Reads no file content: ingest uses it to skip recomputing :meth:`revision` (a full read)
+        for a checkpoint whose files have not been touched since it was last indexed.
+        """
+        names = set(self._files) | {n for n in METADATA_FILES if (self.root / n).exists()}
+        if self.index is not None:
+            names.add(INDEX_FILE)
+        entries = []
+        for name in sorted(names):
+            stat = os.stat(self.root / name)
+            entries.append((name, stat.st_size, stat.st_mtime_ns))
+        return hashlib.sha256(json.dumps(entries, separators=(",", ":")).encode()).hexdigest()
+
     def _hash_file(self, name: str) -> tuple[int, str]:
         display = str(self.root / name)
         fd, size = _open_regular(self.root / name, self._sizes.get(name))  # own fd: no cache race

@@ -34,6 +34,7 @@ class ModelRecord:
     status: str
     revision: str | None = None
     source: str | None = None
+    source_signature: str | None = None
     error: str | None = None
     architecture: str | None = None
     model_type: str | None = None
@@ -176,6 +177,13 @@ class Store:
             return ids, ids.copy(), ids.copy(), np.zeros((0, 0), dtype=np.float32)
         vectors = np.stack([np.asarray(v, dtype=np.float32) for v in result["vector"]])
         return ids, np.asarray(result["model_pk"], dtype=np.int64), np.asarray(result["layer"], dtype=np.int64), vectors
+
+    def count_model_vectors(self, model_pk: int, version: str) -> int:
+        return int(self.conn.execute("SELECT count(*) FROM fingerprints WHERE model_pk = ? AND version = ?", [model_pk, version]).fetchone()[0])
+
+    def set_source_signature(self, model_pk: int, signature: str) -> None:
+        """Remember the files' stat signature of an unchanged model (vectors untouched)."""
+        self.conn.execute("UPDATE models SET source_signature = ? WHERE pk = ?", [signature, model_pk])
 
     def count_vectors(self, kind: str, version: str) -> int:
         return int(self.conn.execute("SELECT count(*) FROM fingerprints WHERE kind = ? AND version = ?", [kind, version]).fetchone()[0])

@@ -33,6 +33,7 @@ MIGRATIONS: list[tuple[str, str]] = [
             id VARCHAR NOT NULL UNIQUE,
             revision VARCHAR,
             source VARCHAR,
+            source_signature VARCHAR,
             status VARCHAR NOT NULL,
             error VARCHAR,
             architecture VARCHAR,

@@ -1,0 +1,167 @@
+"""Ingest: checkpoint folder -> roles -> canonical fingerprint -> one atomic DuckDB write.
+
+Each model is handled on its own: a malformed or hostile checkpoint, or an architecture without an
+adapter, is recorded with its status and reason and the next model goes on.  Re-ingesting a model
+whose files are unchanged (same size and mtime, or else the same content hash) writes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from indexer.adapters import MatrixLoader, ModelRoles, roles_for
+from indexer.card import parse_card
+from indexer.fingerprint import DEFAULT_DIM, Fingerprint, compute_fingerprint, fingerprint_version
+from indexer.probes import select_probes
+from indexer.safetensors_format import INDEX_FILE, SINGLE_FILE
+from indexer.sources import LocalCheckpoint, TensorSource, open_checkpoint
+from indexer.vocabulary import read_vocabulary
+from pedigree.errors import CheckpointError, PedigreeError, UnsupportedModelError
+from storage.db import STATUS_FAILED, STATUS_INDEXED, STATUS_UNSUPPORTED, ModelRecord, Store, VectorRow
+
+LayerProgress = Callable[[int, int], None]
+UNCHANGED = "unchanged"
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    id: str
+    status: str  # indexed | unchanged | failed | unsupported
+    error: str | None = None
+    layers: int | None = None
+    seconds: float = 0.0
+
+    def as_json(self) -> dict:
+        return {"id": self.id, "status": self.status, "error": self.error, "layers": self.layers, "seconds": round(self.seconds, 3)}
+
+
+def is_checkpoint_folder(path: Path) -> bool:
+    """A folder that holds a config.json or safetensors weights (or pickle weights, to reject)."""
+    if not path.is_dir():
+        return False
+    names = {p.name for p in path.iterdir()}
+    return bool({"config.json", SINGLE_FILE, INDEX_FILE} & names) or any(n.endswith((".safetensors", ".bin")) for n in names)
+
+
+def discover(path: str | os.PathLike[str], model_id: str | None = None) -> list[tuple[str, Path]]:
+    """(model id, folder) pairs under ``path``: one checkpoint folder, or ``ORG/NAME/`` folders."""
+    root = Path(path)
+    if not root.is_dir():
+        raise CheckpointError("not a directory", path=str(root))
+    if is_checkpoint_folder(root):
+        return [(model_id or f"{root.resolve().parent.name}/{root.resolve().name}", root)]
+    if model_id is not None:
+        raise CheckpointError("--id names one model, but this folder is not a checkpoint", path=str(root))
+    found = []
+    for org in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for name in sorted(p for p in org.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            if is_checkpoint_folder(name):
+                found.append((f"{org.name}/{name.name}", name))
+    return found
+
+
+def describe(source: TensorSource, record: ModelRecord) -> ModelRoles:
+    """Fill ``record`` with what config.json, the card and the tensors say; return the roles."""
+    card = parse_card(source.read_text("README.md", 2**20))
+    record.card = card.as_json()
+    record.created_at = card.created_at
+    config = source.read_json("config.json")
+    if isinstance(config, dict):
+        record.config = config
+        record.model_type = config.get("model_type") if isinstance(config.get("model_type"), str) else None
+        architectures = config.get("architectures")
+        if isinstance(architectures, list) and architectures and isinstance(architectures[0], str):
+            record.architecture = architectures[0]
+    tensors = source.tensors()
+    record.num_parameters = sum(info.numel for info in tensors.values())
+    roles = roles_for(config, tensors)
+    record.architecture = roles.architecture
+    record.family = roles.family
+    record.num_layers = len(roles.layers)
+    record.hidden_size = roles.hidden_size
+    return roles
+
+
+def fingerprint_source(
+    source: TensorSource, record: ModelRecord, *, dim: int = DEFAULT_DIM, progress: LayerProgress | None = None
+) -> Fingerprint:
+    """Roles, vocabulary and probes, then the fingerprint (raises PedigreeError on any problem)."""
+    roles = describe(source, record)
+    vocabulary = read_vocabulary(source)
+    if vocabulary is None:
+        raise UnsupportedModelError("no tokenizer files (tokenizer.json, vocab.json, vocab.txt or tokenizer.model)")
+    record.tokenizer_hash = vocabulary.digest
+    probes = select_probes(vocabulary, roles.vocab_size)
+    return compute_fingerprint(MatrixLoader(source), roles, probes, dim=dim, progress=progress)
+
+
+def fingerprint_rows(fingerprint: Fingerprint) -> list[VectorRow]:
+    rows = [VectorRow("model", -1, fingerprint.model.numpy()), VectorRow("embedding", -1, fingerprint.embedding.numpy())]
+    if fingerprint.head is not None:
+        rows.append(VectorRow("head", -1, fingerprint.head.numpy()))
+    rows.extend(VectorRow("layer", i, vector.numpy()) for i, vector in enumerate(fingerprint.layers))
+    return rows
+
+
+def _failure(error: BaseException) -> tuple[str, str]:
+    if isinstance(error, UnsupportedModelError):
+        return STATUS_UNSUPPORTED, f"unsupported: {error}"
+    if isinstance(error, PedigreeError):
+        return STATUS_FAILED, str(error)
+    detail = traceback.format_exception_only(type(error), error)[-1].strip()
+    return STATUS_FAILED, f"internal error while indexing: {detail}"
+
+
+def _unchanged(store: Store, existing: ModelRecord | None, record: ModelRecord, version: str) -> bool:
+    return (
+        existing is not None
+        and existing.status == STATUS_INDEXED
+        and existing.revision == record.revision
+        and existing.source == record.source
+        and store.count_model_vectors(existing.pk, version) > 0
+    )
+
+
+def ingest_checkpoint(
+    store: Store,
+    model_id: str,
+    folder: str | os.PathLike[str],
+    *,
+    force: bool = False,
+    dim: int = DEFAULT_DIM,
+    progress: LayerProgress | None = None,
+) -> IngestOutcome:
+    """Index one checkpoint folder under ``model_id``; never raises for a bad checkpoint."""
+    started = time.perf_counter()
+    version = fingerprint_version(dim)
+    record = ModelRecord(id=model_id, status=STATUS_INDEXED, source=str(Path(folder).resolve()))
+    existing = store.get_model(model_id)
+    source: LocalCheckpoint | None = None
+    try:
+        source = open_checkpoint(folder)
+        record.source_signature = source.stat_signature()
+        if not force and existing is not None and existing.source_signature == record.source_signature:
+            record.revision = existing.revision
+            if _unchanged(store, existing, record, version):
+                return IngestOutcome(model_id, UNCHANGED, layers=existing.num_layers, seconds=time.perf_counter() - started)
+        record.revision = source.revision()
+        if not force and _unchanged(store, existing, record, version):
+            store.set_source_signature(existing.pk, record.source_signature)
+            return IngestOutcome(model_id, UNCHANGED, layers=existing.num_layers, seconds=time.perf_counter() - started)
+        fingerprint = fingerprint_source(source, record, dim=dim, progress=progress)
+        store.save_model(record, fingerprint_rows(fingerprint), version)
+        return IngestOutcome(model_id, STATUS_INDEXED, layers=len(fingerprint.layers), seconds=time.perf_counter() - started)
+    except Exception as error:  # noqa: BLE001 - one model's failure must never stop the others
+        record.status, record.error = _failure(error)
+        same = existing is not None and (existing.status, existing.error, existing.revision) == (record.status, record.error, record.revision)
+        if not same:
+            store.save_model(record, None, None)
+        return IngestOutcome(model_id, record.status, record.error, seconds=time.perf_counter() - started)
+    finally:
+        if source is not None:
+            source.close()

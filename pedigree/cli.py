@@ -1,0 +1,189 @@
+"""The ``pedigree`` command: a thin shell over :class:`pedigree.workspace.Workspace`.
+
+Every command takes ``--json`` (machine-readable result on stdout; progress and messages go to
+stderr) and ``--home`` (the data folder; default ``./pedigree-data`` or ``$PEDIGREE_HOME``).
+Errors exit with status 1 and, under ``--json``, print ``{"error": "..."}``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from pedigree import render
+from pedigree.config import load_settings
+from pedigree.errors import PedigreeError
+from pedigree.workspace import Workspace
+
+app = typer.Typer(
+    name="pedigree",
+    help="What is this model derived from? Index model weights and answer lineage questions.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+zoo_app = typer.Typer(help="Build the project's real-trained model zoo (tests and benchmarks use it).", no_args_is_help=True)
+app.add_typer(zoo_app, name="zoo")
+
+Home = Annotated[Optional[Path], typer.Option("--home", help="Data folder [default: ./pedigree-data or $PEDIGREE_HOME].", show_default=False)]
+Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+
+
+@contextmanager
+def _reporting(as_json: bool) -> Iterator[None]:
+    """Turn PedigreeError into a clean message and exit status 1."""
+    try:
+        yield
+    except PedigreeError as error:
+        if as_json:
+            render.emit_json({"error": str(error)})
+        else:
+            render.stderr.print(f"[red]error:[/] {error}")
+        raise typer.Exit(1) from None
+
+
+def _workspace(home: Path | None, *, create: bool) -> Workspace:
+    return Workspace(load_settings(home), create=create)
+
+
+def _show(as_json: bool, payload: object, table: Callable[[object], object]) -> None:
+    if as_json:
+        render.emit_json(payload)
+    else:
+        render.stdout.print(table(payload))
+
+
+@app.command()
+def ingest(
+    path: Annotated[Path, typer.Argument(help="A folder of ORG/NAME/ checkpoints, or one checkpoint folder.")],
+    model_id: Annotated[Optional[str], typer.Option("--id", help="Model id (ORG/NAME) when PATH is one checkpoint folder.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Re-index even if the files are unchanged.")] = False,
+    home: Home = None,
+    as_json: Json = False,
+) -> None:
+    """Index checkpoints: read, canonicalise, fingerprint and store them (unchanged ones are skipped)."""
+    with _reporting(as_json), _workspace(home, create=True) as ws, render.progress() as bars:
+        models = bars.add_task("models", total=None)
+        blocks = bars.add_task("blocks", total=None, visible=False)
+
+        def on_start(position: int, total: int, model_id: str) -> None:
+            bars.update(models, total=total, completed=position - 1, description=f"models ({model_id})")
+            bars.update(blocks, completed=0, total=None, visible=True)
+
+        def on_layer(done: int, total: int) -> None:
+            bars.update(blocks, completed=done, total=total)
+
+        outcomes = ws.ingest(path, model_id, force=force, on_start=on_start, on_layer=on_layer,
+                             on_done=lambda _: bars.advance(models))
+    rows = [o.as_json() for o in outcomes]
+    counts = {status: sum(r["status"] == status for r in rows) for status in ("indexed", "unchanged", "failed", "unsupported")}
+    if as_json:
+        render.emit_json({"models": rows, "counts": counts})
+        return
+    render.stdout.print(render.ingest_table(rows))
+    render.stdout.print(", ".join(f"{n} {status}" for status, n in counts.items()))
+
+
+@app.command()
+def query(
+    model_id: Annotated[str, typer.Argument(help="An indexed model id.")],
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many related models to list.")] = 10,
+    home: Home = None,
+    as_json: Json = False,
+) -> None:
+    """The indexed models most related to MODEL_ID, ranked by score, with their matching blocks."""
+    with _reporting(as_json), _workspace(home, create=False) as ws:
+        result = ws.query(model_id, limit)
+    _show(as_json, result, render.related_table)
+
+
+@app.command()
+def compare(
+    a: Annotated[str, typer.Argument(help="Indexed model id or checkpoint folder.")],
+    b: Annotated[str, typer.Argument(help="Indexed model id or checkpoint folder.")],
+    home: Home = None,
+    as_json: Json = False,
+) -> None:
+    """Score two models and map which blocks of A match which blocks of B."""
+    with _reporting(as_json), _workspace(home, create=True) as ws:
+        result = ws.compare(a, b)
+    _show(as_json, result, render.compare_table)
+
+
+@app.command()
+def matrix(
+    model_ids: Annotated[Optional[list[str]], typer.Argument(help="Indexed model ids [default: all].")] = None,
+    home: Home = None,
+    as_json: Json = False,
+) -> None:
+    """All pairwise scores among the given (default: all indexed) models."""
+    with _reporting(as_json), _workspace(home, create=False) as ws:
+        result = ws.matrix(model_ids)
+    _show(as_json, result, render.matrix_table)
+
+
+@app.command("models")
+def list_models(
+    status: Annotated[Optional[str], typer.Option(help="Only models with this status (indexed, failed, unsupported).")] = None,
+    home: Home = None,
+    as_json: Json = False,
+) -> None:
+    """List the models in the index with their status."""
+    with _reporting(as_json), _workspace(home, create=False) as ws:
+        records = ws.models(status)
+    rows = [{"id": r.id, "status": r.status, "architecture": r.architecture, "layers": r.num_layers,
+             "revision": r.revision, "error": r.error} for r in records]
+    if as_json:
+        render.emit_json({"models": rows})
+        return
+    table = render.Table(title=f"{len(rows)} models")
+    for column in ("model", "status", "architecture", "layers", "error"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        table.add_row(r["id"], f"[{render.STATUS_STYLE.get(r['status'], '')}]{r['status']}[/]", r["architecture"] or "", str(r["layers"] or ""), r["error"] or "")
+    render.stdout.print(table)
+
+
+@zoo_app.command("build")
+def zoo_build(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the zoo (ORG/NAME folders + truth.json).")],
+    size: Annotated[str, typer.Option("--size", help="small (tests, ~1 min) or full (benchmarks).")] = "small",
+    as_json: Json = False,
+) -> None:
+    """Build (or reuse, if the recipe is unchanged) the real-trained model zoo."""
+    from bench.zoo.build import build_zoo
+
+    if size not in ("small", "full"):
+        raise typer.BadParameter("--size must be small or full")
+    with _reporting(as_json), render.progress() as bars:
+        task = bars.add_task(f"zoo ({size})", total=None)
+        manifest = build_zoo(out, size, progress=lambda name, done, total: bars.update(task, completed=done, total=total, description=f"zoo: {name}"))
+    if as_json:
+        render.emit_json(manifest)
+    else:
+        render.stdout.print(f"zoo written to {out} ({len(manifest.get('models', {}))} models)")
+
+
+@app.command()
+def demo(
+    home: Home = None,
+    as_json: Json = False,
+) -> None:
+    """Build the small zoo, index it, and answer a lineage question about one of its models."""
+    from pedigree.demo import run_demo
+
+    with _reporting(as_json):
+        run_demo(load_settings(home), as_json=as_json)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        render.stderr.print("interrupted")
+        sys.exit(130)

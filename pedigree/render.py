@@ -1,0 +1,83 @@
+"""Terminal rendering for the CLI (rich tables on stdout, progress on stderr)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+stdout = Console()
+stderr = Console(stderr=True)
+
+STATUS_STYLE = {"indexed": "green", "unchanged": "cyan", "failed": "red", "unsupported": "yellow"}
+
+
+def emit_json(payload: object) -> None:
+    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def progress() -> Progress:
+    """A progress display on stderr, so that ``--json`` output on stdout stays clean."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=stderr,
+        transient=True,
+    )
+
+
+def ingest_table(outcomes: Iterable[dict]) -> Table:
+    table = Table(title="ingest")
+    for column in ("model", "status", "layers", "seconds", "error"):
+        table.add_column(column, overflow="fold")
+    for row in outcomes:
+        style = STATUS_STYLE.get(row["status"], "")
+        table.add_row(row["id"], f"[{style}]{row['status']}[/]", str(row["layers"] or ""), f"{row['seconds']:.2f}", row["error"] or "")
+    return table
+
+
+def related_table(result: dict) -> Table:
+    table = Table(title=f"models related to {result['model']}")
+    table.add_column("#", justify="right")
+    table.add_column("model")
+    table.add_column("score", justify="right")
+    table.add_column("matched blocks (i -> j)")
+    for rank, row in enumerate(result["related"], start=1):
+        blocks = ", ".join(f"{i}->{j}" for i, j, _ in row["layers"]) or "-"
+        table.add_row(str(rank), row["id"], f"{row['score']:.3f}", blocks)
+    return table
+
+
+def compare_table(result: dict) -> Table:
+    table = Table(title=f"{result['a']}  vs  {result['b']}: score {result['score']:.3f}")
+    table.add_column(f"block of {result['a']}", justify="right")
+    table.add_column(f"block of {result['b']}", justify="right")
+    table.add_column("cosine", justify="right")
+    for i, j, c in result["layer_map"]:
+        table.add_row(str(i), str(j), f"{c:.3f}")
+    if not result["layer_map"]:
+        table.add_row("-", "-", "no block pair above the noise bar")
+    return table
+
+
+def matrix_table(result: dict) -> Table:
+    models = result["models"]
+    scores = {(p["a"], p["b"]): p["score"] for p in result["pairs"]}
+    table = Table(title="pairwise scores")
+    table.add_column("")
+    for index in range(len(models)):
+        table.add_column(str(index), justify="right")
+    for index, a in enumerate(models):
+        cells = []
+        for b in models:
+            value = 1.0 if a == b else scores.get((a, b), scores.get((b, a)))
+            cells.append("" if value is None else f"{value:.2f}")
+        table.add_row(f"{index} {a}", *cells)
+    return table

@@ -1,0 +1,110 @@
+"""The library behind the CLI: one data folder (DuckDB + FAISS) and the operations on it.
+
+``pedigree.cli`` is a thin shell over :class:`Workspace`; tests and other programs can use it
+directly::
+
+    with Workspace(load_settings("pedigree-data")) as ws:
+        ws.ingest("zoo/")
+        print(ws.query("atlas/tinyllama-a"))
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from indexer.fingerprint import fingerprint_version
+from indexer.pipeline import IngestOutcome, LayerProgress, discover, fingerprint_source, ingest_checkpoint, is_checkpoint_folder
+from indexer.sources import open_checkpoint
+from pedigree.config import Settings
+from pedigree.errors import ModelNotFoundError, StorageError
+from query.related import FingerprintView, compare_views, matrix, related, view_of
+from storage.db import STATUS_INDEXED, ModelRecord, Store
+from storage.vectors import VectorIndexes
+
+ModelStart = Callable[[int, int, str], None]  # (position, total, model id)
+ModelDone = Callable[[IngestOutcome], None]
+
+
+class Workspace:
+    def __init__(self, settings: Settings, *, create: bool = True) -> None:
+        self.settings = settings
+        if not create and not settings.db_path.exists():
+            raise StorageError(f"no index at {settings.db_path}: run `pedigree ingest PATH` first (or set --home / PEDIGREE_HOME)")
+        self.store = Store(settings.db_path)
+        self.indexes = VectorIndexes(self.store, settings.faiss_dir, settings.vectors)
+        self.version = fingerprint_version()
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- ingest ---------------------------------------------------------------------------
+
+    def ingest(
+        self,
+        path: str | os.PathLike[str],
+        model_id: str | None = None,
+        *,
+        force: bool = False,
+        on_start: ModelStart | None = None,
+        on_layer: LayerProgress | None = None,
+        on_done: ModelDone | None = None,
+    ) -> list[IngestOutcome]:
+        """Index every checkpoint under ``path`` (see ``indexer.pipeline.discover``)."""
+        found = discover(path, model_id)
+        outcomes = []
+        for position, (found_id, folder) in enumerate(found, start=1):
+            if on_start:
+                on_start(position, len(found), found_id)
+            outcome = ingest_checkpoint(self.store, found_id, folder, force=force, progress=on_layer)
+            outcomes.append(outcome)
+            if on_done:
+                on_done(outcome)
+        self.sync_indexes()
+        return outcomes
+
+    def sync_indexes(self) -> None:
+        """Bring the FAISS indexes up to date with DuckDB (incrementally, or by a rebuild)."""
+        for kind in ("model", "layer"):
+            self.indexes.index(kind, self.version)
+
+    # ---- questions ------------------------------------------------------------------------
+
+    def models(self, status: str | None = None) -> list[ModelRecord]:
+        return self.store.models(status)
+
+    def query(self, model_id: str, limit: int = 10) -> dict:
+        return related(self.store, self.indexes, self.version, model_id, limit)
+
+    def view(self, ref: str) -> FingerprintView:
+        """A model by index id, or else by checkpoint folder path (fingerprinted on the fly)."""
+        record = self.store.get_model(ref)
+        if record is not None and record.status == STATUS_INDEXED:
+            return view_of(self.store, ref, self.version)
+        path = Path(ref)
+        if is_checkpoint_folder(path):
+            with open_checkpoint(path) as source:
+                fingerprint = fingerprint_source(source, ModelRecord(id=ref, status=STATUS_INDEXED))
+            return FingerprintView(
+                label=ref,
+                model=fingerprint.model.numpy(),
+                layers=fingerprint.layers.numpy(),
+                embedding=fingerprint.embedding.numpy(),
+                head=None if fingerprint.head is None else fingerprint.head.numpy(),
+            )
+        if record is not None:
+            return view_of(self.store, ref, self.version)  # raises with the model's status
+        raise ModelNotFoundError(f"{ref!r} is neither an indexed model id nor a checkpoint folder")
+
+    def compare(self, a: str, b: str) -> dict:
+        return compare_views(self.view(a), self.view(b))
+
+    def matrix(self, model_ids: Sequence[str] | None = None) -> dict:
+        return matrix(self.store, self.version, model_ids)

@@ -1,0 +1,122 @@
+"""Lineage questions over the index: related models, pairwise comparison, all-pairs matrix.
+
+Candidates come from FAISS (model vectors and block vectors, so a model that shares only some
+blocks - pruned, depth-changed, spliced - is still found); every candidate is then scored exactly
+from the vectors in DuckDB (``query.scoring``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import combinations
+
+import numpy as np
+
+from pedigree.errors import ModelNotFoundError
+from query.scoring import align_layers, cosine
+from storage.db import STATUS_INDEXED, Store, VectorRow
+from storage.vectors import VectorIndexes
+
+MODEL_CANDIDATES = 50  # nearest model vectors examined per query
+LAYER_CANDIDATES = 20  # nearest block vectors examined per block of the query model
+
+
+@dataclass(frozen=True)
+class FingerprintView:
+    """One model's fingerprint vectors as numpy arrays (from DuckDB rows or freshly computed)."""
+
+    label: str
+    model: np.ndarray
+    layers: np.ndarray
+    embedding: np.ndarray | None
+    head: np.ndarray | None
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.shape[0])
+
+    @classmethod
+    def from_rows(cls, label: str, rows: Sequence[VectorRow]) -> FingerprintView:
+        by_kind = {(row.kind, row.layer): row.vector for row in rows}
+        layers = sorted((layer, vec) for (kind, layer), vec in by_kind.items() if kind == "layer")
+        dim = len(by_kind[("model", -1)])
+        return cls(
+            label=label,
+            model=by_kind[("model", -1)],
+            layers=np.stack([vec for _, vec in layers]) if layers else np.zeros((0, dim), np.float32),
+            embedding=by_kind.get(("embedding", -1)),
+            head=by_kind.get(("head", -1)),
+        )
+
+
+def compare_views(a: FingerprintView, b: FingerprintView) -> dict:
+    """``{"a", "b", "score", "layer_map", ...}`` for two fingerprints (see query.scoring)."""
+    alignment = align_layers(a.layers, b.layers)
+    return {
+        "a": a.label,
+        "b": b.label,
+        "score": round(alignment.score, 6),
+        "layer_map": [[i, j, round(c, 6)] for i, j, c in alignment.matches(a.dim)],
+        "model_cosine": round(cosine(a.model, b.model), 6),
+        "embedding_cosine": _rounded(cosine(a.embedding, b.embedding)),
+        "head_cosine": _rounded(cosine(a.head, b.head)),
+        "layers": [len(a.layers), len(b.layers)],
+    }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
+
+
+def view_of(store: Store, model_id: str, version: str) -> FingerprintView:
+    """The stored fingerprint of an indexed model, or ModelNotFoundError saying why not."""
+    record = store.get_model(model_id)
+    if record is None:
+        raise ModelNotFoundError(f"{model_id!r} is not in the index")
+    if record.status != STATUS_INDEXED:
+        raise ModelNotFoundError(f"{model_id!r} is in the index but {record.status}: {record.error}")
+    rows = store.vectors_of(record.pk, version)
+    if not rows:
+        raise ModelNotFoundError(f"{model_id!r} has no fingerprint of version {version}; re-run `pedigree ingest`")
+    return FingerprintView.from_rows(model_id, rows)
+
+
+def _candidates(store: Store, indexes: VectorIndexes, version: str, view: FingerprintView, exclude: int) -> set[int]:
+    found: set[int] = set()
+    _, ids = indexes.search("model", version, view.model[None, :], MODEL_CANDIDATES + 1)
+    hits = list(ids.ravel())
+    if len(view.layers):
+        _, layer_ids = indexes.search("layer", version, view.layers, LAYER_CANDIDATES)
+        hits.extend(layer_ids.ravel())
+    owners = store.owners([int(i) for i in hits if i >= 0])
+    found.update(pk for pk, _ in owners.values())
+    found.discard(exclude)
+    return found
+
+
+def related(store: Store, indexes: VectorIndexes, version: str, model_id: str, limit: int = 10) -> dict:
+    """The indexed models most related to ``model_id``, best first."""
+    record = store.get_model(model_id)
+    view = view_of(store, model_id, version)
+    candidates = _candidates(store, indexes, version, view, exclude=record.pk)
+    records = store.get_models(sorted(candidates))
+    results = []
+    for pk, other in records.items():
+        if other.status != STATUS_INDEXED:
+            continue
+        comparison = compare_views(view, FingerprintView.from_rows(other.id, store.vectors_of(pk, version)))
+        results.append({"id": other.id, "score": comparison["score"], "layers": comparison["layer_map"]})
+    results.sort(key=lambda r: (-r["score"], r["id"]))
+    return {"model": model_id, "related": results[:limit]}
+
+
+def matrix(store: Store, version: str, model_ids: Sequence[str] | None = None) -> dict:
+    """All pairwise scores among ``model_ids`` (default: every indexed model)."""
+    ids = list(model_ids) if model_ids else [r.id for r in store.models(STATUS_INDEXED)]
+    views = {model_id: view_of(store, model_id, version) for model_id in dict.fromkeys(ids)}
+    pairs = []
+    for a, b in combinations(views, 2):
+        comparison = compare_views(views[a], views[b])
+        pairs.append({"a": a, "b": b, "score": comparison["score"]})
+    return {"models": list(views), "pairs": pairs}
