@@ -1,0 +1,86 @@
+"""Property tests: fingerprints of real zoo models do not move under function-preserving transforms.
+
+For random compositions of the transforms that preserve each architecture's function (residual
+permutation, residual rotation with gains folded, MLP unit permutation and rescaling, head
+permutation, per-head V/O and RoPE-commuting Q/K maps, norm-gain rescaling), the fingerprint's
+cosine to the original must be >= 0.999 for the model vector, every block, the embedding and the
+head.  The zoo's own tests check that these transforms leave the logits unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bench.zoo.transforms import available_kinds, random_function_preserving
+from indexer.pipeline import fingerprint_source
+from indexer.sources import StateDictSource, open_checkpoint
+from storage.db import ModelRecord
+
+TEXT_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.json", "vocab.txt")
+
+
+def load(folder: Path) -> tuple[dict, dict[str, torch.Tensor], dict[str, str]]:
+    with open_checkpoint(folder) as source:
+        state = {name: source.read(name).float() for name in source.tensors()}
+        texts = {name: text for name in TEXT_FILES if (text := source.read_text(name)) is not None}
+    return json.loads(texts["config.json"]), state, texts
+
+
+def fingerprint(state: dict[str, torch.Tensor], texts: dict[str, str]):
+    return fingerprint_source(StateDictSource(state, texts), ModelRecord(id="t", status="indexed"))
+
+
+def cosines(a, b) -> dict[str, float]:
+    out = {"model": float(a.model @ b.model), "embedding": float(a.embedding @ b.embedding)}
+    if a.head is not None:
+        out["head"] = float(a.head @ b.head)
+    out.update({f"block {i}": float(x @ y) for i, (x, y) in enumerate(zip(a.layers, b.layers))})
+    return out
+
+
+@pytest.fixture(scope="module")
+def roots(small_zoo: Path, truth: dict) -> dict[str, tuple]:
+    """One trained root model per model_type, loaded with its original fingerprint."""
+    chosen: dict[str, tuple] = {}
+    for model_id, facts in sorted(truth.items()):
+        if facts["relation"] != "root":
+            continue
+        config, state, texts = load(small_zoo / model_id)
+        if config["model_type"] not in chosen:
+            chosen[config["model_type"]] = (model_id, config, state, texts, fingerprint(state, texts))
+    return chosen
+
+
+MODEL_TYPES = ["llama", "qwen2", "gpt2", "gpt_neox", "bert"]
+
+
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
+def test_every_transform_kind_alone(roots, model_type):
+    model_id, config, state, texts, original = roots[model_type]
+    kinds = available_kinds(config)
+    assert "residual_permutation" in kinds and "mlp_permutation" in kinds and "head_permutation" in kinds
+    for index, kind in enumerate(kinds):
+        _, transformed = random_function_preserving(config, state, seed=index + 1, kinds=[kind])
+        assert any(not torch.equal(transformed[k], state[k]) for k in state), kind
+        got = cosines(original, fingerprint(transformed, texts))
+        assert min(got.values()) >= 0.999, (model_id, kind, got)
+
+
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(min_value=0, max_value=2**31 - 1))
+def test_random_compositions(roots, model_type, seed):
+    model_id, config, state, texts, original = roots[model_type]
+    _, transformed = random_function_preserving(config, state, seed=seed)
+    got = cosines(original, fingerprint(transformed, texts))
+    assert min(got.values()) >= 0.999, (model_id, seed, got)
+
+
+def test_rotation_is_covered_on_rms_models(roots):
+    assert "residual_rotation" in available_kinds(roots["llama"][1])
