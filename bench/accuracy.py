@@ -86,6 +86,7 @@ def run(size: str, zoo_dir: Path) -> dict:
         "size": size,
         "models": len(truth),
         "zoo_build_seconds_this_run": round(build_seconds, 1),
+        "zoo_build_seconds_when_built": manifest.get("build_seconds"),
         "zoo_recipe": manifest.get("recipe_hash"),
         "ingest_seconds": round(ingest_seconds, 1),
         "not_indexed": failed,
@@ -111,7 +112,8 @@ def markdown(result: dict, command: str) -> str:
         "",
         f"Command: `{command}`  (commit {result['environment']['commit']}, {result['environment']['date']})",
         "",
-        f"{result['models']} models, {result['positives']} positive pairs (same family), {result['negatives']} negative pairs (different roots); ingest {result['ingest_seconds']} s.",
+        f"{result['models']} models, {result['positives']} positive pairs (same family), {result['negatives']} negative pairs (different roots); "
+        f"zoo build {result['zoo_build_seconds_when_built']} s (when built), ingest {result['ingest_seconds']} s.",
         "",
         "| metric | value |",
         "|---|---|",

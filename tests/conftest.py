@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 
-
 @pytest.fixture(scope="session")
 def small_zoo() -> Path:
     from bench.zoo.testing import small_zoo_path
