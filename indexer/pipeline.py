@@ -16,13 +16,25 @@ from pathlib import Path
 
 from indexer.adapters import MatrixLoader, ModelRoles, roles_for
 from indexer.card import parse_card
-from indexer.fingerprint import DEFAULT_DIM, Fingerprint, compute_fingerprint, fingerprint_version
+from indexer.fingerprint import (
+    DEFAULT_DIM,
+    Fingerprint,
+    compute_fingerprint,
+    fingerprint_version,
+)
 from indexer.probes import select_probes
 from indexer.safetensors_format import INDEX_FILE, SINGLE_FILE
 from indexer.sources import LocalCheckpoint, TensorSource, open_checkpoint
 from indexer.vocabulary import read_vocabulary
 from pedigree.errors import CheckpointError, PedigreeError, UnsupportedModelError
-from storage.db import STATUS_FAILED, STATUS_INDEXED, STATUS_UNSUPPORTED, ModelRecord, Store, VectorRow
+from storage.db import (
+    STATUS_FAILED,
+    STATUS_INDEXED,
+    STATUS_UNSUPPORTED,
+    ModelRecord,
+    Store,
+    VectorRow,
+)
 
 LayerProgress = Callable[[int, int], None]
 UNCHANGED = "unchanged"

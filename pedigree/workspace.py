@@ -15,7 +15,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from indexer.fingerprint import fingerprint_version
-from indexer.pipeline import IngestOutcome, LayerProgress, discover, fingerprint_source, ingest_checkpoint, is_checkpoint_folder
+from indexer.pipeline import (
+    IngestOutcome,
+    LayerProgress,
+    discover,
+    fingerprint_source,
+    ingest_checkpoint,
+    is_checkpoint_folder,
+)
 from indexer.sources import open_checkpoint
 from pedigree.config import Settings
 from pedigree.errors import ModelNotFoundError, StorageError

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 import torch
+from hostile import HOSTILE_CASES, HOSTILE_MESSAGES, write_valid_tiny_llama
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save
 
-from hostile import HOSTILE_CASES, HOSTILE_MESSAGES, write_valid_tiny_llama
 from indexer import safetensors_format as fmt
 from indexer.sources import open_checkpoint
 from pedigree.errors import CheckpointError

@@ -11,12 +11,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from hostile import (
+    raw_safetensors,
+    tiny_llama_state_dict,
+    write_pickle_only,
+    write_valid_sharded_tiny_llama,
+    write_valid_tiny_llama,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save_file
 
-from hostile import (raw_safetensors, tiny_llama_state_dict, write_pickle_only,
-                     write_valid_sharded_tiny_llama, write_valid_tiny_llama)
 from indexer import safetensors_format as fmt
 from indexer.sources import LocalCheckpoint, StateDictSource, open_checkpoint
 from pedigree.errors import CheckpointError

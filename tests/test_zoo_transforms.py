@@ -21,13 +21,15 @@ from bench.zoo.models import init_state_dict, load_model, logits, save_checkpoin
 from bench.zoo.tokenization import KINDS, extend_tokenizer, train_tokenizer
 from bench.zoo.transforms import (
     KINDS as TRANSFORM_KINDS,
+)
+from bench.zoo.transforms import (
     available_kinds,
+    haar_orthogonal,
     map_qk,
     random_function_preserving,
     random_invertible,
-    rotate_residual,
-    haar_orthogonal,
     rescale_mlp,
+    rotate_residual,
 )
 
 ARCHS = {

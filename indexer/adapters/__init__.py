@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from indexer.adapters.base import LayerRoles, MatrixLoader, MatrixRef, ModelRoles, NormRef
+from indexer.adapters.base import (
+    LayerRoles,
+    MatrixLoader,
+    MatrixRef,
+    ModelRoles,
+    NormRef,
+)
 from indexer.adapters.bert import MODEL_TYPES as BERT_TYPES
 from indexer.adapters.bert import bert_roles
 from indexer.adapters.gpt2 import MODEL_TYPES as GPT2_TYPES

@@ -183,6 +183,61 @@ def check_vector(tensors: Mapping[str, TensorInfo], name: str | None, size: int)
         raise CheckpointError(f"tensor {name!r} has shape {list(info.shape)}, expected [{size}]")
 
 
+def check_layer(tensors: Mapping[str, TensorInfo], layer: LayerRoles, hidden: int) -> None:
+    """Raise unless every matrix and gain of ``layer`` exists with the shape its roles imply."""
+    q_rows, kv_rows = layer.num_heads * layer.head_dim, layer.num_kv_heads * layer.head_dim
+    for ref, rows, cols in ((layer.q, q_rows, hidden), (layer.k, kv_rows, hidden), (layer.v, kv_rows, hidden),
+                            (layer.o, hidden, q_rows), (layer.up, layer.mlp_size, hidden), (layer.gate, layer.mlp_size, hidden),
+                            (layer.down, hidden, layer.mlp_size)):
+        if ref is not None:
+            check_matrix(tensors, ref, rows, cols)
+    for norm, size in ((layer.attn_norm, hidden), (layer.mlp_norm, hidden), (layer.q_norm, layer.head_dim), (layer.k_norm, layer.head_dim)):
+        check_vector(tensors, norm.weight if norm else None, size)
+
+
+def assemble_roles(
+    tensors: Mapping[str, TensorInfo],
+    *,
+    architecture: str,
+    family: str,
+    norm_kind: str,
+    hidden: int,
+    embedding: str,
+    head: str | None,
+    final_norm: NormRef | None,
+    layers: list[LayerRoles],
+    notes: tuple[str, ...] = (),
+) -> ModelRoles:
+    """Check every layer, the embedding and the (optional) head, and build the ModelRoles.
+
+    ``head`` names the LM head tensor if the architecture has one; absent from the checkpoint
+    means tied to the embedding.  ``final_norm`` is kept only if its gain tensor exists.
+    """
+    for layer in layers:
+        check_layer(tensors, layer, hidden)
+    embedding_ref = MatrixRef(embedding)
+    vocab = embedding_rows(tensors, embedding_ref, hidden)
+    head_ref = MatrixRef(head) if head is not None and head in tensors else None
+    if head_ref is not None:
+        embedding_rows(tensors, head_ref, hidden)
+    if final_norm is not None and final_norm.weight not in tensors:
+        final_norm = None
+    check_vector(tensors, final_norm.weight if final_norm else None, hidden)
+    return ModelRoles(
+        architecture=architecture,
+        family=family,
+        hidden_size=hidden,
+        vocab_size=vocab,
+        norm_kind=norm_kind,
+        embedding=embedding_ref,
+        head=head_ref,
+        final_norm=final_norm,
+        layers=tuple(layers),
+        tied=head_ref is None,
+        notes=notes,
+    )
+
+
 class MatrixLoader:
     """Reads matrices by :class:`MatrixRef` as float32, reading each fused tensor only once."""
 

@@ -27,10 +27,8 @@ from indexer.adapters.base import (
     MatrixRef,
     ModelRoles,
     NormRef,
-    check_matrix,
-    check_vector,
+    assemble_roles,
     config_int,
-    embedding_rows,
     strip_prefix,
 )
 from indexer.safetensors_format import TensorInfo
@@ -70,27 +68,18 @@ def bert_roles(config: Mapping, tensors: Mapping[str, TensorInfo], architecture:
             head_dim=hidden // heads,
             mlp_size=mlp,
         )
-        for ref in (layer.q, layer.k, layer.v, layer.o):
-            check_matrix(tensors, ref, hidden, hidden)
-        check_matrix(tensors, layer.up, mlp, hidden)
-        check_matrix(tensors, layer.down, hidden, mlp)
-        for ln in (layer.attn_norm, layer.mlp_norm):
-            check_vector(tensors, ln.weight, hidden)
         layers.append(layer)
         reads = norm(f"encoder.layer.{i}.output.LayerNorm")
 
-    embedding = MatrixRef(prefix + "embeddings.word_embeddings.weight")
-    vocab = embedding_rows(tensors, embedding, hidden)
-    return ModelRoles(
+    return assemble_roles(
+        tensors,
         architecture=architecture,
         family="bert",
-        hidden_size=hidden,
-        vocab_size=vocab,
         norm_kind="layer",
-        embedding=embedding,
+        hidden=hidden,
+        embedding=prefix + "embeddings.word_embeddings.weight",
         head=None,
         final_norm=None,
-        layers=tuple(layers),
-        tied=True,
+        layers=layers,
         notes=("post-LayerNorm encoder: each block reads the previous block's output LayerNorm",),
     )

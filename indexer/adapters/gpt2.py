@@ -25,10 +25,8 @@ from indexer.adapters.base import (
     MatrixRef,
     ModelRoles,
     NormRef,
-    check_matrix,
-    check_vector,
+    assemble_roles,
     config_int,
-    embedding_rows,
     strip_prefix,
 )
 from indexer.safetensors_format import TensorInfo
@@ -50,7 +48,7 @@ def gpt2_roles(config: Mapping, tensors: Mapping[str, TensorInfo], architecture:
     for i in range(depth):
         base = f"{prefix}h.{i}."
         fused = base + "attn.c_attn.weight"
-        layer = LayerRoles(
+        layers.append(LayerRoles(
             index=i,
             attn_norm=norm(f"h.{i}.ln_1"),
             q=MatrixRef(fused, transpose=True, part=0, parts=3),
@@ -65,30 +63,16 @@ def gpt2_roles(config: Mapping, tensors: Mapping[str, TensorInfo], architecture:
             num_kv_heads=heads,
             head_dim=hidden // heads,
             mlp_size=mlp,
-        )
-        check_matrix(tensors, layer.q, hidden, hidden)
-        check_matrix(tensors, layer.o, hidden, hidden)
-        check_matrix(tensors, layer.up, mlp, hidden)
-        check_matrix(tensors, layer.down, hidden, mlp)
-        for ln in (layer.attn_norm, layer.mlp_norm):
-            check_vector(tensors, ln.weight, hidden)
-        layers.append(layer)
+        ))
 
-    embedding = MatrixRef(prefix + "wte.weight")
-    vocab = embedding_rows(tensors, embedding, hidden)
-    head = MatrixRef("lm_head.weight") if "lm_head.weight" in tensors else None
-    if head is not None:
-        embedding_rows(tensors, head, hidden)
-    final_norm = norm("ln_f") if prefix + "ln_f.weight" in tensors else None
-    return ModelRoles(
+    return assemble_roles(
+        tensors,
         architecture=architecture,
         family="gpt2",
-        hidden_size=hidden,
-        vocab_size=vocab,
         norm_kind="layer",
-        embedding=embedding,
-        head=head,
-        final_norm=final_norm,
-        layers=tuple(layers),
-        tied=head is None,
+        hidden=hidden,
+        embedding=prefix + "wte.weight",
+        head="lm_head.weight",
+        final_norm=norm("ln_f"),
+        layers=layers,
     )

@@ -23,10 +23,8 @@ from indexer.adapters.base import (
     MatrixRef,
     ModelRoles,
     NormRef,
-    check_matrix,
-    check_vector,
+    assemble_roles,
     config_int,
-    embedding_rows,
     strip_prefix,
 )
 from indexer.safetensors_format import TensorInfo
@@ -48,7 +46,7 @@ def gpt_neox_roles(config: Mapping, tensors: Mapping[str, TensorInfo], architect
     for i in range(depth):
         base = f"{prefix}layers.{i}."
         fused = base + "attention.query_key_value.weight"
-        layer = LayerRoles(
+        layers.append(LayerRoles(
             index=i,
             attn_norm=norm(f"layers.{i}.input_layernorm"),
             q=MatrixRef(fused, part=0, parts=3, interleave_heads=heads),
@@ -63,30 +61,16 @@ def gpt_neox_roles(config: Mapping, tensors: Mapping[str, TensorInfo], architect
             num_kv_heads=heads,
             head_dim=hidden // heads,
             mlp_size=mlp,
-        )
-        check_matrix(tensors, layer.q, hidden, hidden)
-        check_matrix(tensors, layer.o, hidden, hidden)
-        check_matrix(tensors, layer.up, mlp, hidden)
-        check_matrix(tensors, layer.down, hidden, mlp)
-        for ln in (layer.attn_norm, layer.mlp_norm):
-            check_vector(tensors, ln.weight, hidden)
-        layers.append(layer)
+        ))
 
-    embedding = MatrixRef(prefix + "embed_in.weight")
-    vocab = embedding_rows(tensors, embedding, hidden)
-    head = MatrixRef("embed_out.weight") if "embed_out.weight" in tensors else None
-    if head is not None:
-        embedding_rows(tensors, head, hidden)
-    final_norm = norm("final_layer_norm") if prefix + "final_layer_norm.weight" in tensors else None
-    return ModelRoles(
+    return assemble_roles(
+        tensors,
         architecture=architecture,
         family="gpt_neox",
-        hidden_size=hidden,
-        vocab_size=vocab,
         norm_kind="layer",
-        embedding=embedding,
-        head=head,
-        final_norm=final_norm,
-        layers=tuple(layers),
-        tied=head is None,
+        hidden=hidden,
+        embedding=prefix + "embed_in.weight",
+        head="embed_out.weight",
+        final_norm=norm("final_layer_norm"),
+        layers=layers,
     )

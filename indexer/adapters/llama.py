@@ -25,10 +25,8 @@ from indexer.adapters.base import (
     MatrixRef,
     ModelRoles,
     NormRef,
-    check_matrix,
-    check_vector,
+    assemble_roles,
     config_int,
-    embedding_rows,
     strip_prefix,
 )
 from indexer.safetensors_format import TensorInfo
@@ -60,7 +58,7 @@ def llama_roles(config: Mapping, tensors: Mapping[str, TensorInfo], architecture
             mlp_norm_name = "pre_feedforward_layernorm.weight"
         q_norm = norm(f"layers.{i}.self_attn.q_norm.weight") if attn + "q_norm.weight" in tensors else None
         k_norm = norm(f"layers.{i}.self_attn.k_norm.weight") if attn + "k_norm.weight" in tensors else None
-        layer = LayerRoles(
+        layers.append(LayerRoles(
             index=i,
             attn_norm=norm(f"layers.{i}.input_layernorm.weight"),
             q=MatrixRef(attn + "q_proj.weight"),
@@ -77,35 +75,16 @@ def llama_roles(config: Mapping, tensors: Mapping[str, TensorInfo], architecture
             mlp_size=mlp,
             q_norm=q_norm,
             k_norm=k_norm,
-        )
-        check_matrix(tensors, layer.q, heads * head_dim, hidden)
-        check_matrix(tensors, layer.k, kv_heads * head_dim, hidden)
-        check_matrix(tensors, layer.v, kv_heads * head_dim, hidden)
-        check_matrix(tensors, layer.o, hidden, heads * head_dim)
-        check_matrix(tensors, layer.up, mlp, hidden)
-        check_matrix(tensors, layer.gate, mlp, hidden)
-        check_matrix(tensors, layer.down, hidden, mlp)
-        check_vector(tensors, layer.attn_norm.weight, hidden)
-        check_vector(tensors, layer.mlp_norm.weight, hidden)
-        for per_head in (q_norm, k_norm):
-            check_vector(tensors, per_head.weight if per_head else None, head_dim)
-        layers.append(layer)
+        ))
 
-    embedding = MatrixRef(prefix + "embed_tokens.weight")
-    vocab = embedding_rows(tensors, embedding, hidden)
-    head = MatrixRef("lm_head.weight") if "lm_head.weight" in tensors else None
-    if head is not None:
-        embedding_rows(tensors, head, hidden)
-    final_norm = norm("norm.weight") if prefix + "norm.weight" in tensors else None
-    return ModelRoles(
+    return assemble_roles(
+        tensors,
         architecture=architecture,
         family="llama",
-        hidden_size=hidden,
-        vocab_size=vocab,
         norm_kind="rms",
-        embedding=embedding,
-        head=head,
-        final_norm=final_norm,
-        layers=tuple(layers),
-        tied=head is None,
+        hidden=hidden,
+        embedding=prefix + "embed_tokens.weight",
+        head="lm_head.weight",
+        final_norm=norm("norm.weight"),
+        layers=layers,
     )
