@@ -63,13 +63,16 @@ def ingest(
     path: Annotated[Path, typer.Argument(help="A folder of ORG/NAME/ checkpoints, or one checkpoint folder.")],
     model_id: Annotated[Optional[str], typer.Option("--id", help="Model id (ORG/NAME) when PATH is one checkpoint folder.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Re-index even if the files are unchanged.")] = False,
+    confirm: Annotated[int, typer.Option("--confirm", min=0, help="Test each model against its K best candidates (0: skip the tests).")] = 5,
     home: Home = None,
     as_json: Json = False,
 ) -> None:
-    """Index checkpoints: read, canonicalise, fingerprint and store them (unchanged ones are skipped)."""
+    """Index checkpoints: fingerprint and store them (unchanged ones are skipped), then confirm each
+    against its best candidates with the independence tests (Benjamini-Hochberg, FDR 1 %)."""
     with _reporting(as_json), _workspace(home, create=True) as ws, render.progress() as bars:
         models = bars.add_task("models", total=None)
         blocks = bars.add_task("blocks", total=None, visible=False)
+        pairs = bars.add_task("tests", total=None, visible=False)
 
         def on_start(position: int, total: int, model_id: str) -> None:
             bars.update(models, total=total, completed=position - 1, description=f"models ({model_id})")
@@ -78,15 +81,22 @@ def ingest(
         def on_layer(done: int, total: int) -> None:
             bars.update(blocks, completed=done, total=total)
 
-        outcomes = ws.ingest(path, model_id, force=force, on_start=on_start, on_layer=on_layer,
-                             on_done=lambda _: bars.advance(models))
+        def on_pair(done: int, total: int, label: str) -> None:
+            bars.update(blocks, visible=False)
+            bars.update(pairs, completed=done - 1, total=total, visible=True, description=f"tests ({label})")
+
+        outcomes, confirmations = ws.ingest(path, model_id, force=force, confirm=confirm, on_start=on_start,
+                                            on_layer=on_layer, on_done=lambda _: bars.advance(models), on_pair=on_pair)
     rows = [o.as_json() for o in outcomes]
     counts = {status: sum(r["status"] == status for r in rows) for status in ("indexed", "unchanged", "failed", "unsupported")}
+    confirmed = sum(bool(c.get("confirmed")) for c in confirmations)
     if as_json:
-        render.emit_json({"models": rows, "counts": counts})
+        render.emit_json({"models": rows, "counts": counts, "confirmations": confirmations})
         return
     render.stdout.print(render.ingest_table(rows))
     render.stdout.print(", ".join(f"{n} {status}" for status, n in counts.items()))
+    if confirmations:
+        render.stdout.print(f"{len(confirmations)} candidate pairs tested, {confirmed} confirmed related (Benjamini-Hochberg, FDR 1 %)")
 
 
 @app.command()
@@ -106,24 +116,26 @@ def query(
 def compare(
     a: Annotated[str, typer.Argument(help="Indexed model id or checkpoint folder.")],
     b: Annotated[str, typer.Argument(help="Indexed model id or checkpoint folder.")],
+    no_tests: Annotated[bool, typer.Option("--no-tests", help="Fingerprint score only (skip the independence tests).")] = False,
     home: Home = None,
     as_json: Json = False,
 ) -> None:
-    """Score two models and map which blocks of A match which blocks of B."""
+    """Score two models, test whether they share an initialisation (log10 p) and map their blocks."""
     with _reporting(as_json), _workspace(home, create=True) as ws:
-        result = ws.compare(a, b)
+        result = ws.compare(a, b, tests=not no_tests)
     _show(as_json, result, render.compare_table)
 
 
 @app.command()
 def matrix(
     model_ids: Annotated[Optional[list[str]], typer.Argument(help="Indexed model ids [default: all].")] = None,
+    no_tests: Annotated[bool, typer.Option("--no-tests", help="Fingerprint scores only (skip the independence tests).")] = False,
     home: Home = None,
     as_json: Json = False,
 ) -> None:
-    """All pairwise scores among the given (default: all indexed) models."""
+    """All pairwise scores (and combined log10 p) among the given (default: all indexed) models."""
     with _reporting(as_json), _workspace(home, create=False) as ws:
-        result = ws.matrix(model_ids)
+        result = ws.matrix(model_ids, tests=not no_tests)
     _show(as_json, result, render.matrix_table)
 
 

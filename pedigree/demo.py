@@ -35,23 +35,26 @@ def run_demo(settings: Settings, *, as_json: bool = False) -> dict:
         truth = json.loads((zoo / "truth.json").read_text())
         with Workspace(settings) as ws:
             models = bars.add_task("indexing", total=None)
-            outcomes = ws.ingest(
+            outcomes, confirmations = ws.ingest(
                 zoo,
                 on_start=lambda i, total, model_id: bars.update(models, completed=i - 1, total=total, description=f"indexing {model_id}"),
                 on_done=lambda _: bars.advance(models),
             )
+            confirmed = sum(bool(c.get("confirmed")) for c in confirmations)
             question = pick_question(truth)
             answer = ws.query(question, limit=5)
     counts: dict[str, int] = {}
     for outcome in outcomes:
         counts[outcome.status] = counts.get(outcome.status, 0) + 1
-    result = {"home": str(settings.home), "zoo": str(zoo), "ingest": counts, "question": question,
+    result = {"home": str(settings.home), "zoo": str(zoo), "ingest": counts, "pairs_tested": len(confirmations),
+              "pairs_confirmed": confirmed, "question": question,
               "answer": answer, "truth": {question: truth[question]}}
     if as_json:
         render.emit_json(result)
         return result
     out = render.stdout
-    out.print(f"[bold]Indexed the zoo[/] in {settings.home}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    out.print(f"[bold]Indexed the zoo[/] in {settings.home}: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+              + f"; {len(confirmations)} candidate pairs tested, {confirmed} confirmed related")
     facts = truth[question]
     out.print(f"\n[bold]Question:[/] where does [cyan]{question}[/] come from? Its model card declares no base model.")
     out.print(render.related_table(answer))

@@ -12,8 +12,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
+from indexer.confirm import (
+    CONFIRM_CANDIDATES,
+    PairProgress,
+    confirm_new_models,
+    open_record,
+    run_tests,
+    tested_pair,
+)
 from indexer.fingerprint import fingerprint_version
 from indexer.pipeline import (
     IngestOutcome,
@@ -23,10 +32,17 @@ from indexer.pipeline import (
     ingest_checkpoint,
     is_checkpoint_folder,
 )
-from indexer.sources import open_checkpoint
+from indexer.sources import TensorSource, open_checkpoint
 from pedigree.config import Settings
 from pedigree.errors import ModelNotFoundError, StorageError
-from query.related import FingerprintView, compare_views, matrix, related, view_of
+from query.related import (
+    FingerprintView,
+    compare_views,
+    matrix,
+    related,
+    view_of,
+    with_tests,
+)
 from storage.db import STATUS_INDEXED, ModelRecord, Store
 from storage.vectors import VectorIndexes
 
@@ -60,11 +76,14 @@ class Workspace:
         model_id: str | None = None,
         *,
         force: bool = False,
+        confirm: int = CONFIRM_CANDIDATES,
         on_start: ModelStart | None = None,
         on_layer: LayerProgress | None = None,
         on_done: ModelDone | None = None,
-    ) -> list[IngestOutcome]:
-        """Index every checkpoint under ``path`` (see ``indexer.pipeline.discover``)."""
+        on_pair: PairProgress | None = None,
+    ) -> tuple[list[IngestOutcome], list[dict]]:
+        """Index every checkpoint under ``path``, then test each against its ``confirm`` best
+        candidates (0: no tests).  Returns the per-model outcomes and the pair confirmations."""
         found = discover(path, model_id)
         outcomes = []
         for position, (found_id, folder) in enumerate(found, start=1):
@@ -75,7 +94,13 @@ class Workspace:
             if on_done:
                 on_done(outcome)
         self.sync_indexes()
-        return outcomes
+        confirmations: list[dict] = []
+        if confirm > 0:
+            ready = [o.id for o in outcomes if o.status in (STATUS_INDEXED, "unchanged")]
+            confirmations = confirm_new_models(
+                self.store, lambda m: self.query(m, confirm)["related"], ready, progress=on_pair
+            )
+        return outcomes, confirmations
 
     def sync_indexes(self) -> None:
         """Bring the FAISS indexes up to date with DuckDB (incrementally, or by a rebuild)."""
@@ -90,14 +115,16 @@ class Workspace:
     def query(self, model_id: str, limit: int = 10) -> dict:
         return related(self.store, self.indexes, self.version, model_id, limit)
 
+    def _indexed(self, ref: str) -> ModelRecord | None:
+        record = self.store.get_model(ref)
+        return record if record is not None and record.status == STATUS_INDEXED else None
+
     def view(self, ref: str) -> FingerprintView:
         """A model by index id, or else by checkpoint folder path (fingerprinted on the fly)."""
-        record = self.store.get_model(ref)
-        if record is not None and record.status == STATUS_INDEXED:
+        if self._indexed(ref) is not None:
             return view_of(self.store, ref, self.version)
-        path = Path(ref)
-        if is_checkpoint_folder(path):
-            with open_checkpoint(path) as source:
+        if is_checkpoint_folder(Path(ref)):
+            with open_checkpoint(ref) as source:
                 fingerprint = fingerprint_source(source, ModelRecord(id=ref, status=STATUS_INDEXED))
             return FingerprintView(
                 label=ref,
@@ -106,12 +133,35 @@ class Workspace:
                 embedding=fingerprint.embedding.numpy(),
                 head=None if fingerprint.head is None else fingerprint.head.numpy(),
             )
-        if record is not None:
+        if self.store.get_model(ref) is not None:
             return view_of(self.store, ref, self.version)  # raises with the model's status
         raise ModelNotFoundError(f"{ref!r} is neither an indexed model id nor a checkpoint folder")
 
-    def compare(self, a: str, b: str) -> dict:
-        return compare_views(self.view(a), self.view(b))
+    def _source(self, ref: str) -> TensorSource:
+        record = self._indexed(ref)
+        return open_record(record) if record is not None else open_checkpoint(ref)
 
-    def matrix(self, model_ids: Sequence[str] | None = None) -> dict:
-        return matrix(self.store, self.version, model_ids)
+    def tests(self, a: str, b: str, hint: list[tuple[int, int]] | None = None) -> dict:
+        """The independence tests for A and B (stored and reused when both are indexed)."""
+        record_a, record_b = self._indexed(a), self._indexed(b)
+        if record_a is not None and record_b is not None:
+            result = tested_pair(self.store, record_a, record_b, hint=hint)
+        else:
+            with ExitStack() as stack:
+                source_a = stack.enter_context(self._source(a))
+                source_b = stack.enter_context(self._source(b))
+                result = run_tests(source_a, source_b, (a, b), hint=hint)
+                result["tested_as"] = [a, b]
+        result["flipped"] = result["tested_as"][0] != a
+        return result
+
+    def compare(self, a: str, b: str, *, tests: bool = True) -> dict:
+        comparison = compare_views(self.view(a), self.view(b))
+        if not tests:
+            return comparison
+        hint = [(i, j) for i, j, _ in comparison["layer_map"]]
+        return with_tests(comparison, self.tests(a, b, hint))
+
+    def matrix(self, model_ids: Sequence[str] | None = None, *, tests: bool = True) -> dict:
+        """All pairwise fingerprint scores (and combined log10 p) among the given models."""
+        return matrix(self.store, self.version, model_ids, self.tests if tests else None)

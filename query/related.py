@@ -7,7 +7,7 @@ from the vectors in DuckDB (``query.scoring``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 
@@ -18,6 +18,7 @@ from query.scoring import align_layers, cosine
 from storage.db import STATUS_INDEXED, Store, VectorRow
 from storage.vectors import VectorIndexes
 
+PairTests = Callable[[str, str, list[tuple[int, int]]], dict]  # (a, b, block hint) -> test results
 MODEL_CANDIDATES = 50  # nearest model vectors examined per query
 LAYER_CANDIDATES = 20  # nearest block vectors examined per block of the query model
 
@@ -63,6 +64,39 @@ def compare_views(a: FingerprintView, b: FingerprintView) -> dict:
         "head_cosine": _rounded(cosine(a.head, b.head)),
         "layers": [len(a.layers), len(b.layers)],
     }
+
+
+def block_log10_p(tests: dict, i: int, j: int) -> float | None:
+    """log10 p of the robust test for block i of A against block j of B, if it was computed."""
+    robust = next((t for t in tests.get("tests", []) if t["name"] == "mlp_match"), None)
+    if robust is None:
+        return None
+    flipped = tests.get("flipped", False)
+    localized = robust["detail"].get("localized")
+    if localized:
+        return localized[j][i] if flipped else localized[i][j]
+    for block in robust["detail"].get("blocks", []):
+        if (block["layer_a"], block["layer_b"]) == ((j, i) if flipped else (i, j)):
+            return block["log10_p"]
+    return None
+
+
+def with_tests(comparison: dict, tests: dict) -> dict:
+    """Add the independence tests to a fingerprint comparison (``compare``'s JSON).
+
+    ``log10_p`` is the combined p-value of the battery, ``tests`` every test with its null and
+    detail, each ``layer_map`` entry gains the robust test's log10 p for that block pair, and
+    ``shared_blocks`` is the block map the tests themselves support ([i, j, log10 p]).
+    """
+    merged = dict(comparison)
+    merged["log10_p"] = tests["log10_p"]
+    merged["tests"] = tests["tests"]
+    merged["layer_map"] = [[i, j, c, block_log10_p(tests, i, j)] for i, j, c in comparison["layer_map"]]
+    merged["shared_blocks"] = tests["layer_map"]
+    for key in ("log10_q", "confirmed"):
+        if key in tests:
+            merged[key] = tests[key]
+    return merged
 
 
 def _rounded(value: float | None) -> float | None:
@@ -111,12 +145,16 @@ def related(store: Store, indexes: VectorIndexes, version: str, model_id: str, l
     return {"model": model_id, "related": results[:limit]}
 
 
-def matrix(store: Store, version: str, model_ids: Sequence[str] | None = None) -> dict:
-    """All pairwise scores among ``model_ids`` (default: every indexed model)."""
-    ids = list(model_ids) if model_ids else [r.id for r in store.models(STATUS_INDEXED)]
-    views = {model_id: view_of(store, model_id, version) for model_id in dict.fromkeys(ids)}
+def matrix(store: Store, version: str, model_ids: Sequence[str] | None = None, pair_tests: PairTests | None = None) -> dict:
+    """All pairwise scores among ``model_ids`` (default: every indexed model); with ``pair_tests``
+    also each pair's combined log10 p."""
+    ids = list(dict.fromkeys(model_ids)) if model_ids else [r.id for r in store.models(STATUS_INDEXED)]
+    views = {model_id: view_of(store, model_id, version) for model_id in ids}
     pairs = []
     for a, b in combinations(views, 2):
         comparison = compare_views(views[a], views[b])
-        pairs.append({"a": a, "b": b, "score": comparison["score"]})
+        pair = {"a": a, "b": b, "score": comparison["score"]}
+        if pair_tests is not None:
+            pair["log10_p"] = pair_tests(a, b, [(i, j) for i, j, _ in comparison["layer_map"]])["log10_p"]
+        pairs.append(pair)
     return {"models": list(views), "pairs": pairs}

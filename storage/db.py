@@ -148,6 +148,8 @@ class Store:
                 "INSERT INTO vector_tombstones SELECT vector_id, kind, ? FROM fingerprints WHERE model_pk = ?", [generation, pk]
             )
             conn.execute("DELETE FROM fingerprints WHERE model_pk = ?", [pk])
+            for table in ("pair_tests", "relations"):  # results on the old weights no longer hold
+                conn.execute(f"DELETE FROM {table} WHERE model_a = ? OR model_b = ?", [pk, pk])
             if vectors:
                 conn.executemany(
                     "INSERT INTO fingerprints (model_pk, version, kind, layer, generation, vector) VALUES (?, ?, ?, ?, ?, ?)",

@@ -15,6 +15,15 @@ Tables (schema 1):
 - ``vector_tombstones``: vector ids removed at a generation, so FAISS indexes can catch up
   incrementally.
 - ``meta``: key/value, holding the store ``generation`` (bumped by every change to vectors).
+
+Schema 2 adds the independence tests:
+
+- ``pair_tests``: one row per (pair, test): test name, suite version, the revisions of both
+  inputs, log10 p and a JSON detail.  ``model_a`` is the model whose initialisation the
+  constrained tests assume exchangeable.
+- ``relations``: one row per tested pair: the combined log10 p, the Benjamini-Hochberg adjusted
+  log10 q over all pairs tested with the same suite version, and whether that makes the pair
+  ``confirmed`` related; the block map the tests support.
 """
 
 from __future__ import annotations
@@ -66,6 +75,36 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
         INSERT INTO meta VALUES ('generation', '0');
+        """,
+    ),
+    (
+        "independence tests",
+        """
+        CREATE TABLE pair_tests (
+            model_a INTEGER NOT NULL,
+            model_b INTEGER NOT NULL,
+            test VARCHAR NOT NULL,
+            suite_version VARCHAR NOT NULL,
+            revision_a VARCHAR,
+            revision_b VARCHAR,
+            log10_p DOUBLE NOT NULL,
+            detail JSON,
+            tested_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (model_a, model_b, test)
+        );
+        CREATE TABLE relations (
+            model_a INTEGER NOT NULL,
+            model_b INTEGER NOT NULL,
+            suite_version VARCHAR NOT NULL,
+            revision_a VARCHAR,
+            revision_b VARCHAR,
+            log10_p DOUBLE NOT NULL,
+            log10_q DOUBLE,
+            confirmed BOOLEAN NOT NULL DEFAULT false,
+            layer_map JSON,
+            tested_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (model_a, model_b)
+        );
         """,
     ),
 ]

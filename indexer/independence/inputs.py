@@ -1,0 +1,115 @@
+"""What the independence tests read from a checkpoint, loaded lazily through its TensorSource.
+
+Only the tensors a test needs are read: probe rows of the embedding and head, and per block the
+MLP matrices (or a contiguous block of their rows: one range read).  Matrices come back in the
+canonical orientation with norm gains folded (``indexer.canonical``), so a model whose gains were
+folded or rescaled looks the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import torch
+
+from indexer.adapters import MatrixLoader, MatrixRef, ModelRoles, roles_for
+from indexer.canonical import normalize_rows
+from indexer.probes import ProbeSelection, select_probes
+from indexer.sources import TensorSource
+from indexer.vocabulary import read_vocabulary
+from pedigree.errors import UnsupportedModelError
+
+
+@dataclass(frozen=True)
+class Mlp:
+    """One block's MLP: rows are hidden units.  ``gate`` is None for non-GLU MLPs."""
+
+    gate: torch.Tensor | None  # [units, hidden], gain folded
+    up: torch.Tensor  # [units, hidden], gain folded
+    down_t: torch.Tensor | None  # [units, hidden]: down projection transposed (None for a row block)
+
+
+class ModelTensors:
+    """Lazy, cached access to one checkpoint's tensors for the tests."""
+
+    def __init__(self, source: TensorSource, label: str | None = None) -> None:
+        self.source = source
+        self.label = label or source.label
+        self.loader = MatrixLoader(source)
+        self._mlp: dict[tuple[int, int | None, int | None], Mlp] = {}
+
+    @cached_property
+    def roles(self) -> ModelRoles:
+        return roles_for(self.source.read_json("config.json"), self.source.tensors())
+
+    @cached_property
+    def probes(self) -> ProbeSelection:
+        vocabulary = read_vocabulary(self.source)
+        if vocabulary is None:
+            raise UnsupportedModelError(f"{self.label}: no tokenizer files, so no probe tokens")
+        return select_probes(vocabulary, self.roles.vocab_size)
+
+    @property
+    def depth(self) -> int:
+        return len(self.roles.layers)
+
+    @property
+    def glu(self) -> bool:
+        return self.roles.layers[0].gate is not None if self.roles.layers else False
+
+    def mlp_units(self, layer: int) -> int:
+        return self.roles.layers[layer].mlp_size
+
+    def rows_of(self, ref: MatrixRef, token_ids: np.ndarray) -> torch.Tensor:
+        return self.loader.rows(ref, torch.from_numpy(token_ids))
+
+    def probe_rows(self, token_ids: np.ndarray) -> torch.Tensor:
+        """X̂: normalised embedding rows of the given tokens (as the first norm would see them)."""
+        return normalize_rows(self.rows_of(self.roles.embedding, token_ids), self.roles.norm_kind)
+
+    def embedding_rows(self, token_ids: np.ndarray) -> torch.Tensor:
+        return self.rows_of(self.roles.embedding, token_ids)
+
+    def head_rows(self, token_ids: np.ndarray) -> torch.Tensor | None:
+        """Rows of an untied LM head (None when tied or absent)."""
+        return None if self.roles.head is None else self.rows_of(self.roles.head, token_ids)
+
+    def mlp(self, layer: int, start: int | None = None, stop: int | None = None) -> Mlp:
+        """The block's MLP, gain folded; with ``start``/``stop`` only that contiguous unit block.
+
+        A block is read with one range request per matrix (gate/up rows are contiguous); the down
+        projection's units are its columns, which are not contiguous, so a block omits it.
+        """
+        key = (layer, start, stop)
+        if key not in self._mlp:
+            roles = self.roles.layers[layer]
+            gain = self.loader.gain(roles.mlp_norm, self.roles.hidden_size)
+
+            def rows(ref: MatrixRef | None) -> torch.Tensor | None:
+                if ref is None:
+                    return None
+                if start is None:
+                    return self.loader.matrix(ref) * gain
+                if ref.transpose or ref.parts != 1:
+                    return self.loader.matrix(ref)[start:stop] * gain
+                return self.source.read_rows(ref.name, start, stop).float() * gain
+
+            down_t = self.loader.matrix(roles.down).t().contiguous() if start is None else None
+            self._mlp[key] = Mlp(gate=rows(roles.gate), up=rows(roles.up), down_t=down_t)
+        return self._mlp[key]
+
+    def raw_up_rows(self, layer: int, start: int, stop: int) -> torch.Tensor:
+        """Unfolded up-projection rows [start, stop) (the constrained test's cheap read)."""
+        ref = self.roles.layers[layer].up
+        if ref.transpose or ref.parts != 1:
+            return self.loader.matrix(ref)[start:stop]
+        return self.source.read_rows(ref.name, start, stop).float()
+
+
+def shared_probes(a: ModelTensors, b: ModelTensors) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids in A and in B of the probe strings both vocabularies contain (same order)."""
+    common, in_a, in_b = np.intersect1d(a.probes.positions, b.probes.positions, assume_unique=True, return_indices=True)
+    del common
+    return a.probes.token_ids[in_a], b.probes.token_ids[in_b]

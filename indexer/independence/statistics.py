@@ -1,0 +1,107 @@
+"""The test statistics: matchings turned into Spearman correlations and log10 p-values.
+
+Two families, as in Zhu et al. (ICML 2025):
+
+**Constrained** ``φ_U``: match A's units to B's by their own weights and test the matching against
+the identity.  H0: θ_A ⊥ θ_B *and* A's initialisation is exchangeable over units (training is
+permutation-equivariant).  Then the matching is a uniform random permutation whatever B is, so
+Spearman's ρ against the identity has its permutation null exactly (p via the t approximation
+of that null, floored at the exact 1/n!), and so does the number of fixed points (exact tail).
+Not robust: a function-preserving permutation or rotation of B destroys the signal (p ~ U(0,1)).
+
+**Robust** ``φ_MATCH``: two *independent* matchings of the same units, each invariant to the
+transforms, and test whether they agree.  Units are described by their responses to the probe
+tokens through each model's own canonical weights (X̂ Wᵀ), so residual rotations/permutations
+cancel; matching both ways before correlating makes a permutation of B's units cancel; |cos|
+makes sign flips and rescaling cancel where they are function-preserving.  H0: θ_A ⊥ θ_B, under
+which the two matchings are (conjecturally) unrelated; the null is approximate and its calibration
+is measured in BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from indexer.independence.logp import (
+    log10_fixed_points_sf,
+    log10_spearman_sf,
+    spearman_rho,
+)
+from indexer.independence.matching import Matching, match
+
+NULL_CONSTRAINED = (
+    "θ_A ⊥ θ_B with A's initialisation exchangeable over hidden units (the unit matching is a uniform random permutation)"
+)
+NULL_ROBUST = "θ_A ⊥ θ_B (two invariant matchings of the same units are unrelated; approximate null)"
+
+
+@dataclass(frozen=True)
+class PairStat:
+    """One statistic on one block pair (or one embedding): ρ over n matched units and its log10 p."""
+
+    layer_a: int
+    layer_b: int
+    n: int
+    rho: float
+    log10_p: float
+    extra: dict = field(default_factory=dict)
+
+    def as_json(self) -> dict:
+        return {"layer_a": self.layer_a, "layer_b": self.layer_b, "n": self.n, "rho": round(float(self.rho), 6),
+                "log10_p": round(float(self.log10_p), 4), **self.extra}
+
+
+def against_identity(matching: Matching, offset_a: int = 0, offset_b: int = 0, *, layers: tuple[int, int] = (-1, -1)) -> PairStat:
+    """Constrained statistic: Spearman ρ of (A unit index, matched B unit index), one-sided.
+
+    With a square matching at the same positions, also the exact fixed-point test:
+    P(F >= k) for the number F of units matched to themselves under a uniform permutation.
+    """
+    units = matching.matched
+    a_index = units + offset_a
+    b_index = matching.b_of[units] + offset_b
+    n = len(units)
+    rho = spearman_rho(a_index, b_index)
+    extra: dict = {}
+    if n == len(matching.b_of) and offset_a == offset_b:
+        fixed = int(np.sum(a_index == b_index))
+        extra = {"fixed_points": fixed, "log10_p_fixed_points": round(log10_fixed_points_sf(fixed, n), 4)}
+    return PairStat(layers[0], layers[1], n, rho, log10_spearman_sf(rho, n), extra)
+
+
+def agreement(first: Matching, second: Matching, *, layers: tuple[int, int] = (-1, -1)) -> PairStat:
+    """Robust statistic: Spearman ρ between two matchings of A's units to B's, one-sided."""
+    units = np.intersect1d(first.matched, second.matched)
+    x, y = first.b_of[units], second.b_of[units]
+    rho = spearman_rho(x, y)
+    extra = {"agree": int(np.sum(x == y))}
+    return PairStat(layers[0], layers[1], len(units), rho, log10_spearman_sf(rho, len(units)), extra)
+
+
+def mlp_profiles(gate: torch.Tensor | None, up: torch.Tensor, down_t: torch.Tensor | None, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Unit responses to the probe tokens: rows are units, columns probe tokens (X̂ Wᵀ)ᵀ."""
+    profiles = {"up": up @ x.t()}
+    if gate is not None:
+        profiles["gate"] = gate @ x.t()
+    if down_t is not None:
+        profiles["down"] = down_t @ x.t()
+    return profiles
+
+
+def robust_mlp_stat(profiles_a: dict[str, torch.Tensor], profiles_b: dict[str, torch.Tensor], *, layers: tuple[int, int]) -> PairStat:
+    """φ_MATCH on one block pair.
+
+    GLU MLPs: gate responses matched by cos (the gate's sign is not free) vs up responses matched
+    by |cos| (up × s, down ÷ s is function-preserving for any s ≠ 0).  Other MLPs: up responses
+    vs down (output) responses, both by cos (only unit permutations preserve a GELU MLP).
+    """
+    if "gate" in profiles_a and "gate" in profiles_b:
+        first = match(profiles_a["gate"], profiles_b["gate"])
+        second = match(profiles_a["up"], profiles_b["up"], absolute=True)
+    else:
+        first = match(profiles_a["up"], profiles_b["up"])
+        second = match(profiles_a["down"], profiles_b["down"])
+    return agreement(first, second, layers=layers)

@@ -1,0 +1,192 @@
+"""The statistics: log-space tails against scipy, nulls (uniform p on independent pairs) and power."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from indexer.independence.logp import (
+    log10_benjamini_hochberg,
+    log10_betainc,
+    log10_factorial,
+    log10_fisher,
+    log10_fixed_points_sf,
+    log10_spearman_sf,
+    spearman_rho,
+)
+from indexer.independence.matching import match
+from indexer.independence.permtest import l2_statistic, permtest
+from indexer.independence.statistics import (
+    against_identity,
+    mlp_profiles,
+    robust_mlp_stat,
+)
+
+# ---- log-space tails -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [5, 40, 512, 11008])
+@pytest.mark.parametrize("rho", [-0.7, -0.1, 0.0, 0.05, 0.2, 0.45, 0.8, 0.97])
+def test_spearman_tail_matches_scipy_where_scipy_does_not_underflow(n, rho):
+    t = rho * math.sqrt((n - 2) / (1 - rho * rho))
+    reference = stats.t.sf(t, n - 2)
+    mine = log10_spearman_sf(rho, n, floor_at_permutation=False)
+    assert math.isfinite(mine)
+    if reference > 1e-300:
+        assert mine == pytest.approx(math.log10(reference), rel=1e-9, abs=1e-12)
+    else:  # scipy underflows: ours keeps going, monotone in rho
+        assert mine < -299 and mine < log10_spearman_sf(rho - 0.01, n, floor_at_permutation=False)
+
+
+def test_known_extreme_tails_from_the_reference_notes():
+    # one-sided versions of the notes' n = 11008 values: r = 0.2 -> 1e-99, 0.5 -> 1e-689, 0.9 -> 1e-3971
+    assert log10_spearman_sf(0.2, 11008) == pytest.approx(-99.28, abs=0.01)
+    assert log10_spearman_sf(0.5, 11008) == pytest.approx(-689.66, abs=0.01)
+    assert log10_spearman_sf(0.9, 11008) == pytest.approx(-3971.39, abs=0.01)
+    perfect = log10_spearman_sf(1.0, 11008)
+    assert math.isfinite(perfect) and perfect == pytest.approx(-log10_factorial(11008)) and perfect < -1000
+
+
+@pytest.mark.parametrize(("a", "b", "x"), [(3.0, 0.5, 0.2), (50.0, 0.5, 0.6), (5503.0, 0.5, 0.95), (0.5, 2.0, 0.3)])
+def test_betainc_series_agrees_with_scipy(a, b, x):
+    from indexer.independence.logp import _log_betainc_series
+
+    assert _log_betainc_series(a, b, x) / math.log(10) == pytest.approx(math.log10(stats.beta.cdf(x, a, b)), rel=1e-9)
+    assert log10_betainc(a, b, x) == pytest.approx(math.log10(stats.beta.cdf(x, a, b)), rel=1e-9)
+
+
+def test_fixed_points_tail_is_exact():
+    n = 7
+    counts = [sum(p[i] == i for i in range(n)) for p in itertools.permutations(range(n))]
+    for k in range(n + 1):
+        exact = sum(c >= k for c in counts) / len(counts)
+        assert 10 ** log10_fixed_points_sf(k, n) == pytest.approx(exact, rel=1e-12)
+    assert log10_fixed_points_sf(11008, 11008) == pytest.approx(-log10_factorial(11008))
+
+
+@pytest.mark.parametrize("ps", [[0.5], [0.01, 0.2, 0.7], [1e-5] * 10, [0.9, 0.99, 0.3, 0.04]])
+def test_fisher_matches_scipy(ps):
+    statistic = -2 * sum(math.log(p) for p in ps)
+    assert log10_fisher([math.log10(p) for p in ps]) == pytest.approx(math.log10(stats.chi2.sf(statistic, 2 * len(ps))), rel=1e-9)
+
+
+def test_fisher_never_underflows():
+    value = log10_fisher([-5000.0] * 32)
+    assert math.isfinite(value) and value < -150_000
+
+
+def test_benjamini_hochberg_matches_the_definition():
+    ps = np.array([0.01, 0.04, 0.03, 0.2, 0.5, 0.0001])
+    order = np.argsort(ps)
+    m = len(ps)
+    expected = np.empty(m)
+    running = 1.0
+    for rank in range(m, 0, -1):
+        running = min(running, ps[order[rank - 1]] * m / rank)
+        expected[order[rank - 1]] = running
+    assert np.allclose([10**q for q in log10_benjamini_hochberg(np.log10(ps).tolist())], expected)
+
+
+def test_spearman_rho_matches_scipy():
+    rng = np.random.default_rng(0)
+    x, y = rng.permutation(200), rng.permutation(200)
+    assert spearman_rho(x, y) == pytest.approx(stats.spearmanr(x, y).statistic)
+
+
+# ---- nulls and power on synthetic models ------------------------------------------------------
+
+
+def ks_uniform(log10_ps: list[float]) -> float:
+    return stats.kstest(np.power(10.0, log10_ps), "uniform").pvalue
+
+
+def glu(units: int, hidden: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    scale = 1 / math.sqrt(hidden)
+    return {k: torch.randn(units, hidden, generator=gen) * scale for k in ("gate", "up", "down_t")}
+
+
+def test_constrained_null_is_uniform_on_full_and_block_matchings():
+    gen = torch.Generator().manual_seed(1)
+    full, block = [], []
+    for _ in range(200):
+        a, b = torch.randn(64, 32, generator=gen), torch.randn(64, 32, generator=gen)
+        full.append(against_identity(match(a, b)).log10_p)
+        block.append(against_identity(match(a[8:40], b[8:40]), 8, 8).log10_p)  # one contiguous block
+    assert ks_uniform(full) > 0.001 and ks_uniform(block) > 0.001
+    assert np.mean(np.array(full) < -2) < 0.04
+
+
+def test_constrained_detects_tiny_drift_and_fails_under_permutation():
+    gen = torch.Generator().manual_seed(2)
+    a = torch.randn(256, 64, generator=gen)
+    drifted = a + 0.5 * torch.randn(256, 64, generator=gen)  # relative drift 50 %
+    assert against_identity(match(a, drifted)).log10_p < -50
+    permuted = drifted[torch.randperm(256, generator=gen)]
+    assert against_identity(match(a, permuted)).log10_p > -3  # not robust, by design
+
+
+def test_robust_null_is_calibrated_on_independent_glu_mlps():
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(96, 32, generator=gen)
+    values = []
+    for _ in range(200):
+        pa = mlp_profiles(**{k: v for k, v in glu(48, 32, gen).items() if k != "down_t"}, down_t=None, x=x)
+        pb = mlp_profiles(**{k: v for k, v in glu(48, 32, gen).items() if k != "down_t"}, down_t=None, x=x)
+        values.append(robust_mlp_stat(pa, pb, layers=(0, 0)).log10_p)
+    assert ks_uniform(values) > 0.001
+
+
+def test_robust_detects_drifted_permuted_rescaled_rotated_copies():
+    gen = torch.Generator().manual_seed(4)
+    hidden, units = 48, 128
+    parent = glu(units, hidden, gen)
+    drifted = {k: v + 0.3 * v.std() * torch.randn(v.shape, generator=gen) for k, v in parent.items()}
+    perm = torch.randperm(units, generator=gen)
+    scales = torch.where(torch.rand(units, generator=gen) < 0.5, -1.0, 1.0) * (0.5 + torch.rand(units, generator=gen))
+    rotation, _ = torch.linalg.qr(torch.randn(hidden, hidden, generator=gen))
+    child = {"gate": drifted["gate"][perm] @ rotation, "up": (drifted["up"][perm] * scales[:, None]) @ rotation,
+             "down_t": (drifted["down_t"][perm] / scales[:, None]) @ rotation}
+    x = torch.randn(200, hidden, generator=gen)
+    pa = mlp_profiles(parent["gate"], parent["up"], None, x)
+    pb = mlp_profiles(child["gate"], child["up"], None, x @ rotation)  # probe rows rotate with the model
+    assert robust_mlp_stat(pa, pb, layers=(0, 0)).log10_p < -30
+    # a GELU MLP allows only unit permutations (no rescaling): up vs down responses
+    non_glu_a = mlp_profiles(None, parent["up"], parent["down_t"], x)
+    non_glu_b = mlp_profiles(None, drifted["up"][perm] @ rotation, drifted["down_t"][perm] @ rotation, x @ rotation)
+    assert robust_mlp_stat(non_glu_a, non_glu_b, layers=(0, 0)).log10_p < -30
+
+
+def test_rectangular_matching_recovers_kept_units():
+    gen = torch.Generator().manual_seed(5)
+    parent = torch.randn(200, 40, generator=gen)
+    kept = torch.randperm(200, generator=gen)[:100].sort().values
+    child = parent[kept] + 0.2 * torch.randn(100, 40, generator=gen)
+    m = match(parent, child)
+    assert set(m.matched.tolist()) == set(kept.tolist())
+
+
+def test_perfect_match_of_11008_units_has_a_finite_log10_p_in_the_thousands():
+    gen = torch.Generator().manual_seed(6)
+    units = torch.randn(11008, 24, generator=gen)
+    stat = against_identity(match(units, units + 1e-3 * torch.randn(11008, 24, generator=gen)))
+    assert stat.rho == pytest.approx(1.0) and math.isfinite(stat.log10_p) and stat.log10_p < -1000
+    assert stat.extra["fixed_points"] == 11008 and math.isfinite(stat.extra["log10_p_fixed_points"])
+
+
+def test_permtest_is_uniform_under_the_null_and_bounded_by_its_copies():
+    gen = torch.Generator().manual_seed(7)
+    values = []
+    for trial in range(100):
+        a = [torch.randn(20, 8, generator=gen) for _ in range(2)]
+        b = [torch.randn(20, 8, generator=gen) for _ in range(2)]
+        values.append(permtest(l2_statistic(a, b), copies=49, seed=trial)[0])
+    ps = np.power(10.0, values)
+    assert stats.kstest(ps, "uniform").pvalue > 0.001 and ps.min() >= 1 / 50
+    a = [torch.randn(20, 8, generator=gen)]
+    log10_p, detail = permtest(l2_statistic(a, [a[0] + 0.01 * torch.randn(20, 8, generator=gen)]), copies=99)
+    assert log10_p == pytest.approx(math.log10(1 / 100)) and detail["at_least_as_similar"] == 0
