@@ -38,7 +38,7 @@ class ModelTensors:
         self.source = source
         self.label = label or source.label
         self.loader = MatrixLoader(source)
-        self._mlp: dict[tuple[int, int | None, int | None], Mlp] = {}
+        self._mlp: dict[tuple[int, int | None, int | None, bool], Mlp] = {}
 
     @cached_property
     def roles(self) -> ModelRoles:
@@ -76,13 +76,15 @@ class ModelTensors:
         """Rows of an untied LM head (None when tied or absent)."""
         return None if self.roles.head is None else self.rows_of(self.roles.head, token_ids)
 
-    def mlp(self, layer: int, start: int | None = None, stop: int | None = None) -> Mlp:
+    def mlp(self, layer: int, start: int | None = None, stop: int | None = None, *, down: bool = True) -> Mlp:
         """The block's MLP, gain folded; with ``start``/``stop`` only that contiguous unit block.
 
         A block is read with one range request per matrix (gate/up rows are contiguous); the down
-        projection's units are its columns, which are not contiguous, so a block omits it.
+        projection's units are its columns, which are not contiguous, so a block omits it, as
+        does ``down=False`` (GLU tests never need it).
         """
-        key = (layer, start, stop)
+        down = down and start is None
+        key = (layer, start, stop, down)
         if key not in self._mlp:
             roles = self.roles.layers[layer]
             gain = self.loader.gain(roles.mlp_norm, self.roles.hidden_size)
@@ -96,7 +98,7 @@ class ModelTensors:
                     return self.loader.matrix(ref)[start:stop] * gain
                 return self.source.read_rows(ref.name, start, stop).float() * gain
 
-            down_t = self.loader.matrix(roles.down).t().contiguous() if start is None else None
+            down_t = self.loader.matrix(roles.down).t().contiguous() if down else None
             self._mlp[key] = Mlp(gate=rows(roles.gate), up=rows(roles.up), down_t=down_t)
         return self._mlp[key]
 

@@ -102,21 +102,23 @@ def _block(model: ModelTensors, layer: int, budget: Budget) -> tuple[int, int] |
 class _Profiles:
     """Cached unit responses to the shared probes, per model and block."""
 
-    def __init__(self, model: ModelTensors, x, budget: Budget, *, allow_block: bool) -> None:
-        self.model, self.x, self.budget, self.allow_block = model, x, budget, allow_block
+    def __init__(self, model: ModelTensors, x, budget: Budget, *, allow_block: bool, glu_pair: bool) -> None:
+        self.model, self.x, self.budget = model, x, budget
+        self.allow_block, self.glu_pair = allow_block, glu_pair  # gate-vs-up needs no down projection
         self.cache: dict[int, dict] = {}
 
     def __call__(self, layer: int) -> dict:
         if layer not in self.cache:
-            span = _block(self.model, layer, self.budget) if self.allow_block and self.model.glu else None
-            mlp = self.model.mlp(layer, *span) if span else self.model.mlp(layer)
+            span = _block(self.model, layer, self.budget) if self.allow_block and self.glu_pair else None
+            mlp = self.model.mlp(layer, *span) if span else self.model.mlp(layer, down=not self.glu_pair)
             self.cache[layer] = mlp_profiles(mlp.gate, mlp.up, mlp.down_t, self.x)
         return self.cache[layer]
 
 
 def _robust_mlp(a: ModelTensors, b: ModelTensors, xa, xb, plan, budget: Budget) -> tuple[Outcome, list, list | None]:
-    prof_a = _Profiles(a, xa, budget, allow_block=True)
-    prof_b = _Profiles(b, xb, budget, allow_block=False)
+    glu_pair = a.glu and b.glu
+    prof_a = _Profiles(a, xa, budget, allow_block=True, glu_pair=glu_pair)
+    prof_b = _Profiles(b, xb, budget, allow_block=False, glu_pair=glu_pair)
     stats: dict[tuple[int, int], PairStat] = {pair: robust_mlp_stat(prof_a(pair[0]), prof_b(pair[1]), layers=pair) for pair in plan}
     localized = None
     if a.depth * b.depth <= budget.localized_max_cells:
@@ -215,7 +217,8 @@ def unit_correspondence(a: ModelTensors, b: ModelTensors, layer_a: int, layer_b:
     """
     ids_a, ids_b = shared_probes(a, b)
     xa, xb = a.probe_rows(ids_a), b.probe_rows(ids_b)
-    mlp_a, mlp_b = a.mlp(layer_a), b.mlp(layer_b)
+    glu_pair = a.glu and b.glu
+    mlp_a, mlp_b = a.mlp(layer_a, down=not glu_pair), b.mlp(layer_b, down=not glu_pair)
     pa = mlp_profiles(mlp_a.gate, mlp_a.up, mlp_a.down_t, xa)
     pb = mlp_profiles(mlp_b.gate, mlp_b.up, mlp_b.down_t, xb)
     if "gate" in pa and "gate" in pb:
