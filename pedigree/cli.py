@@ -117,12 +117,13 @@ def compare(
     a: Annotated[str, typer.Argument(help="Indexed model id or checkpoint folder.")],
     b: Annotated[str, typer.Argument(help="Indexed model id or checkpoint folder.")],
     no_tests: Annotated[bool, typer.Option("--no-tests", help="Fingerprint score only (skip the independence tests).")] = False,
+    activations: Annotated[bool, typer.Option("--activations", help="Also run the robust test on real forward-pass activations (small models; needs transformers).")] = False,
     home: Home = None,
     as_json: Json = False,
 ) -> None:
     """Score two models, test whether they share an initialisation (log10 p) and map their blocks."""
     with _reporting(as_json), _workspace(home, create=True) as ws:
-        result = ws.compare(a, b, tests=not no_tests)
+        result = ws.compare(a, b, tests=not no_tests, activations=activations)
     _show(as_json, result, render.compare_table)
 
 

@@ -24,6 +24,9 @@ from indexer.confirm import (
     tested_pair,
 )
 from indexer.fingerprint import fingerprint_version
+from indexer.independence.activations import activation_test
+from indexer.independence.inputs import ModelTensors
+from indexer.independence.logp import log10_bonferroni_min
 from indexer.pipeline import (
     IngestOutcome,
     LayerProgress,
@@ -155,12 +158,27 @@ class Workspace:
         result["flipped"] = result["tested_as"][0] != a
         return result
 
-    def compare(self, a: str, b: str, *, tests: bool = True) -> dict:
+    def _folder(self, ref: str) -> str:
+        record = self._indexed(ref)
+        return record.source if record is not None else ref
+
+    def activation_test(self, a: str, b: str) -> dict:
+        """The robust test on real forward-pass activations (needs ``transformers``)."""
+        with ExitStack() as stack:
+            source_a = stack.enter_context(self._source(a))
+            source_b = stack.enter_context(self._source(b))
+            return activation_test(ModelTensors(source_a, a), ModelTensors(source_b, b), self._folder(a), self._folder(b))
+
+    def compare(self, a: str, b: str, *, tests: bool = True, activations: bool = False) -> dict:
         comparison = compare_views(self.view(a), self.view(b))
         if not tests:
             return comparison
         hint = [(i, j) for i, j, _ in comparison["layer_map"]]
-        return with_tests(comparison, self.tests(a, b, hint))
+        results = self.tests(a, b, hint)
+        if activations:
+            results = dict(results, tests=[*results["tests"], self.activation_test(a, b)])
+            results["log10_p"] = round(log10_bonferroni_min([t["log10_p"] for t in results["tests"]]), 4)
+        return with_tests(comparison, results)
 
     def matrix(self, model_ids: Sequence[str] | None = None, *, tests: bool = True) -> dict:
         """All pairwise fingerprint scores (and combined log10 p) among the given models."""

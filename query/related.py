@@ -13,6 +13,7 @@ from itertools import combinations
 
 import numpy as np
 
+from indexer.independence.suite import shared_parts
 from pedigree.errors import ModelNotFoundError
 from query.scoring import align_layers, cosine
 from storage.db import STATUS_INDEXED, Store, VectorRow
@@ -93,6 +94,7 @@ def with_tests(comparison: dict, tests: dict) -> dict:
     merged["tests"] = tests["tests"]
     merged["layer_map"] = [[i, j, c, block_log10_p(tests, i, j)] for i, j, c in comparison["layer_map"]]
     merged["shared_blocks"] = tests["layer_map"]
+    merged["shared"] = shared_parts(tests["tests"], tests["layer_map"])
     for key in ("log10_q", "confirmed"):
         if key in tests:
             merged[key] = tests[key]

@@ -137,3 +137,49 @@ def test_matrix_adds_log10_p(tested_home, truth):
     ids = sorted(truth)[:3]
     result = run("matrix", *ids, "--home", str(home))
     assert all(math.isfinite(p["log10_p"]) and p["log10_p"] <= 0 for p in result["pairs"])
+
+
+def test_copied_embedding_under_new_layers_is_reported_as_such(small_zoo: Path, truth: dict, tmp_path: Path):
+    """A 'spliced' model: seed 1's embedding and head on top of seed 2's blocks."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    roots = sorted(m for m, f in truth.items() if f["relation"] == "root" and f["architecture"] == "LlamaForCausalLM"
+                   and not f["notes"].get("distilled_from"))
+    donor, body = roots[0], roots[1]
+    with open_checkpoint(small_zoo / donor) as d, open_checkpoint(small_zoo / body) as b:
+        state = {name: b.read(name) for name in b.tensors()}
+        for name in ("model.embed_tokens.weight", "lm_head.weight"):
+            state[name] = d.read(name)
+    spliced = tmp_path / "lab" / "spliced"
+    spliced.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, spliced / "model.safetensors")
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(small_zoo / body / name, spliced / name)
+    home = tmp_path / "home"
+    vs_donor = run("compare", str(small_zoo / donor), str(spliced), "--home", str(home))
+    vs_body = run("compare", str(small_zoo / body), str(spliced), "--home", str(home))
+    assert vs_donor["shared"] == {"blocks": [], "embedding": True, "head": True}, vs_donor["shared"]
+    assert vs_donor["log10_p"] < -12  # the models are related - through the embedding only
+    # the blocks moved under a foreign embedding: the token-space fingerprint no longer sees them
+    # (its probes are that embedding's rows), the weight tests still do
+    depth = vs_body["layers"][0]
+    assert vs_body["shared"] == {"blocks": [[i, i] for i in range(depth)], "embedding": False, "head": False}, vs_body["shared"]
+
+
+def test_activation_variant_on_glu_models(small_zoo: Path, truth: dict, tmp_path: Path):
+    pytest.importorskip("transformers")
+    rotated = next(m for m, f in truth.items() if f["relation"] == "rotated")
+    parent = truth[rotated]["parents"][0]
+    home = str(tmp_path / "home")
+    result = run("compare", str(small_zoo / parent), str(small_zoo / rotated), "--home", home, "--activations")
+    activations = next(t for t in result["tests"] if t["name"] == "mlp_activations")
+    assert activations["log10_p"] < -12 and result["log10_p"] < -12
+    seeds = sorted(m for m, f in truth.items() if f["relation"] == "root" and f["architecture"] == "LlamaForCausalLM"
+                   and not f["notes"].get("distilled_from"))
+    independent = run("compare", str(small_zoo / seeds[0]), str(small_zoo / seeds[1]), "--home", home, "--activations")
+    assert next(t for t in independent["tests"] if t["name"] == "mlp_activations")["log10_p"] > -3
+    gpt2 = next(m for m, f in truth.items() if f["relation"] == "root" and f["architecture"] == "GPT2LMHeadModel")
+    refused = runner.invoke(app, ["compare", str(small_zoo / gpt2), str(small_zoo / parent), "--home", home, "--activations", "--json"])
+    assert refused.exit_code == 1 and "GLU" in json.loads(refused.stdout)["error"]

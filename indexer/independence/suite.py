@@ -4,6 +4,8 @@ Tests (each with its own null hypothesis, see ``indexer.independence.statistics`
 
 - ``mlp_match`` (robust φ_MATCH): per block pair, Fisher-combined over the block-by-block plan
   (same depth) and min-Bonferroni over the localized block matrix; the two combined by Bonferroni.
+  The block map (which blocks of B come from which of A) takes, per block pair, the stronger of
+  this and the constrained test, one-to-one by assignment, significant family-wise at 1e-4.
 - ``mlp_up`` (constrained φ_U): per block pair, Spearman of the up-row matching vs the identity,
   Fisher-combined.  Needs equal hidden sizes.
 - ``embedding_dims`` / ``head_dims`` (constrained): residual dimensions matched over the shared
@@ -40,7 +42,7 @@ from indexer.independence.statistics import (
     robust_mlp_stat,
 )
 
-SUITE_VERSION = "ind1"  # bump whenever a test, its parameters or the combination rule change
+SUITE_VERSION = "ind2"  # bump whenever a test, its parameters or the combination rule change
 MIN_SHARED_PROBES = 16
 SHARED_BLOCK_FAMILYWISE = 1e-4  # a block pair is "shared" if p < 1e-4 / (number of cells tested)
 
@@ -77,6 +79,23 @@ class PairReport:
 
     def test(self, name: str) -> Outcome | None:
         return next((t for t in self.tests if t.name == name), None)
+
+
+def shared_parts(tests: list[dict], layer_map: list) -> dict:
+    """Which parts the tests say were taken: blocks (the layer map), embedding, head.
+
+    A part counts as shared when its test rejects independence at 1e-4 (the block map already
+    applies that bar family-wise).  ``None``: the part could not be tested (a tied head, different
+    widths).  A copied embedding under new layers shows up as exactly that: embedding shared, no
+    block shared.
+    """
+    by_name = {t["name"]: t for t in tests}
+
+    def part(name: str) -> bool | None:
+        test = by_name.get(name)
+        return None if test is None else test["log10_p"] < math.log10(SHARED_BLOCK_FAMILYWISE)
+
+    return {"blocks": [[entry[0], entry[1]] for entry in layer_map], "embedding": part("embedding_dims"), "head": part("head_dims")}
 
 
 def _plan(a: ModelTensors, b: ModelTensors, hint: list[tuple[int, int]] | None, budget: Budget) -> list[tuple[int, int]]:
@@ -161,16 +180,33 @@ def _layer_map(cells: list[PairStat]) -> list[tuple[int, int, float]]:
     return sorted(result)
 
 
-def _constrained_mlp(a: ModelTensors, b: ModelTensors, plan, budget: Budget) -> Outcome | None:
+def _constrained_mlp(a: ModelTensors, b: ModelTensors, plan, budget: Budget) -> tuple[Outcome | None, list[PairStat]]:
     if a.roles.hidden_size != b.roles.hidden_size:
-        return None
+        return None, []
     blocks = []
     for i, j in plan:
         units = min(a.mlp_units(i), b.mlp_units(j), budget.unit_block)
         m = match(a.raw_up_rows(i, 0, units), b.raw_up_rows(j, 0, units))
         blocks.append(against_identity(m, layers=(i, j)))
-    return Outcome("mlp_up", log10_fisher([s.log10_p for s in blocks]), NULL_CONSTRAINED,
-                       {"blocks": [s.as_json() for s in blocks]})
+    outcome = Outcome("mlp_up", log10_fisher([s.log10_p for s in blocks]), NULL_CONSTRAINED, {"blocks": [s.as_json() for s in blocks]})
+    return outcome, blocks
+
+
+def _block_evidence(robust: list[PairStat], constrained: list[PairStat]) -> list[PairStat]:
+    """Per block pair, the stronger of the robust and constrained tests (Bonferroni over both).
+
+    The robust test describes units through each model's own embedding, so it cannot see blocks
+    that were moved under a *different* embedding (a tokenizer transplant); the constrained test,
+    which compares weights coordinate by coordinate, still can.
+    """
+    cells: dict[tuple[int, int], list[PairStat]] = {}
+    for stat in [*robust, *constrained]:
+        cells.setdefault((stat.layer_a, stat.layer_b), []).append(stat)
+    merged = []
+    for (i, j), stats_ in cells.items():
+        best = min(stats_, key=lambda s: s.log10_p)
+        merged.append(PairStat(i, j, best.n, best.rho, log10_bonferroni_min([s.log10_p for s in stats_])))
+    return merged
 
 
 NULL_DIMS = "θ_A ⊥ θ_B with A's initialisation exchangeable over residual dimensions"
@@ -188,23 +224,23 @@ def run_battery(a: ModelTensors, b: ModelTensors, *, hint: list[tuple[int, int]]
     ids_a, ids_b = shared_probes(a, b)
     profile_a, profile_b = ids_a[: budget.probe_limit], ids_b[: budget.probe_limit]
     tests: list[Outcome] = []
-    layer_map: list[tuple[int, int, float]] = []
+    cells: list[PairStat] = []
     localized = None
     plan = _plan(a, b, hint, budget)
     if len(ids_a) >= MIN_SHARED_PROBES:
         xa, xb = a.probe_rows(profile_a), b.probe_rows(profile_b)
         robust, cells, localized = _robust_mlp(a, b, xa, xb, plan, budget)
         tests.append(robust)
-        layer_map = _layer_map(cells)
         if a.roles.hidden_size == b.roles.hidden_size:
             tests.append(_dims_test("embedding", a.embedding_rows(ids_a), b.embedding_rows(ids_b)))
             head_a, head_b = a.head_rows(ids_a), b.head_rows(ids_b)
             if head_a is not None and head_b is not None:
                 tests.append(_dims_test("head", head_a, head_b))
-    constrained = _constrained_mlp(a, b, plan, budget)
+    constrained, constrained_blocks = _constrained_mlp(a, b, plan, budget)
     if constrained is not None:
         tests.append(constrained)
     combined = log10_bonferroni_min([t.log10_p for t in tests]) if tests else 0.0
+    layer_map = _layer_map(_block_evidence(cells, constrained_blocks))
     return PairReport(a.label, b.label, tests, combined, layer_map, localized)
 
 
