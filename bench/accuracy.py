@@ -70,7 +70,7 @@ def run(size: str, zoo_dir: Path) -> dict:
     truth = json.loads((zoo_dir / "truth.json").read_text())
     with tempfile.TemporaryDirectory() as home, Workspace(load_settings(home)) as ws:
         started = time.perf_counter()
-        outcomes, _ = ws.ingest(zoo_dir, confirm=0)
+        outcomes = ws.ingest(zoo_dir, confirm=0).outcomes
         ingest_seconds = time.perf_counter() - started
         failed = [o.as_json() for o in outcomes if o.status != "indexed"]
         pairs = ws.matrix(tests=False)["pairs"]

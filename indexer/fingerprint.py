@@ -94,8 +94,10 @@ def compute_fingerprint(
     *,
     dim: int = DEFAULT_DIM,
     progress: Callable[[int, int], None] | None = None,
+    on_layer: Callable[[CanonicalLayer], None] | None = None,
 ) -> Fingerprint:
-    """Fingerprint one checkpoint.  ``progress(done, total)`` is called after each block."""
+    """Fingerprint one checkpoint.  ``progress(done, total)`` is called after each block and
+    ``on_layer(layer)`` with each block's canonical matrices (to compute more from one read)."""
     if len(probes) < MIN_PROBES:
         raise CheckpointError(f"only {len(probes)} probe tokens found in the vocabulary (need {MIN_PROBES})")
     version = fingerprint_version(dim)
@@ -106,6 +108,8 @@ def compute_fingerprint(
         layer_vectors = []
         for done, layer_roles in enumerate(roles.layers, start=1):
             layer = canonical_layer(loader, roles, layer_roles)
+            if on_layer is not None:
+                on_layer(layer)
             terms = layer_terms(x, layer)
             layer_vectors.append(unit(sum(sketcher(terms[name], name) for name in TERMS)))
             if progress is not None:

@@ -26,6 +26,7 @@ from indexer.probes import select_probes
 from indexer.safetensors_format import INDEX_FILE, SINGLE_FILE
 from indexer.sources import LocalCheckpoint, TensorSource, open_checkpoint
 from indexer.vocabulary import read_vocabulary
+from indexer.weight_stats import StatsAccumulator
 from pedigree.errors import CheckpointError, PedigreeError, UnsupportedModelError
 from storage.db import (
     STATUS_FAILED,
@@ -109,7 +110,11 @@ def fingerprint_source(
         raise UnsupportedModelError("no tokenizer files (tokenizer.json, vocab.json, vocab.txt or tokenizer.model)")
     record.tokenizer_hash = vocabulary.digest
     probes = select_probes(vocabulary, roles.vocab_size)
-    return compute_fingerprint(MatrixLoader(source), roles, probes, dim=dim, progress=progress)
+    loader = MatrixLoader(source)
+    stats = StatsAccumulator(loader, roles)
+    fingerprint = compute_fingerprint(loader, roles, probes, dim=dim, progress=progress, on_layer=stats.add)
+    record.weight_stats = stats.finish().as_json()
+    return fingerprint
 
 
 def fingerprint_rows(fingerprint: Fingerprint) -> list[VectorRow]:

@@ -85,18 +85,22 @@ def ingest(
             bars.update(blocks, visible=False)
             bars.update(pairs, completed=done - 1, total=total, visible=True, description=f"tests ({label})")
 
-        outcomes, confirmations = ws.ingest(path, model_id, force=force, confirm=confirm, on_start=on_start,
-                                            on_layer=on_layer, on_done=lambda _: bars.advance(models), on_pair=on_pair)
+        result = ws.ingest(path, model_id, force=force, confirm=confirm, on_start=on_start,
+                           on_layer=on_layer, on_done=lambda _: bars.advance(models), on_pair=on_pair)
+    outcomes, confirmations = result.outcomes, result.confirmations
     rows = [o.as_json() for o in outcomes]
     counts = {status: sum(r["status"] == status for r in rows) for status in ("indexed", "unchanged", "failed", "unsupported")}
     confirmed = sum(bool(c.get("confirmed")) for c in confirmations)
     if as_json:
-        render.emit_json({"models": rows, "counts": counts, "confirmations": confirmations})
+        render.emit_json({"models": rows, "counts": counts, "confirmations": confirmations, "graph": result.graph})
         return
     render.stdout.print(render.ingest_table(rows))
     render.stdout.print(", ".join(f"{n} {status}" for status, n in counts.items()))
     if confirmations:
         render.stdout.print(f"{len(confirmations)} candidate pairs tested, {confirmed} confirmed related (Benjamini-Hochberg, FDR 1 %)")
+    if result.graph:
+        g = result.graph
+        render.stdout.print(f"lineage graph build {g['build_id']}: {g['families']} families ({g['rebuilt']} re-assembled), {g['edges']} edges")
 
 
 @app.command()
@@ -106,10 +110,18 @@ def query(
     home: Home = None,
     as_json: Json = False,
 ) -> None:
-    """The indexed models most related to MODEL_ID, ranked by score, with their matching blocks."""
+    """Where MODEL_ID comes from: parents, ancestors, children and family tree, and the indexed
+    models most related to it (ranked by score, with their matching blocks)."""
     with _reporting(as_json), _workspace(home, create=False) as ws:
         result = ws.query(model_id, limit)
-    _show(as_json, result, render.related_table)
+        tree = None if as_json else ws.family_graph(model_id)
+    if as_json:
+        render.emit_json(result)
+        return
+    render.stdout.print(render.lineage_summary(result))
+    if tree is not None:
+        render.stdout.print(render.family_tree(tree, model_id))
+    render.stdout.print(render.related_table(result))
 
 
 @app.command()
@@ -160,6 +172,54 @@ def list_models(
     for r in rows:
         table.add_row(r["id"], f"[{render.STATUS_STYLE.get(r['status'], '')}]{r['status']}[/]", r["architecture"] or "", str(r["layers"] or ""), r["error"] or "")
     render.stdout.print(table)
+
+
+graph_app = typer.Typer(help="The lineage graph: build it, export it.", no_args_is_help=True)
+app.add_typer(graph_app, name="graph")
+Mode = Annotated[str, typer.Option("--mode", help="Evidence used: full (weights + timestamps + model cards), time (weights + timestamps) or weights.")]
+
+
+@graph_app.command("build")
+def graph_build(mode: Mode = "full", home: Home = None, as_json: Json = False) -> None:
+    """Assemble the lineage graph from the confirmed pairs (only changed families are rebuilt)."""
+    with _reporting(as_json), _workspace(home, create=False) as ws, render.progress() as bars:
+        task = bars.add_task("families", total=None)
+        summary = ws.build_graph(mode, progress=lambda label, done, total: bars.update(task, completed=done, total=total))
+    if as_json:
+        render.emit_json(summary)
+    else:
+        render.stdout.print(f"build {summary['build_id']} ({summary['mode']}): {summary['models']} models, {summary['families']} families "
+                            f"({summary['rebuilt']} re-assembled, {summary['reused']} unchanged), {summary['edges']} edges")
+
+
+@graph_app.command("export")
+def graph_export(
+    fmt: Annotated[str, typer.Option("--format", help="json (node-link), graphml, gexf or parquet.")],
+    out: Annotated[Path, typer.Option("-o", "--output", help="Output file (parquet: <stem>.nodes.parquet and <stem>.edges.parquet).")],
+    family: Annotated[Optional[str], typer.Option("--family", help="Export only the family of this model id.")] = None,
+    mode: Mode = "full",
+    home: Home = None,
+    as_json: Json = False,
+) -> None:
+    """Export the current lineage graph (or one family) for analysis (networkx, Gephi, DuckDB/pandas)."""
+    with _reporting(as_json), _workspace(home, create=False) as ws:
+        files = ws.export_graph(fmt, out, family, mode)
+    if as_json:
+        render.emit_json({"files": [str(f) for f in files]})
+    else:
+        render.stdout.print("wrote " + ", ".join(str(f) for f in files))
+
+
+@app.command()
+def discrepancies(mode: Mode = "full", home: Home = None, as_json: Json = False) -> None:
+    """Model cards vs weights: contradicted or misplaced declarations, and undeclared derivations
+    with a suggested base_model snippet for each."""
+    with _reporting(as_json), _workspace(home, create=False) as ws:
+        result = ws.discrepancies(mode)
+    if as_json:
+        render.emit_json(result)
+    else:
+        render.stdout.print(render.discrepancy_report(result))
 
 
 @zoo_app.command("build")

@@ -35,11 +35,12 @@ def run_demo(settings: Settings, *, as_json: bool = False) -> dict:
         truth = json.loads((zoo / "truth.json").read_text())
         with Workspace(settings) as ws:
             models = bars.add_task("indexing", total=None)
-            outcomes, confirmations = ws.ingest(
+            ingested = ws.ingest(
                 zoo,
                 on_start=lambda i, total, model_id: bars.update(models, completed=i - 1, total=total, description=f"indexing {model_id}"),
                 on_done=lambda _: bars.advance(models),
             )
+            outcomes, confirmations = ingested.outcomes, ingested.confirmations
             confirmed = sum(bool(c.get("confirmed")) for c in confirmations)
             question = pick_question(truth)
             answer = ws.query(question, limit=5)

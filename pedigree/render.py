@@ -87,3 +87,56 @@ def matrix_table(result: dict) -> Table:
             cells.append("" if value is None else f"{value:.2f}")
         table.add_row(f"{index} {a}", *cells)
     return table
+
+
+def lineage_summary(result: dict) -> str:
+    if result.get("family_size") is None:
+        return f"[bold]{result['model']}[/]: no lineage graph yet (run `pedigree graph build`)"
+    parents = ", ".join(f"{p['id']} ({p['relation']}, confidence {p['confidence']:.2f}, log10 p {p['log10_p']:.0f})"
+                        if p["log10_p"] is not None else f"{p['id']} ({p['relation']})" for p in result["parents"])
+    line = f"[bold]{result['model']}[/]: " + (f"derived from {parents}" if parents else "a root (no parent in the index)")
+    if result["ancestors"]:
+        line += f"\n  ancestry: {' <- '.join([result['model'], *result['ancestors']])}"
+    line += f"\n  family of {result['family_size']} models, root {result['root']}; {len(result['children'])} children"
+    return line
+
+
+def family_tree(graph, highlight: str):
+    """The family as a rich Tree from its root(s); merges appear under each parent."""
+    from rich.tree import Tree
+
+    roots = sorted(n for n in graph if graph.in_degree(n) == 0)
+    top = Tree(f"family of {graph.number_of_nodes()} models", guide_style="dim")
+
+    def label(node: str, parent: str | None) -> str:
+        text = f"[bold yellow]{node}[/] ◀" if node == highlight else node
+        if parent is not None:
+            edge = graph.edges[parent, node]
+            text += f" [dim]({edge['relation']}, {edge['confidence']:.2f})[/]"
+        return text
+
+    def grow(branch, node: str, parent: str | None, seen: set) -> None:
+        sub = branch.add(label(node, parent))
+        if node in seen:
+            return
+        seen.add(node)
+        for child in sorted(graph.successors(node)):
+            grow(sub, child, node, seen)
+
+    seen: set = set()
+    for root in roots:
+        grow(top, root, None, seen)
+    return top
+
+
+def discrepancy_report(result: dict) -> Table:
+    table = Table(title=f"discrepancies (graph build {result['graph_build']})")
+    for column in ("model", "kind", "declared", "weights say", "suggested card"):
+        table.add_column(column, overflow="fold")
+    for entry in result["discrepancies"]:
+        weights = ", ".join(f"{p['id']} ({p['relation']})" for p in entry["parents_from_weights"]) or "no relative"
+        table.add_row(entry["model"], entry["kind"], entry["declared_base_model"], weights, entry.get("suggested_card", ""))
+    for entry in result["undeclared"]:
+        weights = ", ".join(f"{p['id']} ({p['relation']})" for p in entry["parents_from_weights"])
+        table.add_row(entry["model"], "undeclared", "-", weights, entry["suggested_card"])
+    return table

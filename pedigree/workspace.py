@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 from indexer.confirm import (
@@ -27,6 +28,7 @@ from indexer.fingerprint import fingerprint_version
 from indexer.independence.activations import activation_test
 from indexer.independence.inputs import ModelTensors
 from indexer.independence.logp import log10_bonferroni_min
+from indexer.lineage.build import build_graph
 from indexer.pipeline import (
     IngestOutcome,
     LayerProgress,
@@ -38,6 +40,8 @@ from indexer.pipeline import (
 from indexer.sources import TensorSource, open_checkpoint
 from pedigree.config import Settings
 from pedigree.errors import ModelNotFoundError, StorageError
+from query.discrepancies import discrepancies
+from query.graph import export, family_graph, lineage
 from query.related import (
     FingerprintView,
     compare_views,
@@ -51,6 +55,13 @@ from storage.vectors import VectorIndexes
 
 ModelStart = Callable[[int, int, str], None]  # (position, total, model id)
 ModelDone = Callable[[IngestOutcome], None]
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    outcomes: list[IngestOutcome]
+    confirmations: list[dict]  # pairs tested, with log10 p / q and the confirmed decision
+    graph: dict | None  # the lineage build summary (None when no tests ran)
 
 
 class Workspace:
@@ -84,9 +95,9 @@ class Workspace:
         on_layer: LayerProgress | None = None,
         on_done: ModelDone | None = None,
         on_pair: PairProgress | None = None,
-    ) -> tuple[list[IngestOutcome], list[dict]]:
-        """Index every checkpoint under ``path``, then test each against its ``confirm`` best
-        candidates (0: no tests).  Returns the per-model outcomes and the pair confirmations."""
+    ) -> IngestResult:
+        """Index every checkpoint under ``path``, test each against its ``confirm`` best candidates
+        (0: no tests) and rebuild the lineage graph of the families that changed."""
         found = discover(path, model_id)
         outcomes = []
         for position, (found_id, folder) in enumerate(found, start=1):
@@ -98,12 +109,14 @@ class Workspace:
                 on_done(outcome)
         self.sync_indexes()
         confirmations: list[dict] = []
+        graph = None
         if confirm > 0:
             ready = [o.id for o in outcomes if o.status in (STATUS_INDEXED, "unchanged")]
             confirmations = confirm_new_models(
-                self.store, lambda m: self.query(m, confirm)["related"], ready, progress=on_pair
+                self.store, lambda m: self.related(m, confirm)["related"], ready, progress=on_pair
             )
-        return outcomes, confirmations
+            graph = self.build_graph()
+        return IngestResult(outcomes, confirmations, graph)
 
     def sync_indexes(self) -> None:
         """Bring the FAISS indexes up to date with DuckDB (incrementally, or by a rebuild)."""
@@ -115,8 +128,27 @@ class Workspace:
     def models(self, status: str | None = None) -> list[ModelRecord]:
         return self.store.models(status)
 
-    def query(self, model_id: str, limit: int = 10) -> dict:
+    def related(self, model_id: str, limit: int = 10) -> dict:
+        """The indexed models most related to ``model_id`` (fingerprint candidates, exact scores)."""
         return related(self.store, self.indexes, self.version, model_id, limit)
+
+    def query(self, model_id: str, limit: int = 10, mode: str = "full") -> dict:
+        """Related models plus the model's place in the lineage graph (parents, ancestors, ...)."""
+        return {**self.related(model_id, limit), **lineage(self.store, model_id, mode)}
+
+    # ---- the lineage graph ----------------------------------------------------------------
+
+    def build_graph(self, mode: str = "full", progress=None) -> dict:
+        return build_graph(self.store, self.version, mode=mode, progress=progress)
+
+    def family_graph(self, model_id: str, mode: str = "full"):
+        return family_graph(self.store, model_id, mode)
+
+    def export_graph(self, fmt: str, path: str | os.PathLike[str], family_of: str | None = None, mode: str = "full") -> list[Path]:
+        return export(self.store, fmt, path, family_of=family_of, mode=mode)
+
+    def discrepancies(self, mode: str = "full") -> dict:
+        return discrepancies(self.store, mode)
 
     def _indexed(self, ref: str) -> ModelRecord | None:
         record = self.store.get_model(ref)

@@ -45,13 +45,14 @@ class ModelRecord:
     hidden_size: int | None = None
     num_parameters: int | None = None
     card: dict | None = None
+    weight_stats: dict | None = None
     created_at: datetime | None = None
     indexed_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc).replace(tzinfo=None))
     pk: int | None = None
 
 
 _COLUMNS = [f.name for f in fields(ModelRecord) if f.name != "pk"]
-_JSON_COLUMNS = {"config", "card"}
+_JSON_COLUMNS = {"config", "card", "weight_stats"}
 
 
 @dataclass(frozen=True)
@@ -148,8 +149,9 @@ class Store:
                 "INSERT INTO vector_tombstones SELECT vector_id, kind, ? FROM fingerprints WHERE model_pk = ?", [generation, pk]
             )
             conn.execute("DELETE FROM fingerprints WHERE model_pk = ?", [pk])
-            for table in ("pair_tests", "relations"):  # results on the old weights no longer hold
+            for table in ("pair_tests", "relations", "pair_evidence"):  # results on the old weights no longer hold
                 conn.execute(f"DELETE FROM {table} WHERE model_a = ? OR model_b = ?", [pk, pk])
+            conn.execute("DELETE FROM merge_evidence WHERE ? IN (child, parent_a, parent_b)", [pk])
             if vectors:
                 conn.executemany(
                     "INSERT INTO fingerprints (model_pk, version, kind, layer, generation, vector) VALUES (?, ?, ?, ?, ?, ?)",

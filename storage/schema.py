@@ -24,6 +24,17 @@ Schema 2 adds the independence tests:
 - ``relations``: one row per tested pair: the combined log10 p, the Benjamini-Hochberg adjusted
   log10 q over all pairs tested with the same suite version, and whether that makes the pair
   ``confirmed`` related; the block map the tests support.
+
+Schema 3 adds the lineage graph:
+
+- ``models.weight_stats``: per-model statistics for direction and relation type (JSON).
+- ``pair_evidence``: per tested pair, the fingerprint distance and raw-weight evidence (do the two
+  share coordinates; how low-rank is their difference).
+- ``merge_evidence``: a model fitted as a convex combination of two relatives.
+- ``lineage_builds`` (one row per assembly run, with its time and counts), ``families`` (one row
+  per assembled family version), ``family_members``, ``build_families`` (which family versions
+  make up each build - unchanged families are reused, so a build re-assembles only what changed)
+  and ``lineage_edges`` (parent -> child with relation, confidence, log10 p and evidence).
 """
 
 from __future__ import annotations
@@ -105,6 +116,66 @@ MIGRATIONS: list[tuple[str, str]] = [
             tested_at TIMESTAMP NOT NULL,
             PRIMARY KEY (model_a, model_b)
         );
+        """,
+    ),
+    (
+        "lineage graph",
+        """
+        ALTER TABLE models ADD COLUMN weight_stats JSON;
+        CREATE TABLE pair_evidence (
+            model_a INTEGER NOT NULL,
+            model_b INTEGER NOT NULL,
+            revision_a VARCHAR,
+            revision_b VARCHAR,
+            distance DOUBLE NOT NULL,
+            same_coordinates BOOLEAN,
+            raw_cosine DOUBLE,
+            raw_distance DOUBLE,
+            delta_rank_gap DOUBLE,
+            detail JSON,
+            PRIMARY KEY (model_a, model_b)
+        );
+        CREATE TABLE merge_evidence (
+            child INTEGER NOT NULL,
+            parent_a INTEGER NOT NULL,
+            parent_b INTEGER NOT NULL,
+            alpha DOUBLE NOT NULL,
+            residual_ratio DOUBLE NOT NULL,
+            PRIMARY KEY (child, parent_a, parent_b)
+        );
+        CREATE SEQUENCE build_id_seq START 1;
+        CREATE SEQUENCE family_id_seq START 1;
+        CREATE TABLE lineage_builds (
+            build_id INTEGER PRIMARY KEY DEFAULT nextval('build_id_seq'),
+            started_at TIMESTAMP NOT NULL,
+            finished_at TIMESTAMP,
+            mode VARCHAR NOT NULL,
+            families INTEGER,
+            rebuilt INTEGER,
+            edges INTEGER,
+            params JSON
+        );
+        CREATE TABLE families (
+            family_id INTEGER PRIMARY KEY DEFAULT nextval('family_id_seq'),
+            members_hash VARCHAR NOT NULL,
+            root INTEGER,
+            size INTEGER NOT NULL,
+            built_at TIMESTAMP NOT NULL,
+            build_id INTEGER NOT NULL
+        );
+        CREATE TABLE family_members (family_id INTEGER NOT NULL, model_pk INTEGER NOT NULL);
+        CREATE TABLE build_families (build_id INTEGER NOT NULL, family_id INTEGER NOT NULL);
+        CREATE TABLE lineage_edges (
+            family_id INTEGER NOT NULL,
+            parent INTEGER NOT NULL,
+            child INTEGER NOT NULL,
+            relation VARCHAR NOT NULL,
+            confidence DOUBLE,
+            log10_p DOUBLE,
+            evidence JSON
+        );
+        CREATE INDEX lineage_edges_by_family ON lineage_edges (family_id);
+        CREATE INDEX family_members_by_family ON family_members (family_id);
         """,
     ),
 ]

@@ -1,0 +1,255 @@
+"""Build the lineage graph from DuckDB: families, evidence, assembly, a versioned build.
+
+1. **Families** are the connected components of the *confirmed related* pairs (the independence
+   tests under Benjamini-Hochberg control, ``indexer.confirm``); a model with no confirmed
+   relative is a family of one (its own root).
+2. **Evidence** for every confirmed pair - fingerprint distance and raw-weight evidence - and
+   merge fits are read from DuckDB, computed (through the tensor sources) where missing or stale,
+   and stored.
+3. Each family whose members and evidence are unchanged since the last build of the same mode is
+   **reused**; the others are **assembled** (``indexer.lineage.assemble``) and written as new
+   family versions.  The build is recorded with its time and counts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import replace
+from itertools import combinations
+
+from indexer.confirm import decide, open_record, tested_pair
+from indexer.independence.inputs import ModelTensors
+from indexer.independence.suite import SUITE_VERSION
+from indexer.lineage.assemble import (
+    ASSEMBLY_VERSION,
+    LAMBDA,
+    MODES,
+    WEIGHTS,
+    Node,
+    Pair,
+    assemble,
+)
+from indexer.lineage.evidence import inheritance, merge_fit, pair_weight_evidence
+from indexer.weight_stats import WeightStats
+from query.related import FingerprintView
+from query.scoring import align_layers
+from storage.db import STATUS_INDEXED, ModelRecord, Store
+from storage.lineage import (
+    PairEvidence,
+    build_info,
+    families_of_build,
+    finish_build,
+    latest_build,
+    merge_evidence,
+    pair_evidence,
+    save_merge_evidence,
+    save_pair_evidence,
+    start_build,
+    write_families,
+)
+from storage.relations import relations
+
+Progress = Callable[[str, int, int], None]
+MERGE_NEIGHBOURS = 4  # merge fits are tried on pairs among a model's 4 closest same-coordinate relatives
+ALL_PAIRS_UP_TO = 48  # families up to this size get evidence for every pair, larger ones per-member nearest
+NEAREST = 12  # ... the 12 nearest family members by fingerprint
+
+
+def components(pks: list[int], links: list[tuple[int, int]]) -> list[list[int]]:
+    """Connected components (union-find with path halving), each sorted, in order of first member."""
+    parent = {pk: pk for pk in pks}
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in links:
+        if a in parent and b in parent:
+            ra, rb = find(a), find(b)
+            if ra != rb:
+                parent[max(ra, rb)] = min(ra, rb)
+    groups: dict[int, list[int]] = {}
+    for pk in pks:
+        groups.setdefault(find(pk), []).append(pk)
+    return sorted((sorted(g) for g in groups.values()), key=lambda g: g[0])
+
+
+def node_of(record: ModelRecord) -> Node:
+    card = record.card or {}
+    return Node(record.pk, record.id, record.created_at, tuple(card.get("base_model") or ()), WeightStats.from_json(record.weight_stats))
+
+
+class _Models:
+    """Open tensor access per model, cached for one build."""
+
+    def __init__(self, records: dict[int, ModelRecord]) -> None:
+        self.records, self.open = records, {}
+
+    def __call__(self, pk: int) -> ModelTensors:
+        if pk not in self.open:
+            self.open[pk] = ModelTensors(open_record(self.records[pk]), self.records[pk].id)
+        return self.open[pk]
+
+    def close(self) -> None:
+        for model in self.open.values():
+            model.source.close()
+
+
+def candidate_pairs(store: Store, group: list[int], version: str) -> list[tuple[int, int]]:
+    """Pairs of a family that get evidence: all of them for small families, else each member's
+    nearest members by model-vector cosine (a parent that drifted far is still among them)."""
+    if len(group) <= ALL_PAIRS_UP_TO:
+        return list(combinations(group, 2))
+    import numpy as np
+
+    vectors = np.stack([next(r.vector for r in store.vectors_of(pk, version) if r.kind == "model") for pk in group])
+    similarity = vectors @ vectors.T
+    pairs = set()
+    for index, pk in enumerate(group):
+        for other in np.argsort(-similarity[index])[1 : NEAREST + 1]:
+            pairs.add(tuple(sorted((pk, group[int(other)]))))
+    return sorted(pairs)
+
+
+def _ensure_pair_evidence(store: Store, records, links, stored, version: str, models: _Models) -> dict[frozenset, PairEvidence]:
+    fresh = []
+    for a, b in links:
+        key, ra, rb = frozenset((a, b)), records[a], records[b]
+        ev = stored.get(key)
+        revisions = {ev.model_a: ev.revision_a, ev.model_b: ev.revision_b} if ev else {}
+        if ev and revisions.get(a) == ra.revision and revisions.get(b) == rb.revision:
+            continue
+        view_a = FingerprintView.from_rows(ra.id, store.vectors_of(a, version))
+        view_b = FingerprintView.from_rows(rb.id, store.vectors_of(b, version))
+        alignment = align_layers(view_a.layers, view_b.layers)
+        matched = sum(c for _, _, c in alignment.pairs) / max(len(view_a.layers), len(view_b.layers), 1)
+        try:
+            weights = pair_weight_evidence(models(a), models(b), [(i, j) for i, j, _ in alignment.matches(view_a.dim)])
+        except Exception as error:  # noqa: BLE001 - evidence is optional; the distance still counts
+            weights = {"raw_cosine": None, "same_coordinates": None, "raw_distance": None, "delta_rank_gap": None, "error": str(error)}
+        fresh.append(PairEvidence(a, b, ra.revision, rb.revision, round(1.0 - matched, 6), weights["same_coordinates"],
+                                  weights["raw_cosine"], weights["raw_distance"], weights["delta_rank_gap"], weights))
+    save_pair_evidence(store, fresh)
+    stored.update({frozenset((e.model_a, e.model_b)): e for e in fresh})
+    return stored
+
+
+def _ensure_merges(store: Store, family: list[int], evidence, merges, models: _Models) -> None:
+    rows = []
+    for child in family:
+        near = sorted(((e.distance, (set(k) - {child}).pop()) for k, e in evidence.items() if child in k and e.same_coordinates),
+                      key=lambda t: t)[:MERGE_NEIGHBOURS]
+        done = {(a, b) for a, b, _, _ in merges.get(child, [])}
+        for (_, u), (_, v) in combinations(near, 2):
+            u, v = min(u, v), max(u, v)
+            if (u, v) in done:
+                continue
+            try:
+                fit = merge_fit(models(child), models(u), models(v))
+            except Exception:  # noqa: BLE001 - a model that cannot be sampled is simply not a merge candidate
+                fit = None
+            if fit is not None:
+                rows.append((child, u, v, fit[0], fit[1]))
+                merges.setdefault(child, []).append((u, v, fit[0], fit[1]))
+    save_merge_evidence(store, rows)
+
+
+def _inheritance(models: _Models):
+    cache: dict[tuple[int, int, int], float | None] = {}
+
+    def beta(child: int, parent: int, grandparent: int) -> float | None:
+        key = (child, parent, grandparent)
+        if key not in cache:
+            try:
+                cache[key] = inheritance(models(child), models(parent), models(grandparent))
+            except Exception:  # noqa: BLE001 - no samples, no refinement
+                cache[key] = None
+        return cache[key]
+
+    return beta
+
+
+def _with_p_values(store: Store, records, edges: list) -> list:
+    """Give every edge the combined log10 p of its pair, running the tests where none ran yet."""
+    out = []
+    for edge in edges:
+        if edge.log10_p is None:
+            try:
+                result = tested_pair(store, records[edge.parent], records[edge.child])
+                edge = replace(edge, log10_p=result["log10_p"])
+            except Exception:  # noqa: BLE001 - an edge without a p-value is still an edge
+                pass
+        out.append(edge)
+    return out
+
+
+def _family_hash(mode: str, nodes: list[Node], records, pairs: dict[frozenset, Pair], merges) -> str:
+    payload = {
+        "mode": mode, "assembly": ASSEMBLY_VERSION, "lambda": LAMBDA, "weights": WEIGHTS, "suite": SUITE_VERSION,
+        "nodes": [[n.pk, records[n.pk].revision, n.created_at.isoformat() if n.created_at else None, list(n.declared)] for n in nodes],
+        "pairs": sorted([sorted(k), round(p.distance, 6), p.same_coordinates, p.delta_rank_gap, p.log10_p, p.raw_distance]
+                        for k, p in pairs.items()),
+        "merges": sorted([pk, [list(map(lambda x: round(x, 6) if isinstance(x, float) else x, f)) for f in sorted(fits)]]
+                         for pk, fits in merges.items() if pk in {n.pk for n in nodes}),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def build_graph(store: Store, version: str, *, mode: str = "full", compute_evidence: bool = True, progress: Progress | None = None) -> dict:
+    """Assemble (incrementally) the lineage graph of every indexed model; returns the build summary."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}")
+    build_id = start_build(store, mode, {"lambda": LAMBDA, "weights": WEIGHTS, "suite": SUITE_VERSION})
+    records = {r.pk: r for r in store.models(STATUS_INDEXED)}
+    confirmed = [(r.model_a, r.model_b, r.log10_p) for r in relations(store, SUITE_VERSION, confirmed_only=True)
+                 if r.model_a in records and r.model_b in records]
+    links = [(a, b) for a, b, _ in confirmed]
+    log10_p = {frozenset((a, b)): p for a, b, p in confirmed}
+    models = _Models(records)
+    try:
+        evidence = pair_evidence(store)
+        groups = components(sorted(records), links)
+        if compute_evidence:
+            wanted = set(links) | {p for group in groups if len(group) > 1 for p in candidate_pairs(store, group, version)}
+            evidence = _ensure_pair_evidence(store, records, sorted(wanted), evidence, version, models)
+        merges = merge_evidence(store)
+        previous = families_of_build(store, latest_build(store, mode)) if latest_build(store, mode) else {}
+        by_family: dict[int, dict[frozenset, PairEvidence]] = {}
+        family_of = {pk: index for index, group in enumerate(groups) for pk in group}
+        for key, ev in evidence.items():
+            a, b = tuple(key)
+            if a in family_of and b in family_of and family_of[a] == family_of[b]:
+                by_family.setdefault(family_of[a], {})[key] = ev
+        kept, assembled = [], []
+        for index, group in enumerate(groups):
+            if progress:
+                progress("assembling families", index + 1, len(groups))
+            family_evidence = by_family.get(index, {})
+            if compute_evidence and len(group) > 2:
+                _ensure_merges(store, group, family_evidence, merges, models)
+            nodes = [node_of(records[pk]) for pk in group]
+            pairs = {k: Pair(e.distance, e.same_coordinates, e.delta_rank_gap, log10_p.get(k), e.raw_distance)
+                     for k, e in family_evidence.items()}
+            family_merges = {pk: merges[pk] for pk in group if pk in merges}
+            digest = _family_hash(mode, nodes, records, pairs, family_merges)
+            if digest in previous:
+                kept.append(previous[digest].family_id)
+                continue
+            root, edges = assemble({n.pk: n for n in nodes}, pairs, family_merges, mode,
+                                   inheritance=_inheritance(models) if compute_evidence else None)
+            if compute_evidence:
+                edges = _with_p_values(store, records, edges)
+            assembled.append((digest, root, group, edges))
+    finally:
+        models.close()
+    if compute_evidence:
+        decide(store)
+    new_ids = write_families(store, build_id, assembled)
+    finish_build(store, build_id, kept + new_ids, rebuilt=len(new_ids))
+    info = build_info(store, build_id)
+    return {"build_id": build_id, "mode": mode, "models": len(records), "families": len(groups), "rebuilt": len(new_ids),
+            "reused": len(kept), "edges": info["edges"], "started_at": str(info["started_at"]), "finished_at": str(info["finished_at"])}

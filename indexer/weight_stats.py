@@ -1,0 +1,114 @@
+"""Per-model weight statistics for the lineage stage (computed at ingest, stored in DuckDB).
+
+- ``ov_kurtosis``: MoTHer's direction signal, made transform-invariant.  MoTHer sums the excess
+  kurtosis of raw attention-output weights, which a residual rotation changes (mixing entries
+  Gaussianises them).  Here, per block, the excess kurtosis of the symmetrised singular values of
+  the OV circuit A = W_o W_v (gains folded, kv heads expanded): singular values are invariant to
+  residual rotations/permutations and per-head maps.  From traces, no SVD:
+  E[σ²] = ‖A‖²_F / h, E[σ⁴] = ‖AᵀA‖²_F / h, kurtosis = E[σ⁴] / E[σ²]² − 3; averaged over blocks.
+  On the zoo a child is *less* kurtotic than its parent after training (MoTHer's
+  "specialisation" regime; see BENCHMARKS.md).
+- ``int8_grid``: fraction of sampled rows lying on a symmetric per-row int8 grid (step =
+  max|w|/127), with a tolerance that survives half-precision storage - a quantised round trip.
+- ``attention_norm``: Σ over blocks of ‖W_q‖² + ‖W_k‖² + ‖W_v‖² + ‖W_o‖² (canonical, gains folded).
+  Training moves weights by updates roughly orthogonal to them, so the norm grows from parent to
+  child (every trained edge of the full zoo; see BENCHMARKS.md).
+- ``gains_folded``: every norm gain is exactly 1 (what folding gains into the next matrices, e.g.
+  before a residual rotation, leaves behind).
+- ``layers``, ``mlp_sizes``, ``vocab_rows``, ``hidden``: structure (pruning, vocab extension).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from indexer.adapters import MatrixLoader, ModelRoles
+from indexer.canonical import CanonicalLayer
+
+GRID_ROWS = 32  # rows sampled per matrix for the int8-grid test
+GRID_TOLERANCE = 0.08  # mean |w/step − round(w/step)|: ~0.25 for unquantised weights
+
+
+@dataclass
+class WeightStats:
+    ov_kurtosis: float | None = None
+    attention_norm: float | None = None
+    int8_grid: float | None = None
+    gains_folded: bool | None = None
+    layers: int = 0
+    hidden: int = 0
+    vocab_rows: int = 0
+    mlp_sizes: list[int] = field(default_factory=list)
+
+    def as_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict | None) -> WeightStats:
+        return cls(**{k: v for k, v in (data or {}).items() if k in cls.__dataclass_fields__})
+
+    @property
+    def quantized(self) -> bool:
+        return self.int8_grid is not None and self.int8_grid > 0.9
+
+
+def ov_spectral_kurtosis(layer: CanonicalLayer) -> float:
+    """Excess kurtosis of the symmetrised singular values of W_o W_v (trace formulas)."""
+    a = (layer.o.double() @ layer.v.double())
+    h = a.shape[0]
+    second = float((a * a).sum()) / h
+    gram = a.t() @ a
+    fourth = float((gram * gram).sum()) / h
+    return fourth / (second * second) - 3.0 if second > 0 else 0.0
+
+
+def int8_grid_fraction(rows: torch.Tensor) -> float:
+    """Fraction of rows whose entries sit on the per-row grid max|w|/127 (within tolerance)."""
+    rows = rows.double()
+    step = rows.abs().amax(dim=1, keepdim=True) / 127.0
+    ok = step.squeeze(1) > 0
+    if not bool(ok.any()):
+        return 0.0
+    scaled = rows[ok] / step[ok]
+    residual = (scaled - scaled.round()).abs().mean(dim=1)
+    return float((residual < GRID_TOLERANCE).double().mean())
+
+
+class StatsAccumulator:
+    """Collects the statistics while the fingerprint walks the blocks (no extra reads of matrices)."""
+
+    def __init__(self, loader: MatrixLoader, roles: ModelRoles) -> None:
+        self.loader, self.roles = loader, roles
+        self.kurtosis: list[float] = []
+        self.grid: list[float] = []
+        self.norm = 0.0
+
+    def add(self, layer: CanonicalLayer) -> None:
+        self.kurtosis.append(ov_spectral_kurtosis(layer))
+        self.norm += sum(float((m.double() ** 2).sum()) for m in (layer.q, layer.k, layer.v, layer.o))
+        roles = self.roles.layers[layer.index]
+        for ref in (roles.up, roles.q):
+            if ref.transpose or ref.parts != 1:
+                rows = self.loader.matrix(ref)[:GRID_ROWS]
+            else:  # raw rows (gains not folded), one small range read
+                rows = self.loader.source.read_rows(ref.name, 0, min(GRID_ROWS, self.loader.source.info(ref.name).rows))
+            self.grid.append(int8_grid_fraction(rows))
+
+    def finish(self) -> WeightStats:
+        gains = []
+        for layer in self.roles.layers:
+            for norm in (layer.attn_norm, layer.mlp_norm):
+                if norm is not None and norm.weight is not None:
+                    gains.append(bool(torch.all(self.loader.gain(norm, self.roles.hidden_size) == 1.0)))
+        return WeightStats(
+            ov_kurtosis=sum(self.kurtosis) / len(self.kurtosis) if self.kurtosis else None,
+            attention_norm=self.norm if self.kurtosis else None,
+            int8_grid=sum(self.grid) / len(self.grid) if self.grid else None,
+            gains_folded=all(gains) if gains else None,
+            layers=len(self.roles.layers),
+            hidden=self.roles.hidden_size,
+            vocab_rows=self.roles.vocab_size,
+            mlp_sizes=[layer.mlp_size for layer in self.roles.layers],
+        )

@@ -1,0 +1,83 @@
+"""Model cards against weights: declarations the weights contradict, derivations nobody declared.
+
+For every indexed model, the card's ``base_model`` / ``base_model_relation`` is compared with the
+lineage graph:
+
+- ``contradicted``: the declared base is indexed but not related (the independence tests did not
+  confirm a shared initialisation), e.g. a model claiming a famous base it was not trained from.
+- ``ancestor_declared``: the declared base is an ancestor, but not the parent.
+- ``reversed``: the declared base is in fact derived from this model.
+- ``misplaced``: related, but the weights place the model under another parent.
+- ``relation_mismatch``: the parent is right, the kind of step is not.
+- ``undeclared``: the weights show a parent but the card declares none (the Miqu case) - with a
+  suggested card snippet.
+- ``unverifiable``: the declared base is not in the index (listed separately, not an error).
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from query.graph import current_build, load_graph
+from storage.db import STATUS_INDEXED, Store
+from storage.relations import get_relation
+
+HUB_RELATIONS = {"adapter": "adapter", "merge": "merge", "quantized": "quantized"}  # everything else is a finetune
+
+
+def hub_relation(relation: str) -> str:
+    """The Hub's ``base_model_relation`` vocabulary (adapter/merge/quantized/finetune)."""
+    return HUB_RELATIONS.get(relation, "finetune")
+
+
+def card_snippet(parents: list[str], relation: str) -> str:
+    base = parents[0] if len(parents) == 1 else "\n" + "\n".join(f"  - {p}" for p in parents)
+    return f"base_model: {base}\nbase_model_relation: {hub_relation(relation)}\n"
+
+
+def discrepancies(store: Store, mode: str = "full") -> dict:
+    build_id = current_build(store, mode)
+    if build_id is None:
+        return {"graph_build": None, "discrepancies": [], "undeclared": [], "unverifiable": []}
+    graph = load_graph(store, build_id)
+    records = {r.id: r for r in store.models(STATUS_INDEXED)}
+    found, undeclared, unverifiable = [], [], []
+    for model_id in sorted(graph.nodes):
+        card = records[model_id].card or {}
+        declared = list(card.get("base_model") or [])
+        declared_relation = card.get("base_model_relation")
+        parents = sorted(graph.predecessors(model_id))
+        relation = graph.edges[parents[0], model_id]["relation"] if parents else None
+        evidence = {"parents_from_weights": [{"id": p, "relation": graph.edges[p, model_id]["relation"],
+                                              "log10_p": graph.edges[p, model_id]["log10_p"],
+                                              "confidence": graph.edges[p, model_id]["confidence"]} for p in parents]}
+        if not declared:
+            if parents:
+                undeclared.append({"model": model_id, **evidence, "suggested_card": card_snippet(parents, relation)})
+            continue
+        for base in declared:
+            if base not in records:
+                unverifiable.append({"model": model_id, "declared_base_model": base, "reason": "not in the index"})
+                continue
+            kind = None
+            if graph.nodes[base]["family"] != graph.nodes[model_id]["family"]:
+                kind = "contradicted"
+                pair = get_relation(store, records[base].pk, records[model_id].pk)
+                evidence["declared_pair_log10_p"] = None if pair is None else pair.log10_p
+                evidence["reason"] = ("tested: no shared initialisation" if pair is not None
+                                      else "never a candidate: the fingerprints are unrelated")
+            elif base not in parents:
+                if base in nx.ancestors(graph, model_id):
+                    kind = "ancestor_declared"
+                elif base in nx.descendants(graph, model_id):
+                    kind = "reversed"
+                else:
+                    kind = "misplaced"
+            elif declared_relation and relation and hub_relation(relation) != declared_relation:
+                kind = "relation_mismatch"
+            if kind:
+                entry = {"model": model_id, "kind": kind, "declared_base_model": base, "declared_relation": declared_relation, **evidence}
+                if parents:
+                    entry["suggested_card"] = card_snippet(parents, relation)
+                found.append(entry)
+    return {"graph_build": build_id, "discrepancies": found, "undeclared": undeclared, "unverifiable": unverifiable}

@@ -1,0 +1,156 @@
+"""The lineage graph as an answer: a model's parents, ancestors, children, family; exports.
+
+Nodes are model ids; an edge runs from parent (``source``) to child (``target``) and carries
+``relation``, ``confidence``, ``log10_p`` and ``evidence``.  Exports: node-link JSON (networkx's
+format), GraphML and GEXF (attributes flattened to scalars, evidence as a JSON string, for Gephi),
+and Parquet node and edge tables written by DuckDB.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import networkx as nx
+
+from pedigree.errors import ModelNotFoundError, PedigreeError
+from storage.db import Store
+from storage.lineage import family_of_model, graph_edges, latest_build, members
+
+FORMATS = ("json", "graphml", "gexf", "parquet")
+
+
+def current_build(store: Store, mode: str = "full") -> int | None:
+    return latest_build(store, mode)
+
+
+def load_graph(store: Store, build_id: int, family_id: int | None = None) -> nx.DiGraph:
+    """The graph of a build (or one family of it) with node and edge attributes."""
+    edges = graph_edges(store, build_id, family_id)
+    if family_id is not None:
+        pks = members(store, family_id)
+        family_rows = [(family_id, pk) for pk in pks]
+    else:
+        family_rows = store.conn.execute(
+            "SELECT m.family_id, m.model_pk FROM family_members m JOIN build_families b ON b.family_id = m.family_id WHERE b.build_id = ?",
+            [build_id],
+        ).fetchall()
+    records = store.get_models([pk for _, pk in family_rows])
+    graph = nx.DiGraph(build=build_id)
+    for family, pk in family_rows:
+        record = records[pk]
+        graph.add_node(record.id, family=family, architecture=record.architecture or "", created_at=str(record.created_at or ""),
+                       declared_base_model=",".join((record.card or {}).get("base_model") or []), layers=record.num_layers or 0)
+    for family, edge in edges:
+        parent, child = records[edge.parent].id, records[edge.child].id
+        graph.add_edge(parent, child, relation=edge.relation, confidence=edge.confidence, log10_p=edge.log10_p,
+                       evidence=edge.evidence, family=family)
+    roots = {n for n in graph if graph.in_degree(n) == 0}
+    nx.set_node_attributes(graph, {n: n in roots for n in graph}, "root")
+    return graph
+
+
+def _first_parent_chain(graph: nx.DiGraph, node: str) -> list[str]:
+    chain, seen = [], {node}
+    while True:
+        parents = sorted(graph.predecessors(node), key=lambda p: -(graph.edges[p, node]["confidence"] or 0))
+        if not parents or parents[0] in seen:
+            return chain
+        node = parents[0]
+        chain.append(node)
+        seen.add(node)
+
+
+def lineage(store: Store, model_id: str, mode: str = "full") -> dict:
+    """parents / ancestors / root / children / family_size of a model in the current graph."""
+    record = store.get_model(model_id)
+    if record is None:
+        raise ModelNotFoundError(f"{model_id!r} is not in the index")
+    build_id = current_build(store, mode)
+    family = family_of_model(store, build_id, record.pk) if build_id else None
+    if family is None:
+        return {"parents": [], "ancestors": [], "root": None, "children": [], "family_size": None, "graph_build": build_id}
+    graph = load_graph(store, build_id, family.family_id)
+
+    def edge(source: str, target: str) -> dict:
+        data = graph.edges[source, target]
+        return {"relation": data["relation"], "confidence": data["confidence"], "log10_p": data["log10_p"], "evidence": data["evidence"]}
+
+    ancestors = _first_parent_chain(graph, model_id)
+    return {
+        "parents": [{"id": p, **edge(p, model_id)} for p in sorted(graph.predecessors(model_id))],
+        "ancestors": ancestors,
+        "root": ancestors[-1] if ancestors else model_id,
+        "children": [{"id": c, **edge(model_id, c)} for c in sorted(graph.successors(model_id))],
+        "family_size": graph.number_of_nodes(),
+        "family": family.family_id,
+        "graph_build": build_id,
+    }
+
+
+def family_graph(store: Store, model_id: str, mode: str = "full") -> nx.DiGraph | None:
+    record = store.get_model(model_id)
+    build_id = current_build(store, mode)
+    if record is None or build_id is None:
+        return None
+    family = family_of_model(store, build_id, record.pk)
+    return load_graph(store, build_id, family.family_id) if family else None
+
+
+def _scalar_graph(graph: nx.DiGraph) -> nx.DiGraph:
+    """A copy whose attributes are all str/int/float/bool (GraphML and GEXF need that)."""
+    flat = nx.DiGraph()
+    for node, data in graph.nodes(data=True):
+        flat.add_node(node, **{k: v for k, v in data.items() if v is not None})
+    for u, v, data in graph.edges(data=True):
+        attrs = {k: (json.dumps(val, sort_keys=True) if isinstance(val, (dict, list)) else val) for k, val in data.items() if val is not None}
+        flat.add_edge(u, v, **attrs)
+    return flat
+
+
+def export(store: Store, fmt: str, path: str | Path, *, family_of: str | None = None, mode: str = "full") -> list[Path]:
+    """Write the current graph (or the family of ``family_of``); returns the files written."""
+    if fmt not in FORMATS:
+        raise PedigreeError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+    build_id = current_build(store, mode)
+    if build_id is None:
+        raise PedigreeError("no lineage graph has been built yet: run `pedigree graph build` (or `pedigree ingest`)")
+    family_id = None
+    if family_of is not None:
+        record = store.get_model(family_of)
+        family = family_of_model(store, build_id, record.pk) if record else None
+        if family is None:
+            raise ModelNotFoundError(f"{family_of!r} is not in the lineage graph")
+        family_id = family.family_id
+    graph = load_graph(store, build_id, family_id)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "json":
+        path.write_text(json.dumps(nx.node_link_data(graph, edges="edges"), indent=2, default=str))
+        return [path]
+    if fmt == "graphml":
+        nx.write_graphml(_scalar_graph(graph), path)
+        return [path]
+    if fmt == "gexf":
+        nx.write_gexf(_scalar_graph(graph), path)
+        return [path]
+    return _parquet(store, graph, path)
+
+
+def _parquet(store: Store, graph: nx.DiGraph, path: Path) -> list[Path]:
+    """<stem>.nodes.parquet and <stem>.edges.parquet, written by DuckDB."""
+    nodes_path = path.with_name(path.stem + ".nodes.parquet")
+    edges_path = path.with_name(path.stem + ".edges.parquet")
+    node_rows = [(n, d["family"], d["architecture"], d["created_at"], d["declared_base_model"], d["layers"], d["root"])
+                 for n, d in graph.nodes(data=True)]
+    edge_rows = [(u, v, d["relation"], d["confidence"], d["log10_p"], json.dumps(d["evidence"]), d["family"]) for u, v, d in graph.edges(data=True)]
+    conn = store.conn
+    conn.execute("CREATE OR REPLACE TEMP TABLE export_nodes (id VARCHAR, family INTEGER, architecture VARCHAR, created_at VARCHAR, declared_base_model VARCHAR, layers INTEGER, root BOOLEAN)")
+    conn.execute("CREATE OR REPLACE TEMP TABLE export_edges (source VARCHAR, target VARCHAR, relation VARCHAR, confidence DOUBLE, log10_p DOUBLE, evidence VARCHAR, family INTEGER)")
+    if node_rows:
+        conn.executemany("INSERT INTO export_nodes VALUES (?, ?, ?, ?, ?, ?, ?)", node_rows)
+    if edge_rows:
+        conn.executemany("INSERT INTO export_edges VALUES (?, ?, ?, ?, ?, ?, ?)", edge_rows)
+    conn.execute(f"COPY export_nodes TO '{nodes_path}' (FORMAT PARQUET)")
+    conn.execute(f"COPY export_edges TO '{edges_path}' (FORMAT PARQUET)")
+    return [nodes_path, edges_path]
