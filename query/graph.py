@@ -151,6 +151,7 @@ def _parquet(store: Store, graph: nx.DiGraph, path: Path) -> list[Path]:
         conn.executemany("INSERT INTO export_nodes VALUES (?, ?, ?, ?, ?, ?, ?)", node_rows)
     if edge_rows:
         conn.executemany("INSERT INTO export_edges VALUES (?, ?, ?, ?, ?, ?, ?)", edge_rows)
-    conn.execute(f"COPY export_nodes TO '{nodes_path}' (FORMAT PARQUET)")
-    conn.execute(f"COPY export_edges TO '{edges_path}' (FORMAT PARQUET)")
+    for table, target in (("export_nodes", nodes_path), ("export_edges", edges_path)):
+        quoted = str(target).replace("'", "''")  # COPY takes a literal, not a parameter
+        conn.execute(f"COPY {table} TO '{quoted}' (FORMAT PARQUET)")
     return [nodes_path, edges_path]

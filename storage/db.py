@@ -120,9 +120,12 @@ class Store:
         ).fetchall()
         return {row[0]: self._record(row) for row in rows}
 
-    def models(self, status: str | None = None) -> list[ModelRecord]:
+    def models(self, status: str | None = None, *, with_config: bool = True) -> list[ModelRecord]:
+        """Models (by id), optionally of one status; ``with_config=False`` leaves ``config`` out
+        (the bulk of a row, not needed to assemble the graph of a million models)."""
         where, params = ("WHERE status = ?", [status]) if status else ("", [])
-        rows = self.conn.execute(f"SELECT pk, {', '.join(_COLUMNS)} FROM models {where} ORDER BY id", params).fetchall()
+        columns = [c if with_config or c != "config" else "NULL" for c in _COLUMNS]
+        rows = self.conn.execute(f"SELECT pk, {', '.join(columns)} FROM models {where} ORDER BY id", params).fetchall()
         return [self._record(row) for row in rows]
 
     def generation(self) -> int:

@@ -72,8 +72,9 @@ def save_pair_evidence(store: Store, rows: list[PairEvidence]) -> None:
         )
 
 
-def pair_evidence(store: Store) -> dict[frozenset, PairEvidence]:
-    rows = store.conn.execute("SELECT * FROM pair_evidence").fetchall()
+def pair_evidence(store: Store, *, with_detail: bool = False) -> dict[frozenset, PairEvidence]:
+    """Every pair's evidence; the JSON ``detail`` (for people, not for assembly) only on request."""
+    rows = store.conn.execute(f"SELECT * EXCLUDE (detail), {'detail' if with_detail else 'NULL'} FROM pair_evidence").fetchall()
     return {frozenset((r[0], r[1])): PairEvidence(*r[:9], json.loads(r[9]) if r[9] else {}) for r in rows}
 
 
@@ -96,9 +97,10 @@ def merge_evidence(store: Store) -> dict[int, list[tuple[int, int, float, float]
 # ---- builds -----------------------------------------------------------------------------------
 
 
-def start_build(store: Store, mode: str, params: dict) -> int:
+def start_build(store: Store, mode: str, params: dict, started_at: datetime | None = None) -> int:
     return store.conn.execute(
-        "INSERT INTO lineage_builds (started_at, mode, params) VALUES (?, ?, ?) RETURNING build_id", [now(), mode, json.dumps(params)]
+        "INSERT INTO lineage_builds (started_at, mode, params) VALUES (?, ?, ?) RETURNING build_id",
+        [started_at or now(), mode, json.dumps(params)]
     ).fetchone()[0]
 
 

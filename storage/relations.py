@@ -80,6 +80,13 @@ def relations(store: Store, suite_version: str, *, confirmed_only: bool = False)
     return [Relation(*row[:8], layer_map=json.loads(row[8]) if row[8] else [], tests=[]) for row in rows]
 
 
+def confirmed_pairs(store: Store, suite_version: str) -> list[tuple[int, int, float]]:
+    """(model_a, model_b, combined log10 p) of every confirmed pair - the lean read a graph build needs."""
+    return store.conn.execute(
+        "SELECT model_a, model_b, log10_p FROM relations WHERE suite_version = ? AND confirmed ORDER BY model_a, model_b", [suite_version]
+    ).fetchall()
+
+
 def set_decisions(store: Store, decisions: list[tuple[Relation, float, bool]]) -> None:
     """Write (relation, adjusted log10 q, confirmed) for many pairs in one transaction."""
     with store.transaction() as conn:

@@ -18,3 +18,15 @@ def small_zoo() -> Path:
 @pytest.fixture(scope="session")
 def truth(small_zoo: Path) -> dict:
     return json.loads((small_zoo / "truth.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def indexed_home(small_zoo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data folder with the small zoo ingested by the real CLI (fingerprints, tests, graph).
+    Shared by the session: tests that change it work on a copy."""
+    from cli_runner import cli
+
+    home = tmp_path_factory.mktemp("indexed-home")
+    result = cli("ingest", str(small_zoo), "--home", str(home))
+    assert result["counts"]["indexed"] == len(result["models"]) > 10
+    return home

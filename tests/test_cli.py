@@ -12,38 +12,12 @@ from pathlib import Path
 import duckdb
 import faiss
 import pytest
+from cli_runner import cli, db_dump
 from hostile import HOSTILE_CASES, HOSTILE_MESSAGES
-from typer.testing import CliRunner
-
-from pedigree.cli import app
-
-runner = CliRunner()
-
-
-def cli(*args: str, ok: bool = True) -> dict:
-    result = runner.invoke(app, [*args, "--json"])
-    if ok:
-        assert result.exit_code == 0, result.output
-    else:
-        assert result.exit_code == 1, result.output
-    return json.loads(result.stdout)
-
-
-def db_dump(home: Path) -> dict[str, list]:
-    conn = duckdb.connect(str(home / "pedigree.duckdb"), read_only=True)
-    try:
-        tables = [t for (t,) in conn.execute("SELECT table_name FROM information_schema.tables ORDER BY 1").fetchall()]
-        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in tables}
-    finally:
-        conn.close()
-
 
 @pytest.fixture(scope="module")
-def cli_home(small_zoo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("cli-home")
-    result = cli("ingest", str(small_zoo), "--home", str(home))
-    assert result["counts"]["indexed"] == len(result["models"]) > 10
-    return home
+def cli_home(indexed_home: Path) -> Path:
+    return indexed_home
 
 
 def test_reingest_changes_nothing(cli_home: Path, small_zoo: Path):

@@ -33,8 +33,9 @@ The weights are fixed priors (strong for time and structure, weaker for cards an
 fitted to any benchmark.  In mode ``full`` a declared base model's distance also counts 25 % less: the card can decide
 between candidates the weights place within 25 % of each other (two fine-tunes of one base on the
 same data look like parent and child to the weights), not overrule a clear placement.
-A model that the arborescence hung under a sibling is moved up when it did not inherit that
-sibling's own update (``evidence.inheritance``, β < 1/2).  After that, a model fitted as a weight average of two
+A model that the arborescence hung under a sibling is moved up when the geometry of the updates
+says sibling, not child (``_siblings_not_children``: a child's own step is orthogonal to its
+parent's, a sibling's update shares the family's typical sibling cosine).  After that, a model fitted as a weight average of two
 relatives (residual ratio < 0.25, 0.15 < α < 0.85) gets both as parents: the family becomes a
 DAG.  Each edge gets a relation, the direction probability as confidence, the pair's combined
 log10 p and the evidence that decided it.
@@ -49,10 +50,11 @@ from datetime import datetime
 
 import networkx as nx
 
+from indexer.lineage.arborescence import minimum_spanning_arborescence
 from indexer.weight_stats import WeightStats
 from storage.lineage import Edge
 
-ASSEMBLY_VERSION = "mother-fused-5"  # bump when the assembly changes (families are rebuilt)
+ASSEMBLY_VERSION = "mother-fused-7"  # bump when the assembly changes (families are rebuilt)
 LAMBDA = 0.3
 WEIGHTS = {"time": 6.0, "declared": 3.0, "structure": 4.0, "kurtosis": 2.0, "norm_growth": 2.0}
 KURTOSIS_SCALE = 0.5
@@ -198,37 +200,58 @@ def copy_groups(nodes: dict[int, Node], pairs: dict[frozenset, Pair], peers: dic
     return representative
 
 
-Inheritance = Callable[[int, int, int], "float | None"]  # (child, parent, grandparent) -> β
+Geometry = Callable[[int, int, int], "tuple[float, float] | None"]  # (child, parent, grandparent) -> (fresh, shared)
+SIBLING_COSINE_PRIOR = 0.35  # cos of two fine-tunes' updates from one base, measured on the zoo (0.35-0.41)
 
 
-def _siblings_not_children(tree: nx.DiGraph, best_edge: dict, inheritance: Inheritance) -> nx.DiGraph:
-    """Move v from under u to under u's parent g when v did not inherit u's update (β < 1/2).
+def sibling_cosine(tree: nx.DiGraph, geometry: Geometry) -> float:
+    """The family's typical cosine between two children's updates, cos(c1 − g, c2 − g), over the
+    siblings the arborescence placed (median); the zoo-measured prior when there are none."""
+    values = []
+    for g in tree:
+        children = sorted(tree.successors(g))
+        for c1, c2 in zip(children, children[1:]):
+            cosines = geometry(c2, c1, g)
+            if cosines is not None:
+                values.append(cosines[1])
+    return sorted(values)[len(values) // 2] if values else SIBLING_COSINE_PRIOR
 
-    Two children of g trained on similar data can be closer to each other than to g, and the
-    arborescence then chains them; β (``evidence.inheritance``) tells a child (≈1) from such a
-    sibling (≈0).  Top-down, one pass.
+
+def _siblings_not_children(tree: nx.DiGraph, best_edge: dict, geometry: Geometry) -> nx.DiGraph:
+    """Move v from under u to under u's parent g when v looks like u's sibling, not its child.
+
+    Two children of g whose updates are correlated (similar data, or one a long run that covers
+    the other's direction) can be closer to each other than to g, and the arborescence then chains
+    them.  A child's own update is a fresh step, nearly orthogonal to its parent's
+    (fresh = cos(u − g, v − u) ≈ 0); a sibling shares with u the family's typical sibling cosine
+    ρ (shared = cos(u − g, v − g) ≈ ρ).  v is moved up when |shared − ρ| < |fresh|, and keeps
+    climbing while the same holds one level up (a fine-tune of the root hung under a grandchild
+    climbs to the root).  Top-down.
     """
+    rho = sibling_cosine(tree, geometry)
     tree = tree.copy()
     for u in list(nx.topological_sort(tree)):
-        parents = list(tree.predecessors(u))
-        if not parents:
-            continue
-        g = parents[0]
         for v in list(tree.successors(u)):
-            if (g, v) not in best_edge:
-                continue
-            beta = inheritance(v, u, g)
-            if beta is not None and beta < 0.5:
-                tree.remove_edge(u, v)
+            parent = u
+            while True:
+                grandparents = list(tree.predecessors(parent))
+                if not grandparents or (grandparents[0], v) not in best_edge:
+                    break
+                g = grandparents[0]
+                cosines = geometry(v, parent, g)
+                if cosines is None or abs(cosines[1] - rho) >= abs(cosines[0]):
+                    break
+                tree.remove_edge(parent, v)
                 tree.add_edge(g, v)
+                parent = g
     return tree
 
 
 def assemble(nodes: dict[int, Node], pairs: dict[frozenset, Pair], merges: dict[int, list], mode: str = "full",
-             inheritance: Inheritance | None = None) -> tuple[int, list[Edge]]:
+             geometry: Geometry | None = None) -> tuple[int, list[Edge]]:
     """(root, edges) of one family: function-preserving copies are grouped under their original,
     the originals joined by a minimum spanning arborescence on fused costs (siblings taken for
-    children are moved up when ``inheritance`` can tell), then merge parents."""
+    children are moved up when ``geometry`` can tell), then merge parents."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}")
     if len(nodes) == 1:
@@ -271,13 +294,11 @@ def assemble(nodes: dict[int, Node], pairs: dict[frozenset, Pair], merges: dict[
                 distance *= 1.0 - DECLARED_DISCOUNT
             cost = distance + LAMBDA * mean_distance * 2.0 * ((1.0 - p) + (1.0 if foreign else 0.0))
             best_edge[(parent, child)] = min(cost, best_edge.get((parent, child), math.inf))
-    graph = nx.DiGraph()
-    graph.add_nodes_from(originals)
-    for (ru, rv), cost in best_edge.items():
-        graph.add_edge(ru, rv, weight=cost + 1e-9 * ru)  # deterministic ties
-    tree = nx.minimum_spanning_arborescence(graph, attr="weight") if len(originals) > 1 else graph
-    if inheritance is not None and len(originals) > 2:
-        tree = _siblings_not_children(tree, best_edge, inheritance)
+    costs = {(ru, rv): cost + 1e-9 * ru for (ru, rv), cost in best_edge.items()}  # deterministic ties
+    tree = nx.DiGraph(minimum_spanning_arborescence(originals, costs))
+    tree.add_nodes_from(originals)
+    if geometry is not None and len(originals) > 2:
+        tree = _siblings_not_children(tree, best_edge, geometry)
     parents: dict[int, list[int]] = {child: [parent] for parent, child in tree.edges()}
     for pk, rep in representative.items():
         if pk != rep:

@@ -19,8 +19,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from itertools import combinations
 
-from indexer.confirm import decide, open_record, tested_pair
-from indexer.independence.inputs import ModelTensors
+from indexer.confirm import decide, tested_pair
 from indexer.independence.suite import SUITE_VERSION
 from indexer.lineage.assemble import (
     ASSEMBLY_VERSION,
@@ -29,9 +28,9 @@ from indexer.lineage.assemble import (
     WEIGHTS,
     Node,
     Pair,
-    assemble,
 )
-from indexer.lineage.evidence import inheritance, merge_fit, pair_weight_evidence
+from indexer.lineage.evidence import merge_fit, pair_weight_evidence
+from indexer.lineage.workers import FamilyJob, Models, assemble_families
 from indexer.weight_stats import WeightStats
 from query.related import FingerprintView
 from query.scoring import align_layers
@@ -43,13 +42,14 @@ from storage.lineage import (
     finish_build,
     latest_build,
     merge_evidence,
+    now,
     pair_evidence,
     save_merge_evidence,
     save_pair_evidence,
     start_build,
     write_families,
 )
-from storage.relations import relations
+from storage.relations import confirmed_pairs
 
 Progress = Callable[[str, int, int], None]
 MERGE_NEIGHBOURS = 4  # merge fits are tried on pairs among a model's 4 closest same-coordinate relatives
@@ -83,22 +83,6 @@ def node_of(record: ModelRecord) -> Node:
     return Node(record.pk, record.id, record.created_at, tuple(card.get("base_model") or ()), WeightStats.from_json(record.weight_stats))
 
 
-class _Models:
-    """Open tensor access per model, cached for one build."""
-
-    def __init__(self, records: dict[int, ModelRecord]) -> None:
-        self.records, self.open = records, {}
-
-    def __call__(self, pk: int) -> ModelTensors:
-        if pk not in self.open:
-            self.open[pk] = ModelTensors(open_record(self.records[pk]), self.records[pk].id)
-        return self.open[pk]
-
-    def close(self) -> None:
-        for model in self.open.values():
-            model.source.close()
-
-
 def candidate_pairs(store: Store, group: list[int], version: str) -> list[tuple[int, int]]:
     """Pairs of a family that get evidence: all of them for small families, else each member's
     nearest members by model-vector cosine (a parent that drifted far is still among them)."""
@@ -115,7 +99,7 @@ def candidate_pairs(store: Store, group: list[int], version: str) -> list[tuple[
     return sorted(pairs)
 
 
-def _ensure_pair_evidence(store: Store, records, links, stored, version: str, models: _Models) -> dict[frozenset, PairEvidence]:
+def _ensure_pair_evidence(store: Store, records, links, stored, version: str, models: Models) -> dict[frozenset, PairEvidence]:
     fresh = []
     for a, b in links:
         key, ra, rb = frozenset((a, b)), records[a], records[b]
@@ -138,7 +122,7 @@ def _ensure_pair_evidence(store: Store, records, links, stored, version: str, mo
     return stored
 
 
-def _ensure_merges(store: Store, family: list[int], evidence, merges, models: _Models) -> None:
+def _ensure_merges(store: Store, family: list[int], evidence, merges, models: Models) -> None:
     rows = []
     for child in family:
         near = sorted(((e.distance, (set(k) - {child}).pop()) for k, e in evidence.items() if child in k and e.same_coordinates),
@@ -156,21 +140,6 @@ def _ensure_merges(store: Store, family: list[int], evidence, merges, models: _M
                 rows.append((child, u, v, fit[0], fit[1]))
                 merges.setdefault(child, []).append((u, v, fit[0], fit[1]))
     save_merge_evidence(store, rows)
-
-
-def _inheritance(models: _Models):
-    cache: dict[tuple[int, int, int], float | None] = {}
-
-    def beta(child: int, parent: int, grandparent: int) -> float | None:
-        key = (child, parent, grandparent)
-        if key not in cache:
-            try:
-                cache[key] = inheritance(models(child), models(parent), models(grandparent))
-            except Exception:  # noqa: BLE001 - no samples, no refinement
-                cache[key] = None
-        return cache[key]
-
-    return beta
 
 
 def _with_p_values(store: Store, records, edges: list) -> list:
@@ -191,7 +160,9 @@ def _family_hash(mode: str, nodes: list[Node], records, pairs: dict[frozenset, P
     payload = {
         "mode": mode, "assembly": ASSEMBLY_VERSION, "lambda": LAMBDA, "weights": WEIGHTS, "suite": SUITE_VERSION,
         "nodes": [[n.pk, records[n.pk].revision, n.created_at.isoformat() if n.created_at else None, list(n.declared)] for n in nodes],
-        "pairs": sorted([sorted(k), round(p.distance, 6), p.same_coordinates, p.delta_rank_gap, p.log10_p, p.raw_distance]
+        # the pairs' log10 p is carried onto edges but does not steer assembly: not hashed, so a
+        # p-value first computed for an edge does not force the family's rebuild next time
+        "pairs": sorted([sorted(k), round(p.distance, 6), p.same_coordinates, p.delta_rank_gap, p.raw_distance]
                         for k, p in pairs.items()),
         "merges": sorted([pk, [list(map(lambda x: round(x, 6) if isinstance(x, float) else x, f)) for f in sorted(fits)]]
                          for pk, fits in merges.items() if pk in {n.pk for n in nodes}),
@@ -199,17 +170,20 @@ def _family_hash(mode: str, nodes: list[Node], records, pairs: dict[frozenset, P
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def build_graph(store: Store, version: str, *, mode: str = "full", compute_evidence: bool = True, progress: Progress | None = None) -> dict:
-    """Assemble (incrementally) the lineage graph of every indexed model; returns the build summary."""
+def build_graph(store: Store, version: str, *, mode: str = "full", compute_evidence: bool = True, progress: Progress | None = None,
+                workers: int | None = None) -> dict:
+    """Assemble (incrementally) the lineage graph of every indexed model; returns the build summary.
+
+    ``compute_evidence=False`` assembles from the evidence already in DuckDB (no checkpoint is
+    read); ``workers`` processes assemble the families (default: one per CPU, for big builds)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}")
-    build_id = start_build(store, mode, {"lambda": LAMBDA, "weights": WEIGHTS, "suite": SUITE_VERSION})
-    records = {r.pk: r for r in store.models(STATUS_INDEXED)}
-    confirmed = [(r.model_a, r.model_b, r.log10_p) for r in relations(store, SUITE_VERSION, confirmed_only=True)
-                 if r.model_a in records and r.model_b in records]
+    started = now()
+    records = {r.pk: r for r in store.models(STATUS_INDEXED, with_config=False)}
+    confirmed = [(a, b, p) for a, b, p in confirmed_pairs(store, SUITE_VERSION) if a in records and b in records]
     links = [(a, b) for a, b, _ in confirmed]
     log10_p = {frozenset((a, b)): p for a, b, p in confirmed}
-    models = _Models(records)
+    models = Models(records)
     try:
         evidence = pair_evidence(store)
         groups = components(sorted(records), links)
@@ -217,17 +191,18 @@ def build_graph(store: Store, version: str, *, mode: str = "full", compute_evide
             wanted = set(links) | {p for group in groups if len(group) > 1 for p in candidate_pairs(store, group, version)}
             evidence = _ensure_pair_evidence(store, records, sorted(wanted), evidence, version, models)
         merges = merge_evidence(store)
-        previous = families_of_build(store, latest_build(store, mode)) if latest_build(store, mode) else {}
+        last = latest_build(store, mode)
+        previous = families_of_build(store, last) if last else {}
         by_family: dict[int, dict[frozenset, PairEvidence]] = {}
         family_of = {pk: index for index, group in enumerate(groups) for pk in group}
         for key, ev in evidence.items():
             a, b = tuple(key)
             if a in family_of and b in family_of and family_of[a] == family_of[b]:
                 by_family.setdefault(family_of[a], {})[key] = ev
-        kept, assembled = [], []
+        kept, jobs = [], []
         for index, group in enumerate(groups):
             if progress:
-                progress("assembling families", index + 1, len(groups))
+                progress("gathering evidence", index + 1, len(groups))
             family_evidence = by_family.get(index, {})
             if compute_evidence and len(group) > 2:
                 _ensure_merges(store, group, family_evidence, merges, models)
@@ -239,17 +214,28 @@ def build_graph(store: Store, version: str, *, mode: str = "full", compute_evide
             if digest in previous:
                 kept.append(previous[digest].family_id)
                 continue
-            root, edges = assemble({n.pk: n for n in nodes}, pairs, family_merges, mode,
-                                   inheritance=_inheritance(models) if compute_evidence else None)
-            if compute_evidence:
-                edges = _with_p_values(store, records, edges)
-            assembled.append((digest, root, group, edges))
+            jobs.append(FamilyJob(digest, group, {n.pk: n for n in nodes}, pairs, family_merges, mode,
+                                  {pk: records[pk] for pk in group} if compute_evidence and len(group) > 2 else None))
     finally:
         models.close()
+    assembled = []
+    for done, (digest, root, group, edges) in enumerate(assemble_families(jobs, workers), start=1):
+        if progress:
+            progress("assembling families", done, len(jobs))
+        if compute_evidence:
+            edges = _with_p_values(store, records, edges)
+        assembled.append((digest, root, group, edges))
     if compute_evidence:
         decide(store)
+    if last is not None and not assembled and len(kept) == len(previous):
+        info = build_info(store, last)  # nothing changed: the latest build stands, no new version
+        return _summary(info, len(records), len(groups), rebuilt=0, reused=len(kept))
+    build_id = start_build(store, mode, {"lambda": LAMBDA, "weights": WEIGHTS, "suite": SUITE_VERSION}, started)
     new_ids = write_families(store, build_id, assembled)
     finish_build(store, build_id, kept + new_ids, rebuilt=len(new_ids))
-    info = build_info(store, build_id)
-    return {"build_id": build_id, "mode": mode, "models": len(records), "families": len(groups), "rebuilt": len(new_ids),
-            "reused": len(kept), "edges": info["edges"], "started_at": str(info["started_at"]), "finished_at": str(info["finished_at"])}
+    return _summary(build_info(store, build_id), len(records), len(groups), rebuilt=len(new_ids), reused=len(kept))
+
+
+def _summary(info: dict, models: int, families: int, *, rebuilt: int, reused: int) -> dict:
+    return {"build_id": info["build_id"], "mode": info["mode"], "models": models, "families": families, "rebuilt": rebuilt,
+            "reused": reused, "edges": info["edges"], "started_at": str(info["started_at"]), "finished_at": str(info["finished_at"])}

@@ -111,11 +111,13 @@ def merge_fit(child: ModelTensors, u: ModelTensors, v: ModelTensors) -> tuple[fl
     return alpha, (residual / scale if scale > 0 else 0.0)
 
 
-def inheritance(child: ModelTensors, parent: ModelTensors, grandparent: ModelTensors) -> float | None:
-    """β = ⟨c − g, p − g⟩ / ‖p − g‖²: how much of the parent's own update (p − g) the child carries.
+def update_cosines(child: ModelTensors, parent: ModelTensors, grandparent: ModelTensors) -> tuple[float, float] | None:
+    """(fresh, shared) = (cos(p − g, c − p), cos(p − g, c − g)) on raw samples.
 
-    A child of p inherits all of it (β ≈ 1); a sibling of p - another child of g, perhaps trained
-    on similar data and so *closer* to p than to g - carries only the correlated part (β ≈ 0).
+    If c is p's child, c's own update c − p is a fresh step, nearly orthogonal to p's update
+    p − g (fresh ≈ 0; on the zoo |fresh| <= 0.06 for true chains).  If c is instead p's sibling
+    (another child of g), its update c − g shares only the family's common fine-tuning direction
+    with p's: shared ≈ the cosine typical of siblings.  ``indexer.lineage.assemble`` compares the two.
     None when the three do not share coordinates and shapes.
     """
     if not (child.depth == parent.depth == grandparent.depth):
@@ -125,6 +127,8 @@ def inheritance(child: ModelTensors, parent: ModelTensors, grandparent: ModelTen
     if any(x.shape != y.shape for s in samples[1:] for x, y in zip(samples[0], s)):
         return None
     c, p, g = (_flat(s) for s in samples)
-    update = p - g
-    norm = float(update @ update)
-    return float((c - g) @ update) / norm if norm > 0 else None
+    update, own, whole = p - g, c - p, c - g
+    norms = float(update.norm()), float(own.norm()), float(whole.norm())
+    if min(norms) == 0:
+        return None
+    return float(update @ own) / (norms[0] * norms[1]), float(update @ whole) / (norms[0] * norms[2])

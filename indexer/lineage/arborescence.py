@@ -1,0 +1,114 @@
+"""Minimum spanning arborescence (Chu-Liu / Edmonds), fast enough for a million-model Hub.
+
+networkx's ``minimum_spanning_arborescence`` copies the whole multigraph at every cycle
+contraction; on a 500-member family that is seconds, and a Hub-scale build has thousands of such
+families.  This is the textbook recursive algorithm on numpy edge arrays:
+
+1. every node except the root takes its cheapest incoming edge;
+2. if those edges form no cycle they are the answer;
+3. else every cycle C is contracted to one node: an edge (u -> v ∈ C) enters it at cost
+   c(u, v) − c(best_in(v)), edges leaving C keep their cost; solve the contracted graph and
+   expand - the edge chosen into C replaces the cycle edge into its head.
+
+The root is free (any node may be it): a virtual root joins every node at a cost larger than any
+spanning tree, so exactly one of its edges is used and its target is the cheapest root.
+Worst case O(V·E); each level is a few vectorised passes over the edges.  The tests check it
+against networkx on random graphs (same total cost).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+
+import numpy as np
+
+Edges = dict[tuple[Hashable, Hashable], float]
+
+
+def _cheapest_incoming(n: int, src: np.ndarray, dst: np.ndarray, cost: np.ndarray, root: int) -> np.ndarray:
+    """best[v] = index of v's cheapest incoming edge (-1 for the root); ties: lowest index."""
+    candidates = np.flatnonzero((dst != root) & (src != dst))
+    order = candidates[np.lexsort((candidates, cost[candidates], dst[candidates]))]
+    heads, first = np.unique(dst[order], return_index=True)
+    best = np.full(n, -1, dtype=np.int64)
+    best[heads] = order[first]
+    if (best < 0).sum() > 1:
+        missing = [v for v in np.flatnonzero(best < 0) if v != root]
+        raise ValueError(f"no spanning arborescence: nodes {missing[:3]} cannot be reached")
+    return best
+
+
+def _find_cycles(parent: list[int], root: int) -> list[list[int]]:
+    """Every cycle of the cheapest-incoming graph (one parent per node: cycles are disjoint)."""
+    state = [-1] * len(parent)
+    cycles = []
+    for start in range(len(parent)):
+        path, node = [], start
+        while node != root and state[node] < 0:
+            state[node] = start
+            path.append(node)
+            node = parent[node]
+        if node != root and state[node] == start:
+            cycles.append(path[path.index(node):])
+    return cycles
+
+
+def _arborescence(n: int, src: np.ndarray, dst: np.ndarray, cost: np.ndarray, root: int) -> np.ndarray:
+    """chosen[v] = index of the edge into v (-1 for the root) of a minimum arborescence."""
+    best = _cheapest_incoming(n, src, dst, cost, root)
+    parent = np.where(best >= 0, src[np.maximum(best, 0)], root).tolist()
+    cycles = _find_cycles(parent, root)
+    if not cycles:
+        return best
+    in_cycle = np.zeros(n, dtype=bool)
+    for cycle in cycles:
+        in_cycle[cycle] = True
+    label = np.full(n, -1, dtype=np.int64)  # node -> node of the contracted graph
+    outer = np.flatnonzero(~in_cycle)
+    label[outer] = np.arange(len(outer))
+    for index, cycle in enumerate(cycles):
+        label[cycle] = len(outer) + index
+    new_src, new_dst = label[src], label[dst]
+    keep = np.flatnonzero(new_src != new_dst)
+    entering = in_cycle[dst[keep]]
+    new_cost = cost[keep] - np.where(entering, cost[best[np.where(entering, dst[keep], root)]], 0.0)
+    solved = _arborescence(len(outer) + len(cycles), new_src[keep], new_dst[keep], new_cost, int(label[root]))
+    chosen = np.full(n, -1, dtype=np.int64)
+    edges = keep[solved[solved >= 0]]
+    chosen[dst[edges]] = edges
+    for cycle in cycles:
+        for v in cycle:
+            if chosen[v] < 0:
+                chosen[v] = best[v]
+    return chosen
+
+
+def minimum_spanning_arborescence(nodes: list, edges: Edges) -> list[tuple]:
+    """The (parent, child) edges of a minimum-cost spanning arborescence with a free root.
+
+    ``edges`` maps (parent, child) to a cost.  Raises ValueError when no node reaches all others.
+    """
+    n = len(nodes)
+    if n <= 1:
+        return []
+    if n == 2:  # the commonest family: one edge, the cheaper direction
+        u, v = nodes
+        present = [k for k in ((u, v), (v, u)) if k in edges]
+        if not present:
+            raise ValueError("no spanning arborescence: the two nodes are not joined")
+        return [min(present, key=lambda k: (edges[k], present.index(k)))]
+    index = {node: i for i, node in enumerate(nodes)}
+    keys = list(edges)
+    root = n  # the virtual root
+    src = np.fromiter((index[u] for u, _ in keys), dtype=np.int64, count=len(keys))
+    dst = np.fromiter((index[v] for _, v in keys), dtype=np.int64, count=len(keys))
+    cost = np.fromiter((edges[k] for k in keys), dtype=np.float64, count=len(keys))
+    big = 1.0 + 2.0 * float(np.abs(cost).sum())
+    src = np.concatenate([src, np.full(n, root)])
+    dst = np.concatenate([dst, np.arange(n)])
+    cost = np.concatenate([cost, np.full(n, big)])
+    chosen = _arborescence(n + 1, src, dst, cost, root)
+    picked = chosen[:n]
+    if (src[picked] == root).sum() != 1:
+        raise ValueError("no spanning arborescence: the graph has no node that reaches all others")
+    return [keys[e] for e in sorted(picked) if src[e] != root]

@@ -1,0 +1,258 @@
+"""The lineage stage: pure assembly rules on hand-made families, then the real graph of the small
+zoo through the CLI - recovered edges, merges, discrepancies, query fields, the family tree,
+incremental rebuilds and exports that read back."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import networkx as nx
+import pytest
+from cli_runner import cli, cli_text, db_dump
+
+from bench.lineage import adjusted_rand_index, score
+from indexer.lineage.arborescence import minimum_spanning_arborescence
+from indexer.lineage.assemble import Node, Pair, assemble
+from indexer.lineage.build import components
+from indexer.weight_stats import WeightStats
+
+T0 = datetime(2024, 3, 1)
+
+
+def node(pk: int, days: int | None = None, declared: tuple[str, ...] = (), **stats) -> Node:
+    return Node(pk, f"org/m{pk}", None if days is None else T0 + timedelta(days=days), declared,
+                WeightStats(layers=stats.pop("layers", 4), **stats))
+
+
+def pairs(*rows: tuple[int, int, float], same: bool = True) -> dict[frozenset, Pair]:
+    return {frozenset((a, b)): Pair(d, same_coordinates=same, raw_distance=d) for a, b, d in rows}
+
+
+def parents_of(edges) -> dict[int, set[int]]:
+    out: dict[int, set[int]] = {}
+    for e in edges:
+        out.setdefault(e.child, set()).add(e.parent)
+    return out
+
+
+# ---- assembly rules (pure) ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_arborescence_matches_networkx_on_random_graphs(seed: int):
+    rng = random.Random(seed)
+    n = rng.randint(2, 40)
+    edges = {(u, v): rng.choice([rng.random(), round(rng.random(), 1)])  # ties included
+             for u in range(n) for v in range(n) if u != v and rng.random() < 0.3}
+    edges |= {(i, i + 1): rng.random() + 1 for i in range(n - 1)} | {(i + 1, i): rng.random() + 1 for i in range(n - 1)}
+    found = minimum_spanning_arborescence(list(range(n)), edges)
+    tree = nx.DiGraph(found)
+    tree.add_nodes_from(range(n))
+    assert nx.is_arborescence(tree)
+    graph = nx.DiGraph()
+    graph.add_weighted_edges_from((u, v, c) for (u, v), c in edges.items())
+    reference = nx.minimum_spanning_arborescence(graph)
+    assert sum(edges[e] for e in found) == pytest.approx(reference.size(weight="weight"))
+
+
+def test_arborescence_refuses_a_graph_no_node_spans():
+    with pytest.raises(ValueError, match="no spanning arborescence"):
+        minimum_spanning_arborescence([1, 2, 3], {(1, 2): 1.0})
+
+
+def test_components_are_connected_groups_and_singletons():
+    assert components([1, 2, 3, 4, 5], [(1, 3), (3, 5), (9, 1)]) == [[1, 3, 5], [2], [4]]
+
+
+def test_timestamps_orient_a_star_of_finetunes():
+    nodes = {1: node(1, 0), 2: node(2, 5), 3: node(3, 9)}
+    root, edges = assemble(nodes, pairs((1, 2, 0.10), (1, 3, 0.11), (2, 3, 0.16)), {}, "time")
+    assert root == 1 and parents_of(edges) == {2: {1}, 3: {1}}
+    assert all(e.relation == "finetune" and e.confidence > 0.9 and e.evidence["signals"]["time"] == 1 for e in edges)
+
+
+def test_weights_only_direction_follows_the_kurtosis_drop():
+    # no times: the parent is the model whose OV kurtosis is higher (MoTHer's regime on the zoo)
+    nodes = {1: node(1, ov_kurtosis=1.0), 2: node(2, ov_kurtosis=2.0)}
+    root, edges = assemble(nodes, pairs((1, 2, 0.1)), {}, "weights")
+    assert root == 2 and [(e.parent, e.child) for e in edges] == [(2, 1)]
+    assert edges[0].evidence["signals"]["kurtosis_drop"] == pytest.approx(1.0)
+
+
+def test_a_quantized_model_is_a_leaf_even_when_dated_first():
+    nodes = {1: node(1, 3), 2: node(2, 0, int8_grid=0.99)}
+    root, edges = assemble(nodes, pairs((1, 2, 0.02)), {}, "weights")
+    assert root == 1 and edges[0].child == 2 and edges[0].relation == "quantized"
+
+
+def test_structure_names_pruned_and_vocab_extended_children():
+    nodes = {1: node(1, vocab_rows=512, mlp_sizes=[64] * 4), 2: node(2, layers=2, vocab_rows=512, mlp_sizes=[64] * 2),
+             3: node(3, vocab_rows=576, mlp_sizes=[64] * 4)}
+    root, edges = assemble(nodes, pairs((1, 2, 0.2), (1, 3, 0.1), (2, 3, 0.25)), {}, "weights")
+    relations = {(e.parent, e.child): e.relation for e in edges}
+    assert root == 1 and relations == {(1, 2): "pruned", (1, 3): "vocab_extended"}
+
+
+def test_function_preserving_copies_hang_under_the_original():
+    # 1, 2, 3 share coordinates; 4 is 1 permuted (canonical distance ~0, other coordinates)
+    nodes = {pk: node(pk) for pk in (1, 2, 3, 4)}
+    evidence = pairs((1, 2, 0.1), (1, 3, 0.1), (2, 3, 0.15))
+    evidence |= {frozenset((1, 4)): Pair(0.001, same_coordinates=False), frozenset((2, 4)): Pair(0.1, same_coordinates=False),
+                 frozenset((3, 4)): Pair(0.1, same_coordinates=False)}
+    _, edges = assemble(nodes, evidence, {}, "weights")
+    copy = next(e for e in edges if e.child == 4)
+    assert copy.parent == 1 and copy.relation == "permuted" and copy.evidence["copy_of"] == "org/m1"
+
+
+def test_a_weight_average_gets_both_parents():
+    nodes = {1: node(1, 0), 2: node(2, 1), 3: node(3, 2), 4: node(4, 5)}
+    evidence = pairs((1, 2, 0.1), (1, 3, 0.1), (2, 3, 0.14), (1, 4, 0.07), (2, 4, 0.05), (3, 4, 0.05))
+    merges = {4: [(2, 3, 0.5, 0.02)], 2: [(1, 4, 0.6, 0.9)]}  # 2 fits badly (residual 0.9): no merge
+    root, edges = assemble(nodes, evidence, merges, "time")
+    found = parents_of(edges)
+    assert root == 1 and found[4] == {2, 3} and found[2] == {1} and found[3] == {1}
+    merge_edges = [e for e in edges if e.child == 4]
+    assert all(e.relation == "merge" and e.evidence["merge"]["alpha"] == 0.5 for e in merge_edges)
+    graph = nx.DiGraph([(e.parent, e.child) for e in edges])
+    assert nx.is_directed_acyclic_graph(graph)
+
+
+def test_a_declared_base_breaks_a_near_tie_but_not_a_clear_placement():
+    # 2 and 3 are both 0.10 from 1; 3 is 0.104 from 2: the weights alone chain 3 under 2 or 1 by a hair
+    nodes = {1: node(1, 0), 2: node(2, 1), 3: node(3, 2, declared=("org/m1",))}
+    _, edges = assemble(nodes, pairs((1, 2, 0.10), (1, 3, 0.105), (2, 3, 0.10)), {}, "full")
+    assert parents_of(edges)[3] == {1}
+    # a declaration of a far, unrelated-looking base does not overrule the weights
+    nodes = {1: node(1, 0), 2: node(2, 1), 3: node(3, 2, declared=("org/m1",))}
+    _, edges = assemble(nodes, pairs((1, 2, 0.10), (1, 3, 0.30), (2, 3, 0.05)), {}, "full")
+    assert parents_of(edges)[3] == {2}
+
+
+@pytest.mark.parametrize(("fresh", "shared", "parent"), [(0.20, 0.30, 1), (0.02, 0.80, 2), (-0.25, 0.40, 1)])
+def test_update_geometry_tells_a_sibling_from_a_child(fresh: float, shared: float, parent: int):
+    # distances chain 1 -> 2 -> 3; the update geometry decides whether 3 stays under 2
+    nodes = {1: node(1, 0), 2: node(2, 1), 3: node(3, 2)}
+    asked = []
+
+    def geometry(child: int, p: int, g: int) -> tuple[float, float]:
+        asked.append((child, p, g))
+        return fresh, shared
+
+    _, edges = assemble(nodes, pairs((1, 2, 0.10), (1, 3, 0.12), (2, 3, 0.08)), {}, "time", geometry=geometry)
+    assert parents_of(edges)[3] == {parent} and (3, 2, 1) in asked
+
+
+def test_adjusted_rand_index_matches_known_values():
+    assert adjusted_rand_index([0, 0, 1, 1], [5, 5, 7, 7]) == 1.0
+    assert adjusted_rand_index([0, 0, 1, 1], [0, 1, 0, 1]) == pytest.approx(-0.5)
+
+
+# ---- the small zoo's graph through the CLI --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def graph_json(indexed_home: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = tmp_path_factory.mktemp("export") / "graph.json"
+    cli("graph", "export", "--format", "json", "-o", str(out), "--home", str(indexed_home))
+    return json.loads(out.read_text())
+
+
+def test_zoo_graph_recovers_the_true_lineage(indexed_home: Path, graph_json: dict, truth: dict):
+    graph = nx.node_link_graph(graph_json, edges="edges")
+    result = score(truth, graph, None)
+    assert result["family_ari"] == 1.0
+    assert result["f1"] >= 0.95, result["wrong_edges"]
+    assert all(result["merges_with_both_parents"].values()) and result["merges_with_both_parents"]
+    assert nx.is_directed_acyclic_graph(graph)
+    for _, _, data in graph.edges(data=True):
+        assert data["log10_p"] is not None and data["log10_p"] < -12
+        assert 0.0 <= data["confidence"] <= 1.0 and "signals" in data["evidence"]
+
+
+def test_discrepancies_report_wrong_and_missing_declarations(indexed_home: Path, truth: dict):
+    result = cli("discrepancies", "--home", str(indexed_home))
+    wrong = {m for m, f in truth.items() if f["declaration"] == "wrong"}
+    missing = {m for m, f in truth.items() if f["declaration"] == "missing" and f["parents"]}
+    assert wrong and missing
+    reported = {d["model"]: d for d in result["discrepancies"]}
+    assert wrong <= set(reported)
+    for model in wrong:
+        assert reported[model]["declared_base_model"] not in truth[model]["parents"]
+    undeclared = {d["model"]: d for d in result["undeclared"]}
+    assert missing <= set(undeclared)
+    for model in missing:
+        snippet = undeclared[model]["suggested_card"]
+        assert snippet.startswith("base_model:") and "base_model_relation:" in snippet
+        assert all(p in snippet for p in truth[model]["parents"])
+
+
+def test_query_reports_parents_ancestors_and_the_family(indexed_home: Path, truth: dict):
+    child = next(m for m, f in sorted(truth.items()) if f["relation"] == "finetune" and f["declaration"] == "wrong")
+    result = cli("query", child, "--home", str(indexed_home))
+    assert [p["id"] for p in result["parents"]] == truth[child]["parents"]
+    assert set(result["parents"][0]) == {"id", "relation", "confidence", "log10_p", "evidence"}
+    root = truth[child]["family"]
+    assert result["root"] == root and result["ancestors"][-1] == root
+    assert result["family_size"] == sum(f["family"] == root for f in truth.values())
+    parent = truth[child]["parents"][0]
+    assert child in {c["id"] for c in cli("query", parent, "--home", str(indexed_home))["children"]}
+    text = cli_text("query", child, "--home", str(indexed_home))
+    assert f"{child} ◀" in text and root in text and "family of" in text
+
+
+def test_a_new_model_rebuilds_only_its_own_family(indexed_home: Path, small_zoo: Path, truth: dict, tmp_path: Path):
+    home = tmp_path / "home"
+    shutil.copytree(indexed_home, home)
+    original = next(m for m, f in sorted(truth.items()) if f["parents"] and sum(g["family"] == f["family"] for g in truth.values()) == 2)
+    copy = tmp_path / "copy"
+    shutil.copytree(small_zoo / original, copy)
+    result = cli("ingest", str(copy), "--id", "reuploads/exact-copy", "--home", str(home))
+    families = len({f["family"] for f in truth.values()})
+    assert result["graph"]["rebuilt"] == 1 and result["graph"]["reused"] == families - 1
+    family = cli("query", "reuploads/exact-copy", "--home", str(home))
+    assert family["family_size"] == 3 and family["root"] == truth[original]["family"]
+    before = db_dump(home)
+    assert cli("graph", "build", "--home", str(home))["rebuilt"] == 0
+    assert db_dump(home) == before  # nothing changed: no new build version
+
+
+def test_exports_read_back_to_the_same_graph(indexed_home: Path, graph_json: dict, tmp_path: Path):
+    graph = nx.node_link_graph(graph_json, edges="edges")
+    assert graph.is_directed() and graph.number_of_edges() > 10
+    assert all(set(d) >= {"relation", "confidence", "log10_p", "evidence", "family"} for _, _, d in graph.edges(data=True))
+
+    graphml = tmp_path / "g.graphml"
+    cli("graph", "export", "--format", "graphml", "-o", str(graphml), "--home", str(indexed_home))
+    back = nx.read_graphml(graphml)
+    assert set(back.nodes) == set(graph.nodes) and set(back.edges) == set(graph.edges)
+    for u, v, data in graph.edges(data=True):
+        assert back.edges[u, v]["relation"] == data["relation"]
+        assert back.edges[u, v]["confidence"] == pytest.approx(data["confidence"])
+        assert json.loads(back.edges[u, v]["evidence"]) == data["evidence"]
+    assert {n: d["family"] for n, d in back.nodes(data=True)} == {n: d["family"] for n, d in graph.nodes(data=True)}
+
+    gexf = tmp_path / "g.gexf"
+    cli("graph", "export", "--format", "gexf", "-o", str(gexf), "--home", str(indexed_home))
+    assert set(nx.read_gexf(gexf).edges) == set(graph.edges)
+
+    stem = tmp_path / "it's here" / "g.parquet"  # a quote in the path must not break DuckDB's COPY
+    files = cli("graph", "export", "--format", "parquet", "-o", str(stem), "--home", str(indexed_home))["files"]
+    conn = duckdb.connect()
+    nodes = conn.execute("SELECT id, family FROM read_parquet(?)", [files[0]]).fetchall()
+    edges = conn.execute("SELECT source, target, relation FROM read_parquet(?)", [files[1]]).fetchall()
+    assert {n for n, _ in nodes} == set(graph.nodes)
+    assert {(s, t): r for s, t, r in edges} == {(u, v): d["relation"] for u, v, d in graph.edges(data=True)}
+
+
+def test_family_export_holds_one_family(indexed_home: Path, truth: dict, tmp_path: Path):
+    model = next(m for m, f in sorted(truth.items()) if f["relation"] == "merge")
+    out = tmp_path / "family.json"
+    cli("graph", "export", "--format", "json", "--family", model, "-o", str(out), "--home", str(indexed_home))
+    graph = nx.node_link_graph(json.loads(out.read_text()), edges="edges")
+    assert set(graph.nodes) == {m for m, f in truth.items() if f["family"] == truth[model]["family"]}
+    assert "unknown format" in cli("graph", "export", "--format", "dot", "-o", str(out), "--home", str(indexed_home), ok=False)["error"]
