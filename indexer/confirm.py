@@ -36,7 +36,11 @@ PairProgress = Callable[[int, int, str], None]
 
 
 def open_record(record: ModelRecord) -> TensorSource:
-    """The checkpoint an indexed model was read from (its stored source folder)."""
+    """The checkpoint an indexed model was read from: its folder, or its crawled Hub revision."""
+    from crawler.remote import is_hub_uri, open_hub
+
+    if is_hub_uri(record.source):
+        return open_hub(record.source)
     if not record.source or not Path(record.source).is_dir():
         raise ModelNotFoundError(f"{record.id}: its checkpoint {record.source!r} is no longer available to test")
     return open_checkpoint(record.source)

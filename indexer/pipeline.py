@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import datetime
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,15 +40,17 @@ from storage.db import (
 
 LayerProgress = Callable[[int, int], None]
 UNCHANGED = "unchanged"
+RETRY = "retry"  # a transient remote failure (rate limits, 5xx, cut bodies): nothing stored, the next run retries
 
 
 @dataclass(frozen=True)
 class IngestOutcome:
     id: str
-    status: str  # indexed | unchanged | failed | unsupported
+    status: str  # indexed | unchanged | failed | unsupported | retry
     error: str | None = None
     layers: int | None = None
     seconds: float = 0.0
+    error_kind: str | None = None  # the error's class name (GatedRepoError, CheckpointError, ...)
 
     def as_json(self) -> dict:
         return {"id": self.id, "status": self.status, "error": self.error, "layers": self.layers, "seconds": round(self.seconds, 3)}
@@ -170,15 +173,60 @@ def ingest_checkpoint(
         if not force and _unchanged(store, existing, record, version):
             store.set_source_signature(existing.pk, record.source_signature)
             return IngestOutcome(model_id, UNCHANGED, layers=existing.num_layers, seconds=time.perf_counter() - started)
-        fingerprint = fingerprint_source(source, record, dim=dim, progress=progress)
-        store.save_model(record, fingerprint_rows(fingerprint), version)
-        return IngestOutcome(model_id, STATUS_INDEXED, layers=len(fingerprint.layers), seconds=time.perf_counter() - started)
+        return _index(store, record, source, existing, version, dim, progress, started)
     except Exception as error:  # noqa: BLE001 - one model's failure must never stop the others
-        record.status, record.error = _failure(error)
-        same = existing is not None and (existing.status, existing.error, existing.revision) == (record.status, record.error, record.revision)
-        if not same:
-            store.save_model(record, None, None)
-        return IngestOutcome(model_id, record.status, record.error, seconds=time.perf_counter() - started)
+        return _record_failure(store, record, existing, error, started)
     finally:
         if source is not None:
             source.close()
+
+
+def ingest_source(
+    store: Store,
+    model_id: str,
+    open_source: Callable[[], TensorSource],
+    *,
+    revision: str,
+    uri: str,
+    created_at: datetime | None = None,
+    force: bool = False,
+    dim: int = DEFAULT_DIM,
+    progress: LayerProgress | None = None,
+) -> IngestOutcome:
+    """Index a checkpoint read through any tensor source (the crawler's HTTP range reads), pinned
+    to ``revision`` and remembered as ``uri``; an unchanged revision opens nothing.  Never raises
+    for a bad checkpoint or a remote failure: the model is recorded with its reason."""
+    started = time.perf_counter()
+    version = fingerprint_version(dim)
+    record = ModelRecord(id=model_id, status=STATUS_INDEXED, source=uri, revision=revision)
+    existing = store.get_model(model_id)
+    if not force and _unchanged(store, existing, record, version):
+        return IngestOutcome(model_id, UNCHANGED, layers=existing.num_layers, seconds=time.perf_counter() - started)
+    source: TensorSource | None = None
+    try:
+        source = open_source()
+        return _index(store, record, source, existing, version, dim, progress, started, created_at)
+    except Exception as error:  # noqa: BLE001 - one model's failure must never stop the others
+        return _record_failure(store, record, existing, error, started)
+    finally:
+        if source is not None:
+            source.close()
+
+
+def _index(store: Store, record: ModelRecord, source: TensorSource, existing: ModelRecord | None, version: str, dim: int,
+           progress: LayerProgress | None, started: float, created_at: datetime | None = None) -> IngestOutcome:
+    fingerprint = fingerprint_source(source, record, dim=dim, progress=progress)
+    if record.created_at is None:
+        record.created_at = created_at
+    store.save_model(record, fingerprint_rows(fingerprint), version)
+    return IngestOutcome(record.id, STATUS_INDEXED, layers=len(fingerprint.layers), seconds=time.perf_counter() - started)
+
+
+def _record_failure(store: Store, record: ModelRecord, existing: ModelRecord | None, error: BaseException, started: float) -> IngestOutcome:
+    if getattr(error, "transient", False):  # the remote failed us, not the model: keep what we had, try again later
+        return IngestOutcome(record.id, RETRY, str(error), seconds=time.perf_counter() - started, error_kind=type(error).__name__)
+    record.status, record.error = _failure(error)
+    same = existing is not None and (existing.status, existing.error, existing.revision) == (record.status, record.error, record.revision)
+    if not same:
+        store.save_model(record, None, None)
+    return IngestOutcome(record.id, record.status, record.error, seconds=time.perf_counter() - started, error_kind=type(error).__name__)

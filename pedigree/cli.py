@@ -254,6 +254,9 @@ def demo(
         run_demo(load_settings(home), as_json=as_json)
 
 
+from pedigree import cli_hub  # noqa: E402, F401 - registers hub serve / crawl / refresh / status / schedule
+
+
 def main() -> None:
     try:
         app()

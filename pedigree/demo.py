@@ -1,9 +1,11 @@
 """``pedigree demo``: the main job end to end on the embedded default (DuckDB + FAISS in --home).
 
 1. build (or reuse) the small real-trained model zoo in ``<home>/zoo``;
-2. index it;
-3. ask where a model that declares no base model comes from, and show the answer next to the
-   zoo's recorded ground truth.
+2. serve it with the bundled Hub-compatible server on 127.0.0.1 (a private mirror of a "Hub");
+3. ``refresh`` against it: list, read only the needed bytes by HTTP range requests, fingerprint,
+   confirm relatives with the independence tests, assemble the lineage graph;
+4. ask where a model that declares no base model comes from, and show the answer (parents,
+   family tree) next to the zoo's recorded ground truth.
 """
 
 from __future__ import annotations
@@ -27,42 +29,42 @@ def pick_question(truth: dict) -> str:
 
 def run_demo(settings: Settings, *, as_json: bool = False) -> dict:
     from bench.zoo.build import build_zoo
+    from crawler.hub_server import HubServer
 
     zoo = settings.home / "zoo"
     with render.progress() as bars:
         task = bars.add_task("building the small model zoo", total=None)
         build_zoo(zoo, "small", progress=lambda name, done, total: bars.update(task, completed=done, total=total, description=f"zoo: {name}"))
         truth = json.loads((zoo / "truth.json").read_text())
-        with Workspace(settings) as ws:
-            models = bars.add_task("indexing", total=None)
-            ingested = ws.ingest(
-                zoo,
-                on_start=lambda i, total, model_id: bars.update(models, completed=i - 1, total=total, description=f"indexing {model_id}"),
-                on_done=lambda _: bars.advance(models),
+        with HubServer(zoo) as hub, Workspace(settings) as ws:
+            repos = bars.add_task("refresh", total=None)
+            tests = bars.add_task("tests", total=None, visible=False)
+            summary = ws.refresh(
+                hub.url,
+                on_start=lambda i, total, repo: bars.update(repos, completed=i - 1, total=total, description=f"refresh: {repo}"),
+                on_done=lambda _: bars.advance(repos),
+                on_pair=lambda done, total, label: bars.update(tests, completed=done - 1, total=total, visible=True,
+                                                               description=f"tests ({label})"),
             )
-            outcomes, confirmations = ingested.outcomes, ingested.confirmations
-            confirmed = sum(bool(c.get("confirmed")) for c in confirmations)
             question = pick_question(truth)
             answer = ws.query(question, limit=5)
-    counts: dict[str, int] = {}
-    for outcome in outcomes:
-        counts[outcome.status] = counts.get(outcome.status, 0) + 1
-    result = {"home": str(settings.home), "zoo": str(zoo), "ingest": counts, "pairs_tested": len(confirmations),
-              "pairs_confirmed": confirmed, "question": question,
-              "answer": answer, "truth": {question: truth[question]}}
+            tree = ws.family_graph(question)
+            endpoint = hub.url
+    result = {"home": str(settings.home), "zoo": str(zoo), "endpoint": endpoint, "refresh": summary["counts"],
+              "bytes_read": sum(r["bytes_read"] for r in summary["repos"]), "bytes_total": sum(r["size_bytes"] or 0 for r in summary["repos"]),
+              "question": question, "answer": answer, "truth": {question: truth[question]}}
     if as_json:
         render.emit_json(result)
         return result
     out = render.stdout
-    out.print(f"[bold]Indexed the zoo[/] in {settings.home}: " + ", ".join(f"{n} {s}" for s, n in counts.items())
-              + f"; {len(confirmations)} candidate pairs tested, {confirmed} confirmed related")
+    out.print(f"[bold]Refreshed[/] from the bundled Hub server at {endpoint} into {settings.home}: {render.counts_line(summary['counts'])}")
     facts = truth[question]
     out.print(f"\n[bold]Question:[/] where does [cyan]{question}[/] come from? Its model card declares no base model.")
-    out.print(render.related_table(answer))
-    if answer["related"]:
-        best = answer["related"][0]
-        out.print(f"[bold]Answer from the weights:[/] closest relative [green]{best['id']}[/] (score {best['score']:.3f}, "
-                  f"{len(best['layers'])} matching blocks).")
-    out.print(f"[bold]Ground truth[/] (zoo truth.json): {facts['relation']} of {', '.join(facts['parents']) or '-'}.")
-    out.print(f"\nTry: pedigree query {question} --home {settings.home} --json")
+    out.print(render.lineage_summary(answer))
+    if tree is not None:
+        out.print(render.family_tree(tree, question))
+    parents = [p["id"] for p in answer["parents"]]
+    out.print(f"[bold]Answer from the weights:[/] parent {', '.join(parents) or 'none found'}; "
+              f"[bold]ground truth[/] (zoo truth.json): {facts['relation']} of {', '.join(facts['parents']) or '-'}.")
+    out.print(f"\nTry: pedigree query {question} --home {settings.home}   |   pedigree discrepancies --home {settings.home}")
     return result

@@ -11,6 +11,13 @@ on.  The subclasses say *whose* fault it is:
   adapter yet.  Recorded as ``unsupported: <reason>``.
 - :class:`ModelNotFoundError` - a model id asked for is not in the index.
 - :class:`StorageError` - the DuckDB file or FAISS indexes are unusable (e.g. a newer schema).
+- :class:`RemoteError` - the remote Hub (or mirror) did not give us what we asked for, with
+  subclasses for why: :class:`RangeNotSupportedError` (a range request answered with the whole
+  file), :class:`ByteBudgetExceededError` (the per-model byte budget would be exceeded; nothing
+  was sent), :class:`TruncatedBodyError` (bodies kept ending early), :class:`RateLimitedError`
+  (429 after every retry), :class:`RemoteServerError` (5xx or broken connections after every
+  retry), :class:`GatedRepoError` (401/403: gated or private) and :class:`RepoGoneError` (the
+  repo, revision or a weight file it listed is gone).  Recorded per model like checkpoint errors.
 """
 
 from __future__ import annotations
@@ -38,3 +45,49 @@ class ModelNotFoundError(PedigreeError):
 
 class StorageError(PedigreeError):
     """The DuckDB database or the FAISS indexes beside it cannot be used."""
+
+
+class RemoteError(PedigreeError):
+    """The remote Hub (or mirror) did not give us what we asked for.
+
+    ``path`` names the repo (and file) asked for, ``status`` the last HTTP status (if any).
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, status: int | None = None) -> None:
+        self.path = path
+        self.status = status
+        super().__init__(f"{path}: {message}" if path else message)
+
+
+class RangeNotSupportedError(RemoteError):
+    """A range request was answered without a matching 206 (e.g. 200 with the whole file)."""
+
+
+class ByteBudgetExceededError(RemoteError):
+    """Reading more would exceed the model's byte budget; the request was not sent."""
+
+
+class TruncatedBodyError(RemoteError):
+    """[transient: the crawler retries on its next run] Response bodies ended before the declared length on every attempt."""
+
+    transient = True
+
+
+class RateLimitedError(RemoteError):
+    """[transient: the crawler retries on its next run] Still answered 429 Too Many Requests after every retry."""
+
+    transient = True
+
+
+class RemoteServerError(RemoteError):
+    """[transient: the crawler retries on its next run] Still answered 5xx (or the connection kept failing) after every retry."""
+
+    transient = True
+
+
+class GatedRepoError(RemoteError):
+    """401/403: the repo is gated or private and our token (if any) may not read it."""
+
+
+class RepoGoneError(RemoteError):
+    """The repo, the revision, or a weight file the revision listed no longer exists."""

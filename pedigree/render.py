@@ -19,7 +19,8 @@ from rich.table import Table
 stdout = Console()
 stderr = Console(stderr=True)
 
-STATUS_STYLE = {"indexed": "green", "unchanged": "cyan", "failed": "red", "unsupported": "yellow"}
+STATUS_STYLE = {"indexed": "green", "unchanged": "cyan", "failed": "red", "unsupported": "yellow", "gated": "magenta",
+                "gone": "red", "no_safetensors": "yellow", "retry": "yellow"}
 
 
 def emit_json(payload: object) -> None:
@@ -139,4 +140,40 @@ def discrepancy_report(result: dict) -> Table:
     for entry in result["undeclared"]:
         weights = ", ".join(f"{p['id']} ({p['relation']})" for p in entry["parents_from_weights"])
         table.add_row(entry["model"], "undeclared", "-", weights, entry["suggested_card"])
+    return table
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return ""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def crawl_table(repos: list[dict]) -> Table:
+    table = Table(title=f"{len(repos)} repos crawled")
+    for column in ("repo", "status", "read", "of", "reason"):
+        table.add_column(column, overflow="fold")
+    for r in repos:
+        style = STATUS_STYLE.get(r["status"], "")
+        table.add_row(r["id"], f"[{style}]{r['status']}[/]", _size(r.get("bytes_read")), _size(r.get("size_bytes")), r.get("reason") or "")
+    return table
+
+
+def counts_line(counts: dict) -> str:
+    return ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in counts.items())
+
+
+def status_report(status: dict) -> Table:
+    table = Table(title="last runs")
+    for column in ("run", "kind", "endpoint", "started", "finished", "status", "counts"):
+        table.add_column(column, overflow="fold")
+    for run in status["runs"]:
+        table.add_row(str(run["run_id"]), run["kind"], run["endpoint"] or "", run["started_at"], run["finished_at"] or "",
+                      run["status"], counts_line(run["counts"]))
+    marks = "; ".join(f"{m['endpoint']}: {m['high_water']}" for m in status["high_water"]) or "none yet"
+    table.caption = f"high-water mark: {marks} | index: {counts_line(status['models'])} | crawl: {counts_line(status['crawl'])}"
     return table

@@ -16,6 +16,8 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+from crawler.crawl import CrawlResult, RepoDone, RepoStart, crawl, resolve_endpoint
+from crawler.http_retry import RetryPolicy
 from indexer.confirm import (
     CONFIRM_CANDIDATES,
     PairProgress,
@@ -50,11 +52,18 @@ from query.related import (
     view_of,
     with_tests,
 )
+from storage.crawl import crawl_counts, finish_run, high_waters, last_runs, start_run
 from storage.db import STATUS_INDEXED, ModelRecord, Store
+from storage.lineage import build_info, latest_build
 from storage.vectors import VectorIndexes
 
 ModelStart = Callable[[int, int, str], None]  # (position, total, model id)
 ModelDone = Callable[[IngestOutcome], None]
+
+
+def _errors(result: CrawlResult) -> list[dict]:
+    return [{"id": r.repo_id, "status": r.status, "reason": r.reason} for r in result.repos
+            if r.status not in (STATUS_INDEXED, "unchanged")]
 
 
 @dataclass(frozen=True)
@@ -107,6 +116,10 @@ class Workspace:
             outcomes.append(outcome)
             if on_done:
                 on_done(outcome)
+        return self._after_ingest(outcomes, confirm, on_pair)
+
+    def _after_ingest(self, outcomes: list[IngestOutcome], confirm: int, on_pair: PairProgress | None) -> IngestResult:
+        """FAISS catch-up, then the tests for the models just seen and the graph of their families."""
         self.sync_indexes()
         confirmations: list[dict] = []
         graph = None
@@ -117,6 +130,57 @@ class Workspace:
             )
             graph = self.build_graph()
         return IngestResult(outcomes, confirmations, graph)
+
+    # ---- the Hub ----------------------------------------------------------------------------
+
+    def crawl(self, endpoint: str | None = None, *, token: str | None = None, limit: int | None = None, retry: RetryPolicy | None = None,
+              on_start: RepoStart | None = None, on_done: RepoDone | None = None) -> CrawlResult:
+        """List what changed on the Hub (or a mirror) since the last crawl and index it by range reads."""
+        run = start_run(self.store, "crawl", resolve_endpoint(endpoint))
+        try:
+            result = crawl(self.store, endpoint, token=token, limit=limit, retry=retry, on_start=on_start, on_done=on_done)
+        except Exception as error:
+            finish_run(self.store, run, "failed", {}, [{"error": f"{type(error).__name__}: {error}"}])
+            raise
+        self.sync_indexes()
+        finish_run(self.store, run, "ok", result.counts(), _errors(result))
+        return result
+
+    def refresh(self, endpoint: str | None = None, *, token: str | None = None, limit: int | None = None,
+                confirm: int = CONFIRM_CANDIDATES, retry: RetryPolicy | None = None, on_start: RepoStart | None = None, on_done: RepoDone | None = None,
+                on_pair: PairProgress | None = None) -> dict:
+        """crawl -> ingest -> confirm -> graph, recorded as one run; returns the summary."""
+        run = start_run(self.store, "refresh", resolve_endpoint(endpoint))
+        edges_before = self._edge_count()
+        try:
+            crawled_result = crawl(self.store, endpoint, token=token, limit=limit, retry=retry, on_start=on_start, on_done=on_done)
+            fresh = [o for o in crawled_result.outcomes if o.status == STATUS_INDEXED]
+            after = self._after_ingest(fresh, confirm, on_pair) if fresh else IngestResult([], [], None)
+            if not fresh:
+                self.sync_indexes()
+        except Exception as error:
+            finish_run(self.store, run, "failed", {}, [{"error": f"{type(error).__name__}: {error}"}])
+            raise
+        counts = {**crawled_result.counts(), "new_models": len(fresh), "pairs_tested": len(after.confirmations),
+                  "new_edges": max(self._edge_count() - edges_before, 0)}
+        errors = _errors(crawled_result)
+        finish_run(self.store, run, "ok", counts, errors)
+        return {"run": run, "endpoint": crawled_result.endpoint, "counts": counts, "errors": errors,
+                "high_water": crawled_result.high_water, "graph": after.graph,
+                "repos": [{"id": r.repo_id, "sha": r.sha, "status": r.status, "reason": r.reason, "bytes_read": r.bytes_read,
+                           "size_bytes": r.size_bytes} for r in crawled_result.repos]}
+
+    def _edge_count(self) -> int:
+        build = latest_build(self.store, "full")
+        return 0 if build is None else build_info(self.store, build)["edges"] or 0
+
+    def status(self, limit: int = 10) -> dict:
+        """The last runs, the crawl high-water marks and what the index holds."""
+        models = {}
+        for record in self.store.models():
+            models[record.status] = models.get(record.status, 0) + 1
+        return {"runs": last_runs(self.store, limit), "high_water": high_waters(self.store), "crawl": crawl_counts(self.store),
+                "models": models}
 
     def sync_indexes(self) -> None:
         """Bring the FAISS indexes up to date with DuckDB (incrementally, or by a rebuild)."""

@@ -35,6 +35,16 @@ Schema 3 adds the lineage graph:
   per assembled family version), ``family_members``, ``build_families`` (which family versions
   make up each build - unchanged families are reused, so a build re-assembles only what changed)
   and ``lineage_edges`` (parent -> child with relation, confidence, log10 p and evidence).
+
+Schema 4 adds the crawler:
+- ``crawl_state``: per Hub endpoint, the ``lastModified`` high-water mark of the last complete
+  crawl (a nightly run lists only repos modified since).
+- ``crawl_models``: per endpoint and repo, the revision sha last crawled, its status (``indexed``,
+  ``unchanged``, ``gated``, ``gone``, ``no_safetensors``, ``failed``, ``unsupported``, ``retry``)
+  with the reason, the declared ``base_model`` / ``base_model_relation``, creation time, bytes
+  read and the repo's weight size.  A repo is crawled again only when its sha changes (or it was
+  left at ``retry`` by a transient failure).
+- ``runs``: every crawl / refresh run with start, end, status, counts and errors.
 """
 
 from __future__ import annotations
@@ -176,6 +186,42 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         CREATE INDEX lineage_edges_by_family ON lineage_edges (family_id);
         CREATE INDEX family_members_by_family ON family_members (family_id);
+        """,
+    ),
+    (
+        "crawler",
+        """
+        CREATE TABLE crawl_state (
+            endpoint VARCHAR PRIMARY KEY,
+            high_water TIMESTAMP,
+            updated_at TIMESTAMP NOT NULL
+        );
+        CREATE TABLE crawl_models (
+            endpoint VARCHAR NOT NULL,
+            repo_id VARCHAR NOT NULL,
+            sha VARCHAR,
+            last_modified TIMESTAMP,
+            created_at TIMESTAMP,
+            status VARCHAR NOT NULL,
+            reason VARCHAR,
+            base_model JSON,
+            base_model_relation VARCHAR,
+            bytes_read BIGINT NOT NULL DEFAULT 0,
+            size_bytes BIGINT,
+            attempted_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (endpoint, repo_id)
+        );
+        CREATE SEQUENCE run_id_seq START 1;
+        CREATE TABLE runs (
+            run_id INTEGER PRIMARY KEY DEFAULT nextval('run_id_seq'),
+            kind VARCHAR NOT NULL,
+            endpoint VARCHAR,
+            started_at TIMESTAMP NOT NULL,
+            finished_at TIMESTAMP,
+            status VARCHAR NOT NULL,
+            counts JSON,
+            errors JSON
+        );
         """,
     ),
 ]

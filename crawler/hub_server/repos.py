@@ -164,7 +164,7 @@ def _safetensors_params(path: Path, size: int) -> dict[str, int] | None:
             if n > min(_SUMMARY_HEADER_CAP, size - 8):
                 return None
             header = json.loads(f.read(n))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     counts: dict[str, int] = {}
     try:

@@ -1,0 +1,166 @@
+"""Crawler benchmarks against the bundled Hub-compatible server on 127.0.0.1.
+
+    python -m bench.crawl [--checkpoints 1b 7b] [--listing 10000] [--storm]
+
+(a, b) **Bytes and time to index a checkpoint**: a synthetic Llama-shaped bf16 checkpoint
+(sharded, real tensor names; ``bench.synthetic_llama``) is served by the bundled server and
+indexed by ``pedigree crawl`` (listing, headers, range reads, fingerprint); bytes read are counted
+by the server.  Baseline in the same run: ``huggingface_hub.snapshot_download`` of the repo from
+the same server, then ``safetensors.torch.load_file`` of every shard.
+(c) **Listing throughput**: 10,000 metadata-only repos listed through ``HfApi.list_models`` with
+the crawler's expanded fields (what a nightly run does first).
+(d) **429 storm**: the small zoo crawled with no faults and again with a third of all requests
+answered 429 (``Retry-After: 1``); time to finish and what is left failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from bench.report import environment, update_section, write_json
+
+SHAPES = {
+    "1b": dict(layers=22, hidden=2048, heads=32, mlp=5632, vocab=32000, layers_per_shard=11),
+    "7b": dict(layers=32, hidden=4096, heads=32, mlp=11008, vocab=32000, layers_per_shard=8),
+}
+
+
+def _weights_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.glob("*.safetensors"))
+
+
+def checkpoint_run(name: str, work: Path) -> dict:
+    import torch
+    from huggingface_hub import snapshot_download
+    from safetensors.torch import load_file
+
+    from bench.synthetic_llama import LlamaShape, write_llama
+    from crawler.hub_server import HubServer
+    from pedigree.config import load_settings
+    from pedigree.workspace import Workspace
+
+    root = work / f"hub-{name}"
+    folder = root / "synthetic" / f"llama-{name}"
+    if not (folder / "config.json").exists():
+        write_llama(folder, LlamaShape(**SHAPES[name]), seed=1)
+    size = _weights_size(folder)
+    with HubServer(root) as hub:
+        started = time.perf_counter()
+        with Workspace(load_settings(work / f"home-{name}")) as ws:
+            result = ws.crawl(hub.url)
+        crawl_seconds = time.perf_counter() - started
+        served = hub.stats().bytes_sent
+        repo = result.repos[0]
+        hub.reset_stats()
+        cache = work / f"download-{name}"
+        started = time.perf_counter()
+        local = snapshot_download(f"synthetic/llama-{name}", endpoint=hub.url, cache_dir=str(cache))
+        tensors = 0
+        for shard in sorted(Path(local).glob("*.safetensors")):
+            loaded = load_file(str(shard))
+            tensors += len(loaded)
+            del loaded
+        baseline_seconds = time.perf_counter() - started
+        baseline_bytes = hub.stats().bytes_sent
+        shutil.rmtree(cache, ignore_errors=True)
+    torch.set_num_threads(torch.get_num_threads())
+    return {"checkpoint": name, "weights_bytes": size, "status": repo.status, "reason": repo.reason,
+            "crawl_bytes_read": repo.bytes_read, "server_bytes_sent": served, "fraction_read": round(served / size, 4),
+            "crawl_seconds": round(crawl_seconds, 1), "baseline_bytes": baseline_bytes, "baseline_seconds": round(baseline_seconds, 1),
+            "baseline_tensors": tensors, "speedup": round(baseline_seconds / crawl_seconds, 2)}
+
+
+def listing_run(count: int, work: Path) -> dict:
+    from huggingface_hub import HfApi
+
+    from crawler.hub_server import HubServer
+    from crawler.listing import list_changed
+
+    root = work / "listing"
+    if not root.exists():
+        for i in range(count):
+            repo = root / f"org{i % 100}" / f"model-{i}"
+            repo.mkdir(parents=True)
+            (repo / "config.json").write_text(json.dumps({"model_type": "llama", "architectures": ["LlamaForCausalLM"]}))
+            (repo / "README.md").write_text(f"---\nbase_model: org0/model-{i // 2}\n---\n")
+    with HubServer(root) as hub:
+        started = time.perf_counter()
+        listed = list(list_changed(HfApi(endpoint=hub.url), None))
+        seconds = time.perf_counter() - started
+        pages = hub.stats().count("api_list")
+    return {"repos": len(listed), "pages": pages, "seconds": round(seconds, 2), "repos_per_second": round(len(listed) / seconds)}
+
+
+def storm_run(work: Path) -> dict:
+    from bench.zoo.testing import small_zoo_path
+    from crawler.hub_server import HubServer, RateLimit
+    from pedigree.config import load_settings
+    from pedigree.workspace import Workspace
+
+    zoo = small_zoo_path()
+    out = {}
+    for label, faults in (("no faults", {}), ("429 storm", {"rate_limits": [RateLimit(scope="any", probability=1 / 3, reset=1)]})):
+        with HubServer(zoo) as hub:
+            hub.set_faults(**faults)
+            started = time.perf_counter()
+            with Workspace(load_settings(work / f"storm-{label.replace(' ', '-')}")) as ws:
+                result = ws.crawl(hub.url)
+            seconds = time.perf_counter() - started
+            answered_429 = hub.stats().status.get(429, 0)
+        counts = result.counts()
+        out[label] = {"seconds": round(seconds, 1), "counts": counts, "responses_429": answered_429,
+                      "left_failed": sum(n for s, n in counts.items() if s in ("retry", "failed"))}
+    out["slowdown"] = round(out["429 storm"]["seconds"] / out["no faults"]["seconds"], 2)
+    return out
+
+
+def markdown(result: dict, command: str) -> str:
+    env = result["environment"]
+    lines = ["## Crawler: bytes, speed, listing, 429 storm", "", f"Command: `{command}`  (commit {env['commit']}, {env['date']}, {env['cpus']} CPUs)", ""]
+    if result.get("checkpoints"):
+        lines += ["| checkpoint | weights | bytes read by the crawl (server count) | fraction | crawl + fingerprint s | "
+                  "snapshot_download + load s | speed ratio |", "|---|---|---|---|---|---|---|"]
+        for r in result["checkpoints"]:
+            lines.append(f"| {r['checkpoint']} | {r['weights_bytes'] / 2**30:.2f} GiB | {r['server_bytes_sent'] / 2**30:.2f} GiB | "
+                         f"**{r['fraction_read']:.1%}** | {r['crawl_seconds']} | {r['baseline_seconds']} | **{r['speedup']}×** |")
+    if result.get("listing"):
+        r = result["listing"]
+        lines += ["", f"Listing: {r['repos']:,} repos in {r['pages']} pages, {r['seconds']} s ({r['repos_per_second']:,} repos/s)."]
+    if result.get("storm"):
+        s = result["storm"]
+        lines += ["", f"429 storm (small zoo, 1/3 of requests answered 429 with Retry-After 1 s): {s['429 storm']['seconds']} s vs "
+                  f"{s['no faults']['seconds']} s without faults ({s['slowdown']}×), {s['429 storm']['responses_429']} 429s absorbed, "
+                  f"{s['429 storm']['left_failed']} repos left failed or to retry."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoints", nargs="*", default=["1b", "7b"], choices=sorted(SHAPES))
+    parser.add_argument("--listing", type=int, default=10_000)
+    parser.add_argument("--storm", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "pedigree-crawl-bench")
+    parser.add_argument("--no-report", action="store_true")
+    args = parser.parse_args(argv)
+    args.work.mkdir(parents=True, exist_ok=True)
+    result: dict = {"checkpoints": [checkpoint_run(name, args.work) for name in args.checkpoints]}
+    if args.listing:
+        result["listing"] = listing_run(args.listing, args.work)
+    if args.storm:
+        result["storm"] = storm_run(args.work)
+    result["environment"] = environment()
+    path = write_json("crawl", result)
+    command = "python -m bench.crawl " + " ".join(f"--checkpoints {' '.join(args.checkpoints)}".split()) + (f" --listing {args.listing}" if args.listing else "") + ("" if args.storm else " --no-storm")
+    if not args.no_report:
+        update_section("crawl", markdown(result, command))
+    print(markdown(result, command))
+    print(f"\nresults: {path}")
+
+
+if __name__ == "__main__":
+    main()

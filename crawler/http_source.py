@@ -1,0 +1,261 @@
+"""``HubCheckpoint``: a :class:`~indexer.sources.TensorSource` over HTTP range requests to a
+Hugging Face Hub-compatible endpoint (``{endpoint}/{repo_id}/resolve/{revision}/{file}``).
+
+It is the remote twin of :class:`~indexer.sources.LocalCheckpoint` and shares its validator
+(:mod:`indexer.safetensors_format`), so a hostile header served over HTTP can only ever produce a
+:class:`~pedigree.errors.CheckpointError`.  Safety rules:
+
+* pickle checkpoints are never downloaded, let alone unpickled; only safetensors are read;
+* every file's size is known (``HEAD``) before any range of it is trusted, and every read is
+  bounded by a span checked against that size; a header costs at most two range reads (a
+  speculative first read of 64 KiB covers small headers) and is validated strictly;
+* a range response must be ``206`` with a ``Content-Range`` matching the request and the size; a
+  server that ignores ``Range`` is detected from the status line and the response is closed
+  unread (:class:`~pedigree.errors.RangeNotSupportedError`);
+* an optional byte budget per model is checked before every request; bodies that end early, 429
+  and 5xx are retried (:class:`~crawler.http_retry.RetryPolicy`), then raise a
+  :class:`~pedigree.errors.RemoteError` subclass naming the repo/file and why.
+
+Request plumbing (client, retries, strict range checks) lives in :mod:`crawler.http_retry`.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from crawler.http_retry import Fetcher, RemoteFile, RetryPolicy, hub_client
+from indexer import safetensors_format as fmt
+from indexer.safetensors_format import INDEX_FILE, TensorInfo, check_plain_name
+from indexer.sources import DEFAULT_TEXT_LIMIT, TensorSource
+from pedigree.errors import CheckpointError, RepoGoneError
+
+__all__ = ["HubCheckpoint", "RetryPolicy", "hub_client"]
+
+SPECULATIVE_HEADER_READ = 64 * 1024
+"""Bytes asked for by a shard's first header read (small headers need no second read)."""
+CACHE_LIMIT = 512 * 2**20
+"""Most bytes :meth:`HubCheckpoint.prefetch` keeps cached (oldest entries dropped first)."""
+MAX_COALESCED = 256 * 2**20
+"""Largest single coalesced prefetch request."""
+_SHA = re.compile(r"^[0-9a-f]{40}$")
+
+
+class HubCheckpoint(TensorSource):
+    """A model repo at one revision, read through HTTP range requests.
+
+    ``files``: the repo's file names (siblings) at ``revision`` (a commit sha).  Weight files are
+    chosen exactly like :class:`~indexer.sources.LocalCheckpoint` does (the sharded index is
+    fetched and parsed when present; pickle-only repos are a ``CheckpointError``); each shard's
+    size comes from a ``HEAD``, then its header from at most two range reads.  ``budget_bytes``
+    caps the body bytes this instance may receive; ``client`` is shared and not closed by
+    :meth:`close` (one made here from ``token`` is).
+    """
+
+    def __init__(self, endpoint: str, repo_id: str, revision: str, files: Sequence[str], *,
+                 token: str | None = None, client: httpx.Client | None = None,
+                 budget_bytes: int | None = None, retry: RetryPolicy | None = None) -> None:
+        self.endpoint = endpoint.rstrip("/")
+        self.repo_id, self.commit = repo_id, revision
+        self.label = f"{self.endpoint}/{repo_id}@{revision}"
+        self._own_client = client is None
+        self._client = client if client is not None else hub_client(token)
+        self._http = Fetcher(self._client, self.endpoint, token=token, retry=retry or RetryPolicy(),
+                             budget=budget_bytes, label=self.label)
+        self._siblings = frozenset(files)
+        self._weights: dict[str, RemoteFile] = {}
+        self._lock = threading.Lock()  # guards the prefetch cache
+        self._cache: OrderedDict[tuple[str, int], tuple[int, memoryview]] = OrderedDict()
+        self._cache_bytes = 0
+        self.metadata: dict[str, str] = {}
+        self.index: dict[str, Any] | None = None
+        try:
+            names = sorted(n for n in self._siblings if "/" not in n)  # the repo root, like iterdir
+            self._files = fmt.choose_weight_files(names, self.label)
+            weight_map = None
+            if self._files == [INDEX_FILE]:
+                self.index = self.read_json(INDEX_FILE)
+                if self.index is None:
+                    raise RepoGoneError(f"{INDEX_FILE} is listed at this revision but the server does not "
+                                        "have it", path=self.label)
+                weight_map = fmt.parse_index(self.index, self.label)
+                self._files = sorted(set(weight_map.values()))
+                for f in self._files:
+                    if f not in self._siblings:
+                        raise CheckpointError(f"shard file {f} listed in {INDEX_FILE} is missing",
+                                              path=self.label)
+            headers = {f: self._read_header(f) for f in self._files}
+            tensors = fmt.merge_shards(headers, weight_map, self.label)
+            for _, meta in headers.values():
+                self.metadata.update(meta)
+        except BaseException:
+            self.close()
+            raise
+        self._tensors: Mapping[str, TensorInfo] = MappingProxyType(tensors)
+
+    # -- accounting -------------------------------------------------------------------------
+    @property
+    def bytes_read(self) -> int:  # type: ignore[override]
+        """Body bytes received (all requests: headers, tensors, small files, failed attempts)."""
+        return self._http.bytes_read
+
+    @property
+    def budget_bytes(self) -> int | None:
+        """The cap on body bytes this instance may receive (None: no cap); may be tightened once
+        the weight sizes are known."""
+        return self._http.budget
+
+    @budget_bytes.setter
+    def budget_bytes(self, value: int | None) -> None:
+        self._http.budget = value
+
+    @property
+    def weight_bytes(self) -> int:
+        """Total size of the weight files in use (from their HEAD)."""
+        return sum(f.size for f in self._weights.values())
+
+    @property
+    def requests(self) -> int:
+        """HTTP requests sent (redirect hops and retries included)."""
+        return self._http.requests
+
+    @property
+    def files(self) -> list[str]:
+        """The safetensors files in use (relative names)."""
+        return list(self._files)
+
+    def revision(self) -> str:
+        """The revision this source reads (the commit sha it was opened at)."""
+        return self.commit
+
+    # -- remote files -----------------------------------------------------------------------
+    def _url(self, file: str) -> str:
+        return (f"{self.endpoint}/{quote(self.repo_id, safe='/')}/resolve/"
+                f"{quote(self.commit, safe='')}/{quote(file, safe='/')}")
+
+    def _where(self, file: str) -> str:
+        return f"{self.label}/{file}"
+
+    def _head(self, file: str) -> RemoteFile | None:
+        rf = self._http.head(file, self._url(file), self._where(file))
+        if (rf is not None and rf.commit and _SHA.match(self.commit.lower())
+                and rf.commit.lower() != self.commit.lower()):
+            raise RepoGoneError(f"asked for revision {self.commit} but the server answered with commit "
+                                f"{rf.commit}", path=self._where(file))
+        return rf
+
+    def _read_header(self, file: str) -> tuple[dict[str, TensorInfo], dict[str, str]]:
+        where = self._where(file)
+        rf = self._head(file)
+        if rf is None:
+            raise RepoGoneError("weight file is listed at this revision but the server has no such file "
+                                "(the repo changed?)", path=where)
+        self._weights[file] = rf
+        first = bytearray(min(rf.size, SPECULATIVE_HEADER_READ))
+        self._http.read_range(rf, 0, memoryview(first), where)
+        n = fmt.header_length(first[:8], rf.size, where)
+        if 8 + n <= len(first):
+            header = first[8:8 + n]
+        else:
+            rest = bytearray(8 + n - len(first))
+            self._http.read_range(rf, len(first), memoryview(rest), where)
+            header = first[8:] + rest
+        return fmt.parse_header(header, file_size=rf.size, file=file, path=where)
+
+    # -- TensorSource -----------------------------------------------------------------------
+    def tensors(self) -> Mapping[str, TensorInfo]:
+        return self._tensors
+
+    def _check_span(self, file: str, begin: int, end: int) -> RemoteFile:
+        rf = self._weights.get(file)
+        if rf is None:
+            raise CheckpointError(f"{file!r} is not a weight file of this checkpoint", path=self.label)
+        if not 0 <= begin <= end <= rf.size:
+            raise CheckpointError(f"span [{begin}, {end}) is outside the file (size {rf.size})",
+                                  path=self._where(file))
+        return rf
+
+    def read_span(self, file: str, begin: int, end: int) -> bytes:
+        self._check_span(file, begin, end)
+        buf = bytearray(end - begin)
+        self._read_into(file, begin, memoryview(buf))
+        return bytes(buf)
+
+    def _read_into(self, file: str, begin: int, buf: memoryview) -> None:
+        rf = self._check_span(file, begin, begin + len(buf))
+        if buf and not self._from_cache(file, begin, buf):
+            self._http.read_range(rf, begin, buf, self._where(file))
+
+    def read_bytes(self, filename: str, max_bytes: int = DEFAULT_TEXT_LIMIT) -> bytes | None:
+        """A small file at the repo root; ``None`` if the revision does not list it (no request
+        sent) or the server answers 404.  Its size (``HEAD``) is checked against ``max_bytes``
+        before it is downloaded, and the body is never read past that size."""
+        check_plain_name(filename, what="metadata file", path=self.label)
+        if filename not in self._siblings:
+            return None
+        where = self._where(filename)
+        rf = self._head(filename)
+        if rf is None:
+            return None
+        if rf.size > max_bytes:
+            raise CheckpointError(f"is {rf.size} bytes, larger than the {max_bytes}-byte limit", path=where)
+        return self._http.read_whole(rf, where)
+
+    # -- prefetch ---------------------------------------------------------------------------
+    def prefetch(self, names: Iterable[str], *, gap: int = 1 << 20) -> None:
+        """Read the given tensors with coalesced range requests (spans in the same file closer
+        than ``gap`` bytes merged into one request) and cache them, so the following
+        ``read``/``read_rows`` of those tensors cost no request.  The cache is bounded
+        (:data:`CACHE_LIMIT`, oldest first) and an entry is dropped once read to its end."""
+        with self._lock:
+            wanted = sorted({t.name: t for t in map(self.info, names)
+                             if t.end > t.begin and (t.file, t.begin) not in self._cache}.values(),
+                            key=lambda t: (t.file, t.begin))
+        groups: list[list[TensorInfo]] = []
+        for t in wanted:
+            g = groups[-1] if groups else None
+            if (g is not None and g[0].file == t.file and t.begin - max(x.end for x in g) < gap
+                    and t.end - g[0].begin <= MAX_COALESCED):
+                g.append(t)
+            else:
+                groups.append([t])
+        for g in groups:
+            begin, end = g[0].begin, max(x.end for x in g)
+            buf = memoryview(bytearray(end - begin))
+            self._http.read_range(self._weights[g[0].file], begin, buf, self._where(g[0].file))
+            with self._lock:
+                for t in g:
+                    key = (t.file, t.begin)
+                    if key not in self._cache:
+                        self._cache[key] = (t.end, buf[t.begin - begin:t.end - begin].toreadonly())
+                        self._cache_bytes += t.nbytes
+                while self._cache_bytes > CACHE_LIMIT and self._cache:
+                    (_, b), (e, _) = self._cache.popitem(last=False)
+                    self._cache_bytes -= e - b
+
+    def _from_cache(self, file: str, begin: int, buf: memoryview) -> bool:
+        end = begin + len(buf)
+        with self._lock:
+            for (f, b), (e, data) in self._cache.items():
+                if f == file and b <= begin and end <= e:
+                    buf[:] = data[begin - b:end - b]
+                    if end == e:  # read to its end: done with it
+                        del self._cache[(f, b)]
+                        self._cache_bytes -= e - b
+                    return True
+        return False
+
+    def close(self) -> None:
+        """Drop the cache; close the client only if this instance created it."""
+        with self._lock:
+            self._cache.clear()
+            self._cache_bytes = 0
+        if self._own_client:
+            self._client.close()

@@ -1,0 +1,80 @@
+"""``pedigree schedule``: run refresh on a cron schedule with apscheduler.
+
+- **No overlapping runs**: one job, ``max_instances=1``, ``coalesce=True`` (a run that is still
+  going when the next is due makes the next one wait, and a backlog collapses into one run).
+  Across processes the DuckDB file lock keeps a second writer out.
+- **Persistent schedule**: the cron line, endpoint and limit are kept in the data folder
+  (``schedule.json``), so ``pedigree schedule`` with no options after a restart resumes the same
+  schedule; the job store itself is in memory (apscheduler 3's persistent stores need SQLAlchemy
+  or a server, neither of which pedigree depends on).
+- **Misfires**: the last run's start time is read from the ``runs`` table; if a scheduled time
+  passed since then (the machine was off), one refresh runs at start (``--skip-missed`` to not).
+- Every run is recorded in DuckDB by ``Workspace.refresh`` (start, end, counts, errors).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from pedigree import render
+from pedigree.config import Settings
+from pedigree.workspace import Workspace
+from storage.crawl import last_runs
+
+MISFIRE_GRACE_SECONDS = 6 * 3600
+
+
+def trigger(cron: str) -> CronTrigger:
+    """A cron line (minute hour day month weekday) in UTC."""
+    return CronTrigger.from_crontab(cron, timezone=timezone.utc)
+
+
+def missed_run(cron: str, last_start: datetime | None, now: datetime) -> bool:
+    """Whether a scheduled time fell between the last run's start and ``now`` (both UTC)."""
+    if last_start is None:
+        return False
+    last = last_start.replace(tzinfo=timezone.utc) if last_start.tzinfo is None else last_start
+    upcoming = trigger(cron).get_next_fire_time(None, last)
+    return upcoming is not None and last < upcoming <= now
+
+
+def refresh_once(settings: Settings, endpoint: str | None, limit: int | None) -> dict:
+    with Workspace(settings) as ws:
+        summary = ws.refresh(endpoint, limit=limit)
+    render.stderr.print(f"refresh run {summary['run']}: {render.counts_line(summary['counts'])}")
+    return summary
+
+
+DEFAULT_CRON = "0 2 * * *"
+
+
+def saved_schedule(settings: Settings) -> dict:
+    path = settings.home / "schedule.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def run_schedule(settings: Settings, cron: str | None, *, endpoint: str | None = None, limit: int | None = None, run_missed: bool = True,
+                 scheduler: BlockingScheduler | None = None) -> BlockingScheduler:
+    """Start the blocking scheduler (options not given come from the saved schedule)."""
+    saved = saved_schedule(settings)
+    cron = cron or saved.get("cron") or DEFAULT_CRON
+    endpoint = endpoint or saved.get("endpoint")
+    limit = limit or saved.get("limit")
+    trigger(cron)  # a bad cron line fails here, before anything is saved
+    settings.home.mkdir(parents=True, exist_ok=True)
+    (settings.home / "schedule.json").write_text(json.dumps({"cron": cron, "endpoint": endpoint, "limit": limit}))
+    with Workspace(settings) as ws:
+        runs = [r for r in last_runs(ws.store, 50) if r["kind"] == "refresh"]
+    last_start = datetime.fromisoformat(runs[0]["started_at"]) if runs else None
+    scheduler = scheduler or BlockingScheduler(timezone=timezone.utc)
+    scheduler.add_job(refresh_once, trigger(cron), args=[settings, endpoint, limit], id="refresh", max_instances=1,
+                      coalesce=True, misfire_grace_time=MISFIRE_GRACE_SECONDS, replace_existing=True)
+    if run_missed and missed_run(cron, last_start, datetime.now(timezone.utc)):
+        scheduler.add_job(refresh_once, args=[settings, endpoint, limit], id="missed", max_instances=1)
+    render.stderr.print(f"refresh scheduled '{cron}' (UTC); next at {trigger(cron).get_next_fire_time(None, datetime.now(timezone.utc))}")
+    scheduler.start()
+    return scheduler

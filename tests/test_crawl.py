@@ -1,0 +1,224 @@
+"""The crawler through real HTTP: the bundled Hub-compatible server on 127.0.0.1 serving part of
+the small zoo, ``pedigree refresh`` / ``crawl`` driven through the real CLI, faults injected by
+the server (429 storms, 5xx bursts, cut bodies, Range ignored, gated and deleted repos), and a
+crawler process killed with SIGKILL at random points."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import duckdb
+import faiss
+import pytest
+from cli_runner import cli
+
+from crawler.hub_server import HubServer, IgnoreRange, Mutation, RateLimit, ServerError, Slow, Truncate
+from crawler.http_retry import RetryPolicy
+from pedigree.config import load_settings
+from pedigree.schedule import missed_run
+from pedigree.workspace import Workspace
+
+FAMILIES = ("qwen-lab/tiny-qwen2", "neox-lab/tiny-neox")
+
+
+@pytest.fixture(scope="module")
+def hub_root(small_zoo: Path, truth: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two families of the small zoo (5 repos) as a Hub folder."""
+    root = tmp_path_factory.mktemp("hub")
+    for model, facts in truth.items():
+        if facts["family"] in FAMILIES:
+            shutil.copytree(small_zoo / model, root / model)
+    return root
+
+
+@pytest.fixture()
+def hub(hub_root: Path, tmp_path: Path):
+    """A server over a private copy of the hub folder (mutations change files on disk)."""
+    root = tmp_path / "hub"
+    shutil.copytree(hub_root, root)
+    with HubServer(root) as server:
+        yield server
+
+
+def repos_of(root: Path) -> set[str]:
+    return {f"{org.name}/{name.name}" for org in root.iterdir() for name in org.iterdir()}
+
+
+def crawl_rows(home: Path) -> dict[str, tuple]:
+    conn = duckdb.connect(str(home / "pedigree.duckdb"), read_only=True)
+    try:
+        return {r[0]: r[1:] for r in conn.execute("SELECT repo_id, status, reason, sha FROM crawl_models").fetchall()}
+    finally:
+        conn.close()
+
+
+def test_refresh_indexes_the_hub_then_a_second_refresh_fetches_nothing(hub: HubServer, truth: dict, tmp_path: Path):
+    home = str(tmp_path / "home")
+    summary = cli("refresh", "--endpoint", hub.url, "--home", home)
+    expected = repos_of(hub.root)
+    assert {r["id"] for r in summary["repos"]} == expected
+    assert {r["status"] for r in summary["repos"]} == {"indexed"}
+    assert summary["counts"]["new_models"] == len(expected) and summary["errors"] == []
+    assert all(0 < r["bytes_read"] <= 1.05 * r["size_bytes"] + 64 * 2**20 for r in summary["repos"])
+    child = next(m for m in sorted(expected) if truth[m]["relation"] == "finetune")
+    answer = cli("query", child, "--home", home)
+    assert [p["id"] for p in answer["parents"]] == truth[child]["parents"]
+    assert answer["parents"][0]["log10_p"] < -12
+
+    hub.reset_stats()
+    again = cli("refresh", "--endpoint", hub.url, "--home", home)
+    stats = hub.stats()
+    assert again["repos"] == [] and again["counts"]["new_models"] == 0
+    assert sum(stats.count(kind) for kind in ("resolve_head", "resolve_get", "cdn_head", "cdn_get")) == 0
+    status = cli("status", "--home", home)
+    assert [r["kind"] for r in status["runs"][:2]] == ["refresh", "refresh"]
+    assert status["high_water"][0]["endpoint"] == hub.url and status["high_water"][0]["high_water"]
+
+
+def test_a_changed_repo_is_the_only_one_crawled_again(hub: HubServer, tmp_path: Path):
+    home = str(tmp_path / "home")
+    first = cli("crawl", "--endpoint", hub.url, "--home", home)
+    assert first["counts"]["indexed"] == len(repos_of(hub.root))
+    changed = sorted(repos_of(hub.root))[0]
+    card = hub.root / changed / "README.md"
+    card.write_text(card.read_text() + "\nUpdated.\n")
+    later = datetime.now(timezone.utc) + timedelta(minutes=5)
+    os.utime(card, (later.timestamp(), later.timestamp()))
+    hub.rescan()
+    second = cli("crawl", "--endpoint", hub.url, "--home", home)
+    assert [r["id"] for r in second["repos"]] == [changed]
+    assert second["repos"][0]["status"] == "indexed" and second["repos"][0]["sha"] != first_sha(first, changed)
+
+
+def first_sha(result: dict, repo: str) -> str:
+    return next(r["sha"] for r in result["repos"] if r["id"] == repo)
+
+
+FAULTS = {
+    "429 storm": {"rate_limits": [RateLimit(scope="api", count=9, reset=0), RateLimit(scope="files", count=25, after=10, reset=0)]},
+    "5xx bursts": {"server_errors": [ServerError(scope="any", every=9, status=503), ServerError(scope="cdn_get", count=4, after=20, status=502)]},
+    "truncated bodies": {"truncate": [Truncate(scope="cdn_get", every=6, fraction=0.3)]},
+}
+FAST = RetryPolicy(attempts=6, base_delay=0.01, max_delay=0.1)  # the server's Retry-After is 0 here
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_transient_faults_end_with_every_repo_indexed(hub: HubServer, tmp_path: Path, fault: str):
+    hub.set_faults(**FAULTS[fault])
+    with Workspace(load_settings(tmp_path / "home")) as ws:
+        first = ws.crawl(hub.url, retry=FAST)
+        # a storm longer than the retries leaves repos at "retry", with the reason, for the next run
+        assert {r.repo_id for r in first.repos} == repos_of(hub.root)
+        assert all(r.status == "indexed" or (r.status == "retry" and r.reason) for r in first.repos)
+        second = ws.crawl(hub.url, retry=FAST)
+        assert {r.repo_id for r in second.repos} == {r.repo_id for r in first.repos if r.status == "retry"}
+        statuses = {r.id: r.status for r in ws.models()}
+    assert statuses == dict.fromkeys(repos_of(hub.root), "indexed")
+    injected = [r for r in hub.stats().log if r.faults]
+    assert len(injected) >= 3  # the server really answered with the fault, and the crawl got through it
+
+
+def test_range_ignored_is_aborted_and_recorded(hub: HubServer, tmp_path: Path):
+    hub.set_faults(ignore_range=[IgnoreRange(scope="cdn_get")])
+    result = cli("crawl", "--endpoint", hub.url, "--home", str(tmp_path / "home"))
+    assert {r["id"] for r in result["repos"]} == repos_of(hub.root)
+    for row in result["repos"]:
+        assert row["status"] == "failed" and "answered 200 with the whole file" in row["reason"]
+        assert row["bytes_read"] == 0  # the whole-file answer was cut off, not read (a 24 MiB shard: test_http_source)
+
+
+def test_gated_and_deleted_repos_are_recorded_with_their_reason(hub: HubServer, tmp_path: Path):
+    repos = sorted(repos_of(hub.root))
+    gated, deleted = repos[0], repos[-1]
+    hub.set_faults(gated_repos={gated: "manual"}, mutations=[Mutation(action="delete_repo", repo=deleted, after_list_page=1)])
+    home = tmp_path / "home"
+    result = cli("crawl", "--endpoint", hub.url, "--home", str(home))
+    statuses = {r["id"]: r for r in result["repos"]}
+    assert statuses[gated]["status"] == "gated" and "401" in statuses[gated]["reason"]
+    assert statuses[deleted]["status"] == "gone"
+    assert {statuses[r]["status"] for r in repos if r not in (gated, deleted)} == {"indexed"}
+    # not retried while their revision stands
+    hub.reset_stats()
+    again = cli("crawl", "--endpoint", hub.url, "--home", str(home))
+    assert again["repos"] == [] and hub.stats().count("resolve_get") == 0
+
+
+def database_state(home: Path) -> dict:
+    conn = duckdb.connect(str(home / "pedigree.duckdb"), read_only=True)
+    try:
+        models = conn.execute("SELECT id, revision, status, error, num_layers, tokenizer_hash FROM models ORDER BY id").fetchall()
+        vectors = conn.execute("SELECT m.id, f.kind, f.layer, f.vector FROM fingerprints f JOIN models m ON m.pk = f.model_pk "
+                               "ORDER BY ALL").fetchall()
+        crawled = conn.execute("SELECT repo_id, sha, status FROM crawl_models ORDER BY ALL").fetchall()
+        ids = {v for (v,) in conn.execute("SELECT vector_id FROM fingerprints WHERE kind = 'layer'").fetchall()}
+    finally:
+        conn.close()
+    index = faiss.read_index(str(home / "faiss" / "layer.index"))
+    faiss_ids = faiss.vector_to_array(faiss.downcast_index(index).id_map)
+    assert len(faiss_ids) == len(set(faiss_ids)) and set(faiss_ids) == ids  # no FAISS id orphaned or missing
+    return {"models": models, "vectors": [(m, k, layer, [round(x, 6) for x in v]) for m, k, layer, v in vectors], "crawled": crawled}
+
+
+def test_kill_9_at_random_points_then_resume_equals_an_uninterrupted_run(hub: HubServer, tmp_path: Path):
+    reference = tmp_path / "reference"
+    cli("crawl", "--endpoint", hub.url, "--home", str(reference))
+    hub.set_faults(slow=[Slow(scope="cdn_get", delay=0.05)])
+    home = tmp_path / "killed"
+    command = [sys.executable, "-m", "pedigree", "crawl", "--endpoint", hub.url, "--home", str(home), "--json"]
+    rng = random.Random(7)
+    kills = 0
+    for _ in range(4):
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(2.0, 8.0))
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            kills += 1
+        process.wait()
+    assert kills >= 2, "the crawl finished before it could be killed: slow the server down"
+    hub.set_faults()
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert database_state(home) == database_state(reference)
+
+
+def test_missed_runs_are_detected_from_the_last_run():
+    cron = "0 2 * * *"
+    last = datetime(2026, 11, 20, 2, 0, 5)
+    assert missed_run(cron, last, datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc))
+    assert not missed_run(cron, last, datetime(2026, 11, 21, 1, 59, tzinfo=timezone.utc))
+    assert not missed_run(cron, None, datetime(2026, 11, 22, tzinfo=timezone.utc))
+
+
+def test_schedule_runs_a_missed_refresh_and_records_it(hub: HubServer, tmp_path: Path):
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from pedigree.config import load_settings
+    from pedigree.schedule import run_schedule
+    from pedigree.workspace import Workspace
+
+    settings = load_settings(tmp_path / "home")
+    with Workspace(settings) as ws:  # a refresh "long ago": the nightly run since then was missed
+        ws.store.conn.execute("INSERT INTO runs (kind, endpoint, started_at, finished_at, status) VALUES "
+                              "('refresh', ?, now() - INTERVAL 3 DAY, now() - INTERVAL 3 DAY, 'ok')", [hub.url])
+    scheduler = run_schedule(settings, "0 2 * * *", endpoint=hub.url, scheduler=BackgroundScheduler(timezone=timezone.utc))
+    try:
+        job = scheduler.get_job("refresh")
+        assert job.max_instances == 1 and job.coalesce
+        deadline = time.time() + 120
+        while scheduler.get_job("missed") is not None and time.time() < deadline:
+            time.sleep(0.5)
+    finally:
+        scheduler.shutdown(wait=True)
+    assert json.loads((settings.home / "schedule.json").read_text())["cron"] == "0 2 * * *"
+    status = cli("status", "--home", str(settings.home))
+    assert status["runs"][0]["kind"] == "refresh" and status["runs"][0]["status"] == "ok"
+    assert status["runs"][0]["counts"]["new_models"] == len(repos_of(hub.root))
