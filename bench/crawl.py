@@ -35,7 +35,6 @@ def _weights_size(folder: Path) -> int:
 
 
 def checkpoint_run(name: str, work: Path) -> dict:
-    import torch
     from huggingface_hub import snapshot_download
     from safetensors.torch import load_file
 
@@ -47,7 +46,13 @@ def checkpoint_run(name: str, work: Path) -> dict:
     root = work / f"hub-{name}"
     folder = root / "synthetic" / f"llama-{name}"
     if not (folder / "config.json").exists():
-        write_llama(folder, LlamaShape(**SHAPES[name]), seed=1)
+        existing = work.parent / f"pedigree-{name}" / "parent"  # bench.speed_tests' checkpoint, if present: hard-link it
+        if (existing / "config.json").exists():
+            folder.mkdir(parents=True)
+            for file in existing.iterdir():
+                (folder / file.name).hardlink_to(file)
+        else:
+            write_llama(folder, LlamaShape(**SHAPES[name]), seed=1)
     size = _weights_size(folder)
     with HubServer(root) as hub:
         started = time.perf_counter()
@@ -68,7 +73,6 @@ def checkpoint_run(name: str, work: Path) -> dict:
         baseline_seconds = time.perf_counter() - started
         baseline_bytes = hub.stats().bytes_sent
         shutil.rmtree(cache, ignore_errors=True)
-    torch.set_num_threads(torch.get_num_threads())
     return {"checkpoint": name, "weights_bytes": size, "status": repo.status, "reason": repo.reason,
             "crawl_bytes_read": repo.bytes_read, "server_bytes_sent": served, "fraction_read": round(served / size, 4),
             "crawl_seconds": round(crawl_seconds, 1), "baseline_bytes": baseline_bytes, "baseline_seconds": round(baseline_seconds, 1),

@@ -25,7 +25,6 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
-from types import MappingProxyType
 from typing import Any
 from urllib.parse import quote
 
@@ -78,27 +77,13 @@ class HubCheckpoint(TensorSource):
         self.index: dict[str, Any] | None = None
         try:
             names = sorted(n for n in self._siblings if "/" not in n)  # the repo root, like iterdir
-            self._files = fmt.choose_weight_files(names, self.label)
-            weight_map = None
-            if self._files == [INDEX_FILE]:
-                self.index = self.read_json(INDEX_FILE)
-                if self.index is None:
-                    raise RepoGoneError(f"{INDEX_FILE} is listed at this revision but the server does not "
-                                        "have it", path=self.label)
-                weight_map = fmt.parse_index(self.index, self.label)
-                self._files = sorted(set(weight_map.values()))
-                for f in self._files:
-                    if f not in self._siblings:
-                        raise CheckpointError(f"shard file {f} listed in {INDEX_FILE} is missing",
-                                              path=self.label)
-            headers = {f: self._read_header(f) for f in self._files}
-            tensors = fmt.merge_shards(headers, weight_map, self.label)
-            for _, meta in headers.values():
-                self.metadata.update(meta)
+            self._tensors: Mapping[str, TensorInfo] = self._load_weight_headers(names, lambda f: f in self._siblings)
         except BaseException:
             self.close()
             raise
-        self._tensors: Mapping[str, TensorInfo] = MappingProxyType(tensors)
+
+    def _missing_index(self) -> Exception:
+        return RepoGoneError(f"{INDEX_FILE} is listed at this revision but the server does not have it", path=self.label)
 
     # -- accounting -------------------------------------------------------------------------
     @property

@@ -19,7 +19,7 @@ import stat
 import threading
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -80,6 +80,34 @@ class TensorSource(ABC):
         if text is None:
             return None
         return fmt.loads_json(text, filename, self.label)
+
+    def _read_header(self, file: str) -> tuple[dict[str, TensorInfo], dict[str, str]]:
+        """(tensors, metadata) of one weight file's validated header (sources that list shards)."""
+        raise NotImplementedError
+
+    def _missing_index(self) -> Exception:
+        return CheckpointError(f"{INDEX_FILE} is listed but could not be read", path=self.label)
+
+    def _load_weight_headers(self, names: list[str], has_file: Callable[[str], bool]) -> Mapping[str, TensorInfo]:
+        """Choose the weight files among the checkpoint's root ``names`` (the sharded index first,
+        pickle-only refused), read and validate every header and merge them; sets ``_files``,
+        ``index`` and ``metadata``.  ``has_file`` says whether a shard the index names exists."""
+        self._files = fmt.choose_weight_files(names, self.label)
+        weight_map = None
+        if self._files == [INDEX_FILE]:
+            self.index = self.read_json(INDEX_FILE)
+            if self.index is None:
+                raise self._missing_index()
+            weight_map = fmt.parse_index(self.index, self.label)
+            self._files = sorted(set(weight_map.values()))
+            for f in self._files:
+                if not has_file(f):
+                    raise CheckpointError(f"shard file {f} listed in {INDEX_FILE} is missing", path=self.label)
+        headers = {f: self._read_header(f) for f in self._files}
+        tensors = fmt.merge_shards(headers, weight_map, self.label)
+        for _, meta in headers.values():
+            self.metadata.update(meta)
+        return MappingProxyType(tensors)
 
     def info(self, name: str) -> TensorInfo:
         """The :class:`TensorInfo` of ``name``; ``CheckpointError`` if there is none."""
@@ -199,24 +227,10 @@ class LocalCheckpoint(TensorSource):
             raise CheckpointError("not a directory", path=self.label)
         try:
             names = sorted(p.name for p in self.root.iterdir())
-            self._files = fmt.choose_weight_files(names, self.label)
-            weight_map = None
-            if self._files == [INDEX_FILE]:
-                self.index = self.read_json(INDEX_FILE)
-                weight_map = fmt.parse_index(self.index, self.label)
-                self._files = sorted(set(weight_map.values()))
-                for f in self._files:
-                    if not (self.root / f).exists():
-                        raise CheckpointError(f"shard file {f} listed in {INDEX_FILE} is missing",
-                                              path=self.label)
-            headers = {f: self._read_header(f) for f in self._files}
-            tensors = fmt.merge_shards(headers, weight_map, self.label)
-            for _, meta in headers.values():
-                self.metadata.update(meta)
+            self._tensors: Mapping[str, TensorInfo] = self._load_weight_headers(names, lambda f: (self.root / f).exists())
         except BaseException:
             self.close()
             raise
-        self._tensors: Mapping[str, TensorInfo] = MappingProxyType(tensors)
 
     def _read_header(self, file: str) -> tuple[dict[str, TensorInfo], dict[str, str]]:
         display = str(self.root / file)

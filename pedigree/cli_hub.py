@@ -25,19 +25,12 @@ def hub_serve(
     port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1 (0: any free port).")] = 8765,
 ) -> None:
     """Serve ROOT over HTTP on 127.0.0.1 with the Hub API endpoints huggingface_hub and the crawler use."""
-    from crawler.hub_server import HubServer
+    from crawler.hub_server import serve
 
     if not root.is_dir():
         render.stderr.print(f"[red]error:[/] {root} is not a directory")
         raise typer.Exit(1)
-    server = HubServer(root, port=port)
-    render.stderr.print(f"serving {root} as a Hub at {server.url} (Ctrl-C to stop)")
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+    serve(root, port=port)
 
 
 def _repo_progress(bars):
