@@ -30,6 +30,15 @@ class _HTTPServer(ThreadingHTTPServer):
         self.app = app
         super().__init__(address, HubHandler)
 
+    def handle_error(self, request, client_address) -> None:
+        """A client that hangs up (a crawler aborting a response that ignored Range, a killed
+        process) is normal here, not a traceback on stderr."""
+        import sys
+
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)
+
 
 class HubServer:
     """A Hub-compatible server over ``root`` (``ROOT/ORG/NAME/`` repo folders).
