@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from indexer.adapters.base import MatrixLoader, ModelRoles
+from indexer.adapters.base import MatrixLoader, ModelRoles, layer_tensor_names
 from indexer.canonical import CanonicalLayer, canonical_layer, head_rows, probe_rows
 from indexer.probes import MIN_PROBES, ProbeSelection, probe_keys, probe_list_digest
 from indexer.sketch import offdiagonal_zscore, sketch, unit
@@ -107,6 +107,7 @@ def compute_fingerprint(
         x = probe_rows(loader, roles, token_ids)
         layer_vectors = []
         for done, layer_roles in enumerate(roles.layers, start=1):
+            loader.source.prefetch(layer_tensor_names(layer_roles))  # one coalesced request per block over HTTP
             layer = canonical_layer(loader, roles, layer_roles)
             if on_layer is not None:
                 on_layer(layer)

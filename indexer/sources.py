@@ -19,7 +19,7 @@ import stat
 import threading
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -154,6 +154,10 @@ class TensorSource(ABC):
     def _read_into(self, file: str, begin: int, buf: memoryview) -> None:
         """Fill ``buf`` with bytes from ``begin``; sources override to skip the extra copy."""
         buf[:] = self.read_span(file, begin, begin + len(buf))
+
+    def prefetch(self, names: Iterable[str]) -> None:
+        """Hint: these tensors are about to be read (a remote source fetches them in coalesced
+        requests; a local one needs no hint)."""
 
     def close(self) -> None:
         """Release open files (no-op by default)."""

@@ -238,6 +238,16 @@ def assemble_roles(
     )
 
 
+def layer_tensor_names(layer: LayerRoles) -> list[str]:
+    """Every tensor a block's canonical form reads (matrices, norm gains and biases)."""
+    refs = [layer.q, layer.k, layer.v, layer.o, layer.up, layer.down, layer.gate]
+    names = {ref.name for ref in refs if ref is not None}
+    for norm in (layer.attn_norm, layer.mlp_norm, layer.q_norm, layer.k_norm):
+        if norm is not None:
+            names |= {n for n in (norm.weight, norm.bias) if n}
+    return sorted(names)
+
+
 class MatrixLoader:
     """Reads matrices by :class:`MatrixRef` as float32, reading each fused tensor only once."""
 
