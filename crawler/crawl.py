@@ -33,11 +33,10 @@ from storage.crawl import (
     crawled,
     high_water,
     is_done,
-    naive_utc,
     save_crawled,
     set_high_water,
 )
-from storage.db import Store
+from storage.db import Store, naive_utc
 
 DEFAULT_BUDGET_FACTOR = 1.05  # a model may read at most its weights' size (+5 %, + metadata): a runaway server cannot make us read more
 METADATA_ALLOWANCE = 64 * 2**20

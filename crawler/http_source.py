@@ -167,12 +167,6 @@ class HubCheckpoint(TensorSource):
                                   path=self._where(file))
         return rf
 
-    def read_span(self, file: str, begin: int, end: int) -> bytes:
-        self._check_span(file, begin, end)
-        buf = bytearray(end - begin)
-        self._read_into(file, begin, memoryview(buf))
-        return bytes(buf)
-
     def _read_into(self, file: str, begin: int, buf: memoryview) -> None:
         rf = self._check_span(file, begin, begin + len(buf))
         if buf and not self._from_cache(file, begin, buf):

@@ -19,7 +19,7 @@ from huggingface_hub.errors import HfHubHTTPError
 
 from crawler.http_retry import RetryPolicy, server_wait
 
-from storage.crawl import naive_utc
+from storage.db import naive_utc
 
 EXPAND = ["sha", "lastModified", "createdAt", "cardData", "siblings", "gated", "private"]
 

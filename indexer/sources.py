@@ -50,9 +50,18 @@ class TensorSource(ABC):
     def tensors(self) -> Mapping[str, TensorInfo]:
         """All tensors of all shards, by name."""
 
-    @abstractmethod
     def read_span(self, file: str, begin: int, end: int) -> bytes:
-        """Raw bytes ``[begin, end)`` of ``file`` (a shard name as in :attr:`TensorInfo.file`)."""
+        """Raw bytes ``[begin, end)`` of ``file`` (a shard name as in :attr:`TensorInfo.file`),
+        bounds-checked by :meth:`_check_span` and filled by :meth:`_read_into` (sources
+        implement those two, or override this)."""
+        self._check_span(file, begin, end)
+        buf = bytearray(end - begin)
+        self._read_into(file, begin, memoryview(buf))
+        return bytes(buf)
+
+    def _check_span(self, file: str, begin: int, end: int) -> object:
+        """Raise ``CheckpointError`` unless ``[begin, end)`` lies inside weight file ``file``."""
+        raise NotImplementedError
 
     @abstractmethod
     def read_bytes(self, filename: str, max_bytes: int = DEFAULT_TEXT_LIMIT) -> bytes | None:
@@ -288,12 +297,6 @@ class LocalCheckpoint(TensorSource):
         if not 0 <= begin <= end <= self._sizes[file]:
             raise CheckpointError(f"span [{begin}, {end}) is outside the file "
                                   f"(size {self._sizes[file]})", path=str(self.root / file))
-
-    def read_span(self, file: str, begin: int, end: int) -> bytes:
-        self._check_span(file, begin, end)
-        buf = bytearray(end - begin)
-        self._read_into(file, begin, memoryview(buf))
-        return bytes(buf)
 
     def _read_into(self, file: str, begin: int, buf: memoryview) -> None:
         self._check_span(file, begin, begin + len(buf))

@@ -10,23 +10,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
-from storage.db import Store
+from storage.db import Store, naive_utc, utc_now
 
 FINAL = ("indexed", "unchanged", "gated", "gone", "no_safetensors", "failed", "unsupported")  # not retried at the same sha
 RETRY = "retry"
-
-
-def now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
-
-
-def naive_utc(value: datetime | None) -> datetime | None:
-    """DuckDB TIMESTAMP columns hold naive UTC."""
-    if value is None or value.tzinfo is None:
-        return value
-    return value.astimezone(timezone.utc).replace(tzinfo=None)
 
 
 @dataclass(frozen=True)
@@ -52,7 +41,7 @@ def high_water(store: Store, endpoint: str) -> datetime | None:
 
 def set_high_water(store: Store, endpoint: str, mark: datetime | None) -> None:
     store.conn.execute(
-        "INSERT OR REPLACE INTO crawl_state VALUES (?, ?, ?)", [endpoint, naive_utc(mark), now()]
+        "INSERT OR REPLACE INTO crawl_state VALUES (?, ?, ?)", [endpoint, naive_utc(mark), utc_now()]
     )
 
 
@@ -75,7 +64,7 @@ def save_crawled(store: Store, repo: CrawledRepo) -> None:
         "INSERT OR REPLACE INTO crawl_models VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [repo.endpoint, repo.repo_id, repo.sha, naive_utc(repo.last_modified), naive_utc(repo.created_at), repo.status, repo.reason,
          json.dumps(repo.base_model) if repo.base_model is not None else None, repo.base_model_relation, repo.bytes_read,
-         repo.size_bytes, repo.attempted_at or now()],
+         repo.size_bytes, repo.attempted_at or utc_now()],
     )
 
 
@@ -89,14 +78,14 @@ def crawl_counts(store: Store, endpoint: str | None = None) -> dict[str, int]:
 
 def start_run(store: Store, kind: str, endpoint: str | None) -> int:
     return store.conn.execute(
-        "INSERT INTO runs (kind, endpoint, started_at, status) VALUES (?, ?, ?, 'running') RETURNING run_id", [kind, endpoint, now()]
+        "INSERT INTO runs (kind, endpoint, started_at, status) VALUES (?, ?, ?, 'running') RETURNING run_id", [kind, endpoint, utc_now()]
     ).fetchone()[0]
 
 
 def finish_run(store: Store, run_id: int, status: str, counts: dict, errors: list[dict]) -> None:
     store.conn.execute(
         "UPDATE runs SET finished_at = ?, status = ?, counts = ?, errors = ? WHERE run_id = ?",
-        [now(), status, json.dumps(counts), json.dumps(errors), run_id],
+        [utc_now(), status, json.dumps(counts), json.dumps(errors), run_id],
     )
 
 

@@ -26,6 +26,19 @@ STATUS_FAILED = "failed"
 STATUS_UNSUPPORTED = "unsupported"
 
 
+
+def utc_now() -> datetime:
+    """Now, as the naive UTC timestamps the DuckDB tables hold."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def naive_utc(value: datetime | None) -> datetime | None:
+    """An aware datetime as naive UTC (naive ones are taken to be UTC already)."""
+    if value is None or value.tzinfo is None:
+        return value
+    return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+
 @dataclass
 class ModelRecord:
     """One row of ``models``."""

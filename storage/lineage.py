@@ -10,15 +10,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
 import numpy as np
 
-from storage.db import Store
-
-
-def now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+from storage.db import Store, utc_now
 
 
 @dataclass(frozen=True)
@@ -100,7 +96,7 @@ def merge_evidence(store: Store) -> dict[int, list[tuple[int, int, float, float]
 def start_build(store: Store, mode: str, params: dict, started_at: datetime | None = None) -> int:
     return store.conn.execute(
         "INSERT INTO lineage_builds (started_at, mode, params) VALUES (?, ?, ?) RETURNING build_id",
-        [started_at or now(), mode, json.dumps(params)]
+        [started_at or utc_now(), mode, json.dumps(params)]
     ).fetchone()[0]
 
 
@@ -124,7 +120,7 @@ def write_families(store: Store, build_id: int, assembled: list[tuple[str, int |
         return []
     with store.transaction() as conn:
         ids = [r[0] for r in conn.execute("SELECT nextval('family_id_seq') FROM range(?)", [len(assembled)]).fetchall()]
-        built = now()
+        built = utc_now()
         conn.register("new_families", {
             "family_id": np.asarray(ids, dtype=np.int64),
             "members_hash": np.asarray([a[0] for a in assembled], dtype=object),
@@ -164,7 +160,7 @@ def finish_build(store: Store, build_id: int, family_ids: list[int], rebuilt: in
         ).fetchone()[0]
         conn.execute(
             "UPDATE lineage_builds SET finished_at = ?, families = ?, rebuilt = ?, edges = ? WHERE build_id = ?",
-            [now(), len(family_ids), rebuilt, edges, build_id],
+            [utc_now(), len(family_ids), rebuilt, edges, build_id],
         )
 
 

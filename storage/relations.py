@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
-
-from storage.db import ModelRecord, Store
+from storage.db import ModelRecord, Store, utc_now
 
 
 @dataclass(frozen=True)
@@ -27,13 +25,9 @@ class Relation:
     tests: list[dict]
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
-
-
 def save_report(store: Store, a: ModelRecord, b: ModelRecord, suite_version: str, report: dict) -> None:
     """Replace the stored results of pair (a, b) by ``report`` (``log10_p``, ``tests``, ``layer_map``)."""
-    now = _now()
+    now = utc_now()
     with store.transaction() as conn:
         for first, second in ((a.pk, b.pk), (b.pk, a.pk)):
             conn.execute("DELETE FROM pair_tests WHERE model_a = ? AND model_b = ?", [first, second])

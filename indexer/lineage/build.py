@@ -34,7 +34,7 @@ from indexer.lineage.workers import FamilyJob, Models, assemble_families
 from indexer.weight_stats import WeightStats
 from query.related import FingerprintView
 from query.scoring import align_layers
-from storage.db import STATUS_INDEXED, ModelRecord, Store
+from storage.db import STATUS_INDEXED, ModelRecord, Store, utc_now
 from storage.lineage import (
     PairEvidence,
     build_info,
@@ -42,7 +42,6 @@ from storage.lineage import (
     finish_build,
     latest_build,
     merge_evidence,
-    now,
     pair_evidence,
     save_merge_evidence,
     save_pair_evidence,
@@ -178,7 +177,7 @@ def build_graph(store: Store, version: str, *, mode: str = "full", compute_evide
     read); ``workers`` processes assemble the families (default: one per CPU, for big builds)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}")
-    started = now()
+    started = utc_now()
     records = {r.pk: r for r in store.models(STATUS_INDEXED, with_config=False)}
     confirmed = [(a, b, p) for a, b, p in confirmed_pairs(store, SUITE_VERSION) if a in records and b in records]
     links = [(a, b) for a, b, _ in confirmed]
