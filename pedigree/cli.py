@@ -247,7 +247,8 @@ def demo(
     home: Home = None,
     as_json: Json = False,
 ) -> None:
-    """Build the small zoo, index it, and answer a lineage question about one of its models."""
+    """Build the small zoo, serve it with the bundled Hub server, refresh from it, and answer a
+    lineage question about one of its models (parents and family tree vs the zoo's truth)."""
     from pedigree.demo import run_demo
 
     with _reporting(as_json):
