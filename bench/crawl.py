@@ -6,7 +6,10 @@
 (sharded, real tensor names; ``bench.synthetic_llama``) is served by the bundled server and
 indexed by ``pedigree crawl`` (listing, headers, range reads, fingerprint); bytes read are counted
 by the server.  Baseline in the same run: ``huggingface_hub.snapshot_download`` of the repo from
-the same server, then ``safetensors.torch.load_file`` of every shard.
+the same server, then ``safetensors.torch.load_file`` of every shard.  Each is measured twice: on
+bare loopback (a download is a memory copy) and through the server's simulated remote link
+(``--latency-ms`` per request, ``--bandwidth-mbs`` shared by all connections; default 20 ms and
+100 MB/s, a good connection to the Hub's CDN), which crawler and baseline pay alike.
 (c) **Listing throughput**: 10,000 metadata-only repos listed through ``HfApi.list_models`` with
 the crawler's expanded fields (what a nightly run does first).
 (d) **429 storm**: the small zoo crawled with no faults and again with a third of all requests
@@ -34,15 +37,17 @@ def _weights_size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.glob("*.safetensors"))
 
 
-def checkpoint_run(name: str, work: Path) -> dict:
+def checkpoint_run(name: str, work: Path, link=None) -> dict:
     from huggingface_hub import snapshot_download
     from safetensors.torch import load_file
 
     from bench.synthetic_llama import LlamaShape, write_llama
-    from crawler.hub_server import HubServer
+    from crawler.hub_server import HubServer, Link
     from pedigree.config import load_settings
     from pedigree.workspace import Workspace
 
+    link = link or Link()
+    label = "loopback" if not (link.latency or link.bandwidth) else f"link {link.latency * 1000:g} ms, {link.bandwidth / 1e6:g} MB/s"
     root = work / f"hub-{name}"
     folder = root / "synthetic" / f"llama-{name}"
     if not (folder / "config.json").exists():
@@ -54,12 +59,15 @@ def checkpoint_run(name: str, work: Path) -> dict:
         else:
             write_llama(folder, LlamaShape(**SHAPES[name]), seed=1)
     size = _weights_size(folder)
-    with HubServer(root) as hub:
+    home = work / f"home-{name}"
+    shutil.rmtree(home, ignore_errors=True)
+    with HubServer(root, link=link) as hub:
         started = time.perf_counter()
-        with Workspace(load_settings(work / f"home-{name}")) as ws:
+        with Workspace(load_settings(home)) as ws:
             result = ws.crawl(hub.url)
         crawl_seconds = time.perf_counter() - started
         served = hub.stats().bytes_sent
+        requests = hub.stats().count("total")
         repo = result.repos[0]
         hub.reset_stats()
         cache = work / f"download-{name}"
@@ -73,7 +81,7 @@ def checkpoint_run(name: str, work: Path) -> dict:
         baseline_seconds = time.perf_counter() - started
         baseline_bytes = hub.stats().bytes_sent
         shutil.rmtree(cache, ignore_errors=True)
-    return {"checkpoint": name, "weights_bytes": size, "status": repo.status, "reason": repo.reason,
+    return {"checkpoint": name, "network": label, "weights_bytes": size, "requests": requests, "status": repo.status, "reason": repo.reason,
             "crawl_bytes_read": repo.bytes_read, "server_bytes_sent": served, "fraction_read": round(served / size, 4),
             "crawl_seconds": round(crawl_seconds, 1), "baseline_bytes": baseline_bytes, "baseline_seconds": round(baseline_seconds, 1),
             "baseline_tensors": tensors, "speedup": round(baseline_seconds / crawl_seconds, 2)}
@@ -135,10 +143,10 @@ def markdown(result: dict, command: str) -> str:
     env = result["environment"]
     lines = ["## Crawler: bytes, speed, listing, 429 storm", "", f"Command: `{command}`  (commit {env['commit']}, {env['date']}, {env['cpus']} CPUs)", ""]
     if result.get("checkpoints"):
-        lines += ["| checkpoint | weights | bytes read by the crawl (server count) | fraction | crawl + fingerprint s | "
-                  "snapshot_download + load s | speed ratio |", "|---|---|---|---|---|---|---|"]
+        lines += ["| checkpoint | network | weights | bytes read by the crawl (server count) | requests | fraction | crawl + fingerprint s | "
+                  "snapshot_download + load s | speed ratio |", "|---|---|---|---|---|---|---|---|---|"]
         for r in result["checkpoints"]:
-            lines.append(f"| {r['checkpoint']} | {r['weights_bytes'] / 2**30:.2f} GiB | {r['server_bytes_sent'] / 2**30:.2f} GiB | "
+            lines.append(f"| {r['checkpoint']} | {r['network']} | {r['weights_bytes'] / 2**30:.2f} GiB | {r['server_bytes_sent'] / 2**20:.1f} MiB | {r['requests']} | "
                          f"**{r['fraction_read']:.1%}** | {r['crawl_seconds']} | {r['baseline_seconds']} | **{r['speedup']}×** |")
     if result.get("listing"):
         r = result["listing"]
@@ -157,11 +165,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoints", nargs="*", default=["1b", "7b"], choices=sorted(SHAPES))
     parser.add_argument("--listing", type=int, default=10_000)
     parser.add_argument("--storm", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--latency-ms", type=float, default=20.0, help="simulated link: round trip per request")
+    parser.add_argument("--bandwidth-mbs", type=float, default=100.0, help="simulated link: MB/s shared by all connections")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "pedigree-crawl-bench")
     parser.add_argument("--no-report", action="store_true")
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
-    result: dict = {"checkpoints": [checkpoint_run(name, args.work) for name in args.checkpoints]}
+    from crawler.hub_server import Link
+
+    remote = Link(latency=args.latency_ms / 1000, bandwidth=args.bandwidth_mbs * 1e6)
+    result: dict = {"checkpoints": [checkpoint_run(name, args.work, link) for name in args.checkpoints for link in (None, remote)]}
     if args.listing:
         result["listing"] = listing_run(args.listing, args.work)
     if args.storm:

@@ -14,7 +14,7 @@ earlier member (so big families are bushy, as on the Hub), with creation times i
 the tree; edge lengths are log-normal.  Evidence: all pairs of families up to 48 members, and
 for larger families each model's pairs within two tree steps (the build's "nearest members").
 Distances are tree-path lengths (training drift adds up) with 5 % noise; the weight statistics
-follow the trends measured on the zoo (OV kurtosis drops, attention norm grows along an edge) with
+follow the trends measured on the zoo (QK kurtosis drops, attention norm grows along an edge) with
 noise; 5 % of leaves are int8-quantized copies.  The recovered edges are scored against the truth
 (mode ``time``).  A second, incremental build after adding 0.1 % new models measures how much an
 update costs.
@@ -118,7 +118,7 @@ def populate(db_path: Path, tree: dict, seed: int = 1) -> dict:
     quantized = (~has_child) & (parent >= 0) & (rng.random(n) < 0.05)
     t0 = datetime(2023, 1, 1)
     ids = [f"org{family[i]}/model-{i}" for i in range(n)]
-    stats = [json.dumps({"ov_kurtosis": float(kurtosis[i]), "attention_norm": float(norm[i]),
+    stats = [json.dumps({"qk_kurtosis": float(kurtosis[i]), "attention_norm": float(norm[i]),
                          "int8_grid": 0.99 if quantized[i] else 0.01, "layers": 32, "hidden": 4096,
                          "vocab_rows": 32000, "mlp_sizes": []}) for i in range(n)]
     cards = [json.dumps({"base_model": [ids[parent[i]]]} if parent[i] >= 0 and rng.random() < 0.4 else {}) for i in range(n)]

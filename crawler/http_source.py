@@ -25,6 +25,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
 
@@ -44,6 +45,10 @@ CACHE_LIMIT = 512 * 2**20
 """Most bytes :meth:`HubCheckpoint.prefetch` keeps cached (oldest entries dropped first)."""
 MAX_COALESCED = 256 * 2**20
 """Largest single coalesced prefetch request."""
+PREFETCH_GAP = 64 * 1024
+"""Row spans closer than this are read by one request (a request costs more than 64 KiB)."""
+DEFAULT_CONCURRENCY = 4
+"""Parallel range requests of one prefetch (the crawler's client allows 4 connections per host)."""
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 
 
@@ -60,7 +65,8 @@ class HubCheckpoint(TensorSource):
 
     def __init__(self, endpoint: str, repo_id: str, revision: str, files: Sequence[str], *,
                  token: str | None = None, client: httpx.Client | None = None,
-                 budget_bytes: int | None = None, retry: RetryPolicy | None = None) -> None:
+                 budget_bytes: int | None = None, retry: RetryPolicy | None = None,
+                 concurrency: int = DEFAULT_CONCURRENCY) -> None:
         self.endpoint = endpoint.rstrip("/")
         self.repo_id, self.commit = repo_id, revision
         self.label = f"{self.endpoint}/{repo_id}@{revision}"
@@ -68,6 +74,7 @@ class HubCheckpoint(TensorSource):
         self._client = client if client is not None else hub_client(token)
         self._http = Fetcher(self._client, self.endpoint, token=token, retry=retry or RetryPolicy(),
                              budget=budget_bytes, label=self.label)
+        self.concurrency = concurrency
         self._siblings = frozenset(files)
         self._weights: dict[str, RemoteFile] = {}
         self._lock = threading.Lock()  # guards the prefetch cache
@@ -189,45 +196,62 @@ class HubCheckpoint(TensorSource):
 
     # -- prefetch ---------------------------------------------------------------------------
     def prefetch(self, names: Iterable[str], *, gap: int = 1 << 20) -> None:
-        """Read the given tensors with coalesced range requests (spans in the same file closer
-        than ``gap`` bytes merged into one request) and cache them, so the following
-        ``read``/``read_rows`` of those tensors cost no request.  The cache is bounded
-        (:data:`CACHE_LIMIT`, oldest first) and an entry is dropped once read to its end."""
-        with self._lock:
-            wanted = sorted({t.name: t for t in map(self.info, names)
-                             if t.end > t.begin and (t.file, t.begin) not in self._cache}.values(),
-                            key=lambda t: (t.file, t.begin))
-        groups: list[list[TensorInfo]] = []
-        for t in wanted:
-            g = groups[-1] if groups else None
-            if (g is not None and g[0].file == t.file and t.begin - max(x.end for x in g) < gap
-                    and t.end - g[0].begin <= MAX_COALESCED):
-                g.append(t)
+        """Read whole tensors ahead (see :meth:`prefetch_rows`)."""
+        self.prefetch_rows(((n, 0, self.info(n).rows) for n in names), gap=gap)
+
+    def prefetch_rows(self, reads: Iterable[tuple[str, int, int]], *, gap: int = PREFETCH_GAP) -> None:
+        """Read rows ``[start, stop)`` of the given tensors ahead and cache them, so that the
+        following ``read``/``read_rows`` inside those spans cost no request.  Spans of the same
+        file closer than ``gap`` bytes are merged into one request (at most
+        :data:`MAX_COALESCED`); the requests run in parallel, at most :attr:`concurrency` at a
+        time (the client's connection limit bounds them per host).  The cache is bounded
+        (:data:`CACHE_LIMIT`, least recently used dropped first)."""
+        spans = set()
+        for name, start, stop in reads:
+            t = self.info(name)
+            if not 0 <= start <= stop <= t.rows or t.row_bits % 8:
+                raise CheckpointError(f"cannot prefetch rows [{start}, {stop}) of tensor {name!r}", path=self.label)
+            if stop > start:
+                spans.add((t.file, t.begin + start * t.row_nbytes, t.begin + stop * t.row_nbytes))
+        groups: list[tuple[str, int, int]] = []  # (file, begin, end) of each request
+        for file, begin, end in sorted(spans):
+            if groups and groups[-1][0] == file and begin - groups[-1][2] < gap and end - groups[-1][1] <= MAX_COALESCED:
+                groups[-1] = (file, groups[-1][1], max(groups[-1][2], end))
             else:
-                groups.append([t])
-        for g in groups:
-            begin, end = g[0].begin, max(x.end for x in g)
-            buf = memoryview(bytearray(end - begin))
-            self._http.read_range(self._weights[g[0].file], begin, buf, self._where(g[0].file))
-            with self._lock:
-                for t in g:
-                    key = (t.file, t.begin)
-                    if key not in self._cache:
-                        self._cache[key] = (t.end, buf[t.begin - begin:t.end - begin].toreadonly())
-                        self._cache_bytes += t.nbytes
-                while self._cache_bytes > CACHE_LIMIT and self._cache:
-                    (_, b), (e, _) = self._cache.popitem(last=False)
-                    self._cache_bytes -= e - b
+                groups.append((file, begin, end))
+        groups = [g for g in groups if not self._cached(*g)]
+        if len(groups) <= 1 or self.concurrency <= 1:
+            for g in groups:
+                self._fetch_span(*g)
+            return
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(groups))) as pool:
+            for future in [pool.submit(self._fetch_span, *g) for g in groups]:
+                future.result()
+
+    def _fetch_span(self, file: str, begin: int, end: int) -> None:
+        buf = memoryview(bytearray(end - begin))
+        self._http.read_range(self._weights[file], begin, buf, self._where(file))
+        with self._lock:
+            old = self._cache.get((file, begin))
+            if old is None or old[0] < end:
+                self._cache_bytes += (end - begin) - (0 if old is None else old[0] - begin)
+                self._cache[(file, begin)] = (end, buf.toreadonly())
+            while self._cache_bytes > CACHE_LIMIT and self._cache:
+                (_, b), (e, _) = self._cache.popitem(last=False)
+                self._cache_bytes -= e - b
+
+    def _cached(self, file: str, begin: int, end: int) -> bool:
+        with self._lock:
+            return any(f == file and b <= begin and end <= e for (f, b), (e, _) in self._cache.items())
 
     def _from_cache(self, file: str, begin: int, buf: memoryview) -> bool:
         end = begin + len(buf)
         with self._lock:
-            for (f, b), (e, data) in self._cache.items():
+            for key, (e, data) in self._cache.items():
+                f, b = key
                 if f == file and b <= begin and end <= e:
                     buf[:] = data[begin - b:end - b]
-                    if end == e:  # read to its end: done with it
-                        del self._cache[(f, b)]
-                        self._cache_bytes -= e - b
+                    self._cache.move_to_end(key)
                     return True
         return False
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from indexer.adapters.base import LayerRoles, MatrixLoader, ModelRoles, NormRef
+from indexer.sampling import BlockSample
 
 
 def normalize_rows(x: torch.Tensor, norm_kind: str) -> torch.Tensor:
@@ -52,37 +53,38 @@ def _scale_head_rows(matrix: torch.Tensor, gain: torch.Tensor, head_dim: int) ->
 
 @dataclass(frozen=True)
 class CanonicalLayer:
-    """One block's matrices in canonical form ([out, in], gains folded, kv expanded)."""
+    """The sampled rows of one block in canonical form ([rows, hidden], gains folded, kv
+    expanded): query rows of the sampled heads and key rows of the kv heads serving them (one
+    row per query row), up and gate rows of the sampled MLP units (``indexer.sampling``)."""
 
     index: int
-    q: torch.Tensor  # [H*hd, hidden]
-    k: torch.Tensor  # [H*hd, hidden]
-    v: torch.Tensor  # [H*hd, hidden]
-    o: torch.Tensor  # [hidden, H*hd]
-    up: torch.Tensor  # [mlp, hidden]
-    down: torch.Tensor  # [hidden, mlp]
+    q: torch.Tensor  # [q_heads*hd, hidden]
+    k: torch.Tensor  # [q_heads*hd, hidden]
+    up: torch.Tensor  # [units, hidden]
+    gate: torch.Tensor | None  # [units, hidden]; None for ungated MLPs
 
 
-def canonical_layer(loader: MatrixLoader, roles: ModelRoles, layer: LayerRoles) -> CanonicalLayer:
-    """Read one block and fold its gains (step 1) and expand its kv heads (step 2)."""
+def canonical_layer(loader: MatrixLoader, roles: ModelRoles, layer: LayerRoles, sample: BlockSample | None = None) -> CanonicalLayer:
+    """Read one block's sampled rows (all of them when ``sample`` is None) and fold its gains
+    (step 1) and expand its kv heads (step 2)."""
+    if sample is None:
+        sample = BlockSample(layer.num_kv_heads, layer.num_heads, layer.mlp_size, layer.head_dim)
     hidden = roles.hidden_size
     attn_gain = loader.gain(layer.attn_norm, hidden)
-    q = loader.matrix(layer.q) * attn_gain
-    k = loader.matrix(layer.k) * attn_gain
-    v = loader.matrix(layer.v) * attn_gain
+    q = loader.matrix_rows(layer.q, 0, sample.q_rows) * attn_gain
+    k = loader.matrix_rows(layer.k, 0, sample.kv_rows) * attn_gain
     if layer.q_norm is not None:
         q = _scale_head_rows(q, loader.gain(layer.q_norm, layer.head_dim), layer.head_dim)
     if layer.k_norm is not None:
         k = _scale_head_rows(k, loader.gain(layer.k_norm, layer.head_dim), layer.head_dim)
-    expand = dict(kv_heads=layer.num_kv_heads, heads=layer.num_heads, head_dim=layer.head_dim)
+    mlp_gain = loader.gain(layer.mlp_norm, hidden)
+    gate = None if layer.gate is None else loader.matrix_rows(layer.gate, 0, sample.units) * mlp_gain
     return CanonicalLayer(
         index=layer.index,
         q=q,
-        k=_expand_heads(k, **expand),
-        v=_expand_heads(v, **expand),
-        o=loader.matrix(layer.o),
-        up=loader.matrix(layer.up) * loader.gain(layer.mlp_norm, hidden),
-        down=loader.matrix(layer.down),
+        k=_expand_heads(k, kv_heads=sample.kv_heads, heads=sample.q_heads, head_dim=layer.head_dim),
+        up=loader.matrix_rows(layer.up, 0, sample.units) * mlp_gain,
+        gate=gate,
     )
 
 

@@ -1,48 +1,54 @@
-"""Token-space invariant fingerprints (HuRef's invariant terms, fixed as the reference notes say).
+"""Token-space invariant fingerprints (HuRef's invariant terms, fixed as the reference notes say),
+computed from a fixed sample of each block's rows so that a 7B checkpoint costs ~1.5 % of its bytes.
 
-With X̂ the normalised input-embedding rows of the probe tokens (``indexer.probes``) and each
-block's canonical matrices (``indexer.canonical``; x is a row vector, W is [out, in]):
+With X̂ the normalised input-embedding rows of the n probe tokens (``indexer.probes``) and each
+block's sampled canonical rows (``indexer.sampling``, ``indexer.canonical``; x is a row vector, W
+is [out, in], S the sampled heads, U the sampled MLP units):
 
-    QK term   M_qk  = (X̂ W_qᵀ)(X̂ W_kᵀ)ᵀ  = X̂ W_qᵀ W_k X̂ᵀ    content part of the attention logits
-    OV term   M_ov  = (X̂ W_vᵀ)(X̂ W_o)ᵀ   = X̂ W_vᵀ W_oᵀ X̂ᵀ   what token i writes, read along token j
-    MLP term  M_mlp = (X̂ W_upᵀ)(X̂ W_down)ᵀ                    the *ungated* up/down product
+    QK term    M_qk   = Σ_{h∈S} (X̂ W_q,hᵀ)(X̂ W_k,hᵀ)ᵀ     content part of the sampled heads' logits
+    up term    M_up   = Σ_{u∈U} r̂_u r̂_uᵀ,  r_u = X̂ w_up,u   co-activation of probe pairs over units
+    gate term  M_gate = the same with w_gate,u            (gated MLPs only)
 
-Every attacker matrix meets its inverse inside these products: residual permutation or (RMSNorm
-models) rotation R rotates X̂ and every matrix (X̂R RᵀWᵀ ...), per-head maps C cancel in
-W_qᵀW_k = Σ_h W_q,hᵀ W_k,h and W_vᵀW_oᵀ, MLP unit permutation and per-unit rescaling (up × s,
-down ÷ s) cancel in W_upᵀ ∘ W_down, and folded norm gains make gain rescaling invisible.  HuRef's
-gated M_f = X̂ (W_gate ⊙ W_up) W_down X̂ᵀ is *not* rotation-invariant, hence the ungated form.
-Unlike HuRef (last two layers) every block is fingerprinted, so pruned, depth-changed and spliced
-models can be matched layer by layer.
+with r̂ = r / ‖r‖ (per-unit scale removed).  Residual permutation or (RMSNorm models) rotation R
+rotates X̂ and every row together (X̂R Rᵀwᵀ), per-head maps C cancel in W_q,hᵀ W_k,h, per-unit
+rescaling (up × s, down ÷ s) cancels in r̂ r̂ᵀ (its sign too) and folded norm gains make gain
+rescaling invisible: these terms are exactly invariant.  Permuting heads or MLP units changes
+*which* heads and units sit in the sample; the terms are then sums over another sample of the same
+population (all of them, exactly invariant again, when a block's heads/units fit in the sample).
+HuRef's OV and down-projection terms are dropped: o and down store heads and units as columns, so
+a sample of them is not contiguous in the file.
 
 Each n x n term is z-scored over its off-diagonal entries and compressed by a seeded rank-one
-Gaussian sketch (``indexer.sketch``) to D numbers; a block's vector is the normalised sum of its
-three unit-normalised term sketches (cosine ≈ mean of the three term correlations, HuRef's ICS).
-The model vector is the normalised sum of the block vectors.  Two more vectors describe the
-embedding (M_emb = X̂ X̂ᵀ) and the output head (M_head = X̂ Ôᵀ with the final gain folded).
+Gaussian sketch (``indexer.sketch``, from the low-rank factors) to D numbers; a block's vector is
+the normalised sum of its unit-normalised term sketches (cosine ≈ mean of the term correlations,
+HuRef's ICS).  The model vector is the normalised sum of the block vectors.  Two more vectors
+describe the embedding (M_emb = X̂ X̂ᵀ) and the output head (M_head = X̂ Ôᵀ, final gain folded).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
 
-from indexer.adapters.base import MatrixLoader, ModelRoles, layer_tensor_names
+from indexer.adapters.base import MatrixLoader, ModelRoles
 from indexer.canonical import CanonicalLayer, canonical_layer, head_rows, probe_rows
 from indexer.probes import MIN_PROBES, ProbeSelection, probe_keys, probe_list_digest
-from indexer.sketch import offdiagonal_zscore, sketch, unit
+from indexer.sampling import SampleSize, block_reads, block_sample
+from indexer.sketch import Projection, sketch_product, unit
 from pedigree.errors import CheckpointError
 
-RECIPE = "tsi1"  # token-space invariants, recipe 1
+RECIPE = "tsi2"  # token-space invariants, recipe 2 (sampled rows)
 DEFAULT_DIM = 512
-TERMS = ("qk", "ov", "mlp")
+DEFAULT_SAMPLE = SampleSize()
+PREFETCH_BLOCKS = 8  # blocks whose sampled rows are requested together (in parallel over HTTP, two windows ahead)
 
 
-def fingerprint_version(dim: int = DEFAULT_DIM) -> str:
-    """Names the recipe, dimension and probe list: any change re-indexes every model."""
-    return f"{RECIPE}-d{dim}-p{probe_list_digest()}"
+def fingerprint_version(dim: int = DEFAULT_DIM, sample: SampleSize = DEFAULT_SAMPLE) -> str:
+    """Names the recipe, dimension, sample size and probe list: any change re-indexes every model."""
+    return f"{RECIPE}-d{dim}-{sample.tag}-p{probe_list_digest()}"
 
 
 @dataclass(frozen=True)
@@ -61,30 +67,44 @@ class Fingerprint:
         return int(self.model.shape[0])
 
 
-def _term_matrix(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
-    """M = left rightᵀ (n x n) from the two n x r factors of a token-space term."""
-    return left @ right.t()
+def _unit_columns(r: torch.Tensor) -> torch.Tensor:
+    """r_u / ‖r_u‖ for every column u (zero columns stay zero)."""
+    return r / torch.clamp(torch.linalg.vector_norm(r, dim=0, keepdim=True), min=1e-30)
 
 
-def layer_terms(x: torch.Tensor, layer: CanonicalLayer) -> dict[str, torch.Tensor]:
-    """The three n x n token-space matrices of one block (see the module docstring)."""
-    return {
-        "qk": _term_matrix(x @ layer.q.t(), x @ layer.k.t()),
-        "ov": _term_matrix(x @ layer.v.t(), x @ layer.o),
-        "mlp": _term_matrix(x @ layer.up.t(), x @ layer.down),
-    }
+def layer_factors(x: torch.Tensor, layer: CanonicalLayer) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Each term of one block as factors (A, B) with M = A Bᵀ (see the module docstring)."""
+    up = _unit_columns(x @ layer.up.t())
+    factors = {"qk": (x @ layer.q.t(), x @ layer.k.t()), "up": (up, up)}
+    if layer.gate is not None:
+        gate = _unit_columns(x @ layer.gate.t())
+        factors["gate"] = (gate, gate)
+    return factors
 
 
 class _Sketcher:
+    """Sketches terms with one :class:`Projection` per term name (built once per model)."""
+
     def __init__(self, probes: ProbeSelection, dim: int, version: str) -> None:
         self.positions = torch.from_numpy(probes.positions)
         self.universe = len(probe_keys())
         self.dim = dim
         self.version = version
+        self._projections: dict[str, Projection] = {}
 
-    def __call__(self, matrix: torch.Tensor, term: str) -> torch.Tensor:
-        z = offdiagonal_zscore(matrix)
-        return unit(sketch(z, self.positions, f"{self.version}/{term}", self.universe, self.dim))
+    def __call__(self, a: torch.Tensor, b: torch.Tensor, term: str) -> torch.Tensor:
+        if term not in self._projections:
+            self._projections[term] = Projection.of(f"{self.version}/{term}", self.positions, self.universe, self.dim)
+        return unit(sketch_product(a, b, self._projections[term]))
+
+
+def _prefetch_probe_rows(loader: MatrixLoader, roles: ModelRoles, token_ids: torch.Tensor) -> None:
+    ids = sorted(set(token_ids.tolist()))
+    refs = [roles.embedding] + ([roles.head] if roles.head is not None and roles.family != "bert" else [])
+    reads = [(ref.name, i, i + 1) for ref in refs if not ref.transpose and ref.parts == 1 for i in ids]
+    if roles.final_norm is not None and roles.final_norm.weight:
+        reads.append((roles.final_norm.weight, 0, roles.hidden_size))
+    loader.source.prefetch_rows(reads)
 
 
 def compute_fingerprint(
@@ -93,31 +113,41 @@ def compute_fingerprint(
     probes: ProbeSelection,
     *,
     dim: int = DEFAULT_DIM,
+    sample: SampleSize = DEFAULT_SAMPLE,
     progress: Callable[[int, int], None] | None = None,
     on_layer: Callable[[CanonicalLayer], None] | None = None,
 ) -> Fingerprint:
     """Fingerprint one checkpoint.  ``progress(done, total)`` is called after each block and
-    ``on_layer(layer)`` with each block's canonical matrices (to compute more from one read)."""
+    ``on_layer(layer)`` with each block's sampled canonical rows (to compute more from one read)."""
     if len(probes) < MIN_PROBES:
         raise CheckpointError(f"only {len(probes)} probe tokens found in the vocabulary (need {MIN_PROBES})")
-    version = fingerprint_version(dim)
+    version = fingerprint_version(dim, sample)
     sketcher = _Sketcher(probes, dim, version)
     token_ids = torch.from_numpy(probes.token_ids)
-    with torch.no_grad():
+    samples = [block_sample(layer, sample) for layer in roles.layers]
+    reads = [[read for lr, bs in zip(roles.layers[i:i + PREFETCH_BLOCKS], samples[i:i + PREFETCH_BLOCKS])
+              for read in block_reads(loader, lr, bs)] for i in range(0, len(samples), PREFETCH_BLOCKS)]
+    with torch.no_grad(), ThreadPoolExecutor(max_workers=1) as ahead:
+        _prefetch_probe_rows(loader, roles, token_ids)
+        windows = [ahead.submit(loader.source.prefetch_rows, window) for window in reads[:2]]  # I/O overlaps the maths
         x = probe_rows(loader, roles, token_ids)
+        head_matrix = head_rows(loader, roles, token_ids)
         layer_vectors = []
-        for done, layer_roles in enumerate(roles.layers, start=1):
-            loader.source.prefetch(layer_tensor_names(layer_roles))  # one coalesced request per block over HTTP
-            layer = canonical_layer(loader, roles, layer_roles)
+        for done, (layer_roles, block) in enumerate(zip(roles.layers, samples), start=1):
+            if (done - 1) % PREFETCH_BLOCKS == 0:
+                w = (done - 1) // PREFETCH_BLOCKS
+                windows[w].result()  # this window's rows are cached (or its error is raised here)
+                if w + 2 < len(reads):
+                    windows.append(ahead.submit(loader.source.prefetch_rows, reads[w + 2]))
+            layer = canonical_layer(loader, roles, layer_roles, block)
             if on_layer is not None:
                 on_layer(layer)
-            terms = layer_terms(x, layer)
-            layer_vectors.append(unit(sum(sketcher(terms[name], name) for name in TERMS)))
+            factors = layer_factors(x, layer)
+            layer_vectors.append(unit(sum(sketcher(a, b, name) for name, (a, b) in factors.items())))
             if progress is not None:
                 progress(done, len(roles.layers))
         layers = torch.stack(layer_vectors) if layer_vectors else torch.zeros(0, dim)
-        embedding = sketcher(_term_matrix(x, x), "embedding")
-        head_matrix = head_rows(loader, roles, token_ids)
-        head = sketcher(_term_matrix(x, head_matrix), "head") if head_matrix is not None else None
+        embedding = sketcher(x, x, "embedding")
+        head = sketcher(x, head_matrix, "head") if head_matrix is not None else None
         model = unit(layers.sum(dim=0)) if len(layer_vectors) else embedding
     return Fingerprint(version, model, layers, embedding, head, len(probes))

@@ -19,11 +19,13 @@ from indexer.adapters import MatrixLoader, ModelRoles, roles_for
 from indexer.card import parse_card
 from indexer.fingerprint import (
     DEFAULT_DIM,
+    DEFAULT_SAMPLE,
     Fingerprint,
     compute_fingerprint,
     fingerprint_version,
 )
 from indexer.probes import select_probes
+from indexer.sampling import SampleSize
 from indexer.safetensors_format import INDEX_FILE, SINGLE_FILE
 from indexer.sources import LocalCheckpoint, TensorSource, open_checkpoint
 from indexer.vocabulary import read_vocabulary
@@ -104,7 +106,8 @@ def describe(source: TensorSource, record: ModelRecord) -> ModelRoles:
 
 
 def fingerprint_source(
-    source: TensorSource, record: ModelRecord, *, dim: int = DEFAULT_DIM, progress: LayerProgress | None = None
+    source: TensorSource, record: ModelRecord, *, dim: int = DEFAULT_DIM, progress: LayerProgress | None = None,
+    sample: SampleSize = DEFAULT_SAMPLE,
 ) -> Fingerprint:
     """Roles, vocabulary and probes, then the fingerprint (raises PedigreeError on any problem)."""
     roles = describe(source, record)
@@ -115,7 +118,7 @@ def fingerprint_source(
     probes = select_probes(vocabulary, roles.vocab_size)
     loader = MatrixLoader(source)
     stats = StatsAccumulator(loader, roles)
-    fingerprint = compute_fingerprint(loader, roles, probes, dim=dim, progress=progress, on_layer=stats.add)
+    fingerprint = compute_fingerprint(loader, roles, probes, dim=dim, sample=sample, progress=progress, on_layer=stats.add)
     record.weight_stats = stats.finish().as_json()
     return fingerprint
 

@@ -18,6 +18,7 @@ years apart stay comparable as long as the fingerprint version string is the sam
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -82,6 +83,55 @@ def sketch(z: torch.Tensor, positions: torch.Tensor, seed: str, universe: int, d
     left = gaussian_matrix(seed + "/u", universe, dim)[positions]
     right = gaussian_matrix(seed + "/v", universe, dim)[positions]
     return (left * (z @ right)).sum(dim=0)
+
+
+@dataclass(frozen=True)
+class Projection:
+    """The rank-one sketch vectors of one seed restricted to a model's probes (u_k, v_k rows at
+    ``positions``) and the sums :func:`sketch_product` needs, computed once per model and term."""
+
+    left: torch.Tensor  # [n, D]
+    right: torch.Tensor  # [n, D]
+    left_sum: torch.Tensor  # [D] float64
+    right_sum: torch.Tensor  # [D] float64
+    products: torch.Tensor  # [n, D] float64, u_ki v_ki
+
+    @classmethod
+    def of(cls, seed: str, positions: torch.Tensor, universe: int, dim: int) -> Projection:
+        left = gaussian_matrix(seed + "/u", universe, dim)[positions]
+        right = gaussian_matrix(seed + "/v", universe, dim)[positions]
+        return cls(left, right, left.sum(dim=0).double(), right.sum(dim=0).double(), (left * right).double())
+
+
+def sketch_product(a: torch.Tensor, b: torch.Tensor, projection: Projection) -> torch.Tensor:
+    """``sketch(offdiagonal_zscore(a bᵀ), ...)`` from the n x r factors, never forming the n x n
+    matrix when r < n.  With M = a bᵀ, m_i = M_ii, S = Σ_ij M_ij, Q = ‖M‖²_F = Σ (aᵀa ∘ bᵀb):
+
+        μ = (S − Σ m_i) / (n(n−1)),   σ² = (Q − Σ m_i²) / (n(n−1)) − μ²,
+        s_k = [ (aᵀu_k)·(bᵀv_k) − μ (Σu_k)(Σv_k) − Σ_i u_ki v_ki (m_i − μ) ] / σ
+
+    which is u_kᵀ Z v_k with Z_ij = (M_ij − μ)/σ off the diagonal and 0 on it: O(n r D) work
+    instead of O(n² D)."""
+    n, r = a.shape
+    if r >= n:
+        z = offdiagonal_zscore(a @ b.t())
+        return (projection.left * (z @ projection.right)).sum(dim=0)
+    same = b is a  # a Gram (a aᵀ): one projection serves both sides
+    af, bf = a.float(), b.float()
+    a, b = a.double(), (a.double() if same else b.double())
+    diagonal = (a * b).sum(dim=1)
+    pairs = n * (n - 1)
+    mean = (a.sum(dim=0) @ b.sum(dim=0) - diagonal.sum()) / pairs
+    gram_a = a.t() @ a
+    second = ((gram_a * (gram_a if same else b.t() @ b)).sum() - (diagonal * diagonal).sum()) / pairs
+    std = torch.sqrt(torch.clamp(second - mean * mean, min=0.0))
+    if not torch.isfinite(std) or std <= 0:
+        return torch.zeros(projection.left.shape[1])
+    # the O(n r D) products in float32 (relative error ~1e-6)
+    raw = ((af.t() @ projection.left).double() * ((af if same else bf).t() @ projection.right).double()).sum(dim=0)
+    raw -= mean * projection.left_sum * projection.right_sum
+    raw -= projection.products.t() @ (diagonal - mean)
+    return (raw / std).float()
 
 
 def unit(vector: torch.Tensor) -> torch.Tensor:

@@ -165,8 +165,12 @@ class TensorSource(ABC):
         buf[:] = self.read_span(file, begin, begin + len(buf))
 
     def prefetch(self, names: Iterable[str]) -> None:
-        """Hint: these tensors are about to be read (a remote source fetches them in coalesced
-        requests; a local one needs no hint)."""
+        """Hint: these whole tensors are about to be read."""
+        self.prefetch_rows((name, 0, self.info(name).rows) for name in names)
+
+    def prefetch_rows(self, reads: Iterable[tuple[str, int, int]]) -> None:
+        """Hint: rows ``[start, stop)`` of these tensors are about to be read (a remote source
+        fetches them in coalesced, parallel requests; a local one needs no hint)."""
 
     def close(self) -> None:
         """Release open files (no-op by default)."""

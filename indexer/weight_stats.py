@@ -1,16 +1,19 @@
 """Per-model weight statistics for the lineage stage (computed at ingest, stored in DuckDB).
 
-- ``ov_kurtosis``: MoTHer's direction signal, made transform-invariant.  MoTHer sums the excess
-  kurtosis of raw attention-output weights, which a residual rotation changes (mixing entries
-  Gaussianises them).  Here, per block, the excess kurtosis of the symmetrised singular values of
-  the OV circuit A = W_o W_v (gains folded, kv heads expanded): singular values are invariant to
-  residual rotations/permutations and per-head maps.  From traces, no SVD:
-  E[σ²] = ‖A‖²_F / h, E[σ⁴] = ‖AᵀA‖²_F / h, kurtosis = E[σ⁴] / E[σ²]² − 3; averaged over blocks.
-  On the zoo a child is *less* kurtotic than its parent after training (MoTHer's
-  "specialisation" regime; see BENCHMARKS.md).
+- ``qk_kurtosis``: MoTHer's direction signal, made transform-invariant and computed from the rows
+  the fingerprint samples.  MoTHer sums the excess kurtosis of raw attention weights, which a
+  residual rotation changes (mixing entries Gaussianises them).  Here, per sampled head h, the
+  singular values of the QK circuit A_h = W_q,hᵀ W_k,h (gains folded) - invariant to residual
+  rotations/permutations and per-head maps - pooled over the sampled heads of a block.  From
+  traces of hd x hd matrices, no SVD: with Q = W_q,h W_q,hᵀ and K = W_k,h W_k,hᵀ,
+  ‖A_h‖²_F = tr(QK), ‖A_hᵀA_h‖²_F = tr((QK)²); E[σ²] = Σ_h tr(QK) / m, E[σ⁴] = Σ_h tr((QK)²) / m
+  (m = heads × hd), kurtosis = E[σ⁴] / E[σ²]² − 3; averaged over blocks.  On the zoo a child is
+  *less* kurtotic than its parent after training (MoTHer's "specialisation" regime; see
+  BENCHMARKS.md).
 - ``int8_grid``: fraction of sampled rows lying on a symmetric per-row int8 grid (step =
   max|w|/127), with a tolerance that survives half-precision storage - a quantised round trip.
-- ``attention_norm``: Σ over blocks of ‖W_q‖² + ‖W_k‖² + ‖W_v‖² + ‖W_o‖² (canonical, gains folded).
+- ``attention_norm``: Σ over blocks of ‖W_q,S‖² + ‖W_k,S‖² over the sampled heads S (canonical,
+  gains folded).
   Training moves weights by updates roughly orthogonal to them, so the norm grows from parent to
   child (every trained edge of the full zoo; see BENCHMARKS.md).
 - ``gains_folded``: every norm gain is exactly 1 (what folding gains into the next matrices, e.g.
@@ -33,7 +36,7 @@ GRID_TOLERANCE = 0.08  # mean |w/step − round(w/step)|: ~0.25 for unquantised 
 
 @dataclass
 class WeightStats:
-    ov_kurtosis: float | None = None
+    qk_kurtosis: float | None = None
     attention_norm: float | None = None
     int8_grid: float | None = None
     gains_folded: bool | None = None
@@ -54,13 +57,15 @@ class WeightStats:
         return self.int8_grid is not None and self.int8_grid > 0.9
 
 
-def ov_spectral_kurtosis(layer: CanonicalLayer) -> float:
-    """Excess kurtosis of the symmetrised singular values of W_o W_v (trace formulas)."""
-    a = (layer.o.double() @ layer.v.double())
-    h = a.shape[0]
-    second = float((a * a).sum()) / h
-    gram = a.t() @ a
-    fourth = float((gram * gram).sum()) / h
+def qk_spectral_kurtosis(layer: CanonicalLayer, head_dim: int) -> float:
+    """Excess kurtosis of the symmetrised singular values of the sampled heads' W_q,hᵀ W_k,h
+    (trace formulas over hd x hd matrices, see the module docstring)."""
+    q = layer.q.double().reshape(-1, head_dim, layer.q.shape[-1])
+    k = layer.k.double().reshape(-1, head_dim, layer.k.shape[-1])
+    qk = (q @ q.transpose(1, 2)) @ (k @ k.transpose(1, 2))  # [heads, hd, hd]
+    m = qk.shape[0] * head_dim
+    second = float(torch.diagonal(qk, dim1=1, dim2=2).sum()) / m
+    fourth = float(torch.diagonal(qk @ qk, dim1=1, dim2=2).sum()) / m
     return fourth / (second * second) - 3.0 if second > 0 else 0.0
 
 
@@ -86,9 +91,9 @@ class StatsAccumulator:
         self.norm = 0.0
 
     def add(self, layer: CanonicalLayer) -> None:
-        self.kurtosis.append(ov_spectral_kurtosis(layer))
-        self.norm += sum(float((m.double() ** 2).sum()) for m in (layer.q, layer.k, layer.v, layer.o))
         roles = self.roles.layers[layer.index]
+        self.kurtosis.append(qk_spectral_kurtosis(layer, roles.head_dim))
+        self.norm += sum(float((m.double() ** 2).sum()) for m in (layer.q, layer.k))
         for ref in (roles.up, roles.q):
             if ref.transpose or ref.parts != 1:
                 rows = self.loader.matrix(ref)[:GRID_ROWS]
@@ -103,7 +108,7 @@ class StatsAccumulator:
                 if norm is not None and norm.weight is not None:
                     gains.append(bool(torch.all(self.loader.gain(norm, self.roles.hidden_size) == 1.0)))
         return WeightStats(
-            ov_kurtosis=sum(self.kurtosis) / len(self.kurtosis) if self.kurtosis else None,
+            qk_kurtosis=sum(self.kurtosis) / len(self.kurtosis) if self.kurtosis else None,
             attention_norm=self.norm if self.kurtosis else None,
             int8_grid=sum(self.grid) / len(self.grid) if self.grid else None,
             gains_folded=all(gains) if gains else None,

@@ -23,14 +23,16 @@ Token = Annotated[Optional[str], typer.Option("--token", help="Hub token [defaul
 def hub_serve(
     root: Annotated[Path, typer.Argument(help="Folder of ORG/NAME/ checkpoints to serve as model repos.")],
     port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1 (0: any free port).")] = 8765,
+    latency_ms: Annotated[float, typer.Option("--latency-ms", help="Simulated round trip added to every request.")] = 0.0,
+    bandwidth_mbs: Annotated[float, typer.Option("--bandwidth-mbs", help="Simulated link bandwidth in MB/s shared by all connections (0: unlimited).")] = 0.0,
 ) -> None:
     """Serve ROOT over HTTP on 127.0.0.1 with the Hub API endpoints huggingface_hub and the crawler use."""
-    from crawler.hub_server import serve
+    from crawler.hub_server import Link, serve
 
     if not root.is_dir():
         render.stderr.print(f"[red]error:[/] {root} is not a directory")
         raise typer.Exit(1)
-    serve(root, port=port)
+    serve(root, port=port, link=Link(latency=latency_ms / 1000, bandwidth=bandwidth_mbs * 1e6 or None))
 
 
 def _repo_progress(bars):

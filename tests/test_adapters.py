@@ -7,6 +7,7 @@ import torch
 
 from indexer.adapters import MatrixLoader, roles_for
 from indexer.canonical import canonical_layer
+from indexer.sampling import BlockSample
 from indexer.sources import StateDictSource
 from pedigree.errors import CheckpointError, UnsupportedModelError
 
@@ -78,8 +79,13 @@ def test_gpt2_conv1d_and_fused_qkv():
     roles, loader = roles_and_loader(config, sd)
     assert roles.norm_kind == "layer" and roles.tied
     layer = canonical_layer(loader, roles, roles.layers[0])
-    for got, want in ((layer.q, q), (layer.k, k), (layer.v, v), (layer.o, o), (layer.up, up), (layer.down, down)):
+    roles0 = roles.layers[0]
+    for got, want in ((layer.q, q), (layer.k, k), (loader.matrix(roles0.v), v), (loader.matrix(roles0.o), o),
+                      (layer.up, up), (loader.matrix(roles0.down), down)):
         assert torch.equal(got, want)
+    sample = BlockSample(kv_heads=1, q_heads=1, units=3, head_dim=H // HEADS)  # transposed: read whole, then cut
+    part = canonical_layer(loader, roles, roles0, sample)
+    assert torch.equal(part.q, q[:H // HEADS]) and torch.equal(part.up, up[:3])
 
 
 def test_gpt_neox_per_head_interleaved_qkv():
@@ -96,8 +102,12 @@ def test_gpt_neox_per_head_interleaved_qkv():
     config = dict(model_type="gpt_neox", hidden_size=H, num_attention_heads=HEADS, num_hidden_layers=1, intermediate_size=4 * H)
     roles, loader = roles_and_loader(config, sd)
     layer = canonical_layer(loader, roles, roles.layers[0])
-    assert torch.equal(layer.q, q) and torch.equal(layer.k, k) and torch.equal(layer.v, v)
+    assert torch.equal(layer.q, q) and torch.equal(layer.k, k) and torch.equal(loader.matrix(roles.layers[0].v), v)
     assert not roles.tied and roles.head.name == "embed_out.weight"
+    # a sample of whole heads is one contiguous span of the interleaved tensor: rows [0, 3 * hd)
+    assert roles.layers[0].q.stored_rows(0, hd, H) == (0, 3 * hd)
+    part = canonical_layer(loader, roles, roles.layers[0], BlockSample(kv_heads=1, q_heads=1, units=5, head_dim=hd))
+    assert torch.equal(part.q, q[:hd]) and torch.equal(part.k, k[:hd])
 
 
 @pytest.mark.parametrize("names", [("weight", "bias"), ("gamma", "beta")])

@@ -193,11 +193,35 @@ def test_prefetch_coalesces_and_later_reads_are_free(hub: HubServer, root: Path)
         assert _same_bits(src.read_rows(QKV[0], 0, 2), local.read_rows(QKV[0], 0, 2))  # partial: stays cached
         for name in QKV:
             assert _same_bits(src.read(name), local.read(name))
+        assert _same_bits(src.read(QKV[0]), local.read(QKV[0]))  # kept until evicted (LRU): read twice, fetched once
         assert src.requests == after_prefetch
-        assert _same_bits(src.read(QKV[0]), local.read(QKV[0]))  # dropped once read: costs a request again
-        assert src.requests == after_prefetch + 1
+    with _open(hub, SINGLE) as src:
+        before = src.requests
         src.prefetch(QKV, gap=1)  # k is 16 KiB away from q/v (o_proj sits between): two requests
-        assert src.requests == after_prefetch + 3
+        assert src.requests == before + 2
+    local.close()
+
+
+def test_prefetch_rows_reads_only_those_rows_in_parallel_requests(hub: HubServer, root: Path) -> None:
+    local = LocalCheckpoint(root / SINGLE)
+    emb = "model.embed_tokens.weight"
+    info = local.info(emb)
+    rows = [3, 4, 5, 200, 201, 400]  # three runs far apart (rows are 256 B; the gap rule merges < 64 B apart only)
+    with _open(hub, SINGLE) as src:
+        hub.reset_stats()
+        before, read_before = src.requests, src.bytes_read
+        src.prefetch_rows([(emb, r, r + 1) for r in rows] + [(QKV[0], 0, 8)], gap=64)
+        assert src.requests - before == 4  # 3 runs of the embedding + the q rows
+        assert src.bytes_read - read_before == (6 * info.row_nbytes + 8 * local.info(QKV[0]).row_nbytes)
+        after = src.requests
+        for r in rows:
+            assert _same_bits(src.read_rows(emb, r, r + 1), local.read_rows(emb, r, r + 1))
+        assert _same_bits(src.read_rows(QKV[0], 2, 6), local.read_rows(QKV[0], 2, 6))
+        assert src.requests == after  # all from the cache
+        assert _same_bits(src.read_rows(emb, 6, 7), local.read_rows(emb, 6, 7))  # not prefetched: one request
+        assert src.requests == after + 1
+        with pytest.raises(CheckpointError, match="cannot prefetch rows"):
+            src.prefetch_rows([(emb, 0, info.rows + 1)])
     local.close()
 
 

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from bench.zoo.transforms import available_kinds, random_function_preserving
 from indexer.pipeline import fingerprint_source
+from indexer.sampling import SampleSize
 from indexer.sources import StateDictSource, open_checkpoint
 from storage.db import ModelRecord
 
@@ -84,3 +85,29 @@ def test_random_compositions(roots, model_type, seed):
 
 def test_rotation_is_covered_on_rms_models(roots):
     assert "residual_rotation" in available_kinds(roots["llama"][1])
+
+
+SMALL_SAMPLE = SampleSize(attention_rows=16, mlp_units=32)  # forces sampling on the small zoo's blocks
+EXACT_UNDER_SAMPLING = ("residual_permutation", "residual_rotation", "mlp_rescale", "vo_maps", "qk_maps", "norm_gains")
+
+
+def test_a_sampled_fingerprint_is_exact_when_the_sample_stays_put_and_close_when_permuted(roots, small_zoo: Path):
+    """With fewer rows read than a block has, transforms that keep units and heads in place are
+    still exactly invariant; permuting units and heads draws another sample of the same block,
+    which must still score far above an independently trained model of the same recipe."""
+    model_id, config, state, texts, _ = roots["llama"]
+    original = fingerprint_source(StateDictSource(state, texts), ModelRecord(id="t", status="indexed"), sample=SMALL_SAMPLE)
+    kinds = available_kinds(config)
+    for index, kind in enumerate(kinds):
+        _, transformed = random_function_preserving(config, state, seed=index + 1, kinds=[kind])
+        got = cosines(original, fingerprint_source(StateDictSource(transformed, texts), ModelRecord(id="t", status="indexed"),
+                                                   sample=SMALL_SAMPLE))
+        if kind in EXACT_UNDER_SAMPLING:
+            assert min(got.values()) >= 0.999, (kind, got)
+        else:
+            permuted = got["model"]
+            _, sibling_state, sibling_texts = load(small_zoo / "llama-lab/tiny-llama-s2")[0:3]
+            sibling = fingerprint_source(StateDictSource(sibling_state, sibling_texts), ModelRecord(id="s", status="indexed"),
+                                         sample=SMALL_SAMPLE)
+            unrelated = float(original.model @ sibling.model)
+            assert got["embedding"] >= 0.999 and permuted > unrelated + 0.3, (kind, got, unrelated)

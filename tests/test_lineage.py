@@ -77,8 +77,8 @@ def test_timestamps_orient_a_star_of_finetunes():
 
 
 def test_weights_only_direction_follows_the_kurtosis_drop():
-    # no times: the parent is the model whose OV kurtosis is higher (MoTHer's regime on the zoo)
-    nodes = {1: node(1, ov_kurtosis=1.0), 2: node(2, ov_kurtosis=2.0)}
+    # no times: the parent is the model whose QK kurtosis is higher (MoTHer's regime on the zoo)
+    nodes = {1: node(1, qk_kurtosis=1.0), 2: node(2, qk_kurtosis=2.0)}
     root, edges = assemble(nodes, pairs((1, 2, 0.1)), {}, "weights")
     assert root == 2 and [(e.parent, e.child) for e in edges] == [(2, 1)]
     assert edges[0].evidence["signals"]["kurtosis_drop"] == pytest.approx(1.0)

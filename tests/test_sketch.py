@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
-from indexer.sketch import gaussian_matrix, offdiagonal_zscore, sketch, unit
+from indexer.sketch import gaussian_matrix, Projection, offdiagonal_zscore, sketch, sketch_product, unit
 
 
 def test_gaussian_matrix_is_a_pure_function_of_its_seed():
@@ -46,3 +47,20 @@ def test_sketch_cosine_estimates_matrix_cosine():
         sa, sb = unit(sketch(za, positions, f"t{trial}", n, dim)), unit(sketch(zb, positions, f"t{trial}", n, dim))
         errors.append(float(sa @ sb) - true)
     assert abs(np.mean(errors)) < 0.03 and max(map(abs, errors)) < 4 / np.sqrt(dim)
+
+
+@pytest.mark.parametrize("same", [False, True])
+def test_sketch_from_factors_equals_the_sketch_of_the_zscored_product(same):
+    """s_k from the low-rank factors (never forming a bᵀ) is the dense formula's value."""
+    gen = torch.Generator().manual_seed(3)
+    n, r, universe = 300, 40, 700
+    a = torch.randn(n, r, generator=gen) + 0.5  # an offset: μ ≠ 0 must be removed exactly
+    b = a if same else torch.randn(n, r, generator=gen)
+    positions = torch.randperm(universe, generator=gen)[:n].sort().values
+    dense = sketch(offdiagonal_zscore(a @ b.t()), positions, "t", universe, 64)
+    projection = Projection.of("t", positions, universe, 64)
+    factored = sketch_product(a, b, projection)
+    assert torch.allclose(factored, dense, rtol=1e-4, atol=1e-3 * float(dense.abs().max()))
+    wide = torch.randn(n, n + 5, generator=gen)  # r >= n: the dense path
+    assert torch.allclose(sketch_product(wide, wide, projection),
+                          sketch(offdiagonal_zscore(wide @ wide.t()), positions, "t", universe, 64))

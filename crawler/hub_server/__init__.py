@@ -23,11 +23,13 @@ from .faults import (
     Slow,
     Truncate,
 )
+from .link import Link
 from .repos import Repo, RepoFile, RepoStore, ScanReport
 from .server import HubServer, serve
 from .stats import RequestRecord, StatsSnapshot
 
 __all__ = [
+    "Link",
     "FaultConfig", "HubServer", "IgnoreRange", "Mutation", "RateLimit", "Repo", "RepoFile", "RepoStore",
     "RequestRecord", "Rule", "ScanReport", "ServerError", "Slow", "StatsSnapshot", "Truncate", "serve",
 ]

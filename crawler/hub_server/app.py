@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import Message
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -28,6 +28,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from . import api, files
 from .auth import Access
 from .errors import HubError, bad_request, repo_not_found
+from .link import Link
 from .faults import Decision, FaultConfig, FaultEngine, Mutation, apply_mutation
 from .repos import Repo, RepoStore
 from .response import Response, error_response, json_response
@@ -47,6 +48,7 @@ class Settings:
     tree_expand_page_size: int = 50
     cdn_host: str | None = None  # None: redirect to the host the client used; else http://{cdn_host}:{port}
     cdn_ttl: int = 3600
+    link: Link = field(default_factory=Link)  # latency and bandwidth of a simulated remote link
 
 
 @dataclass
@@ -241,6 +243,7 @@ class HubHandler(BaseHTTPRequestHandler):
             route.repo, route.file = api.q_get(req.query, "repo"), api.q_get(req.query, "file")
             route.revision = api.q_get(req.query, "commit")
         decision = app.faults.decide(route.kind, unquote(req.path))
+        app.settings.link.round_trip()
         if decision.delay:
             time.sleep(decision.delay)
         try:
@@ -299,6 +302,7 @@ class HubHandler(BaseHTTPRequestHandler):
 
     def _send_body(self, resp: Response, fh: Any, limit: int) -> None:
         if fh is None:
+            self.server.app.settings.link.transmit(min(limit, len(resp.body)))  # type: ignore[attr-defined]
             self.wfile.write(resp.body[:limit])
             self._sent = min(limit, len(resp.body))
             return
@@ -309,5 +313,6 @@ class HubHandler(BaseHTTPRequestHandler):
             if not chunk:
                 self.close_connection = True  # file shrank: the client sees a short body
                 break
+            self.server.app.settings.link.transmit(len(chunk))  # type: ignore[attr-defined]
             self.wfile.write(chunk)
             self._sent += len(chunk)

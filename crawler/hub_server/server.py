@@ -17,6 +17,7 @@ from typing import Any, Self
 from .app import HubApp, HubHandler, Settings
 from .auth import Access, TokenSpec
 from .faults import FaultConfig, FaultEngine
+from .link import Link
 from .repos import DEFAULT_LARGE_FILE_THRESHOLD, RepoStore, ScanReport
 from .stats import StatsSnapshot
 
@@ -48,6 +49,7 @@ class HubServer:
     size without / with a ``limit`` cap (the Hub's are undocumented; ~1000).  ``cdn_host``: send
     LFS redirects to ``http://{cdn_host}:{port}`` (e.g. ``"localhost"``: a different origin, so
     huggingface_hub's HEAD stops at the 302 as with the real CDN) instead of the request's host.
+    ``link``: simulated latency and shared bandwidth (:class:`~crawler.hub_server.link.Link`).
     """
 
     def __init__(
@@ -64,12 +66,14 @@ class HubServer:
         tree_page_size: int = 1000,
         cdn_host: str | None = None,
         cdn_ttl: int = 3600,
+        link: Link | None = None,
     ) -> None:
         self.root = Path(root)
         self.host, self._port = host, port
         self.store = RepoStore(self.root, large_file_threshold=large_file_threshold)
         settings = Settings(default_page_size=page_size, max_page_size=max(max_page_size, page_size),
-                            tree_page_size=tree_page_size, cdn_host=cdn_host, cdn_ttl=cdn_ttl)
+                            tree_page_size=tree_page_size, cdn_host=cdn_host, cdn_ttl=cdn_ttl,
+                            link=link or Link())
         self.app = HubApp(self.store, FaultEngine(faults), Access(tokens), settings)
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None

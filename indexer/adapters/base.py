@@ -53,6 +53,21 @@ class MatrixRef:
             return blocks[:, self.part].reshape(-1, cols)
         return matrix.reshape(self.parts, rows // self.parts, cols)[self.part]
 
+    def stored_rows(self, start: int, stop: int, rows: int) -> tuple[int, int] | None:
+        """The rows ``[a, b)`` of the stored tensor that hold rows ``[start, stop)`` of this
+        ``rows``-row matrix (for GPT-NeoX's interleaved layout: whole heads, every part), or
+        ``None`` when they are not contiguous in storage (a transposed tensor)."""
+        if self.transpose:
+            return None
+        if self.parts == 1:
+            return start, stop
+        if self.interleave_heads:
+            per_head = rows // self.interleave_heads
+            if start % per_head or stop % per_head:
+                return None
+            return start * self.parts, stop * self.parts
+        return self.part * rows + start, self.part * rows + stop
+
     def expected_tensor_shape(self, rows: int, cols: int) -> tuple[int, int]:
         full = (rows * self.parts, cols)
         return (full[1], full[0]) if self.transpose else full
@@ -264,6 +279,35 @@ class MatrixLoader:
 
     def matrix(self, ref: MatrixRef) -> torch.Tensor:
         return ref.extract(self.tensor(ref.name))
+
+    def matrix_row_count(self, ref: MatrixRef) -> int:
+        shape = self.source.info(ref.name).shape
+        return (shape[-1] if ref.transpose else shape[0]) // ref.parts
+
+    def stored_span(self, ref: MatrixRef, start: int, stop: int) -> tuple[int, int]:
+        """Stored rows to read for rows ``[start, stop)`` of ``ref`` (the whole tensor if they
+        are not contiguous in storage)."""
+        span = ref.stored_rows(start, stop, self.matrix_row_count(ref))
+        return span if span is not None else (0, self.source.info(ref.name).rows)
+
+    def matrix_rows(self, ref: MatrixRef, start: int, stop: int) -> torch.Tensor:
+        """Rows ``[start, stop)`` of a matrix, reading only the stored rows that hold them (the
+        whole tensor for a transposed one); the last span read is kept for fused siblings."""
+        span = ref.stored_rows(start, stop, self.matrix_row_count(ref))
+        if span is None:
+            return self.matrix(ref)[start:stop]
+        key = f"{ref.name}[{span[0]}:{span[1]}]"
+        if self._last is not None and self._last[0] == key:
+            block = self._last[1]
+        else:
+            block = self.source.read_rows(ref.name, *span).float()
+            self._last = (key, block)
+        if ref.parts == 1:
+            return block
+        if ref.interleave_heads:  # [heads, parts, per_head, cols] -> this part's rows
+            per_head = self.matrix_row_count(ref) // ref.interleave_heads
+            return block.reshape(-1, ref.parts, per_head, block.shape[-1])[:, ref.part].reshape(-1, block.shape[-1])
+        return block
 
     def rows(self, ref: MatrixRef, row_ids: torch.Tensor) -> torch.Tensor:
         """Selected rows of an unfused, untransposed matrix (embedding / head): reads them only."""

@@ -125,7 +125,7 @@ def direction(u: Node, v: Node, pair: Pair, mode: str, coordinate_peers: dict[in
     for name, sign in _structure(u, v, pair, coordinate_peers).items():
         evidence[name] = sign
         logit += WEIGHTS["structure"] * sign
-    ku, kv = u.stats.ov_kurtosis, v.stats.ov_kurtosis
+    ku, kv = u.stats.qk_kurtosis, v.stats.qk_kurtosis
     if ku is not None and kv is not None and ku != kv:
         evidence["kurtosis_drop"] = round(ku - kv, 4)
         logit += WEIGHTS["kurtosis"] * math.tanh((ku - kv) / KURTOSIS_SCALE)
