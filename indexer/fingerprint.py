@@ -151,3 +151,18 @@ def compute_fingerprint(
         head = sketcher(x, head_matrix, "head") if head_matrix is not None else None
         model = unit(layers.sum(dim=0)) if len(layer_vectors) else embedding
     return Fingerprint(version, model, layers, embedding, head, len(probes))
+
+
+def whole_block_vectors(loader: MatrixLoader, roles: ModelRoles, probes: ProbeSelection, layers: list[int],
+                        dim: int = DEFAULT_DIM) -> torch.Tensor:
+    """[len(layers), D] block vectors of the given blocks read *whole* (every head and unit): the
+    quantity a sampled block vector estimates, exactly invariant under every function-preserving
+    transform (a permuted copy scores 1.0).  For the lineage stage's copy test on a few blocks."""
+    sketcher = _Sketcher(probes, dim, f"{RECIPE}-whole-d{dim}-p{probe_list_digest()}")
+    with torch.no_grad():
+        x = probe_rows(loader, roles, torch.from_numpy(probes.token_ids))
+        vectors = []
+        for index in layers:
+            factors = layer_factors(x, canonical_layer(loader, roles, roles.layers[index]))
+            vectors.append(unit(sum(sketcher(a, b, name) for name, (a, b) in factors.items())))
+    return torch.stack(vectors) if vectors else torch.zeros(0, dim)

@@ -29,6 +29,7 @@ class PairEvidence:
     raw_distance: float | None
     delta_rank_gap: float | None
     detail: dict
+    whole_block_distance: float | None = None  # other coordinates: blocks read whole (0: a copy)
 
 
 @dataclass(frozen=True)
@@ -62,16 +63,18 @@ def save_pair_evidence(store: Store, rows: list[PairEvidence]) -> None:
             conn.execute("DELETE FROM pair_evidence WHERE (model_a = ? AND model_b = ?) OR (model_a = ? AND model_b = ?)",
                          [ev.model_a, ev.model_b, ev.model_b, ev.model_a])
         conn.executemany(
-            "INSERT INTO pair_evidence VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO pair_evidence VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(e.model_a, e.model_b, e.revision_a, e.revision_b, e.distance, e.same_coordinates, e.raw_cosine,
-              e.raw_distance, e.delta_rank_gap, json.dumps(e.detail)) for e in rows],
+              e.raw_distance, e.delta_rank_gap, json.dumps(e.detail), e.whole_block_distance) for e in rows],
         )
 
 
 def pair_evidence(store: Store, *, with_detail: bool = False) -> dict[frozenset, PairEvidence]:
     """Every pair's evidence; the JSON ``detail`` (for people, not for assembly) only on request."""
-    rows = store.conn.execute(f"SELECT * EXCLUDE (detail), {'detail' if with_detail else 'NULL'} FROM pair_evidence").fetchall()
-    return {frozenset((r[0], r[1])): PairEvidence(*r[:9], json.loads(r[9]) if r[9] else {}) for r in rows}
+    rows = store.conn.execute(
+        "SELECT model_a, model_b, revision_a, revision_b, distance, same_coordinates, raw_cosine, raw_distance, delta_rank_gap, "
+        f"{'detail' if with_detail else 'NULL'}, whole_block_distance FROM pair_evidence").fetchall()
+    return {frozenset((r[0], r[1])): PairEvidence(*r[:9], json.loads(r[9]) if r[9] else {}, r[10]) for r in rows}
 
 
 def save_merge_evidence(store: Store, rows: list[tuple[int, int, int, float, float]]) -> None:

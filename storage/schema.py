@@ -224,6 +224,12 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "whole-block distance of a pair in other coordinates (fingerprint blocks are sampled)",
+        """
+        ALTER TABLE pair_evidence ADD COLUMN whole_block_distance DOUBLE;
+        """,
+    ),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -59,7 +59,7 @@ LAMBDA = 0.3
 WEIGHTS = {"time": 6.0, "declared": 3.0, "structure": 4.0, "kurtosis": 2.0, "norm_growth": 2.0}
 KURTOSIS_SCALE = 0.5
 NORM_SCALE = 0.01  # a 1 % change of the attention norm is a clear signal
-COPY_DISTANCE = 0.005  # function-preserving copies score >= 0.995 (fingerprints are invariant)
+COPY_DISTANCE = 0.005  # function-preserving copies score >= 0.995 on blocks read whole (exactly invariant)
 ADAPTER_GAP = 0.05  # a merged rank-r adapter: σ_{r+1}/σ_r of the difference below this
 MERGE_RESIDUAL, MERGE_ALPHA = 0.25, (0.15, 0.85)
 DECLARED_DISCOUNT = 0.25  # mode full: a declared base_model's distance counts 25 % less
@@ -82,6 +82,15 @@ class Pair:
     delta_rank_gap: float | None = None
     log10_p: float | None = None
     raw_distance: float | None = None
+    whole_block_distance: float | None = None  # blocks read whole (other coordinates only), 0 for a copy
+
+    @property
+    def is_copy(self) -> bool:
+        """A function-preserving copy: other coordinates, yet the same canonical blocks - judged on
+        blocks read whole when the evidence has them (the stored block vectors sample units and
+        heads, which a permutation moves), else on the fingerprint distance."""
+        close = self.whole_block_distance if self.whole_block_distance is not None else self.distance
+        return self.same_coordinates is False and close < COPY_DISTANCE
 
 
 def placement_distances(pairs: dict[frozenset, Pair]) -> dict[frozenset, float]:
@@ -103,7 +112,7 @@ def _structure(u: Node, v: Node, pair: Pair, coordinate_peers: dict[int, int]) -
         signals["narrower_mlp"] = 1 if sum(b.mlp_sizes) < sum(a.mlp_sizes) else -1
     if a.vocab_rows and b.vocab_rows and a.vocab_rows != b.vocab_rows:
         signals["larger_vocabulary"] = 1 if b.vocab_rows > a.vocab_rows else -1
-    if pair.distance < COPY_DISTANCE and pair.same_coordinates is False:
+    if pair.is_copy:
         if a.gains_folded != b.gains_folded and None not in (a.gains_folded, b.gains_folded):
             signals["folded_gains"] = 1 if b.gains_folded else -1
         elif coordinate_peers.get(u.pk, 0) != coordinate_peers.get(v.pk, 0):
@@ -149,7 +158,7 @@ def relation(u: Node, v: Node, pair: Pair) -> str:
         return "pruned"
     if a.vocab_rows and b.vocab_rows > a.vocab_rows:
         return "vocab_extended"
-    if pair.distance < COPY_DISTANCE and pair.same_coordinates is False:
+    if pair.is_copy:
         return "rotated" if b.gains_folded and not a.gains_folded else "permuted"
     if pair.same_coordinates and pair.delta_rank_gap is not None and pair.delta_rank_gap < ADAPTER_GAP:
         return "adapter"
@@ -180,7 +189,7 @@ def copy_groups(nodes: dict[int, Node], pairs: dict[frozenset, Pair], peers: dic
         return x
 
     for key, pair in pairs.items():
-        if pair.distance < COPY_DISTANCE and pair.same_coordinates is False:
+        if pair.is_copy:
             a, b = (find(x) for x in key)
             union[max(a, b)] = min(a, b)
     groups: dict[int, list[int]] = {}

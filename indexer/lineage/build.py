@@ -115,7 +115,8 @@ def _ensure_pair_evidence(store: Store, records, links, stored, version: str, mo
         except Exception as error:  # noqa: BLE001 - evidence is optional; the distance still counts
             weights = {"raw_cosine": None, "same_coordinates": None, "raw_distance": None, "delta_rank_gap": None, "error": str(error)}
         fresh.append(PairEvidence(a, b, ra.revision, rb.revision, round(1.0 - matched, 6), weights["same_coordinates"],
-                                  weights["raw_cosine"], weights["raw_distance"], weights["delta_rank_gap"], weights))
+                                  weights["raw_cosine"], weights["raw_distance"], weights["delta_rank_gap"], weights,
+                                  weights.get("whole_block_distance")))
     save_pair_evidence(store, fresh)
     stored.update({frozenset((e.model_a, e.model_b)): e for e in fresh})
     return stored
@@ -161,7 +162,7 @@ def _family_hash(mode: str, nodes: list[Node], records, pairs: dict[frozenset, P
         "nodes": [[n.pk, records[n.pk].revision, n.created_at.isoformat() if n.created_at else None, list(n.declared)] for n in nodes],
         # the pairs' log10 p is carried onto edges but does not steer assembly: not hashed, so a
         # p-value first computed for an edge does not force the family's rebuild next time
-        "pairs": sorted([sorted(k), round(p.distance, 6), p.same_coordinates, p.delta_rank_gap, p.raw_distance]
+        "pairs": sorted([sorted(k), round(p.distance, 6), p.same_coordinates, p.delta_rank_gap, p.raw_distance, p.whole_block_distance]
                         for k, p in pairs.items()),
         "merges": sorted([pk, [list(map(lambda x: round(x, 6) if isinstance(x, float) else x, f)) for f in sorted(fits)]]
                          for pk, fits in merges.items() if pk in {n.pk for n in nodes}),
@@ -206,7 +207,8 @@ def build_graph(store: Store, version: str, *, mode: str = "full", compute_evide
             if compute_evidence and len(group) > 2:
                 _ensure_merges(store, group, family_evidence, merges, models)
             nodes = [node_of(records[pk]) for pk in group]
-            pairs = {k: Pair(e.distance, e.same_coordinates, e.delta_rank_gap, log10_p.get(k), e.raw_distance)
+            pairs = {k: Pair(e.distance, e.same_coordinates, e.delta_rank_gap, log10_p.get(k), e.raw_distance,
+                             e.whole_block_distance)
                      for k, e in family_evidence.items()}
             family_merges = {pk: merges[pk] for pk in group if pk in merges}
             digest = _family_hash(mode, nodes, records, pairs, family_merges)

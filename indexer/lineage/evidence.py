@@ -16,6 +16,10 @@ re-initialisation leave them in place.)
   cliff after σ_r (gap ~0, up to storage rounding); a full fine-tune's spectrum decays smoothly
   (a short fine-tune can still be *approximately* low-rank, which is why the cliff, not the
   energy share, is the test).
+- ``whole_block_distance``: for pairs in *other* coordinates, 1 − the mean cosine of the chosen
+  blocks' vectors computed from the blocks read whole (every head and unit).  The stored
+  fingerprint samples units and heads, which a permutation moves; read whole, a function-preserving
+  copy is at distance 0 (up to float rounding) and anything trained is not.
 - merges: a model c fitted as c ≈ u + α (v − u) from two relatives in the same coordinates; the
   residual ratio ‖c − (u + α(v − u))‖ / min(‖c − u‖, ‖c − v‖) is ~0 for a weight average.
 """
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import torch
 
+from indexer.fingerprint import whole_block_vectors
 from indexer.independence.inputs import ModelTensors
 
 SAMPLE_ROWS = 32
@@ -84,12 +89,25 @@ def pair_weight_evidence(a: ModelTensors, b: ModelTensors, block_pairs: list[tup
     cosine = float(fa @ fb / (fa.norm() * fb.norm()))
     distance = float((fa - fb).norm() / (fa.norm() * fb.norm()).sqrt())
     same = cosine > SAME_COORDINATES
-    gap = None
+    gap = whole = None
     if same:
         changed = [(x, y) for x, y in zip(sample_a, sample_b) if float((y - x).norm()) > UNCHANGED * float(x.norm())]
         gap = max((rank_gap(y - x) for x, y in changed), default=None)
+    else:  # other coordinates: is it a function-preserving copy?  Ask blocks read whole.
+        va, vb = whole_blocks(a, [i for i, _ in chosen]), whole_blocks(b, [j for _, j in chosen])
+        whole = round(1.0 - float((va * vb).sum(dim=1).mean()), 6)
     return {"raw_cosine": round(cosine, 6), "same_coordinates": same, "raw_distance": round(distance, 8),
-            "delta_rank_gap": None if gap is None else round(gap, 6), "blocks": chosen}
+            "delta_rank_gap": None if gap is None else round(gap, 6), "whole_block_distance": whole, "blocks": chosen}
+
+
+def whole_blocks(model: ModelTensors, layers: list[int]) -> torch.Tensor:
+    """Block vectors of ``layers`` read whole (``indexer.fingerprint.whole_block_vectors``), cached
+    on the ModelTensors."""
+    cache = model.__dict__.setdefault("_whole_blocks", {})
+    missing = [i for i in layers if i not in cache]
+    if missing:
+        cache.update(zip(missing, whole_block_vectors(model.loader, model.roles, model.probes, missing)))
+    return torch.stack([cache[i] for i in layers])
 
 
 def merge_fit(child: ModelTensors, u: ModelTensors, v: ModelTensors) -> tuple[float, float] | None:
