@@ -23,8 +23,11 @@ structure      4 each   v is quantized and u is not; v has fewer blocks, narrowe
                         larger vocabulary; v is a function-preserving copy of u that folded
                         its norm gains, or that left the coordinates the rest of the family
                         shares (a permuted/rotated copy is a leaf)
-kurtosis       2        tanh((k_u − k_v) / 0.5): the OV-spectrum kurtosis drops from parent to
-                        child (MoTHer's "specialisation" regime, measured on the zoo)
+kurtosis       0        recorded, not used: MoTHer's kurtosis regime.  The OV-spectrum kurtosis
+                        dropped parent -> child on 18/20 changing zoo edges, but it needs whole
+                        o/v matrices; the QK-circuit kurtosis of the fingerprint's sampled heads
+                        rises on 13 and drops on 7 (``python -m bench.direction_regime``): no
+                        regime, so no vote
 norm_growth    2        tanh(ln(n_v / n_u) / 0.01): training grows the attention weights' norm
 merge          4        v is fitted as a weight average of u and another relative
 =============  =======  ====================================================================
@@ -56,7 +59,7 @@ from storage.lineage import Edge
 
 ASSEMBLY_VERSION = "mother-fused-7"  # bump when the assembly changes (families are rebuilt)
 LAMBDA = 0.3
-WEIGHTS = {"time": 6.0, "declared": 3.0, "structure": 4.0, "kurtosis": 2.0, "norm_growth": 2.0}
+WEIGHTS = {"time": 6.0, "declared": 3.0, "structure": 4.0, "kurtosis": 0.0, "norm_growth": 2.0}
 KURTOSIS_SCALE = 0.5
 NORM_SCALE = 0.01  # a 1 % change of the attention norm is a clear signal
 COPY_DISTANCE = 0.005  # function-preserving copies score >= 0.995 on blocks read whole (exactly invariant)
