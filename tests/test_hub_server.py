@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import struct
+import threading
 import time
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from crawler.hub_server import (
     FaultConfig,
     HubServer,
     IgnoreRange,
+    Link,
     Mutation,
     RateLimit,
     ServerError,
@@ -424,3 +426,29 @@ def test_stats_counters_and_admin_endpoints(web: httpx.Client, fresh: HubServer)
     assert web.post(f"{fresh.url}/_pedigree/faults", json={"bogus": 1}).status_code == 400
     web.post(f"{fresh.url}/_pedigree/stats/reset")
     assert fresh.stats().count("total") == 0
+
+
+def test_link_model_adds_latency_and_shares_its_bandwidth(tmp_path: Path) -> None:
+    """The simulated remote link (for benchmarks): every request waits one round trip, and body
+    bytes of all connections pass one shared pipe.  Lower bounds only: sleeping never ends early."""
+    root = _copy_root(tmp_path / "root", [SINGLE])
+    data = _file_at(root, SINGLE, "model.safetensors")[:400_000]
+    with HubServer(root, link=Link(latency=0.05, bandwidth=2e6)) as server, httpx.Client(follow_redirects=True) as c:
+        url = f"{server.url}/{SINGLE}/resolve/main/model.safetensors"
+        started = time.perf_counter()
+        r = c.get(url, headers={"Range": f"bytes=0-{len(data) - 1}"})
+        took = time.perf_counter() - started
+        assert r.status_code == 206 and r.content == data
+        assert took >= 2 * 0.05 + len(data) / 2e6  # two requests (302 + CDN), 400 kB at 2 MB/s
+    link = Link(bandwidth=1e6)
+    started = time.perf_counter()
+    threads = [threading.Thread(target=link.transmit, args=(50_000,)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert time.perf_counter() - started >= 4 * 50_000 / 1e6  # shared: four senders take four times as long
+
+
+def _file_at(root: Path, repo: str, name: str) -> bytes:
+    return (root / repo / name).read_bytes()
