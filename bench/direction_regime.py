@@ -17,8 +17,8 @@ from pathlib import Path
 
 from indexer.pipeline import fingerprint_source
 from indexer.sources import open_checkpoint
-from storage.db import ModelRecord
 from indexer.weight_stats import WeightStats
+from storage.db import ModelRecord
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import datetime
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from indexer.adapters import MatrixLoader, ModelRoles, roles_for
@@ -25,8 +25,8 @@ from indexer.fingerprint import (
     fingerprint_version,
 )
 from indexer.probes import select_probes
-from indexer.sampling import SampleSize
 from indexer.safetensors_format import INDEX_FILE, SINGLE_FILE
+from indexer.sampling import SampleSize
 from indexer.sources import LocalCheckpoint, TensorSource, open_checkpoint
 from indexer.vocabulary import read_vocabulary
 from indexer.weight_stats import StatsAccumulator

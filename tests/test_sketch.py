@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from indexer.sketch import gaussian_matrix, Projection, offdiagonal_zscore, sketch, sketch_product, unit
+from indexer.sketch import (
+    Projection,
+    gaussian_matrix,
+    offdiagonal_zscore,
+    sketch,
+    sketch_product,
+    unit,
+)
 
 
 def test_gaussian_matrix_is_a_pure_function_of_its_seed():

@@ -29,7 +29,21 @@ from .server import HubServer, serve
 from .stats import RequestRecord, StatsSnapshot
 
 __all__ = [
+    "FaultConfig",
+    "HubServer",
+    "IgnoreRange",
     "Link",
-    "FaultConfig", "HubServer", "IgnoreRange", "Mutation", "RateLimit", "Repo", "RepoFile", "RepoStore",
-    "RequestRecord", "Rule", "ScanReport", "ServerError", "Slow", "StatsSnapshot", "Truncate", "serve",
+    "Mutation",
+    "RateLimit",
+    "Repo",
+    "RepoFile",
+    "RepoStore",
+    "RequestRecord",
+    "Rule",
+    "ScanReport",
+    "ServerError",
+    "Slow",
+    "StatsSnapshot",
+    "Truncate",
+    "serve",
 ]

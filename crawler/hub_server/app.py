@@ -28,8 +28,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from . import api, files
 from .auth import Access
 from .errors import HubError, bad_request, repo_not_found
-from .link import Link
 from .faults import Decision, FaultConfig, FaultEngine, Mutation, apply_mutation
+from .link import Link
 from .repos import Repo, RepoStore
 from .response import Response, error_response, json_response
 from .stats import Stats
