@@ -146,7 +146,7 @@ def populate(db_path: Path, tree: dict, seed: int = 1) -> dict:
     d = np.asarray(dist) * rng.normal(1.0, 0.05, len(dist))
     conn.register("new_pairs", {"a": a, "b": b, "d": d, "p": -rng.uniform(15, 300, len(a))})
     conn.execute("INSERT INTO relations SELECT a, b, ?, NULL, NULL, p, p, true, NULL, now() FROM new_pairs", [SUITE_VERSION])
-    conn.execute("INSERT INTO pair_evidence SELECT a, b, NULL, NULL, d, true, NULL, d, 1.0, NULL FROM new_pairs")
+    conn.execute("INSERT INTO pair_evidence SELECT a, b, NULL, NULL, d, true, NULL, d, 1.0, NULL, NULL FROM new_pairs")
     conn.unregister("new_pairs")
     store.close()
     return {"models": n, "families": int(family.max()) + 1, "pairs": len(a), "largest_family": int(np.bincount(family).max())}
@@ -201,7 +201,7 @@ def add_models(db_path: Path, tree: dict, count: int, seed: int = 2) -> None:
                            "SELECT ?, ?, 'new', 'indexed', '{}', weight_stats, created_at + INTERVAL 40 DAY, now() FROM models WHERE pk = ?",
                            [pk, f"new/model-{pk}", int(base)])
         store.conn.execute("INSERT INTO relations VALUES (?, ?, ?, NULL, NULL, -40, -40, true, NULL, now())", [int(base), pk, SUITE_VERSION])
-        store.conn.execute("INSERT INTO pair_evidence VALUES (?, ?, NULL, NULL, 0.08, true, NULL, 0.08, 1.0, NULL)", [int(base), pk])
+        store.conn.execute("INSERT INTO pair_evidence VALUES (?, ?, NULL, NULL, 0.08, true, NULL, 0.08, 1.0, NULL, NULL)", [int(base), pk])
     store.close()
 
 
