@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
@@ -135,6 +135,37 @@ def _int_header(value: str | None) -> int | None:
     return int(value) if value is not None and value.strip().isdigit() else None
 
 
+THROUGHPUT_SAMPLE = 256 * 1024
+"""Bodies at least this large measure the link's throughput (smaller ones mostly its latency)."""
+
+
+@dataclass
+class LinkEstimate:
+    """What one request costs on this link, learnt from the range GETs: the round trip (time to
+    the answer's headers, a running minimum) and the throughput of bodies of at least
+    :data:`THROUGHPUT_SAMPLE` bytes (exponentially weighted)."""
+
+    round_trip: float | None = None
+    throughput: float | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def observe(self, waited: float, nbytes: int, streaming: float) -> None:
+        with self._lock:
+            self.round_trip = waited if self.round_trip is None else min(self.round_trip, waited)
+            if nbytes >= THROUGHPUT_SAMPLE and streaming > 0:
+                rate = nbytes / streaming
+                self.throughput = rate if self.throughput is None else 0.7 * self.throughput + 0.3 * rate
+
+    def coalescing_gap(self, concurrency: int, low: int, high: int) -> int:
+        """Bytes worth skipping to save a request: round trip × throughput / parallel requests
+        (reading a gap costs gap / throughput; a request costs a round trip shared by
+        ``concurrency`` connections), clamped to [low, high]; ``low`` until both are known."""
+        with self._lock:
+            if self.round_trip is None or self.throughput is None:
+                return low
+            return int(min(max(self.round_trip * self.throughput / max(concurrency, 1), low), high))
+
+
 class Fetcher:
     """Every request of one checkpoint: HEADs, strict range GETs, whole small files.
 
@@ -152,6 +183,7 @@ class Fetcher:
         self._inflight = 0  # bytes reserved by requests in progress (budget)
         self.bytes_read = 0
         self.requests = 0
+        self.link = LinkEstimate()
 
     # -- requests ---------------------------------------------------------------------------
     @contextmanager
@@ -296,6 +328,7 @@ class Fetcher:
         def once() -> None:
             self._reserve(len(buf), where)
             try:
+                sent = time.monotonic()
                 with self._send("GET", rf.url, headers={"Range": f"bytes={begin}-{end - 1}"}, follow=True) as r:
                     if r.status_code == 200:
                         raise RangeNotSupportedError(
@@ -304,7 +337,9 @@ class Fetcher:
                     if r.status_code != 206:
                         self.fail(r, where, cached=rf.url != rf.resolve_url)
                     self._check_206(r, begin, end, rf.size, where)
+                    answered = time.monotonic()
                     self._stream_into(r, buf, where)
+                    self.link.observe(answered - sent, len(buf), time.monotonic() - answered)
             finally:
                 self._release(len(buf))
 

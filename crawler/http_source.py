@@ -46,7 +46,9 @@ CACHE_LIMIT = 512 * 2**20
 MAX_COALESCED = 256 * 2**20
 """Largest single coalesced prefetch request."""
 PREFETCH_GAP = 64 * 1024
-"""Row spans closer than this are read by one request (a request costs more than 64 KiB)."""
+"""Row spans closer than this are always read by one request (a request costs more than 64 KiB)."""
+MAX_GAP = 4 * 2**20
+"""The largest gap skipped to save a request, however slow the link's round trips."""
 DEFAULT_CONCURRENCY = 4
 """Parallel range requests of one prefetch (the crawler's client allows 4 connections per host)."""
 _SHA = re.compile(r"^[0-9a-f]{40}$")
@@ -199,13 +201,17 @@ class HubCheckpoint(TensorSource):
         """Read whole tensors ahead (see :meth:`prefetch_rows`)."""
         self.prefetch_rows(((n, 0, self.info(n).rows) for n in names), gap=gap)
 
-    def prefetch_rows(self, reads: Iterable[tuple[str, int, int]], *, gap: int = PREFETCH_GAP) -> None:
+    def prefetch_rows(self, reads: Iterable[tuple[str, int, int]], *, gap: int | None = None) -> None:
         """Read rows ``[start, stop)`` of the given tensors ahead and cache them, so that the
         following ``read``/``read_rows`` inside those spans cost no request.  Spans of the same
         file closer than ``gap`` bytes are merged into one request (at most
-        :data:`MAX_COALESCED`); the requests run in parallel, at most :attr:`concurrency` at a
-        time (the client's connection limit bounds them per host).  The cache is bounded
-        (:data:`CACHE_LIMIT`, least recently used dropped first)."""
+        :data:`MAX_COALESCED`); by default the gap is what a request costs on this link in
+        bytes (:meth:`~crawler.http_retry.LinkEstimate.coalescing_gap`, between
+        :data:`PREFETCH_GAP` and :data:`MAX_GAP`).  The requests run in parallel, at most
+        :attr:`concurrency` at a time (the client's connection limit bounds them per host).  The
+        cache is bounded (:data:`CACHE_LIMIT`, least recently used dropped first)."""
+        if gap is None:
+            gap = self._http.link.coalescing_gap(self.concurrency, PREFETCH_GAP, MAX_GAP)
         spans = set()
         for name, start, stop in reads:
             t = self.info(name)

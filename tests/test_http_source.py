@@ -18,12 +18,13 @@ from hostile import HOSTILE_CASES, HOSTILE_MESSAGES
 from huggingface_hub import HfApi
 from safetensors.torch import save_file
 
-from crawler.http_retry import USER_AGENT, RetryPolicy, hub_client, server_wait
+from crawler.http_retry import USER_AGENT, LinkEstimate, RetryPolicy, hub_client, server_wait
 from crawler.http_source import SPECULATIVE_HEADER_READ, HubCheckpoint
 from crawler.hub_server import (
     FaultConfig,
     HubServer,
     IgnoreRange,
+    Link,
     RateLimit,
     ServerError,
     Truncate,
@@ -222,6 +223,35 @@ def test_prefetch_rows_reads_only_those_rows_in_parallel_requests(hub: HubServer
         assert src.requests == after + 1
         with pytest.raises(CheckpointError, match="cannot prefetch rows"):
             src.prefetch_rows([(emb, 0, info.rows + 1)])
+    local.close()
+
+
+def test_coalescing_gap_is_what_a_request_costs_on_the_link() -> None:
+    link = LinkEstimate()
+    assert link.coalescing_gap(4, 65536, 4 << 20) == 65536  # nothing learnt yet: the floor
+    link.observe(0.040, 1000, 0.001)  # small body: a round trip, no throughput sample
+    assert link.round_trip == 0.040 and link.throughput is None
+    link.observe(0.020, 1 << 20, 0.01)  # 1 MiB in 10 ms: ~100 MB/s; the round trip is the minimum seen
+    assert link.round_trip == 0.020 and link.coalescing_gap(4, 65536, 4 << 20) == int(0.020 * 104857600 / 4)
+    link.observe(5.0, 100 << 20, 0.1)  # a faster body (1 GB/s) moves the throughput up (weighted)
+    assert link.round_trip == 0.020 and link.throughput > 300e6
+    assert link.coalescing_gap(1, 65536, 4 << 20) == 4 << 20  # clamped
+
+
+def test_prefetch_merges_farther_rows_once_the_link_is_known_to_be_slow(root: Path) -> None:
+    emb = "model.embed_tokens.weight"
+    local = LocalCheckpoint(root / SINGLE)
+    far = 400 * local.info(emb).row_nbytes  # rows 0 and 400: farther apart than the 64 KiB floor
+    assert far > 65536
+    with HubServer(root, link=Link(latency=0.02)) as server, _open(server, SINGLE) as src:
+        before = src.requests
+        src.prefetch_rows([(emb, 0, 1), (emb, 400, 401)])
+        assert src.requests - before == 2  # throughput not measured yet: the floor applies
+        src.read_span("model.safetensors", 0, 300_000)  # a large body measures the throughput
+        before = src.requests
+        src.prefetch_rows([(emb, 100, 101), (emb, 500, 501)])
+        assert src.requests - before == 1  # a 20 ms round trip is worth more than the gap
+        assert _same_bits(src.read_rows(emb, 500, 501), local.read_rows(emb, 500, 501))
     local.close()
 
 
