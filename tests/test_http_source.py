@@ -18,7 +18,13 @@ from hostile import HOSTILE_CASES, HOSTILE_MESSAGES
 from huggingface_hub import HfApi
 from safetensors.torch import save_file
 
-from crawler.http_retry import USER_AGENT, LinkEstimate, RetryPolicy, hub_client, server_wait
+from crawler.http_retry import (
+    USER_AGENT,
+    LinkEstimate,
+    RetryPolicy,
+    hub_client,
+    server_wait,
+)
 from crawler.http_source import SPECULATIVE_HEADER_READ, HubCheckpoint
 from crawler.hub_server import (
     FaultConfig,
