@@ -9,7 +9,10 @@ by the server.  Baseline in the same run: ``huggingface_hub.snapshot_download`` 
 the same server, then ``safetensors.torch.load_file`` of every shard.  Each is measured twice: on
 bare loopback (a download is a memory copy) and through the server's simulated remote link
 (``--latency-ms`` per request, ``--bandwidth-mbs`` shared by all connections; default 20 ms and
-100 MB/s, a good connection to the Hub's CDN), which crawler and baseline pay alike.
+100 MB/s, a good connection to the Hub's CDN), which crawler and baseline pay alike.  The crawl
+runs twice per network: with the synthetic tokenizer's probe tokens at contiguous ids (3-1845),
+and with a tokenizer whose ids are a seeded permutation, so the probe rows are scattered over
+the whole vocabulary (real tokenizers lie in between); both against the same baseline.
 (c) **Listing throughput**: 10,000 metadata-only repos listed through ``HfApi.list_models`` with
 the crawler's expanded fields (what a nightly run does first).
 (d) **429 storm**: the small zoo crawled with no faults and again with a third of all requests
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import shutil
 import tempfile
 import time
@@ -37,17 +41,10 @@ def _weights_size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.glob("*.safetensors"))
 
 
-def checkpoint_run(name: str, work: Path, link=None) -> dict:
-    from huggingface_hub import snapshot_download
-    from safetensors.torch import load_file
-
+def _checkpoint_root(name: str, work: Path) -> Path:
+    """``work/hub-NAME`` holding ``synthetic/llama-NAME`` (probe tokens at contiguous ids 3-1845)."""
     from bench.synthetic_llama import LlamaShape, write_llama
-    from crawler.hub_server import HubServer, Link
-    from pedigree.config import load_settings
-    from pedigree.workspace import Workspace
 
-    link = link or Link()
-    label = "loopback" if not (link.latency or link.bandwidth) else f"link {link.latency * 1000:g} ms, {link.bandwidth / 1e6:g} MB/s"
     root = work / f"hub-{name}"
     folder = root / "synthetic" / f"llama-{name}"
     if not (folder / "config.json").exists():
@@ -58,33 +55,84 @@ def checkpoint_run(name: str, work: Path, link=None) -> dict:
                 (folder / file.name).hardlink_to(file)
         else:
             write_llama(folder, LlamaShape(**SHAPES[name]), seed=1)
-    size = _weights_size(folder)
-    home = work / f"home-{name}"
+    return root
+
+
+def _scattered_root(name: str, work: Path) -> Path:
+    """The same weights (hard links) with a tokenizer whose ids are a seeded permutation: the
+    probe tokens' rows spread uniformly over the vocabulary, as in real tokenizers at worst."""
+    source = _checkpoint_root(name, work) / "synthetic" / f"llama-{name}"
+    root = work / f"hub-{name}-scattered"
+    folder = root / "synthetic" / f"llama-{name}"
+    if not (folder / "tokenizer.json").exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        for file in source.iterdir():
+            if file.name != "tokenizer.json" and not (folder / file.name).exists():
+                (folder / file.name).hardlink_to(file)
+        tokenizer = json.loads((source / "tokenizer.json").read_text())
+        vocab = tokenizer["model"]["vocab"]
+        rng = random.Random(7)
+        ids = sorted(i for i in vocab.values() if i >= 3)
+        moved = dict(zip(ids, rng.sample(ids, len(ids))))
+        tokenizer["model"]["vocab"] = {token: moved.get(i, i) for token, i in vocab.items()}
+        (folder / "tokenizer.json").write_text(json.dumps(tokenizer))
+    return root
+
+
+def _crawl(root: Path, home: Path, link) -> dict:
+    from crawler.hub_server import HubServer
+    from pedigree.config import load_settings
+    from pedigree.workspace import Workspace
+
     shutil.rmtree(home, ignore_errors=True)
     with HubServer(root, link=link) as hub:
         started = time.perf_counter()
         with Workspace(load_settings(home)) as ws:
             result = ws.crawl(hub.url)
-        crawl_seconds = time.perf_counter() - started
-        served = hub.stats().bytes_sent
-        requests = hub.stats().count("total")
-        repo = result.repos[0]
-        hub.reset_stats()
-        cache = work / f"download-{name}"
+        seconds = time.perf_counter() - started
+        stats = hub.stats()
+    repo = result.repos[0]
+    return {"status": repo.status, "reason": repo.reason, "crawl_bytes_read": repo.bytes_read, "server_bytes_sent": stats.bytes_sent,
+            "requests": stats.count("total"), "crawl_seconds": round(seconds, 1)}
+
+
+def _baseline(root: Path, repo_id: str, cache: Path, link) -> dict:
+    from huggingface_hub import snapshot_download
+    from safetensors.torch import load_file
+
+    from crawler.hub_server import HubServer
+
+    with HubServer(root, link=link) as hub:
         started = time.perf_counter()
-        local = snapshot_download(f"synthetic/llama-{name}", endpoint=hub.url, cache_dir=str(cache))
+        local = snapshot_download(repo_id, endpoint=hub.url, cache_dir=str(cache))
         tensors = 0
         for shard in sorted(Path(local).glob("*.safetensors")):
             loaded = load_file(str(shard))
             tensors += len(loaded)
             del loaded
-        baseline_seconds = time.perf_counter() - started
-        baseline_bytes = hub.stats().bytes_sent
-        shutil.rmtree(cache, ignore_errors=True)
-    return {"checkpoint": name, "network": label, "weights_bytes": size, "requests": requests, "status": repo.status, "reason": repo.reason,
-            "crawl_bytes_read": repo.bytes_read, "server_bytes_sent": served, "fraction_read": round(served / size, 4),
-            "crawl_seconds": round(crawl_seconds, 1), "baseline_bytes": baseline_bytes, "baseline_seconds": round(baseline_seconds, 1),
-            "baseline_tensors": tensors, "speedup": round(baseline_seconds / crawl_seconds, 2)}
+        seconds = time.perf_counter() - started
+        sent = hub.stats().bytes_sent
+    shutil.rmtree(cache, ignore_errors=True)
+    return {"baseline_bytes": sent, "baseline_seconds": round(seconds, 1), "baseline_tensors": tensors}
+
+
+def checkpoint_runs(name: str, work: Path, link=None) -> list[dict]:
+    """Crawl with contiguous and with scattered probe ids, and the download + load baseline
+    (same weights, same network) that both are compared with."""
+    from crawler.hub_server import Link
+
+    link = link or Link()
+    label = "loopback" if not (link.latency or link.bandwidth) else f"link {link.latency * 1000:g} ms, {link.bandwidth / 1e6:g} MB/s"
+    root = _checkpoint_root(name, work)
+    size = _weights_size(root / "synthetic" / f"llama-{name}")
+    baseline = _baseline(root, f"synthetic/llama-{name}", work / f"download-{name}", link)
+    rows = []
+    for probes, where in (("contiguous", root), ("scattered", _scattered_root(name, work))):
+        crawled = _crawl(where, work / f"home-{name}", link)
+        rows.append({"checkpoint": name, "network": label, "probe_ids": probes, "weights_bytes": size, **crawled, **baseline,
+                     "fraction_read": round(crawled["server_bytes_sent"] / size, 4),
+                     "speedup": round(baseline["baseline_seconds"] / crawled["crawl_seconds"], 2)})
+    return rows
 
 
 def listing_run(count: int, work: Path) -> dict:
@@ -143,10 +191,11 @@ def markdown(result: dict, command: str) -> str:
     env = result["environment"]
     lines = ["## Crawler: bytes, speed, listing, 429 storm", "", f"Command: `{command}`  (commit {env['commit']}, {env['date']}, {env['cpus']} CPUs)", ""]
     if result.get("checkpoints"):
-        lines += ["| checkpoint | network | weights | bytes read by the crawl (server count) | requests | fraction | crawl + fingerprint s | "
-                  "snapshot_download + load s | speed ratio |", "|---|---|---|---|---|---|---|---|---|"]
+        lines += ["| checkpoint | network | probe ids | weights | bytes read by the crawl (server count) | requests | fraction | "
+                  "crawl + fingerprint s | snapshot_download + load s | speed ratio |", "|---|---|---|---|---|---|---|---|---|---|"]
         for r in result["checkpoints"]:
-            lines.append(f"| {r['checkpoint']} | {r['network']} | {r['weights_bytes'] / 2**30:.2f} GiB | {r['server_bytes_sent'] / 2**20:.1f} MiB | {r['requests']} | "
+            lines.append(f"| {r['checkpoint']} | {r['network']} | {r['probe_ids']} | {r['weights_bytes'] / 2**30:.2f} GiB | "
+                         f"{r['server_bytes_sent'] / 2**20:.1f} MiB | {r['requests']} | "
                          f"**{r['fraction_read']:.1%}** | {r['crawl_seconds']} | {r['baseline_seconds']} | **{r['speedup']}×** |")
     if result.get("listing"):
         r = result["listing"]
@@ -174,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
     from crawler.hub_server import Link
 
     remote = Link(latency=args.latency_ms / 1000, bandwidth=args.bandwidth_mbs * 1e6)
-    result: dict = {"checkpoints": [checkpoint_run(name, args.work, link) for name in args.checkpoints for link in (None, remote)]}
+    result: dict = {"checkpoints": [row for name in args.checkpoints for link in (None, remote) for row in checkpoint_runs(name, args.work, link)]}
     if args.listing:
         result["listing"] = listing_run(args.listing, args.work)
     if args.storm:
