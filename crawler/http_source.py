@@ -206,7 +206,7 @@ class HubCheckpoint(TensorSource):
         following ``read``/``read_rows`` inside those spans cost no request.  Spans of the same
         file closer than ``gap`` bytes are merged into one request (at most
         :data:`MAX_COALESCED`); by default the gap is what a request costs on this link in
-        bytes (:meth:`~crawler.http_retry.LinkEstimate.coalescing_gap`, between
+        bytes (:meth:`~crawler.link_estimate.LinkEstimate.coalescing_gap`, between
         :data:`PREFETCH_GAP` and :data:`MAX_GAP`).  The requests run in parallel, at most
         :attr:`concurrency` at a time (the client's connection limit bounds them per host).  The
         cache is bounded (:data:`CACHE_LIMIT`, least recently used dropped first)."""

@@ -18,13 +18,7 @@ from hostile import HOSTILE_CASES, HOSTILE_MESSAGES
 from huggingface_hub import HfApi
 from safetensors.torch import save_file
 
-from crawler.http_retry import (
-    USER_AGENT,
-    LinkEstimate,
-    RetryPolicy,
-    hub_client,
-    server_wait,
-)
+from crawler.http_retry import USER_AGENT, RetryPolicy, hub_client, server_wait
 from crawler.http_source import SPECULATIVE_HEADER_READ, HubCheckpoint
 from crawler.hub_server import (
     FaultConfig,
@@ -36,6 +30,7 @@ from crawler.hub_server import (
     Truncate,
 )
 from crawler.hub_server.faults import change_file
+from crawler.link_estimate import LinkEstimate
 from indexer.sources import LocalCheckpoint
 from pedigree.errors import (
     ByteBudgetExceededError,
