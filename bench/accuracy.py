@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from bench.metrics import roc_auc, tpr_at_fpr
-from bench.report import ROOT, environment, update_section, write_json
+from bench.report import ROOT, environment, publish
 from pedigree.config import load_settings
 from pedigree.workspace import Workspace
 
@@ -140,12 +140,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     zoo_dir = args.zoo or ROOT / "bench" / ".zoo" / args.size
     result = run(args.size, zoo_dir)
-    path = write_json(f"accuracy-{args.size}", result)
     command = f"python -m bench.accuracy --size {args.size}"
-    if not args.no_report:
-        update_section(f"accuracy-{args.size}", markdown(result, command))
-    print(markdown(result, command))
-    print(f"\nresults: {path}")
+    publish(f"accuracy-{args.size}", result, markdown(result, command), report=not args.no_report)
 
 
 if __name__ == "__main__":

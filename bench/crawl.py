@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.report import environment, update_section, write_json
+from bench.report import environment, publish
 
 SHAPES = {
     "1b": dict(layers=22, hidden=2048, heads=32, mlp=5632, vocab=32000, layers_per_shard=11),
@@ -229,12 +229,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.storm:
         result["storm"] = storm_run(args.work)
     result["environment"] = environment()
-    path = write_json("crawl", result)
     command = "python -m bench.crawl " + " ".join(f"--checkpoints {' '.join(args.checkpoints)}".split()) + (f" --listing {args.listing}" if args.listing else "") + ("" if args.storm else " --no-storm")
-    if not args.no_report:
-        update_section("crawl", markdown(result, command))
-    print(markdown(result, command))
-    print(f"\nresults: {path}")
+    publish("crawl", result, markdown(result, command), report=not args.no_report)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from bench.report import ROOT, environment, update_section, write_json
+from bench.report import ROOT, environment, publish
 from indexer.independence.inputs import ModelTensors
 from indexer.independence.suite import run_battery, unit_correspondence
 from indexer.sources import StateDictSource, open_checkpoint
@@ -178,12 +178,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-report", action="store_true")
     args = parser.parse_args(argv)
     result = run(args.size, ROOT / "bench" / ".zoo" / args.size, args.synthetic)
-    path = write_json(f"independence-{args.size}", result)
     command = f"python -m bench.independence --size {args.size} --synthetic {args.synthetic}"
-    if not args.no_report:
-        update_section(f"independence-{args.size}", markdown(result, command))
-    print(markdown(result, command))
-    print(f"\nresults: {path}")
+    publish(f"independence-{args.size}", result, markdown(result, command), report=not args.no_report)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from collections import Counter
 from math import comb
 from pathlib import Path
 
-from bench.report import ROOT, environment, update_section, write_json
+from bench.report import ROOT, environment, publish
 from pedigree.config import load_settings
 from pedigree.workspace import Workspace
 from query.graph import current_build, load_graph
@@ -137,12 +137,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-report", action="store_true")
     args = parser.parse_args(argv)
     result = run(args.size, ROOT / "bench" / ".zoo" / args.size if args.size == "full" else ROOT / ".zoo-cache" / "small")
-    path = write_json(f"lineage-{args.size}", result)
     command = f"python -m bench.lineage --size {args.size}"
-    if not args.no_report:
-        update_section(f"lineage-{args.size}", markdown(result, command))
-    print(markdown(result, command))
-    print(f"\nresults: {path}")
+    publish(f"lineage-{args.size}", result, markdown(result, command), report=not args.no_report)
 
 
 if __name__ == "__main__":

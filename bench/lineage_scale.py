@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.report import environment, update_section, write_json
+from bench.report import environment, publish
 
 ALL_PAIRS_UP_TO = 48
 
@@ -252,12 +252,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-report", action="store_true")
     args = parser.parse_args(argv)
     result = run(args.sizes)
-    path = write_json("lineage-scale", result)
     command = "python -m bench.lineage_scale --sizes " + " ".join(map(str, args.sizes))
-    if not args.no_report:
-        update_section("lineage-scale", markdown(result, command))
-    print(markdown(result, command))
-    print(f"\nresults: {path}")
+    publish("lineage-scale", result, markdown(result, command), report=not args.no_report)
 
 
 if __name__ == "__main__":

@@ -57,3 +57,14 @@ def update_section(name: str, markdown: str) -> None:
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     BENCHMARKS.write_text(text)
+
+
+def publish(name: str, result: dict, markdown: str, *, report: bool = True) -> Path:
+    """Write ``bench/results/NAME.json``, replace the ``NAME`` section of BENCHMARKS.md with
+    ``markdown`` (unless ``report`` is false) and print both."""
+    path = write_json(name, result)
+    if report:
+        update_section(name, markdown)
+    print(markdown)
+    print(f"\nresults: {path}")
+    return path

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from bench.report import environment, update_section, write_json
+from bench.report import environment, publish
 from bench.synthetic_llama import ChildOf, LlamaShape, write_llama
 from indexer.independence.inputs import ModelTensors
 from indexer.independence.suite import run_battery
@@ -118,11 +118,8 @@ def main(argv: list[str] | None = None) -> None:
     shape = LlamaShape(layers=args.layers)
     result = run(args.dir, shape)
     command = "python -m bench.speed_tests" + (f" --layers {args.layers}" if args.layers != 32 else "")
-    path = write_json("speed-tests" if args.layers == 32 else f"speed-tests-{args.layers}l", result)
-    if not args.no_report and args.layers == 32:
-        update_section("speed-tests", markdown(result, command))
-    print(markdown(result, command))
-    print(f"\nresults: {path}")
+    publish("speed-tests" if args.layers == 32 else f"speed-tests-{args.layers}l", result, markdown(result, command),
+            report=not args.no_report and args.layers == 32)
 
 
 if __name__ == "__main__":

@@ -225,7 +225,7 @@ class HubCheckpoint(TensorSource):
                 groups[-1] = (file, groups[-1][1], max(groups[-1][2], end))
             else:
                 groups.append((file, begin, end))
-        groups = [g for g in groups if not self._cached(*g)]
+        groups = [g for g in groups if self._cached(*g) is None]
         if len(groups) <= 1 or self.concurrency <= 1:
             for g in groups:
                 self._fetch_span(*g)
@@ -246,20 +246,21 @@ class HubCheckpoint(TensorSource):
                 (_, b), (e, _) = self._cache.popitem(last=False)
                 self._cache_bytes -= e - b
 
-    def _cached(self, file: str, begin: int, end: int) -> bool:
-        with self._lock:
-            return any(f == file and b <= begin and end <= e for (f, b), (e, _) in self._cache.items())
-
-    def _from_cache(self, file: str, begin: int, buf: memoryview) -> bool:
-        end = begin + len(buf)
+    def _cached(self, file: str, begin: int, end: int) -> memoryview | None:
+        """The cached bytes ``[begin, end)`` of ``file`` (marked recently used), or None."""
         with self._lock:
             for key, (e, data) in self._cache.items():
                 f, b = key
                 if f == file and b <= begin and end <= e:
-                    buf[:] = data[begin - b:end - b]
                     self._cache.move_to_end(key)
-                    return True
-        return False
+                    return data[begin - b:end - b]
+        return None
+
+    def _from_cache(self, file: str, begin: int, buf: memoryview) -> bool:
+        data = self._cached(file, begin, begin + len(buf))
+        if data is not None:
+            buf[:] = data
+        return data is not None
 
     def close(self) -> None:
         """Drop the cache; close the client only if this instance created it."""

@@ -23,7 +23,13 @@ from dataclasses import dataclass
 
 import torch
 
-from indexer.adapters.base import LayerRoles, MatrixLoader, ModelRoles, NormRef
+from indexer.adapters.base import (
+    LayerRoles,
+    MatrixLoader,
+    MatrixRef,
+    ModelRoles,
+    NormRef,
+)
 from indexer.sampling import BlockSample
 
 
@@ -93,10 +99,18 @@ def probe_rows(loader: MatrixLoader, roles: ModelRoles, token_ids: torch.Tensor)
     return normalize_rows(loader.rows(roles.embedding, token_ids), roles.norm_kind)
 
 
-def head_rows(loader: MatrixLoader, roles: ModelRoles, token_ids: torch.Tensor) -> torch.Tensor | None:
-    """Ô: the probe tokens' output-head rows with the final norm's gain folded in (None: no head)."""
+def head_ref(roles: ModelRoles) -> MatrixRef | None:
+    """The matrix the output head reads tokens from: the LM head, the embedding when tied, None
+    for encoders without one."""
     if roles.family == "bert":
         return None
-    ref = roles.head if roles.head is not None else roles.embedding
+    return roles.head if roles.head is not None else roles.embedding
+
+
+def head_rows(loader: MatrixLoader, roles: ModelRoles, token_ids: torch.Tensor) -> torch.Tensor | None:
+    """Ô: the probe tokens' output-head rows with the final norm's gain folded in (None: no head)."""
+    ref = head_ref(roles)
+    if ref is None:
+        return None
     final: NormRef | None = roles.final_norm
     return loader.rows(ref, token_ids) * loader.gain(final, roles.hidden_size)

@@ -34,7 +34,13 @@ from dataclasses import dataclass
 import torch
 
 from indexer.adapters.base import MatrixLoader, ModelRoles
-from indexer.canonical import CanonicalLayer, canonical_layer, head_rows, probe_rows
+from indexer.canonical import (
+    CanonicalLayer,
+    canonical_layer,
+    head_ref,
+    head_rows,
+    probe_rows,
+)
 from indexer.probes import MIN_PROBES, ProbeSelection, probe_keys, probe_list_digest
 from indexer.sampling import SampleSize, block_reads, block_sample
 from indexer.sketch import Projection, sketch_product, unit
@@ -100,7 +106,7 @@ class _Sketcher:
 
 def _prefetch_probe_rows(loader: MatrixLoader, roles: ModelRoles, token_ids: torch.Tensor) -> None:
     ids = sorted(set(token_ids.tolist()))
-    refs = [roles.embedding] + ([roles.head] if roles.head is not None and roles.family != "bert" else [])
+    refs = {ref.name: ref for ref in (roles.embedding, head_ref(roles)) if ref is not None}.values()
     reads = [(ref.name, i, i + 1) for ref in refs if not ref.transpose and ref.parts == 1 for i in ids]
     if roles.final_norm is not None and roles.final_norm.weight:
         reads.append((roles.final_norm.weight, 0, roles.hidden_size))

@@ -78,13 +78,6 @@ def offdiagonal_zscore(matrix: torch.Tensor) -> torch.Tensor:
     return z
 
 
-def sketch(z: torch.Tensor, positions: torch.Tensor, seed: str, universe: int, dim: int) -> torch.Tensor:
-    """s_k = u_kᵀ Z v_k for k < dim, with u, v rows picked at the probes' global ``positions``."""
-    left = gaussian_matrix(seed + "/u", universe, dim)[positions]
-    right = gaussian_matrix(seed + "/v", universe, dim)[positions]
-    return (left * (z @ right)).sum(dim=0)
-
-
 @dataclass(frozen=True)
 class Projection:
     """The rank-one sketch vectors of one seed restricted to a model's probes (u_k, v_k rows at
@@ -102,6 +95,15 @@ class Projection:
         right = gaussian_matrix(seed + "/v", universe, dim)[positions]
         return cls(left, right, left.sum(dim=0).double(), right.sum(dim=0).double(), (left * right).double())
 
+    def apply(self, z: torch.Tensor) -> torch.Tensor:
+        """s_k = u_kᵀ Z v_k for k < D, from a formed n x n matrix Z."""
+        return (self.left * (z @ self.right)).sum(dim=0)
+
+
+def sketch(z: torch.Tensor, positions: torch.Tensor, seed: str, universe: int, dim: int) -> torch.Tensor:
+    """s_k = u_kᵀ Z v_k for k < dim, with u, v rows picked at the probes' global ``positions``."""
+    return Projection.of(seed, positions, universe, dim).apply(z)
+
 
 def sketch_product(a: torch.Tensor, b: torch.Tensor, projection: Projection) -> torch.Tensor:
     """``sketch(offdiagonal_zscore(a bᵀ), ...)`` from the n x r factors, never forming the n x n
@@ -114,8 +116,7 @@ def sketch_product(a: torch.Tensor, b: torch.Tensor, projection: Projection) -> 
     instead of O(n² D)."""
     n, r = a.shape
     if r >= n:
-        z = offdiagonal_zscore(a @ b.t())
-        return (projection.left * (z @ projection.right)).sum(dim=0)
+        return projection.apply(offdiagonal_zscore(a @ b.t()))
     same = b is a  # a Gram (a aᵀ): one projection serves both sides
     af, bf = a.float(), b.float()
     a, b = a.double(), (a.double() if same else b.double())

@@ -216,10 +216,7 @@ def discrepancies(mode: Mode = "full", home: Home = None, as_json: Json = False)
     with a suggested base_model snippet for each."""
     with _reporting(as_json), _workspace(home, create=False) as ws:
         result = ws.discrepancies(mode)
-    if as_json:
-        render.emit_json(result)
-    else:
-        render.stdout.print(render.discrepancy_report(result))
+    _show(as_json, result, render.discrepancy_report)
 
 
 @zoo_app.command("build")

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from pedigree import render
-from pedigree.cli import Home, Json, _reporting, _workspace, app
+from pedigree.cli import Home, Json, _reporting, _show, _workspace, app
 
 hub_app = typer.Typer(help="A Hub-compatible server for a folder of checkpoints (tests, demos, private mirrors).", no_args_is_help=True)
 app.add_typer(hub_app, name="hub")
@@ -96,10 +96,7 @@ def status_command(limit: Annotated[int, typer.Option("--limit", "-n", min=1, he
     """The last crawl / refresh runs, the crawl high-water mark and what the index holds."""
     with _reporting(as_json), _workspace(home, create=False) as ws:
         status = ws.status(limit)
-    if as_json:
-        render.emit_json(status)
-    else:
-        render.stdout.print(render.status_report(status))
+    _show(as_json, status, render.status_report)
 
 
 @app.command("schedule")
