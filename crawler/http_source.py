@@ -12,6 +12,10 @@ It is the remote twin of :class:`~indexer.sources.LocalCheckpoint` and shares it
 * a range response must be ``206`` with a ``Content-Range`` matching the request and the size; a
   server that ignores ``Range`` is detected from the status line and the response is closed
   unread (:class:`~pedigree.errors.RangeNotSupportedError`);
+* the small files every index reads (model card, config, the first tokenizer file, the shard
+  index) are requested in parallel the moment the source opens, and shard headers in parallel
+  with each other, so metadata costs a few round trips, not one per file; each is still bounded
+  by its ``HEAD`` size and the reader's limit;
 * an optional byte budget per model is checked before every request; bodies that end early, 429
   and 5xx are retried (:class:`~crawler.http_retry.RetryPolicy`), then raise a
   :class:`~pedigree.errors.RemoteError` subclass naming the repo/file and why.
@@ -25,7 +29,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
 
@@ -34,7 +38,9 @@ import httpx
 from crawler.http_retry import Fetcher, RemoteFile, RetryPolicy, hub_client
 from indexer import safetensors_format as fmt
 from indexer.safetensors_format import INDEX_FILE, TensorInfo, check_plain_name
+from indexer.card import MAX_CARD_BYTES
 from indexer.sources import DEFAULT_TEXT_LIMIT, TensorSource
+from indexer.vocabulary import MAX_TOKENIZER_BYTES, VOCABULARY_FILES
 from pedigree.errors import CheckpointError, RepoGoneError
 
 __all__ = ["HubCheckpoint", "RetryPolicy", "hub_client"]
@@ -49,8 +55,11 @@ PREFETCH_GAP = 64 * 1024
 """Row spans closer than this are always read by one request (a request costs more than 64 KiB)."""
 MAX_GAP = 4 * 2**20
 """The largest gap skipped to save a request, however slow the link's round trips."""
-DEFAULT_CONCURRENCY = 4
+DEFAULT_CONCURRENCY = 8
 """Parallel range requests of one prefetch (the crawler's client allows 4 connections per host)."""
+EARLY_FILES = {"README.md": MAX_CARD_BYTES, "config.json": DEFAULT_TEXT_LIMIT, INDEX_FILE: DEFAULT_TEXT_LIMIT}
+"""Small files read by every index and the most bytes fetched of each, requested as soon as a
+source opens (with the first of :data:`~indexer.vocabulary.VOCABULARY_FILES` the revision lists)."""
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 
 
@@ -84,6 +93,11 @@ class HubCheckpoint(TensorSource):
         self._cache_bytes = 0
         self.metadata: dict[str, str] = {}
         self.index: dict[str, Any] | None = None
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="hub-metadata")
+        vocabulary = [n for n in VOCABULARY_FILES if n in self._siblings][:1]
+        self._early: dict[str, Future[tuple[int, bytes] | None]] = {
+            n: self._pool.submit(self._small_file, n, EARLY_FILES.get(n, MAX_TOKENIZER_BYTES))
+            for n in (*EARLY_FILES, *vocabulary) if n in self._siblings}
         try:
             names = sorted(n for n in self._siblings if "/" not in n)  # the repo root, like iterdir
             self._tensors: Mapping[str, TensorInfo] = self._load_weight_headers(names, lambda f: f in self._siblings)
@@ -181,20 +195,46 @@ class HubCheckpoint(TensorSource):
         if buf and not self._from_cache(file, begin, buf):
             self._http.read_range(rf, begin, buf, self._where(file))
 
-    def read_bytes(self, filename: str, max_bytes: int = DEFAULT_TEXT_LIMIT) -> bytes | None:
-        """A small file at the repo root; ``None`` if the revision does not list it (no request
-        sent) or the server answers 404.  Its size (``HEAD``) is checked against ``max_bytes``
-        before it is downloaded, and the body is never read past that size."""
-        check_plain_name(filename, what="metadata file", path=self.label)
-        if filename not in self._siblings:
-            return None
+    def settle(self) -> None:
+        """Wait until the early files' requests are answered (their errors are raised when read)."""
+        for future in self._early.values():
+            future.exception()
+
+    def _read_headers(self, files: list[str]) -> dict[str, tuple[dict[str, TensorInfo], dict[str, str]]]:
+        """Every shard's header, the shards in parallel (each a ``HEAD`` and one or two range reads)."""
+        if len(files) <= 1:
+            return super()._read_headers(files)
+        futures = {f: self._pool.submit(self._read_header, f) for f in files}
+        return {f: future.result() for f, future in futures.items()}
+
+    def _small_file(self, filename: str, max_bytes: int) -> tuple[int, bytes] | None:
+        """(size, body) of a small file, or None on 404; nothing past ``max_bytes`` is downloaded."""
         where = self._where(filename)
         rf = self._head(filename)
         if rf is None:
             return None
         if rf.size > max_bytes:
-            raise CheckpointError(f"is {rf.size} bytes, larger than the {max_bytes}-byte limit", path=where)
-        return self._http.read_whole(rf, where)
+            return rf.size, b""
+        return rf.size, self._http.read_whole(rf, where)
+
+    def read_bytes(self, filename: str, max_bytes: int = DEFAULT_TEXT_LIMIT) -> bytes | None:
+        """A small file at the repo root; ``None`` if the revision does not list it (no request
+        sent) or the server answers 404.  Its size (``HEAD``) is checked against ``max_bytes``
+        before it is downloaded, and the body is never read past that size.  Files requested
+        when the source opened (:data:`EARLY_FILES`) are taken from that request."""
+        check_plain_name(filename, what="metadata file", path=self.label)
+        if filename not in self._siblings:
+            return None
+        early = self._early.get(filename)
+        answer = early.result() if early is not None else None
+        if early is None or (answer is not None and not answer[1] and EARLY_FILES[filename] < answer[0] <= max_bytes):
+            answer = self._small_file(filename, max_bytes)  # not asked for early, or asked with a smaller limit
+        if answer is None:
+            return None
+        size, body = answer
+        if size > max_bytes:
+            raise CheckpointError(f"is {size} bytes, larger than the {max_bytes}-byte limit", path=self._where(filename))
+        return body
 
     # -- prefetch ---------------------------------------------------------------------------
     def prefetch(self, names: Iterable[str], *, gap: int = 1 << 20) -> None:
@@ -263,7 +303,9 @@ class HubCheckpoint(TensorSource):
         return data is not None
 
     def close(self) -> None:
-        """Drop the cache; close the client only if this instance created it."""
+        """Wait for requests in flight, drop the cache; close the client only if this instance
+        created it."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
         with self._lock:
             self._cache.clear()
             self._cache_bytes = 0

@@ -35,11 +35,11 @@ from indexer.sampling import BlockSample
 
 def normalize_rows(x: torch.Tensor, norm_kind: str) -> torch.Tensor:
     """RMSNorm: x / rms(x).  LayerNorm: (x - mean(x)) / std(x).  Gains are not applied here."""
-    x = x.double()
+    x = x.float()
     if norm_kind == "layer":
-        x = x - x.mean(dim=-1, keepdim=True)
-    rms = torch.sqrt((x * x).mean(dim=-1, keepdim=True))
-    return (x / torch.clamp(rms, min=1e-30)).float()
+        x = x - x.mean(dim=-1, keepdim=True, dtype=torch.float64).float()
+    rms = torch.sqrt((x * x).mean(dim=-1, keepdim=True, dtype=torch.float64))
+    return x / torch.clamp(rms, min=1e-30).float()
 
 
 def _expand_heads(matrix: torch.Tensor, kv_heads: int, heads: int, head_dim: int) -> torch.Tensor:

@@ -28,11 +28,12 @@ describe the embedding (M_emb = X̂ X̂ᵀ) and the output head (M_head = X̂ Ô
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
 
+from indexer import bf16
 from indexer.adapters.base import MatrixLoader, ModelRoles
 from indexer.canonical import (
     CanonicalLayer,
@@ -46,15 +47,16 @@ from indexer.sampling import SampleSize, block_reads, block_sample
 from indexer.sketch import Projection, sketch_product, unit
 from pedigree.errors import CheckpointError
 
-RECIPE = "tsi2"  # token-space invariants, recipe 2 (sampled rows)
+RECIPE = "tsi3"  # token-space invariants, recipe 3 (sampled rows, bfloat16 products, 1024-key probe prefix)
 DEFAULT_DIM = 512
 DEFAULT_SAMPLE = SampleSize()
+FINGERPRINT_PROBES = 1024  # the fingerprint uses the probes among the first 1024 keys of the global list
 PREFETCH_BLOCKS = 8  # blocks whose sampled rows are requested together (in parallel over HTTP, two windows ahead)
 
 
 def fingerprint_version(dim: int = DEFAULT_DIM, sample: SampleSize = DEFAULT_SAMPLE) -> str:
     """Names the recipe, dimension, sample size and probe list: any change re-indexes every model."""
-    return f"{RECIPE}-d{dim}-{sample.tag}-p{probe_list_digest()}"
+    return f"{RECIPE}-d{dim}-{sample.tag}-n{FINGERPRINT_PROBES}-p{probe_list_digest()}"
 
 
 @dataclass(frozen=True)
@@ -79,11 +81,15 @@ def _unit_columns(r: torch.Tensor) -> torch.Tensor:
 
 
 def layer_factors(x: torch.Tensor, layer: CanonicalLayer) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Each term of one block as factors (A, B) with M = A Bᵀ (see the module docstring)."""
-    up = _unit_columns(x @ layer.up.t())
-    factors = {"qk": (x @ layer.q.t(), x @ layer.k.t()), "up": (up, up)}
+    """Each term of one block as factors (A, B) with M = A Bᵀ (see the module docstring).  The
+    responses X̂ Wᵀ of all sampled rows come from one bfloat16 product (``indexer.bf16``; pass
+    ``x`` already in bfloat16 to convert it once per model)."""
+    rows = [layer.q, layer.k, layer.up] + ([layer.gate] if layer.gate is not None else [])
+    responses = bf16.matmul(x, torch.cat(rows).t()).split([len(r) for r in rows], dim=1)
+    up = _unit_columns(responses[2])
+    factors = {"qk": (responses[0], responses[1]), "up": (up, up)}
     if layer.gate is not None:
-        gate = _unit_columns(x @ layer.gate.t())
+        gate = _unit_columns(responses[3])
         factors["gate"] = (gate, gate)
     return factors
 
@@ -98,19 +104,66 @@ class _Sketcher:
         self.version = version
         self._projections: dict[str, Projection] = {}
 
+    def prepare(self, *terms: str) -> None:
+        """Build the projections of ``terms`` now (e.g. while the probe rows are on their way)."""
+        for term in terms:
+            if term not in self._projections:
+                projection = Projection.of(f"{self.version}/{term}", self.positions, self.universe, self.dim)
+                self._projections[term] = projection.stored_as(torch.bfloat16)  # bf16.matmul rounds them anyway
+
     def __call__(self, a: torch.Tensor, b: torch.Tensor, term: str) -> torch.Tensor:
-        if term not in self._projections:
-            self._projections[term] = Projection.of(f"{self.version}/{term}", self.positions, self.universe, self.dim)
-        return unit(sketch_product(a, b, self._projections[term]))
+        self.prepare(term)
+        return unit(sketch_product(a, b, self._projections[term], bf16.matmul))
 
 
-def _prefetch_probe_rows(loader: MatrixLoader, roles: ModelRoles, token_ids: torch.Tensor) -> None:
+class ReadAhead:
+    """Reads a model's rows ahead on one background thread: first the probe rows the maths
+    starts from, then the blocks' sampled rows a window of :data:`PREFETCH_BLOCKS` blocks at a
+    time, at most two windows ahead of the maths, so that on a remote source I/O overlaps
+    computation and the link carries one thing at a time in the order it is needed."""
+
+    def __init__(self, loader: MatrixLoader, roles: ModelRoles, token_ids: torch.Tensor, sample: SampleSize = DEFAULT_SAMPLE) -> None:
+        self.loader, self.roles, self.sample = loader, roles, sample
+        self.samples = [block_sample(layer, sample) for layer in roles.layers]
+        windows = [[read for lr, bs in zip(roles.layers[i:i + PREFETCH_BLOCKS], self.samples[i:i + PREFETCH_BLOCKS])
+                    for read in block_reads(loader, lr, bs)] for i in range(0, len(self.samples), PREFETCH_BLOCKS)]
+        self._jobs = [_probe_reads(roles, token_ids), *windows]
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead")
+        self._futures: list[Future[None]] = []
+        self._request(3)  # the probe rows, then two windows
+
+    def _request(self, jobs: int) -> None:
+        while len(self._futures) < min(jobs, len(self._jobs)):
+            self._futures.append(self._pool.submit(self.loader.source.prefetch_rows, self._jobs[len(self._futures)]))
+
+    def probes_ready(self) -> None:
+        """Wait until the probe rows are cached (raising the read's error, if any)."""
+        self._futures[0].result()
+
+    def block_ready(self, index: int) -> None:
+        """Wait until block ``index``'s rows are cached and keep two windows requested beyond it."""
+        job = 1 + index // PREFETCH_BLOCKS
+        self._request(job + 3)
+        self._futures[job].result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> ReadAhead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _probe_reads(roles: ModelRoles, token_ids: torch.Tensor) -> list[tuple[str, int, int]]:
+    """(tensor, start, stop) of the probe tokens' embedding and head rows and the final norm."""
     ids = sorted(set(token_ids.tolist()))
     refs = {ref.name: ref for ref in (roles.embedding, head_ref(roles)) if ref is not None}.values()
     reads = [(ref.name, i, i + 1) for ref in refs if not ref.transpose and ref.parts == 1 for i in ids]
     if roles.final_norm is not None and roles.final_norm.weight:
         reads.append((roles.final_norm.weight, 0, roles.hidden_size))
-    loader.source.prefetch_rows(reads)
+    return reads
 
 
 def compute_fingerprint(
@@ -125,36 +178,31 @@ def compute_fingerprint(
 ) -> Fingerprint:
     """Fingerprint one checkpoint.  ``progress(done, total)`` is called after each block and
     ``on_layer(layer)`` with each block's sampled canonical rows (to compute more from one read)."""
+    probes = probes.within(FINGERPRINT_PROBES)
     if len(probes) < MIN_PROBES:
         raise CheckpointError(f"only {len(probes)} probe tokens found in the vocabulary (need {MIN_PROBES})")
     version = fingerprint_version(dim, sample)
     sketcher = _Sketcher(probes, dim, version)
     token_ids = torch.from_numpy(probes.token_ids)
-    samples = [block_sample(layer, sample) for layer in roles.layers]
-    reads = [[read for lr, bs in zip(roles.layers[i:i + PREFETCH_BLOCKS], samples[i:i + PREFETCH_BLOCKS])
-              for read in block_reads(loader, lr, bs)] for i in range(0, len(samples), PREFETCH_BLOCKS)]
-    with torch.no_grad(), ThreadPoolExecutor(max_workers=1) as ahead:
-        _prefetch_probe_rows(loader, roles, token_ids)
-        windows = [ahead.submit(loader.source.prefetch_rows, window) for window in reads[:2]]  # I/O overlaps the maths
+    with torch.no_grad(), ReadAhead(loader, roles, token_ids, sample) as reads:
+        sketcher.prepare("embedding", "head", "qk", "up", "gate")
+        reads.probes_ready()
         x = probe_rows(loader, roles, token_ids)
         head_matrix = head_rows(loader, roles, token_ids)
+        embedding = sketcher(x, x, "embedding")  # while the first blocks are still arriving
+        head = sketcher(x, head_matrix, "head") if head_matrix is not None else None
+        x16 = x.to(torch.bfloat16)
         layer_vectors = []
-        for done, (layer_roles, block) in enumerate(zip(roles.layers, samples), start=1):
-            if (done - 1) % PREFETCH_BLOCKS == 0:
-                w = (done - 1) // PREFETCH_BLOCKS
-                windows[w].result()  # this window's rows are cached (or its error is raised here)
-                if w + 2 < len(reads):
-                    windows.append(ahead.submit(loader.source.prefetch_rows, reads[w + 2]))
+        for done, (layer_roles, block) in enumerate(zip(roles.layers, reads.samples), start=1):
+            reads.block_ready(done - 1)
             layer = canonical_layer(loader, roles, layer_roles, block)
             if on_layer is not None:
                 on_layer(layer)
-            factors = layer_factors(x, layer)
+            factors = layer_factors(x16, layer)
             layer_vectors.append(unit(sum(sketcher(a, b, name) for name, (a, b) in factors.items())))
             if progress is not None:
                 progress(done, len(roles.layers))
         layers = torch.stack(layer_vectors) if layer_vectors else torch.zeros(0, dim)
-        embedding = sketcher(x, x, "embedding")
-        head = sketcher(x, head_matrix, "head") if head_matrix is not None else None
         model = unit(layers.sum(dim=0)) if len(layer_vectors) else embedding
     return Fingerprint(version, model, layers, embedding, head, len(probes))
 
@@ -164,11 +212,12 @@ def whole_block_vectors(loader: MatrixLoader, roles: ModelRoles, probes: ProbeSe
     """[len(layers), D] block vectors of the given blocks read *whole* (every head and unit): the
     quantity a sampled block vector estimates, exactly invariant under every function-preserving
     transform (a permuted copy scores 1.0).  For the lineage stage's copy test on a few blocks."""
-    sketcher = _Sketcher(probes, dim, f"{RECIPE}-whole-d{dim}-p{probe_list_digest()}")
+    probes = probes.within(FINGERPRINT_PROBES)
+    sketcher = _Sketcher(probes, dim, f"{RECIPE}-whole-d{dim}-n{FINGERPRINT_PROBES}-p{probe_list_digest()}")
     with torch.no_grad():
         x = probe_rows(loader, roles, torch.from_numpy(probes.token_ids))
         vectors = []
         for index in layers:
-            factors = layer_factors(x, canonical_layer(loader, roles, roles.layers[index]))
+            factors = layer_factors(x.to(torch.bfloat16), canonical_layer(loader, roles, roles.layers[index]))
             vectors.append(unit(sum(sketcher(a, b, name) for name, (a, b) in factors.items())))
     return torch.stack(vectors) if vectors else torch.zeros(0, dim)

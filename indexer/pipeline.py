@@ -16,10 +16,11 @@ from datetime import datetime
 from pathlib import Path
 
 from indexer.adapters import MatrixLoader, ModelRoles, roles_for
-from indexer.card import parse_card
+from indexer.card import MAX_CARD_BYTES, parse_card
 from indexer.fingerprint import (
     DEFAULT_DIM,
     DEFAULT_SAMPLE,
+    FINGERPRINT_PROBES,
     Fingerprint,
     compute_fingerprint,
     fingerprint_version,
@@ -28,7 +29,7 @@ from indexer.probes import select_probes
 from indexer.safetensors_format import INDEX_FILE, SINGLE_FILE
 from indexer.sampling import SampleSize
 from indexer.sources import LocalCheckpoint, TensorSource, open_checkpoint
-from indexer.vocabulary import read_vocabulary
+from indexer.vocabulary import find_vocabulary_file, parse_vocabulary
 from indexer.weight_stats import StatsAccumulator
 from pedigree.errors import CheckpointError, PedigreeError, UnsupportedModelError
 from storage.db import (
@@ -85,7 +86,7 @@ def discover(path: str | os.PathLike[str], model_id: str | None = None) -> list[
 
 def describe(source: TensorSource, record: ModelRecord) -> ModelRoles:
     """Fill ``record`` with what config.json, the card and the tensors say; return the roles."""
-    card = parse_card(source.read_text("README.md", 2**20))
+    card = parse_card(source.read_text("README.md", MAX_CARD_BYTES))
     record.card = card.as_json()
     record.created_at = card.created_at
     config = source.read_json("config.json")
@@ -111,11 +112,12 @@ def fingerprint_source(
 ) -> Fingerprint:
     """Roles, vocabulary and probes, then the fingerprint (raises PedigreeError on any problem)."""
     roles = describe(source, record)
-    vocabulary = read_vocabulary(source)
-    if vocabulary is None:
+    tokenizer_file = find_vocabulary_file(source)
+    if tokenizer_file is None:
         raise UnsupportedModelError("no tokenizer files (tokenizer.json, vocab.json, vocab.txt or tokenizer.model)")
+    vocabulary = parse_vocabulary(*tokenizer_file)
     record.tokenizer_hash = vocabulary.digest
-    probes = select_probes(vocabulary, roles.vocab_size)
+    probes = select_probes(vocabulary, roles.vocab_size, FINGERPRINT_PROBES)
     loader = MatrixLoader(source)
     stats = StatsAccumulator(loader, roles)
     fingerprint = compute_fingerprint(loader, roles, probes, dim=dim, sample=sample, progress=progress, on_layer=stats.add)

@@ -50,11 +50,17 @@ class ProbeSelection:
     def __len__(self) -> int:
         return len(self.positions)
 
+    def within(self, count: int) -> ProbeSelection:
+        """The probes among the first ``count`` keys of the global list."""
+        keep = self.positions < count
+        return ProbeSelection(self.positions[keep], self.token_ids[keep])
 
-def select_probes(vocabulary: Vocabulary, vocab_rows: int) -> ProbeSelection:
-    """Probes present in ``vocabulary`` whose token id has an embedding row (< ``vocab_rows``)."""
+
+def select_probes(vocabulary: Vocabulary, vocab_rows: int, count: int | None = None) -> ProbeSelection:
+    """Probes present in ``vocabulary`` whose token id has an embedding row (< ``vocab_rows``),
+    among the first ``count`` keys of the global list (all of them by default)."""
     positions, token_ids = [], []
-    for position, key in enumerate(probe_keys()):
+    for position, key in enumerate(probe_keys()[:count]):
         token_id = vocabulary.lookup(key)
         if token_id is not None and 0 <= token_id < vocab_rows:
             positions.append(position)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from indexer.adapters.base import LayerRoles, MatrixLoader, MatrixRef, NormRef
 
 ATTENTION_ROWS = 64
-MLP_UNITS = 256
+MLP_UNITS = 128
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ years apart stay comparable as long as the fingerprint version string is the sam
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
@@ -65,15 +66,15 @@ def offdiagonal_zscore(matrix: torch.Tensor) -> torch.Tensor:
     term blind to the global scale and offset of the matrix.
     """
     n = matrix.shape[0]
-    m = matrix.double()
-    diagonal = torch.diagonal(m)
+    m = matrix.float()
+    diagonal = torch.diagonal(m).double()
     pairs = n * (n - 1)
-    mean = (m.sum() - diagonal.sum()) / pairs
-    second = ((m * m).sum() - (diagonal * diagonal).sum()) / pairs
+    mean = (m.sum(dtype=torch.float64) - diagonal.sum()) / pairs  # sums in float64, entries in float32
+    second = ((m * m).sum(dtype=torch.float64) - (diagonal * diagonal).sum()) / pairs
     std = torch.sqrt(torch.clamp(second - mean * mean, min=0.0))
     if not torch.isfinite(std) or std <= 0:
-        return torch.zeros_like(matrix, dtype=torch.float32)
-    z = ((m - mean) / std).float()
+        return torch.zeros_like(m)
+    z = (m - float(mean)) / float(std)
     z.fill_diagonal_(0.0)
     return z
 
@@ -87,17 +88,24 @@ class Projection:
     right: torch.Tensor  # [n, D]
     left_sum: torch.Tensor  # [D] float64
     right_sum: torch.Tensor  # [D] float64
-    products: torch.Tensor  # [n, D] float64, u_ki v_ki
+    products: torch.Tensor  # [D, n] float64, u_ki v_ki
+    both: torch.Tensor  # [n, 2D]: left and right side by side (one product for a Gram's two sides)
 
     @classmethod
     def of(cls, seed: str, positions: torch.Tensor, universe: int, dim: int) -> Projection:
         left = gaussian_matrix(seed + "/u", universe, dim)[positions]
         right = gaussian_matrix(seed + "/v", universe, dim)[positions]
-        return cls(left, right, left.sum(dim=0).double(), right.sum(dim=0).double(), (left * right).double())
+        return cls(left, right, left.sum(dim=0).double(), right.sum(dim=0).double(), (left * right).t().double().contiguous(),
+                   torch.cat([left, right], dim=1))
 
-    def apply(self, z: torch.Tensor) -> torch.Tensor:
-        """s_k = u_kᵀ Z v_k for k < D, from a formed n x n matrix Z."""
-        return (self.left * (z @ self.right)).sum(dim=0)
+    def stored_as(self, dtype: torch.dtype) -> Projection:
+        """The same projection with u, v kept in ``dtype`` (bfloat16: no conversion per product
+        when every product rounds them to bfloat16 anyway)."""
+        return replace(self, left=self.left.to(dtype), right=self.right.to(dtype), both=self.both.to(dtype))
+
+    def apply(self, z: torch.Tensor, matmul: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = torch.matmul) -> torch.Tensor:
+        """s_k = u_kᵀ Z v_k for k < D, from a formed n x n matrix Z (``matmul`` forms Z V)."""
+        return (self.left * matmul(z, self.right)).sum(dim=0)
 
 
 def sketch(z: torch.Tensor, positions: torch.Tensor, seed: str, universe: int, dim: int) -> torch.Tensor:
@@ -105,7 +113,8 @@ def sketch(z: torch.Tensor, positions: torch.Tensor, seed: str, universe: int, d
     return Projection.of(seed, positions, universe, dim).apply(z)
 
 
-def sketch_product(a: torch.Tensor, b: torch.Tensor, projection: Projection) -> torch.Tensor:
+def sketch_product(a: torch.Tensor, b: torch.Tensor, projection: Projection,
+                   matmul: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = torch.matmul) -> torch.Tensor:
     """``sketch(offdiagonal_zscore(a bᵀ), ...)`` from the n x r factors, never forming the n x n
     matrix when r < n.  With M = a bᵀ, m_i = M_ii, S = Σ_ij M_ij, Q = ‖M‖²_F = Σ (aᵀa ∘ bᵀb):
 
@@ -113,25 +122,29 @@ def sketch_product(a: torch.Tensor, b: torch.Tensor, projection: Projection) -> 
         s_k = [ (aᵀu_k)·(bᵀv_k) − μ (Σu_k)(Σv_k) − Σ_i u_ki v_ki (m_i − μ) ] / σ
 
     which is u_kᵀ Z v_k with Z_ij = (M_ij − μ)/σ off the diagonal and 0 on it: O(n r D) work
-    instead of O(n² D)."""
+    instead of O(n² D).  ``matmul`` forms a bᵀ (when r ≥ n, the n x n path) and the O(n r D)
+    products aᵀu, bᵀv (e.g. :func:`indexer.bf16.matmul`); the sums stay in float64."""
     n, r = a.shape
     if r >= n:
-        return projection.apply(offdiagonal_zscore(a @ b.t()))
-    same = b is a  # a Gram (a aᵀ): one projection serves both sides
+        return projection.apply(offdiagonal_zscore(matmul(a, b.t())), matmul)
+    same = b is a  # a Gram (a aᵀ): one product serves both sides
     af, bf = a.float(), b.float()
-    a, b = a.double(), (a.double() if same else b.double())
-    diagonal = (a * b).sum(dim=1)
+    diagonal = (af * bf).sum(dim=1).double()
     pairs = n * (n - 1)
-    mean = (a.sum(dim=0) @ b.sum(dim=0) - diagonal.sum()) / pairs
-    gram_a = a.t() @ a
-    second = ((gram_a * (gram_a if same else b.t() @ b)).sum() - (diagonal * diagonal).sum()) / pairs
+    mean = (af.sum(dim=0).double() @ bf.sum(dim=0).double() - diagonal.sum()) / pairs
+    # the O(r² n) and O(n r D) products in float32 (relative error ~1e-6), the sums in float64
+    gram_a = (af.t() @ af).double()
+    second = ((gram_a * (gram_a if same else (bf.t() @ bf).double())).sum() - (diagonal * diagonal).sum()) / pairs
     std = torch.sqrt(torch.clamp(second - mean * mean, min=0.0))
     if not torch.isfinite(std) or std <= 0:
         return torch.zeros(projection.left.shape[1])
-    # the O(n r D) products in float32 (relative error ~1e-6)
-    raw = ((af.t() @ projection.left).double() * ((af if same else bf).t() @ projection.right).double()).sum(dim=0)
+    if same:
+        au, bv = matmul(af.t(), projection.both).double().chunk(2, dim=1)
+    else:
+        au, bv = matmul(af.t(), projection.left).double(), matmul(bf.t(), projection.right).double()
+    raw = (au * bv).sum(dim=0)
     raw -= mean * projection.left_sum * projection.right_sum
-    raw -= projection.products.t() @ (diagonal - mean)
+    raw -= projection.products @ (diagonal - mean)
     return (raw / std).float()
 
 

@@ -94,6 +94,10 @@ class TensorSource(ABC):
         """(tensors, metadata) of one weight file's validated header (sources that list shards)."""
         raise NotImplementedError
 
+    def _read_headers(self, files: list[str]) -> dict[str, tuple[dict[str, TensorInfo], dict[str, str]]]:
+        """:meth:`_read_header` of every file (one after the other; remote sources overlap them)."""
+        return {f: self._read_header(f) for f in files}
+
     def _missing_index(self) -> Exception:
         return CheckpointError(f"{INDEX_FILE} is listed but could not be read", path=self.label)
 
@@ -112,7 +116,7 @@ class TensorSource(ABC):
             for f in self._files:
                 if not has_file(f):
                     raise CheckpointError(f"shard file {f} listed in {INDEX_FILE} is missing", path=self.label)
-        headers = {f: self._read_header(f) for f in self._files}
+        headers = self._read_headers(self._files)
         tensors = fmt.merge_shards(headers, weight_map, self.label)
         for _, meta in headers.values():
             self.metadata.update(meta)

@@ -17,28 +17,55 @@ never unpickled or executed).  Everything is parsed as data with sizes bounded b
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
+from indexer import safetensors_format as fmt
 from indexer.sources import TensorSource
 from pedigree.errors import CheckpointError
 
 WORD_BOUNDARY = "␣"
 _BYTE_PIECE = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
 MAX_TOKENIZER_BYTES = 64 * 2**20
+VOCABULARY_FILES = ("tokenizer.json", "vocab.json", "vocab.txt", "tokenizer.model")
+"""Where a vocabulary is read from, in order of preference (the first present is used)."""
 
 
 @dataclass(frozen=True)
 class Vocabulary:
-    """Canonical key -> token id for the non-special tokens of one tokenizer."""
+    """The non-special tokens of one tokenizer, looked up by canonical key.
 
-    ids_by_key: dict[str, int]
+    :meth:`lookup` spells the key every way this tokenizer's style can (:func:`spellings`) and
+    looks those strings up, so a probe costs a few dict lookups and the tokenizer's other tokens
+    are never canonicalised; :attr:`ids_by_key` is the full map, built on first use.  Among the
+    tokens of one key a regular piece wins over a byte piece, then the lowest id.
+    """
+
+    tokens: dict[str, int]  # non-special token string -> lowest id
+    style: str  # byte_level | metaspace | wordpiece | plain (see canonical_key)
     size: int  # number of token ids the tokenizer defines (incl. special tokens)
     digest: str  # sha256 of the tokenizer file that was read ("" if none)
     source: str  # which file the vocabulary came from
 
     def lookup(self, key: str) -> int | None:
-        return self.ids_by_key.get(key)
+        found = [(1 if _BYTE_PIECE.match(t) else 0, self.tokens[t]) for t in spellings(key, self.style) if t in self.tokens]
+        return min(found)[1] if found else None
+
+    @cached_property
+    def ids_by_key(self) -> dict[str, int]:
+        """Canonical key -> token id for every token that has a key."""
+        chosen: dict[str, tuple[int, int]] = {}  # key -> (rank, id)
+        for token, token_id in self.tokens.items():
+            key = canonical_key(token, self.style)
+            if key is None:
+                continue
+            rank = 1 if _BYTE_PIECE.match(token) else 0
+            best = chosen.get(key)
+            if best is None or (rank, token_id) < best:
+                chosen[key] = (rank, token_id)
+        return {key: tid for key, (_, tid) in chosen.items()}
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -55,7 +82,8 @@ def _bytes_to_unicode() -> dict[int, str]:
     return {byte: chr(char) for byte, char in zip(printable, chars)}
 
 
-_UNICODE_TO_BYTE = {char: byte for byte, char in _bytes_to_unicode().items()}
+_BYTE_TO_UNICODE = _bytes_to_unicode()
+_UNICODE_TO_BYTE = {char: byte for byte, char in _BYTE_TO_UNICODE.items()}
 
 
 def _mark_boundary(text: str) -> str:
@@ -96,6 +124,42 @@ def canonical_key(token: str, style: str) -> str | None:
     return _mark_boundary(token) if token else None
 
 
+def _unmarked(key: str) -> list[str]:
+    """The texts ``t`` with ``_mark_boundary(t) == key``: a leading ``␣`` was a space or itself."""
+    if key.startswith(WORD_BOUNDARY):
+        return [" " + key[1:], key]
+    return [] if key.startswith(" ") else [key]
+
+
+def _space_variants(text: str) -> list[str]:
+    """``text`` with each space written as ``▁`` or left as a space (SentencePiece reads both)."""
+    variants = [""]
+    for char in text:
+        variants = [v + c for v in variants for c in (("▁", " ") if char == " " else (char,))]
+    return variants
+
+
+def spellings(key: str, style: str) -> list[str]:
+    """Every token string whose :func:`canonical_key` in ``style`` is ``key`` (its inverse)."""
+    if not key:
+        return []
+    if style == "byte_level":
+        return ["".join(_BYTE_TO_UNICODE[b] for b in text.encode("utf-8")) for text in _unmarked(key)]
+    if style == "metaspace":
+        out = [t for text in _unmarked(key) if "▁" not in text and text.count(" ") <= 8
+               for t in _space_variants(text) if not _BYTE_PIECE.match(t)]
+        if len(key) == 1 and 0x21 <= ord(key) <= 0x7E:  # byte-fallback pieces <0xNN>, either hex case
+            digits = f"{ord(key):02X}"
+            out += sorted({f"<0x{a}{b}>" for a in {digits[0], digits[0].lower()} for b in {digits[1], digits[1].lower()}})
+        return out
+    if style == "wordpiece":
+        out = ["##" + key]
+        if key.startswith(WORD_BOUNDARY) and len(key) > 1 and not key[1:].startswith("##"):
+            out.append(key[1:])
+        return out
+    return _unmarked(key)
+
+
 def _tokenizer_style(spec: dict) -> str:
     """Infer how token strings are spelled from a tokenizer.json's components."""
     names: list[str] = []
@@ -123,19 +187,12 @@ def _tokenizer_style(spec: dict) -> str:
 
 
 def _build(pairs: list[tuple[str, int, bool]], style: str, size: int, digest: str, source: str) -> Vocabulary:
-    """Map canonical key -> id; among tokens sharing a key prefer regular pieces, then low ids."""
-    chosen: dict[str, tuple[int, int]] = {}  # key -> (rank, id)
+    """Keep the non-special tokens (the lowest id of a string that repeats)."""
+    tokens: dict[str, int] = {}
     for token, token_id, special in pairs:
-        if special:
-            continue
-        key = canonical_key(token, style)
-        if key is None:
-            continue
-        rank = 1 if _BYTE_PIECE.match(token) else 0
-        best = chosen.get(key)
-        if best is None or (rank, token_id) < best:
-            chosen[key] = (rank, token_id)
-    return Vocabulary({key: tid for key, (_, tid) in chosen.items()}, size, digest, source)
+        if not special and token_id < tokens.get(token, token_id + 1):
+            tokens[token] = token_id
+    return Vocabulary(tokens, style, size, digest, source)
 
 
 def _from_tokenizer_json(spec: object, digest: str) -> Vocabulary:
@@ -216,30 +273,50 @@ def _from_sentencepiece(raw: bytes, digest: str) -> Vocabulary:
     return _build(pairs, "metaspace", len(pairs), digest, "tokenizer.model")
 
 
-def read_vocabulary(source: TensorSource) -> Vocabulary | None:
-    """The checkpoint's vocabulary, from the first tokenizer file present; None if it has none."""
-    text = source.read_text("tokenizer.json", MAX_TOKENIZER_BYTES)
-    if text is not None:
-        import json
+def find_vocabulary_file(source: TensorSource) -> tuple[str, bytes] | None:
+    """(name, bytes) of the first of :data:`VOCABULARY_FILES` the checkpoint has, or None."""
+    for name in VOCABULARY_FILES:
+        raw = source.read_bytes(name, MAX_TOKENIZER_BYTES)
+        if raw is not None:
+            return name, raw
+    return None
 
-        try:
-            spec = json.loads(text)
-        except ValueError as error:
-            raise CheckpointError(f"tokenizer.json is not valid JSON: {error}") from None
-        return _from_tokenizer_json(spec, hashlib.sha256(text.encode()).hexdigest())
-    vocab_json = source.read_json("vocab.json", MAX_TOKENIZER_BYTES)
-    if isinstance(vocab_json, dict):
-        pairs = [(tok, tid, False) for tok, tid in vocab_json.items() if isinstance(tid, int)]
-        digest = hashlib.sha256(repr(sorted(vocab_json.items())).encode()).hexdigest()
-        return _build(pairs, "byte_level", 1 + max((p[1] for p in pairs), default=-1), digest, "vocab.json")
-    vocab_txt = source.read_text("vocab.txt", MAX_TOKENIZER_BYTES)
-    if vocab_txt is not None:
-        lines = vocab_txt.split("\n")
+
+def _text(name: str, raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise CheckpointError(f"{name} is not valid UTF-8 ({e.reason} at byte {e.start})") from None
+
+
+def parse_vocabulary(name: str, raw: bytes) -> Vocabulary:
+    """The vocabulary in tokenizer file ``name`` (one of :data:`VOCABULARY_FILES`), parsed as data."""
+    if name == "tokenizer.model":
+        return _from_sentencepiece(raw, hashlib.sha256(raw).hexdigest())
+    text = _text(name, raw)
+    if name == "vocab.txt":
+        lines = text.split("\n")
         if lines and lines[-1] == "":
             lines.pop()
         pairs = [(line, i, line.startswith("[") and line.endswith("]")) for i, line in enumerate(lines)]
-        return _build(pairs, "wordpiece", len(pairs), hashlib.sha256(vocab_txt.encode()).hexdigest(), "vocab.txt")
-    raw = source.read_bytes("tokenizer.model", MAX_TOKENIZER_BYTES)
-    if raw is not None:
-        return _from_sentencepiece(raw, hashlib.sha256(raw).hexdigest())
-    return None
+        return _build(pairs, "wordpiece", len(pairs), hashlib.sha256(text.encode()).hexdigest(), "vocab.txt")
+    if name == "vocab.json":
+        vocab_json = fmt.loads_json(text, name, "")
+        if not isinstance(vocab_json, dict):
+            raise CheckpointError("vocab.json is not a JSON object of token -> id")
+        pairs = [(tok, tid, False) for tok, tid in vocab_json.items() if isinstance(tid, int)]
+        digest = hashlib.sha256(repr(sorted(vocab_json.items())).encode()).hexdigest()
+        return _build(pairs, "byte_level", 1 + max((p[1] for p in pairs), default=-1), digest, "vocab.json")
+    if name != "tokenizer.json":
+        raise ValueError(f"not a vocabulary file: {name!r}")
+    try:
+        spec = json.loads(text)
+    except ValueError as error:
+        raise CheckpointError(f"tokenizer.json is not valid JSON: {error}") from None
+    return _from_tokenizer_json(spec, hashlib.sha256(text.encode()).hexdigest())
+
+
+def read_vocabulary(source: TensorSource) -> Vocabulary | None:
+    """The checkpoint's vocabulary, from the first tokenizer file present; None if it has none."""
+    found = find_vocabulary_file(source)
+    return None if found is None else parse_vocabulary(*found)

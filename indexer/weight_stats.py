@@ -60,9 +60,9 @@ class WeightStats:
 def qk_spectral_kurtosis(layer: CanonicalLayer, head_dim: int) -> float:
     """Excess kurtosis of the symmetrised singular values of the sampled heads' W_q,hᵀ W_k,h
     (trace formulas over hd x hd matrices, see the module docstring)."""
-    q = layer.q.double().reshape(-1, head_dim, layer.q.shape[-1])
-    k = layer.k.double().reshape(-1, head_dim, layer.k.shape[-1])
-    qk = (q @ q.transpose(1, 2)) @ (k @ k.transpose(1, 2))  # [heads, hd, hd]
+    q = layer.q.reshape(-1, head_dim, layer.q.shape[-1])
+    k = layer.k.reshape(-1, head_dim, layer.k.shape[-1])
+    qk = ((q @ q.transpose(1, 2)).double() @ (k @ k.transpose(1, 2)).double())  # [heads, hd, hd]; Grams in float32
     m = qk.shape[0] * head_dim
     second = float(torch.diagonal(qk, dim1=1, dim2=2).sum()) / m
     fourth = float(torch.diagonal(qk @ qk, dim1=1, dim2=2).sum()) / m
@@ -71,14 +71,14 @@ def qk_spectral_kurtosis(layer: CanonicalLayer, head_dim: int) -> float:
 
 def int8_grid_fraction(rows: torch.Tensor) -> float:
     """Fraction of rows whose entries sit on the per-row grid max|w|/127 (within tolerance)."""
-    rows = rows.double()
+    rows = rows.float()  # the residual is compared with a tolerance of 0.08 steps: float32 is exact enough
     step = rows.abs().amax(dim=1, keepdim=True) / 127.0
     ok = step.squeeze(1) > 0
     if not bool(ok.any()):
         return 0.0
     scaled = rows[ok] / step[ok]
     residual = (scaled - scaled.round()).abs().mean(dim=1)
-    return float((residual < GRID_TOLERANCE).double().mean())
+    return float((residual < GRID_TOLERANCE).float().mean())
 
 
 class StatsAccumulator:
@@ -93,7 +93,7 @@ class StatsAccumulator:
     def add(self, layer: CanonicalLayer) -> None:
         roles = self.roles.layers[layer.index]
         self.kurtosis.append(qk_spectral_kurtosis(layer, roles.head_dim))
-        self.norm += sum(float((m.double() ** 2).sum()) for m in (layer.q, layer.k))
+        self.norm += sum(float((m * m).sum(dtype=torch.float64)) for m in (layer.q, layer.k))
         for ref in (roles.up, roles.q):
             if ref.transpose or ref.parts != 1:
                 rows = self.loader.matrix(ref)[:GRID_ROWS]

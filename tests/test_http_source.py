@@ -19,7 +19,7 @@ from huggingface_hub import HfApi
 from safetensors.torch import save_file
 
 from crawler.http_retry import USER_AGENT, RetryPolicy, hub_client, server_wait
-from crawler.http_source import SPECULATIVE_HEADER_READ, HubCheckpoint
+from crawler.http_source import EARLY_FILES, SPECULATIVE_HEADER_READ, HubCheckpoint
 from crawler.hub_server import (
     FaultConfig,
     HubServer,
@@ -31,7 +31,9 @@ from crawler.hub_server import (
 )
 from crawler.hub_server.faults import change_file
 from crawler.link_estimate import LinkEstimate
+from indexer.safetensors_format import INDEX_FILE
 from indexer.sources import LocalCheckpoint
+from indexer.vocabulary import VOCABULARY_FILES
 from pedigree.errors import (
     ByteBudgetExceededError,
     CheckpointError,
@@ -154,13 +156,20 @@ def test_reads_match_local_checkpoint_bit_for_bit(hub: HubServer, root: Path, re
     local.close()
 
 
-def test_open_costs_one_head_and_one_range_per_shard(hub: HubServer) -> None:
+def test_open_costs_one_head_and_one_range_per_shard_plus_the_early_files(hub: HubServer) -> None:
+    _, files = _siblings(hub, SHARDED)
+    early = [f for f in (*EARLY_FILES, next(v for v in VOCABULARY_FILES if v in files)) if f in files]
+    assert {"config.json", INDEX_FILE, "tokenizer.json"} <= set(early)
     with _open(hub, SHARDED) as src:
+        src.settle()
         s = hub.stats()
-        # index: HEAD + GET; each of the two shards: HEAD + one speculative range read
-        assert (s.count("resolve_head"), s.count("range_get"), s.count("total") - s.count("api_info")) == (3, 2, 6)
-        assert src.requests == 6 and src.bytes_read == s.bytes_sent - s.bytes_by_kind["api_info"]
+        # each early file (card, config, shard index, tokenizer): HEAD + GET; each shard: HEAD + one speculative range read
+        assert (s.count("resolve_head"), s.count("range_get")) == (len(early) + 2, 2)
+        assert s.count("total") - s.count("api_info") == 2 * len(early) + 4 == src.requests
+        assert src.bytes_read == s.bytes_sent - s.bytes_by_kind["api_info"]
         assert all(r.range == f"bytes=0-{SPECULATIVE_HEADER_READ - 1}" for r in s.log if r.range)
+        assert src.read_bytes("tokenizer.json") is not None and src.read_json("config.json") is not None
+        assert hub.stats().count("total") == s.count("total")  # the early files cost no second request
 
 
 def test_large_header_takes_exactly_two_range_reads(hub: HubServer, root: Path) -> None:
@@ -210,6 +219,7 @@ def test_prefetch_rows_reads_only_those_rows_in_parallel_requests(hub: HubServer
     info = local.info(emb)
     rows = [3, 4, 5, 200, 201, 400]  # three runs far apart (rows are 256 B; the gap rule merges < 64 B apart only)
     with _open(hub, SINGLE) as src:
+        src.settle()
         hub.reset_stats()
         before, read_before = src.requests, src.bytes_read
         src.prefetch_rows([(emb, r, r + 1) for r in rows] + [(QKV[0], 0, 8)], gap=64)
@@ -337,9 +347,10 @@ def test_retry_delay_honours_retry_after_and_ratelimit_headers(hub: HubServer) -
 
 def test_server_error_burst_is_retried_then_gives_up(hub: HubServer) -> None:
     with _open(hub, SINGLE) as src:
+        src.settle()
         hub.set_faults(FaultConfig(server_errors=[ServerError(scope="files", count=3, status=502)]))
         before = src.requests
-        assert src.read_bytes("config.json")  # three 502s on HEAD, then HEAD and GET succeed
+        assert src.read_bytes("tokenizer_config.json")  # three 502s on HEAD, then HEAD and GET succeed
         assert hub.stats().status[502] == 3 and src.requests == before + 5
         hub.set_faults(FaultConfig(server_errors=[ServerError(scope="cdn_get", status=503)]))
         hub.reset_stats()
@@ -372,14 +383,18 @@ def test_missing_repo_revision_and_files(hub: HubServer) -> None:
     with pytest.raises(RepoGoneError, match="RevisionNotFound"):
         HubCheckpoint(hub.url, SINGLE, "0" * 40, files, retry=FAST)
     with HubCheckpoint(hub.url, SINGLE, sha, [*files, "ghost.txt"], retry=FAST) as src:
+        src.settle()
+        hub.reset_stats()
         before = src.requests
         assert src.read_bytes("vocab.txt") is None and src.requests == before  # not listed: no request
         assert src.read_bytes("ghost.txt") is None  # listed but 404 EntryNotFound
         with pytest.raises(CheckpointError, match="not a plain file name"):
             src.read_bytes("../x")
         with pytest.raises(CheckpointError, match="larger than the 100-byte limit"):
-            src.read_bytes("tokenizer.json", max_bytes=100)
+            src.read_bytes("tokenizer_config.json", max_bytes=100)
         assert hub.stats().count("resolve_get") == 0  # the size came from HEAD: nothing downloaded
+        with pytest.raises(CheckpointError, match="larger than the 100-byte limit"):
+            src.read_bytes("tokenizer.json", max_bytes=100)  # fetched when the source opened: the same limit holds
     with pytest.raises(CheckpointError, match="pickle checkpoints"):
         HubCheckpoint(hub.url, SINGLE, sha, ["pytorch_model.bin", "config.json"])
 

@@ -107,3 +107,32 @@ def test_vocab_txt_and_vocab_json_fallbacks():
     assert wp.lookup("␣the") == 1 and wp.lookup("ing") == 2 and wp.lookup("[PAD]") is None
     bl = read_vocabulary(StateDictSource({}, {"vocab.json": json.dumps({"Ġthe": 0, "ing": 1})}))
     assert bl.lookup("␣the") == 0 and bl.lookup("ing") == 1
+
+
+def _agrees_with_the_full_map(vocab) -> None:
+    for key, token_id in vocab.ids_by_key.items():
+        assert vocab.lookup(key) == token_id, key
+    for key in probe_keys():
+        assert vocab.lookup(key) == vocab.ids_by_key.get(key), key
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2", "gpt2", "gpt_neox", "bert"])
+def test_lookup_by_spelling_equals_the_full_canonical_map_on_the_zoo_tokenizers(small_zoo, family):
+    """lookup() spells a key every way the style allows instead of canonicalising every token:
+    it must find exactly what the full key -> id map finds, for every key of every family."""
+    folder = next(p for p in sorted(small_zoo.glob("*/*")) if json.loads((p / "config.json").read_text())["model_type"] == family
+                  and ((p / "tokenizer.json").exists() or (p / "vocab.txt").exists()))
+    files = {name: (folder / name).read_text() for name in ("tokenizer.json", "vocab.json", "vocab.txt") if (folder / name).exists()}
+    _agrees_with_the_full_map(read_vocabulary(StateDictSource({}, files)))
+
+
+def test_lookup_by_spelling_covers_the_odd_spellings():
+    """Literal ␣ in a token, a real space in a SentencePiece piece, lower-case byte pieces,
+    doubled boundaries, WordPiece pieces that look like continuations."""
+    pieces = [("<unk>", 2), ("▁the", 1), (" the", 1), ("␣the", 1), ("<0x21>", 6), ("<0x2a>", 6), ("!", 1),
+              ("▁▁x", 1), ("▁ x", 1), ("▁", 1), ("<0x0A>", 6), ("ab▁cd", 1)]
+    _agrees_with_the_full_map(read_vocabulary(StateDictSource({}, {"tokenizer.model": sentencepiece_model(pieces)})))
+    wp = read_vocabulary(StateDictSource({}, {"vocab.txt": "[PAD]\nthe\n##the\n####x\n##\n␣the\n##␣the\n"}))
+    _agrees_with_the_full_map(wp)
+    bl = read_vocabulary(StateDictSource({}, {"vocab.json": json.dumps({"Ġthe": 0, "the": 1, "âĢ": 2, "ĠĠ": 3, "âĲ£the": 4})}))
+    _agrees_with_the_full_map(bl)

@@ -314,17 +314,18 @@ class MatrixLoader:
         if ref.transpose or ref.parts != 1:
             return self.matrix(ref)[row_ids]
         ids = sorted(set(int(i) for i in row_ids.tolist()))
-        pieces: dict[int, torch.Tensor] = {}
+        blocks: list[torch.Tensor] = []
         start = 0
         while start < len(ids):  # coalesce consecutive ids into one contiguous read
             stop = start
             while stop + 1 < len(ids) and ids[stop + 1] == ids[stop] + 1:
                 stop += 1
-            block = self.source.read_rows(ref.name, ids[start], ids[stop] + 1).float()
-            for offset, token in enumerate(range(ids[start], ids[stop] + 1)):
-                pieces[token] = block[offset]
+            blocks.append(self.source.read_rows(ref.name, ids[start], ids[stop] + 1))
             start = stop + 1
-        return torch.stack([pieces[int(i)] for i in row_ids.tolist()])
+        if not blocks:
+            return torch.zeros(0, self.source.info(ref.name).shape[-1])
+        where = torch.searchsorted(torch.tensor(ids), row_ids.to(torch.int64))  # row i of the sorted, de-duplicated ids
+        return torch.cat(blocks).float()[where]
 
     def gain(self, norm: NormRef | None, size: int) -> torch.Tensor:
         if norm is None or norm.weight is None:
