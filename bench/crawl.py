@@ -206,8 +206,8 @@ def markdown(result: dict, command: str) -> str:
                          f"**{r['fraction_read']:.1%}** | {r['crawl_seconds']} | {r['baseline_seconds']} | **{r['speedup']}×** |")
         for r in result["checkpoints"]:
             if r.get("first_crawl_in_process_seconds") is not None and r["probe_ids"] == "contiguous":
-                lines += ["", f"{r['checkpoint']}: the first crawl of a fresh process ({r['network']}, untimed above) took "
-                          f"{r['first_crawl_in_process_seconds']} s - it also builds the sketch projections once per process."]
+                lines += ["", (f"{r['checkpoint']}: the first crawl of a fresh process ({r['network']}, untimed above) took "
+                               f"{r['first_crawl_in_process_seconds']} s - it also builds the sketch projections once per process.")]
     if result.get("listing"):
         r = result["listing"]
         lines += ["", f"Listing: {r['repos']:,} repos in {r['pages']} pages, {r['seconds']} s ({r['repos_per_second']:,} repos/s)."]

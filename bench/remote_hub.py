@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Self
 
 STARTUP_TIMEOUT = 600.0  # the server hashes every file once when it starts (a 7B checkpoint: minutes)
 
@@ -35,7 +36,7 @@ class RemoteHub:
         self.url = f"http://127.0.0.1:{self.port}"
         self._process: subprocess.Popen | None = None
 
-    def __enter__(self) -> RemoteHub:
+    def __enter__(self) -> Self:
         command = [sys.executable, "-m", "pedigree", "hub", "serve", str(self.root), "--port", str(self.port),
                    "--latency-ms", str(self.latency_ms), "--bandwidth-mbs", str(self.bandwidth_mbs)]
         self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

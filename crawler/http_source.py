@@ -37,8 +37,8 @@ import httpx
 
 from crawler.http_retry import Fetcher, RemoteFile, RetryPolicy, hub_client
 from indexer import safetensors_format as fmt
-from indexer.safetensors_format import INDEX_FILE, TensorInfo, check_plain_name
 from indexer.card import MAX_CARD_BYTES
+from indexer.safetensors_format import INDEX_FILE, TensorInfo, check_plain_name
 from indexer.sources import DEFAULT_TEXT_LIMIT, TensorSource
 from indexer.vocabulary import MAX_TOKENIZER_BYTES, VOCABULARY_FILES
 from pedigree.errors import CheckpointError, RepoGoneError

@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Self
 
 import torch
 
@@ -149,7 +150,7 @@ class ReadAhead:
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def __enter__(self) -> ReadAhead:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
