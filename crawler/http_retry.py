@@ -105,8 +105,8 @@ def hub_client(token: str | None = None, *, max_connections: int = 8, timeout: f
 
 @lru_cache(maxsize=1)
 def _tls_context() -> ssl.SSLContext:
-    """The default verifying TLS context (system CA store), loaded once per process (~50 ms)."""
-    return ssl.create_default_context()
+    """httpx's default verifying TLS context (certifi's CA bundle), loaded once per process (~50 ms)."""
+    return httpx.create_ssl_context()
 
 
 @dataclass

@@ -95,7 +95,7 @@ class HubCheckpoint(TensorSource):
         self.index: dict[str, Any] | None = None
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="hub-metadata")
         vocabulary = [n for n in VOCABULARY_FILES if n in self._siblings][:1]
-        self._early: dict[str, Future[tuple[int, bytes] | None]] = {
+        self._early: dict[str, Future[tuple[int, bytes | None] | None]] = {
             n: self._pool.submit(self._small_file, n, EARLY_FILES.get(n, MAX_TOKENIZER_BYTES))
             for n in (*EARLY_FILES, *vocabulary) if n in self._siblings}
         try:
@@ -207,15 +207,15 @@ class HubCheckpoint(TensorSource):
         futures = {f: self._pool.submit(self._read_header, f) for f in files}
         return {f: future.result() for f, future in futures.items()}
 
-    def _small_file(self, filename: str, max_bytes: int) -> tuple[int, bytes] | None:
-        """(size, body) of a small file, or None on 404; nothing past ``max_bytes`` is downloaded."""
-        where = self._where(filename)
+    def _small_file(self, filename: str, max_bytes: int) -> tuple[int, bytes | None] | None:
+        """(size, body) of a small file - body None when it is larger than ``max_bytes`` (nothing
+        downloaded) - or None on 404."""
         rf = self._head(filename)
         if rf is None:
             return None
         if rf.size > max_bytes:
-            return rf.size, b""
-        return rf.size, self._http.read_whole(rf, where)
+            return rf.size, None
+        return rf.size, self._http.read_whole(rf, self._where(filename))
 
     def read_bytes(self, filename: str, max_bytes: int = DEFAULT_TEXT_LIMIT) -> bytes | None:
         """A small file at the repo root; ``None`` if the revision does not list it (no request
@@ -226,13 +226,13 @@ class HubCheckpoint(TensorSource):
         if filename not in self._siblings:
             return None
         early = self._early.get(filename)
-        answer = early.result() if early is not None else None
-        if early is None or (answer is not None and not answer[1] and EARLY_FILES[filename] < answer[0] <= max_bytes):
-            answer = self._small_file(filename, max_bytes)  # not asked for early, or asked with a smaller limit
+        answer = early.result() if early is not None else self._small_file(filename, max_bytes)
+        if answer is not None and answer[1] is None and answer[0] <= max_bytes:
+            answer = self._small_file(filename, max_bytes)  # asked for early with a smaller limit than this reader's
         if answer is None:
             return None
         size, body = answer
-        if size > max_bytes:
+        if body is None or size > max_bytes:
             raise CheckpointError(f"is {size} bytes, larger than the {max_bytes}-byte limit", path=self._where(filename))
         return body
 

@@ -124,7 +124,7 @@ class ReadAhead:
     computation and the link carries one thing at a time in the order it is needed."""
 
     def __init__(self, loader: MatrixLoader, roles: ModelRoles, token_ids: torch.Tensor, sample: SampleSize = DEFAULT_SAMPLE) -> None:
-        self.loader, self.roles, self.sample = loader, roles, sample
+        self.loader = loader
         self.samples = [block_sample(layer, sample) for layer in roles.layers]
         windows = [[read for lr, bs in zip(roles.layers[i:i + PREFETCH_BLOCKS], self.samples[i:i + PREFETCH_BLOCKS])
                     for read in block_reads(loader, lr, bs)] for i in range(0, len(self.samples), PREFETCH_BLOCKS)]

@@ -125,8 +125,11 @@ def _siblings(server: HubServer, repo: str) -> tuple[str, list[str]]:
 
 
 def _open(server: HubServer, repo: str, **kw: object) -> HubCheckpoint:
+    """Open ``repo`` and wait for the early files, so that request and byte counts are exact."""
     sha, files = _siblings(server, repo)
-    return HubCheckpoint(server.url, repo, sha, files, **{"retry": FAST, **kw})  # type: ignore[arg-type]
+    source = HubCheckpoint(server.url, repo, sha, files, **{"retry": FAST, **kw})  # type: ignore[arg-type]
+    source.settle()
+    return source
 
 
 def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -170,6 +173,22 @@ def test_open_costs_one_head_and_one_range_per_shard_plus_the_early_files(hub: H
         assert all(r.range == f"bytes=0-{SPECULATIVE_HEADER_READ - 1}" for r in s.log if r.range)
         assert src.read_bytes("tokenizer.json") is not None and src.read_json("config.json") is not None
         assert hub.stats().count("total") == s.count("total")  # the early files cost no second request
+
+
+def test_early_files_keep_every_reader_limit(fresh: HubServer) -> None:
+    """A card over the early limit is not downloaded when the source opens, yet a reader with a
+    larger limit still gets it; an empty tokenizer file is an empty file, not an error."""
+    card = "---\nlicense: mit\n---\n" + "x" * (EARLY_FILES["README.md"] + 10)
+    (fresh.root / SINGLE / "README.md").write_text(card)
+    (fresh.root / SINGLE / "tokenizer.json").write_text("")
+    fresh.rescan()
+    with _open(fresh, SINGLE) as src:
+        src.settle()
+        assert fresh.stats().bytes_for(repo=SINGLE, file="README.md") == 0  # HEAD only: over the early limit
+        with pytest.raises(CheckpointError, match="larger than"):
+            src.read_bytes("README.md", max_bytes=EARLY_FILES["README.md"])
+        assert src.read_text("README.md", max_bytes=2 * len(card)) == card
+        assert src.read_bytes("tokenizer.json") == b""
 
 
 def test_large_header_takes_exactly_two_range_reads(hub: HubServer, root: Path) -> None:
@@ -291,8 +310,10 @@ def test_byte_budget_is_checked_before_sending(hub: HubServer) -> None:
         _open(hub, BIG, budget_bytes=1000)
     assert hub.stats().count("range_get") == 0
     with _open(hub, BIG) as probe:
+        probe.settle()
         opened = probe.bytes_read
     with _open(hub, BIG, budget_bytes=opened + 100) as src:
+        src.settle()
         hub.reset_stats()
         assert src.read("tail").numel() == 16  # 64 bytes fit
         with pytest.raises(ByteBudgetExceededError, match=BIG) as e:
