@@ -27,7 +27,7 @@ from huggingface_hub import HfApi
 from crawler.http_source import HubCheckpoint, RetryPolicy, hub_client
 from crawler.listing import ListedRepo, list_changed_with_retries
 from crawler.remote import hub_uri
-from indexer.pipeline import RETRY, IngestOutcome, ingest_source
+from indexer.pipeline import RETRY, UNCHANGED, IngestOutcome, ingest_source
 from storage.crawl import (
     CrawledRepo,
     crawled,
@@ -36,7 +36,7 @@ from storage.crawl import (
     save_crawled,
     set_high_water,
 )
-from storage.db import Store, naive_utc
+from storage.db import STATUS_INDEXED, Store, naive_utc
 
 DEFAULT_BUDGET_FACTOR = 1.05  # a model may read at most its weights' size (+5 %, + metadata): a runaway server cannot make us read more
 METADATA_ALLOWANCE = 64 * 2**20
@@ -140,5 +140,7 @@ def crawl_repo(store: Store, endpoint: str, repo: ListedRepo, *, client, token: 
                             created_at=repo.created_at)
     read = opened[0].bytes_read if opened else 0
     size = opened[0].weight_bytes if opened else None
-    status = ERROR_STATUS.get(outcome.error_kind or "", outcome.status)
+    # UNCHANGED: the model is already indexed at this revision - a run killed after the model's
+    # commit and before this crawl record's; the record then says what a clean run says
+    status = STATUS_INDEXED if outcome.status == UNCHANGED else ERROR_STATUS.get(outcome.error_kind or "", outcome.status)
     return state(status, outcome.error, read, size), outcome

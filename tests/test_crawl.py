@@ -190,6 +190,25 @@ def test_kill_9_at_random_points_then_resume_equals_an_uninterrupted_run(hub: Hu
     assert database_state(home) == database_state(reference)
 
 
+def test_a_kill_between_the_model_commit_and_the_crawl_record_resumes_to_the_same_record(hub: HubServer, tmp_path: Path):
+    """The one window kill -9 can hit deterministically: the model is committed, its crawl record
+    is not.  The next run must record it as a clean run does, without reading its tensors again."""
+    home = tmp_path / "home"
+    cli("crawl", "--endpoint", hub.url, "--home", str(home))
+    reference = crawl_rows(home)
+    victim = sorted(reference)[0]
+    conn = duckdb.connect(str(home / "pedigree.duckdb"))
+    try:
+        conn.execute("DELETE FROM crawl_models WHERE repo_id = ?", [victim])
+    finally:
+        conn.close()
+    hub.reset_stats()
+    again = cli("crawl", "--endpoint", hub.url, "--home", str(home))
+    assert [r["id"] for r in again["repos"]] == [victim]
+    assert crawl_rows(home) == reference
+    assert hub.stats().count("range_get") == 0 and hub.stats().count("resolve_head") == 0  # the indexed model is not opened
+
+
 def test_missed_runs_are_detected_from_the_last_run():
     cron = "0 2 * * *"
     last = datetime(2026, 11, 20, 2, 0, 5)
