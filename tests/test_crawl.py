@@ -196,7 +196,7 @@ def test_a_kill_between_the_model_commit_and_the_crawl_record_resumes_to_the_sam
     home = tmp_path / "home"
     cli("crawl", "--endpoint", hub.url, "--home", str(home))
     reference = crawl_rows(home)
-    victim = sorted(reference)[0]
+    victim = min(reference)
     conn = duckdb.connect(str(home / "pedigree.duckdb"))
     try:
         conn.execute("DELETE FROM crawl_models WHERE repo_id = ?", [victim])
