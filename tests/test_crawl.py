@@ -196,10 +196,12 @@ def test_a_kill_between_the_model_commit_and_the_crawl_record_resumes_to_the_sam
     home = tmp_path / "home"
     cli("crawl", "--endpoint", hub.url, "--home", str(home))
     reference = crawl_rows(home)
-    victim = min(reference)
     conn = duckdb.connect(str(home / "pedigree.duckdb"))
-    try:
+    try:  # the state a kill leaves: the last repo's record unwritten, the mark still at the repo before it
+        order = conn.execute("SELECT repo_id, last_modified FROM crawl_models ORDER BY last_modified, repo_id").fetchall()
+        victim, before = order[-1][0], order[-2][1]
         conn.execute("DELETE FROM crawl_models WHERE repo_id = ?", [victim])
+        conn.execute("UPDATE crawl_state SET high_water = ?", [before])
     finally:
         conn.close()
     hub.reset_stats()
