@@ -25,6 +25,7 @@ Request plumbing (client, retries, strict range checks) lives in :mod:`crawler.h
 
 from __future__ import annotations
 
+import bisect
 import re
 import threading
 from collections import OrderedDict
@@ -51,6 +52,8 @@ CACHE_LIMIT = 512 * 2**20
 """Most bytes :meth:`HubCheckpoint.prefetch` keeps cached (oldest entries dropped first)."""
 MAX_COALESCED = 256 * 2**20
 """Largest single coalesced prefetch request."""
+MIN_PART = 2**20
+"""A prefetch batch is spread over the connections in requests of at least this many bytes."""
 PREFETCH_GAP = 64 * 1024
 """Row spans closer than this are always read by one request (a request costs more than 64 KiB)."""
 MAX_GAP = 4 * 2**20
@@ -90,7 +93,9 @@ class HubCheckpoint(TensorSource):
         self._weights: dict[str, RemoteFile] = {}
         self._lock = threading.Lock()  # guards the prefetch cache
         self._cache: OrderedDict[tuple[str, int], tuple[int, memoryview]] = OrderedDict()
+        self._cache_starts: dict[str, list[int]] = {}  # sorted cached begins per file
         self._cache_bytes = 0
+        self._ranges = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="hub-range")  # prefetch queue (FIFO)
         self.metadata: dict[str, str] = {}
         self.index: dict[str, Any] | None = None
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="hub-metadata")
@@ -243,13 +248,21 @@ class HubCheckpoint(TensorSource):
 
     def prefetch_rows(self, reads: Iterable[tuple[str, int, int]], *, gap: int | None = None) -> None:
         """Read rows ``[start, stop)`` of the given tensors ahead and cache them, so that the
-        following ``read``/``read_rows`` inside those spans cost no request.  Spans of the same
-        file closer than ``gap`` bytes are merged into one request (at most
-        :data:`MAX_COALESCED`); by default the gap is what a request costs on this link in
-        bytes (:meth:`~crawler.link_estimate.LinkEstimate.coalescing_gap`, between
-        :data:`PREFETCH_GAP` and :data:`MAX_GAP`).  The requests run in parallel, at most
-        :attr:`concurrency` at a time (the client's connection limit bounds them per host).  The
-        cache is bounded (:data:`CACHE_LIMIT`, least recently used dropped first)."""
+        following ``read``/``read_rows`` inside those spans cost no request (see
+        :meth:`prefetch_rows_async`, whose answer this waits for)."""
+        self.prefetch_rows_async(reads, gap=gap).result()
+
+    def prefetch_rows_async(self, reads: Iterable[tuple[str, int, int]], *, gap: int | None = None) -> Future[None]:
+        """Queue the requests that cache rows ``[start, stop)`` of the given tensors; the answer
+        is done when all of them are (or holds the first error).  Spans of the same file closer
+        than ``gap`` bytes are merged into one request; by default the gap is what a request
+        costs on this link in bytes (:meth:`~crawler.link_estimate.LinkEstimate.coalescing_gap`,
+        between :data:`PREFETCH_GAP` and :data:`MAX_GAP`).  A merged request stays below
+        ``max(MIN_PART, total / concurrency)`` bytes where the spans allow, so one batch keeps
+        every connection busy.  Requests of all calls share one first-in-first-out queue served
+        by :attr:`concurrency` connections: batches are fetched in the order they were queued,
+        back to back, with no idle round trip between them.  The cache is bounded
+        (:data:`CACHE_LIMIT`, least recently used dropped first)."""
         if gap is None:
             gap = self._http.link.coalescing_gap(self.concurrency, PREFETCH_GAP, MAX_GAP)
         spans = set()
@@ -259,55 +272,101 @@ class HubCheckpoint(TensorSource):
                 raise CheckpointError(f"cannot prefetch rows [{start}, {stop}) of tensor {name!r}", path=self.label)
             if stop > start:
                 spans.add((t.file, t.begin + start * t.row_nbytes, t.begin + stop * t.row_nbytes))
+        part = max(MIN_PART, sum(end - begin for _, begin, end in spans) // max(self.concurrency, 1))
         groups: list[tuple[str, int, int]] = []  # (file, begin, end) of each request
         for file, begin, end in sorted(spans):
-            if groups and groups[-1][0] == file and begin - groups[-1][2] < gap and end - groups[-1][1] <= MAX_COALESCED:
-                groups[-1] = (file, groups[-1][1], max(groups[-1][2], end))
+            last = groups[-1] if groups else None
+            if last is not None and last[0] == file and begin - last[2] < gap and end - last[1] <= min(part, MAX_COALESCED):
+                groups[-1] = (file, last[1], max(last[2], end))
             else:
                 groups.append((file, begin, end))
-        groups = [g for g in groups if self._cached(*g) is None]
-        if len(groups) <= 1 or self.concurrency <= 1:
-            for g in groups:
-                self._fetch_span(*g)
-            return
-        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(groups))) as pool:
-            for future in [pool.submit(self._fetch_span, *g) for g in groups]:
-                future.result()
+        return _all_of([self._ranges.submit(self._fetch_span, *g) for g in groups if self._cached(*g) is None])
 
     def _fetch_span(self, file: str, begin: int, end: int) -> None:
         buf = memoryview(bytearray(end - begin))
         self._http.read_range(self._weights[file], begin, buf, self._where(file))
         with self._lock:
             old = self._cache.get((file, begin))
+            if old is None:
+                bisect.insort(self._cache_starts.setdefault(file, []), begin)
             if old is None or old[0] < end:
                 self._cache_bytes += (end - begin) - (0 if old is None else old[0] - begin)
                 self._cache[(file, begin)] = (end, buf.toreadonly())
             while self._cache_bytes > CACHE_LIMIT and self._cache:
-                (_, b), (e, _) = self._cache.popitem(last=False)
+                (f, b), (e, _) = self._cache.popitem(last=False)
+                self._cache_starts[f].remove(b)
                 self._cache_bytes -= e - b
 
-    def _cached(self, file: str, begin: int, end: int) -> memoryview | None:
-        """The cached bytes ``[begin, end)`` of ``file`` (marked recently used), or None."""
+    def _cached(self, file: str, begin: int, end: int) -> list[memoryview] | None:
+        """The cached bytes ``[begin, end)`` of ``file`` as consecutive pieces of cached spans
+        (each marked recently used), or None when some byte is not cached."""
+        pieces = []
         with self._lock:
-            for key, (e, data) in self._cache.items():
-                f, b = key
-                if f == file and b <= begin and end <= e:
-                    self._cache.move_to_end(key)
-                    return data[begin - b:end - b]
-        return None
+            starts = self._cache_starts.get(file, [])
+            position = begin
+            while position < end:
+                i = bisect.bisect_right(starts, position)
+                while i > 0:  # spans starting at or before ``position``, nearest first
+                    i -= 1
+                    b = starts[i]
+                    e, data = self._cache[(file, b)]
+                    if position < e:
+                        self._cache.move_to_end((file, b))
+                        stop = min(e, end)
+                        pieces.append(data[position - b:stop - b])
+                        position = stop
+                        break
+                    if position - b > MAX_COALESCED:  # no span is longer than one request
+                        return None
+                else:
+                    return None
+        return pieces
 
     def _from_cache(self, file: str, begin: int, buf: memoryview) -> bool:
-        data = self._cached(file, begin, begin + len(buf))
-        if data is not None:
-            buf[:] = data
-        return data is not None
+        pieces = self._cached(file, begin, begin + len(buf))
+        if pieces is None:
+            return False
+        at = 0
+        for piece in pieces:
+            buf[at:at + len(piece)] = piece
+            at += len(piece)
+        return True
 
     def close(self) -> None:
         """Wait for requests in flight, drop the cache; close the client only if this instance
         created it."""
+        self._ranges.shutdown(wait=True, cancel_futures=True)
         self._pool.shutdown(wait=True, cancel_futures=True)
         with self._lock:
             self._cache.clear()
+            self._cache_starts.clear()
             self._cache_bytes = 0
         if self._own_client:
             self._client.close()
+
+
+def _all_of(futures: list[Future[None]]) -> Future[None]:
+    """A future done when every one of ``futures`` is, holding the first error raised."""
+    done: Future[None] = Future()
+    left = [len(futures)]
+    lock = threading.Lock()
+
+    def settle(future: Future[None]) -> None:
+        error = None if future.cancelled() else future.exception()
+        with lock:
+            left[0] -= 1
+            finished = left[0] == 0
+            if done.done():
+                return
+            if future.cancelled():
+                done.cancel()
+            elif error is not None:
+                done.set_exception(error)
+            elif finished:
+                done.set_result(None)
+
+    if not futures:
+        done.set_result(None)
+    for future in futures:
+        future.add_done_callback(settle)
+    return done

@@ -28,7 +28,7 @@ describe the embedding (M_emb = X̂ X̂ᵀ) and the output head (M_head = X̂ Ô
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Self
 
@@ -52,7 +52,7 @@ RECIPE = "tsi3"  # token-space invariants, recipe 3 (sampled rows, bfloat16 prod
 DEFAULT_DIM = 512
 DEFAULT_SAMPLE = SampleSize()
 FINGERPRINT_PROBES = 1024  # the fingerprint uses the probes among the first 1024 keys of the global list
-PREFETCH_BLOCKS = 8  # blocks whose sampled rows are requested together (in parallel over HTTP, two windows ahead)
+READ_AHEAD_BLOCKS = 16  # blocks whose sampled rows may be requested ahead of the maths (~25 MB for a 7B)
 
 
 def fingerprint_version(dim: int = DEFAULT_DIM, sample: SampleSize = DEFAULT_SAMPLE) -> str:
@@ -122,37 +122,37 @@ class _Sketcher:
 
 
 class ReadAhead:
-    """Reads a model's rows ahead on one background thread: first the probe rows the maths
-    starts from, then the blocks' sampled rows a window of :data:`PREFETCH_BLOCKS` blocks at a
-    time, at most two windows ahead of the maths, so that on a remote source I/O overlaps
-    computation and the link carries one thing at a time in the order it is needed."""
+    """Reads a model's rows ahead: first the probe rows the maths starts from, then each block's
+    sampled rows, at most :data:`READ_AHEAD_BLOCKS` blocks ahead of the maths.  The reads are
+    queued on the source (``prefetch_rows_async``) in the order the maths needs them, one batch
+    per block, so that on a remote source the link carries them back to back while the maths
+    starts on each block as soon as its own rows are in."""
 
     def __init__(self, loader: MatrixLoader, roles: ModelRoles, token_ids: torch.Tensor, sample: SampleSize = DEFAULT_SAMPLE) -> None:
         self.loader = loader
         self.samples = [block_sample(layer, sample) for layer in roles.layers]
-        windows = [[read for lr, bs in zip(roles.layers[i:i + PREFETCH_BLOCKS], self.samples[i:i + PREFETCH_BLOCKS])
-                    for read in block_reads(loader, lr, bs)] for i in range(0, len(self.samples), PREFETCH_BLOCKS)]
-        self._jobs = [_probe_reads(roles, token_ids), *windows]
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead")
+        blocks = [block_reads(loader, layer, block) for layer, block in zip(roles.layers, self.samples)]
+        self._jobs = [_probe_reads(roles, token_ids), *blocks]
         self._futures: list[Future[None]] = []
-        self._request(3)  # the probe rows, then two windows
+        self._request(1 + READ_AHEAD_BLOCKS)
 
     def _request(self, jobs: int) -> None:
         while len(self._futures) < min(jobs, len(self._jobs)):
-            self._futures.append(self._pool.submit(self.loader.source.prefetch_rows, self._jobs[len(self._futures)]))
+            self._futures.append(self.loader.source.prefetch_rows_async(self._jobs[len(self._futures)]))
 
     def probes_ready(self) -> None:
         """Wait until the probe rows are cached (raising the read's error, if any)."""
         self._futures[0].result()
 
     def block_ready(self, index: int) -> None:
-        """Wait until block ``index``'s rows are cached and keep two windows requested beyond it."""
-        job = 1 + index // PREFETCH_BLOCKS
-        self._request(job + 3)
-        self._futures[job].result()
+        """Wait until block ``index``'s rows are cached and keep the read-ahead requested beyond it."""
+        self._request(index + 2 + READ_AHEAD_BLOCKS)
+        self._futures[1 + index].result()
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Stop waiting: requests still queued are the source's to cancel when it closes."""
+        for future in self._futures:
+            future.cancel()
 
     def __enter__(self) -> Self:
         return self

@@ -20,6 +20,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -175,6 +176,17 @@ class TensorSource(ABC):
     def prefetch_rows(self, reads: Iterable[tuple[str, int, int]]) -> None:
         """Hint: rows ``[start, stop)`` of these tensors are about to be read (a remote source
         fetches them in coalesced, parallel requests; a local one needs no hint)."""
+
+    def prefetch_rows_async(self, reads: Iterable[tuple[str, int, int]]) -> Future[None]:
+        """:meth:`prefetch_rows` without waiting: the answer is done when the rows are cached
+        (here at once, a local source reads on demand)."""
+        done: Future[None] = Future()
+        try:
+            self.prefetch_rows(reads)
+            done.set_result(None)
+        except Exception as error:  # noqa: BLE001 - handed to whoever waits on the answer
+            done.set_exception(error)
+        return done
 
     def close(self) -> None:
         """Release open files (no-op by default)."""

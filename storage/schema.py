@@ -250,14 +250,16 @@ def migrate(conn: duckdb.DuckDBPyConnection) -> int:
         raise StorageError(
             f"the database has schema version {version} but this pedigree knows only up to {SCHEMA_VERSION}; upgrade pedigree"
         )
-    for number in range(version + 1, SCHEMA_VERSION + 1):
-        name, sql = MIGRATIONS[number - 1]
-        conn.execute("BEGIN TRANSACTION")
-        try:
+    if version == SCHEMA_VERSION:
+        return version
+    conn.execute("BEGIN TRANSACTION")  # every pending migration in one transaction: all or none
+    try:
+        for number in range(version + 1, SCHEMA_VERSION + 1):
+            name, sql = MIGRATIONS[number - 1]
             conn.execute(sql)
             conn.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [number, name])
-            conn.execute("COMMIT")
-        except Exception:
-            conn.execute("ROLLBACK")
-            raise
+        conn.execute("COMMIT")
+    except Exception:
+        conn.execute("ROLLBACK")
+        raise
     return SCHEMA_VERSION
