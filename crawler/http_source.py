@@ -103,6 +103,9 @@ class HubCheckpoint(TensorSource):
         self._early: dict[str, Future[tuple[int, bytes | None] | None]] = {
             n: self._pool.submit(self._small_file, n, EARLY_FILES.get(n, MAX_TOKENIZER_BYTES))
             for n in (*EARLY_FILES, *vocabulary) if n in self._siblings}
+        # the shards' headers are asked for with the index when the names say which they are
+        self._header_reads = {f: self._pool.submit(self._read_header, f)
+                              for f in (standard_shard_names(self._siblings) if INDEX_FILE in self._siblings else [])}
         try:
             names = sorted(n for n in self._siblings if "/" not in n)  # the repo root, like iterdir
             self._tensors: Mapping[str, TensorInfo] = self._load_weight_headers(names, lambda f: f in self._siblings)
@@ -132,7 +135,7 @@ class HubCheckpoint(TensorSource):
     @property
     def weight_bytes(self) -> int:
         """Total size of the weight files in use (from their HEAD)."""
-        return sum(f.size for f in self._weights.values())
+        return sum(self._weights[f].size for f in self._files if f in self._weights)
 
     @property
     def requests(self) -> int:
@@ -187,7 +190,7 @@ class HubCheckpoint(TensorSource):
         return self._tensors
 
     def _check_span(self, file: str, begin: int, end: int) -> RemoteFile:
-        rf = self._weights.get(file)
+        rf = self._weights.get(file) if file in self._files else None
         if rf is None:
             raise CheckpointError(f"{file!r} is not a weight file of this checkpoint", path=self.label)
         if not 0 <= begin <= end <= rf.size:
@@ -201,15 +204,17 @@ class HubCheckpoint(TensorSource):
             self._http.read_range(rf, begin, buf, self._where(file))
 
     def settle(self) -> None:
-        """Wait until the early files' requests are answered (their errors are raised when read)."""
-        for future in self._early.values():
+        """Wait until the early files' and shard headers' requests are answered (their errors
+        are raised when read)."""
+        for future in (*self._early.values(), *self._header_reads.values()):
             future.exception()
 
     def _read_headers(self, files: list[str]) -> dict[str, tuple[dict[str, TensorInfo], dict[str, str]]]:
-        """Every shard's header, the shards in parallel (each a ``HEAD`` and one or two range reads)."""
-        if len(files) <= 1:
+        """Every shard's header, the shards in parallel (each a ``HEAD`` and one or two range
+        reads), those already asked for at open taken from that request."""
+        if len(files) <= 1 and not self._header_reads:
             return super()._read_headers(files)
-        futures = {f: self._pool.submit(self._read_header, f) for f in files}
+        futures = {f: self._header_reads.get(f) or self._pool.submit(self._read_header, f) for f in files}
         return {f: future.result() for f, future in futures.items()}
 
     def _small_file(self, filename: str, max_bytes: int) -> tuple[int, bytes | None] | None:
@@ -343,6 +348,26 @@ class HubCheckpoint(TensorSource):
             self._cache_bytes = 0
         if self._own_client:
             self._client.close()
+
+
+_STANDARD_SHARD = re.compile(r"^(?P<stem>[^/]+)-(?P<part>\d{5})-of-(?P<total>\d{5})\.safetensors$")
+
+
+def standard_shard_names(names: Iterable[str]) -> list[str]:
+    """The root's shard files when their names form exactly one complete standard set
+    (``model-00001-of-00004.safetensors`` ...), else none: the index decides either way, this
+    only lets their headers be asked for before it arrives."""
+    groups: dict[tuple[str, str], set[str]] = {}
+    for name in names:
+        match = _STANDARD_SHARD.match(name)
+        if match:
+            groups.setdefault((match["stem"], match["total"]), set()).add(match["part"])
+    complete = [(stem, total) for (stem, total), parts in groups.items()
+                if parts == {f"{i:05d}" for i in range(1, int(total) + 1)}]
+    if len(complete) != 1:
+        return []
+    stem, total = complete[0]
+    return [f"{stem}-{i:05d}-of-{total}.safetensors" for i in range(1, int(total) + 1)]
 
 
 def _all_of(futures: list[Future[None]]) -> Future[None]:

@@ -35,7 +35,7 @@ from typing import Self
 import torch
 
 from indexer import bf16
-from indexer.adapters.base import MatrixLoader, ModelRoles
+from indexer.adapters.base import MatrixLoader, MatrixRef, ModelRoles
 from indexer.canonical import (
     CanonicalLayer,
     canonical_layer,
@@ -109,8 +109,8 @@ class _Sketcher:
         """Build the projections of ``terms`` now (e.g. while the probe rows are on their way)."""
         for term in terms:
             if term not in self._projections:
-                projection = Projection.of(f"{self.version}/{term}", self.positions, self.universe, self.dim)
-                self._projections[term] = projection.stored_as(torch.bfloat16)  # bf16.matmul rounds them anyway
+                # u, v in bfloat16: bf16.matmul rounds them anyway
+                self._projections[term] = Projection.of_bf16(f"{self.version}/{term}", self.positions, self.universe, self.dim)
 
     def __call__(self, a: torch.Tensor, b: torch.Tensor, term: str) -> torch.Tensor:
         self.prepare(term)
@@ -122,17 +122,19 @@ class _Sketcher:
 
 
 class ReadAhead:
-    """Reads a model's rows ahead: first the probe rows the maths starts from, then each block's
-    sampled rows, at most :data:`READ_AHEAD_BLOCKS` blocks ahead of the maths.  The reads are
-    queued on the source (``prefetch_rows_async``) in the order the maths needs them, one batch
-    per block, so that on a remote source the link carries them back to back while the maths
-    starts on each block as soon as its own rows are in."""
+    """Reads a model's rows ahead: first the probe tokens' embedding rows the maths starts
+    from, then each block's sampled rows (at most :data:`READ_AHEAD_BLOCKS` blocks ahead of the
+    maths), then the probe tokens' output-head rows, used last.  The reads are queued on the
+    source (``prefetch_rows_async``) in that order, one batch per block, so that on a remote
+    source the link carries them back to back while the maths starts on each block as soon as
+    its own rows are in."""
 
     def __init__(self, loader: MatrixLoader, roles: ModelRoles, token_ids: torch.Tensor, sample: SampleSize = DEFAULT_SAMPLE) -> None:
         self.loader = loader
         self.samples = [block_sample(layer, sample) for layer in roles.layers]
         blocks = [block_reads(loader, layer, block) for layer, block in zip(roles.layers, self.samples)]
-        self._jobs = [_probe_reads(roles, token_ids), *blocks]
+        ids = sorted(set(token_ids.tolist()))
+        self._jobs = [_probe_reads(roles.embedding, ids), *blocks, _head_reads(roles, ids)]
         self._futures: list[Future[None]] = []
         self._request(1 + READ_AHEAD_BLOCKS)
 
@@ -140,14 +142,19 @@ class ReadAhead:
         while len(self._futures) < min(jobs, len(self._jobs)):
             self._futures.append(self.loader.source.prefetch_rows_async(self._jobs[len(self._futures)]))
 
-    def probes_ready(self) -> None:
-        """Wait until the probe rows are cached (raising the read's error, if any)."""
+    def embedding_ready(self) -> None:
+        """Wait until the probe tokens' embedding rows are cached (raising the read's error, if any)."""
         self._futures[0].result()
 
     def block_ready(self, index: int) -> None:
         """Wait until block ``index``'s rows are cached and keep the read-ahead requested beyond it."""
         self._request(index + 2 + READ_AHEAD_BLOCKS)
         self._futures[1 + index].result()
+
+    def head_ready(self) -> None:
+        """Wait until the probe tokens' output-head rows and the final norm are cached."""
+        self._request(len(self._jobs))
+        self._futures[-1].result()
 
     def close(self) -> None:
         """Stop waiting: requests still queued are the source's to cancel when it closes."""
@@ -161,11 +168,14 @@ class ReadAhead:
         self.close()
 
 
-def _probe_reads(roles: ModelRoles, token_ids: torch.Tensor) -> list[tuple[str, int, int]]:
-    """(tensor, start, stop) of the probe tokens' embedding and head rows and the final norm."""
-    ids = sorted(set(token_ids.tolist()))
-    refs = {ref.name: ref for ref in (roles.embedding, head_ref(roles)) if ref is not None}.values()
-    reads = [(ref.name, i, i + 1) for ref in refs if not ref.transpose and ref.parts == 1 for i in ids]
+def _probe_reads(ref: MatrixRef | None, ids: list[int]) -> list[tuple[str, int, int]]:
+    """(tensor, start, stop) of the probe tokens' rows of one token matrix (stored rows only)."""
+    return [(ref.name, i, i + 1) for i in ids] if ref is not None and not ref.transpose and ref.parts == 1 else []
+
+
+def _head_reads(roles: ModelRoles, ids: list[int]) -> list[tuple[str, int, int]]:
+    """The probe tokens' output-head rows and the final norm (nothing new when the head is tied)."""
+    reads = _probe_reads(head_ref(roles), ids)
     if roles.final_norm is not None and roles.final_norm.weight:
         reads.append((roles.final_norm.weight, 0, roles.hidden_size))
     return reads
@@ -192,11 +202,9 @@ def compute_fingerprint(
     with torch.no_grad(), ReadAhead(loader, roles, token_ids, sample) as reads:
         sketcher.prepare("embedding", "qk", "up", *(["head"] if head_ref(roles) is not None else []),
                          *(["gate"] if any(layer.gate is not None for layer in roles.layers) else []))
-        reads.probes_ready()
+        reads.embedding_ready()
         x = probe_rows(loader, roles, token_ids)
-        head_matrix = head_rows(loader, roles, token_ids)
         embedding = sketcher(x, x, "embedding")  # while the first blocks are still arriving
-        head = sketcher(x, head_matrix, "head") if head_matrix is not None else None
         x16 = x.to(torch.bfloat16)
         layer_vectors = []
         for done, (layer_roles, block) in enumerate(zip(roles.layers, reads.samples), start=1):
@@ -207,6 +215,9 @@ def compute_fingerprint(
             layer_vectors.append(sketcher.block(x16, layer))
             if progress is not None:
                 progress(done, len(roles.layers))
+        reads.head_ready()
+        head_matrix = head_rows(loader, roles, token_ids)
+        head = sketcher(x, head_matrix, "head") if head_matrix is not None else None
         layers = torch.stack(layer_vectors) if layer_vectors else torch.zeros(0, dim)
         model = unit(layers.sum(dim=0)) if len(layer_vectors) else embedding
     return Fingerprint(version, model, layers, embedding, head, len(probes))

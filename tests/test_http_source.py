@@ -19,7 +19,7 @@ from huggingface_hub import HfApi
 from safetensors.torch import save_file
 
 from crawler.http_retry import USER_AGENT, RetryPolicy, hub_client, server_wait
-from crawler.http_source import EARLY_FILES, SPECULATIVE_HEADER_READ, HubCheckpoint
+from crawler.http_source import EARLY_FILES, SPECULATIVE_HEADER_READ, HubCheckpoint, standard_shard_names
 from crawler.hub_server import (
     FaultConfig,
     HubServer,
@@ -173,6 +173,37 @@ def test_open_costs_one_head_and_one_range_per_shard_plus_the_early_files(hub: H
         assert all(r.range == f"bytes=0-{SPECULATIVE_HEADER_READ - 1}" for r in s.log if r.range)
         assert src.read_bytes("tokenizer.json") is not None and src.read_json("config.json") is not None
         assert hub.stats().count("total") == s.count("total")  # the early files cost no second request
+
+
+def test_standard_shard_names_are_recognised_only_as_one_complete_set() -> None:
+    two = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
+    assert standard_shard_names([*two, "config.json", INDEX_FILE]) == two
+    assert standard_shard_names(two[:1]) == []  # incomplete: the index decides, nothing is asked for early
+    assert standard_shard_names([*two, "other-00001-of-00001.safetensors"]) == []  # two sets: which one is the index's?
+    assert standard_shard_names(["sub/model-00001-of-00001.safetensors", "model-1-of-1.safetensors"]) == []
+
+
+def test_an_index_that_names_other_shards_wins_over_the_standard_names(fresh: HubServer) -> None:
+    """Headers of standard-named shards are asked for before the index arrives; when the index
+    names other files, those are the weights (and the early reads cost a HEAD and 64 KiB each)."""
+    repo = fresh.root / SHARDED
+    index = json.loads((repo / INDEX_FILE).read_text())
+    renamed = {f: f"weights-{i}.safetensors" for i, f in enumerate(sorted(set(index["weight_map"].values())))}
+    for old, new in renamed.items():
+        shutil.copyfile(repo / old, repo / new)
+    index["weight_map"] = {t: renamed[f] for t, f in index["weight_map"].items()}
+    (repo / INDEX_FILE).write_text(json.dumps(index))
+    fresh.rescan()
+    with _open(fresh, SHARDED) as src:
+        assert src.files == sorted(renamed.values())
+        assert src.weight_bytes == sum((repo / f).stat().st_size for f in renamed.values())
+        local = LocalCheckpoint(repo)
+        assert set(src.tensors()) == set(local.tensors())
+        name = sorted(src.tensors())[0]
+        assert _same_bits(src.read(name), local.read(name))
+        stale = fresh.stats().log
+        for f in renamed:  # asked for early, never used
+            assert [r.range for r in stale if r.file == f and r.range] == [f"bytes=0-{SPECULATIVE_HEADER_READ - 1}"]
 
 
 def test_early_files_keep_every_reader_limit(fresh: HubServer) -> None:

@@ -71,3 +71,15 @@ def test_sketch_from_factors_equals_the_sketch_of_the_zscored_product(same):
     wide = torch.randn(n, n + 5, generator=gen)  # r >= n: the dense path
     assert torch.allclose(sketch_product(wide, wide, projection),
                           sketch(offdiagonal_zscore(wide @ wide.t()), positions, "t", universe, 64))
+
+
+@pytest.mark.parametrize("positions", [list(range(3, 1024)), [5], sorted(np.random.default_rng(0).choice(1500, 700, replace=False).tolist())])
+def test_projection_from_the_per_process_tables_is_bit_identical(positions):
+    """The fast path (gathered from tables built once per process) stores the very numbers the
+    direct construction does: fingerprints do not depend on which path built the projection."""
+    index = torch.tensor(positions)
+    direct = Projection.of("tables", index, 1832, 64).stored_as(torch.bfloat16)
+    fast = Projection.of_bf16("tables", index, 1832, 64)
+    for name in ("left", "right", "left_sum", "right_sum", "products", "both"):
+        a, b = getattr(direct, name), getattr(fast, name)
+        assert a.dtype == b.dtype and torch.equal(a, b), name

@@ -307,12 +307,11 @@ class HubHandler(BaseHTTPRequestHandler):
             self._sent = min(limit, len(resp.body))
             return
         assert resp.file is not None
-        fh.seek(resp.file.offset)
-        while self._sent < limit:
-            chunk = fh.read(min(CHUNK, limit - self._sent))
-            if not chunk:
+        while self._sent < limit:  # sendfile: the kernel copies file pages to the socket
+            count = min(CHUNK, limit - self._sent)
+            self.server.app.settings.link.transmit(count)  # type: ignore[attr-defined]
+            sent = self.connection.sendfile(fh, resp.file.offset + self._sent, count)
+            self._sent += sent
+            if sent < count:
                 self.close_connection = True  # file shrank: the client sees a short body
                 break
-            self.server.app.settings.link.transmit(len(chunk))  # type: ignore[attr-defined]
-            self.wfile.write(chunk)
-            self._sent += len(chunk)
