@@ -13,8 +13,10 @@ bare loopback (a download is a memory copy) and through the server's simulated r
 runs in its own process (``bench.remote_hub``): the Hub is another machine, its request handling
 must not share the crawler's interpreter - it still shares this machine's 2 CPUs.  The crawl is
 timed from opening the data folder to the model committed (listing, metadata, range reads,
-fingerprint, DuckDB + FAISS); one untimed crawl first warms the process (sketch projections),
-as in a nightly run that indexes many models.  The crawl
+fingerprint, DuckDB + FAISS), ``--repeats`` times (5) into a fresh data folder each, and the
+median is reported with every run's time and the CPU time the hypervisor stole meanwhile; one
+untimed crawl first warms the process (sketch projection tables), as in a nightly run that
+indexes many models.  The crawl
 runs twice per network: with the synthetic tokenizer's probe tokens at contiguous ids (3-1845),
 and with a tokenizer whose ids are a seeded permutation, so the probe rows are scattered over
 the whole vocabulary (real tokenizers lie in between); both against the same baseline.
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import tempfile
@@ -84,6 +87,17 @@ def _scattered_root(name: str, work: Path) -> Path:
     return root
 
 
+def stolen_seconds() -> float:
+    """CPU time the hypervisor gave to other guests so far (``steal`` in /proc/stat; 0 elsewhere):
+    a timing taken while it grows measures the neighbours as much as the code."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = stat.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def _crawl(hub, home: Path) -> dict:
     from huggingface_hub import HfApi
 
@@ -93,6 +107,7 @@ def _crawl(hub, home: Path) -> dict:
     shutil.rmtree(home, ignore_errors=True)
     list(HfApi(endpoint=hub.url).list_models(limit=1))  # the Hub is warm: its first answer is not the crawler's cost
     hub.reset_stats()
+    stolen = stolen_seconds()
     started = time.perf_counter()
     with Workspace(load_settings(home)) as ws:
         result = ws.crawl(hub.url)
@@ -100,7 +115,17 @@ def _crawl(hub, home: Path) -> dict:
     stats = hub.stats()
     repo = result.repos[0]
     return {"status": repo.status, "reason": repo.reason, "crawl_bytes_read": repo.bytes_read, "server_bytes_sent": stats["bytes_sent"],
-            "requests": stats["requests"].get("total", 0), "crawl_seconds": round(seconds, 2)}
+            "requests": stats["requests"].get("total", 0), "crawl_seconds": round(seconds, 2),
+            "steal_seconds": round(stolen_seconds() - stolen, 2)}
+
+
+def _crawls(hub, home: Path, repeats: int) -> dict:
+    """``repeats`` timed crawls of the same repo (each into a fresh data folder): the median run,
+    with every run's time and the CPU time stolen by the hypervisor during each."""
+    runs = [_crawl(hub, home) for _ in range(repeats)]
+    median = sorted(runs, key=lambda r: r["crawl_seconds"])[(len(runs) - 1) // 2]
+    return {**median, "crawl_runs_seconds": [r["crawl_seconds"] for r in runs],
+            "crawl_runs_steal_seconds": [r["steal_seconds"] for r in runs]}
 
 
 def _baseline(hub, repo_id: str, cache: Path) -> dict:
@@ -108,6 +133,7 @@ def _baseline(hub, repo_id: str, cache: Path) -> dict:
     from safetensors.torch import load_file
 
     hub.reset_stats()
+    stolen = stolen_seconds()
     started = time.perf_counter()
     local = snapshot_download(repo_id, endpoint=hub.url, cache_dir=str(cache))
     tensors = 0
@@ -116,15 +142,19 @@ def _baseline(hub, repo_id: str, cache: Path) -> dict:
         tensors += len(loaded)
         del loaded
     seconds = time.perf_counter() - started
+    steal = stolen_seconds() - stolen
     sent = hub.stats()["bytes_sent"]
     shutil.rmtree(cache, ignore_errors=True)
-    return {"baseline_bytes": sent, "baseline_seconds": round(seconds, 1), "baseline_tensors": tensors}
+    os.sync()  # the download's dirty pages are written back now, not during the crawls timed next
+    return {"baseline_bytes": sent, "baseline_seconds": round(seconds, 1), "baseline_tensors": tensors,
+            "baseline_steal_seconds": round(steal, 2)}
 
 
-def checkpoint_runs(name: str, work: Path, link: dict, warm_up: bool = True) -> list[dict]:
-    """Crawl with contiguous and with scattered probe ids, and the download + load baseline
-    (same weights, same network) that both are compared with.  ``link``: RemoteHub's
-    ``latency_ms`` / ``bandwidth_mbs`` (empty: bare loopback)."""
+def checkpoint_runs(name: str, work: Path, link: dict, warm_up: bool = True, repeats: int = 5) -> list[dict]:
+    """Crawl with contiguous and with scattered probe ids (``repeats`` timed crawls each, the
+    median reported), and the download + load baseline (same weights, same network) that both
+    are compared with.  ``link``: RemoteHub's ``latency_ms`` / ``bandwidth_mbs`` (empty: bare
+    loopback)."""
     from bench.remote_hub import RemoteHub
 
     label = "loopback" if not any(link.values()) else f"link {link['latency_ms']:g} ms, {link['bandwidth_mbs']:g} MB/s"
@@ -134,9 +164,9 @@ def checkpoint_runs(name: str, work: Path, link: dict, warm_up: bool = True) -> 
     with RemoteHub(root, **link) as hub:
         baseline = _baseline(hub, f"synthetic/llama-{name}", work / f"download-{name}")
         cold = _crawl(hub, home)["crawl_seconds"] if warm_up else None  # a crawler process indexes many models: its set-up (sketch projections) is once per process
-        crawls = [("contiguous", _crawl(hub, home))]
+        crawls = [("contiguous", _crawls(hub, home, repeats))]
     with RemoteHub(_scattered_root(name, work), **link) as hub:
-        crawls.append(("scattered", _crawl(hub, home)))
+        crawls.append(("scattered", _crawls(hub, home, repeats)))
     return [{"checkpoint": name, "network": label, "probe_ids": probes, "weights_bytes": size, **crawled, **baseline,
              "first_crawl_in_process_seconds": cold, "fraction_read": round(crawled["server_bytes_sent"] / size, 4),
              "speedup": round(baseline["baseline_seconds"] / crawled["crawl_seconds"], 2)} for probes, crawled in crawls]
@@ -199,11 +229,18 @@ def markdown(result: dict, command: str) -> str:
     lines = ["## Crawler: bytes, speed, listing, 429 storm", "", f"Command: `{command}`  (commit {env['commit']}, {env['date']}, {env['cpus']} CPUs)", ""]
     if result.get("checkpoints"):
         lines += ["| checkpoint | network | probe ids | weights | bytes read by the crawl (server count) | requests | fraction | "
-                  "crawl + fingerprint s | snapshot_download + load s | speed ratio |", "|---|---|---|---|---|---|---|---|---|---|"]
+                  "crawl + fingerprint s: median (all runs) | snapshot_download + load s | speed ratio (median) | slowest run's ratio |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in result["checkpoints"]:
+            runs = r.get("crawl_runs_seconds") or [r["crawl_seconds"]]
             lines.append(f"| {r['checkpoint']} | {r['network']} | {r['probe_ids']} | {r['weights_bytes'] / 2**30:.2f} GiB | "
                          f"{r['server_bytes_sent'] / 2**20:.1f} MiB | {r['requests']} | "
-                         f"**{r['fraction_read']:.1%}** | {r['crawl_seconds']} | {r['baseline_seconds']} | **{r['speedup']}×** |")
+                         f"**{r['fraction_read']:.1%}** | {r['crawl_seconds']} ({', '.join(f'{x:g}' for x in runs)}) | "
+                         f"{r['baseline_seconds']} | **{r['speedup']}×** | {r['baseline_seconds'] / max(runs):.1f}× |")
+        steal = [x for r in result["checkpoints"] for x in r.get("crawl_runs_steal_seconds", [])]
+        if steal:
+            lines += ["", (f"CPU time stolen by the hypervisor during the timed crawls (/proc/stat): at most {max(steal):g} s per run, "
+                           f"{sum(steal):g} s in all - a timing taken while it is high measures the neighbours, not the crawler.")]
         for r in result["checkpoints"]:
             if r.get("first_crawl_in_process_seconds") is not None and r["probe_ids"] == "contiguous":
                 lines += ["", (f"{r['checkpoint']}: the first crawl of a fresh process ({r['network']}, untimed above) took "
@@ -228,19 +265,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency-ms", type=float, default=20.0, help="simulated link: round trip per request")
     parser.add_argument("--bandwidth-mbs", type=float, default=100.0, help="simulated link: MB/s shared by all connections")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "pedigree-crawl-bench")
+    parser.add_argument("--repeats", type=int, default=5, help="timed crawls per checkpoint and probe layout (the median is reported)")
     parser.add_argument("--no-report", action="store_true")
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     remote = {"latency_ms": args.latency_ms, "bandwidth_mbs": args.bandwidth_mbs}
     loopback = {"latency_ms": 0.0, "bandwidth_mbs": 0.0}
     result: dict = {"checkpoints": [row for name in args.checkpoints for link in (loopback, remote)
-                                    for row in checkpoint_runs(name, args.work, link, warm_up=link is loopback)]}
+                                    for row in checkpoint_runs(name, args.work, link, warm_up=link is loopback, repeats=args.repeats)]}
     if args.listing:
         result["listing"] = listing_run(args.listing, args.work)
     if args.storm:
         result["storm"] = storm_run(args.work)
     result["environment"] = environment()
-    command = "python -m bench.crawl " + " ".join(f"--checkpoints {' '.join(args.checkpoints)}".split()) + (f" --listing {args.listing}" if args.listing else "") + ("" if args.storm else " --no-storm")
+    command = "python -m bench.crawl " + " ".join(f"--checkpoints {' '.join(args.checkpoints)}".split()) + (f" --listing {args.listing}" if args.listing else "") + ("" if args.storm else " --no-storm") + (f" --repeats {args.repeats}" if args.repeats != 5 else "")
     publish("crawl", result, markdown(result, command), report=not args.no_report)
 
 

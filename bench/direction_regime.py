@@ -15,8 +15,8 @@ import argparse
 import json
 from pathlib import Path
 
+from indexer.local_checkpoint import open_checkpoint
 from indexer.pipeline import fingerprint_source
-from indexer.sources import open_checkpoint
 from indexer.weight_stats import WeightStats
 from storage.db import ModelRecord
 

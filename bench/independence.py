@@ -32,7 +32,8 @@ from scipy import stats
 from bench.report import ROOT, environment, publish
 from indexer.independence.inputs import ModelTensors
 from indexer.independence.suite import run_battery, unit_correspondence
-from indexer.sources import StateDictSource, open_checkpoint
+from indexer.local_checkpoint import open_checkpoint
+from indexer.sources import StateDictSource
 
 TEXT_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json")
 

@@ -26,7 +26,7 @@ from bench.report import environment, publish
 from bench.synthetic_llama import ChildOf, LlamaShape, write_llama
 from indexer.independence.inputs import ModelTensors
 from indexer.independence.suite import run_battery
-from indexer.sources import open_checkpoint
+from indexer.local_checkpoint import open_checkpoint
 
 CHUNK = 64 * 2**20
 

@@ -1,7 +1,7 @@
 """``HubCheckpoint``: a :class:`~indexer.sources.TensorSource` over HTTP range requests to a
 Hugging Face Hub-compatible endpoint (``{endpoint}/{repo_id}/resolve/{revision}/{file}``).
 
-It is the remote twin of :class:`~indexer.sources.LocalCheckpoint` and shares its validator
+It is the remote twin of :class:`~indexer.local_checkpoint.LocalCheckpoint` and shares its validator
 (:mod:`indexer.safetensors_format`), so a hostile header served over HTTP can only ever produce a
 :class:`~pedigree.errors.CheckpointError`.  Safety rules:
 
@@ -70,7 +70,7 @@ class HubCheckpoint(TensorSource):
     """A model repo at one revision, read through HTTP range requests.
 
     ``files``: the repo's file names (siblings) at ``revision`` (a commit sha).  Weight files are
-    chosen exactly like :class:`~indexer.sources.LocalCheckpoint` does (the sharded index is
+    chosen exactly like :class:`~indexer.local_checkpoint.LocalCheckpoint` does (the sharded index is
     fetched and parsed when present; pickle-only repos are a ``CheckpointError``); each shard's
     size comes from a ``HEAD``, then its header from at most two range reads.  ``budget_bytes``
     caps the body bytes this instance may receive; ``client`` is shared and not closed by

@@ -19,7 +19,8 @@ from pathlib import Path
 from indexer.independence.inputs import ModelTensors
 from indexer.independence.logp import log10_benjamini_hochberg
 from indexer.independence.suite import SUITE_VERSION, Budget, PairReport, run_battery
-from indexer.sources import TensorSource, open_checkpoint
+from indexer.local_checkpoint import open_checkpoint
+from indexer.sources import TensorSource
 from pedigree.errors import ModelNotFoundError
 from storage.db import STATUS_INDEXED, ModelRecord, Store
 from storage.relations import (

@@ -25,10 +25,11 @@ from indexer.fingerprint import (
     compute_fingerprint,
     fingerprint_version,
 )
+from indexer.local_checkpoint import LocalCheckpoint, open_checkpoint
 from indexer.probes import select_probes
 from indexer.safetensors_format import INDEX_FILE, SINGLE_FILE
 from indexer.sampling import SampleSize
-from indexer.sources import LocalCheckpoint, TensorSource, open_checkpoint
+from indexer.sources import TensorSource
 from indexer.vocabulary import find_vocabulary_file, parse_vocabulary
 from indexer.weight_stats import StatsAccumulator
 from pedigree.errors import CheckpointError, PedigreeError, UnsupportedModelError

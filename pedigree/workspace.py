@@ -31,6 +31,7 @@ from indexer.independence.activations import activation_test
 from indexer.independence.inputs import ModelTensors
 from indexer.independence.logp import log10_bonferroni_min
 from indexer.lineage.build import build_graph
+from indexer.local_checkpoint import open_checkpoint
 from indexer.pipeline import (
     IngestOutcome,
     LayerProgress,
@@ -39,7 +40,7 @@ from indexer.pipeline import (
     ingest_checkpoint,
     is_checkpoint_folder,
 )
-from indexer.sources import TensorSource, open_checkpoint
+from indexer.sources import TensorSource
 from pedigree.config import Settings
 from pedigree.errors import ModelNotFoundError, StorageError
 from query.discrepancies import discrepancies

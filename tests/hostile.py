@@ -4,7 +4,7 @@ Every ``write_*`` function takes a directory (created if missing), writes one ch
 into it - a plausible tiny Llama ``config.json`` plus the broken weights - and returns that
 directory.  :data:`HOSTILE_CASES` maps a case name to its builder and :data:`HOSTILE_MESSAGES`
 to a distinctive substring of the :class:`~pedigree.errors.CheckpointError` it must cause (when
-the folder is opened with :func:`indexer.sources.open_checkpoint`).
+the folder is opened with :func:`indexer.local_checkpoint.open_checkpoint`).
 
 All files are tiny on disk; the >100 MB case is a sparse file.
 """

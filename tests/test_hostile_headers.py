@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from safetensors.torch import save
 
 from indexer import safetensors_format as fmt
-from indexer.sources import open_checkpoint
+from indexer.local_checkpoint import open_checkpoint
 from pedigree.errors import CheckpointError
 
 

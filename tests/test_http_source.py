@@ -19,7 +19,12 @@ from huggingface_hub import HfApi
 from safetensors.torch import save_file
 
 from crawler.http_retry import USER_AGENT, RetryPolicy, hub_client, server_wait
-from crawler.http_source import EARLY_FILES, SPECULATIVE_HEADER_READ, HubCheckpoint, standard_shard_names
+from crawler.http_source import (
+    EARLY_FILES,
+    SPECULATIVE_HEADER_READ,
+    HubCheckpoint,
+    standard_shard_names,
+)
 from crawler.hub_server import (
     FaultConfig,
     HubServer,
@@ -31,8 +36,8 @@ from crawler.hub_server import (
 )
 from crawler.hub_server.faults import change_file
 from crawler.link_estimate import LinkEstimate
+from indexer.local_checkpoint import LocalCheckpoint
 from indexer.safetensors_format import INDEX_FILE
-from indexer.sources import LocalCheckpoint
 from indexer.vocabulary import VOCABULARY_FILES
 from pedigree.errors import (
     ByteBudgetExceededError,

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from indexer.independence.inputs import ModelTensors
 from indexer.independence.suite import run_battery, unit_correspondence
-from indexer.sources import open_checkpoint
+from indexer.local_checkpoint import open_checkpoint
 from pedigree.cli import app
 
 

@@ -21,9 +21,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bench.zoo.transforms import available_kinds, random_function_preserving
+from indexer.local_checkpoint import open_checkpoint
 from indexer.pipeline import fingerprint_source
 from indexer.sampling import SampleSize
-from indexer.sources import StateDictSource, open_checkpoint
+from indexer.sources import StateDictSource
 from storage.db import ModelRecord
 
 TEXT_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.json", "vocab.txt")

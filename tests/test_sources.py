@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 from safetensors.torch import save_file
 
 from indexer import safetensors_format as fmt
-from indexer.sources import LocalCheckpoint, StateDictSource, open_checkpoint
+from indexer.local_checkpoint import LocalCheckpoint, open_checkpoint
+from indexer.sources import StateDictSource
 from pedigree.errors import CheckpointError
 
 ALL_DTYPES = [

@@ -1,0 +1,226 @@
+"""``LocalCheckpoint``: a :class:`~indexer.sources.TensorSource` over a folder of safetensors files.
+
+Safety rules: pickle checkpoints are never opened; every header is read as exactly 8 + N bytes
+and validated strictly (:mod:`indexer.safetensors_format`); every read is bounded by the file
+size seen at open time, and a short read (the file shrank) is an error, never a partial tensor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from indexer import safetensors_format as fmt
+from indexer.safetensors_format import INDEX_FILE, TensorInfo, check_plain_name
+from indexer.sources import DEFAULT_TEXT_LIMIT, TensorSource
+from pedigree.errors import CheckpointError
+
+METADATA_FILES = (
+    "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+    "special_tokens_map.json", "vocab.json", "merges.txt", "vocab.txt", "tokenizer.model",
+    "README.md",
+)
+"""Files besides the weights whose size and time make up a folder's stat signature."""
+_HASH_CHUNK = 8 * 2**20
+_MAX_OPEN_FILES = 8
+
+
+def _open_regular(path: Path, expect_size: int | None = None) -> tuple[int, int]:
+    """Open ``path`` read-only without blocking on FIFOs; return ``(fd, size)`` of a regular file
+    (whose size must be ``expect_size`` when given)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except OSError as e:
+        raise CheckpointError(f"cannot open: {e.strerror}", path=str(path)) from None
+    st = os.fstat(fd)
+    problem = None if stat.S_ISREG(st.st_mode) else "is not a regular file"
+    if problem is None and expect_size not in (None, st.st_size):
+        problem = f"size changed from {expect_size} to {st.st_size} bytes since it was opened"
+    if problem:
+        os.close(fd)
+        raise CheckpointError(problem, path=str(path))
+    return fd, st.st_size
+
+
+def _pread_into(fd: int, buf: memoryview, offset: int, display: str) -> None:
+    """Fill all of ``buf`` from ``offset``; a short read is an error."""
+    done = 0
+    while done < len(buf):
+        try:
+            if hasattr(os, "preadv"):
+                n = os.preadv(fd, [buf[done:]], offset + done)
+            else:  # pragma: no cover - non-POSIX fallback
+                chunk = os.pread(fd, len(buf) - done, offset + done)
+                n = len(chunk)
+                buf[done:done + n] = chunk
+        except OSError as e:
+            raise CheckpointError(f"read failed at byte {offset + done}: {e.strerror}",
+                                  path=display) from None
+        if n == 0:
+            raise CheckpointError(
+                f"file ended at byte {offset + done} while reading [{offset}, {offset + len(buf)}) "
+                "(it shrank after it was opened)", path=display)
+        done += n
+
+
+class LocalCheckpoint(TensorSource):
+    """A checkpoint folder: ``model.safetensors``, or shards listed in
+    ``model.safetensors.index.json`` (preferred when present), or a single other
+    ``*.safetensors`` file.  Headers are parsed eagerly at construction.
+
+    Tensors present in a shard but absent from the index's ``weight_map`` are included (as
+    loaders that read whole shards would see them); a ``weight_map`` entry missing from its shard
+    and a tensor name present in two shards are errors.
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.label = str(self.root)
+        self.bytes_read = 0
+        self._sizes: dict[str, int] = {}
+        self._fds: OrderedDict[str, int] = OrderedDict()
+        self._lock = threading.RLock()  # guards the fd cache and reads through it
+        self._revision: str | None = None
+        self.metadata: dict[str, str] = {}
+        self.index: dict[str, Any] | None = None
+        if not self.root.is_dir():
+            raise CheckpointError("not a directory", path=self.label)
+        try:
+            names = sorted(p.name for p in self.root.iterdir())
+            self._tensors: Mapping[str, TensorInfo] = self._load_weight_headers(names, lambda f: (self.root / f).exists())
+        except BaseException:
+            self.close()
+            raise
+
+    def _read_header(self, file: str) -> tuple[dict[str, TensorInfo], dict[str, str]]:
+        display = str(self.root / file)
+        with self._lock:
+            fd = self._fd(file)
+            size = self._sizes[file]
+            first8 = bytearray(min(8, size))
+            _pread_into(fd, memoryview(first8), 0, display)
+            n = fmt.header_length(first8, size, display)
+            header = bytearray(n)
+            _pread_into(fd, memoryview(header), 8, display)
+            self.bytes_read += 8 + n
+        return fmt.parse_header(header, file_size=size, file=file, path=display)
+
+    # -- file handles -----------------------------------------------------------------------
+
+    def _fd(self, file: str) -> int:
+        with self._lock:
+            fd = self._fds.get(file)
+            if fd is not None:
+                self._fds.move_to_end(file)
+                return fd
+            fd, self._sizes[file] = _open_regular(self.root / file, self._sizes.get(file))
+            self._fds[file] = fd
+            while len(self._fds) > _MAX_OPEN_FILES:
+                os.close(self._fds.popitem(last=False)[1])
+            return fd
+
+    def close(self) -> None:
+        with self._lock:
+            while self._fds:
+                os.close(self._fds.popitem()[1])
+
+    def __enter__(self) -> LocalCheckpoint:
+        return self
+
+    # -- TensorSource -----------------------------------------------------------------------
+
+    def tensors(self) -> Mapping[str, TensorInfo]:
+        return self._tensors
+
+    @property
+    def files(self) -> list[str]:
+        """The safetensors files in use (relative names)."""
+        return list(self._files)
+
+    def _check_span(self, file: str, begin: int, end: int) -> None:
+        if file not in self._sizes:
+            raise CheckpointError(f"{file!r} is not a weight file of this checkpoint",
+                                  path=self.label)
+        if not 0 <= begin <= end <= self._sizes[file]:
+            raise CheckpointError(f"span [{begin}, {end}) is outside the file "
+                                  f"(size {self._sizes[file]})", path=str(self.root / file))
+
+    def _read_into(self, file: str, begin: int, buf: memoryview) -> None:
+        self._check_span(file, begin, begin + len(buf))
+        with self._lock:  # an fd evicted from the cache mid-read could be reused by the OS
+            _pread_into(self._fd(file), buf, begin, str(self.root / file))
+            self.bytes_read += len(buf)
+
+    def read_bytes(self, filename: str, max_bytes: int = DEFAULT_TEXT_LIMIT) -> bytes | None:
+        check_plain_name(filename, what="metadata file", path=self.label)
+        path = self.root / filename
+        if not os.path.lexists(path):
+            return None
+        fd, size = _open_regular(path)
+        try:
+            if size > max_bytes:
+                raise CheckpointError(f"is {size} bytes, larger than the {max_bytes}-byte limit",
+                                      path=str(path))
+            buf = bytearray(size)
+            _pread_into(fd, memoryview(buf), 0, str(path))
+            self.bytes_read += size
+            return bytes(buf)
+        finally:
+            os.close(fd)
+
+    # -- identity ---------------------------------------------------------------------------
+
+    def revision(self) -> str:
+        """sha256 over sorted ``(name, size, sha256)`` of the weight files (and the index) and the
+        known metadata files present.  Reads every byte of them (counted in ``bytes_read``);
+        computed once per instance."""
+        if self._revision is None:
+            names = set(self._files) | {n for n in METADATA_FILES if (self.root / n).exists()}
+            if self.index is not None:
+                names.add(INDEX_FILE)
+            entries = [(n, *self._hash_file(n)) for n in sorted(names)]
+            blob = json.dumps(entries, separators=(",", ":")).encode()
+            self._revision = hashlib.sha256(blob).hexdigest()
+        return self._revision
+
+    def stat_signature(self) -> str:
+        """sha256 over sorted ``(name, size, mtime_ns)`` of the files :meth:`revision` hashes.
+
+        Reads no file content: ingest uses it to skip recomputing :meth:`revision` (a full read)
+        for a checkpoint whose files have not been touched since it was last indexed.
+        """
+        names = set(self._files) | {n for n in METADATA_FILES if (self.root / n).exists()}
+        if self.index is not None:
+            names.add(INDEX_FILE)
+        entries = []
+        for name in sorted(names):
+            stat = os.stat(self.root / name)
+            entries.append((name, stat.st_size, stat.st_mtime_ns))
+        return hashlib.sha256(json.dumps(entries, separators=(",", ":")).encode()).hexdigest()
+
+    def _hash_file(self, name: str) -> tuple[int, str]:
+        display = str(self.root / name)
+        fd, size = _open_regular(self.root / name, self._sizes.get(name))  # own fd: no cache race
+        try:
+            h = hashlib.sha256()
+            buf = bytearray(min(_HASH_CHUNK, size))
+            for off in range(0, size, _HASH_CHUNK):
+                mv = memoryview(buf)[:min(_HASH_CHUNK, size - off)]
+                _pread_into(fd, mv, off, display)
+                h.update(mv)
+            self.bytes_read += size
+            return size, h.hexdigest()
+        finally:
+            os.close(fd)
+
+
+def open_checkpoint(path: str | os.PathLike[str]) -> LocalCheckpoint:
+    """Open a checkpoint folder (``CheckpointError`` if it is not a folder or has no weights)."""
+    return LocalCheckpoint(path)
