@@ -15,7 +15,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from indexer import safetensors_format as fmt
 from indexer.safetensors_format import INDEX_FILE, TensorInfo, check_plain_name
@@ -131,7 +131,7 @@ class LocalCheckpoint(TensorSource):
             while self._fds:
                 os.close(self._fds.popitem()[1])
 
-    def __enter__(self) -> LocalCheckpoint:
+    def __enter__(self) -> Self:
         return self
 
     # -- TensorSource -----------------------------------------------------------------------

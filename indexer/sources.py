@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Self
 
 import torch
 
@@ -174,7 +174,7 @@ class TensorSource(ABC):
     def close(self) -> None:
         """Release open files (no-op by default)."""
 
-    def __enter__(self) -> TensorSource:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

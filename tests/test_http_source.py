@@ -204,7 +204,7 @@ def test_an_index_that_names_other_shards_wins_over_the_standard_names(fresh: Hu
         assert src.weight_bytes == sum((repo / f).stat().st_size for f in renamed.values())
         local = LocalCheckpoint(repo)
         assert set(src.tensors()) == set(local.tensors())
-        name = sorted(src.tensors())[0]
+        name = min(src.tensors())
         assert _same_bits(src.read(name), local.read(name))
         stale = fresh.stats().log
         for f in renamed:  # asked for early, never used
