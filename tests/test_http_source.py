@@ -304,6 +304,42 @@ def test_coalescing_gap_is_what_a_request_costs_on_the_link() -> None:
     assert link.coalescing_gap(1, 65536, 4 << 20) == 4 << 20  # clamped
 
 
+def test_a_read_across_adjacent_prefetched_spans_is_served_from_the_cache(hub: HubServer, root: Path) -> None:
+    """Two prefetches of adjacent rows, then one read covering both: assembled from the two
+    cached spans, no request."""
+    local = LocalCheckpoint(root / SINGLE)
+    emb = "model.embed_tokens.weight"
+    with _open(hub, SINGLE) as src:
+        src.prefetch_rows([(emb, 10, 20)])
+        src.prefetch_rows([(emb, 20, 35)])
+        before = src.requests
+        assert _same_bits(src.read_rows(emb, 12, 33), local.read_rows(emb, 12, 33))
+        assert src.requests == before
+        assert _same_bits(src.read_rows(emb, 30, 36), local.read_rows(emb, 30, 36))  # row 35 is not cached: one request
+        assert src.requests == before + 1
+    local.close()
+
+
+def test_queued_prefetches_are_fetched_in_the_order_they_were_queued(hub: HubServer, root: Path) -> None:
+    """``prefetch_rows_async`` batches share one first-in-first-out queue: with one connection the
+    server sees their requests in the order they were queued, and each answer holds its batch."""
+    local = LocalCheckpoint(root / SINGLE)
+    names = [f"model.layers.{i}.mlp.up_proj.weight" for i in (1, 0)] + ["model.embed_tokens.weight"]
+    with _open(hub, SINGLE, concurrency=1) as src:
+        hub.reset_stats()
+        batches = [src.prefetch_rows_async([(name, 0, 4)], gap=1) for name in names]
+        for batch in batches:
+            batch.result(timeout=30)
+        spans = [r.range for r in hub.stats().log if r.range]
+        begins = [src.info(name).begin for name in names]
+        assert [int(span.split("=")[1].split("-")[0]) for span in spans] == begins
+        before = src.requests
+        for name in names:
+            assert _same_bits(src.read_rows(name, 0, 4), local.read_rows(name, 0, 4))
+        assert src.requests == before
+    local.close()
+
+
 def test_prefetch_merges_farther_rows_once_the_link_is_known_to_be_slow(root: Path) -> None:
     emb = "model.embed_tokens.weight"
     local = LocalCheckpoint(root / SINGLE)
