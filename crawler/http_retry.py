@@ -128,7 +128,6 @@ class _CookielessClient(httpx.Client):
             raise ValueError("the crawler's HTTP client keeps no cookies")
 
 
-
 @lru_cache(maxsize=4096)
 def _parsed(url: str) -> httpx.URL:
     """``httpx.URL(url)``, parsed once (httpx validates a URL character by character)."""

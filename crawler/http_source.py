@@ -376,7 +376,7 @@ def _all_of(futures: list[Future[None]]) -> Future[None]:
     left = [len(futures)]
     lock = threading.Lock()
 
-    def settle(future: Future[None]) -> None:
+    def one_done(future: Future[None]) -> None:
         error = None if future.cancelled() else future.exception()
         with lock:
             left[0] -= 1
@@ -393,5 +393,5 @@ def _all_of(futures: list[Future[None]]) -> Future[None]:
     if not futures:
         done.set_result(None)
     for future in futures:
-        future.add_done_callback(settle)
+        future.add_done_callback(one_done)
     return done

@@ -200,24 +200,22 @@ def _from_tokenizer_json(spec: object, digest: str) -> Vocabulary:
         raise CheckpointError("tokenizer.json has no 'model' object")
     model = spec["model"]
     vocab = model.get("vocab")
-    if isinstance(vocab, dict):  # BPE / WordPiece: {token: id}, strings unique (json ints only: bools are not ids)
-        ids = {tok: tid for tok, tid in vocab.items() if type(tid) is int}
+    pairs: list[tuple[str, int, bool]] = []
+    if isinstance(vocab, dict):
+        pairs = [(tok, tid, False) for tok, tid in vocab.items() if isinstance(tid, int) and not isinstance(tid, bool)]
     elif isinstance(vocab, list):  # Unigram: [[piece, score], ...], id = position
-        ids = {}
-        for i, entry in enumerate(vocab):
-            if isinstance(entry, list) and entry and isinstance(entry[0], str):
-                ids.setdefault(entry[0], i)
+        pairs = [(entry[0], i, False) for i, entry in enumerate(vocab) if isinstance(entry, list) and entry and isinstance(entry[0], str)]
     else:
         raise CheckpointError("tokenizer.json model has no vocabulary")
-    added = [(a["content"], a["id"], bool(a.get("special"))) for a in spec.get("added_tokens") or []
-             if isinstance(a, dict) and isinstance(a.get("id"), int) and isinstance(a.get("content"), str)]
-    specials = {tid for _, tid, special in added if special}
-    size = 1 + max(max(ids.values(), default=-1), max((tid for _, tid, _ in added), default=-1))
-    tokens = {tok: tid for tok, tid in ids.items() if tid not in specials} if specials else ids
-    for tok, tid, special in added:  # the lowest id of a string that repeats, specials left out
-        if not special and tid not in specials and tid < tokens.get(tok, tid + 1):
-            tokens[tok] = tid
-    return Vocabulary(tokens, _tokenizer_style(spec), size, digest, "tokenizer.json")
+    specials = set()
+    for added in spec.get("added_tokens") or []:
+        if isinstance(added, dict) and isinstance(added.get("id"), int) and isinstance(added.get("content"), str):
+            pairs.append((added["content"], added["id"], bool(added.get("special"))))
+            if added.get("special"):
+                specials.add(added["id"])
+    pairs = [(tok, tid, special or tid in specials) for tok, tid, special in pairs]
+    size = 1 + max((tid for _, tid, _ in pairs), default=-1)
+    return _build(pairs, _tokenizer_style(spec), size, digest, "tokenizer.json")
 
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:
