@@ -153,25 +153,28 @@ class Store:
         values = [json.dumps(getattr(record, c)) if c in _JSON_COLUMNS and getattr(record, c) is not None else getattr(record, c) for c in _COLUMNS]
         with self.transaction() as conn:
             row = conn.execute("SELECT pk FROM models WHERE id = ?", [record.id]).fetchone()
-            if row is None:
+            generation = self.generation() + 1
+            if row is None:  # a new row: no vectors, tests or edges refer to its fresh pk yet
                 placeholders = ", ".join("?" for _ in _COLUMNS)
                 pk = conn.execute(f"INSERT INTO models ({', '.join(_COLUMNS)}) VALUES ({placeholders}) RETURNING pk", values).fetchone()[0]
             else:
                 pk = row[0]
                 assignments = ", ".join(f"{c} = ?" for c in _COLUMNS if c != "id")
                 conn.execute(f"UPDATE models SET {assignments} WHERE pk = ?", [v for c, v in zip(_COLUMNS, values) if c != "id"] + [pk])
-            generation = self.generation() + 1
-            conn.execute(
-                "INSERT INTO vector_tombstones SELECT vector_id, kind, ? FROM fingerprints WHERE model_pk = ?", [generation, pk]
-            )
-            conn.execute("DELETE FROM fingerprints WHERE model_pk = ?", [pk])
-            for table in ("pair_tests", "relations", "pair_evidence"):  # results on the old weights no longer hold
-                conn.execute(f"DELETE FROM {table} WHERE model_a = ? OR model_b = ?", [pk, pk])
-            conn.execute("DELETE FROM merge_evidence WHERE ? IN (child, parent_a, parent_b)", [pk])
+                conn.execute(
+                    "INSERT INTO vector_tombstones SELECT vector_id, kind, ? FROM fingerprints WHERE model_pk = ?", [generation, pk]
+                )
+                conn.execute("DELETE FROM fingerprints WHERE model_pk = ?", [pk])
+                for table in ("pair_tests", "relations", "pair_evidence"):  # results on the old weights no longer hold
+                    conn.execute(f"DELETE FROM {table} WHERE model_a = ? OR model_b = ?", [pk, pk])
+                conn.execute("DELETE FROM merge_evidence WHERE ? IN (child, parent_a, parent_b)", [pk])
             if vectors:
-                conn.executemany(
-                    "INSERT INTO fingerprints (model_pk, version, kind, layer, generation, vector) VALUES (?, ?, ?, ?, ?, ?)",
-                    [(pk, version, v.kind, v.layer, generation, np.asarray(v.vector, dtype=np.float32).tolist()) for v in vectors],
+                # one statement for all rows (a row-by-row executemany costs ~1.5 ms per vector); unnest keeps their order
+                conn.execute(
+                    "INSERT INTO fingerprints (model_pk, version, kind, layer, generation, vector) "
+                    "SELECT ?, ?, kind, layer, ?, vector FROM (SELECT unnest(?) AS kind, unnest(?) AS layer, unnest(?) AS vector)",
+                    [pk, version, generation, [v.kind for v in vectors], [v.layer for v in vectors],
+                     [np.asarray(v.vector, dtype=np.float32) for v in vectors]],
                 )
             conn.execute("UPDATE meta SET value = ? WHERE key = 'generation'", [str(generation)])
         record.pk = pk

@@ -59,6 +59,16 @@ def test_save_model_replaces_vectors_atomically_with_tombstones(tmp_path):
         assert record.status == STATUS_FAILED and record.error == "boom" and record.pk == pk
 
 
+def test_saved_vectors_read_back_bit_exact_with_their_kind_and_layer(tmp_path):
+    rows = unit_rows(np.random.default_rng(3), 4, dim=512)
+    with Store(tmp_path / "p.duckdb") as store:
+        pk = store.save_model(ModelRecord(id="org/a", status=STATUS_INDEXED), rows, VERSION)
+        back = store.vectors_of(pk, VERSION)
+    expected = sorted(rows, key=lambda r: (r.kind, r.layer))
+    assert [(r.kind, r.layer) for r in back] == [(r.kind, r.layer) for r in expected]
+    assert all(np.array_equal(a.vector, b.vector) and a.vector.dtype == np.float32 for a, b in zip(back, expected))
+
+
 def test_failed_write_rolls_back(tmp_path):
     rng = np.random.default_rng(1)
     with Store(tmp_path / "p.duckdb") as store:
