@@ -27,7 +27,7 @@ describe the embedding (M_emb = X̂ X̂ᵀ) and the output head (M_head = X̂ Ô
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Self
@@ -45,7 +45,7 @@ from indexer.canonical import (
 )
 from indexer.probes import MIN_PROBES, ProbeSelection, probe_keys, probe_list_digest
 from indexer.sampling import SampleSize, block_reads, block_sample
-from indexer.sketch import Projection, sketch_product, unit
+from indexer.sketch import Projection, sketch_product, sketch_products, unit, unit_rows
 from pedigree.errors import CheckpointError
 
 RECIPE = "tsi3"  # token-space invariants, recipe 3 (sampled rows, bfloat16 products, 1024-key probe prefix)
@@ -53,6 +53,7 @@ DEFAULT_DIM = 512
 DEFAULT_SAMPLE = SampleSize()
 FINGERPRINT_PROBES = 1024  # the fingerprint uses the probes among the first 1024 keys of the global list
 READ_AHEAD_BLOCKS = 16  # blocks whose sampled rows may be requested ahead of the maths (~25 MB for a 7B)
+SKETCH_BATCH = 4  # blocks sketched together: a few large tensor operations instead of many small ones
 
 
 def fingerprint_version(dim: int = DEFAULT_DIM, sample: SampleSize = DEFAULT_SAMPLE) -> str:
@@ -77,21 +78,28 @@ class Fingerprint:
 
 
 def _unit_columns(r: torch.Tensor) -> torch.Tensor:
-    """r_u / ‖r_u‖ for every column u (zero columns stay zero)."""
-    return r / torch.clamp(torch.linalg.vector_norm(r, dim=0, keepdim=True), min=1e-30)
+    """r_u / ‖r_u‖ for every column u of each [n, r] matrix (zero columns stay zero)."""
+    return r / torch.clamp(torch.linalg.vector_norm(r, dim=-2, keepdim=True), min=1e-30)
 
 
-def layer_factors(x: torch.Tensor, layer: CanonicalLayer) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Each term of one block as factors (A, B) with M = A Bᵀ (see the module docstring).  The
-    responses X̂ Wᵀ of all sampled rows come from one bfloat16 product (``indexer.bf16``; pass
-    ``x`` already in bfloat16 to convert it once per model)."""
-    rows = [layer.q, layer.k, layer.up] + ([layer.gate] if layer.gate is not None else [])
-    responses = bf16.matmul(x, torch.cat(rows).t()).split([len(r) for r in rows], dim=1)
-    up = _unit_columns(responses[2])
-    factors = {"qk": (responses[0], responses[1]), "up": (up, up)}
-    if layer.gate is not None:
-        gate = _unit_columns(responses[3])
-        factors["gate"] = (gate, gate)
+def _layout(layer: CanonicalLayer) -> tuple[int, ...]:
+    """Sampled row counts of a block: blocks with the same layout are sketched together."""
+    return (len(layer.q), len(layer.k), len(layer.up), -1 if layer.gate is None else len(layer.gate))
+
+
+def block_factors(x: torch.Tensor, layers: Sequence[CanonicalLayer]) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
+    """Each term of a run of blocks with one layout (:func:`_layout`) as batched factors (A, B),
+    [blocks, n, r] each, with M = A Bᵀ per block (B None: the Gram A Aᵀ; see the module
+    docstring).  The responses X̂ Wᵀ of all sampled rows of the run come from one bfloat16 product
+    (``indexer.bf16``; pass ``x`` already in bfloat16 to convert it once per model)."""
+    first = layers[0]
+    sizes = [len(first.q), len(first.k), len(first.up)] + ([len(first.gate)] if first.gate is not None else [])
+    rows = torch.cat([m for layer in layers for m in (layer.q, layer.k, layer.up, layer.gate) if m is not None])
+    responses = bf16.matmul(x, rows.t()).reshape(len(x), len(layers), sum(sizes)).transpose(0, 1).split(sizes, dim=2)
+    factors: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {
+        "qk": (responses[0], responses[1]), "up": (_unit_columns(responses[2]), None)}
+    if first.gate is not None:
+        factors["gate"] = (_unit_columns(responses[3]), None)
     return factors
 
 
@@ -116,9 +124,13 @@ class _Sketcher:
         self.prepare(term)
         return unit(sketch_product(a, b, self._projections[term], bf16.matmul))
 
-    def block(self, x16: torch.Tensor, layer: CanonicalLayer) -> torch.Tensor:
-        """One block's vector: the normalised sum of its term sketches."""
-        return unit(sum(self(a, b, name) for name, (a, b) in layer_factors(x16, layer).items()))
+    def blocks(self, x16: torch.Tensor, layers: Sequence[CanonicalLayer]) -> torch.Tensor:
+        """[blocks, D]: each block's vector, the normalised sum of its unit term sketches (blocks of one layout)."""
+        total = torch.zeros(len(layers), self.dim)
+        for name, (a, b) in block_factors(x16, layers).items():
+            self.prepare(name)
+            total += unit_rows(sketch_products(a, b, self._projections[name], bf16.matmul))
+        return unit_rows(total)
 
 
 class ReadAhead:
@@ -206,13 +218,20 @@ def compute_fingerprint(
         x = probe_rows(loader, roles, token_ids)
         embedding = sketcher(x, x, "embedding")  # while the first blocks are still arriving
         x16 = x.to(torch.bfloat16)
-        layer_vectors = []
+        layer_vectors: list[torch.Tensor] = []
+        run: list[CanonicalLayer] = []  # blocks read, not yet sketched (one layout)
         for done, (layer_roles, block) in enumerate(zip(roles.layers, reads.samples), start=1):
             reads.block_ready(done - 1)
             layer = canonical_layer(loader, roles, layer_roles, block)
             if on_layer is not None:
                 on_layer(layer)
-            layer_vectors.append(sketcher.block(x16, layer))
+            if run and _layout(run[0]) != _layout(layer):
+                layer_vectors.extend(sketcher.blocks(x16, run))
+                run = []
+            run.append(layer)
+            if len(run) == SKETCH_BATCH or done == len(roles.layers):
+                layer_vectors.extend(sketcher.blocks(x16, run))
+                run = []
             if progress is not None:
                 progress(done, len(roles.layers))
         reads.head_ready()
@@ -232,5 +251,5 @@ def whole_block_vectors(loader: MatrixLoader, roles: ModelRoles, probes: ProbeSe
     sketcher = _Sketcher(probes, dim, f"{RECIPE}-whole-d{dim}-n{FINGERPRINT_PROBES}-p{probe_list_digest()}")
     with torch.no_grad():
         x16 = probe_rows(loader, roles, torch.from_numpy(probes.token_ids)).to(torch.bfloat16)
-        vectors = [sketcher.block(x16, canonical_layer(loader, roles, roles.layers[index])) for index in layers]
+        vectors = [sketcher.blocks(x16, [canonical_layer(loader, roles, roles.layers[index])])[0] for index in layers]
     return torch.stack(vectors) if vectors else torch.zeros(0, dim)

@@ -151,40 +151,58 @@ def sketch(z: torch.Tensor, positions: torch.Tensor, seed: str, universe: int, d
 
 def sketch_product(a: torch.Tensor, b: torch.Tensor, projection: Projection,
                    matmul: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = torch.matmul) -> torch.Tensor:
-    """``sketch(offdiagonal_zscore(a bᵀ), ...)`` from the n x r factors, never forming the n x n
-    matrix when r < n.  With M = a bᵀ, m_i = M_ii, S = Σ_ij M_ij, Q = ‖M‖²_F = Σ (aᵀa ∘ bᵀb):
+    """``sketch(offdiagonal_zscore(a bᵀ), ...)`` for n x r factors: through :func:`sketch_products`
+    when r < n (never forming the n x n matrix), else from the formed matrix (``matmul`` forms a bᵀ
+    and Z V, e.g. :func:`indexer.bf16.matmul`)."""
+    n, r = a.shape
+    if r >= n:
+        return projection.apply(offdiagonal_zscore(matmul(a, b.t())), matmul)
+    return sketch_products(a[None], None if b is a else b[None], projection, matmul)[0]
+
+
+def sketch_products(a: torch.Tensor, b: torch.Tensor | None, projection: Projection,
+                    matmul: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = torch.matmul) -> torch.Tensor:
+    """Row i is ``sketch(offdiagonal_zscore(a_i b_iᵀ), ...)`` for a batch of n x r factors a, b
+    ([B, n, r], r < n; ``b`` None: the Grams a_i a_iᵀ, one product serving both sides).  With
+    M = a bᵀ, m_i = M_ii, S = Σ_ij M_ij, Q = ‖M‖²_F = Σ (aᵀa ∘ bᵀb):
 
         μ = (S − Σ m_i) / (n(n−1)),   σ² = (Q − Σ m_i²) / (n(n−1)) − μ²,
         s_k = [ (aᵀu_k)·(bᵀv_k) − μ (Σu_k)(Σv_k) − Σ_i u_ki v_ki (m_i − μ) ] / σ
 
     which is u_kᵀ Z v_k with Z_ij = (M_ij − μ)/σ off the diagonal and 0 on it: O(n r D) work
-    instead of O(n² D).  ``matmul`` forms a bᵀ (when r ≥ n, the n x n path) and the O(n r D)
-    products aᵀu, bᵀv (e.g. :func:`indexer.bf16.matmul`); the sums stay in float64."""
-    n, r = a.shape
-    if r >= n:
-        return projection.apply(offdiagonal_zscore(matmul(a, b.t())), matmul)
-    same = b is a  # a Gram (a aᵀ): one product serves both sides
-    af, bf = a.float(), b.float()
-    diagonal = (af * bf).sum(dim=1).double()
+    instead of O(n² D), and one product with the projection for the whole batch.  ``matmul``
+    forms the O(n r D) products aᵀu, bᵀv; the O(r² n) Grams are float32 (relative error ~1e-6),
+    the sums float64.  Returns [B, D] float32 (a zero row where σ = 0)."""
+    batch, n, r = a.shape
+    af = a.float()
+    bf = af if b is None else b.float()
+    diagonal = (af * bf).sum(dim=2).double()  # [B, n]: m_i
     pairs = n * (n - 1)
-    mean = (af.sum(dim=0).double() @ bf.sum(dim=0).double() - diagonal.sum()) / pairs
-    # the O(r² n) and O(n r D) products in float32 (relative error ~1e-6), the sums in float64
-    gram_a = (af.t() @ af).double()
-    second = ((gram_a * (gram_a if same else (bf.t() @ bf).double())).sum() - (diagonal * diagonal).sum()) / pairs
-    std = torch.sqrt(torch.clamp(second - mean * mean, min=0.0))
-    if not torch.isfinite(std) or std <= 0:
-        return torch.zeros(projection.left.shape[1])
-    if same:
-        au, bv = matmul(af.t(), projection.both).double().chunk(2, dim=1)
+    mean = ((af.sum(dim=1).double() * bf.sum(dim=1).double()).sum(dim=1) - diagonal.sum(dim=1)) / pairs
+    gram_a = (af.transpose(1, 2) @ af).double()
+    gram_b = gram_a if b is None else (bf.transpose(1, 2) @ bf).double()
+    second = ((gram_a * gram_b).sum(dim=(1, 2)) - (diagonal * diagonal).sum(dim=1)) / pairs
+    std = torch.sqrt(torch.clamp(second - mean * mean, min=0.0))  # [B]
+    columns = af.transpose(1, 2).reshape(batch * r, n)  # every factor column of the batch: one product
+    if b is None:
+        au, bv = matmul(columns, projection.both).double().reshape(batch, r, -1).chunk(2, dim=2)
     else:
-        au, bv = matmul(af.t(), projection.left).double(), matmul(bf.t(), projection.right).double()
-    raw = (au * bv).sum(dim=0)
-    raw -= mean * projection.left_sum * projection.right_sum
-    raw -= projection.products @ (diagonal - mean)
-    return (raw / std).float()
+        au = matmul(columns, projection.left).double().reshape(batch, r, -1)
+        bv = matmul(bf.transpose(1, 2).reshape(batch * r, n), projection.right).double().reshape(batch, r, -1)
+    raw = (au * bv).sum(dim=1)  # [B, D]
+    raw -= mean[:, None] * projection.left_sum * projection.right_sum
+    raw -= (diagonal - mean[:, None]) @ projection.products.t()
+    usable = (torch.isfinite(std) & (std > 0))[:, None]
+    return torch.where(usable, raw / torch.where(usable, std[:, None], 1.0), 0.0).float()
 
 
 def unit(vector: torch.Tensor) -> torch.Tensor:
     """vector / ||vector|| (zero stays zero)."""
     norm = torch.linalg.vector_norm(vector)
     return vector / norm if norm > 0 else vector
+
+
+def unit_rows(matrix: torch.Tensor) -> torch.Tensor:
+    """Each row divided by its norm (zero rows stay zero)."""
+    norms = torch.linalg.vector_norm(matrix, dim=1, keepdim=True)
+    return matrix / torch.where(norms > 0, norms, 1.0)

@@ -116,3 +116,18 @@ def test_a_sampled_fingerprint_is_exact_when_the_sample_stays_put_and_close_when
             assert min(got.values()) >= 0.999, (kind, got)
         else:  # mlp_permutation / head_permutation: another sample of the same blocks
             assert got["embedding"] >= 0.999 and got["model"] > unrelated + 0.3, (kind, got, unrelated)
+
+
+def test_blocks_sketched_together_equal_blocks_sketched_one_at_a_time(roots, monkeypatch):
+    """Batching blocks (runs of SKETCH_BATCH, the last run shorter) is only a faster way to the
+    same block vectors."""
+    import indexer.fingerprint as fingerprint_module
+
+    _, _, state, texts, batched = roots["llama"]
+    assert len(batched.layers) % 3 != 0  # runs of 3 leave a shorter last run
+    monkeypatch.setattr(fingerprint_module, "SKETCH_BATCH", 3)
+    by_three = fingerprint(state, texts)
+    monkeypatch.setattr(fingerprint_module, "SKETCH_BATCH", 1)
+    alone = fingerprint(state, texts)
+    for got in (batched, by_three):
+        assert torch.allclose(got.layers, alone.layers, atol=1e-5) and torch.allclose(got.model, alone.model, atol=1e-5)
