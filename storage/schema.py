@@ -252,12 +252,12 @@ def migrate(conn: duckdb.DuckDBPyConnection) -> int:
         )
     if version == SCHEMA_VERSION:
         return version
+    pending = range(version + 1, SCHEMA_VERSION + 1)
     conn.execute("BEGIN TRANSACTION")  # every pending migration in one transaction: all or none
     try:
-        for number in range(version + 1, SCHEMA_VERSION + 1):
-            name, sql = MIGRATIONS[number - 1]
-            conn.execute(sql)
-            conn.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [number, name])
+        conn.execute("\n".join(MIGRATIONS[number - 1][1] for number in pending))  # one script (each ends with ';'): a fresh store opens faster
+        conn.execute("INSERT INTO schema_migrations SELECT unnest(?), unnest(?), now()",
+                     [list(pending), [MIGRATIONS[number - 1][0] for number in pending]])
         conn.execute("COMMIT")
     except Exception:
         conn.execute("ROLLBACK")
