@@ -200,20 +200,17 @@ def _from_tokenizer_json(spec: object, digest: str) -> Vocabulary:
         raise CheckpointError("tokenizer.json has no 'model' object")
     model = spec["model"]
     vocab = model.get("vocab")
-    pairs: list[tuple[str, int, bool]] = []
-    if isinstance(vocab, dict):
-        pairs = [(tok, tid, False) for tok, tid in vocab.items() if isinstance(tid, int) and not isinstance(tid, bool)]
+    added = [(entry["content"], entry["id"], bool(entry.get("special"))) for entry in spec.get("added_tokens") or []
+             if isinstance(entry, dict) and isinstance(entry.get("id"), int) and isinstance(entry.get("content"), str)]
+    specials = {token_id for _, token_id, special in added if special}
+    pairs: list[tuple[str, int, bool]]
+    if isinstance(vocab, dict):  # type(...) is int: JSON true/false are not ids
+        pairs = [(tok, tid, tid in specials) for tok, tid in vocab.items() if type(tid) is int]
     elif isinstance(vocab, list):  # Unigram: [[piece, score], ...], id = position
-        pairs = [(entry[0], i, False) for i, entry in enumerate(vocab) if isinstance(entry, list) and entry and isinstance(entry[0], str)]
+        pairs = [(entry[0], i, i in specials) for i, entry in enumerate(vocab) if isinstance(entry, list) and entry and isinstance(entry[0], str)]
     else:
         raise CheckpointError("tokenizer.json model has no vocabulary")
-    specials = set()
-    for added in spec.get("added_tokens") or []:
-        if isinstance(added, dict) and isinstance(added.get("id"), int) and isinstance(added.get("content"), str):
-            pairs.append((added["content"], added["id"], bool(added.get("special"))))
-            if added.get("special"):
-                specials.add(added["id"])
-    pairs = [(tok, tid, special or tid in specials) for tok, tid, special in pairs]
+    pairs.extend((tok, tid, special or tid in specials) for tok, tid, special in added)
     size = 1 + max((tid for _, tid, _ in pairs), default=-1)
     return _build(pairs, _tokenizer_style(spec), size, digest, "tokenizer.json")
 
