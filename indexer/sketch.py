@@ -196,13 +196,12 @@ def sketch_products(a: torch.Tensor, b: torch.Tensor | None, projection: Project
     return torch.where(usable, raw / torch.where(usable, std[:, None], 1.0), 0.0).float()
 
 
-def unit(vector: torch.Tensor) -> torch.Tensor:
-    """vector / ||vector|| (zero stays zero)."""
-    norm = torch.linalg.vector_norm(vector)
-    return vector / norm if norm > 0 else vector
-
-
 def unit_rows(matrix: torch.Tensor) -> torch.Tensor:
     """Each row divided by its norm (zero rows stay zero)."""
-    norms = torch.linalg.vector_norm(matrix, dim=1, keepdim=True)
+    norms = torch.linalg.vector_norm(matrix, dim=-1, keepdim=True)
     return matrix / torch.where(norms > 0, norms, 1.0)
+
+
+def unit(vector: torch.Tensor) -> torch.Tensor:
+    """vector / ||vector|| (zero stays zero): :func:`unit_rows` of one row."""
+    return unit_rows(vector)

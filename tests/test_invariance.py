@@ -131,3 +131,27 @@ def test_blocks_sketched_together_equal_blocks_sketched_one_at_a_time(roots, mon
     alone = fingerprint(state, texts)
     for got in (batched, by_three):
         assert torch.allclose(got.layers, alone.layers, atol=1e-5) and torch.allclose(got.model, alone.model, atol=1e-5)
+
+
+def test_blocks_of_another_layout_start_a_new_sketch_run(roots, monkeypatch):
+    """A block whose sampled rows differ in number (here: fewer MLP units) closes the run before
+    it: every block vector is still the one it has when sketched alone."""
+    import dataclasses
+
+    import indexer.fingerprint as fingerprint_module
+    from indexer.adapters import MatrixLoader, roles_for
+    from indexer.probes import select_probes
+    from indexer.vocabulary import read_vocabulary
+
+    _, config, state, texts, _ = roots["llama"]
+    source = StateDictSource(state, texts)
+    roles = roles_for(config, source.tensors())
+    layers = list(roles.layers)
+    layers[1] = dataclasses.replace(layers[1], mlp_size=layers[1].mlp_size // 2)
+    roles = dataclasses.replace(roles, layers=tuple(layers))
+    probes = select_probes(read_vocabulary(source), roles.vocab_size, fingerprint_module.FINGERPRINT_PROBES)
+    vectors = {}
+    for batch in (4, 1):
+        monkeypatch.setattr(fingerprint_module, "SKETCH_BATCH", batch)
+        vectors[batch] = fingerprint_module.compute_fingerprint(MatrixLoader(source), roles, probes, sample=WHOLE_BLOCKS).layers
+    assert len(vectors[1]) == 4 and torch.allclose(vectors[4], vectors[1], atol=1e-5)

@@ -86,20 +86,21 @@ def test_projection_from_the_per_process_tables_is_bit_identical(positions):
         assert a.dtype == b.dtype and torch.equal(a, b), name
 
 
-def test_a_batch_of_sketches_equals_the_sketches_one_at_a_time():
-    """sketch_products row i is sketch_product of pair i (Grams and cross products), and a pair
-    whose product is constant off the diagonal (σ = 0) gives a zero row, not NaN."""
+def test_a_batch_of_sketches_equals_the_dense_sketch_of_each_pair():
+    """sketch_products row i is the sketch of pair i's z-scored product formed densely (Grams and
+    cross products), and a pair whose product is constant off the diagonal (σ = 0) gives a zero
+    row, not NaN."""
     gen = torch.Generator().manual_seed(5)
-    n, r, universe = 200, 24, 500
+    n, r, universe, dim = 200, 24, 500, 32
     positions = torch.randperm(universe, generator=gen)[:n].sort().values
-    projection = Projection.of("batch", positions, universe, 32)
+    projection = Projection.of("batch", positions, universe, dim)
     a = torch.randn(3, n, r, generator=gen) + 0.3
     b = torch.randn(3, n, r, generator=gen)
-    a[2] = 0.0
-    a[2, :, 0] = 1.0  # a aᵀ and a bᵀ: every off-diagonal entry of a aᵀ equals 1
     for batch, pairs in ((sketch_products(a, b, projection), [(a[i], b[i]) for i in range(3)]),
                          (sketch_products(a, None, projection), [(a[i], a[i]) for i in range(3)])):
         for row, (x, y) in zip(batch, pairs):
-            single = sketch_product(x, x if y is x else y, projection)
-            assert torch.allclose(row, single, rtol=1e-5, atol=1e-5 * float(single.abs().max()) + 1e-12)
-    assert torch.equal(sketch_products(a[2:], None, projection), torch.zeros(1, 32))
+            dense = sketch(offdiagonal_zscore(x @ y.t()), positions, "batch", universe, dim)
+            assert torch.allclose(row, dense, rtol=1e-4, atol=1e-3 * float(dense.abs().max()))
+    constant = torch.zeros(1, n, r)
+    constant[0, :, 0] = 1.0  # a aᵀ: every entry equals 1
+    assert torch.equal(sketch_products(torch.cat([a[:1], constant]), None, projection)[1], torch.zeros(dim))

@@ -33,6 +33,22 @@ def test_migrations_are_recorded_and_idempotent(tmp_path):
     assert [v for (v,) in versions] == list(range(1, SCHEMA_VERSION + 1))
 
 
+def test_an_older_store_gets_only_its_pending_migrations(tmp_path):
+    from storage.schema import MIGRATIONS, current_version
+
+    path = tmp_path / "p.duckdb"
+    conn = duckdb.connect(str(path))
+    current_version(conn)  # creates schema_migrations
+    for number, (name, sql) in enumerate(MIGRATIONS[:2], start=1):  # a store written by an older pedigree
+        conn.execute(sql)
+        conn.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [number, name])
+    conn.close()
+    with Store(path) as store:
+        rows = store.conn.execute("SELECT version, name FROM schema_migrations ORDER BY version").fetchall()
+        store.save_model(ModelRecord(id="org/a", status=STATUS_INDEXED), unit_rows(np.random.default_rng(2), 1), VERSION)
+    assert rows == [(number, name) for number, (name, _) in enumerate(MIGRATIONS, start=1)]
+
+
 def test_newer_schema_is_refused(tmp_path):
     path = tmp_path / "p.duckdb"
     Store(path).close()
