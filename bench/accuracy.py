@@ -62,7 +62,7 @@ def notable_negatives(truth: dict, negatives: list[dict]) -> dict:
 
 
 def run(size: str, zoo_dir: Path) -> dict:
-    from bench.zoo.build import build_zoo
+    from pedigree.zoo.build import build_zoo
 
     started = time.perf_counter()
     manifest = build_zoo(zoo_dir, size)

@@ -193,8 +193,8 @@ def checkpoint_runs(name: str, work: Path, link: dict, warm_up: bool = True, rep
 def listing_run(count: int, work: Path) -> dict:
     from huggingface_hub import HfApi
 
-    from crawler.hub_server import HubServer
-    from crawler.listing import list_changed
+    from pedigree.crawler.hub_server import HubServer
+    from pedigree.crawler.listing import list_changed
 
     root = work / "listing"
     if not root.exists():
@@ -212,15 +212,15 @@ def listing_run(count: int, work: Path) -> dict:
 
 
 def storm_run(work: Path) -> dict:
-    from bench.zoo.testing import small_zoo_path
-    from crawler.hub_server import HubServer, RateLimit
+    from bench.zoo_cache import small_zoo_path
+    from bench.hub_faults import FaultyHub, RateLimit
     from pedigree.config import load_settings
     from pedigree.workspace import Workspace
 
     zoo = small_zoo_path()
     out = {}
     for label, faults in (("no faults", {}), ("429 storm", {"rate_limits": [RateLimit(scope="any", probability=1 / 3, reset=1)]})):
-        with HubServer(zoo) as hub:
+        with FaultyHub(zoo) as hub:
             hub.set_faults(**faults)
             started = time.perf_counter()
             runs, first = 0, None

@@ -15,10 +15,10 @@ import argparse
 import json
 from pathlib import Path
 
-from indexer.local_checkpoint import open_checkpoint
-from indexer.pipeline import fingerprint_source
-from indexer.weight_stats import WeightStats
-from storage.db import ModelRecord
+from pedigree.indexer.local_checkpoint import open_checkpoint
+from pedigree.indexer.pipeline import fingerprint_source
+from pedigree.indexer.weight_stats import WeightStats
+from pedigree.storage.db import ModelRecord
 
 ROOT = Path(__file__).resolve().parent.parent
 

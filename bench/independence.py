@@ -30,10 +30,10 @@ import numpy as np
 from scipy import stats
 
 from bench.report import ROOT, environment, publish
-from indexer.independence.inputs import ModelTensors
-from indexer.independence.suite import run_battery, unit_correspondence
-from indexer.local_checkpoint import open_checkpoint
-from indexer.sources import StateDictSource
+from pedigree.indexer.independence.inputs import ModelTensors
+from pedigree.indexer.independence.suite import run_battery, unit_correspondence
+from pedigree.indexer.local_checkpoint import open_checkpoint
+from pedigree.indexer.sources import StateDictSource
 
 TEXT_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json")
 
@@ -96,7 +96,7 @@ def localisation(truth: dict, models: dict[str, ModelTensors]) -> dict:
 
 
 def synthetic_pairs(zoo: Path, truth: dict, count: int) -> list[dict[str, float]]:
-    from bench.zoo.models import init_state_dict
+    from pedigree.zoo.models import init_state_dict
 
     roots = sorted(m for m, f in truth.items() if f["relation"] == "root" and not f["notes"].get("distilled_from"))
     rows = []
@@ -112,7 +112,7 @@ def synthetic_pairs(zoo: Path, truth: dict, count: int) -> list[dict[str, float]
 
 
 def run(size: str, zoo: Path, synthetic: int) -> dict:
-    from bench.zoo.build import build_zoo
+    from pedigree.zoo.build import build_zoo
 
     build_zoo(zoo, size)
     truth = json.loads((zoo / "truth.json").read_text())

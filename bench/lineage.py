@@ -25,7 +25,7 @@ from pathlib import Path
 from bench.report import ROOT, environment, publish
 from pedigree.config import load_settings
 from pedigree.workspace import Workspace
-from query.graph import current_build, load_graph
+from pedigree.query.graph import current_build, load_graph
 
 
 def adjusted_rand_index(labels_true: list, labels_pred: list) -> float:
@@ -83,7 +83,7 @@ def score(truth: dict, graph, discrepancies: dict | None) -> dict:
 
 
 def run(size: str, zoo: Path) -> dict:
-    from bench.zoo.build import build_zoo
+    from pedigree.zoo.build import build_zoo
 
     build_zoo(zoo, size)
     truth = json.loads((zoo / "truth.json").read_text())

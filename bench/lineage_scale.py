@@ -95,8 +95,8 @@ def path_distance(a: int, b: int, parent: np.ndarray, length: np.ndarray, depth:
 
 def populate(db_path: Path, tree: dict, seed: int = 1) -> dict:
     """Write the forest's models, relations and evidence into a fresh pedigree database."""
-    from indexer.independence.suite import SUITE_VERSION
-    from storage.db import Store
+    from pedigree.indexer.independence.suite import SUITE_VERSION
+    from pedigree.storage.db import Store
 
     rng = np.random.default_rng(seed)
     parent, family, length = tree["parent"], tree["family"], tree["edge_length"]
@@ -153,9 +153,9 @@ def populate(db_path: Path, tree: dict, seed: int = 1) -> dict:
 
 
 def _assemble(db_path: str, queue) -> None:
-    from indexer.fingerprint import fingerprint_version
-    from indexer.lineage.build import build_graph
-    from storage.db import Store
+    from pedigree.indexer.fingerprint import fingerprint_version
+    from pedigree.indexer.lineage.build import build_graph
+    from pedigree.storage.db import Store
 
     store = Store(Path(db_path))
     started = time.perf_counter()
@@ -188,8 +188,8 @@ def edge_f1(tree: dict, edges: list[tuple[int, int]]) -> float:
 
 def add_models(db_path: Path, tree: dict, count: int, seed: int = 2) -> None:
     """``count`` new fine-tunes of random existing models (the nightly increment)."""
-    from indexer.independence.suite import SUITE_VERSION
-    from storage.db import Store
+    from pedigree.indexer.independence.suite import SUITE_VERSION
+    from pedigree.storage.db import Store
 
     rng = np.random.default_rng(seed)
     n = len(tree["parent"])

@@ -24,9 +24,9 @@ import torch
 
 from bench.report import environment, publish
 from bench.synthetic_llama import ChildOf, LlamaShape, write_llama
-from indexer.independence.inputs import ModelTensors
-from indexer.independence.suite import run_battery
-from indexer.local_checkpoint import open_checkpoint
+from pedigree.indexer.independence.inputs import ModelTensors
+from pedigree.indexer.independence.suite import run_battery
+from pedigree.indexer.local_checkpoint import open_checkpoint
 
 CHUNK = 64 * 2**20
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from indexer.probes import probe_keys
+from pedigree.indexer.probes import probe_keys
 
 
 @dataclass(frozen=True)

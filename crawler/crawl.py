@@ -24,11 +24,11 @@ from datetime import datetime
 
 from huggingface_hub import HfApi
 
-from crawler.http_source import HubCheckpoint, RetryPolicy, hub_client
-from crawler.listing import ListedRepo, list_changed_with_retries
-from crawler.remote import hub_uri
-from indexer.pipeline import RETRY, UNCHANGED, IngestOutcome, ingest_source
-from storage.crawl import (
+from pedigree.crawler.http_source import HubCheckpoint, RetryPolicy, hub_client
+from pedigree.crawler.listing import ListedRepo, list_changed_with_retries
+from pedigree.crawler.remote import hub_uri
+from pedigree.indexer.pipeline import RETRY, UNCHANGED, IngestOutcome, ingest_source
+from pedigree.storage.crawl import (
     CrawledRepo,
     crawled,
     high_water,
@@ -36,7 +36,7 @@ from storage.crawl import (
     save_crawled,
     set_high_water,
 )
-from storage.db import STATUS_INDEXED, Store, naive_utc
+from pedigree.storage.db import STATUS_INDEXED, Store, naive_utc
 
 DEFAULT_BUDGET_FACTOR = 1.05  # a model may read at most its weights' size (+5 %, + metadata): a runaway server cannot make us read more
 METADATA_ALLOWANCE = 64 * 2**20

@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from crawler.link_estimate import LinkEstimate
+from pedigree.crawler.link_estimate import LinkEstimate
 from pedigree import __version__
 from pedigree.errors import (
     ByteBudgetExceededError,

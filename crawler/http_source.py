@@ -36,12 +36,12 @@ from urllib.parse import quote
 
 import httpx
 
-from crawler.http_retry import Fetcher, RemoteFile, RetryPolicy, hub_client
-from indexer import safetensors_format as fmt
-from indexer.card import MAX_CARD_BYTES
-from indexer.safetensors_format import INDEX_FILE, TensorInfo, check_plain_name
-from indexer.sources import DEFAULT_TEXT_LIMIT, TensorSource
-from indexer.vocabulary import MAX_TOKENIZER_BYTES, VOCABULARY_FILES
+from pedigree.crawler.http_retry import Fetcher, RemoteFile, RetryPolicy, hub_client
+from pedigree.indexer import safetensors_format as fmt
+from pedigree.indexer.card import MAX_CARD_BYTES
+from pedigree.indexer.safetensors_format import INDEX_FILE, TensorInfo, check_plain_name
+from pedigree.indexer.sources import DEFAULT_TEXT_LIMIT, TensorSource
+from pedigree.indexer.vocabulary import MAX_TOKENIZER_BYTES, VOCABULARY_FILES
 from pedigree.errors import CheckpointError, RepoGoneError
 
 __all__ = ["HubCheckpoint", "RetryPolicy", "hub_client"]

@@ -17,9 +17,9 @@ from datetime import datetime
 from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError
 
-from crawler.http_retry import RetryPolicy, server_wait
+from pedigree.crawler.http_retry import RetryPolicy, server_wait
 
-from storage.db import naive_utc
+from pedigree.storage.db import naive_utc
 
 EXPAND = ["sha", "lastModified", "createdAt", "cardData", "siblings", "gated", "private"]
 

@@ -34,7 +34,7 @@ def parse_hub_uri(uri: str) -> tuple[str, str, str]:
 
 def open_hub(uri: str, token: str | None = None):
     """The crawled revision of a model, reopened through HTTP range reads."""
-    from crawler.http_source import HubCheckpoint
+    from pedigree.crawler.http_source import HubCheckpoint
 
     endpoint, repo_id, sha = parse_hub_uri(uri)
     token = token or os.environ.get("HF_TOKEN") or None

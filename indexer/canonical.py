@@ -23,14 +23,14 @@ from dataclasses import dataclass
 
 import torch
 
-from indexer.adapters.base import (
+from pedigree.indexer.adapters.base import (
     LayerRoles,
     MatrixLoader,
     MatrixRef,
     ModelRoles,
     NormRef,
 )
-from indexer.sampling import BlockSample
+from pedigree.indexer.sampling import BlockSample
 
 
 def normalize_rows(x: torch.Tensor, norm_kind: str) -> torch.Tensor:

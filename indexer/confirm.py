@@ -16,14 +16,14 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
-from indexer.independence.inputs import ModelTensors
-from indexer.independence.logp import log10_benjamini_hochberg
-from indexer.independence.suite import SUITE_VERSION, Budget, PairReport, run_battery
-from indexer.local_checkpoint import open_checkpoint
-from indexer.sources import TensorSource
+from pedigree.indexer.independence.inputs import ModelTensors
+from pedigree.indexer.independence.logp import log10_benjamini_hochberg
+from pedigree.indexer.independence.suite import SUITE_VERSION, Budget, PairReport, run_battery
+from pedigree.indexer.local_checkpoint import open_checkpoint
+from pedigree.indexer.sources import TensorSource
 from pedigree.errors import ModelNotFoundError
-from storage.db import STATUS_INDEXED, ModelRecord, Store
-from storage.relations import (
+from pedigree.storage.db import STATUS_INDEXED, ModelRecord, Store
+from pedigree.storage.relations import (
     get_relation,
     is_current,
     relations,
@@ -38,7 +38,7 @@ PairProgress = Callable[[int, int, str], None]
 
 def open_record(record: ModelRecord) -> TensorSource:
     """The checkpoint an indexed model was read from: its folder, or its crawled Hub revision."""
-    from crawler.remote import is_hub_uri, open_hub
+    from pedigree.crawler.remote import is_hub_uri, open_hub
 
     if is_hub_uri(record.source):
         return open_hub(record.source)

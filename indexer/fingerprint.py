@@ -34,18 +34,18 @@ from typing import Self
 
 import torch
 
-from indexer import bf16
-from indexer.adapters.base import MatrixLoader, MatrixRef, ModelRoles
-from indexer.canonical import (
+from pedigree.indexer import bf16
+from pedigree.indexer.adapters.base import MatrixLoader, MatrixRef, ModelRoles
+from pedigree.indexer.canonical import (
     CanonicalLayer,
     canonical_layer,
     head_ref,
     head_rows,
     probe_rows,
 )
-from indexer.probes import MIN_PROBES, ProbeSelection, probe_keys, probe_list_digest
-from indexer.sampling import SampleSize, block_reads, block_sample
-from indexer.sketch import Projection, sketch_product, sketch_products, unit, unit_rows
+from pedigree.indexer.probes import MIN_PROBES, ProbeSelection, probe_keys, probe_list_digest
+from pedigree.indexer.sampling import SampleSize, block_reads, block_sample
+from pedigree.indexer.sketch import Projection, sketch_product, sketch_products, unit, unit_rows
 from pedigree.errors import CheckpointError
 
 RECIPE = "tsi3"  # token-space invariants, recipe 3 (sampled rows, bfloat16 products, 1024-key probe prefix)

@@ -17,9 +17,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Self
 
-from indexer import safetensors_format as fmt
-from indexer.safetensors_format import INDEX_FILE, TensorInfo, check_plain_name
-from indexer.sources import DEFAULT_TEXT_LIMIT, TensorSource
+from pedigree.indexer import safetensors_format as fmt
+from pedigree.indexer.safetensors_format import INDEX_FILE, TensorInfo, check_plain_name
+from pedigree.indexer.sources import DEFAULT_TEXT_LIMIT, TensorSource
 from pedigree.errors import CheckpointError
 
 METADATA_FILES = (

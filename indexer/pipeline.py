@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from indexer.adapters import MatrixLoader, ModelRoles, roles_for
-from indexer.card import MAX_CARD_BYTES, parse_card
-from indexer.fingerprint import (
+from pedigree.indexer.adapters import MatrixLoader, ModelRoles, roles_for
+from pedigree.indexer.card import MAX_CARD_BYTES, parse_card
+from pedigree.indexer.fingerprint import (
     DEFAULT_DIM,
     DEFAULT_SAMPLE,
     FINGERPRINT_PROBES,
@@ -25,15 +25,15 @@ from indexer.fingerprint import (
     compute_fingerprint,
     fingerprint_version,
 )
-from indexer.local_checkpoint import LocalCheckpoint, open_checkpoint
-from indexer.probes import select_probes
-from indexer.safetensors_format import INDEX_FILE, SINGLE_FILE
-from indexer.sampling import SampleSize
-from indexer.sources import TensorSource
-from indexer.vocabulary import find_vocabulary_file, parse_vocabulary
-from indexer.weight_stats import StatsAccumulator
+from pedigree.indexer.local_checkpoint import LocalCheckpoint, open_checkpoint
+from pedigree.indexer.probes import select_probes
+from pedigree.indexer.safetensors_format import INDEX_FILE, SINGLE_FILE
+from pedigree.indexer.sampling import SampleSize
+from pedigree.indexer.sources import TensorSource
+from pedigree.indexer.vocabulary import find_vocabulary_file, parse_vocabulary
+from pedigree.indexer.weight_stats import StatsAccumulator
 from pedigree.errors import CheckpointError, PedigreeError, UnsupportedModelError
-from storage.db import (
+from pedigree.storage.db import (
     STATUS_FAILED,
     STATUS_INDEXED,
     STATUS_UNSUPPORTED,

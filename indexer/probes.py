@@ -18,7 +18,7 @@ from importlib import resources
 
 import numpy as np
 
-from indexer.vocabulary import WORD_BOUNDARY, Vocabulary
+from pedigree.indexer.vocabulary import WORD_BOUNDARY, Vocabulary
 
 MIN_PROBES = 16  # fewer shared probe tokens than this cannot give a meaningful fingerprint
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from indexer.adapters.base import LayerRoles, MatrixLoader, MatrixRef, NormRef
+from pedigree.indexer.adapters.base import LayerRoles, MatrixLoader, MatrixRef, NormRef
 
 ATTENTION_ROWS = 64
 MLP_UNITS = 128

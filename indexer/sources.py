@@ -17,8 +17,8 @@ from typing import Any, Self
 
 import torch
 
-from indexer import safetensors_format as fmt
-from indexer.safetensors_format import INDEX_FILE, TensorInfo, check_plain_name
+from pedigree.indexer import safetensors_format as fmt
+from pedigree.indexer.safetensors_format import INDEX_FILE, TensorInfo, check_plain_name
 from pedigree.errors import CheckpointError
 
 DEFAULT_TEXT_LIMIT = 64 * 2**20

@@ -22,8 +22,8 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 
-from indexer import safetensors_format as fmt
-from indexer.sources import TensorSource
+from pedigree.indexer import safetensors_format as fmt
+from pedigree.indexer.sources import TensorSource
 from pedigree.errors import CheckpointError
 
 WORD_BOUNDARY = "␣"

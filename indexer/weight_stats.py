@@ -27,8 +27,8 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from indexer.adapters import MatrixLoader, ModelRoles
-from indexer.canonical import CanonicalLayer
+from pedigree.indexer.adapters import MatrixLoader, ModelRoles
+from pedigree.indexer.canonical import CanonicalLayer
 
 GRID_ROWS = 32  # rows sampled per matrix for the int8-grid test
 GRID_TOLERANCE = 0.08  # mean |w/step − round(w/step)|: ~0.25 for unquantised weights

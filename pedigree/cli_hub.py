@@ -27,7 +27,7 @@ def hub_serve(
     bandwidth_mbs: Annotated[float, typer.Option("--bandwidth-mbs", help="Simulated link bandwidth in MB/s shared by all connections (0: unlimited).")] = 0.0,
 ) -> None:
     """Serve ROOT over HTTP on 127.0.0.1 with the Hub API endpoints huggingface_hub and the crawler use."""
-    from crawler.hub_server import Link, serve
+    from pedigree.crawler.hub_server import Link, serve
 
     if not root.is_dir():
         render.stderr.print(f"[red]error:[/] {root} is not a directory")

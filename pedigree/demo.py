@@ -28,8 +28,8 @@ def pick_question(truth: dict) -> str:
 
 
 def run_demo(settings: Settings, *, as_json: bool = False) -> dict:
-    from bench.zoo.build import build_zoo
-    from crawler.hub_server import HubServer
+    from pedigree.zoo.build import build_zoo
+    from pedigree.crawler.hub_server import HubServer
 
     zoo = settings.home / "zoo"
     with render.progress() as bars:

@@ -23,7 +23,7 @@ from apscheduler.triggers.cron import CronTrigger
 from pedigree import render
 from pedigree.config import Settings
 from pedigree.workspace import Workspace
-from storage.crawl import last_runs
+from pedigree.storage.crawl import last_runs
 
 MISFIRE_GRACE_SECONDS = 6 * 3600
 

@@ -16,9 +16,9 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from crawler.crawl import CrawlResult, RepoDone, RepoStart, crawl, resolve_endpoint
-from crawler.http_retry import RetryPolicy
-from indexer.confirm import (
+from pedigree.crawler.crawl import CrawlResult, RepoDone, RepoStart, crawl, resolve_endpoint
+from pedigree.crawler.http_retry import RetryPolicy
+from pedigree.indexer.confirm import (
     CONFIRM_CANDIDATES,
     PairProgress,
     confirm_new_models,
@@ -26,13 +26,13 @@ from indexer.confirm import (
     run_tests,
     tested_pair,
 )
-from indexer.fingerprint import fingerprint_version
-from indexer.independence.activations import activation_test
-from indexer.independence.inputs import ModelTensors
-from indexer.independence.logp import log10_bonferroni_min
-from indexer.lineage.build import build_graph
-from indexer.local_checkpoint import open_checkpoint
-from indexer.pipeline import (
+from pedigree.indexer.fingerprint import fingerprint_version
+from pedigree.indexer.independence.activations import activation_test
+from pedigree.indexer.independence.inputs import ModelTensors
+from pedigree.indexer.independence.logp import log10_bonferroni_min
+from pedigree.indexer.lineage.build import build_graph
+from pedigree.indexer.local_checkpoint import open_checkpoint
+from pedigree.indexer.pipeline import (
     IngestOutcome,
     LayerProgress,
     discover,
@@ -40,12 +40,12 @@ from indexer.pipeline import (
     ingest_checkpoint,
     is_checkpoint_folder,
 )
-from indexer.sources import TensorSource
+from pedigree.indexer.sources import TensorSource
 from pedigree.config import Settings
 from pedigree.errors import ModelNotFoundError, StorageError
-from query.discrepancies import discrepancies
-from query.graph import export, family_graph, lineage
-from query.related import (
+from pedigree.query.discrepancies import discrepancies
+from pedigree.query.graph import export, family_graph, lineage
+from pedigree.query.related import (
     FingerprintView,
     compare_views,
     matrix,
@@ -53,10 +53,10 @@ from query.related import (
     view_of,
     with_tests,
 )
-from storage.crawl import crawl_counts, finish_run, high_waters, last_runs, start_run
-from storage.db import STATUS_INDEXED, ModelRecord, Store
-from storage.lineage import build_info, latest_build
-from storage.vectors import VectorIndexes
+from pedigree.storage.crawl import crawl_counts, finish_run, high_waters, last_runs, start_run
+from pedigree.storage.db import STATUS_INDEXED, ModelRecord, Store
+from pedigree.storage.lineage import build_info, latest_build
+from pedigree.storage.vectors import VectorIndexes
 
 ModelStart = Callable[[int, int, str], None]  # (position, total, model id)
 ModelDone = Callable[[IngestOutcome], None]

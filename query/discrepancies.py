@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import networkx as nx
 
-from query.graph import current_build, load_graph
-from storage.db import STATUS_INDEXED, Store
-from storage.relations import get_relation
+from pedigree.query.graph import current_build, load_graph
+from pedigree.storage.db import STATUS_INDEXED, Store
+from pedigree.storage.relations import get_relation
 
 HUB_RELATIONS = {"adapter": "adapter", "merge": "merge", "quantized": "quantized"}  # everything else is a finetune
 

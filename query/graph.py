@@ -14,8 +14,8 @@ from pathlib import Path
 import networkx as nx
 
 from pedigree.errors import ModelNotFoundError, PedigreeError
-from storage.db import Store
-from storage.lineage import family_of_model, graph_edges, latest_build, members
+from pedigree.storage.db import Store
+from pedigree.storage.lineage import family_of_model, graph_edges, latest_build, members
 
 FORMATS = ("json", "graphml", "gexf", "parquet")
 

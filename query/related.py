@@ -13,11 +13,11 @@ from itertools import combinations
 
 import numpy as np
 
-from indexer.independence.suite import shared_parts
+from pedigree.indexer.independence.suite import shared_parts
 from pedigree.errors import ModelNotFoundError
-from query.scoring import align_layers, cosine
-from storage.db import STATUS_INDEXED, Store, VectorRow
-from storage.vectors import VectorIndexes
+from pedigree.query.scoring import align_layers, cosine
+from pedigree.storage.db import STATUS_INDEXED, Store, VectorRow
+from pedigree.storage.vectors import VectorIndexes
 
 PairTests = Callable[[str, str, list[tuple[int, int]]], dict]  # (a, b, block hint) -> test results
 MODEL_CANDIDATES = 50  # nearest model vectors examined per query

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from storage.db import Store, naive_utc, utc_now
+from pedigree.storage.db import Store, naive_utc, utc_now
 
 FINAL = ("indexed", "unchanged", "gated", "gone", "no_safetensors", "failed", "unsupported")  # not retried at the same sha
 RETRY = "retry"

@@ -19,7 +19,7 @@ import duckdb
 import numpy as np
 
 from pedigree.errors import StorageError
-from storage.schema import migrate
+from pedigree.storage.schema import migrate
 
 STATUS_INDEXED = "indexed"
 STATUS_FAILED = "failed"

@@ -14,7 +14,7 @@ from datetime import datetime
 
 import numpy as np
 
-from storage.db import Store, utc_now
+from pedigree.storage.db import Store, utc_now
 
 
 @dataclass(frozen=True)

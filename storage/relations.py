@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from storage.db import ModelRecord, Store, utc_now
+from pedigree.storage.db import ModelRecord, Store, utc_now
 
 
 @dataclass(frozen=True)

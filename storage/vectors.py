@@ -30,7 +30,7 @@ import faiss
 import numpy as np
 
 from pedigree.config import VectorIndexSettings
-from storage.db import Store
+from pedigree.storage.db import Store
 
 MANIFEST = "manifest.json"
 

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+
+# As the CLI does (pedigree.cli.main): idle OpenMP workers sleep instead of spinning beside the
+# HTTP threads; set before torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest
 
 
 @pytest.fixture(scope="session")
 def small_zoo() -> Path:
-    from bench.zoo.testing import small_zoo_path
+    from bench.zoo_cache import small_zoo_path
 
     return small_zoo_path()
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from indexer.adapters import MatrixLoader, roles_for
-from indexer.canonical import canonical_layer
-from indexer.sampling import BlockSample
-from indexer.sources import StateDictSource
+from pedigree.indexer.adapters import MatrixLoader, roles_for
+from pedigree.indexer.canonical import canonical_layer
+from pedigree.indexer.sampling import BlockSample
+from pedigree.indexer.sources import StateDictSource
 from pedigree.errors import CheckpointError, UnsupportedModelError
 
 H, HEADS, MLP = 8, 2, 12

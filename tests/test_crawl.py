@@ -21,8 +21,8 @@ import faiss
 import pytest
 from cli_runner import cli
 
-from crawler.hub_server import HubServer, IgnoreRange, Mutation, RateLimit, ServerError, Slow, Truncate
-from crawler.http_retry import RetryPolicy
+from bench.hub_faults import FaultyHub, IgnoreRange, Mutation, RateLimit, ServerError, Slow, Truncate
+from pedigree.crawler.http_retry import RetryPolicy
 from pedigree.config import load_settings
 from pedigree.schedule import missed_run
 from pedigree.workspace import Workspace
@@ -45,7 +45,7 @@ def hub(hub_root: Path, tmp_path: Path):
     """A server over a private copy of the hub folder (mutations change files on disk)."""
     root = tmp_path / "hub"
     shutil.copytree(hub_root, root)
-    with HubServer(root) as server:
+    with FaultyHub(root) as server:
         yield server
 
 
@@ -61,7 +61,7 @@ def crawl_rows(home: Path) -> dict[str, tuple]:
         conn.close()
 
 
-def test_refresh_indexes_the_hub_then_a_second_refresh_fetches_nothing(hub: HubServer, truth: dict, tmp_path: Path):
+def test_refresh_indexes_the_hub_then_a_second_refresh_fetches_nothing(hub: FaultyHub, truth: dict, tmp_path: Path):
     home = str(tmp_path / "home")
     summary = cli("refresh", "--endpoint", hub.url, "--home", home)
     expected = repos_of(hub.root)
@@ -84,7 +84,7 @@ def test_refresh_indexes_the_hub_then_a_second_refresh_fetches_nothing(hub: HubS
     assert status["high_water"][0]["endpoint"] == hub.url and status["high_water"][0]["high_water"]
 
 
-def test_a_changed_repo_is_the_only_one_crawled_again(hub: HubServer, tmp_path: Path):
+def test_a_changed_repo_is_the_only_one_crawled_again(hub: FaultyHub, tmp_path: Path):
     home = str(tmp_path / "home")
     first = cli("crawl", "--endpoint", hub.url, "--home", home)
     assert first["counts"]["indexed"] == len(repos_of(hub.root))
@@ -112,7 +112,7 @@ FAST = RetryPolicy(attempts=6, base_delay=0.01, max_delay=0.1)  # the server's R
 
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
-def test_transient_faults_end_with_every_repo_indexed(hub: HubServer, tmp_path: Path, fault: str):
+def test_transient_faults_end_with_every_repo_indexed(hub: FaultyHub, tmp_path: Path, fault: str):
     hub.set_faults(**FAULTS[fault])
     with Workspace(load_settings(tmp_path / "home")) as ws:
         first = ws.crawl(hub.url, retry=FAST)
@@ -127,7 +127,7 @@ def test_transient_faults_end_with_every_repo_indexed(hub: HubServer, tmp_path: 
     assert len(injected) >= 3  # the server really answered with the fault, and the crawl got through it
 
 
-def test_range_ignored_is_aborted_and_recorded(hub: HubServer, tmp_path: Path):
+def test_range_ignored_is_aborted_and_recorded(hub: FaultyHub, tmp_path: Path):
     hub.set_faults(ignore_range=[IgnoreRange(scope="cdn_get")])
     result = cli("crawl", "--endpoint", hub.url, "--home", str(tmp_path / "home"))
     assert {r["id"] for r in result["repos"]} == repos_of(hub.root)
@@ -136,7 +136,7 @@ def test_range_ignored_is_aborted_and_recorded(hub: HubServer, tmp_path: Path):
         assert row["bytes_read"] == 0  # the whole-file answer was cut off, not read (a 24 MiB shard: test_http_source)
 
 
-def test_gated_and_deleted_repos_are_recorded_with_their_reason(hub: HubServer, tmp_path: Path):
+def test_gated_and_deleted_repos_are_recorded_with_their_reason(hub: FaultyHub, tmp_path: Path):
     repos = sorted(repos_of(hub.root))
     gated, deleted = repos[0], repos[-1]
     hub.set_faults(gated_repos={gated: "manual"}, mutations=[Mutation(action="delete_repo", repo=deleted, after_list_page=1)])
@@ -168,7 +168,7 @@ def database_state(home: Path) -> dict:
     return {"models": models, "vectors": [(m, k, layer, [round(x, 6) for x in v]) for m, k, layer, v in vectors], "crawled": crawled}
 
 
-def test_kill_9_at_random_points_then_resume_equals_an_uninterrupted_run(hub: HubServer, tmp_path: Path):
+def test_kill_9_at_random_points_then_resume_equals_an_uninterrupted_run(hub: FaultyHub, tmp_path: Path):
     reference = tmp_path / "reference"
     cli("crawl", "--endpoint", hub.url, "--home", str(reference))
     hub.set_faults(slow=[Slow(scope="cdn_get", delay=0.05)])
@@ -190,7 +190,7 @@ def test_kill_9_at_random_points_then_resume_equals_an_uninterrupted_run(hub: Hu
     assert database_state(home) == database_state(reference)
 
 
-def test_a_kill_between_the_model_commit_and_the_crawl_record_resumes_to_the_same_record(hub: HubServer, tmp_path: Path):
+def test_a_kill_between_the_model_commit_and_the_crawl_record_resumes_to_the_same_record(hub: FaultyHub, tmp_path: Path):
     """The one window kill -9 can hit deterministically: the model is committed, its crawl record
     is not.  The next run must record it as a clean run does, without reading its tensors again."""
     home = tmp_path / "home"
@@ -219,7 +219,7 @@ def test_missed_runs_are_detected_from_the_last_run():
     assert not missed_run(cron, None, datetime(2026, 11, 22, tzinfo=timezone.utc))
 
 
-def test_schedule_runs_a_missed_refresh_and_records_it(hub: HubServer, tmp_path: Path):
+def test_schedule_runs_a_missed_refresh_and_records_it(hub: FaultyHub, tmp_path: Path):
     from apscheduler.schedulers.background import BackgroundScheduler
 
     from pedigree.config import load_settings

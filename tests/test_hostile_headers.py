@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save
 
-from indexer import safetensors_format as fmt
-from indexer.local_checkpoint import open_checkpoint
+from pedigree.indexer import safetensors_format as fmt
+from pedigree.indexer.local_checkpoint import open_checkpoint
 from pedigree.errors import CheckpointError
 
 

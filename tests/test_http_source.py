@@ -18,27 +18,20 @@ from hostile import HOSTILE_CASES, HOSTILE_MESSAGES
 from huggingface_hub import HfApi
 from safetensors.torch import save_file
 
-from crawler.http_retry import USER_AGENT, RetryPolicy, hub_client, server_wait
-from crawler.http_source import (
+from pedigree.crawler.http_retry import USER_AGENT, RetryPolicy, hub_client, server_wait
+from pedigree.crawler.http_source import (
     EARLY_FILES,
     SPECULATIVE_HEADER_READ,
     HubCheckpoint,
     standard_shard_names,
 )
-from crawler.hub_server import (
-    FaultConfig,
-    HubServer,
-    IgnoreRange,
-    Link,
-    RateLimit,
-    ServerError,
-    Truncate,
-)
-from crawler.hub_server.faults import change_file
-from crawler.link_estimate import LinkEstimate
-from indexer.local_checkpoint import LocalCheckpoint
-from indexer.safetensors_format import INDEX_FILE
-from indexer.vocabulary import VOCABULARY_FILES
+from bench.hub_faults import FaultyHub, FaultConfig, IgnoreRange, RateLimit, ServerError, Truncate
+from pedigree.crawler.hub_server import Link
+from bench.hub_faults import change_file
+from pedigree.crawler.link_estimate import LinkEstimate
+from pedigree.indexer.local_checkpoint import LocalCheckpoint
+from pedigree.indexer.safetensors_format import INDEX_FILE
+from pedigree.indexer.vocabulary import VOCABULARY_FILES
 from pedigree.errors import (
     ByteBudgetExceededError,
     CheckpointError,
@@ -98,8 +91,8 @@ def root(small_zoo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def hub(root: Path) -> Iterator[HubServer]:
-    with HubServer(root, tokens={"tok-ok": None}) as server:
+def hub(root: Path) -> Iterator[FaultyHub]:
+    with FaultyHub(root, tokens={"tok-ok": None}) as server:
         yield server
 
 
@@ -116,20 +109,20 @@ def _clean(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 @pytest.fixture()
-def fresh(small_zoo: Path, tmp_path: Path) -> Iterator[HubServer]:
+def fresh(small_zoo: Path, tmp_path: Path) -> Iterator[FaultyHub]:
     """A server over its own copy of two repos, for tests that change files on disk."""
     for repo in (SINGLE, SHARDED):
         shutil.copytree(small_zoo / repo, tmp_path / "root" / repo)
-    with HubServer(tmp_path / "root") as server:
+    with FaultyHub(tmp_path / "root") as server:
         yield server
 
 
-def _siblings(server: HubServer, repo: str) -> tuple[str, list[str]]:
+def _siblings(server: FaultyHub, repo: str) -> tuple[str, list[str]]:
     info = HfApi(endpoint=server.url, token=False).model_info(repo, files_metadata=False)
     return info.sha, [s.rfilename for s in info.siblings]
 
 
-def _open(server: HubServer, repo: str, **kw: object) -> HubCheckpoint:
+def _open(server: FaultyHub, repo: str, **kw: object) -> HubCheckpoint:
     """Open ``repo`` and wait for the early files, so that request and byte counts are exact."""
     sha, files = _siblings(server, repo)
     source = HubCheckpoint(server.url, repo, sha, files, **{"retry": FAST, **kw})  # type: ignore[arg-type]
@@ -142,13 +135,13 @@ def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
             and torch.equal(a.reshape(-1).view(torch.uint8), b.reshape(-1).view(torch.uint8)))
 
 
-def _cdn_bytes(server: HubServer, seq_after: int = 0) -> int:
+def _cdn_bytes(server: FaultyHub, seq_after: int = 0) -> int:
     return sum(r.body_bytes for r in server.stats().log if r.kind == "cdn_get" and r.seq > seq_after)
 
 
 # ---- correctness -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("repo", ZOO_REPOS)
-def test_reads_match_local_checkpoint_bit_for_bit(hub: HubServer, root: Path, repo: str) -> None:
+def test_reads_match_local_checkpoint_bit_for_bit(hub: FaultyHub, root: Path, repo: str) -> None:
     local = LocalCheckpoint(root / repo)
     with _open(hub, repo) as remote:
         sha = _siblings(hub, repo)[0]
@@ -164,7 +157,7 @@ def test_reads_match_local_checkpoint_bit_for_bit(hub: HubServer, root: Path, re
     local.close()
 
 
-def test_open_costs_one_head_and_one_range_per_shard_plus_the_early_files(hub: HubServer) -> None:
+def test_open_costs_one_head_and_one_range_per_shard_plus_the_early_files(hub: FaultyHub) -> None:
     _, files = _siblings(hub, SHARDED)
     early = [f for f in (*EARLY_FILES, next(v for v in VOCABULARY_FILES if v in files)) if f in files]
     assert {"config.json", INDEX_FILE, "tokenizer.json"} <= set(early)
@@ -188,7 +181,7 @@ def test_standard_shard_names_are_recognised_only_as_one_complete_set() -> None:
     assert standard_shard_names(["sub/model-00001-of-00001.safetensors", "model-1-of-1.safetensors"]) == []
 
 
-def test_an_index_that_names_other_shards_wins_over_the_standard_names(fresh: HubServer) -> None:
+def test_an_index_that_names_other_shards_wins_over_the_standard_names(fresh: FaultyHub) -> None:
     """Headers of standard-named shards are asked for before the index arrives; when the index
     names other files, those are the weights (and the early reads cost a HEAD and 64 KiB each)."""
     repo = fresh.root / SHARDED
@@ -211,7 +204,7 @@ def test_an_index_that_names_other_shards_wins_over_the_standard_names(fresh: Hu
             assert [r.range for r in stale if r.file == f and r.range] == [f"bytes=0-{SPECULATIVE_HEADER_READ - 1}"]
 
 
-def test_early_files_keep_every_reader_limit(fresh: HubServer) -> None:
+def test_early_files_keep_every_reader_limit(fresh: FaultyHub) -> None:
     """A card over the early limit is not downloaded when the source opens, yet a reader with a
     larger limit still gets it; an empty tokenizer file is an empty file, not an error."""
     card = "---\nlicense: mit\n---\n" + "x" * (EARLY_FILES["README.md"] + 10)
@@ -227,14 +220,14 @@ def test_early_files_keep_every_reader_limit(fresh: HubServer) -> None:
         assert src.read_bytes("tokenizer.json") == b""
 
 
-def test_large_header_takes_exactly_two_range_reads(hub: HubServer, root: Path) -> None:
+def test_large_header_takes_exactly_two_range_reads(hub: FaultyHub, root: Path) -> None:
     with _open(hub, BIG_HEADER) as src:
         assert hub.stats().count("range_get") == 2 and src.requests == 3
         assert src.read("w").tolist() == [1.5, -2.0]
         assert src.bytes_read == (root / BIG_HEADER / "model.safetensors").stat().st_size
 
 
-def test_read_span_is_bounds_checked_without_a_request(hub: HubServer) -> None:
+def test_read_span_is_bounds_checked_without_a_request(hub: FaultyHub) -> None:
     with _open(hub, SINGLE) as src:
         before = src.requests
         size = src._weights["model.safetensors"].size
@@ -249,7 +242,7 @@ def test_read_span_is_bounds_checked_without_a_request(hub: HubServer) -> None:
 
 
 # ---- prefetch -------------------------------------------------------------------------------------
-def test_prefetch_coalesces_and_later_reads_are_free(hub: HubServer, root: Path) -> None:
+def test_prefetch_coalesces_and_later_reads_are_free(hub: FaultyHub, root: Path) -> None:
     local = LocalCheckpoint(root / SINGLE)
     with _open(hub, SINGLE) as src:
         before = src.requests
@@ -268,7 +261,7 @@ def test_prefetch_coalesces_and_later_reads_are_free(hub: HubServer, root: Path)
     local.close()
 
 
-def test_prefetch_rows_reads_only_those_rows_in_parallel_requests(hub: HubServer, root: Path) -> None:
+def test_prefetch_rows_reads_only_those_rows_in_parallel_requests(hub: FaultyHub, root: Path) -> None:
     local = LocalCheckpoint(root / SINGLE)
     emb = "model.embed_tokens.weight"
     info = local.info(emb)
@@ -304,7 +297,7 @@ def test_coalescing_gap_is_what_a_request_costs_on_the_link() -> None:
     assert link.coalescing_gap(1, 65536, 4 << 20) == 4 << 20  # clamped
 
 
-def test_a_read_across_adjacent_prefetched_spans_is_served_from_the_cache(hub: HubServer, root: Path) -> None:
+def test_a_read_across_adjacent_prefetched_spans_is_served_from_the_cache(hub: FaultyHub, root: Path) -> None:
     """Two prefetches of adjacent rows, then one read covering both: assembled from the two
     cached spans, no request."""
     local = LocalCheckpoint(root / SINGLE)
@@ -320,7 +313,7 @@ def test_a_read_across_adjacent_prefetched_spans_is_served_from_the_cache(hub: H
     local.close()
 
 
-def test_queued_prefetches_are_fetched_in_the_order_they_were_queued(hub: HubServer, root: Path) -> None:
+def test_queued_prefetches_are_fetched_in_the_order_they_were_queued(hub: FaultyHub, root: Path) -> None:
     """``prefetch_rows_async`` batches share one first-in-first-out queue: with one connection the
     server sees their requests in the order they were queued, and each answer holds its batch."""
     local = LocalCheckpoint(root / SINGLE)
@@ -345,7 +338,7 @@ def test_prefetch_merges_farther_rows_once_the_link_is_known_to_be_slow(root: Pa
     local = LocalCheckpoint(root / SINGLE)
     far = 400 * local.info(emb).row_nbytes  # rows 0 and 400: farther apart than the 64 KiB floor
     assert far > 65536
-    with HubServer(root, link=Link(latency=0.02)) as server, _open(server, SINGLE) as src:
+    with FaultyHub(root, link=Link(latency=0.02)) as server, _open(server, SINGLE) as src:
         before = src.requests
         src.prefetch_rows([(emb, 0, 1), (emb, 400, 401)])
         assert src.requests - before == 2  # throughput not measured yet: the floor applies
@@ -358,7 +351,7 @@ def test_prefetch_merges_farther_rows_once_the_link_is_known_to_be_slow(root: Pa
 
 
 # ---- hostile servers --------------------------------------------------------------------------------
-def test_ignored_range_is_detected_and_the_body_not_downloaded(hub: HubServer, root: Path) -> None:
+def test_ignored_range_is_detected_and_the_body_not_downloaded(hub: FaultyHub, root: Path) -> None:
     size = (root / BIG / "model.safetensors").stat().st_size
     assert size > 24 * 2**20
     with _open(hub, BIG) as src:
@@ -377,7 +370,7 @@ def test_ignored_range_is_detected_and_the_body_not_downloaded(hub: HubServer, r
         assert src.read("tail").tolist() == list(range(16))  # the source is still usable
 
 
-def test_byte_budget_is_checked_before_sending(hub: HubServer) -> None:
+def test_byte_budget_is_checked_before_sending(hub: FaultyHub) -> None:
     with pytest.raises(ByteBudgetExceededError, match="budget of 1000"):
         _open(hub, BIG, budget_bytes=1000)
     assert hub.stats().count("range_get") == 0
@@ -394,7 +387,7 @@ def test_byte_budget_is_checked_before_sending(hub: HubServer) -> None:
         assert hub.stats().count("range_get") == 1 and src.bytes_read == opened + 64
 
 
-def test_truncated_bodies_are_retried(hub: HubServer, root: Path) -> None:
+def test_truncated_bodies_are_retried(hub: FaultyHub, root: Path) -> None:
     local = LocalCheckpoint(root / SINGLE)
     with _open(hub, SINGLE) as src:
         hub.set_faults(FaultConfig(truncate=[Truncate(scope="cdn_get", count=2, fraction=0.5)]))
@@ -410,7 +403,7 @@ def test_truncated_bodies_are_retried(hub: HubServer, root: Path) -> None:
     local.close()
 
 
-def test_rate_limit_storm_is_retried_then_gives_up(hub: HubServer) -> None:
+def test_rate_limit_storm_is_retried_then_gives_up(hub: FaultyHub) -> None:
     with _open(hub, SINGLE) as src:
         hub.set_faults(FaultConfig(rate_limits=[RateLimit(scope="cdn_get", count=3, reset=0)]))
         before = src.requests
@@ -422,7 +415,7 @@ def test_rate_limit_storm_is_retried_then_gives_up(hub: HubServer) -> None:
         assert e.value.status == 429 and SINGLE in str(e.value)
 
 
-def test_retry_delay_honours_retry_after_and_ratelimit_headers(hub: HubServer) -> None:
+def test_retry_delay_honours_retry_after_and_ratelimit_headers(hub: FaultyHub) -> None:
     policy = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.4, jitter=0.0)
     with _open(hub, SINGLE, retry=policy) as src:
         for retry_after in (True, False):  # Retry-After: 1, or only RateLimit: ...;t=1
@@ -438,7 +431,7 @@ def test_retry_delay_honours_retry_after_and_ratelimit_headers(hub: HubServer) -
     assert RetryPolicy(base_delay=1, max_delay=20, jitter=0).delay(2, hint=9) == 9
 
 
-def test_server_error_burst_is_retried_then_gives_up(hub: HubServer) -> None:
+def test_server_error_burst_is_retried_then_gives_up(hub: FaultyHub) -> None:
     with _open(hub, SINGLE) as src:
         src.settle()
         hub.set_faults(FaultConfig(server_errors=[ServerError(scope="files", count=3, status=502)]))
@@ -453,7 +446,7 @@ def test_server_error_burst_is_retried_then_gives_up(hub: HubServer) -> None:
 
 
 # ---- access and absence ---------------------------------------------------------------------------
-def test_gated_and_private_repos(hub: HubServer) -> None:
+def test_gated_and_private_repos(hub: FaultyHub) -> None:
     sha, files = _siblings(hub, SHARDED)
     hub.set_faults(gated_repos={SINGLE: "manual"}, private_repos=[SHARDED])
     for token in (None, "tok-bad"):
@@ -468,7 +461,7 @@ def test_gated_and_private_repos(hub: HubServer) -> None:
         assert len(src.tensors()) > 0
 
 
-def test_missing_repo_revision_and_files(hub: HubServer) -> None:
+def test_missing_repo_revision_and_files(hub: FaultyHub) -> None:
     sha, files = _siblings(hub, SINGLE)
     with pytest.raises(RepoGoneError, match="RepoNotFound") as e:
         HubCheckpoint(hub.url, "nobody/nothing", sha, files, retry=FAST)
@@ -492,7 +485,7 @@ def test_missing_repo_revision_and_files(hub: HubServer) -> None:
         HubCheckpoint(hub.url, SINGLE, sha, ["pytorch_model.bin", "config.json"])
 
 
-def test_files_that_vanish_from_the_server(fresh: HubServer) -> None:
+def test_files_that_vanish_from_the_server(fresh: FaultyHub) -> None:
     sha, files = _siblings(fresh, SHARDED)
     (fresh.root / SHARDED / "model-00002-of-00002.safetensors").unlink()
     fresh.rescan()
@@ -514,7 +507,7 @@ def test_files_that_vanish_from_the_server(fresh: HubServer) -> None:
 
 
 @pytest.mark.parametrize("case", HOSTILE)
-def test_hostile_headers_over_http_are_checkpoint_errors(hub: HubServer, case: str) -> None:
+def test_hostile_headers_over_http_are_checkpoint_errors(hub: FaultyHub, case: str) -> None:
     with pytest.raises(CheckpointError) as e:
         _open(hub, _hostile_id(case))
     assert HOSTILE_MESSAGES[case] in str(e.value)
@@ -522,7 +515,7 @@ def test_hostile_headers_over_http_are_checkpoint_errors(hub: HubServer, case: s
 
 
 # ---- client and misbehaving servers beyond the bundled one ------------------------------------------
-def test_hub_client_and_close(hub: HubServer) -> None:
+def test_hub_client_and_close(hub: FaultyHub) -> None:
     client = hub_client("secret", max_connections=2, timeout=5)
     assert client.follow_redirects and client.headers["authorization"] == "Bearer secret"
     assert client.headers["user-agent"] == USER_AGENT and USER_AGENT.startswith("pedigree/")

@@ -25,17 +25,8 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import hf_raise_for_status, parse_ratelimit_headers
 
-from crawler.hub_server import (
-    FaultConfig,
-    HubServer,
-    IgnoreRange,
-    Link,
-    Mutation,
-    RateLimit,
-    ServerError,
-    Slow,
-    Truncate,
-)
+from bench.hub_faults import FaultyHub, FaultConfig, IgnoreRange, Mutation, RateLimit, ServerError, Slow, Truncate
+from pedigree.crawler.hub_server import Link
 
 SINGLE = "llama-lab/tiny-llama-s1"
 SHARDED = "longrun/tiny-llama-cpt"
@@ -49,7 +40,7 @@ def _zoo_source() -> Path:
     path = Path(os.environ.get("PEDIGREE_ZOO_CACHE") or default)
     if all((path / r / "config.json").exists() for r in REPOS):
         return path
-    from bench.zoo.testing import small_zoo_path
+    from bench.zoo_cache import small_zoo_path
 
     return small_zoo_path()
 
@@ -64,14 +55,14 @@ def _copy_root(dest: Path, repos: list[str] = REPOS) -> Path:
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory):
     root = _copy_root(tmp_path_factory.mktemp("hub-root"))
-    with HubServer(root, page_size=2, tokens={"tok-ok": None}) as server:
+    with FaultyHub(root, page_size=2, tokens={"tok-ok": None}) as server:
         yield server
 
 
 @pytest.fixture()
 def fresh(tmp_path: Path):
     """A server over its own copy, for tests that inject faults or change the repos."""
-    with HubServer(_copy_root(tmp_path / "root"), page_size=2, tokens={"tok-ok": None}) as server:
+    with FaultyHub(_copy_root(tmp_path / "root"), page_size=2, tokens={"tok-ok": None}) as server:
         yield server
 
 
@@ -88,7 +79,7 @@ def hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "hf-cache"
 
 
-def _file(server: HubServer, repo: str, name: str) -> bytes:
+def _file(server: FaultyHub, repo: str, name: str) -> bytes:
     return (server.root / repo / name).read_bytes()
 
 
@@ -100,7 +91,7 @@ def _header(data: bytes) -> dict:
 # ---- huggingface_hub 2.4.0 ---------------------------------------------------------------------
 @pytest.mark.parametrize("sort,attr", [("lastModified", "last_modified"), ("createdAt", "created_at"),
                                        ("last_modified", "last_modified"), ("created_at", "created_at")])
-def test_list_models_paginates_every_repo_once_descending(hub: HubServer, sort: str, attr: str) -> None:
+def test_list_models_paginates_every_repo_once_descending(hub: FaultyHub, sort: str, attr: str) -> None:
     hub.reset_stats()
     models = list(HfApi(endpoint=hub.url, token=False).list_models(sort=sort, limit=None, expand=EXPAND))
     assert sorted(m.id for m in models) == sorted(REPOS)
@@ -112,7 +103,7 @@ def test_list_models_paginates_every_repo_once_descending(hub: HubServer, sort: 
     assert {s.rfilename for s in m.siblings} >= {"config.json", "model.safetensors", "README.md"}
 
 
-def test_link_header_is_absolute_keeps_params_and_ends(web: httpx.Client, hub: HubServer) -> None:
+def test_link_header_is_absolute_keeps_params_and_ends(web: httpx.Client, hub: FaultyHub) -> None:
     params = [("limit", "2"), ("sort", "createdAt"), ("expand[]", "sha"), ("filter", "pedigree-zoo")]
     r = web.get(f"{hub.url}/api/models", params=params)
     seen, pages = [x["id"] for x in r.json()], 1
@@ -133,7 +124,7 @@ def test_link_header_is_absolute_keeps_params_and_ends(web: httpx.Client, hub: H
         list(HfApi(endpoint=hub.url, token=False).list_models(expand=["notAField"]))  # type: ignore[list-item]
 
 
-def test_list_filters(hub: HubServer) -> None:
+def test_list_filters(hub: FaultyHub) -> None:
     api = HfApi(endpoint=hub.url, token=False)
     assert {m.id for m in api.list_models(author="llama-lab")} == {SINGLE}
     assert {m.id for m in api.list_models(search="tiny-llama")} == {SINGLE, SHARDED, CHILD}
@@ -143,7 +134,7 @@ def test_list_filters(hub: HubServer) -> None:
     assert by_id == sorted(REPOS, reverse=True)
 
 
-def test_model_info_tree_and_revisions(hub: HubServer) -> None:
+def test_model_info_tree_and_revisions(hub: FaultyHub) -> None:
     api = HfApi(endpoint=hub.url, token=False)
     info = api.model_info(SHARDED)
     assert info.sha == hub.store.get(SHARDED).sha and info.card_data.base_model == SINGLE
@@ -163,7 +154,7 @@ def test_model_info_tree_and_revisions(hub: HubServer) -> None:
     assert api.model_info(SINGLE, expand=["childrenModelCount"]).children_model_count["adapter"] == 1
 
 
-def test_hf_hub_download_through_head_and_redirect(hub: HubServer, tmp_path: Path) -> None:
+def test_hf_hub_download_through_head_and_redirect(hub: FaultyHub, tmp_path: Path) -> None:
     api = HfApi(endpoint=hub.url, token=False)
     hub.reset_stats()
     for name in ("config.json", "model.safetensors"):
@@ -175,7 +166,7 @@ def test_hf_hub_download_through_head_and_redirect(hub: HubServer, tmp_path: Pat
 
 
 def test_cross_host_cdn_redirect(web: httpx.Client, tmp_path: Path) -> None:
-    with HubServer(_copy_root(tmp_path / "r", [SINGLE]), cdn_host="localhost") as server:
+    with FaultyHub(_copy_root(tmp_path / "r", [SINGLE]), cdn_host="localhost") as server:
         r = web.head(f"{server.url}/{SINGLE}/resolve/main/model.safetensors")
         assert r.status_code == 302 and r.headers["location"].startswith(f"http://localhost:{server.port}/_cdn/")
         size = len(_file(server, SINGLE, "model.safetensors"))
@@ -185,7 +176,7 @@ def test_cross_host_cdn_redirect(web: httpx.Client, tmp_path: Path) -> None:
         assert [(x.kind, x.status) for x in server.stats().log][-2:] == [("resolve_head", 302), ("cdn_get", 200)]
 
 
-def test_safetensors_metadata_single_and_sharded(hub: HubServer, hf_cache: Path) -> None:
+def test_safetensors_metadata_single_and_sharded(hub: FaultyHub, hf_cache: Path) -> None:
     api = HfApi(endpoint=hub.url, token=False)
     single = api.get_safetensors_metadata(SINGLE)
     assert not single.sharded
@@ -201,7 +192,7 @@ def test_safetensors_metadata_single_and_sharded(hub: HubServer, hf_cache: Path)
     assert set(parsed.tensors) == {k for k, v in index["weight_map"].items() if v.startswith("model-00002")}
 
 
-def test_error_mapping(web: httpx.Client, hub: HubServer, tmp_path: Path) -> None:
+def test_error_mapping(web: httpx.Client, hub: FaultyHub, tmp_path: Path) -> None:
     api = HfApi(endpoint=hub.url, token=False)
     with pytest.raises(RepositoryNotFoundError):
         api.model_info("nobody/nothing")
@@ -223,7 +214,7 @@ def test_error_mapping(web: httpx.Client, hub: HubServer, tmp_path: Path) -> Non
 
 
 # ---- plain HTTP: ranges, HEAD, redirects, keep-alive ----------------------------------------------
-def test_ranges_on_direct_and_cdn_paths(web: httpx.Client, hub: HubServer) -> None:
+def test_ranges_on_direct_and_cdn_paths(web: httpx.Client, hub: FaultyHub) -> None:
     for name in ("tokenizer.json", "model.safetensors"):
         data = _file(hub, SINGLE, name)
         url = f"{hub.url}/{SINGLE}/resolve/main/{name}"
@@ -250,7 +241,7 @@ def test_ranges_on_direct_and_cdn_paths(web: httpx.Client, hub: HubServer) -> No
     assert r.history[0].headers["x-linked-etag"].strip('"') == hub.store.get(SINGLE).files["model.safetensors"].sha256
 
 
-def test_keep_alive_reuses_one_connection(hub: HubServer) -> None:
+def test_keep_alive_reuses_one_connection(hub: FaultyHub) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", hub.port, timeout=5)
     paths = ["/api/models", f"/api/models/{SINGLE}", f"/{SINGLE}/resolve/main/model.safetensors",
              f"/{SINGLE}/resolve/main/config.json", "/api/models/nobody/nothing", f"/{SINGLE}/resolve/main/x"]
@@ -269,7 +260,7 @@ def test_keep_alive_reuses_one_connection(hub: HubServer) -> None:
 
 
 # ---- faults --------------------------------------------------------------------------------------
-def test_rate_limit_headers_and_client_retry(web: httpx.Client, fresh: HubServer) -> None:
+def test_rate_limit_headers_and_client_retry(web: httpx.Client, fresh: FaultyHub) -> None:
     fresh.set_faults(FaultConfig(rate_limits=[RateLimit(scope="api", every=2, reset=3, quota=500, window=300)]))
     statuses = [web.get(f"{fresh.url}/api/models/{SINGLE}") for _ in range(4)]
     assert [r.status_code for r in statuses] == [200, 429, 200, 429]
@@ -284,7 +275,7 @@ def test_rate_limit_headers_and_client_retry(web: httpx.Client, fresh: HubServer
     assert fresh.stats().status[429] == 3
 
 
-def test_server_errors_slow_and_seeded_probability(web: httpx.Client, fresh: HubServer) -> None:
+def test_server_errors_slow_and_seeded_probability(web: httpx.Client, fresh: FaultyHub) -> None:
     url = f"{fresh.url}/api/models/{SINGLE}"
     fresh.set_faults(server_errors=[{"scope": "api_info", "count": 2, "status": 502}])
     assert [web.get(url).status_code for _ in range(3)] == [502, 502, 200]
@@ -300,7 +291,7 @@ def test_server_errors_slow_and_seeded_probability(web: httpx.Client, fresh: Hub
     assert first == run(7) and 0 < first.count(500) < 20 and first != run(8)
 
 
-def test_truncated_body_and_ignored_range(web: httpx.Client, fresh: HubServer) -> None:
+def test_truncated_body_and_ignored_range(web: httpx.Client, fresh: FaultyHub) -> None:
     data = _file(fresh, SINGLE, "model.safetensors")
     url = f"{fresh.url}/{SINGLE}/resolve/main/model.safetensors"
     fresh.set_faults(FaultConfig(truncate=[Truncate(scope="cdn_get", fraction=0.25)]))
@@ -313,7 +304,7 @@ def test_truncated_body_and_ignored_range(web: httpx.Client, fresh: HubServer) -
     assert r.status_code == 200 and r.content == data and "content-range" not in r.headers
 
 
-def test_gated_and_private_repos(web: httpx.Client, fresh: HubServer, tmp_path: Path) -> None:
+def test_gated_and_private_repos(web: httpx.Client, fresh: FaultyHub, tmp_path: Path) -> None:
     fresh.set_faults(gated_repos={SINGLE: "manual"}, private_repos=[SHARDED])
     anon, wrong, ok = (HfApi(endpoint=fresh.url, token=t) for t in (False, "tok-bad", "tok-ok"))
     assert anon.model_info(SINGLE).gated == "manual"  # metadata stays open
@@ -333,7 +324,7 @@ def test_gated_and_private_repos(web: httpx.Client, fresh: HubServer, tmp_path: 
     assert ok.model_info(SHARDED).private is True and SHARDED in {m.id for m in ok.list_models()}
 
 
-def test_repo_deleted_or_changed_between_listing_and_download(web: httpx.Client, fresh: HubServer) -> None:
+def test_repo_deleted_or_changed_between_listing_and_download(web: httpx.Client, fresh: FaultyHub) -> None:
     api = HfApi(endpoint=fresh.url, token=False)
     order = [m.id for m in api.list_models(sort="createdAt")]
     victim = next(r for r in reversed(order) if r != SINGLE)  # on page 2 or 3 (2 per page)
@@ -364,7 +355,7 @@ def _safetensors_with_header_size(path: Path, size: int) -> None:
     path.write_bytes(struct.pack("<Q", size) + header.ljust(size) + b"\0" * 8)
 
 
-def test_tree_paths_info_and_a_100000_byte_header(web: httpx.Client, fresh: HubServer) -> None:
+def test_tree_paths_info_and_a_100000_byte_header(web: httpx.Client, fresh: FaultyHub) -> None:
     sub = fresh.root / SINGLE / "sub" / "deep"
     sub.mkdir(parents=True)
     _safetensors_with_header_size(sub / "big-header.safetensors", 100_000)
@@ -386,7 +377,7 @@ def test_tree_paths_info_and_a_100000_byte_header(web: httpx.Client, fresh: HubS
     assert fresh.stats().count("api_tree") > 1
 
 
-def test_rescan_and_overrides(web: httpx.Client, fresh: HubServer) -> None:
+def test_rescan_and_overrides(web: httpx.Client, fresh: FaultyHub) -> None:
     shutil.copytree(_zoo_source() / "qwen-lab/tiny-qwen2", fresh.root / "qwen-lab/tiny-qwen2")
     (fresh.root / "bert-lab/tiny-bert/README.md").write_text("---\nlicense: mit\ngated: auto\n---\n# changed\n")
     shutil.rmtree(fresh.root / "gpt-lab")
@@ -401,7 +392,7 @@ def test_rescan_and_overrides(web: httpx.Client, fresh: HubServer) -> None:
 
 
 # ---- stats and admin -------------------------------------------------------------------------------
-def test_stats_counters_and_admin_endpoints(web: httpx.Client, fresh: HubServer) -> None:
+def test_stats_counters_and_admin_endpoints(web: httpx.Client, fresh: FaultyHub) -> None:
     data = _file(fresh, SINGLE, "model.safetensors")
     fresh.reset_stats()
     web.get(f"{fresh.url}/api/models")
@@ -433,7 +424,7 @@ def test_link_model_adds_latency_and_shares_its_bandwidth(tmp_path: Path) -> Non
     bytes of all connections pass one shared pipe.  Lower bounds only: sleeping never ends early."""
     root = _copy_root(tmp_path / "root", [SINGLE])
     data = _file_at(root, SINGLE, "model.safetensors")[:400_000]
-    with HubServer(root, link=Link(latency=0.05, bandwidth=2e6)) as server, httpx.Client(follow_redirects=True) as c:
+    with FaultyHub(root, link=Link(latency=0.05, bandwidth=2e6)) as server, httpx.Client(follow_redirects=True) as c:
         url = f"{server.url}/{SINGLE}/resolve/main/model.safetensors"
         started = time.perf_counter()
         r = c.get(url, headers={"Range": f"bytes=0-{len(data) - 1}"})

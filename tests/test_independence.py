@@ -10,7 +10,7 @@ import pytest
 import torch
 from scipy import stats
 
-from indexer.independence.logp import (
+from pedigree.indexer.independence.logp import (
     log10_benjamini_hochberg,
     log10_betainc,
     log10_factorial,
@@ -19,9 +19,9 @@ from indexer.independence.logp import (
     log10_spearman_sf,
     spearman_rho,
 )
-from indexer.independence.matching import match
-from indexer.independence.permtest import l2_statistic, permtest
-from indexer.independence.statistics import (
+from pedigree.indexer.independence.matching import match
+from pedigree.indexer.independence.permtest import l2_statistic, permtest
+from pedigree.indexer.independence.statistics import (
     against_identity,
     mlp_profiles,
     robust_mlp_stat,
@@ -54,7 +54,7 @@ def test_known_extreme_tails_from_the_reference_notes():
 
 @pytest.mark.parametrize(("a", "b", "x"), [(3.0, 0.5, 0.2), (50.0, 0.5, 0.6), (5503.0, 0.5, 0.95), (0.5, 2.0, 0.3)])
 def test_betainc_series_agrees_with_scipy(a, b, x):
-    from indexer.independence.logp import _log_betainc_series
+    from pedigree.indexer.independence.logp import _log_betainc_series
 
     assert _log_betainc_series(a, b, x) / math.log(10) == pytest.approx(math.log10(stats.beta.cdf(x, a, b)), rel=1e-9)
     assert log10_betainc(a, b, x) == pytest.approx(math.log10(stats.beta.cdf(x, a, b)), rel=1e-9)

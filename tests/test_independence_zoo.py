@@ -10,9 +10,9 @@ import duckdb
 import pytest
 from typer.testing import CliRunner
 
-from indexer.independence.inputs import ModelTensors
-from indexer.independence.suite import run_battery, unit_correspondence
-from indexer.local_checkpoint import open_checkpoint
+from pedigree.indexer.independence.inputs import ModelTensors
+from pedigree.indexer.independence.suite import run_battery, unit_correspondence
+from pedigree.indexer.local_checkpoint import open_checkpoint
 from pedigree.cli import app
 
 

@@ -20,12 +20,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.zoo.transforms import available_kinds, random_function_preserving
-from indexer.local_checkpoint import open_checkpoint
-from indexer.pipeline import fingerprint_source
-from indexer.sampling import SampleSize
-from indexer.sources import StateDictSource
-from storage.db import ModelRecord
+from pedigree.zoo.transforms import available_kinds, random_function_preserving
+from pedigree.indexer.local_checkpoint import open_checkpoint
+from pedigree.indexer.pipeline import fingerprint_source
+from pedigree.indexer.sampling import SampleSize
+from pedigree.indexer.sources import StateDictSource
+from pedigree.storage.db import ModelRecord
 
 TEXT_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.json", "vocab.txt")
 
@@ -121,7 +121,7 @@ def test_a_sampled_fingerprint_is_exact_when_the_sample_stays_put_and_close_when
 def test_blocks_sketched_together_equal_blocks_sketched_one_at_a_time(roots, monkeypatch):
     """Batching blocks (runs of SKETCH_BATCH, the last run shorter) is only a faster way to the
     same block vectors."""
-    import indexer.fingerprint as fingerprint_module
+    import pedigree.indexer.fingerprint as fingerprint_module
 
     _, _, state, texts, batched = roots["llama"]
     assert len(batched.layers) % 3 != 0  # runs of 3 leave a shorter last run
@@ -138,10 +138,10 @@ def test_blocks_of_another_layout_start_a_new_sketch_run(roots, monkeypatch):
     it: every block vector is still the one it has when sketched alone."""
     import dataclasses
 
-    import indexer.fingerprint as fingerprint_module
-    from indexer.adapters import MatrixLoader, roles_for
-    from indexer.probes import select_probes
-    from indexer.vocabulary import read_vocabulary
+    import pedigree.indexer.fingerprint as fingerprint_module
+    from pedigree.indexer.adapters import MatrixLoader, roles_for
+    from pedigree.indexer.probes import select_probes
+    from pedigree.indexer.vocabulary import read_vocabulary
 
     _, config, state, texts, _ = roots["llama"]
     source = StateDictSource(state, texts)

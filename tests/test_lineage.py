@@ -16,10 +16,10 @@ import pytest
 from cli_runner import cli, cli_text, db_dump
 
 from bench.lineage import adjusted_rand_index, score
-from indexer.lineage.arborescence import minimum_spanning_arborescence
-from indexer.lineage.assemble import Node, Pair, assemble
-from indexer.lineage.build import components
-from indexer.weight_stats import WeightStats
+from pedigree.indexer.lineage.arborescence import minimum_spanning_arborescence
+from pedigree.indexer.lineage.assemble import Node, Pair, assemble
+from pedigree.indexer.lineage.build import components
+from pedigree.indexer.weight_stats import WeightStats
 
 T0 = datetime(2024, 3, 1)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from indexer.sketch import (
+from pedigree.indexer.sketch import (
     Projection,
     gaussian_matrix,
     offdiagonal_zscore,

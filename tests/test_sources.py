@@ -22,9 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save_file
 
-from indexer import safetensors_format as fmt
-from indexer.local_checkpoint import LocalCheckpoint, open_checkpoint
-from indexer.sources import StateDictSource
+from pedigree.indexer import safetensors_format as fmt
+from pedigree.indexer.local_checkpoint import LocalCheckpoint, open_checkpoint
+from pedigree.indexer.sources import StateDictSource
 from pedigree.errors import CheckpointError
 
 ALL_DTYPES = [

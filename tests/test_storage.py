@@ -8,9 +8,9 @@ import pytest
 
 from pedigree.config import VectorIndexSettings
 from pedigree.errors import StorageError
-from storage.db import STATUS_FAILED, STATUS_INDEXED, ModelRecord, Store, VectorRow
-from storage.schema import SCHEMA_VERSION
-from storage.vectors import VectorIndexes
+from pedigree.storage.db import STATUS_FAILED, STATUS_INDEXED, ModelRecord, Store, VectorRow
+from pedigree.storage.schema import SCHEMA_VERSION
+from pedigree.storage.vectors import VectorIndexes
 
 VERSION = "test-v1"
 
@@ -34,7 +34,7 @@ def test_migrations_are_recorded_and_idempotent(tmp_path):
 
 
 def test_an_older_store_gets_only_its_pending_migrations(tmp_path):
-    from storage.schema import MIGRATIONS, current_version
+    from pedigree.storage.schema import MIGRATIONS, current_version
 
     path = tmp_path / "p.duckdb"
     conn = duckdb.connect(str(path))

@@ -8,9 +8,9 @@ import struct
 import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from indexer.probes import probe_keys, select_probes
-from indexer.sources import StateDictSource
-from indexer.vocabulary import canonical_key, read_vocabulary
+from pedigree.indexer.probes import probe_keys, select_probes
+from pedigree.indexer.sources import StateDictSource
+from pedigree.indexer.vocabulary import canonical_key, read_vocabulary
 from pedigree.errors import CheckpointError
 
 TEXT = ["def parse(self, value):\n    return value + 1  # the result\n", "the quick brown fox jumps over the lazy dog"] * 20

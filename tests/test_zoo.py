@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.zoo.build import build_zoo
-from bench.zoo.cards import read_front_matter
-from bench.zoo.models import load_model
-from bench.zoo.recipes import RELATIONS, SIZES, ZOO
-from bench.zoo.testing import small_zoo_path
-from bench.zoo.tokenization import encode, load_tokenizer
+from pedigree.zoo.build import build_zoo
+from pedigree.zoo.cards import read_front_matter
+from pedigree.zoo.models import load_model
+from pedigree.zoo.recipes import RELATIONS, SIZES, ZOO
+from bench.zoo_cache import small_zoo_path
+from pedigree.zoo.tokenization import encode, load_tokenizer
 
 SAMPLE = '''def parse_header(line):
     """Split a header line into its name and value."""

@@ -14,15 +14,15 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bench.zoo import lossy
-from bench.zoo.architectures import Dims, make_config
-from bench.zoo.hf_layout import to_canonical, to_hf
-from bench.zoo.models import init_state_dict, load_model, logits, save_checkpoint
-from bench.zoo.tokenization import KINDS, extend_tokenizer, train_tokenizer
-from bench.zoo.transforms import (
+from pedigree.zoo import lossy
+from pedigree.zoo.architectures import Dims, make_config
+from pedigree.zoo.hf_layout import to_canonical, to_hf
+from pedigree.zoo.models import init_state_dict, load_model, logits, save_checkpoint
+from pedigree.zoo.tokenization import KINDS, extend_tokenizer, train_tokenizer
+from pedigree.zoo.transforms import (
     KINDS as TRANSFORM_KINDS,
 )
-from bench.zoo.transforms import (
+from pedigree.zoo.transforms import (
     available_kinds,
     haar_orthogonal,
     map_qk,
@@ -181,7 +181,7 @@ def test_tokenizer_training_is_deterministic(kind: str) -> None:
 
 def test_real_zoo_models_keep_their_function() -> None:
     """Random compositions on one real trained small-zoo model per architecture."""
-    from bench.zoo.testing import small_zoo_path
+    from bench.zoo_cache import small_zoo_path
 
     root = small_zoo_path()
     truth = json.loads((root / "truth.json").read_text())

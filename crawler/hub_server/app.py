@@ -8,7 +8,7 @@ Routes (paths are matched before %-decoding, then each segment is decoded):
 * ``POST /api/models/{ns}/{name}/paths-info/{rev}`` (form ``paths=…``), ``GET …/auth-check``
 * ``HEAD/GET /{ns}/{name}/resolve/{rev}/{file}`` and ``HEAD/GET /_cdn/{sha256}/{name}``
 * admin (never faulted nor counted): ``GET /_pedigree/stats[?log=0]``, ``POST /_pedigree/stats/reset``,
-  ``GET|POST /_pedigree/faults`` (JSON :class:`FaultConfig`), ``POST /_pedigree/rescan``
+  ``POST /_pedigree/rescan``, and whatever the hooks add (the test harness's ``/_pedigree/faults``)
 
 HTTP/1.1 keep-alive; every answer has a ``Content-Length``.  A truncated body declares the full
 length, sends less and closes the connection.
@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from . import api, files
 from .auth import Access
 from .errors import HubError, bad_request, repo_not_found
-from .faults import Decision, FaultConfig, FaultEngine, Mutation, apply_mutation
+from .hooks import Decision, ServerHooks
 from .link import Link
 from .repos import Repo, RepoStore
 from .response import Response, error_response, json_response
@@ -74,16 +74,16 @@ class Route:
 
 
 class HubApp:
-    """Everything the handler needs: repos, faults, access rules, stats and settings."""
+    """Everything the handler needs: repos, hooks, access rules, stats and settings."""
 
-    def __init__(self, store: RepoStore, faults: FaultEngine, access: Access, settings: Settings) -> None:
-        self.store, self.faults, self.access, self.settings = store, faults, access, settings
+    def __init__(self, store: RepoStore, hooks: ServerHooks, access: Access, settings: Settings) -> None:
+        self.store, self.hooks, self.access, self.settings = store, hooks, access, settings
         self.stats = Stats()
         self.port = 0
 
     def effective(self, repo: Repo) -> tuple[bool | str, bool]:
         """(gated, private) after the fault config's overrides."""
-        return self.faults.gated(repo.id) or repo.gated, repo.private or self.faults.private(repo.id)
+        return self.hooks.gated(repo.id) or repo.gated, repo.private or self.hooks.private(repo.id)
 
     def visible(self, repo: Repo, token: str | None) -> bool:
         return not self.effective(repo)[1] or self.access.allowed(token, repo.id)
@@ -93,12 +93,6 @@ class HubApp:
         if repo is None or not self.visible(repo, token):
             raise repo_not_found(repo_id)
         return repo
-
-    def apply(self, mutations: list[Mutation]) -> None:
-        for m in mutations:
-            apply_mutation(self.store.root, m)
-        if mutations:
-            self.store.rescan()
 
 
 def classify(method: str, path: str) -> Route:
@@ -138,7 +132,7 @@ def dispatch(app: HubApp, req: Request, route: Route, decision: Decision) -> Res
             repos, app.store, req.query, access=app.effective,
             default_limit=app.settings.default_page_size, max_limit=app.settings.max_page_size,
         )
-        app.apply(app.faults.mutations_after_list_page())
+        app.hooks.after_list_page(app.store)
         link = {"Link": api.next_link(req.base_url, req.path, req.query, cursor)} if cursor else {}
         return json_response(items, headers=link)
     rng = None if decision.ignore_range or req.method != "GET" else req.headers.get("Range")
@@ -148,7 +142,7 @@ def dispatch(app: HubApp, req: Request, route: Route, decision: Decision) -> Res
     if route.repo is None:
         raise HubError(404, None, f"Not found: {req.path}")
     if kind.startswith("resolve"):
-        app.apply(app.faults.mutations_before_resolve())
+        app.hooks.before_resolve(app.store)
     repo = app.repo_for(route.repo, req.token)
     gated, private = app.effective(repo)
     if kind == "api_info":
@@ -185,17 +179,12 @@ def admin(app: HubApp, req: Request) -> Response:
     if name == "stats/reset" and req.method == "POST":
         app.stats.reset()
         return json_response({"ok": True})
-    if name == "faults" and req.method == "GET":
-        return json_response(app.faults.config.to_dict())
-    if name == "faults" and req.method == "POST":
-        try:
-            app.faults.set(FaultConfig.from_dict(json.loads(req.body or b"{}")))
-        except (TypeError, ValueError) as e:
-            raise bad_request(f"bad fault config: {e}") from None
-        return json_response(app.faults.config.to_dict())
     if name == "rescan" and req.method == "POST":
         report = app.store.rescan()
         return json_response({"added": report.added, "changed": report.changed, "removed": report.removed})
+    extra = app.hooks.admin(name, req.method, req.body)
+    if extra is not None:
+        return extra
     raise HubError(404, None, f"Not found: {req.path}")
 
 
@@ -242,7 +231,7 @@ class HubHandler(BaseHTTPRequestHandler):
         if route.blob is not None:  # the CDN URL carries where it came from
             route.repo, route.file = api.q_get(req.query, "repo"), api.q_get(req.query, "file")
             route.revision = api.q_get(req.query, "commit")
-        decision = app.faults.decide(route.kind, unquote(req.path))
+        decision = app.hooks.decide(route.kind, unquote(req.path))
         app.settings.link.round_trip()
         if decision.delay:
             time.sleep(decision.delay)

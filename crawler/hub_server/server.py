@@ -1,9 +1,11 @@
 """``HubServer``: the Hub-compatible test server as a Python object (background thread) or a CLI.
 
-    with HubServer(root, faults=FaultConfig(rate_limits=[RateLimit(every=3)])) as hub:
+    with HubServer(root) as hub:
         api = HfApi(endpoint=hub.url, token=False)
         ...
         assert hub.stats().count("cdn_get") == 0
+
+Tests and benchmarks that need a misbehaving Hub pass ``hooks`` (``bench/hub_faults.py``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any, Self
 
 from .app import HubApp, HubHandler, Settings
 from .auth import Access, TokenSpec
-from .faults import FaultConfig, FaultEngine
+from .hooks import ServerHooks
 from .link import Link
 from .repos import DEFAULT_LARGE_FILE_THRESHOLD, RepoStore, ScanReport
 from .stats import StatsSnapshot
@@ -58,7 +60,7 @@ class HubServer:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        faults: FaultConfig | None = None,
+        hooks: ServerHooks | None = None,
         tokens: TokenSpec | None = None,
         large_file_threshold: int = DEFAULT_LARGE_FILE_THRESHOLD,
         page_size: int = 1000,
@@ -74,7 +76,7 @@ class HubServer:
         settings = Settings(default_page_size=page_size, max_page_size=max(max_page_size, page_size),
                             tree_page_size=tree_page_size, cdn_host=cdn_host, cdn_ttl=cdn_ttl,
                             link=link or Link())
-        self.app = HubApp(self.store, FaultEngine(faults), Access(tokens), settings)
+        self.app = HubApp(self.store, hooks or ServerHooks(), Access(tokens), settings)
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -132,16 +134,6 @@ class HubServer:
         """Re-read ROOT (after adding, changing or deleting repos on disk)."""
         return self.store.rescan()
 
-    def set_faults(self, faults: FaultConfig | Mapping[str, Any] | None = None, **fields: Any) -> None:
-        """Replace the fault config (a FaultConfig, a dict, or keyword fields); counters restart."""
-        if isinstance(faults, Mapping) or faults is None:
-            faults = FaultConfig.from_dict({**(faults or {}), **fields}) if (faults or fields) else FaultConfig()
-        self.app.faults.set(faults)
-
-    @property
-    def faults(self) -> FaultConfig:
-        return self.app.faults.config
-
     def set_tokens(self, tokens: TokenSpec | None) -> None:
         self.app.access.set_tokens(tokens)
 
@@ -158,13 +150,12 @@ def serve(
     root: Path | str,
     host: str = "127.0.0.1",
     port: int = 8000,
-    faults: FaultConfig | None = None,
     *,
     tokens: Collection[str] | Mapping[str, Collection[str] | None] | None = None,
     **options: Any,
 ) -> None:
     """Blocking: serve ``root`` until Ctrl-C (for ``pedigree hub serve DIR --port N``)."""
-    server = HubServer(root, host=host, port=port, faults=faults, tokens=tokens, **options)
+    server = HubServer(root, host=host, port=port, tokens=tokens, **options)
     print(f"pedigree hub server: {len(server.store.repos())} repos from {server.root} at {server.url}", flush=True)
     try:
         server.serve_forever()

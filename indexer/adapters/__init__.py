@@ -9,22 +9,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from indexer.adapters.base import (
+from pedigree.indexer.adapters.base import (
     LayerRoles,
     MatrixLoader,
     MatrixRef,
     ModelRoles,
     NormRef,
 )
-from indexer.adapters.bert import MODEL_TYPES as BERT_TYPES
-from indexer.adapters.bert import bert_roles
-from indexer.adapters.gpt2 import MODEL_TYPES as GPT2_TYPES
-from indexer.adapters.gpt2 import gpt2_roles
-from indexer.adapters.gpt_neox import MODEL_TYPES as NEOX_TYPES
-from indexer.adapters.gpt_neox import gpt_neox_roles
-from indexer.adapters.llama import MODEL_TYPES as LLAMA_TYPES
-from indexer.adapters.llama import llama_roles
-from indexer.safetensors_format import TensorInfo
+from pedigree.indexer.adapters.bert import MODEL_TYPES as BERT_TYPES
+from pedigree.indexer.adapters.bert import bert_roles
+from pedigree.indexer.adapters.gpt2 import MODEL_TYPES as GPT2_TYPES
+from pedigree.indexer.adapters.gpt2 import gpt2_roles
+from pedigree.indexer.adapters.gpt_neox import MODEL_TYPES as NEOX_TYPES
+from pedigree.indexer.adapters.gpt_neox import gpt_neox_roles
+from pedigree.indexer.adapters.llama import MODEL_TYPES as LLAMA_TYPES
+from pedigree.indexer.adapters.llama import llama_roles
+from pedigree.indexer.safetensors_format import TensorInfo
 from pedigree.errors import CheckpointError, UnsupportedModelError
 
 __all__ = ["LayerRoles", "MatrixLoader", "MatrixRef", "ModelRoles", "NormRef", "roles_for", "SUPPORTED_MODEL_TYPES"]

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from indexer.safetensors_format import TensorInfo
-from indexer.sources import TensorSource
+from pedigree.indexer.safetensors_format import TensorInfo
+from pedigree.indexer.sources import TensorSource
 from pedigree.errors import CheckpointError
 
 MAX_LAYERS = 4096  # a config claiming more layers than this is not a checkpoint we can trust

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from indexer.adapters.base import (
+from pedigree.indexer.adapters.base import (
     MAX_LAYERS,
     LayerRoles,
     MatrixRef,
@@ -31,7 +31,7 @@ from indexer.adapters.base import (
     config_int,
     strip_prefix,
 )
-from indexer.safetensors_format import TensorInfo
+from pedigree.indexer.safetensors_format import TensorInfo
 
 MODEL_TYPES = ("bert",)
 

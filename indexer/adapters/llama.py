@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from indexer.adapters.base import (
+from pedigree.indexer.adapters.base import (
     MAX_LAYERS,
     LayerRoles,
     MatrixRef,
@@ -29,7 +29,7 @@ from indexer.adapters.base import (
     config_int,
     strip_prefix,
 )
-from indexer.safetensors_format import TensorInfo
+from pedigree.indexer.safetensors_format import TensorInfo
 
 MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text")
 

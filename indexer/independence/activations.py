@@ -21,10 +21,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from indexer.independence.inputs import ModelTensors, shared_probes
-from indexer.independence.logp import log10_bonferroni_min, log10_fisher
-from indexer.independence.matching import match
-from indexer.independence.statistics import NULL_ROBUST, agreement
+from pedigree.indexer.independence.inputs import ModelTensors, shared_probes
+from pedigree.indexer.independence.logp import log10_bonferroni_min, log10_fisher
+from pedigree.indexer.independence.matching import match
+from pedigree.indexer.independence.statistics import NULL_ROBUST, agreement
 from pedigree.errors import UnsupportedModelError
 
 MAX_PARAMETERS = 2_000_000_000

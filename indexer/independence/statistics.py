@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from indexer.independence.logp import (
+from pedigree.indexer.independence.logp import (
     log10_fixed_points_sf,
     log10_spearman_sf,
     spearman_rho,
 )
-from indexer.independence.matching import Matching, match
+from pedigree.indexer.independence.matching import Matching, match
 
 NULL_CONSTRAINED = (
     "θ_A ⊥ θ_B with A's initialisation exchangeable over hidden units (the unit matching is a uniform random permutation)"

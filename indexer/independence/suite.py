@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from indexer.independence.inputs import ModelTensors, shared_probes
-from indexer.independence.logp import log10_bonferroni_min, log10_fisher
-from indexer.independence.matching import match
-from indexer.independence.statistics import (
+from pedigree.indexer.independence.inputs import ModelTensors, shared_probes
+from pedigree.indexer.independence.logp import log10_bonferroni_min, log10_fisher
+from pedigree.indexer.independence.matching import match
+from pedigree.indexer.independence.statistics import (
     NULL_CONSTRAINED,
     NULL_ROBUST,
     PairStat,

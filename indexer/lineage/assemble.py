@@ -53,9 +53,9 @@ from datetime import datetime
 
 import networkx as nx
 
-from indexer.lineage.arborescence import minimum_spanning_arborescence
-from indexer.weight_stats import WeightStats
-from storage.lineage import Edge
+from pedigree.indexer.lineage.arborescence import minimum_spanning_arborescence
+from pedigree.indexer.weight_stats import WeightStats
+from pedigree.storage.lineage import Edge
 
 ASSEMBLY_VERSION = "mother-fused-7"  # bump when the assembly changes (families are rebuilt)
 LAMBDA = 0.3

@@ -19,9 +19,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from itertools import combinations
 
-from indexer.confirm import decide, tested_pair
-from indexer.independence.suite import SUITE_VERSION
-from indexer.lineage.assemble import (
+from pedigree.indexer.confirm import decide, tested_pair
+from pedigree.indexer.independence.suite import SUITE_VERSION
+from pedigree.indexer.lineage.assemble import (
     ASSEMBLY_VERSION,
     LAMBDA,
     MODES,
@@ -29,13 +29,13 @@ from indexer.lineage.assemble import (
     Node,
     Pair,
 )
-from indexer.lineage.evidence import merge_fit, pair_weight_evidence
-from indexer.lineage.workers import FamilyJob, Models, assemble_families
-from indexer.weight_stats import WeightStats
-from query.related import FingerprintView
-from query.scoring import align_layers
-from storage.db import STATUS_INDEXED, ModelRecord, Store, utc_now
-from storage.lineage import (
+from pedigree.indexer.lineage.evidence import merge_fit, pair_weight_evidence
+from pedigree.indexer.lineage.workers import FamilyJob, Models, assemble_families
+from pedigree.indexer.weight_stats import WeightStats
+from pedigree.query.related import FingerprintView
+from pedigree.query.scoring import align_layers
+from pedigree.storage.db import STATUS_INDEXED, ModelRecord, Store, utc_now
+from pedigree.storage.lineage import (
     PairEvidence,
     build_info,
     families_of_build,
@@ -48,7 +48,7 @@ from storage.lineage import (
     start_build,
     write_families,
 )
-from storage.relations import confirmed_pairs
+from pedigree.storage.relations import confirmed_pairs
 
 Progress = Callable[[str, int, int], None]
 MERGE_NEIGHBOURS = 4  # merge fits are tried on pairs among a model's 4 closest same-coordinate relatives

@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import torch
 
-from indexer.fingerprint import whole_block_vectors
-from indexer.independence.inputs import ModelTensors
+from pedigree.indexer.fingerprint import whole_block_vectors
+from pedigree.indexer.independence.inputs import ModelTensors
 
 SAMPLE_ROWS = 32
 MAX_ADAPTER_RANK = 16

@@ -16,12 +16,12 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 
-from indexer.confirm import open_record
-from indexer.independence.inputs import ModelTensors
-from indexer.lineage.assemble import Node, Pair, assemble
-from indexer.lineage.evidence import update_cosines
-from storage.db import ModelRecord
-from storage.lineage import Edge
+from pedigree.indexer.confirm import open_record
+from pedigree.indexer.independence.inputs import ModelTensors
+from pedigree.indexer.lineage.assemble import Node, Pair, assemble
+from pedigree.indexer.lineage.evidence import update_cosines
+from pedigree.storage.db import ModelRecord
+from pedigree.storage.lineage import Edge
 
 PARALLEL_FROM = 1000  # families to assemble before worker processes are worth their start-up
 

@@ -1,4 +1,8 @@
-"""Fault injection: a dataclass configuration and the deterministic engine that applies it.
+"""Fault injection for the bundled Hub server - a test and benchmark harness, never installed.
+
+:class:`FaultyHub` is :class:`pedigree.crawler.hub_server.HubServer` with a :class:`FaultEngine`
+in its hooks seam (``hub_server/hooks.py``) and ``set_faults``; the server users run as a mirror
+has no fault engine and no ``/_pedigree/faults`` endpoint.
 
 Every rule has a *scope* (which requests it watches) and a *trigger* (which of those it hits).
 Scopes are request kinds (``api_list``, ``api_info``, ``api_tree``, ``api_other``,
@@ -32,6 +36,7 @@ count toward either.
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 import re
 import shutil
@@ -39,7 +44,14 @@ import struct
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Literal
+
+from pedigree.crawler.hub_server import HubServer
+from pedigree.crawler.hub_server.errors import bad_request
+from pedigree.crawler.hub_server.hooks import Decision, ServerHooks
+from pedigree.crawler.hub_server.repos import RepoStore
+from pedigree.crawler.hub_server.response import Response, json_response
 
 KINDS = ("api_list", "api_info", "api_tree", "api_other", "resolve_head", "resolve_get", "cdn_head", "cdn_get")
 GROUPS = {
@@ -164,19 +176,6 @@ class FaultConfig:
         return dataclasses.asdict(self)
 
 
-@dataclass
-class Decision:
-    """What the engine decided for one request."""
-
-    delay: float = 0.0
-    status: int | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-    message: str = ""
-    truncate: float | None = None
-    ignore_range: bool = False
-    fired: list[str] = field(default_factory=list)
-
-
 class _RuleState:
     def __init__(self, rule: Rule, rng: random.Random) -> None:
         self.rule, self.rng, self.seen, self.fires = rule, rng, 0, 0
@@ -200,7 +199,7 @@ class _RuleState:
         return True
 
 
-class FaultEngine:
+class FaultEngine(ServerHooks):
     """Applies a :class:`FaultConfig`; thread-safe; decisions depend only on request order + seed."""
 
     def __init__(self, config: FaultConfig | None = None) -> None:
@@ -256,22 +255,42 @@ class FaultEngine:
             d.ignore_range = True
         return d
 
-    def mutations_after_list_page(self) -> list[Mutation]:
-        """Count one served /api/models page; return the mutations due now (each fires once)."""
+    def after_list_page(self, store: RepoStore) -> None:
+        """Count one served /api/models page; carry out the mutations due now (each fires once)."""
         with self._lock:
             self.list_pages += 1
-            return self._take(lambda m: m.after_list_page == self.list_pages)
+            due = self._take(lambda m: m.after_list_page == self.list_pages)
+        _apply(store, due)
 
-    def mutations_before_resolve(self) -> list[Mutation]:
-        """Count one /resolve request; return the mutations due now (each fires once)."""
+    def before_resolve(self, store: RepoStore) -> None:
+        """Count one /resolve request; carry out the mutations due now (each fires once)."""
         with self._lock:
             self.resolves += 1
-            return self._take(lambda m: m.at_resolve == self.resolves)
+            due = self._take(lambda m: m.at_resolve == self.resolves)
+        _apply(store, due)
+
+    def admin(self, name: str, method: str, body: bytes) -> Response | None:
+        """``GET|POST /_pedigree/faults``: read or replace the config (JSON :class:`FaultConfig`)."""
+        if name != "faults" or method not in ("GET", "POST"):
+            return None
+        if method == "POST":
+            try:
+                self.set(FaultConfig.from_dict(json.loads(body or b"{}")))
+            except (TypeError, ValueError) as e:
+                raise bad_request(f"bad fault config: {e}") from None
+        return json_response(self.config.to_dict())
 
     def _take(self, due: Any) -> list[Mutation]:
         out = [m for m in self._pending if due(m)]
         self._pending = [m for m in self._pending if m not in out]
         return out
+
+
+def _apply(store: RepoStore, mutations: list[Mutation]) -> None:
+    for m in mutations:
+        apply_mutation(store.root, m)
+    if mutations:
+        store.rescan()
 
 
 def apply_mutation(root: Path, mutation: Mutation) -> None:
@@ -302,3 +321,21 @@ def change_file(path: Path) -> None:
                 return
     with open(path, "ab") as f:
         f.write(b"\n<!-- changed -->\n")
+
+
+class FaultyHub(HubServer):
+    """The bundled Hub server with fault injection: ``FaultyHub(root, faults=FaultConfig(...))``."""
+
+    def __init__(self, root: Path | str, *, faults: FaultConfig | None = None, **options: Any) -> None:
+        self.engine = FaultEngine(faults)
+        super().__init__(root, hooks=self.engine, **options)
+
+    def set_faults(self, faults: FaultConfig | Mapping[str, Any] | None = None, **fields: Any) -> None:
+        """Replace the fault config (a FaultConfig, a dict, or keyword fields); counters restart."""
+        if isinstance(faults, Mapping) or faults is None:
+            faults = FaultConfig.from_dict({**(faults or {}), **fields}) if (faults or fields) else FaultConfig()
+        self.engine.set(faults)
+
+    @property
+    def faults(self) -> FaultConfig:
+        return self.engine.config

@@ -14,9 +14,9 @@ Modules, in the order a build uses them:
 * ``cards``         — Hub README.md with YAML front matter;
 * ``ops``           — making one model and writing its folder;
 * ``build``         — ``build_zoo`` (scheduling, cache, truth.json, zoo.json);
-* ``testing``       — ``small_zoo_path()`` for test sessions.
+* (tests and benchmarks cache the small zoo with ``bench/zoo_cache.py``)
 
-CLI: ``python -m bench.zoo build --size small|full --out DIR``.
+CLI: ``python -m pedigree.zoo build --size small|full --out DIR``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Command line: ``python -m bench.zoo build --size small|full --out DIR [--workers N]``."""
+"""Command line: ``python -m pedigree.zoo build --size small|full --out DIR [--workers N]``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from .build import build_zoo, default_workers
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.zoo", description="Build the pedigree model zoo.")
+    parser = argparse.ArgumentParser(prog="python -m pedigree.zoo", description="Build the pedigree model zoo.")
     sub = parser.add_subparsers(dest="command", required=True)
     build = sub.add_parser("build", help="build (or reuse a cached) zoo")
     build.add_argument("--size", choices=("small", "full"), default="small")

@@ -13,10 +13,10 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from .build import build_zoo
+from pedigree.zoo.build import build_zoo
 
 CACHE_ENV = "PEDIGREE_ZOO_CACHE"
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def small_zoo_dir() -> Path:
