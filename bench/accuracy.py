@@ -38,8 +38,15 @@ def parent_rows(truth: dict, scores: dict[frozenset, float], best_negative: floa
     for model_id, facts in sorted(truth.items()):
         for parent in facts.get("parents", []):
             score = scores[frozenset((model_id, parent))]
-            rows.append({"model": model_id, "relation": facts["relation"], "parent": parent, "score": score,
-                         "margin_over_best_negative": round(score - best_negative, 6)})
+            rows.append(
+                {
+                    "model": model_id,
+                    "relation": facts["relation"],
+                    "parent": parent,
+                    "score": score,
+                    "margin_over_best_negative": round(score - best_negative, 6),
+                }
+            )
     return rows
 
 
@@ -112,7 +119,8 @@ def markdown(result: dict, command: str) -> str:
         "",
         f"Command: `{command}`  (commit {result['environment']['commit']}, {result['environment']['date']})",
         "",
-        f"{result['models']} models, {result['positives']} positive pairs (same family), {result['negatives']} negative pairs (different roots); "
+        f"{result['models']} models, {result['positives']} positive pairs (same family), {result['negatives']} "
+        "negative pairs (different roots); "
         f"zoo build {result['zoo_build_seconds_when_built']} s (when built), ingest {result['ingest_seconds']} s.",
         "",
         "| metric | value |",
@@ -120,15 +128,25 @@ def markdown(result: dict, command: str) -> str:
         f"| ROC AUC (all negatives) | {result['roc_auc']:.4f} |",
         f"| ROC AUC (same-architecture negatives only) | {result['roc_auc_same_architecture_negatives']:.4f} |",
         f"| TPR at 1 % FPR | {result['tpr_at_1pct_fpr']:.4f} |",
-        f"| lowest positive pair | {result['lowest_positive']['score']:.4f} ({result['lowest_positive']['a']} / {result['lowest_positive']['b']}) |",
-        f"| highest negative pair | {result['best_negative']['score']:.4f} ({result['best_negative']['a']} / {result['best_negative']['b']}) |",
+        f"| lowest positive pair | {result['lowest_positive']['score']:.4f} ({result['lowest_positive']['a']} / "
+        f"{result['lowest_positive']['b']}) |",
+        f"| highest negative pair | {result['best_negative']['score']:.4f} ({result['best_negative']['a']} / "
+        f"{result['best_negative']['b']}) |",
     ]
     for name, score in result["notable_negatives"].items():
         lines.append(f"| {name} | {score if score is None else f'{score:.4f}'} |")
-    lines += ["", "Every derived model against each of its parents (margin = score − highest negative score):", "",
-              "| model | relation | parent | score | margin |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "Every derived model against each of its parents (margin = score − highest negative score):",
+        "",
+        "| model | relation | parent | score | margin |",
+        "|---|---|---|---|---|",
+    ]
     for row in result["derived_vs_parent"]:
-        lines.append(f"| {row['model']} | {row['relation']} | {row['parent']} | {row['score']:.4f} | {row['margin_over_best_negative']:+.4f} |")
+        lines.append(
+            f"| {row['model']} | {row['relation']} | {row['parent']} | {row['score']:.4f} | "
+            f"{row['margin_over_best_negative']:+.4f} |"
+        )
     return "\n".join(lines)
 
 

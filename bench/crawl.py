@@ -58,7 +58,9 @@ def _checkpoint_root(name: str, work: Path) -> Path:
     root = work / f"hub-{name}"
     folder = root / "synthetic" / f"llama-{name}"
     if not (folder / "config.json").exists():
-        existing = work.parent / f"pedigree-{name}" / "parent"  # bench.speed_tests' checkpoint, if present: hard-link it
+        existing = (
+            work.parent / f"pedigree-{name}" / "parent"
+        )  # bench.speed_tests' checkpoint, if present: hard-link it
         if (existing / "config.json").exists():
             folder.mkdir(parents=True)
             for file in existing.iterdir():
@@ -130,9 +132,16 @@ def _crawl(hub, home: Path) -> dict:
     seconds = time.perf_counter() - started
     stats = hub.stats()
     repo = result.repos[0]
-    return {"status": repo.status, "reason": repo.reason, "crawl_bytes_read": repo.bytes_read, "server_bytes_sent": stats["bytes_sent"],
-            "requests": stats["requests"].get("total", 0), "crawl_seconds": round(seconds, 2),
-            "steal_seconds": round(stolen_seconds() - stolen, 2), "settle_seconds": waited}
+    return {
+        "status": repo.status,
+        "reason": repo.reason,
+        "crawl_bytes_read": repo.bytes_read,
+        "server_bytes_sent": stats["bytes_sent"],
+        "requests": stats["requests"].get("total", 0),
+        "crawl_seconds": round(seconds, 2),
+        "steal_seconds": round(stolen_seconds() - stolen, 2),
+        "settle_seconds": waited,
+    }
 
 
 def _crawls(hub, home: Path, repeats: int) -> dict:
@@ -140,9 +149,12 @@ def _crawls(hub, home: Path, repeats: int) -> dict:
     with every run's time and the CPU time stolen by the hypervisor during each."""
     runs = [_crawl(hub, home) for _ in range(repeats)]
     median = sorted(runs, key=lambda r: r["crawl_seconds"])[(len(runs) - 1) // 2]
-    return {**median, "crawl_runs_seconds": [r["crawl_seconds"] for r in runs],
-            "crawl_runs_steal_seconds": [r["steal_seconds"] for r in runs],
-            "crawl_runs_settle_seconds": [r["settle_seconds"] for r in runs]}
+    return {
+        **median,
+        "crawl_runs_seconds": [r["crawl_seconds"] for r in runs],
+        "crawl_runs_steal_seconds": [r["steal_seconds"] for r in runs],
+        "crawl_runs_settle_seconds": [r["settle_seconds"] for r in runs],
+    }
 
 
 def _baseline(hub, repo_id: str, cache: Path) -> dict:
@@ -164,8 +176,13 @@ def _baseline(hub, repo_id: str, cache: Path) -> dict:
     sent = hub.stats()["bytes_sent"]
     shutil.rmtree(cache, ignore_errors=True)
     os.sync()  # the download's dirty pages are written back now, not during the crawls timed next
-    return {"baseline_bytes": sent, "baseline_seconds": round(seconds, 1), "baseline_tensors": tensors,
-            "baseline_steal_seconds": round(steal, 2), "baseline_settle_seconds": waited}
+    return {
+        "baseline_bytes": sent,
+        "baseline_seconds": round(seconds, 1),
+        "baseline_tensors": tensors,
+        "baseline_steal_seconds": round(steal, 2),
+        "baseline_settle_seconds": waited,
+    }
 
 
 def checkpoint_runs(name: str, work: Path, link: dict, warm_up: bool = True, repeats: int = 5) -> list[dict]:
@@ -181,13 +198,26 @@ def checkpoint_runs(name: str, work: Path, link: dict, warm_up: bool = True, rep
     home = work / f"home-{name}"
     with RemoteHub(root, **link) as hub:
         baseline = _baseline(hub, f"synthetic/llama-{name}", work / f"download-{name}")
-        cold = _crawl(hub, home)["crawl_seconds"] if warm_up else None  # a crawler process indexes many models: its set-up (sketch projections) is once per process
+        cold = (
+            _crawl(hub, home)["crawl_seconds"] if warm_up else None
+        )  # a crawler process indexes many models: its set-up (sketch projections) is once per process
         crawls = [("contiguous", _crawls(hub, home, repeats))]
     with RemoteHub(_scattered_root(name, work), **link) as hub:
         crawls.append(("scattered", _crawls(hub, home, repeats)))
-    return [{"checkpoint": name, "network": label, "probe_ids": probes, "weights_bytes": size, **crawled, **baseline,
-             "first_crawl_in_process_seconds": cold, "fraction_read": round(crawled["server_bytes_sent"] / size, 4),
-             "speedup": round(baseline["baseline_seconds"] / crawled["crawl_seconds"], 2)} for probes, crawled in crawls]
+    return [
+        {
+            "checkpoint": name,
+            "network": label,
+            "probe_ids": probes,
+            "weights_bytes": size,
+            **crawled,
+            **baseline,
+            "first_crawl_in_process_seconds": cold,
+            "fraction_read": round(crawled["server_bytes_sent"] / size, 4),
+            "speedup": round(baseline["baseline_seconds"] / crawled["crawl_seconds"], 2),
+        }
+        for probes, crawled in crawls
+    ]
 
 
 def listing_run(count: int, work: Path) -> dict:
@@ -201,25 +231,35 @@ def listing_run(count: int, work: Path) -> dict:
         for i in range(count):
             repo = root / f"org{i % 100}" / f"model-{i}"
             repo.mkdir(parents=True)
-            (repo / "config.json").write_text(json.dumps({"model_type": "llama", "architectures": ["LlamaForCausalLM"]}))
+            (repo / "config.json").write_text(
+                json.dumps({"model_type": "llama", "architectures": ["LlamaForCausalLM"]})
+            )
             (repo / "README.md").write_text(f"---\nbase_model: org0/model-{i // 2}\n---\n")
     with HubServer(root) as hub:
         started = time.perf_counter()
         listed = list(list_changed(HfApi(endpoint=hub.url), None))
         seconds = time.perf_counter() - started
         pages = hub.stats().count("api_list")
-    return {"repos": len(listed), "pages": pages, "seconds": round(seconds, 2), "repos_per_second": round(len(listed) / seconds)}
+    return {
+        "repos": len(listed),
+        "pages": pages,
+        "seconds": round(seconds, 2),
+        "repos_per_second": round(len(listed) / seconds),
+    }
 
 
 def storm_run(work: Path) -> dict:
-    from bench.zoo_cache import small_zoo_path
     from bench.hub_faults import FaultyHub, RateLimit
+    from bench.zoo_cache import small_zoo_path
     from pedigree.config import load_settings
     from pedigree.workspace import Workspace
 
     zoo = small_zoo_path()
     out = {}
-    for label, faults in (("no faults", {}), ("429 storm", {"rate_limits": [RateLimit(scope="any", probability=1 / 3, reset=1)]})):
+    for label, faults in (
+        ("no faults", {}),
+        ("429 storm", {"rate_limits": [RateLimit(scope="any", probability=1 / 3, reset=1)]}),
+    ):
         with FaultyHub(zoo) as hub:
             hub.set_faults(**faults)
             started = time.perf_counter()
@@ -236,45 +276,86 @@ def storm_run(work: Path) -> dict:
                     final[record.status] = final.get(record.status, 0) + 1
             seconds = time.perf_counter() - started
             answered_429 = hub.stats().status.get(429, 0)
-        out[label] = {"seconds": round(seconds, 1), "runs": runs, "first_run": first, "final_models": final,
-                      "responses_429": answered_429, "left_failed": sum(n for s, n in final.items() if s != "indexed")}
+        out[label] = {
+            "seconds": round(seconds, 1),
+            "runs": runs,
+            "first_run": first,
+            "final_models": final,
+            "responses_429": answered_429,
+            "left_failed": sum(n for s, n in final.items() if s != "indexed"),
+        }
     out["slowdown"] = round(out["429 storm"]["seconds"] / out["no faults"]["seconds"], 2)
     return out
 
 
 def markdown(result: dict, command: str) -> str:
     env = result["environment"]
-    lines = ["## Crawler: bytes, speed, listing, 429 storm", "", f"Command: `{command}`  (commit {env['commit']}, {env['date']}, {env['cpus']} CPUs)", ""]
+    lines = [
+        "## Crawler: bytes, speed, listing, 429 storm",
+        "",
+        f"Command: `{command}`  (commit {env['commit']}, {env['date']}, {env['cpus']} CPUs)",
+        "",
+    ]
     if result.get("checkpoints"):
-        lines += ["| checkpoint | network | probe ids | weights | bytes read by the crawl (server count) | requests | fraction | "
-                  "crawl + fingerprint s: median (all runs) | snapshot_download + load s | speed ratio (median) | slowest run's ratio |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "| checkpoint | network | probe ids | weights | bytes read by the crawl (server count) | requests | "
+            "fraction | "
+            "crawl + fingerprint s: median (all runs) | snapshot_download + load s | speed ratio (median) | slowest "
+            "run's ratio |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for r in result["checkpoints"]:
             runs = r.get("crawl_runs_seconds") or [r["crawl_seconds"]]
-            lines.append(f"| {r['checkpoint']} | {r['network']} | {r['probe_ids']} | {r['weights_bytes'] / 2**30:.2f} GiB | "
-                         f"{r['server_bytes_sent'] / 2**20:.1f} MiB | {r['requests']} | "
-                         f"**{r['fraction_read']:.1%}** | {r['crawl_seconds']} ({', '.join(f'{x:g}' for x in runs)}) | "
-                         f"{r['baseline_seconds']} | **{r['speedup']}×** | {r['baseline_seconds'] / max(runs):.1f}× |")
+            lines.append(
+                f"| {r['checkpoint']} | {r['network']} | {r['probe_ids']} | {r['weights_bytes'] / 2**30:.2f} GiB | "
+                f"{r['server_bytes_sent'] / 2**20:.1f} MiB | {r['requests']} | "
+                f"**{r['fraction_read']:.1%}** | {r['crawl_seconds']} ({', '.join(f'{x:g}' for x in runs)}) | "
+                f"{r['baseline_seconds']} | **{r['speedup']}×** | {r['baseline_seconds'] / max(runs):.1f}× |"
+            )
         steal = [x for r in result["checkpoints"] for x in r.get("crawl_runs_steal_seconds", [])]
         if steal:
             waits = [x for r in result["checkpoints"] for x in r.get("crawl_runs_settle_seconds", [])]
-            lines += ["", (f"CPU time stolen by the hypervisor during the timed crawls (/proc/stat): at most {max(steal):g} s per run, "
-                           f"{sum(steal):g} s in all - a timing taken while it is high measures the neighbours, not the crawler. "
-                           f"Each timed run started once less than 2 % of a CPU was being stolen (waits of {min(waits, default=0):g}-"
-                           f"{max(waits, default=0):g} s).")]
+            lines += [
+                "",
+                (
+                    f"CPU time stolen by the hypervisor during the timed crawls (/proc/stat): at most {max(steal):g} "
+                    "s per run, "
+                    f"{sum(steal):g} s in all - a timing taken while it is high measures the neighbours, not the "
+                    "crawler. "
+                    "Each timed run started once less than 2 % of a CPU was being stolen (waits of "
+                    f"{min(waits, default=0):g}-"
+                    f"{max(waits, default=0):g} s)."
+                ),
+            ]
         for r in result["checkpoints"]:
             if r.get("first_crawl_in_process_seconds") is not None and r["probe_ids"] == "contiguous":
-                lines += ["", (f"{r['checkpoint']}: the first crawl of a fresh process ({r['network']}, untimed above) took "
-                               f"{r['first_crawl_in_process_seconds']} s - it also builds the sketch projections once per process.")]
+                lines += [
+                    "",
+                    (
+                        f"{r['checkpoint']}: the first crawl of a fresh process ({r['network']}, untimed above) took "
+                        f"{r['first_crawl_in_process_seconds']} s - it also builds the sketch projections once per "
+                        "process."
+                    ),
+                ]
     if result.get("listing"):
         r = result["listing"]
-        lines += ["", f"Listing: {r['repos']:,} repos in {r['pages']} pages, {r['seconds']} s ({r['repos_per_second']:,} repos/s)."]
+        lines += [
+            "",
+            f"Listing: {r['repos']:,} repos in {r['pages']} pages, {r['seconds']} s ({r['repos_per_second']:,} "
+            "repos/s).",
+        ]
     if result.get("storm"):
         s = result["storm"]
-        lines += ["", f"429 storm (small zoo, 1/3 of requests answered 429 with Retry-After 1 s): {s['429 storm']['seconds']} s vs "
-                  f"{s['no faults']['seconds']} s without faults ({s['slowdown']}×), {s['429 storm']['responses_429']} 429s absorbed, "
-                  f"{s['429 storm']['runs']} crawl run(s) (a run leaves repos whose requests hit 6 consecutive 429s at `retry` for the next), "
-                  f"{s['429 storm']['left_failed']} models left not indexed."]
+        lines += [
+            "",
+            f"429 storm (small zoo, 1/3 of requests answered 429 with Retry-After 1 s): {s['429 storm']['seconds']} "
+            "s vs "
+            f"{s['no faults']['seconds']} s without faults ({s['slowdown']}×), {s['429 storm']['responses_429']} "
+            "429s absorbed, "
+            f"{s['429 storm']['runs']} crawl run(s) (a run leaves repos whose requests hit 6 consecutive 429s at "
+            "`retry` for the next), "
+            f"{s['429 storm']['left_failed']} models left not indexed.",
+        ]
     return "\n".join(lines)
 
 
@@ -284,22 +365,38 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--listing", type=int, default=10_000)
     parser.add_argument("--storm", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--latency-ms", type=float, default=20.0, help="simulated link: round trip per request")
-    parser.add_argument("--bandwidth-mbs", type=float, default=100.0, help="simulated link: MB/s shared by all connections")
+    parser.add_argument(
+        "--bandwidth-mbs", type=float, default=100.0, help="simulated link: MB/s shared by all connections"
+    )
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "pedigree-crawl-bench")
-    parser.add_argument("--repeats", type=int, default=5, help="timed crawls per checkpoint and probe layout (the median is reported)")
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="timed crawls per checkpoint and probe layout (the median is reported)"
+    )
     parser.add_argument("--no-report", action="store_true")
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     remote = {"latency_ms": args.latency_ms, "bandwidth_mbs": args.bandwidth_mbs}
     loopback = {"latency_ms": 0.0, "bandwidth_mbs": 0.0}
-    result: dict = {"checkpoints": [row for name in args.checkpoints for link in (loopback, remote)
-                                    for row in checkpoint_runs(name, args.work, link, warm_up=link is loopback, repeats=args.repeats)]}
+    result: dict = {
+        "checkpoints": [
+            row
+            for name in args.checkpoints
+            for link in (loopback, remote)
+            for row in checkpoint_runs(name, args.work, link, warm_up=link is loopback, repeats=args.repeats)
+        ]
+    }
     if args.listing:
         result["listing"] = listing_run(args.listing, args.work)
     if args.storm:
         result["storm"] = storm_run(args.work)
     result["environment"] = environment()
-    command = "python -m bench.crawl " + " ".join(f"--checkpoints {' '.join(args.checkpoints)}".split()) + (f" --listing {args.listing}" if args.listing else "") + ("" if args.storm else " --no-storm") + (f" --repeats {args.repeats}" if args.repeats != 5 else "")
+    command = (
+        "python -m bench.crawl "
+        + " ".join(f"--checkpoints {' '.join(args.checkpoints)}".split())
+        + (f" --listing {args.listing}" if args.listing else "")
+        + ("" if args.storm else " --no-storm")
+        + (f" --repeats {args.repeats}" if args.repeats != 5 else "")
+    )
     publish("crawl", result, markdown(result, command), report=not args.no_report)
 
 

@@ -47,7 +47,9 @@ def main(argv: list[str] | None = None) -> None:
             if dk > 1e-6:
                 rises.append(f"{parent} -> {child} ({facts['relation']})")
             dn = (c.attention_norm or 0) - (p.attention_norm or 0)
-            rows["norm"]["same" if abs(dn) < 1e-9 * max(p.attention_norm or 1, 1) else "grow" if dn > 0 else "shrink"] += 1
+            rows["norm"][
+                "same" if abs(dn) < 1e-9 * max(p.attention_norm or 1, 1) else "grow" if dn > 0 else "shrink"
+            ] += 1
     print(json.dumps({"size": args.size, "edges": rows, "kurtosis_rises": rises}, indent=1))
 
 

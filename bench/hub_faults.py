@@ -42,9 +42,9 @@ import re
 import shutil
 import struct
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Any, Literal
 
 from pedigree.crawler.hub_server import HubServer
@@ -134,8 +134,12 @@ class Mutation:
 
 
 _RULE_TYPES: dict[str, type] = {
-    "rate_limits": RateLimit, "server_errors": ServerError, "slow": Slow,
-    "truncate": Truncate, "ignore_range": IgnoreRange, "mutations": Mutation,
+    "rate_limits": RateLimit,
+    "server_errors": ServerError,
+    "slow": Slow,
+    "truncate": Truncate,
+    "ignore_range": IgnoreRange,
+    "mutations": Mutation,
 }
 
 

@@ -51,8 +51,13 @@ def calibration(rows: list[dict[str, float]]) -> dict[str, dict]:
     for name in names:
         ps = np.power(10.0, [row[name] for row in rows if name in row])
         ks = stats.kstest(ps, "uniform")
-        out[name] = {"n": int(len(ps)), "ks_statistic": round(float(ks.statistic), 4), "ks_p": float(f"{ks.pvalue:.3g}"),
-                     "fpr_0.01": round(float(np.mean(ps < 0.01)), 4), "fpr_0.001": round(float(np.mean(ps < 0.001)), 4)}
+        out[name] = {
+            "n": int(len(ps)),
+            "ks_statistic": round(float(ks.statistic), 4),
+            "ks_p": float(f"{ks.pvalue:.3g}"),
+            "fpr_0.01": round(float(np.mean(ps < 0.01)), 4),
+            "fpr_0.001": round(float(np.mean(ps < 0.001)), 4),
+        }
     return out
 
 
@@ -67,8 +72,13 @@ def power(truth: dict, models: dict[str, ModelTensors]) -> dict:
         if worst is None or report.log10_p > worst["log10_p"]:
             worst = rows[-1]
     direct = [r for r in rows if r["a"] in truth[r["b"]]["parents"] or r["b"] in truth[r["a"]]["parents"]]
-    return {"pairs": len(rows), "max_log10_p": worst, "non_finite": non_finite,
-            "all_below_minus_12": all(r["log10_p"] < -12 for r in rows), "parent_child": direct}
+    return {
+        "pairs": len(rows),
+        "max_log10_p": worst,
+        "non_finite": non_finite,
+        "all_below_minus_12": all(r["log10_p"] < -12 for r in rows),
+        "parent_child": direct,
+    }
 
 
 def localisation(truth: dict, models: dict[str, ModelTensors]) -> dict:
@@ -90,8 +100,13 @@ def localisation(truth: dict, models: dict[str, ModelTensors]) -> dict:
     fresh = truth[child]["notes"]["reinitialised_mlp_layer"]
     blocks = {b["layer_a"]: b["log10_p"] for b in report.test("mlp_match").detail["blocks"]}
     shared = sorted(i for i, j, _ in report.layer_map if i == j)
-    out["reinitialised"] = {"model": child, "layer": fresh, "block_log10_p": blocks, "shared_blocks": shared,
-                            "correct": shared == sorted(set(range(models[child].depth)) - {fresh})}
+    out["reinitialised"] = {
+        "model": child,
+        "layer": fresh,
+        "block_log10_p": blocks,
+        "shared_blocks": shared,
+        "correct": shared == sorted(set(range(models[child].depth)) - {fresh}),
+    }
     return out
 
 
@@ -141,7 +156,11 @@ def run(size: str, zoo: Path, synthetic: int) -> dict:
         "independent_samples_(root_pairs_+_synthetic)": calibration(root_pairs + synthetic_rows),
         "named_negatives": named,
     }
-    result["raw_log10_p"] = {"zoo_cross_family_pairs": negatives, "zoo_root_pairs": root_pairs, "synthetic_pairs": synthetic_rows}
+    result["raw_log10_p"] = {
+        "zoo_cross_family_pairs": negatives,
+        "zoo_root_pairs": root_pairs,
+        "synthetic_pairs": synthetic_rows,
+    }
     result["seconds"] = round(time.perf_counter() - started, 1)
     result["environment"] = environment()
     return result
@@ -149,26 +168,49 @@ def run(size: str, zoo: Path, synthetic: int) -> dict:
 
 def markdown(result: dict, command: str) -> str:
     power_, local = result["power"], result["localisation"]
-    lines = [f"## Independence tests, {result['size']} zoo", "",
-             f"Command: `{command}`  (commit {result['environment']['commit']}, {result['environment']['date']}; {result['seconds']} s)", "",
-             f"**Power.** {power_['pairs']} same-family pairs (every transform, direct and indirect relatives): "
-             f"largest combined log10 p = {power_['max_log10_p']['log10_p']} ({power_['max_log10_p']['a']} / {power_['max_log10_p']['b']}); "
-             f"all < −12: {power_['all_below_minus_12']}; non-finite values: {power_['non_finite']}.", "",
-             "**Localisation.** "
-             f"Layer-dropped {local['layer_dropped']['model']}: kept {local['layer_dropped']['kept_layers']}, found {local['layer_dropped']['map_found']} "
-             f"(exact: {local['layer_dropped']['exact']}). Width-pruned {local['width_pruned']['model']}: kept units recovered per block "
-             f"{local['width_pruned']['recovered_per_block']}. Re-initialised block {local['reinitialised']['layer']} of {local['reinitialised']['model']}: "
-             f"shared blocks {local['reinitialised']['shared_blocks']} (correct: {local['reinitialised']['correct']}).", "",
-             "**Calibration** (p-values of independent pairs; KS against U(0,1)):", "",
-             "| pairs | test | n | KS statistic | KS p | FPR α=0.01 | FPR α=0.001 |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"## Independence tests, {result['size']} zoo",
+        "",
+        f"Command: `{command}`  (commit {result['environment']['commit']}, {result['environment']['date']}; "
+        f"{result['seconds']} s)",
+        "",
+        f"**Power.** {power_['pairs']} same-family pairs (every transform, direct and indirect relatives): "
+        f"largest combined log10 p = {power_['max_log10_p']['log10_p']} ({power_['max_log10_p']['a']} / "
+        f"{power_['max_log10_p']['b']}); "
+        f"all < −12: {power_['all_below_minus_12']}; non-finite values: {power_['non_finite']}.",
+        "",
+        "**Localisation.** "
+        f"Layer-dropped {local['layer_dropped']['model']}: kept {local['layer_dropped']['kept_layers']}, found "
+        f"{local['layer_dropped']['map_found']} "
+        f"(exact: {local['layer_dropped']['exact']}). Width-pruned {local['width_pruned']['model']}: kept units "
+        "recovered per block "
+        f"{local['width_pruned']['recovered_per_block']}. Re-initialised block {local['reinitialised']['layer']} of "
+        f"{local['reinitialised']['model']}: "
+        f"shared blocks {local['reinitialised']['shared_blocks']} (correct: {local['reinitialised']['correct']}).",
+        "",
+        "**Calibration** (p-values of independent pairs; KS against U(0,1)):",
+        "",
+        "| pairs | test | n | KS statistic | KS p | FPR α=0.01 | FPR α=0.001 |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for group, tests in result["calibration"].items():
         if group == "named_negatives":
             continue
         if group == "all_independent_pairs":
-            lines.append("| *(the zoo's cross-family pairs are clustered: KS p is not valid on the first and third groups; the last group has independent samples)* | | | | | | |")
+            lines.append(
+                "| *(the zoo's cross-family pairs are clustered: KS p is not valid on the first and third groups; "
+                "the last group has independent samples)* | | | | | | |"
+            )
         for name, row in tests.items():
-            lines.append(f"| {group.replace('_', ' ')} | {name} | {row['n']} | {row['ks_statistic']} | {row['ks_p']} | {row['fpr_0.01']} | {row['fpr_0.001']} |")
-    lines += ["", "Named negatives (combined log10 p): " + "; ".join(f"{k}: {v}" for k, v in result["calibration"]["named_negatives"].items())]
+            lines.append(
+                f"| {group.replace('_', ' ')} | {name} | {row['n']} | {row['ks_statistic']} | {row['ks_p']} | "
+                f"{row['fpr_0.01']} | {row['fpr_0.001']} |"
+            )
+    lines += [
+        "",
+        "Named negatives (combined log10 p): "
+        + "; ".join(f"{k}: {v}" for k, v in result["calibration"]["named_negatives"].items()),
+    ]
     return "\n".join(lines)
 
 

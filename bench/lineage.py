@@ -24,8 +24,8 @@ from pathlib import Path
 
 from bench.report import ROOT, environment, publish
 from pedigree.config import load_settings
-from pedigree.workspace import Workspace
 from pedigree.query.graph import current_build, load_graph
+from pedigree.workspace import Workspace
 
 
 def adjusted_rand_index(labels_true: list, labels_pred: list) -> float:
@@ -54,17 +54,34 @@ def score(truth: dict, graph, discrepancies: dict | None) -> dict:
     relation_ok = [graph.edges[e]["relation"] == truth[e[1]]["relation"] for e in correct]
     merges = [m for m, f in truth.items() if f["relation"] == "merge"]
     result = {
-        "edges_true": len(true_edges), "edges_found": len(found), "edges_correct": len(correct),
-        "precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4), "family_ari": round(ari, 4),
+        "edges_true": len(true_edges),
+        "edges_found": len(found),
+        "edges_correct": len(correct),
+        "precision": round(precision, 4),
+        "recall": round(recall, 4),
+        "f1": round(f1, 4),
+        "family_ari": round(ari, 4),
         "direction_accuracy": round(sum(e in true_edges for e in placed) / len(placed), 4) if placed else None,
         "relation_accuracy": round(sum(relation_ok) / len(relation_ok), 4) if relation_ok else None,
         "merges_with_both_parents": {m: set(truth[m]["parents"]) <= set(graph.predecessors(m)) for m in merges},
-        "wrong_edges": [{"parent": p, "child": c, "relation": graph.edges[p, c]["relation"],
-                         "true_parents": truth[c]["parents"], "signals": graph.edges[p, c]["evidence"].get("signals")}
-                        for p, c in sorted(found - true_edges)],
-        "missed_edges": [{"parent": p, "child": c, "relation": truth[c]["relation"]} for p, c in sorted(true_edges - found)],
-        "relation_errors": [{"edge": list(e), "found": graph.edges[e]["relation"], "true": truth[e[1]]["relation"]}
-                            for e, ok in zip(correct, relation_ok) if not ok],
+        "wrong_edges": [
+            {
+                "parent": p,
+                "child": c,
+                "relation": graph.edges[p, c]["relation"],
+                "true_parents": truth[c]["parents"],
+                "signals": graph.edges[p, c]["evidence"].get("signals"),
+            }
+            for p, c in sorted(found - true_edges)
+        ],
+        "missed_edges": [
+            {"parent": p, "child": c, "relation": truth[c]["relation"]} for p, c in sorted(true_edges - found)
+        ],
+        "relation_errors": [
+            {"edge": list(e), "found": graph.edges[e]["relation"], "true": truth[e[1]]["relation"]}
+            for e, ok in zip(correct, relation_ok)
+            if not ok
+        ],
     }
     if discrepancies is not None:
         reported = {d["model"] for d in discrepancies["discrepancies"]}
@@ -72,10 +89,14 @@ def score(truth: dict, graph, discrepancies: dict | None) -> dict:
         missing = sorted(m for m, f in truth.items() if f.get("declaration") == "missing" and f["parents"])
         undeclared = {d["model"]: d for d in discrepancies["undeclared"]}
         result["discrepancies"] = {
-            "wrong_declarations": wrong, "reported": sorted(reported & set(wrong)),
+            "wrong_declarations": wrong,
+            "reported": sorted(reported & set(wrong)),
             "all_wrong_reported": set(wrong) <= reported,
             "false_alarms": sorted(reported - set(wrong)),
-            "undeclared_true": missing, "undeclared_reported_with_snippet": sorted(m for m in missing if undeclared.get(m, {}).get("suggested_card")),
+            "undeclared_true": missing,
+            "undeclared_reported_with_snippet": sorted(
+                m for m in missing if undeclared.get(m, {}).get("suggested_card")
+            ),
             "all_undeclared_reported": all(undeclared.get(m, {}).get("suggested_card") for m in missing),
             "kinds": {d["model"]: d["kind"] for d in discrepancies["discrepancies"]},
         }
@@ -106,28 +127,47 @@ def run(size: str, zoo: Path) -> dict:
 
 
 def markdown(result: dict, command: str) -> str:
-    lines = [f"## Lineage graph, {result['size']} zoo", "",
-             f"Command: `{command}`  (commit {result['environment']['commit']}, {result['environment']['date']})", "",
-             f"{result['models']} models; ingest with tests {result['ingest_seconds']} s ({result['pairs_tested']} candidate pairs tested, "
-             f"{result['pairs_confirmed']} confirmed related).", "",
-             "| evidence | precision | recall | directed-edge F1 | family ARI | direction accuracy | relation accuracy | merges with both parents |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"## Lineage graph, {result['size']} zoo",
+        "",
+        f"Command: `{command}`  (commit {result['environment']['commit']}, {result['environment']['date']})",
+        "",
+        f"{result['models']} models; ingest with tests {result['ingest_seconds']} s ({result['pairs_tested']} "
+        "candidate pairs tested, "
+        f"{result['pairs_confirmed']} confirmed related).",
+        "",
+        "| evidence | precision | recall | directed-edge F1 | family ARI | direction accuracy | relation accuracy | "
+        "merges with both parents |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for mode, row in result["modes"].items():
         merges = ", ".join(f"{'yes' if ok else 'no'}" for ok in row["merges_with_both_parents"].values())
-        lines.append(f"| {mode} | {row['precision']} | {row['recall']} | **{row['f1']}** | {row['family_ari']} | "
-                     f"{row['direction_accuracy']} | {row['relation_accuracy']} | {merges} |")
+        lines.append(
+            f"| {mode} | {row['precision']} | {row['recall']} | **{row['f1']}** | {row['family_ari']} | "
+            f"{row['direction_accuracy']} | {row['relation_accuracy']} | {merges} |"
+        )
     for mode, row in result["modes"].items():
         if row["wrong_edges"] or row["relation_errors"]:
             lines += ["", f"Errors with `{mode}` evidence:"]
             for wrong in row["wrong_edges"]:
-                lines.append(f"- {wrong['parent']} → {wrong['child']} ({wrong['relation']}); truth: parent {', '.join(wrong['true_parents'])}; signals {wrong['signals']}")
+                lines.append(
+                    f"- {wrong['parent']} → {wrong['child']} ({wrong['relation']}); truth: parent "
+                    f"{', '.join(wrong['true_parents'])}; signals {wrong['signals']}"
+                )
             for error in row["relation_errors"]:
-                lines.append(f"- relation of {error['edge'][0]} → {error['edge'][1]}: {error['found']}, truth {error['true']}")
+                lines.append(
+                    f"- relation of {error['edge'][0]} → {error['edge'][1]}: {error['found']}, truth {error['true']}"
+                )
     d = result["modes"]["full"].get("discrepancies")
     if d:
-        lines += ["", f"**Discrepancies** (full evidence): wrong declarations {d['wrong_declarations']} - all reported: {d['all_wrong_reported']} "
-                  f"(kinds: { {m: d['kinds'][m] for m in d['reported']} }); other reports: {d['false_alarms'] or 'none'}. "
-                  f"Undeclared derivations {d['undeclared_true']} - all reported with a card snippet: {d['all_undeclared_reported']}."]
+        lines += [
+            "",
+            f"**Discrepancies** (full evidence): wrong declarations {d['wrong_declarations']} - all reported: "
+            f"{d['all_wrong_reported']} "
+            f"(kinds: { {m: d['kinds'][m] for m in d['reported']} }); other reports: {d['false_alarms'] or 'none'}. "
+            f"Undeclared derivations {d['undeclared_true']} - all reported with a card snippet: "
+            f"{d['all_undeclared_reported']}.",
+        ]
     return "\n".join(lines)
 
 
@@ -136,7 +176,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", choices=["small", "full"], default="full")
     parser.add_argument("--no-report", action="store_true")
     args = parser.parse_args(argv)
-    result = run(args.size, ROOT / "bench" / ".zoo" / args.size if args.size == "full" else ROOT / ".zoo-cache" / "small")
+    result = run(
+        args.size, ROOT / "bench" / ".zoo" / args.size if args.size == "full" else ROOT / ".zoo-cache" / "small"
+    )
     command = f"python -m bench.lineage --size {args.size}"
     publish(f"lineage-{args.size}", result, markdown(result, command), report=not args.no_report)
 

@@ -55,17 +55,17 @@ def forest(n: int, seed: int = 0) -> dict:
     edge_length = np.zeros(n)
     start = 0
     for index, size in enumerate(family_sizes(n, rng)):
-        family[start:start + size] = index
+        family[start : start + size] = index
         for offset in range(1, size):
             parent[start + offset] = start + int(rng.integers(0, offset))
-        edge_length[start + 1:start + size] = rng.lognormal(np.log(0.08), 0.5, size - 1)
+        edge_length[start + 1 : start + size] = rng.lognormal(np.log(0.08), 0.5, size - 1)
         start += size
     return {"parent": parent, "family": family, "edge_length": edge_length}
 
 
 def _tree_pairs(members: np.ndarray, parent: np.ndarray) -> list[tuple[int, int]]:
     if len(members) <= ALL_PAIRS_UP_TO:
-        return [(int(a), int(b)) for i, a in enumerate(members) for b in members[i + 1:]]
+        return [(int(a), int(b)) for i, a in enumerate(members) for b in members[i + 1 :]]
     pairs = set()
     children: dict[int, list[int]] = {}
     for m in members:
@@ -118,20 +118,40 @@ def populate(db_path: Path, tree: dict, seed: int = 1) -> dict:
     quantized = (~has_child) & (parent >= 0) & (rng.random(n) < 0.05)
     t0 = datetime(2023, 1, 1)
     ids = [f"org{family[i]}/model-{i}" for i in range(n)]
-    stats = [json.dumps({"qk_kurtosis": float(kurtosis[i]), "attention_norm": float(norm[i]),
-                         "int8_grid": 0.99 if quantized[i] else 0.01, "layers": 32, "hidden": 4096,
-                         "vocab_rows": 32000, "mlp_sizes": []}) for i in range(n)]
-    cards = [json.dumps({"base_model": [ids[parent[i]]]} if parent[i] >= 0 and rng.random() < 0.4 else {}) for i in range(n)]
+    stats = [
+        json.dumps(
+            {
+                "qk_kurtosis": float(kurtosis[i]),
+                "attention_norm": float(norm[i]),
+                "int8_grid": 0.99 if quantized[i] else 0.01,
+                "layers": 32,
+                "hidden": 4096,
+                "vocab_rows": 32000,
+                "mlp_sizes": [],
+            }
+        )
+        for i in range(n)
+    ]
+    cards = [
+        json.dumps({"base_model": [ids[parent[i]]]} if parent[i] >= 0 and rng.random() < 0.4 else {}) for i in range(n)
+    ]
     store = Store(db_path)
     conn = store.conn
-    conn.register("new_models", {
-        "pk": np.arange(1, n + 1, dtype=np.int64), "id": np.asarray(ids, dtype=object),
-        "revision": np.asarray([f"{i:040x}" for i in range(n)], dtype=object),
-        "card": np.asarray(cards, dtype=object), "weight_stats": np.asarray(stats, dtype=object),
-        "created_at": np.asarray([t0 + timedelta(days=float(c)) for c in created], dtype="datetime64[us]"),
-    })
-    conn.execute("INSERT INTO models (pk, id, revision, status, card, weight_stats, created_at, indexed_at) "
-                 "SELECT pk, id, revision, 'indexed', card, weight_stats, created_at, now() FROM new_models")
+    conn.register(
+        "new_models",
+        {
+            "pk": np.arange(1, n + 1, dtype=np.int64),
+            "id": np.asarray(ids, dtype=object),
+            "revision": np.asarray([f"{i:040x}" for i in range(n)], dtype=object),
+            "card": np.asarray(cards, dtype=object),
+            "weight_stats": np.asarray(stats, dtype=object),
+            "created_at": np.asarray([t0 + timedelta(days=float(c)) for c in created], dtype="datetime64[us]"),
+        },
+    )
+    conn.execute(
+        "INSERT INTO models (pk, id, revision, status, card, weight_stats, created_at, indexed_at) "
+        "SELECT pk, id, revision, 'indexed', card, weight_stats, created_at, now() FROM new_models"
+    )
     conn.unregister("new_models")
     rows_a, rows_b, dist = [], [], []
     order = np.argsort(family, kind="stable")
@@ -145,11 +165,18 @@ def populate(db_path: Path, tree: dict, seed: int = 1) -> dict:
     b = np.asarray(rows_b, dtype=np.int64) + 1
     d = np.asarray(dist) * rng.normal(1.0, 0.05, len(dist))
     conn.register("new_pairs", {"a": a, "b": b, "d": d, "p": -rng.uniform(15, 300, len(a))})
-    conn.execute("INSERT INTO relations SELECT a, b, ?, NULL, NULL, p, p, true, NULL, now() FROM new_pairs", [SUITE_VERSION])
+    conn.execute(
+        "INSERT INTO relations SELECT a, b, ?, NULL, NULL, p, p, true, NULL, now() FROM new_pairs", [SUITE_VERSION]
+    )
     conn.execute("INSERT INTO pair_evidence SELECT a, b, NULL, NULL, d, true, NULL, d, 1.0, NULL, NULL FROM new_pairs")
     conn.unregister("new_pairs")
     store.close()
-    return {"models": n, "families": int(family.max()) + 1, "pairs": len(a), "largest_family": int(np.bincount(family).max())}
+    return {
+        "models": n,
+        "families": int(family.max()) + 1,
+        "pairs": len(a),
+        "largest_family": int(np.bincount(family).max()),
+    }
 
 
 def _assemble(db_path: str, queue) -> None:
@@ -162,11 +189,19 @@ def _assemble(db_path: str, queue) -> None:
     summary = build_graph(store, fingerprint_version(), mode="time", compute_evidence=False)
     seconds = time.perf_counter() - started
     edges = store.conn.execute(
-        "SELECT e.parent, e.child FROM lineage_edges e JOIN build_families b ON b.family_id = e.family_id WHERE b.build_id = ?",
-        [summary["build_id"]]).fetchall()
+        "SELECT e.parent, e.child FROM lineage_edges e JOIN build_families b ON b.family_id = e.family_id WHERE "
+        "b.build_id = ?",
+        [summary["build_id"]],
+    ).fetchall()
     store.close()
-    queue.put({"seconds": round(seconds, 2), "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-               "summary": summary, "edges": edges})
+    queue.put(
+        {
+            "seconds": round(seconds, 2),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "summary": summary,
+            "edges": edges,
+        }
+    )
 
 
 def assemble_in_child(db_path: Path) -> dict:
@@ -197,11 +232,20 @@ def add_models(db_path: Path, tree: dict, count: int, seed: int = 2) -> None:
     chosen = rng.choice(n, count, replace=False) + 1
     for offset, base in enumerate(chosen):
         pk = n + offset + 1
-        store.conn.execute("INSERT INTO models (pk, id, revision, status, card, weight_stats, created_at, indexed_at) "
-                           "SELECT ?, ?, 'new', 'indexed', '{}', weight_stats, created_at + INTERVAL 40 DAY, now() FROM models WHERE pk = ?",
-                           [pk, f"new/model-{pk}", int(base)])
-        store.conn.execute("INSERT INTO relations VALUES (?, ?, ?, NULL, NULL, -40, -40, true, NULL, now())", [int(base), pk, SUITE_VERSION])
-        store.conn.execute("INSERT INTO pair_evidence VALUES (?, ?, NULL, NULL, 0.08, true, NULL, 0.08, 1.0, NULL, NULL)", [int(base), pk])
+        store.conn.execute(
+            "INSERT INTO models (pk, id, revision, status, card, weight_stats, created_at, indexed_at) "
+            "SELECT ?, ?, 'new', 'indexed', '{}', weight_stats, created_at + INTERVAL 40 DAY, now() FROM models "
+            "WHERE pk = ?",
+            [pk, f"new/model-{pk}", int(base)],
+        )
+        store.conn.execute(
+            "INSERT INTO relations VALUES (?, ?, ?, NULL, NULL, -40, -40, true, NULL, now())",
+            [int(base), pk, SUITE_VERSION],
+        )
+        store.conn.execute(
+            "INSERT INTO pair_evidence VALUES (?, ?, NULL, NULL, 0.08, true, NULL, 0.08, 1.0, NULL, NULL)",
+            [int(base), pk],
+        )
     store.close()
 
 
@@ -217,10 +261,21 @@ def run(sizes: list[int]) -> dict:
             first = assemble_in_child(db_path)
             add_models(db_path, tree, max(n // 1000, 1))
             second = assemble_in_child(db_path)
-            row = {**shape, "generate_seconds": round(generated, 1), "assemble_seconds": first["seconds"],
-                   "peak_rss_mb": first["peak_rss_mb"], "edges": first["summary"]["edges"], "edge_f1_time_mode": edge_f1(tree, first["edges"]),
-                   "incremental": {"new_models": max(n // 1000, 1), "seconds": second["seconds"], "rebuilt": second["summary"]["rebuilt"],
-                                   "reused": second["summary"]["reused"], "peak_rss_mb": second["peak_rss_mb"]}}
+            row = {
+                **shape,
+                "generate_seconds": round(generated, 1),
+                "assemble_seconds": first["seconds"],
+                "peak_rss_mb": first["peak_rss_mb"],
+                "edges": first["summary"]["edges"],
+                "edge_f1_time_mode": edge_f1(tree, first["edges"]),
+                "incremental": {
+                    "new_models": max(n // 1000, 1),
+                    "seconds": second["seconds"],
+                    "rebuilt": second["summary"]["rebuilt"],
+                    "reused": second["summary"]["reused"],
+                    "peak_rss_mb": second["peak_rss_mb"],
+                },
+            }
             print(json.dumps(row), flush=True)
             result["runs"].append(row)
     runs = result["runs"]
@@ -231,18 +286,29 @@ def run(sizes: list[int]) -> dict:
 
 
 def markdown(result: dict, command: str) -> str:
-    lines = ["## Lineage assembly at scale (synthetic forest)", "",
-             f"Command: `{command}`  (commit {result['environment']['commit']}, {result['environment']['date']}, "
-             f"{result['environment'].get('cpus', '?')} CPUs)", "",
-             "Fingerprint-free forest (Zipf family sizes, bushy trees, evidence and weight statistics generated with known lineage), "
-             "assembled end to end from DuckDB by `build_graph(mode='time', compute_evidence=False)` in a fresh process. "
-             "Incremental: 0.1 % new models, then the next build.", "",
-             "| models | families | largest family | evidence pairs | assembly s | s per 1k models | peak RSS MB | edge F1 | incremental: new models / families rebuilt / s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "## Lineage assembly at scale (synthetic forest)",
+        "",
+        f"Command: `{command}`  (commit {result['environment']['commit']}, {result['environment']['date']}, "
+        f"{result['environment'].get('cpus', '?')} CPUs)",
+        "",
+        "Fingerprint-free forest (Zipf family sizes, bushy trees, evidence and weight statistics generated with "
+        "known lineage), "
+        "assembled end to end from DuckDB by `build_graph(mode='time', compute_evidence=False)` in a fresh process. "
+        "Incremental: 0.1 % new models, then the next build.",
+        "",
+        "| models | families | largest family | evidence pairs | assembly s | s per 1k models | peak RSS MB | edge "
+        "F1 | incremental: new models / families rebuilt / s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in result["runs"]:
         inc = r["incremental"]
-        lines.append(f"| {r['models']:,} | {r['families']:,} | {r['largest_family']} | {r['pairs']:,} | **{r['assemble_seconds']}** | "
-                     f"{r['seconds_per_1k_models']} | {r['peak_rss_mb']:,} | {r['edge_f1_time_mode']} | {inc['new_models']} / {inc['rebuilt']} / {inc['seconds']} |")
+        lines.append(
+            f"| {r['models']:,} | {r['families']:,} | {r['largest_family']} | {r['pairs']:,} | "
+            f"**{r['assemble_seconds']}** | "
+            f"{r['seconds_per_1k_models']} | {r['peak_rss_mb']:,} | {r['edge_f1_time_mode']} | {inc['new_models']} / "
+            f"{inc['rebuilt']} / {inc['seconds']} |"
+        )
     return "\n".join(lines)
 
 

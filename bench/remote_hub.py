@@ -37,8 +37,20 @@ class RemoteHub:
         self._process: subprocess.Popen | None = None
 
     def __enter__(self) -> Self:
-        command = [sys.executable, "-m", "pedigree", "hub", "serve", str(self.root), "--port", str(self.port),
-                   "--latency-ms", str(self.latency_ms), "--bandwidth-mbs", str(self.bandwidth_mbs)]
+        command = [
+            sys.executable,
+            "-m",
+            "pedigree",
+            "hub",
+            "serve",
+            str(self.root),
+            "--port",
+            str(self.port),
+            "--latency-ms",
+            str(self.latency_ms),
+            "--bandwidth-mbs",
+            str(self.bandwidth_mbs),
+        ]
         self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while True:
@@ -50,7 +62,9 @@ class RemoteHub:
                     raise RuntimeError(f"hub server exited: {self._process.stderr.read().decode()[-2000:]}") from None
                 if time.monotonic() > deadline:
                     self.__exit__()
-                    raise TimeoutError(f"hub server on port {self.port} did not answer in {STARTUP_TIMEOUT:g} s") from None
+                    raise TimeoutError(
+                        f"hub server on port {self.port} did not answer in {STARTUP_TIMEOUT:g} s"
+                    ) from None
                 time.sleep(0.2)
 
     def __exit__(self, *exc: object) -> None:

@@ -10,25 +10,30 @@ import json
 import platform
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 BENCHMARKS = ROOT / "BENCHMARKS.md"
-HEADER = "# Benchmarks\n\nEvery figure below was produced by the command shown with it; raw results are in `bench/results/`.\n"
+HEADER = (
+    "# Benchmarks\n\nEvery figure below was produced by the command shown with it; "
+    "raw results are in `bench/results/`.\n"
+)
 
 
 def environment() -> dict:
     """Where and when a benchmark ran (for the JSON results)."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
+        ).stdout.strip()
     except OSError:
         commit = ""
     import torch
 
     return {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "commit": commit,
         "python": platform.python_version(),
         "torch": torch.__version__,

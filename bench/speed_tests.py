@@ -67,14 +67,21 @@ def battery(a: Path, b: Path) -> dict:
         report = run_battery(ModelTensors(source_a, a.name), ModelTensors(source_b, b.name))
         seconds = time.perf_counter() - started
         read = source_a.bytes_read + source_b.bytes_read
-    return {"seconds": round(seconds, 2), "bytes_read": read, "log10_p": round(report.log10_p, 2),
-            "tests": {t.name: round(t.log10_p, 2) for t in report.tests}}
+    return {
+        "seconds": round(seconds, 2),
+        "bytes_read": read,
+        "log10_p": round(report.log10_p, 2),
+        "tests": {t.name: round(t.log10_p, 2) for t in report.tests},
+    }
 
 
 def run(directory: Path, shape: LlamaShape) -> dict:
     parent, child, independent = directory / "parent", directory / "child", directory / "independent"
-    sizes = {"parent": ensure(parent, shape, seed=1), "child": ensure(child, shape, seed=0, child_of=ChildOf(seed=1)),
-             "independent": ensure(independent, shape, seed=2)}
+    sizes = {
+        "parent": ensure(parent, shape, seed=1),
+        "child": ensure(child, shape, seed=0, child_of=ChildOf(seed=1)),
+        "independent": ensure(independent, shape, seed=2),
+    }
     result: dict = {"shape": shape.__dict__, "threads": torch.get_num_threads(), "sizes": sizes, "pairs": {}}
     for name, other in (("dependent (parent, child)", child), ("independent (parent, independent)", independent)):
         cold = drop_caches()
@@ -82,8 +89,10 @@ def run(directory: Path, shape: LlamaShape) -> dict:
         cold_naive = drop_caches()
         naive_seconds, naive_bytes = naive_read([parent, other])
         result["pairs"][name] = {
-            **tests, "page_cache_dropped": cold and cold_naive,
-            "naive_seconds": round(naive_seconds, 2), "naive_bytes": naive_bytes,
+            **tests,
+            "page_cache_dropped": cold and cold_naive,
+            "naive_seconds": round(naive_seconds, 2),
+            "naive_bytes": naive_bytes,
             "bytes_ratio": round(naive_bytes / tests["bytes_read"], 1),
             "speedup": round(naive_seconds / tests["seconds"], 2),
         }
@@ -94,32 +103,49 @@ def run(directory: Path, shape: LlamaShape) -> dict:
 def markdown(result: dict, command: str) -> str:
     shape = result["shape"]
     lines = [
-        "## Independence tests on 7B-shaped checkpoints", "",
+        "## Independence tests on 7B-shaped checkpoints",
+        "",
         f"Command: `{command}`  (commit {result['environment']['commit']}, {result['environment']['date']}, "
-        f"{result['threads']} CPU threads)", "",
+        f"{result['threads']} CPU threads)",
+        "",
         f"bf16, {shape['layers']} blocks, hidden {shape['hidden']}, MLP {shape['mlp']}, vocab {shape['vocab']}; "
-        f"{result['sizes']['parent'] / 1e9:.2f} GB per checkpoint. Child = parent + 5 % drift, residual- and MLP-unit-permuted, units rescaled.", "",
-        "| pair | battery time (s) | bytes read | naive: read both (s) | naive bytes | fewer bytes | speed-up | combined log10 p | cold cache |",
+        f"{result['sizes']['parent'] / 1e9:.2f} GB per checkpoint. Child = parent + 5 % drift, residual- and "
+        "MLP-unit-permuted, units rescaled.",
+        "",
+        "| pair | battery time (s) | bytes read | naive: read both (s) | naive bytes | fewer bytes | speed-up | "
+        "combined log10 p | cold cache |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, row in result["pairs"].items():
-        lines.append(f"| {name} | {row['seconds']} | {row['bytes_read'] / 1e9:.2f} GB | {row['naive_seconds']} | "
-                     f"{row['naive_bytes'] / 1e9:.2f} GB | {row['bytes_ratio']}× | {row['speedup']}× | {row['log10_p']} | {row['page_cache_dropped']} |")
-    lines += ["", "Per test (log10 p): " + "; ".join(f"{name}: {row['tests']}" for name, row in result["pairs"].items())]
+        lines.append(
+            f"| {name} | {row['seconds']} | {row['bytes_read'] / 1e9:.2f} GB | {row['naive_seconds']} | "
+            f"{row['naive_bytes'] / 1e9:.2f} GB | {row['bytes_ratio']}× | {row['speedup']}× | {row['log10_p']} | "
+            f"{row['page_cache_dropped']} |"
+        )
+    lines += [
+        "",
+        "Per test (log10 p): " + "; ".join(f"{name}: {row['tests']}" for name, row in result["pairs"].items()),
+    ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dir", type=Path, default=Path("/tmp/pedigree-7b"), help="where the checkpoints are written (~40 GB)")
+    parser.add_argument(
+        "--dir", type=Path, default=Path("/tmp/pedigree-7b"), help="where the checkpoints are written (~40 GB)"
+    )
     parser.add_argument("--layers", type=int, default=32)
     parser.add_argument("--no-report", action="store_true")
     args = parser.parse_args(argv)
     shape = LlamaShape(layers=args.layers)
     result = run(args.dir, shape)
     command = "python -m bench.speed_tests" + (f" --layers {args.layers}" if args.layers != 32 else "")
-    publish("speed-tests" if args.layers == 32 else f"speed-tests-{args.layers}l", result, markdown(result, command),
-            report=not args.no_report and args.layers == 32)
+    publish(
+        "speed-tests" if args.layers == 32 else f"speed-tests-{args.layers}l",
+        result,
+        markdown(result, command),
+        report=not args.no_report and args.layers == 32,
+    )
 
 
 if __name__ == "__main__":

@@ -48,11 +48,17 @@ def tensor_specs(shape: LlamaShape) -> list[tuple[str, tuple[int, ...], int]]:
     for i in range(shape.layers):
         shard = i // shape.layers_per_shard
         p = f"model.layers.{i}."
-        specs += [(p + "input_layernorm.weight", (h,), shard), (p + "self_attn.q_proj.weight", (h, h), shard),
-                  (p + "self_attn.k_proj.weight", (h, h), shard), (p + "self_attn.v_proj.weight", (h, h), shard),
-                  (p + "self_attn.o_proj.weight", (h, h), shard), (p + "post_attention_layernorm.weight", (h,), shard),
-                  (p + "mlp.gate_proj.weight", (f, h), shard), (p + "mlp.up_proj.weight", (f, h), shard),
-                  (p + "mlp.down_proj.weight", (h, f), shard)]
+        specs += [
+            (p + "input_layernorm.weight", (h,), shard),
+            (p + "self_attn.q_proj.weight", (h, h), shard),
+            (p + "self_attn.k_proj.weight", (h, h), shard),
+            (p + "self_attn.v_proj.weight", (h, h), shard),
+            (p + "self_attn.o_proj.weight", (h, h), shard),
+            (p + "post_attention_layernorm.weight", (h,), shard),
+            (p + "mlp.gate_proj.weight", (f, h), shard),
+            (p + "mlp.up_proj.weight", (f, h), shard),
+            (p + "mlp.down_proj.weight", (h, f), shard),
+        ]
     last = (shape.layers - 1) // shape.layers_per_shard
     return specs + [("model.norm.weight", (h,), last), ("lm_head.weight", (shape.vocab, h), last)]
 
@@ -73,7 +79,9 @@ def _transform(name: str, tensor: torch.Tensor, child: ChildOf, shape: LlamaShap
         layer = int(name.split(".layers.")[1].split(".")[0])
         lgen = torch.Generator().manual_seed(child.transform_seed * 1_000 + layer)
         units = torch.randperm(shape.mlp, generator=lgen)
-        scales = (0.5 + 1.5 * torch.rand(shape.mlp, generator=lgen)) * torch.where(torch.rand(shape.mlp, generator=lgen) < 0.5, -1.0, 1.0)
+        scales = (0.5 + 1.5 * torch.rand(shape.mlp, generator=lgen)) * torch.where(
+            torch.rand(shape.mlp, generator=lgen) < 0.5, -1.0, 1.0
+        )
         if name.endswith("down_proj.weight"):
             return (tensor[:, units] / scales[units][None, :])[residual]
         tensor = tensor[units][:, residual]
@@ -93,9 +101,13 @@ def _tokenizer(shape: LlamaShape) -> dict:
         vocab.setdefault(key.replace("␣", "▁"), len(vocab))
     while len(vocab) < shape.vocab:
         vocab[f"▁tok{len(vocab)}"] = len(vocab)
-    return {"version": "1.0", "added_tokens": [{"id": i, "content": t, "special": True} for t, i in list(vocab.items())[:3]],
-            "pre_tokenizer": {"type": "Metaspace", "replacement": "▁"}, "decoder": {"type": "Metaspace", "replacement": "▁"},
-            "model": {"type": "BPE", "vocab": vocab, "merges": [], "byte_fallback": False}}
+    return {
+        "version": "1.0",
+        "added_tokens": [{"id": i, "content": t, "special": True} for t, i in list(vocab.items())[:3]],
+        "pre_tokenizer": {"type": "Metaspace", "replacement": "▁"},
+        "decoder": {"type": "Metaspace", "replacement": "▁"},
+        "model": {"type": "BPE", "vocab": vocab, "merges": [], "byte_fallback": False},
+    }
 
 
 def write_llama(folder: Path, shape: LlamaShape, seed: int, child_of: ChildOf | None = None) -> int:
@@ -123,11 +135,22 @@ def write_llama(folder: Path, shape: LlamaShape, seed: int, child_of: ChildOf | 
                     tensor = _transform(name, tensor, child_of, shape, index)
                 out.write(tensor.to(torch.bfloat16).contiguous().view(torch.int16).numpy().tobytes())
         total += (folder / file_name).stat().st_size
-    (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}))
-    config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": shape.hidden,
-              "intermediate_size": shape.mlp, "num_attention_heads": shape.heads, "num_key_value_heads": shape.heads,
-              "num_hidden_layers": shape.layers, "vocab_size": shape.vocab, "rms_norm_eps": 1e-5, "torch_dtype": "bfloat16",
-              "tie_word_embeddings": False}
+    (folder / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map})
+    )
+    config = {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "hidden_size": shape.hidden,
+        "intermediate_size": shape.mlp,
+        "num_attention_heads": shape.heads,
+        "num_key_value_heads": shape.heads,
+        "num_hidden_layers": shape.layers,
+        "vocab_size": shape.vocab,
+        "rms_norm_eps": 1e-5,
+        "torch_dtype": "bfloat16",
+        "tie_word_embeddings": False,
+    }
     (folder / "config.json").write_text(json.dumps(config, indent=2))
     (folder / "tokenizer.json").write_text(json.dumps(_tokenizer(shape)))
     return total

@@ -38,7 +38,9 @@ from pedigree.storage.crawl import (
 )
 from pedigree.storage.db import STATUS_INDEXED, Store, naive_utc
 
-DEFAULT_BUDGET_FACTOR = 1.05  # a model may read at most its weights' size (+5 %, + metadata): a runaway server cannot make us read more
+DEFAULT_BUDGET_FACTOR = (
+    1.05  # a model may read at most its weights' size (+5 %, + metadata): a runaway server cannot make us read more
+)
 METADATA_ALLOWANCE = 64 * 2**20
 
 RepoStart = Callable[[int, int, str], None]
@@ -67,16 +69,27 @@ def resolve_endpoint(endpoint: str | None) -> str:
     return (endpoint or os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
 
 
-def crawl(store: Store, endpoint: str | None = None, *, token: str | None = None, limit: int | None = None,
-          budget_factor: float = DEFAULT_BUDGET_FACTOR, retry: RetryPolicy | None = None,
-          on_start: RepoStart | None = None, on_done: RepoDone | None = None) -> CrawlResult:
+def crawl(
+    store: Store,
+    endpoint: str | None = None,
+    *,
+    token: str | None = None,
+    limit: int | None = None,
+    budget_factor: float = DEFAULT_BUDGET_FACTOR,
+    retry: RetryPolicy | None = None,
+    on_start: RepoStart | None = None,
+    on_done: RepoDone | None = None,
+) -> CrawlResult:
     """One crawl of ``endpoint``: list changes since the high-water mark and index them
     (``retry``: the backoff policy for listing and range reads)."""
     endpoint = resolve_endpoint(endpoint)
     token = token or os.environ.get("HF_TOKEN") or None
     api = HfApi(endpoint=endpoint, token=token)
     mark = high_water(store, endpoint)
-    listing = sorted(list_changed_with_retries(api, mark, retry), key=lambda r: (naive_utc(r.last_modified) or datetime.min, r.repo_id))
+    listing = sorted(
+        list_changed_with_retries(api, mark, retry),
+        key=lambda r: (naive_utc(r.last_modified) or datetime.min, r.repo_id),
+    )
     result = CrawlResult(endpoint, listed=len(listing))
     settled = [is_done(crawled(store, endpoint, r.repo_id), r.sha) for r in listing]
     pending = [i for i, done in enumerate(settled) if not done]
@@ -88,7 +101,9 @@ def crawl(store: Store, endpoint: str | None = None, *, token: str | None = None
             repo = listing[index]
             if on_start:
                 on_start(position, len(pending), repo.repo_id)
-            state, outcome = crawl_repo(store, endpoint, repo, client=client, token=token, budget_factor=budget_factor, retry=retry)
+            state, outcome = crawl_repo(
+                store, endpoint, repo, client=client, token=token, budget_factor=budget_factor, retry=retry
+            )
             result.repos.append(state)
             if outcome is not None:
                 result.outcomes.append(outcome)
@@ -115,13 +130,32 @@ def _advance(store: Store, endpoint: str, listing: list[ListedRepo], settled: li
 ERROR_STATUS = {"GatedRepoError": "gated", "RepoGoneError": "gone"}
 
 
-def crawl_repo(store: Store, endpoint: str, repo: ListedRepo, *, client, token: str | None,
-               budget_factor: float = DEFAULT_BUDGET_FACTOR, retry: RetryPolicy | None = None) -> tuple[CrawledRepo, IngestOutcome | None]:
+def crawl_repo(
+    store: Store,
+    endpoint: str,
+    repo: ListedRepo,
+    *,
+    client,
+    token: str | None,
+    budget_factor: float = DEFAULT_BUDGET_FACTOR,
+    retry: RetryPolicy | None = None,
+) -> tuple[CrawledRepo, IngestOutcome | None]:
     """Fetch and index one listed repo; never raises for the repo's or the server's faults."""
 
     def state(status: str, reason: str | None = None, bytes_read: int = 0, size: int | None = None) -> CrawledRepo:
-        crawled_repo = CrawledRepo(endpoint, repo.repo_id, repo.sha, repo.last_modified, repo.created_at, status, reason,
-                                   repo.base_model, repo.base_model_relation, bytes_read, size)
+        crawled_repo = CrawledRepo(
+            endpoint,
+            repo.repo_id,
+            repo.sha,
+            repo.last_modified,
+            repo.created_at,
+            status,
+            reason,
+            repo.base_model,
+            repo.base_model_relation,
+            bytes_read,
+            size,
+        )
         save_crawled(store, crawled_repo)
         return crawled_repo
 
@@ -131,16 +165,26 @@ def crawl_repo(store: Store, endpoint: str, repo: ListedRepo, *, client, token: 
     opened: list[HubCheckpoint] = []
 
     def open_source() -> HubCheckpoint:
-        source = HubCheckpoint(endpoint, repo.repo_id, repo.sha or "main", repo.files, token=token, client=client, retry=retry)
+        source = HubCheckpoint(
+            endpoint, repo.repo_id, repo.sha or "main", repo.files, token=token, client=client, retry=retry
+        )
         opened.append(source)
         source.budget_bytes = int(budget_factor * source.weight_bytes) + METADATA_ALLOWANCE
         return source
 
-    outcome = ingest_source(store, repo.repo_id, open_source, revision=repo.sha or "", uri=hub_uri(endpoint, repo.repo_id, repo.sha or ""),
-                            created_at=repo.created_at)
+    outcome = ingest_source(
+        store,
+        repo.repo_id,
+        open_source,
+        revision=repo.sha or "",
+        uri=hub_uri(endpoint, repo.repo_id, repo.sha or ""),
+        created_at=repo.created_at,
+    )
     read = opened[0].bytes_read if opened else 0
     size = opened[0].weight_bytes if opened else None
     # UNCHANGED: the model is already indexed at this revision - a run killed after the model's
     # commit and before this crawl record's; the record then says what a clean run says
-    status = STATUS_INDEXED if outcome.status == UNCHANGED else ERROR_STATUS.get(outcome.error_kind or "", outcome.status)
+    status = (
+        STATUS_INDEXED if outcome.status == UNCHANGED else ERROR_STATUS.get(outcome.error_kind or "", outcome.status)
+    )
     return state(status, outcome.error, read, size), outcome

@@ -32,8 +32,8 @@ from typing import Any, TypeVar
 
 import httpx
 
-from pedigree.crawler.link_estimate import LinkEstimate
 from pedigree import __version__
+from pedigree.crawler.link_estimate import LinkEstimate
 from pedigree.errors import (
     ByteBudgetExceededError,
     GatedRepoError,
@@ -99,8 +99,15 @@ def hub_client(token: str | None = None, *, max_connections: int = 8, timeout: f
     if token:
         headers["Authorization"] = f"Bearer {token}"
     limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-    return _CookielessClient(headers=headers, limits=limits, timeout=httpx.Timeout(timeout), verify=_tls_context(),
-                             follow_redirects=True, http1=True, http2=False)
+    return _CookielessClient(
+        headers=headers,
+        limits=limits,
+        timeout=httpx.Timeout(timeout),
+        verify=_tls_context(),
+        follow_redirects=True,
+        http1=True,
+        http2=False,
+    )
 
 
 class _NoCookies(httpx.Cookies):
@@ -182,8 +189,16 @@ class Fetcher:
     requests sent (redirect hops and retries included).
     """
 
-    def __init__(self, client: httpx.Client, endpoint: str, *, token: str | None, retry: RetryPolicy,
-                 budget: int | None, label: str) -> None:
+    def __init__(
+        self,
+        client: httpx.Client,
+        endpoint: str,
+        *,
+        token: str | None,
+        retry: RetryPolicy,
+        budget: int | None,
+        label: str,
+    ) -> None:
         self.client, self.retry, self.budget, self.label = client, retry, budget, label
         self._origin = _origin(httpx.URL(endpoint))
         self._token = token
@@ -196,10 +211,13 @@ class Fetcher:
 
     # -- requests ---------------------------------------------------------------------------
     @contextmanager
-    def _send(self, method: str, url: str, *, headers: dict[str, str] | None = None,
-              follow: bool) -> Iterator[httpx.Response]:
+    def _send(
+        self, method: str, url: str, *, headers: dict[str, str] | None = None, follow: bool
+    ) -> Iterator[httpx.Response]:
         """Send one request (streamed) and close the response on exit, read or not."""
-        request = self.client.build_request(method, _parsed(url), headers={"Accept-Encoding": "identity", **(headers or {})})
+        request = self.client.build_request(
+            method, _parsed(url), headers={"Accept-Encoding": "identity", **(headers or {})}
+        )
         if _origin(request.url) != self._origin:
             request.headers.pop("Authorization", None)  # the token is for the Hub, not the CDN
         elif self._token:
@@ -225,7 +243,9 @@ class Fetcher:
             if self.budget is not None and self.bytes_read + self._inflight + n > self.budget:
                 raise ByteBudgetExceededError(
                     f"reading {n} more bytes would exceed the byte budget of {self.budget} "
-                    f"({self.bytes_read} already read); request not sent", path=where)
+                    f"({self.bytes_read} already read); request not sent",
+                    path=where,
+                )
             self._inflight += n
 
     def _release(self, n: int) -> None:
@@ -262,18 +282,23 @@ class Fetcher:
         if status >= 500:
             raise _Retry("server", said, status, server_wait(response.headers))
         if code in ("RepoNotFound", "RevisionNotFound"):
-            raise RepoGoneError(f"repository or revision not found (deleted, moved or private): {said}",
-                                path=where, status=status)
+            raise RepoGoneError(
+                f"repository or revision not found (deleted, moved or private): {said}", path=where, status=status
+            )
         if code == "GatedRepo" or (status in (401, 403) and not cached):
-            raise GatedRepoError(f"access denied (gated or private repo; token missing or not allowed): {said}",
-                                 path=where, status=status)
+            raise GatedRepoError(
+                f"access denied (gated or private repo; token missing or not allowed): {said}",
+                path=where,
+                status=status,
+            )
         if cached and status in (403, 404, 410):
             raise _Expired(said)
         if status == 404:
             raise _Missing(said)
         if status == 416:
-            raise RemoteError(f"range not satisfiable (did the file change on the server?): {said}",
-                              path=where, status=status)
+            raise RemoteError(
+                f"range not satisfiable (did the file change on the server?): {said}", path=where, status=status
+            )
         raise RemoteError(f"unexpected answer {said}", path=where, status=status)
 
     # -- HEAD -------------------------------------------------------------------------------
@@ -294,8 +319,9 @@ class Fetcher:
                     if r.status_code == 200:
                         size = _int_header(r.headers.get("content-length"))
                         if size is None:
-                            raise RemoteError("HEAD gave no usable Content-Length: the file size is unknown",
-                                              path=where, status=200)
+                            raise RemoteError(
+                                "HEAD gave no usable Content-Length: the file size is unknown", path=where, status=200
+                            )
                         return RemoteFile(name, resolve_url, url, size, commit)
                     self.fail(r, where)
             raise RemoteError(f"more than {MAX_REDIRECTS} redirects", path=where)
@@ -342,7 +368,10 @@ class Fetcher:
                     if r.status_code == 200:
                         raise RangeNotSupportedError(
                             f"asked for bytes {begin}-{end - 1} but the server answered 200 with the whole "
-                            f"file; aborted without reading it", path=where, status=200)
+                            f"file; aborted without reading it",
+                            path=where,
+                            status=200,
+                        )
                     if r.status_code != 206:
                         self.fail(r, where, cached=rf.url != rf.resolve_url)
                     self._check_206(r, begin, end, rf.size, where)
@@ -360,18 +389,27 @@ class Fetcher:
         got = tuple(int(x) for x in m.groups()) if m else None
         if got is None or got[:2] != (begin, end - 1):
             raise RangeNotSupportedError(
-                f"asked for bytes {begin}-{end - 1} but got 206 with Content-Range "
-                f"{r.headers.get('content-range')!r}", path=where, status=206)
+                f"asked for bytes {begin}-{end - 1} but got 206 with Content-Range {r.headers.get('content-range')!r}",
+                path=where,
+                status=206,
+            )
         if got[2] != size:
-            raise RemoteError(f"Content-Range says the file has {got[2]} bytes, HEAD said {size} "
-                              "(the file changed on the server?)", path=where, status=206)
+            raise RemoteError(
+                f"Content-Range says the file has {got[2]} bytes, HEAD said {size} (the file changed on the server?)",
+                path=where,
+                status=206,
+            )
         length = _int_header(r.headers.get("content-length"))
         if length is not None and length != end - begin:
-            raise RangeNotSupportedError(f"Content-Length {length} does not match the {end - begin}-byte range",
-                                         path=where, status=206)
+            raise RangeNotSupportedError(
+                f"Content-Length {length} does not match the {end - begin}-byte range", path=where, status=206
+            )
         if r.headers.get("content-encoding", "identity").lower() != "identity":
-            raise RemoteError(f"unexpected Content-Encoding {r.headers['content-encoding']!r} on raw bytes",
-                              path=where, status=r.status_code)
+            raise RemoteError(
+                f"unexpected Content-Encoding {r.headers['content-encoding']!r} on raw bytes",
+                path=where,
+                status=r.status_code,
+            )
 
     def _stream_into(self, r: httpx.Response, buf: memoryview, where: str) -> None:
         """Read the body into ``buf``: exactly ``len(buf)`` bytes, never more."""
@@ -381,13 +419,17 @@ class Fetcher:
                 n = len(chunk)
                 self._count(body=n)
                 if got + n > len(buf):
-                    raise RemoteError(f"body is longer than the {len(buf)} bytes expected; stopped reading",
-                                      path=where, status=r.status_code)
-                buf[got:got + n] = chunk
+                    raise RemoteError(
+                        f"body is longer than the {len(buf)} bytes expected; stopped reading",
+                        path=where,
+                        status=r.status_code,
+                    )
+                buf[got : got + n] = chunk
                 got += n
         except httpx.TransportError as e:
-            raise _Retry("truncated", f"body ended after {got} of {len(buf)} bytes ({type(e).__name__})",
-                         r.status_code) from None
+            raise _Retry(
+                "truncated", f"body ended after {got} of {len(buf)} bytes ({type(e).__name__})", r.status_code
+            ) from None
         if got < len(buf):
             raise _Retry("truncated", f"body ended after {got} of {len(buf)} bytes", r.status_code)
 
@@ -403,8 +445,12 @@ class Fetcher:
                         self.fail(r, where, cached=rf.url != rf.resolve_url)
                     length = _int_header(r.headers.get("content-length"))
                     if length is not None and length != rf.size:
-                        raise RemoteError(f"Content-Length {length} does not match the size {rf.size} from HEAD "
-                                          "(the file changed on the server?)", path=where, status=200)
+                        raise RemoteError(
+                            f"Content-Length {length} does not match the size {rf.size} from HEAD "
+                            "(the file changed on the server?)",
+                            path=where,
+                            status=200,
+                        )
                     self._stream_into(r, memoryview(out), where)
             finally:
                 self._release(rf.size)

@@ -37,12 +37,12 @@ from urllib.parse import quote
 import httpx
 
 from pedigree.crawler.http_retry import Fetcher, RemoteFile, RetryPolicy, hub_client
+from pedigree.errors import CheckpointError, RepoGoneError
 from pedigree.indexer import safetensors_format as fmt
 from pedigree.indexer.card import MAX_CARD_BYTES
 from pedigree.indexer.safetensors_format import INDEX_FILE, TensorInfo, check_plain_name
 from pedigree.indexer.sources import DEFAULT_TEXT_LIMIT, TensorSource
 from pedigree.indexer.vocabulary import MAX_TOKENIZER_BYTES, VOCABULARY_FILES
-from pedigree.errors import CheckpointError, RepoGoneError
 
 __all__ = ["HubCheckpoint", "RetryPolicy", "hub_client"]
 
@@ -77,17 +77,32 @@ class HubCheckpoint(TensorSource):
     :meth:`close` (one made here from ``token`` is).
     """
 
-    def __init__(self, endpoint: str, repo_id: str, revision: str, files: Sequence[str], *,
-                 token: str | None = None, client: httpx.Client | None = None,
-                 budget_bytes: int | None = None, retry: RetryPolicy | None = None,
-                 concurrency: int = DEFAULT_CONCURRENCY) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        repo_id: str,
+        revision: str,
+        files: Sequence[str],
+        *,
+        token: str | None = None,
+        client: httpx.Client | None = None,
+        budget_bytes: int | None = None,
+        retry: RetryPolicy | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
+    ) -> None:
         self.endpoint = endpoint.rstrip("/")
         self.repo_id, self.commit = repo_id, revision
         self.label = f"{self.endpoint}/{repo_id}@{revision}"
         self._own_client = client is None
         self._client = client if client is not None else hub_client(token)
-        self._http = Fetcher(self._client, self.endpoint, token=token, retry=retry or RetryPolicy(),
-                             budget=budget_bytes, label=self.label)
+        self._http = Fetcher(
+            self._client,
+            self.endpoint,
+            token=token,
+            retry=retry or RetryPolicy(),
+            budget=budget_bytes,
+            label=self.label,
+        )
         self.concurrency = concurrency
         self._siblings = frozenset(files)
         self._weights: dict[str, RemoteFile] = {}
@@ -95,17 +110,23 @@ class HubCheckpoint(TensorSource):
         self._cache: OrderedDict[tuple[str, int], tuple[int, memoryview]] = OrderedDict()
         self._cache_starts: dict[str, list[int]] = {}  # sorted cached begins per file
         self._cache_bytes = 0
-        self._ranges = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="hub-range")  # prefetch queue (FIFO)
+        self._ranges = ThreadPoolExecutor(
+            max_workers=concurrency, thread_name_prefix="hub-range"
+        )  # prefetch queue (FIFO)
         self.metadata: dict[str, str] = {}
         self.index: dict[str, Any] | None = None
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="hub-metadata")
         vocabulary = [n for n in VOCABULARY_FILES if n in self._siblings][:1]
         self._early: dict[str, Future[tuple[int, bytes | None] | None]] = {
             n: self._pool.submit(self._small_file, n, EARLY_FILES.get(n, MAX_TOKENIZER_BYTES))
-            for n in (*EARLY_FILES, *vocabulary) if n in self._siblings}
+            for n in (*EARLY_FILES, *vocabulary)
+            if n in self._siblings
+        }
         # the shards' headers are asked for with the index when the names say which they are
-        self._header_reads = {f: self._pool.submit(self._read_header, f)
-                              for f in (standard_shard_names(self._siblings) if INDEX_FILE in self._siblings else [])}
+        self._header_reads = {
+            f: self._pool.submit(self._read_header, f)
+            for f in (standard_shard_names(self._siblings) if INDEX_FILE in self._siblings else [])
+        }
         try:
             names = sorted(n for n in self._siblings if "/" not in n)  # the repo root, like iterdir
             self._tensors: Mapping[str, TensorInfo] = self._load_weight_headers(names, lambda f: f in self._siblings)
@@ -114,7 +135,9 @@ class HubCheckpoint(TensorSource):
             raise
 
     def _missing_index(self) -> Exception:
-        return RepoGoneError(f"{INDEX_FILE} is listed at this revision but the server does not have it", path=self.label)
+        return RepoGoneError(
+            f"{INDEX_FILE} is listed at this revision but the server does not have it", path=self.label
+        )
 
     # -- accounting -------------------------------------------------------------------------
     @property
@@ -153,32 +176,41 @@ class HubCheckpoint(TensorSource):
 
     # -- remote files -----------------------------------------------------------------------
     def _url(self, file: str) -> str:
-        return (f"{self.endpoint}/{quote(self.repo_id, safe='/')}/resolve/"
-                f"{quote(self.commit, safe='')}/{quote(file, safe='/')}")
+        return (
+            f"{self.endpoint}/{quote(self.repo_id, safe='/')}/resolve/"
+            f"{quote(self.commit, safe='')}/{quote(file, safe='/')}"
+        )
 
     def _where(self, file: str) -> str:
         return f"{self.label}/{file}"
 
     def _head(self, file: str) -> RemoteFile | None:
         rf = self._http.head(file, self._url(file), self._where(file))
-        if (rf is not None and rf.commit and _SHA.match(self.commit.lower())
-                and rf.commit.lower() != self.commit.lower()):
-            raise RepoGoneError(f"asked for revision {self.commit} but the server answered with commit "
-                                f"{rf.commit}", path=self._where(file))
+        if (
+            rf is not None
+            and rf.commit
+            and _SHA.match(self.commit.lower())
+            and rf.commit.lower() != self.commit.lower()
+        ):
+            raise RepoGoneError(
+                f"asked for revision {self.commit} but the server answered with commit {rf.commit}",
+                path=self._where(file),
+            )
         return rf
 
     def _read_header(self, file: str) -> tuple[dict[str, TensorInfo], dict[str, str]]:
         where = self._where(file)
         rf = self._head(file)
         if rf is None:
-            raise RepoGoneError("weight file is listed at this revision but the server has no such file "
-                                "(the repo changed?)", path=where)
+            raise RepoGoneError(
+                "weight file is listed at this revision but the server has no such file (the repo changed?)", path=where
+            )
         self._weights[file] = rf
         first = bytearray(min(rf.size, SPECULATIVE_HEADER_READ))
         self._http.read_range(rf, 0, memoryview(first), where)
         n = fmt.header_length(first[:8], rf.size, where)
         if 8 + n <= len(first):
-            header = first[8:8 + n]
+            header = first[8 : 8 + n]
         else:
             rest = bytearray(8 + n - len(first))
             self._http.read_range(rf, len(first), memoryview(rest), where)
@@ -194,8 +226,7 @@ class HubCheckpoint(TensorSource):
         if rf is None:
             raise CheckpointError(f"{file!r} is not a weight file of this checkpoint", path=self.label)
         if not 0 <= begin <= end <= rf.size:
-            raise CheckpointError(f"span [{begin}, {end}) is outside the file (size {rf.size})",
-                                  path=self._where(file))
+            raise CheckpointError(f"span [{begin}, {end}) is outside the file (size {rf.size})", path=self._where(file))
         return rf
 
     def _read_into(self, file: str, begin: int, buf: memoryview) -> None:
@@ -243,7 +274,9 @@ class HubCheckpoint(TensorSource):
             return None
         size, body = answer
         if body is None or size > max_bytes:
-            raise CheckpointError(f"is {size} bytes, larger than the {max_bytes}-byte limit", path=self._where(filename))
+            raise CheckpointError(
+                f"is {size} bytes, larger than the {max_bytes}-byte limit", path=self._where(filename)
+            )
         return body
 
     # -- prefetch ---------------------------------------------------------------------------
@@ -281,7 +314,12 @@ class HubCheckpoint(TensorSource):
         groups: list[tuple[str, int, int]] = []  # (file, begin, end) of each request
         for file, begin, end in sorted(spans):
             last = groups[-1] if groups else None
-            if last is not None and last[0] == file and begin - last[2] < gap and end - last[1] <= min(part, MAX_COALESCED):
+            if (
+                last is not None
+                and last[0] == file
+                and begin - last[2] < gap
+                and end - last[1] <= min(part, MAX_COALESCED)
+            ):
                 groups[-1] = (file, last[1], max(last[2], end))
             else:
                 groups.append((file, begin, end))
@@ -318,7 +356,7 @@ class HubCheckpoint(TensorSource):
                     if position < e:
                         self._cache.move_to_end((file, b))
                         stop = min(e, end)
-                        pieces.append(data[position - b:stop - b])
+                        pieces.append(data[position - b : stop - b])
                         position = stop
                         break
                     if position - b > MAX_COALESCED:  # no span is longer than one request
@@ -333,7 +371,7 @@ class HubCheckpoint(TensorSource):
             return False
         at = 0
         for piece in pieces:
-            buf[at:at + len(piece)] = piece
+            buf[at : at + len(piece)] = piece
             at += len(piece)
         return True
 
@@ -362,8 +400,11 @@ def standard_shard_names(names: Iterable[str]) -> list[str]:
         match = _STANDARD_SHARD.match(name)
         if match:
             groups.setdefault((match["stem"], match["total"]), set()).add(match["part"])
-    complete = [(stem, total) for (stem, total), parts in groups.items()
-                if parts == {f"{i:05d}" for i in range(1, int(total) + 1)}]
+    complete = [
+        (stem, total)
+        for (stem, total), parts in groups.items()
+        if parts == {f"{i:05d}" for i in range(1, int(total) + 1)}
+    ]
     if len(complete) != 1:
         return []
     stem, total = complete[0]

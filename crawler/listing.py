@@ -18,7 +18,6 @@ from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError
 
 from pedigree.crawler.http_retry import RetryPolicy, server_wait
-
 from pedigree.storage.db import naive_utc
 
 EXPAND = ["sha", "lastModified", "createdAt", "cardData", "siblings", "gated", "private"]
@@ -42,7 +41,9 @@ class ListedRepo:
 
     @property
     def pickle_only(self) -> bool:
-        return not self.has_safetensors and any(f.endswith((".bin", ".pt", ".pth", ".ckpt", ".pkl")) for f in self.files)
+        return not self.has_safetensors and any(
+            f.endswith((".bin", ".pt", ".pth", ".ckpt", ".pkl")) for f in self.files
+        )
 
 
 def _card_field(card, name: str):
@@ -60,9 +61,15 @@ def listed_repo(info) -> ListedRepo:
         base = [base]
     relation = _card_field(card, "base_model_relation")
     return ListedRepo(
-        repo_id=info.id, sha=info.sha, last_modified=info.last_modified, created_at=info.created_at,
-        files=tuple(s.rfilename for s in (info.siblings or [])), gated=info.gated or False, private=bool(info.private),
-        base_model=list(base) if isinstance(base, list) else None, base_model_relation=relation if isinstance(relation, str) else None,
+        repo_id=info.id,
+        sha=info.sha,
+        last_modified=info.last_modified,
+        created_at=info.created_at,
+        files=tuple(s.rfilename for s in (info.siblings or [])),
+        gated=info.gated or False,
+        private=bool(info.private),
+        base_model=list(base) if isinstance(base, list) else None,
+        base_model_relation=relation if isinstance(relation, str) else None,
     )
 
 
@@ -92,4 +99,3 @@ def list_changed(api: HfApi, since: datetime | None) -> Iterator[ListedRepo]:
         if since is not None and repo.last_modified is not None and naive_utc(repo.last_modified) < since:
             return
         yield repo
-

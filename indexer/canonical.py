@@ -70,7 +70,9 @@ class CanonicalLayer:
     gate: torch.Tensor | None  # [units, hidden]; None for ungated MLPs
 
 
-def canonical_layer(loader: MatrixLoader, roles: ModelRoles, layer: LayerRoles, sample: BlockSample | None = None) -> CanonicalLayer:
+def canonical_layer(
+    loader: MatrixLoader, roles: ModelRoles, layer: LayerRoles, sample: BlockSample | None = None
+) -> CanonicalLayer:
     """Read one block's sampled rows (all of them when ``sample`` is None) and fold its gains
     (step 1) and expand its kv heads (step 2)."""
     if sample is None:

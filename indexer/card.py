@@ -9,7 +9,7 @@ malformed card is reported in ``card_error`` and never fails the model.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import yaml
 
@@ -57,7 +57,7 @@ def _timestamp(value: object) -> datetime | None:
     else:
         return None
     if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
     return moment
 
 
@@ -75,7 +75,9 @@ def parse_card(text: str | None) -> CardInfo:
     if not isinstance(meta, dict):
         return CardInfo(card_error="front matter is not a mapping")
     base = meta.get("base_model")
-    bases = [base] if isinstance(base, str) else [b for b in base if isinstance(b, str)] if isinstance(base, list) else []
+    bases = (
+        [base] if isinstance(base, str) else [b for b in base if isinstance(b, str)] if isinstance(base, list) else []
+    )
     relation = meta.get("base_model_relation")
     tags = meta.get("tags")
     license_ = meta.get("license")

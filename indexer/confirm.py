@@ -16,12 +16,12 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
+from pedigree.errors import ModelNotFoundError
 from pedigree.indexer.independence.inputs import ModelTensors
 from pedigree.indexer.independence.logp import log10_benjamini_hochberg
 from pedigree.indexer.independence.suite import SUITE_VERSION, Budget, PairReport, run_battery
 from pedigree.indexer.local_checkpoint import open_checkpoint
 from pedigree.indexer.sources import TensorSource
-from pedigree.errors import ModelNotFoundError
 from pedigree.storage.db import STATUS_INDEXED, ModelRecord, Store
 from pedigree.storage.relations import (
     get_relation,
@@ -55,7 +55,9 @@ def report_json(report: PairReport) -> dict:
     }
 
 
-def run_tests(a: TensorSource, b: TensorSource, labels: tuple[str, str], *, hint=None, budget: Budget | None = None) -> dict:
+def run_tests(
+    a: TensorSource, b: TensorSource, labels: tuple[str, str], *, hint=None, budget: Budget | None = None
+) -> dict:
     """The battery on two open checkpoints, as JSON."""
     report = run_battery(ModelTensors(a, labels[0]), ModelTensors(b, labels[1]), hint=hint, budget=budget)
     return report_json(report)
@@ -66,10 +68,15 @@ def tested_pair(store: Store, a: ModelRecord, b: ModelRecord, *, hint=None, budg
     relation = get_relation(store, a.pk, b.pk)
     if is_current(relation, a, b, SUITE_VERSION):
         flipped = relation.model_a != a.pk
-        return {"log10_p": relation.log10_p, "tests": relation.tests,
-                "layer_map": [[j, i, p] for i, j, p in relation.layer_map] if flipped else relation.layer_map,
-                "tested_as": [b.id, a.id] if flipped else [a.id, b.id],
-                "log10_q": relation.log10_q, "confirmed": relation.confirmed, "cached": True}
+        return {
+            "log10_p": relation.log10_p,
+            "tests": relation.tests,
+            "layer_map": [[j, i, p] for i, j, p in relation.layer_map] if flipped else relation.layer_map,
+            "tested_as": [b.id, a.id] if flipped else [a.id, b.id],
+            "log10_q": relation.log10_q,
+            "confirmed": relation.confirmed,
+            "cached": True,
+        }
     first, second = (a, b) if a.pk < b.pk else (b, a)
     if hint is not None and first is not a:
         hint = [(j, i) for i, j in hint]

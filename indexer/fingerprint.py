@@ -34,6 +34,7 @@ from typing import Self
 
 import torch
 
+from pedigree.errors import CheckpointError
 from pedigree.indexer import bf16
 from pedigree.indexer.adapters.base import MatrixLoader, MatrixRef, ModelRoles
 from pedigree.indexer.canonical import (
@@ -46,7 +47,6 @@ from pedigree.indexer.canonical import (
 from pedigree.indexer.probes import MIN_PROBES, ProbeSelection, probe_keys, probe_list_digest
 from pedigree.indexer.sampling import SampleSize, block_reads, block_sample
 from pedigree.indexer.sketch import Projection, sketch_product, sketch_products, unit, unit_rows
-from pedigree.errors import CheckpointError
 
 RECIPE = "tsi3"  # token-space invariants, recipe 3 (sampled rows, bfloat16 products, 1024-key probe prefix)
 DEFAULT_DIM = 512
@@ -87,7 +87,9 @@ def _layout(layer: CanonicalLayer) -> tuple[int, ...]:
     return (len(layer.q), len(layer.k), len(layer.up), -1 if layer.gate is None else len(layer.gate))
 
 
-def block_factors(x: torch.Tensor, layers: Sequence[CanonicalLayer]) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
+def block_factors(
+    x: torch.Tensor, layers: Sequence[CanonicalLayer]
+) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
     """Each term of a run of blocks with one layout (:func:`_layout`) as batched factors (A, B),
     [blocks, n, r] each, with M = A Bᵀ per block (B None: the Gram A Aᵀ; see the module
     docstring).  The responses X̂ Wᵀ of all sampled rows of the run come from one bfloat16 product
@@ -97,7 +99,9 @@ def block_factors(x: torch.Tensor, layers: Sequence[CanonicalLayer]) -> dict[str
     rows = torch.cat([m for layer in layers for m in (layer.q, layer.k, layer.up, layer.gate) if m is not None])
     responses = bf16.matmul(x, rows.t()).reshape(len(x), len(layers), sum(sizes)).transpose(0, 1).split(sizes, dim=2)
     factors: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {
-        "qk": (responses[0], responses[1]), "up": (_unit_columns(responses[2]), None)}
+        "qk": (responses[0], responses[1]),
+        "up": (_unit_columns(responses[2]), None),
+    }
     if first.gate is not None:
         factors["gate"] = (_unit_columns(responses[3]), None)
     return factors
@@ -118,7 +122,9 @@ class _Sketcher:
         for term in terms:
             if term not in self._projections:
                 # u, v in bfloat16: bf16.matmul rounds them anyway
-                self._projections[term] = Projection.of_bf16(f"{self.version}/{term}", self.positions, self.universe, self.dim)
+                self._projections[term] = Projection.of_bf16(
+                    f"{self.version}/{term}", self.positions, self.universe, self.dim
+                )
 
     def __call__(self, a: torch.Tensor, b: torch.Tensor, term: str) -> torch.Tensor:
         self.prepare(term)
@@ -141,7 +147,9 @@ class ReadAhead:
     source the link carries them back to back while the maths starts on each block as soon as
     its own rows are in."""
 
-    def __init__(self, loader: MatrixLoader, roles: ModelRoles, token_ids: torch.Tensor, sample: SampleSize = DEFAULT_SAMPLE) -> None:
+    def __init__(
+        self, loader: MatrixLoader, roles: ModelRoles, token_ids: torch.Tensor, sample: SampleSize = DEFAULT_SAMPLE
+    ) -> None:
         self.loader = loader
         self.samples = [block_sample(layer, sample) for layer in roles.layers]
         blocks = [block_reads(loader, layer, block) for layer, block in zip(roles.layers, self.samples)]
@@ -212,8 +220,13 @@ def compute_fingerprint(
     sketcher = _Sketcher(probes, dim, version)
     token_ids = torch.from_numpy(probes.token_ids)
     with torch.no_grad(), ReadAhead(loader, roles, token_ids, sample) as reads:
-        sketcher.prepare("embedding", "qk", "up", *(["head"] if head_ref(roles) is not None else []),
-                         *(["gate"] if any(layer.gate is not None for layer in roles.layers) else []))
+        sketcher.prepare(
+            "embedding",
+            "qk",
+            "up",
+            *(["head"] if head_ref(roles) is not None else []),
+            *(["gate"] if any(layer.gate is not None for layer in roles.layers) else []),
+        )
         reads.embedding_ready()
         x = probe_rows(loader, roles, token_ids)
         embedding = sketcher(x, x, "embedding")  # while the first blocks are still arriving
@@ -242,8 +255,9 @@ def compute_fingerprint(
     return Fingerprint(version, model, layers, embedding, head, len(probes))
 
 
-def whole_block_vectors(loader: MatrixLoader, roles: ModelRoles, probes: ProbeSelection, layers: list[int],
-                        dim: int = DEFAULT_DIM) -> torch.Tensor:
+def whole_block_vectors(
+    loader: MatrixLoader, roles: ModelRoles, probes: ProbeSelection, layers: list[int], dim: int = DEFAULT_DIM
+) -> torch.Tensor:
     """[len(layers), D] block vectors of the given blocks read *whole* (every head and unit): the
     quantity a sampled block vector estimates, exactly invariant under every function-preserving
     transform (a permuted copy scores 1.0).  For the lineage stage's copy test on a few blocks."""

@@ -17,14 +17,21 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Self
 
+from pedigree.errors import CheckpointError
 from pedigree.indexer import safetensors_format as fmt
 from pedigree.indexer.safetensors_format import INDEX_FILE, TensorInfo, check_plain_name
 from pedigree.indexer.sources import DEFAULT_TEXT_LIMIT, TensorSource
-from pedigree.errors import CheckpointError
 
 METADATA_FILES = (
-    "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-    "special_tokens_map.json", "vocab.json", "merges.txt", "vocab.txt", "tokenizer.model",
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.json",
+    "merges.txt",
+    "vocab.txt",
+    "tokenizer.model",
     "README.md",
 )
 """Files besides the weights whose size and time make up a folder's stat signature."""
@@ -59,14 +66,15 @@ def _pread_into(fd: int, buf: memoryview, offset: int, display: str) -> None:
             else:  # pragma: no cover - non-POSIX fallback
                 chunk = os.pread(fd, len(buf) - done, offset + done)
                 n = len(chunk)
-                buf[done:done + n] = chunk
+                buf[done : done + n] = chunk
         except OSError as e:
-            raise CheckpointError(f"read failed at byte {offset + done}: {e.strerror}",
-                                  path=display) from None
+            raise CheckpointError(f"read failed at byte {offset + done}: {e.strerror}", path=display) from None
         if n == 0:
             raise CheckpointError(
                 f"file ended at byte {offset + done} while reading [{offset}, {offset + len(buf)}) "
-                "(it shrank after it was opened)", path=display)
+                "(it shrank after it was opened)",
+                path=display,
+            )
         done += n
 
 
@@ -94,7 +102,9 @@ class LocalCheckpoint(TensorSource):
             raise CheckpointError("not a directory", path=self.label)
         try:
             names = sorted(p.name for p in self.root.iterdir())
-            self._tensors: Mapping[str, TensorInfo] = self._load_weight_headers(names, lambda f: (self.root / f).exists())
+            self._tensors: Mapping[str, TensorInfo] = self._load_weight_headers(
+                names, lambda f: (self.root / f).exists()
+            )
         except BaseException:
             self.close()
             raise
@@ -146,11 +156,11 @@ class LocalCheckpoint(TensorSource):
 
     def _check_span(self, file: str, begin: int, end: int) -> None:
         if file not in self._sizes:
-            raise CheckpointError(f"{file!r} is not a weight file of this checkpoint",
-                                  path=self.label)
+            raise CheckpointError(f"{file!r} is not a weight file of this checkpoint", path=self.label)
         if not 0 <= begin <= end <= self._sizes[file]:
-            raise CheckpointError(f"span [{begin}, {end}) is outside the file "
-                                  f"(size {self._sizes[file]})", path=str(self.root / file))
+            raise CheckpointError(
+                f"span [{begin}, {end}) is outside the file (size {self._sizes[file]})", path=str(self.root / file)
+            )
 
     def _read_into(self, file: str, begin: int, buf: memoryview) -> None:
         self._check_span(file, begin, begin + len(buf))
@@ -166,8 +176,7 @@ class LocalCheckpoint(TensorSource):
         fd, size = _open_regular(path)
         try:
             if size > max_bytes:
-                raise CheckpointError(f"is {size} bytes, larger than the {max_bytes}-byte limit",
-                                      path=str(path))
+                raise CheckpointError(f"is {size} bytes, larger than the {max_bytes}-byte limit", path=str(path))
             buf = bytearray(size)
             _pread_into(fd, memoryview(buf), 0, str(path))
             self.bytes_read += size
@@ -212,7 +221,7 @@ class LocalCheckpoint(TensorSource):
             h = hashlib.sha256()
             buf = bytearray(min(_HASH_CHUNK, size))
             for off in range(0, size, _HASH_CHUNK):
-                mv = memoryview(buf)[:min(_HASH_CHUNK, size - off)]
+                mv = memoryview(buf)[: min(_HASH_CHUNK, size - off)]
                 _pread_into(fd, mv, off, display)
                 h.update(mv)
             self.bytes_read += size

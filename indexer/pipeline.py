@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from pedigree.errors import CheckpointError, PedigreeError, UnsupportedModelError
 from pedigree.indexer.adapters import MatrixLoader, ModelRoles, roles_for
 from pedigree.indexer.card import MAX_CARD_BYTES, parse_card
 from pedigree.indexer.fingerprint import (
@@ -32,7 +33,6 @@ from pedigree.indexer.sampling import SampleSize
 from pedigree.indexer.sources import TensorSource
 from pedigree.indexer.vocabulary import find_vocabulary_file, parse_vocabulary
 from pedigree.indexer.weight_stats import StatsAccumulator
-from pedigree.errors import CheckpointError, PedigreeError, UnsupportedModelError
 from pedigree.storage.db import (
     STATUS_FAILED,
     STATUS_INDEXED,
@@ -57,7 +57,13 @@ class IngestOutcome:
     error_kind: str | None = None  # the error's class name (GatedRepoError, CheckpointError, ...)
 
     def as_json(self) -> dict:
-        return {"id": self.id, "status": self.status, "error": self.error, "layers": self.layers, "seconds": round(self.seconds, 3)}
+        return {
+            "id": self.id,
+            "status": self.status,
+            "error": self.error,
+            "layers": self.layers,
+            "seconds": round(self.seconds, 3),
+        }
 
 
 def is_checkpoint_folder(path: Path) -> bool:
@@ -65,7 +71,9 @@ def is_checkpoint_folder(path: Path) -> bool:
     if not path.is_dir():
         return False
     names = {p.name for p in path.iterdir()}
-    return bool({"config.json", SINGLE_FILE, INDEX_FILE} & names) or any(n.endswith((".safetensors", ".bin")) for n in names)
+    return bool({"config.json", SINGLE_FILE, INDEX_FILE} & names) or any(
+        n.endswith((".safetensors", ".bin")) for n in names
+    )
 
 
 def discover(path: str | os.PathLike[str], model_id: str | None = None) -> list[tuple[str, Path]]:
@@ -108,7 +116,11 @@ def describe(source: TensorSource, record: ModelRecord) -> ModelRoles:
 
 
 def fingerprint_source(
-    source: TensorSource, record: ModelRecord, *, dim: int = DEFAULT_DIM, progress: LayerProgress | None = None,
+    source: TensorSource,
+    record: ModelRecord,
+    *,
+    dim: int = DEFAULT_DIM,
+    progress: LayerProgress | None = None,
     sample: SampleSize = DEFAULT_SAMPLE,
 ) -> Fingerprint:
     """Roles, vocabulary and probes, then the fingerprint (raises PedigreeError on any problem)."""
@@ -121,13 +133,18 @@ def fingerprint_source(
     probes = select_probes(vocabulary, roles.vocab_size, FINGERPRINT_PROBES)
     loader = MatrixLoader(source)
     stats = StatsAccumulator(loader, roles)
-    fingerprint = compute_fingerprint(loader, roles, probes, dim=dim, sample=sample, progress=progress, on_layer=stats.add)
+    fingerprint = compute_fingerprint(
+        loader, roles, probes, dim=dim, sample=sample, progress=progress, on_layer=stats.add
+    )
     record.weight_stats = stats.finish().as_json()
     return fingerprint
 
 
 def fingerprint_rows(fingerprint: Fingerprint) -> list[VectorRow]:
-    rows = [VectorRow("model", -1, fingerprint.model.numpy()), VectorRow("embedding", -1, fingerprint.embedding.numpy())]
+    rows = [
+        VectorRow("model", -1, fingerprint.model.numpy()),
+        VectorRow("embedding", -1, fingerprint.embedding.numpy()),
+    ]
     if fingerprint.head is not None:
         rows.append(VectorRow("head", -1, fingerprint.head.numpy()))
     rows.extend(VectorRow("layer", i, vector.numpy()) for i, vector in enumerate(fingerprint.layers))
@@ -174,7 +191,9 @@ def ingest_checkpoint(
         if not force and existing is not None and existing.source_signature == record.source_signature:
             record.revision = existing.revision
             if _unchanged(store, existing, record, version):
-                return IngestOutcome(model_id, UNCHANGED, layers=existing.num_layers, seconds=time.perf_counter() - started)
+                return IngestOutcome(
+                    model_id, UNCHANGED, layers=existing.num_layers, seconds=time.perf_counter() - started
+                )
         record.revision = source.revision()
         if not force and _unchanged(store, existing, record, version):
             store.set_source_signature(existing.pk, record.source_signature)
@@ -219,20 +238,41 @@ def ingest_source(
             source.close()
 
 
-def _index(store: Store, record: ModelRecord, source: TensorSource, existing: ModelRecord | None, version: str, dim: int,
-           progress: LayerProgress | None, started: float, created_at: datetime | None = None) -> IngestOutcome:
+def _index(
+    store: Store,
+    record: ModelRecord,
+    source: TensorSource,
+    existing: ModelRecord | None,
+    version: str,
+    dim: int,
+    progress: LayerProgress | None,
+    started: float,
+    created_at: datetime | None = None,
+) -> IngestOutcome:
     fingerprint = fingerprint_source(source, record, dim=dim, progress=progress)
     if record.created_at is None:
         record.created_at = created_at
     store.save_model(record, fingerprint_rows(fingerprint), version)
-    return IngestOutcome(record.id, STATUS_INDEXED, layers=len(fingerprint.layers), seconds=time.perf_counter() - started)
+    return IngestOutcome(
+        record.id, STATUS_INDEXED, layers=len(fingerprint.layers), seconds=time.perf_counter() - started
+    )
 
 
-def _record_failure(store: Store, record: ModelRecord, existing: ModelRecord | None, error: BaseException, started: float) -> IngestOutcome:
+def _record_failure(
+    store: Store, record: ModelRecord, existing: ModelRecord | None, error: BaseException, started: float
+) -> IngestOutcome:
     if getattr(error, "transient", False):  # the remote failed us, not the model: keep what we had, try again later
-        return IngestOutcome(record.id, RETRY, str(error), seconds=time.perf_counter() - started, error_kind=type(error).__name__)
+        return IngestOutcome(
+            record.id, RETRY, str(error), seconds=time.perf_counter() - started, error_kind=type(error).__name__
+        )
     record.status, record.error = _failure(error)
-    same = existing is not None and (existing.status, existing.error, existing.revision) == (record.status, record.error, record.revision)
+    same = existing is not None and (existing.status, existing.error, existing.revision) == (
+        record.status,
+        record.error,
+        record.revision,
+    )
     if not same:
         store.save_model(record, None, None)
-    return IngestOutcome(record.id, record.status, record.error, seconds=time.perf_counter() - started, error_kind=type(error).__name__)
+    return IngestOutcome(
+        record.id, record.status, record.error, seconds=time.perf_counter() - started, error_kind=type(error).__name__
+    )

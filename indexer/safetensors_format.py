@@ -139,16 +139,12 @@ class TensorInfo:
 def header_length(first8: bytes, file_size: int, path: str) -> int:
     """Decode and check the leading u64 header length against the limit and the file size."""
     if len(first8) < 8:
-        raise CheckpointError(
-            f"file has fewer than 8 bytes ({len(first8)}); not a safetensors file", path=path
-        )
+        raise CheckpointError(f"file has fewer than 8 bytes ({len(first8)}); not a safetensors file", path=path)
     (n,) = struct.unpack("<Q", bytes(first8[:8]))
     if n > MAX_HEADER_BYTES:
         raise CheckpointError(f"header of {n} bytes exceeds the 100 MB limit", path=path)
     if 8 + n > file_size:
-        raise CheckpointError(
-            f"header length {n} runs past the end of the file (size {file_size})", path=path
-        )
+        raise CheckpointError(f"header length {n} runs past the end of the file (size {file_size})", path=path)
     return n
 
 
@@ -177,8 +173,7 @@ def loads_json(text: str | bytes, what: str, path: str) -> Any:
         try:
             text = bytes(text).decode("utf-8")
         except UnicodeDecodeError as e:
-            raise CheckpointError(f"{what} is not valid UTF-8 ({e.reason} at byte {e.start})",
-                                  path=path) from None
+            raise CheckpointError(f"{what} is not valid UTF-8 ({e.reason} at byte {e.start})", path=path) from None
     try:
         return json.loads(text, object_pairs_hook=_no_duplicates)
     except _DuplicateKey as e:
@@ -206,8 +201,7 @@ def _short(shape: Any) -> str:
     return s if len(s) <= 120 else s[:117] + "..."
 
 
-def _parse_entry(name: str, entry: Any, data_size: int, header_end: int, file: str,
-                 path: str) -> TensorInfo:
+def _parse_entry(name: str, entry: Any, data_size: int, header_end: int, file: str, path: str) -> TensorInfo:
     def bad(msg: str) -> CheckpointError:
         return CheckpointError(f"tensor {name[:200]!r}: {msg}", path=path)
 
@@ -223,32 +217,35 @@ def _parse_entry(name: str, entry: Any, data_size: int, header_end: int, file: s
     if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
         raise bad(f"shape {_short(shape)} is not a list of non-negative integers")
     offsets = entry["data_offsets"]
-    if (not isinstance(offsets, list) or len(offsets) != 2
-            or not all(_is_int(o) and o >= 0 for o in offsets)):
+    if not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_int(o) and o >= 0 for o in offsets):
         raise bad(f"data_offsets {_short(offsets)} are not two non-negative integers")
     begin, end = offsets
     if begin > end:
         raise bad(f"data_offsets [{begin}, {end}] have begin after end")
     if end > data_size:
-        raise bad(f"data_offsets [{begin}, {end}] reach beyond the end of the data section "
-                  f"({data_size} bytes)")
+        raise bad(f"data_offsets [{begin}, {end}] reach beyond the end of the data section ({data_size} bytes)")
     shape_t = tuple(shape)
     bits = DTYPES[dtype].bits
     span = end - begin
     nbits = _numel_bits(shape_t, bits, 8 * span)
     if nbits is None:
-        raise bad(f"dtype {dtype} and shape {_short(shape_t)} need more than {span} bytes, which "
-                  f"does not match the {span}-byte span of data_offsets")
+        raise bad(
+            f"dtype {dtype} and shape {_short(shape_t)} need more than {span} bytes, which "
+            f"does not match the {span}-byte span of data_offsets"
+        )
     if nbits % 8:
         raise bad(f"{dtype} shape {_short(shape_t)} does not fill whole bytes")
     if nbits // 8 != span:
-        raise bad(f"dtype {dtype} and shape {_short(shape_t)} need {nbits // 8} bytes, which does "
-                  f"not match the {span}-byte span of data_offsets")
+        raise bad(
+            f"dtype {dtype} and shape {_short(shape_t)} need {nbits // 8} bytes, which does "
+            f"not match the {span}-byte span of data_offsets"
+        )
     return TensorInfo(name, dtype, shape_t, file, header_end + begin, header_end + end)
 
 
-def parse_header(header: bytes | bytearray | memoryview, *, file_size: int, file: str,
-                 path: str) -> tuple[dict[str, TensorInfo], dict[str, str]]:
+def parse_header(
+    header: bytes | bytearray | memoryview, *, file_size: int, file: str, path: str
+) -> tuple[dict[str, TensorInfo], dict[str, str]]:
     """Strictly validate a header (the N JSON bytes) of a file of ``file_size`` bytes.
 
     Returns ``(tensors, metadata)``; ``TensorInfo.begin``/``end`` are absolute file offsets.
@@ -257,12 +254,10 @@ def parse_header(header: bytes | bytearray | memoryview, *, file_size: int, file
     n = len(header)
     data_size = file_size - 8 - n
     if data_size < 0:
-        raise CheckpointError(
-            f"header length {n} runs past the end of the file (size {file_size})", path=path)
+        raise CheckpointError(f"header length {n} runs past the end of the file (size {file_size})", path=path)
     obj = loads_json(header, "safetensors header", path)
     if not isinstance(obj, dict):
-        raise CheckpointError(
-            f"safetensors header is a JSON {type(obj).__name__}, not a JSON object", path=path)
+        raise CheckpointError(f"safetensors header is a JSON {type(obj).__name__}, not a JSON object", path=path)
     metadata: dict[str, str] = {}
     raw_meta = obj.pop(METADATA_KEY, None)
     if raw_meta is not None:
@@ -275,8 +270,7 @@ def parse_header(header: bytes | bytearray | memoryview, *, file_size: int, file
     spans = sorted((t.begin, t.end, t.name) for t in tensors.values() if t.end > t.begin)
     for (_, prev_end, prev), (begin, _, cur) in zip(spans, spans[1:]):
         if begin < prev_end:
-            raise CheckpointError(f"tensors {prev[:200]!r} and {cur[:200]!r} have overlapping "
-                                  "data spans", path=path)
+            raise CheckpointError(f"tensors {prev[:200]!r} and {cur[:200]!r} have overlapping data spans", path=path)
     return tensors, metadata
 
 
@@ -310,8 +304,7 @@ def finish(t: torch.Tensor, dtype: str) -> torch.Tensor:
     return t
 
 
-def decode(data: bytes | bytearray | memoryview, dtype: str,
-           shape: tuple[int, ...]) -> torch.Tensor:
+def decode(data: bytes | bytearray | memoryview, dtype: str, shape: tuple[int, ...]) -> torch.Tensor:
     """Decode raw little-endian tensor bytes into a tensor that owns its memory.
 
     Byte-sized dtypes come back in their native torch dtype; ``F4`` comes back as ``float32``.
@@ -322,9 +315,7 @@ def decode(data: bytes | bytearray | memoryview, dtype: str,
     shape = tuple(shape)
     want = expected_nbytes(dtype, shape)
     if len(data) != want:
-        raise CheckpointError(
-            f"got {len(data)} bytes for a {dtype} tensor of shape {_short(shape)} "
-            f"(expected {want})")
+        raise CheckpointError(f"got {len(data)} bytes for a {dtype} tensor of shape {_short(shape)} (expected {want})")
     if info.torch_dtype is None:
         raise CheckpointError(f"dtype {dtype} is not supported for decoding")
     if info.name == "F4":
@@ -341,10 +332,18 @@ def decode(data: bytes | bytearray | memoryview, dtype: str,
 
 # -- checkpoint layout (pure: works on file names and parsed headers) ------------------------
 
+
 def check_plain_name(name: Any, *, what: str, path: str) -> str:
     """Accept only a plain file name at the checkpoint root (no separators, '..', absolute)."""
-    if (not isinstance(name, str) or not name or name in (".", "..") or "/" in name
-            or "\\" in name or "\x00" in name or ":" in name):
+    if (
+        not isinstance(name, str)
+        or not name
+        or name in (".", "..")
+        or "/" in name
+        or "\\" in name
+        or "\x00" in name
+        or ":" in name
+    ):
         raise CheckpointError(f"{what} {str(name)[:200]!r} is not a plain file name", path=path)
     return name
 
@@ -362,12 +361,13 @@ def choose_weight_files(names: list[str], path: str) -> list[str]:
         return found
     if found:
         more = ", ..." if len(found) > 5 else ""
-        raise CheckpointError(f"{len(found)} safetensors files ({', '.join(found[:5])}{more}) "
-                              f"but no {INDEX_FILE}", path=path)
+        raise CheckpointError(
+            f"{len(found)} safetensors files ({', '.join(found[:5])}{more}) but no {INDEX_FILE}", path=path
+        )
     if any(n.lower().endswith(PICKLE_SUFFIXES) for n in names):
         raise CheckpointError(
-            "no safetensors weights; pickle checkpoints (pytorch_model.bin) are never read",
-            path=path)
+            "no safetensors weights; pickle checkpoints (pytorch_model.bin) are never read", path=path
+        )
     raise CheckpointError("no weights found (no *.safetensors file)", path=path)
 
 
@@ -383,21 +383,24 @@ def parse_index(index: Any, path: str) -> dict[str, str]:
     return weight_map
 
 
-def merge_shards(headers: dict[str, tuple[dict[str, TensorInfo], dict[str, str]]],
-                 weight_map: dict[str, str] | None, path: str) -> dict[str, TensorInfo]:
+def merge_shards(
+    headers: dict[str, tuple[dict[str, TensorInfo], dict[str, str]]], weight_map: dict[str, str] | None, path: str
+) -> dict[str, TensorInfo]:
     """All tensors of all shards.  A name in two shards, a ``weight_map`` entry missing from its
     shard, or no tensors at all is an error; shard tensors absent from the map are included."""
     tensors: dict[str, TensorInfo] = {}
     for f, (shard, _) in headers.items():
         for name, t in shard.items():
             if name in tensors:
-                raise CheckpointError(f"tensor {name[:200]!r} appears in more than one shard "
-                                      f"({tensors[name].file}, {f})", path=path)
+                raise CheckpointError(
+                    f"tensor {name[:200]!r} appears in more than one shard ({tensors[name].file}, {f})", path=path
+                )
             tensors[name] = t
     for name, f in (weight_map or {}).items():
         if name not in tensors or tensors[name].file != f:
-            raise CheckpointError(f"tensor {name[:200]!r} listed in weight_map for shard {f} is "
-                                  "not in that shard", path=path)
+            raise CheckpointError(
+                f"tensor {name[:200]!r} listed in weight_map for shard {f} is not in that shard", path=path
+            )
     if not tensors:
         raise CheckpointError("the checkpoint contains no tensors", path=path)
     return tensors

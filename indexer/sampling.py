@@ -73,7 +73,11 @@ def _norm_names(*norms: NormRef | None) -> list[str]:
 def block_reads(loader: MatrixLoader, layer: LayerRoles, sample: BlockSample) -> list[tuple[str, int, int]]:
     """(tensor, first stored row, end row) of everything the fingerprint reads for one block."""
     wanted: list[tuple[MatrixRef | None, int]] = [
-        (layer.q, sample.q_rows), (layer.k, sample.kv_rows), (layer.up, sample.units), (layer.gate, sample.units)]
+        (layer.q, sample.q_rows),
+        (layer.k, sample.kv_rows),
+        (layer.up, sample.units),
+        (layer.gate, sample.units),
+    ]
     reads = [(ref.name, *loader.stored_span(ref, 0, rows)) for ref, rows in wanted if ref is not None]
     for name in _norm_names(layer.attn_norm, layer.mlp_norm, layer.q_norm, layer.k_norm):
         reads.append((name, 0, loader.source.info(name).rows))

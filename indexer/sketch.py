@@ -95,8 +95,14 @@ class Projection:
     def of(cls, seed: str, positions: torch.Tensor, universe: int, dim: int) -> Projection:
         left = gaussian_matrix(seed + "/u", universe, dim)[positions]
         right = gaussian_matrix(seed + "/v", universe, dim)[positions]
-        return cls(left, right, left.sum(dim=0).double(), right.sum(dim=0).double(), (left * right).t().double().contiguous(),
-                   torch.cat([left, right], dim=1))
+        return cls(
+            left,
+            right,
+            left.sum(dim=0).double(),
+            right.sum(dim=0).double(),
+            (left * right).t().double().contiguous(),
+            torch.cat([left, right], dim=1),
+        )
 
     @classmethod
     def of_bf16(cls, seed: str, positions: torch.Tensor, universe: int, dim: int) -> Projection:
@@ -105,15 +111,23 @@ class Projection:
         table = _bf16_table(seed, universe, dim, _prefix(positions))
         rows = positions.long()
         left, right = table.left.index_select(0, rows), table.right.index_select(0, rows)
-        return cls(table.left16.index_select(0, rows), table.right16.index_select(0, rows), left.sum(dim=0).double(),
-                   right.sum(dim=0).double(), table.products.index_select(1, rows), table.both16.index_select(0, rows))
+        return cls(
+            table.left16.index_select(0, rows),
+            table.right16.index_select(0, rows),
+            left.sum(dim=0).double(),
+            right.sum(dim=0).double(),
+            table.products.index_select(1, rows),
+            table.both16.index_select(0, rows),
+        )
 
     def stored_as(self, dtype: torch.dtype) -> Projection:
         """The same projection with u, v kept in ``dtype`` (bfloat16: no conversion per product
         when every product rounds them to bfloat16 anyway)."""
         return replace(self, left=self.left.to(dtype), right=self.right.to(dtype), both=self.both.to(dtype))
 
-    def apply(self, z: torch.Tensor, matmul: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = torch.matmul) -> torch.Tensor:
+    def apply(
+        self, z: torch.Tensor, matmul: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = torch.matmul
+    ) -> torch.Tensor:
         """s_k = u_kᵀ Z v_k for k < D, from a formed n x n matrix Z (``matmul`` forms Z V)."""
         return (self.left * matmul(z, self.right)).sum(dim=0)
 
@@ -140,8 +154,14 @@ def _prefix(positions: torch.Tensor) -> int:
 def _bf16_table(seed: str, universe: int, dim: int, rows: int) -> _Table:
     left = gaussian_matrix(seed + "/u", universe, dim)[:rows]
     right = gaussian_matrix(seed + "/v", universe, dim)[:rows]
-    return _Table(left, right, left.to(torch.bfloat16), right.to(torch.bfloat16), (left * right).t().double().contiguous(),
-                  torch.cat([left, right], dim=1).to(torch.bfloat16))
+    return _Table(
+        left,
+        right,
+        left.to(torch.bfloat16),
+        right.to(torch.bfloat16),
+        (left * right).t().double().contiguous(),
+        torch.cat([left, right], dim=1).to(torch.bfloat16),
+    )
 
 
 def sketch(z: torch.Tensor, positions: torch.Tensor, seed: str, universe: int, dim: int) -> torch.Tensor:
@@ -149,8 +169,12 @@ def sketch(z: torch.Tensor, positions: torch.Tensor, seed: str, universe: int, d
     return Projection.of(seed, positions, universe, dim).apply(z)
 
 
-def sketch_product(a: torch.Tensor, b: torch.Tensor, projection: Projection,
-                   matmul: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = torch.matmul) -> torch.Tensor:
+def sketch_product(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    projection: Projection,
+    matmul: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = torch.matmul,
+) -> torch.Tensor:
     """``sketch(offdiagonal_zscore(a bᵀ), ...)`` for n x r factors: through :func:`sketch_products`
     when r < n (never forming the n x n matrix), else from the formed matrix (``matmul`` forms a bᵀ
     and Z V, e.g. :func:`indexer.bf16.matmul`)."""
@@ -160,8 +184,12 @@ def sketch_product(a: torch.Tensor, b: torch.Tensor, projection: Projection,
     return sketch_products(a[None], None if b is a else b[None], projection, matmul)[0]
 
 
-def sketch_products(a: torch.Tensor, b: torch.Tensor | None, projection: Projection,
-                    matmul: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = torch.matmul) -> torch.Tensor:
+def sketch_products(
+    a: torch.Tensor,
+    b: torch.Tensor | None,
+    projection: Projection,
+    matmul: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = torch.matmul,
+) -> torch.Tensor:
     """Row i is ``sketch(offdiagonal_zscore(a_i b_iᵀ), ...)`` for a batch of n x r factors a, b
     ([B, n, r], r < n; ``b`` None: the Grams a_i a_iᵀ, one product serving both sides).  With
     M = a bᵀ, m_i = M_ii, S = Σ_ij M_ij, Q = ‖M‖²_F = Σ (aᵀa ∘ bᵀb):

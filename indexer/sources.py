@@ -17,9 +17,9 @@ from typing import Any, Self
 
 import torch
 
+from pedigree.errors import CheckpointError
 from pedigree.indexer import safetensors_format as fmt
 from pedigree.indexer.safetensors_format import INDEX_FILE, TensorInfo, check_plain_name
-from pedigree.errors import CheckpointError
 
 DEFAULT_TEXT_LIMIT = 64 * 2**20
 
@@ -64,8 +64,9 @@ class TensorSource(ABC):
         try:
             return data.decode("utf-8-sig")
         except UnicodeDecodeError as e:
-            raise CheckpointError(f"{filename} is not valid UTF-8 ({e.reason} at byte {e.start})",
-                                  path=self.label) from None
+            raise CheckpointError(
+                f"{filename} is not valid UTF-8 ({e.reason} at byte {e.start})", path=self.label
+            ) from None
 
     def read_json(self, filename: str, max_bytes: int = DEFAULT_TEXT_LIMIT) -> Any | None:
         """:meth:`read_text` parsed as JSON (``None`` if absent; ``CheckpointError`` if bad)."""
@@ -127,14 +128,12 @@ class TensorSource(ABC):
                 raise TypeError(f"row bounds must be ints, got {v!r}")
         if not 0 <= start <= stop <= t.rows:
             raise CheckpointError(
-                f"rows [{start}, {stop}) out of range for tensor {name!r} with {t.rows} rows",
-                path=self.label)
+                f"rows [{start}, {stop}) out of range for tensor {name!r} with {t.rows} rows", path=self.label
+            )
         if t.row_bits % 8:
-            raise CheckpointError(f"rows of {t.dtype} tensor {name!r} are not byte-aligned",
-                                  path=self.label)
+            raise CheckpointError(f"rows of {t.dtype} tensor {name!r} are not byte-aligned", path=self.label)
         rb = t.row_nbytes
-        return self._fetch(t, t.begin + start * rb, t.begin + stop * rb,
-                           (stop - start, *t.shape[1:]))
+        return self._fetch(t, t.begin + start * rb, t.begin + stop * rb, (stop - start, *t.shape[1:]))
 
     def _fetch(self, t: TensorInfo, begin: int, end: int, shape: tuple[int, ...]) -> torch.Tensor:
         d = fmt.DTYPES[t.dtype]
@@ -142,8 +141,7 @@ class TensorSource(ABC):
             return fmt.decode(self.read_span(t.file, begin, end), t.dtype, shape)
         out, buf = fmt.allocate(t.dtype, shape)
         if len(buf) != end - begin:  # cannot happen for a validated TensorInfo
-            raise CheckpointError(f"span of tensor {t.name!r} does not match its shape",
-                                  path=self.label)
+            raise CheckpointError(f"span of tensor {t.name!r} does not match its shape", path=self.label)
         if len(buf):
             self._read_into(t.file, begin, buf)
         return fmt.finish(out, t.dtype)
@@ -156,7 +154,7 @@ class TensorSource(ABC):
         """Hint: these whole tensors are about to be read."""
         self.prefetch_rows((name, 0, self.info(name).rows) for name in names)
 
-    def prefetch_rows(self, reads: Iterable[tuple[str, int, int]]) -> None:
+    def prefetch_rows(self, reads: Iterable[tuple[str, int, int]]) -> None:  # noqa: B027 - optional hook
         """Hint: rows ``[start, stop)`` of these tensors are about to be read (a remote source
         fetches them in coalesced, parallel requests; a local one needs no hint)."""
 
@@ -171,7 +169,7 @@ class TensorSource(ABC):
             done.set_exception(error)
         return done
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook
         """Release open files (no-op by default)."""
 
     def __enter__(self) -> Self:
@@ -190,12 +188,14 @@ class StateDictSource(TensorSource):
 
     FILE = "<memory>"
 
-    def __init__(self, tensors: Mapping[str, torch.Tensor],
-                 texts: Mapping[str, str | bytes] | None = None,
-                 label: str = "<state dict>") -> None:
+    def __init__(
+        self,
+        tensors: Mapping[str, torch.Tensor],
+        texts: Mapping[str, str | bytes] | None = None,
+        label: str = "<state dict>",
+    ) -> None:
         self.label, self.bytes_read = label, 0
-        self._files = {k: v.encode() if isinstance(v, str) else bytes(v)
-                       for k, v in (texts or {}).items()}
+        self._files = {k: v.encode() if isinstance(v, str) else bytes(v) for k, v in (texts or {}).items()}
         self._raw: dict[str, torch.Tensor] = {}
         infos: dict[str, TensorInfo] = {}
         offset = 0
@@ -203,12 +203,12 @@ class StateDictSource(TensorSource):
             t = tensors[name]
             dtype = fmt.TORCH_TO_SAFETENSORS.get(getattr(t, "dtype", None))  # type: ignore[arg-type]
             if not isinstance(t, torch.Tensor) or dtype is None:
-                raise CheckpointError(f"{name!r} is not a tensor of a safetensors dtype",
-                                      path=label)
+                raise CheckpointError(f"{name!r} is not a tensor of a safetensors dtype", path=label)
             t = t.detach().to("cpu").contiguous()
             self._raw[name] = t.reshape(-1).view(torch.uint8)
-            infos[name] = TensorInfo(name, dtype, tuple(t.shape), self.FILE, offset,
-                                     offset + t.numel() * t.element_size())
+            infos[name] = TensorInfo(
+                name, dtype, tuple(t.shape), self.FILE, offset, offset + t.numel() * t.element_size()
+            )
             offset = infos[name].end
         self._tensors: Mapping[str, TensorInfo] = MappingProxyType(infos)
         self._spans = sorted((i.begin, i.end, i.name) for i in infos.values() if i.end > i.begin)
@@ -221,16 +221,14 @@ class StateDictSource(TensorSource):
         if file == self.FILE and begin == end:
             return b""
         if file != self.FILE or i < 0 or not self._spans[i][0] <= begin <= end <= self._spans[i][1]:
-            raise CheckpointError(f"span [{begin}, {end}) of {file!r} is not inside one tensor",
-                                  path=self.label)
+            raise CheckpointError(f"span [{begin}, {end}) of {file!r} is not inside one tensor", path=self.label)
         b, _, name = self._spans[i]
         self.bytes_read += end - begin
-        return self._raw[name][begin - b:end - b].numpy().tobytes()
+        return self._raw[name][begin - b : end - b].numpy().tobytes()
 
     def read_bytes(self, filename: str, max_bytes: int = DEFAULT_TEXT_LIMIT) -> bytes | None:
         check_plain_name(filename, what="metadata file", path=self.label)
         data = self._files.get(filename)
         if data is not None and len(data) > max_bytes:
-            raise CheckpointError(f"{filename} is larger than the {max_bytes}-byte limit",
-                                  path=self.label)
+            raise CheckpointError(f"{filename} is larger than the {max_bytes}-byte limit", path=self.label)
         return data

@@ -22,9 +22,9 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 
+from pedigree.errors import CheckpointError
 from pedigree.indexer import safetensors_format as fmt
 from pedigree.indexer.sources import TensorSource
-from pedigree.errors import CheckpointError
 
 WORD_BOUNDARY = "␣"
 _BYTE_PIECE = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
@@ -50,7 +50,9 @@ class Vocabulary:
     source: str  # which file the vocabulary came from
 
     def lookup(self, key: str) -> int | None:
-        found = [(1 if _BYTE_PIECE.match(t) else 0, self.tokens[t]) for t in spellings(key, self.style) if t in self.tokens]
+        found = [
+            (1 if _BYTE_PIECE.match(t) else 0, self.tokens[t]) for t in spellings(key, self.style) if t in self.tokens
+        ]
         return min(found)[1] if found else None
 
     @cached_property
@@ -146,11 +148,18 @@ def spellings(key: str, style: str) -> list[str]:
     if style == "byte_level":
         return ["".join(_BYTE_TO_UNICODE[b] for b in text.encode("utf-8")) for text in _unmarked(key)]
     if style == "metaspace":
-        out = [t for text in _unmarked(key) if "▁" not in text and text.count(" ") <= 8
-               for t in _space_variants(text) if not _BYTE_PIECE.match(t)]
+        out = [
+            t
+            for text in _unmarked(key)
+            if "▁" not in text and text.count(" ") <= 8
+            for t in _space_variants(text)
+            if not _BYTE_PIECE.match(t)
+        ]
         if len(key) == 1 and 0x21 <= ord(key) <= 0x7E:  # byte-fallback pieces <0xNN>, either hex case
             digits = f"{ord(key):02X}"
-            out += sorted({f"<0x{a}{b}>" for a in {digits[0], digits[0].lower()} for b in {digits[1], digits[1].lower()}})
+            out += sorted(
+                {f"<0x{a}{b}>" for a in {digits[0], digits[0].lower()} for b in {digits[1], digits[1].lower()}}
+            )
         return out
     if style == "wordpiece":
         out = ["##" + key]
@@ -200,14 +209,21 @@ def _from_tokenizer_json(spec: object, digest: str) -> Vocabulary:
         raise CheckpointError("tokenizer.json has no 'model' object")
     model = spec["model"]
     vocab = model.get("vocab")
-    added = [(entry["content"], entry["id"], bool(entry.get("special"))) for entry in spec.get("added_tokens") or []
-             if isinstance(entry, dict) and isinstance(entry.get("id"), int) and isinstance(entry.get("content"), str)]
+    added = [
+        (entry["content"], entry["id"], bool(entry.get("special")))
+        for entry in spec.get("added_tokens") or []
+        if isinstance(entry, dict) and isinstance(entry.get("id"), int) and isinstance(entry.get("content"), str)
+    ]
     specials = {token_id for _, token_id, special in added if special}
     pairs: list[tuple[str, int, bool]]
     if isinstance(vocab, dict):  # type(...) is int: JSON true/false are not ids
         pairs = [(tok, tid, tid in specials) for tok, tid in vocab.items() if type(tid) is int]
     elif isinstance(vocab, list):  # Unigram: [[piece, score], ...], id = position
-        pairs = [(entry[0], i, i in specials) for i, entry in enumerate(vocab) if isinstance(entry, list) and entry and isinstance(entry[0], str)]
+        pairs = [
+            (entry[0], i, i in specials)
+            for i, entry in enumerate(vocab)
+            if isinstance(entry, list) and entry and isinstance(entry[0], str)
+        ]
     else:
         raise CheckpointError("tokenizer.json model has no vocabulary")
     pairs.extend((tok, tid, special or tid in specials) for tok, tid, special in added)

@@ -62,7 +62,7 @@ def qk_spectral_kurtosis(layer: CanonicalLayer, head_dim: int) -> float:
     (trace formulas over hd x hd matrices, see the module docstring)."""
     q = layer.q.reshape(-1, head_dim, layer.q.shape[-1])
     k = layer.k.reshape(-1, head_dim, layer.k.shape[-1])
-    qk = ((q @ q.transpose(1, 2)).double() @ (k @ k.transpose(1, 2)).double())  # [heads, hd, hd]; Grams in float32
+    qk = (q @ q.transpose(1, 2)).double() @ (k @ k.transpose(1, 2)).double()  # [heads, hd, hd]; Grams in float32
     m = qk.shape[0] * head_dim
     second = float(torch.diagonal(qk, dim1=1, dim2=2).sum()) / m
     fourth = float(torch.diagonal(qk @ qk, dim1=1, dim2=2).sum()) / m

@@ -64,7 +64,30 @@ _EXPORTS: dict[str, str] = {
     "RemoteError": "pedigree.errors",
     "UsageError": "pedigree.errors",
 }
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [
+    "__version__",
+    "Workspace",
+    "IngestResult",
+    "Related",
+    "RelatedModel",
+    "Comparison",
+    "PairMatrix",
+    "LineageAnswer",
+    "RefreshSummary",
+    "StatusReport",
+    "Discrepancies",
+    "GraphBuild",
+    "Status",
+    "Settings",
+    "load_settings",
+    "PedigreeError",
+    "CheckpointError",
+    "UnsupportedModelError",
+    "ModelNotFoundError",
+    "StorageError",
+    "RemoteError",
+    "UsageError",
+]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from pedigree.config import Settings, load_settings

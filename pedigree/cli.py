@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -28,10 +28,15 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-zoo_app = typer.Typer(help="Build the project's real-trained model zoo (tests and benchmarks use it).", no_args_is_help=True)
+zoo_app = typer.Typer(
+    help="Build the project's real-trained model zoo (tests and benchmarks use it).", no_args_is_help=True
+)
 app.add_typer(zoo_app, name="zoo")
 
-Home = Annotated[Optional[Path], typer.Option("--home", help="Data folder [default: ./pedigree-data or $PEDIGREE_HOME].", show_default=False)]
+Home = Annotated[
+    Path | None,
+    typer.Option("--home", help="Data folder [default: ./pedigree-data or $PEDIGREE_HOME].", show_default=False),
+]
 Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 
 
@@ -62,9 +67,13 @@ def _show(as_json: bool, payload: object, table: Callable[[object], object]) -> 
 @app.command()
 def ingest(
     path: Annotated[Path, typer.Argument(help="A folder of ORG/NAME/ checkpoints, or one checkpoint folder.")],
-    model_id: Annotated[Optional[str], typer.Option("--id", help="Model id (ORG/NAME) when PATH is one checkpoint folder.")] = None,
+    model_id: Annotated[
+        str | None, typer.Option("--id", help="Model id (ORG/NAME) when PATH is one checkpoint folder.")
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Re-index even if the files are unchanged.")] = False,
-    confirm: Annotated[int, typer.Option("--confirm", min=0, help="Test each model against its K best candidates (0: skip the tests).")] = 5,
+    confirm: Annotated[
+        int, typer.Option("--confirm", min=0, help="Test each model against its K best candidates (0: skip the tests).")
+    ] = 5,
     home: Home = None,
     as_json: Json = False,
 ) -> None:
@@ -86,11 +95,21 @@ def ingest(
             bars.update(blocks, visible=False)
             bars.update(pairs, completed=done - 1, total=total, visible=True, description=f"tests ({label})")
 
-        result = ws.ingest(path, model_id, force=force, confirm=confirm, on_start=on_start,
-                           on_layer=on_layer, on_done=lambda _: bars.advance(models), on_pair=on_pair)
+        result = ws.ingest(
+            path,
+            model_id,
+            force=force,
+            confirm=confirm,
+            on_start=on_start,
+            on_layer=on_layer,
+            on_done=lambda _: bars.advance(models),
+            on_pair=on_pair,
+        )
     outcomes, confirmations = result.outcomes, result.confirmations
     rows = [o.as_json() for o in outcomes]
-    counts = {status: sum(r["status"] == status for r in rows) for status in ("indexed", "unchanged", "failed", "unsupported")}
+    counts = {
+        status: sum(r["status"] == status for r in rows) for status in ("indexed", "unchanged", "failed", "unsupported")
+    }
     confirmed = sum(bool(c.get("confirmed")) for c in confirmations)
     if as_json:
         render.emit_json({"models": rows, "counts": counts, "confirmations": confirmations, "graph": result.graph})
@@ -98,10 +117,15 @@ def ingest(
     render.stdout.print(render.ingest_table(rows))
     render.stdout.print(", ".join(f"{n} {status}" for status, n in counts.items()))
     if confirmations:
-        render.stdout.print(f"{len(confirmations)} candidate pairs tested, {confirmed} confirmed related (Benjamini-Hochberg, FDR 1 %)")
+        render.stdout.print(
+            f"{len(confirmations)} candidate pairs tested, {confirmed} confirmed related (Benjamini-Hochberg, FDR 1 %)"
+        )
     if result.graph:
         g = result.graph
-        render.stdout.print(f"lineage graph build {g['build_id']}: {g['families']} families ({g['rebuilt']} re-assembled), {g['edges']} edges")
+        render.stdout.print(
+            f"lineage graph build {g['build_id']}: {g['families']} families ({g['rebuilt']} re-assembled), "
+            f"{g['edges']} edges"
+        )
 
 
 @app.command()
@@ -129,8 +153,16 @@ def query(
 def compare(
     a: Annotated[str, typer.Argument(help="Indexed model id or checkpoint folder.")],
     b: Annotated[str, typer.Argument(help="Indexed model id or checkpoint folder.")],
-    no_tests: Annotated[bool, typer.Option("--no-tests", help="Fingerprint score only (skip the independence tests).")] = False,
-    activations: Annotated[bool, typer.Option("--activations", help="Also run the robust test on real forward-pass activations (small models; needs transformers).")] = False,
+    no_tests: Annotated[
+        bool, typer.Option("--no-tests", help="Fingerprint score only (skip the independence tests).")
+    ] = False,
+    activations: Annotated[
+        bool,
+        typer.Option(
+            "--activations",
+            help="Also run the robust test on real forward-pass activations (small models; needs transformers).",
+        ),
+    ] = False,
     home: Home = None,
     as_json: Json = False,
 ) -> None:
@@ -142,8 +174,10 @@ def compare(
 
 @app.command()
 def matrix(
-    model_ids: Annotated[Optional[list[str]], typer.Argument(help="Indexed model ids [default: all].")] = None,
-    no_tests: Annotated[bool, typer.Option("--no-tests", help="Fingerprint scores only (skip the independence tests).")] = False,
+    model_ids: Annotated[list[str] | None, typer.Argument(help="Indexed model ids [default: all].")] = None,
+    no_tests: Annotated[
+        bool, typer.Option("--no-tests", help="Fingerprint scores only (skip the independence tests).")
+    ] = False,
     home: Home = None,
     as_json: Json = False,
 ) -> None:
@@ -155,15 +189,26 @@ def matrix(
 
 @app.command("models")
 def list_models(
-    status: Annotated[Optional[str], typer.Option(help="Only models with this status (indexed, failed, unsupported).")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="Only models with this status (indexed, failed, unsupported).")
+    ] = None,
     home: Home = None,
     as_json: Json = False,
 ) -> None:
     """List the models in the index with their status."""
     with _reporting(as_json), _workspace(home, create=False) as ws:
         records = ws.models(status)
-    rows = [{"id": r.id, "status": r.status, "architecture": r.architecture, "layers": r.num_layers,
-             "revision": r.revision, "error": r.error} for r in records]
+    rows = [
+        {
+            "id": r.id,
+            "status": r.status,
+            "architecture": r.architecture,
+            "layers": r.num_layers,
+            "revision": r.revision,
+            "error": r.error,
+        }
+        for r in records
+    ]
     if as_json:
         render.emit_json({"models": rows})
         return
@@ -171,13 +216,25 @@ def list_models(
     for column in ("model", "status", "architecture", "layers", "error"):
         table.add_column(column, overflow="fold")
     for r in rows:
-        table.add_row(r["id"], f"[{render.STATUS_STYLE.get(r['status'], '')}]{r['status']}[/]", r["architecture"] or "", str(r["layers"] or ""), r["error"] or "")
+        table.add_row(
+            r["id"],
+            f"[{render.STATUS_STYLE.get(r['status'], '')}]{r['status']}[/]",
+            r["architecture"] or "",
+            str(r["layers"] or ""),
+            r["error"] or "",
+        )
     render.stdout.print(table)
 
 
 graph_app = typer.Typer(help="The lineage graph: build it, export it.", no_args_is_help=True)
 app.add_typer(graph_app, name="graph")
-Mode = Annotated[str, typer.Option("--mode", help="Evidence used: full (weights + timestamps + model cards), time (weights + timestamps) or weights.")]
+Mode = Annotated[
+    str,
+    typer.Option(
+        "--mode",
+        help="Evidence used: full (weights + timestamps + model cards), time (weights + timestamps) or weights.",
+    ),
+]
 
 
 @graph_app.command("build")
@@ -185,19 +242,27 @@ def graph_build(mode: Mode = "full", home: Home = None, as_json: Json = False) -
     """Assemble the lineage graph from the confirmed pairs (only changed families are rebuilt)."""
     with _reporting(as_json), _workspace(home, create=False) as ws, render.progress() as bars:
         task = bars.add_task("families", total=None)
-        summary = ws.build_graph(mode, progress=lambda label, done, total: bars.update(task, completed=done, total=total))
+        summary = ws.build_graph(
+            mode, progress=lambda label, done, total: bars.update(task, completed=done, total=total)
+        )
     if as_json:
         render.emit_json(summary)
     else:
-        render.stdout.print(f"build {summary['build_id']} ({summary['mode']}): {summary['models']} models, {summary['families']} families "
-                            f"({summary['rebuilt']} re-assembled, {summary['reused']} unchanged), {summary['edges']} edges")
+        render.stdout.print(
+            f"build {summary['build_id']} ({summary['mode']}): {summary['models']} models, {summary['families']} "
+            "families "
+            f"({summary['rebuilt']} re-assembled, {summary['reused']} unchanged), {summary['edges']} edges"
+        )
 
 
 @graph_app.command("export")
 def graph_export(
     fmt: Annotated[str, typer.Option("--format", help="json (node-link), graphml, gexf or parquet.")],
-    out: Annotated[Path, typer.Option("-o", "--output", help="Output file (parquet: <stem>.nodes.parquet and <stem>.edges.parquet).")],
-    family: Annotated[Optional[str], typer.Option("--family", help="Export only the family of this model id.")] = None,
+    out: Annotated[
+        Path,
+        typer.Option("-o", "--output", help="Output file (parquet: <stem>.nodes.parquet and <stem>.edges.parquet)."),
+    ],
+    family: Annotated[str | None, typer.Option("--family", help="Export only the family of this model id.")] = None,
     mode: Mode = "full",
     home: Home = None,
     as_json: Json = False,
@@ -233,7 +298,13 @@ def zoo_build(
         raise typer.BadParameter("--size must be small or full")
     with _reporting(as_json), render.progress() as bars:
         task = bars.add_task(f"zoo ({size})", total=None)
-        manifest = build_zoo(out, size, progress=lambda name, done, total: bars.update(task, completed=done, total=total, description=f"zoo: {name}"))
+        manifest = build_zoo(
+            out,
+            size,
+            progress=lambda name, done, total: bars.update(
+                task, completed=done, total=total, description=f"zoo: {name}"
+            ),
+        )
     if as_json:
         render.emit_json(manifest)
     else:

@@ -4,27 +4,41 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from pedigree import render
 from pedigree.cli import Home, Json, _reporting, _show, _workspace, app
 
-hub_app = typer.Typer(help="A Hub-compatible server for a folder of checkpoints (tests, demos, private mirrors).", no_args_is_help=True)
+hub_app = typer.Typer(
+    help="A Hub-compatible server for a folder of checkpoints (tests, demos, private mirrors).", no_args_is_help=True
+)
 app.add_typer(hub_app, name="hub")
 
-Endpoint = Annotated[Optional[str], typer.Option("--endpoint", help="Hub endpoint URL [default: $HF_ENDPOINT or https://huggingface.co].")]
-Limit = Annotated[Optional[int], typer.Option("--limit", min=1, help="Index at most N changed repos this run (the rest next run).")]
-Token = Annotated[Optional[str], typer.Option("--token", help="Hub token [default: $HF_TOKEN].", show_default=False)]
+Endpoint = Annotated[
+    str | None,
+    typer.Option("--endpoint", help="Hub endpoint URL [default: $HF_ENDPOINT or https://huggingface.co]."),
+]
+Limit = Annotated[
+    int | None, typer.Option("--limit", min=1, help="Index at most N changed repos this run (the rest next run).")
+]
+Token = Annotated[str | None, typer.Option("--token", help="Hub token [default: $HF_TOKEN].", show_default=False)]
 
 
 @hub_app.command("serve")
 def hub_serve(
     root: Annotated[Path, typer.Argument(help="Folder of ORG/NAME/ checkpoints to serve as model repos.")],
     port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1 (0: any free port).")] = 8765,
-    latency_ms: Annotated[float, typer.Option("--latency-ms", help="Simulated round trip added to every request.")] = 0.0,
-    bandwidth_mbs: Annotated[float, typer.Option("--bandwidth-mbs", help="Simulated link bandwidth in MB/s shared by all connections (0: unlimited).")] = 0.0,
+    latency_ms: Annotated[
+        float, typer.Option("--latency-ms", help="Simulated round trip added to every request.")
+    ] = 0.0,
+    bandwidth_mbs: Annotated[
+        float,
+        typer.Option(
+            "--bandwidth-mbs", help="Simulated link bandwidth in MB/s shared by all connections (0: unlimited)."
+        ),
+    ] = 0.0,
 ) -> None:
     """Serve ROOT over HTTP on 127.0.0.1 with the Hub API endpoints huggingface_hub and the crawler use."""
     from pedigree.crawler.hub_server import Link, serve
@@ -48,13 +62,24 @@ def _repo_progress(bars):
 
 
 @app.command("crawl")
-def crawl_command(endpoint: Endpoint = None, limit: Limit = None, token: Token = None, home: Home = None, as_json: Json = False) -> None:
+def crawl_command(
+    endpoint: Endpoint = None, limit: Limit = None, token: Token = None, home: Home = None, as_json: Json = False
+) -> None:
     """List the repos new or changed since the last crawl and index them by HTTP range reads."""
     with _reporting(as_json), _workspace(home, create=True) as ws, render.progress() as bars:
         on_start, on_done = _repo_progress(bars)
         result = ws.crawl(endpoint, token=token, limit=limit, on_start=on_start, on_done=on_done)
-    repos = [{"id": r.repo_id, "sha": r.sha, "status": r.status, "reason": r.reason, "bytes_read": r.bytes_read,
-              "size_bytes": r.size_bytes} for r in result.repos]
+    repos = [
+        {
+            "id": r.repo_id,
+            "sha": r.sha,
+            "status": r.status,
+            "reason": r.reason,
+            "bytes_read": r.bytes_read,
+            "size_bytes": r.size_bytes,
+        }
+        for r in result.repos
+    ]
     payload = {"endpoint": result.endpoint, "counts": result.counts(), "high_water": result.high_water, "repos": repos}
     if as_json:
         render.emit_json(payload)
@@ -68,7 +93,9 @@ def refresh_command(
     endpoint: Endpoint = None,
     limit: Limit = None,
     token: Token = None,
-    confirm: Annotated[int, typer.Option("--confirm", min=0, help="Test each new model against its K best candidates.")] = 5,
+    confirm: Annotated[
+        int, typer.Option("--confirm", min=0, help="Test each new model against its K best candidates.")
+    ] = 5,
     home: Home = None,
     as_json: Json = False,
 ) -> None:
@@ -80,7 +107,9 @@ def refresh_command(
         def on_pair(done: int, total: int, label: str) -> None:
             bars.update(pairs, completed=done - 1, total=total, visible=True, description=f"tests ({label})")
 
-        summary = ws.refresh(endpoint, token=token, limit=limit, confirm=confirm, on_start=on_start, on_done=on_done, on_pair=on_pair)
+        summary = ws.refresh(
+            endpoint, token=token, limit=limit, confirm=confirm, on_start=on_start, on_done=on_done, on_pair=on_pair
+        )
     if as_json:
         render.emit_json(summary)
         return
@@ -91,8 +120,11 @@ def refresh_command(
 
 
 @app.command("status")
-def status_command(limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many runs to show.")] = 10,
-                   home: Home = None, as_json: Json = False) -> None:
+def status_command(
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many runs to show.")] = 10,
+    home: Home = None,
+    as_json: Json = False,
+) -> None:
     """The last crawl / refresh runs, the crawl high-water mark and what the index holds."""
     with _reporting(as_json), _workspace(home, create=False) as ws:
         status = ws.status(limit)
@@ -101,10 +133,17 @@ def status_command(limit: Annotated[int, typer.Option("--limit", "-n", min=1, he
 
 @app.command("schedule")
 def schedule_command(
-    cron: Annotated[Optional[str], typer.Option("--cron", help="When to refresh, as a crontab line (UTC) [default: the saved schedule, else '0 2 * * *'].")] = None,
+    cron: Annotated[
+        str | None,
+        typer.Option(
+            "--cron", help="When to refresh, as a crontab line (UTC) [default: the saved schedule, else '0 2 * * *']."
+        ),
+    ] = None,
     endpoint: Endpoint = None,
     limit: Limit = None,
-    once_missed: Annotated[bool, typer.Option("--run-missed/--skip-missed", help="Run at start if a scheduled run was missed.")] = True,
+    once_missed: Annotated[
+        bool, typer.Option("--run-missed/--skip-missed", help="Run at start if a scheduled run was missed.")
+    ] = True,
     home: Home = None,
 ) -> None:
     """Run ``pedigree refresh`` on a schedule (apscheduler; never two at once; a missed run is

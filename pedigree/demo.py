@@ -28,43 +28,67 @@ def pick_question(truth: dict) -> str:
 
 
 def run_demo(settings: Settings, *, as_json: bool = False) -> dict:
-    from pedigree.zoo.build import build_zoo
     from pedigree.crawler.hub_server import HubServer
+    from pedigree.zoo.build import build_zoo
 
     zoo = settings.home / "zoo"
     with render.progress() as bars:
         task = bars.add_task("building the small model zoo", total=None)
-        build_zoo(zoo, "small", progress=lambda name, done, total: bars.update(task, completed=done, total=total, description=f"zoo: {name}"))
+        build_zoo(
+            zoo,
+            "small",
+            progress=lambda name, done, total: bars.update(
+                task, completed=done, total=total, description=f"zoo: {name}"
+            ),
+        )
         truth = json.loads((zoo / "truth.json").read_text())
         with HubServer(zoo) as hub, Workspace(settings) as ws:
             repos = bars.add_task("refresh", total=None)
             tests = bars.add_task("tests", total=None, visible=False)
             summary = ws.refresh(
                 hub.url,
-                on_start=lambda i, total, repo: bars.update(repos, completed=i - 1, total=total, description=f"refresh: {repo}"),
+                on_start=lambda i, total, repo: bars.update(
+                    repos, completed=i - 1, total=total, description=f"refresh: {repo}"
+                ),
                 on_done=lambda _: bars.advance(repos),
-                on_pair=lambda done, total, label: bars.update(tests, completed=done - 1, total=total, visible=True,
-                                                               description=f"tests ({label})"),
+                on_pair=lambda done, total, label: bars.update(
+                    tests, completed=done - 1, total=total, visible=True, description=f"tests ({label})"
+                ),
             )
             question = pick_question(truth)
             answer = ws.query(question, limit=5)
             tree = ws.family_graph(question)
             endpoint = hub.url
-    result = {"home": str(settings.home), "zoo": str(zoo), "endpoint": endpoint, "refresh": summary["counts"],
-              "bytes_read": sum(r["bytes_read"] for r in summary["repos"]), "bytes_total": sum(r["size_bytes"] or 0 for r in summary["repos"]),
-              "question": question, "answer": answer, "truth": {question: truth[question]}}
+    result = {
+        "home": str(settings.home),
+        "zoo": str(zoo),
+        "endpoint": endpoint,
+        "refresh": summary["counts"],
+        "bytes_read": sum(r["bytes_read"] for r in summary["repos"]),
+        "bytes_total": sum(r["size_bytes"] or 0 for r in summary["repos"]),
+        "question": question,
+        "answer": answer,
+        "truth": {question: truth[question]},
+    }
     if as_json:
         render.emit_json(result)
         return result
     out = render.stdout
-    out.print(f"[bold]Refreshed[/] from the bundled Hub server at {endpoint} into {settings.home}: {render.counts_line(summary['counts'])}")
+    out.print(
+        f"[bold]Refreshed[/] from the bundled Hub server at {endpoint} into {settings.home}: "
+        f"{render.counts_line(summary['counts'])}"
+    )
     facts = truth[question]
     out.print(f"\n[bold]Question:[/] where does [cyan]{question}[/] come from? Its model card declares no base model.")
     out.print(render.lineage_summary(answer))
     if tree is not None:
         out.print(render.family_tree(tree, question))
     parents = [p["id"] for p in answer["parents"]]
-    out.print(f"[bold]Answer from the weights:[/] parent {', '.join(parents) or 'none found'}; "
-              f"[bold]ground truth[/] (zoo truth.json): {facts['relation']} of {', '.join(facts['parents']) or '-'}.")
-    out.print(f"\nTry: pedigree query {question} --home {settings.home}   |   pedigree discrepancies --home {settings.home}")
+    out.print(
+        f"[bold]Answer from the weights:[/] parent {', '.join(parents) or 'none found'}; "
+        f"[bold]ground truth[/] (zoo truth.json): {facts['relation']} of {', '.join(facts['parents']) or '-'}."
+    )
+    out.print(
+        f"\nTry: pedigree query {question} --home {settings.home}   |   pedigree discrepancies --home {settings.home}"
+    )
     return result

@@ -68,7 +68,8 @@ class ByteBudgetExceededError(RemoteError):
 
 
 class TruncatedBodyError(RemoteError):
-    """[transient: the crawler retries on its next run] Response bodies ended before the declared length on every attempt."""
+    """[transient: the crawler retries on its next run] Response bodies ended before the declared
+    length on every attempt."""
 
     transient = True
 
@@ -80,7 +81,8 @@ class RateLimitedError(RemoteError):
 
 
 class RemoteServerError(RemoteError):
-    """[transient: the crawler retries on its next run] Still answered 5xx (or the connection kept failing) after every retry."""
+    """[transient: the crawler retries on its next run] Still answered 5xx (or the connection kept
+    failing) after every retry."""
 
     transient = True
 

@@ -19,8 +19,16 @@ from rich.table import Table
 stdout = Console()
 stderr = Console(stderr=True)
 
-STATUS_STYLE = {"indexed": "green", "unchanged": "cyan", "failed": "red", "unsupported": "yellow", "gated": "magenta",
-                "gone": "red", "no_safetensors": "yellow", "retry": "yellow"}
+STATUS_STYLE = {
+    "indexed": "green",
+    "unchanged": "cyan",
+    "failed": "red",
+    "unsupported": "yellow",
+    "gated": "magenta",
+    "gone": "red",
+    "no_safetensors": "yellow",
+    "retry": "yellow",
+}
 
 
 def emit_json(payload: object) -> None:
@@ -46,7 +54,13 @@ def ingest_table(outcomes: Iterable[dict]) -> Table:
         table.add_column(column, overflow="fold")
     for row in outcomes:
         style = STATUS_STYLE.get(row["status"], "")
-        table.add_row(row["id"], f"[{style}]{row['status']}[/]", str(row["layers"] or ""), f"{row['seconds']:.2f}", row["error"] or "")
+        table.add_row(
+            row["id"],
+            f"[{style}]{row['status']}[/]",
+            str(row["layers"] or ""),
+            f"{row['seconds']:.2f}",
+            row["error"] or "",
+        )
     return table
 
 
@@ -93,9 +107,15 @@ def matrix_table(result: dict) -> Table:
 def lineage_summary(result: dict) -> str:
     if result.get("family_size") is None:
         return f"[bold]{result['model']}[/]: no lineage graph yet (run `pedigree graph build`)"
-    parents = ", ".join(f"{p['id']} ({p['relation']}, confidence {p['confidence']:.2f}, log10 p {p['log10_p']:.0f})"
-                        if p["log10_p"] is not None else f"{p['id']} ({p['relation']})" for p in result["parents"])
-    line = f"[bold]{result['model']}[/]: " + (f"derived from {parents}" if parents else "a root (no parent in the index)")
+    parents = ", ".join(
+        f"{p['id']} ({p['relation']}, confidence {p['confidence']:.2f}, log10 p {p['log10_p']:.0f})"
+        if p["log10_p"] is not None
+        else f"{p['id']} ({p['relation']})"
+        for p in result["parents"]
+    )
+    line = f"[bold]{result['model']}[/]: " + (
+        f"derived from {parents}" if parents else "a root (no parent in the index)"
+    )
     if result["ancestors"]:
         line += f"\n  ancestry: {' <- '.join([result['model'], *result['ancestors']])}"
     line += f"\n  family of {result['family_size']} models, root {result['root']}; {len(result['children'])} children"
@@ -136,7 +156,9 @@ def discrepancy_report(result: dict) -> Table:
         table.add_column(column, overflow="fold")
     for entry in result["discrepancies"]:
         weights = ", ".join(f"{p['id']} ({p['relation']})" for p in entry["parents_from_weights"]) or "no relative"
-        table.add_row(entry["model"], entry["kind"], entry["declared_base_model"], weights, entry.get("suggested_card", ""))
+        table.add_row(
+            entry["model"], entry["kind"], entry["declared_base_model"], weights, entry.get("suggested_card", "")
+        )
     for entry in result["undeclared"]:
         weights = ", ".join(f"{p['id']} ({p['relation']})" for p in entry["parents_from_weights"])
         table.add_row(entry["model"], "undeclared", "-", weights, entry["suggested_card"])
@@ -159,7 +181,13 @@ def crawl_table(repos: list[dict]) -> Table:
         table.add_column(column, overflow="fold")
     for r in repos:
         style = STATUS_STYLE.get(r["status"], "")
-        table.add_row(r["id"], f"[{style}]{r['status']}[/]", _size(r.get("bytes_read")), _size(r.get("size_bytes")), r.get("reason") or "")
+        table.add_row(
+            r["id"],
+            f"[{style}]{r['status']}[/]",
+            _size(r.get("bytes_read")),
+            _size(r.get("size_bytes")),
+            r.get("reason") or "",
+        )
     return table
 
 
@@ -172,8 +200,17 @@ def status_report(status: dict) -> Table:
     for column in ("run", "kind", "endpoint", "started", "finished", "status", "counts"):
         table.add_column(column, overflow="fold")
     for run in status["runs"]:
-        table.add_row(str(run["run_id"]), run["kind"], run["endpoint"] or "", run["started_at"], run["finished_at"] or "",
-                      run["status"], counts_line(run["counts"]))
+        table.add_row(
+            str(run["run_id"]),
+            run["kind"],
+            run["endpoint"] or "",
+            run["started_at"],
+            run["finished_at"] or "",
+            run["status"],
+            counts_line(run["counts"]),
+        )
     marks = "; ".join(f"{m['endpoint']}: {m['high_water']}" for m in status["high_water"]) or "none yet"
-    table.caption = f"high-water mark: {marks} | index: {counts_line(status['models'])} | crawl: {counts_line(status['crawl'])}"
+    table.caption = (
+        f"high-water mark: {marks} | index: {counts_line(status['models'])} | crawl: {counts_line(status['crawl'])}"
+    )
     return table

@@ -15,29 +15,29 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from pedigree import render
 from pedigree.config import Settings
-from pedigree.workspace import Workspace
 from pedigree.storage.crawl import last_runs
+from pedigree.workspace import Workspace
 
 MISFIRE_GRACE_SECONDS = 6 * 3600
 
 
 def trigger(cron: str) -> CronTrigger:
     """A cron line (minute hour day month weekday) in UTC."""
-    return CronTrigger.from_crontab(cron, timezone=timezone.utc)
+    return CronTrigger.from_crontab(cron, timezone=UTC)
 
 
 def missed_run(cron: str, last_start: datetime | None, now: datetime) -> bool:
     """Whether a scheduled time fell between the last run's start and ``now`` (both UTC)."""
     if last_start is None:
         return False
-    last = last_start.replace(tzinfo=timezone.utc) if last_start.tzinfo is None else last_start
+    last = last_start.replace(tzinfo=UTC) if last_start.tzinfo is None else last_start
     upcoming = trigger(cron).get_next_fire_time(None, last)
     return upcoming is not None and last < upcoming <= now
 
@@ -57,8 +57,15 @@ def saved_schedule(settings: Settings) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def run_schedule(settings: Settings, cron: str | None, *, endpoint: str | None = None, limit: int | None = None, run_missed: bool = True,
-                 scheduler: BlockingScheduler | None = None) -> BlockingScheduler:
+def run_schedule(
+    settings: Settings,
+    cron: str | None,
+    *,
+    endpoint: str | None = None,
+    limit: int | None = None,
+    run_missed: bool = True,
+    scheduler: BlockingScheduler | None = None,
+) -> BlockingScheduler:
     """Start the blocking scheduler (options not given come from the saved schedule)."""
     saved = saved_schedule(settings)
     cron = cron or saved.get("cron") or DEFAULT_CRON
@@ -70,11 +77,21 @@ def run_schedule(settings: Settings, cron: str | None, *, endpoint: str | None =
     with Workspace(settings) as ws:
         runs = [r for r in last_runs(ws.store, 50) if r["kind"] == "refresh"]
     last_start = datetime.fromisoformat(runs[0]["started_at"]) if runs else None
-    scheduler = scheduler or BlockingScheduler(timezone=timezone.utc)
-    scheduler.add_job(refresh_once, trigger(cron), args=[settings, endpoint, limit], id="refresh", max_instances=1,
-                      coalesce=True, misfire_grace_time=MISFIRE_GRACE_SECONDS, replace_existing=True)
-    if run_missed and missed_run(cron, last_start, datetime.now(timezone.utc)):
+    scheduler = scheduler or BlockingScheduler(timezone=UTC)
+    scheduler.add_job(
+        refresh_once,
+        trigger(cron),
+        args=[settings, endpoint, limit],
+        id="refresh",
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=MISFIRE_GRACE_SECONDS,
+        replace_existing=True,
+    )
+    if run_missed and missed_run(cron, last_start, datetime.now(UTC)):
         scheduler.add_job(refresh_once, args=[settings, endpoint, limit], id="missed", max_instances=1)
-    render.stderr.print(f"refresh scheduled '{cron}' (UTC); next at {trigger(cron).get_next_fire_time(None, datetime.now(timezone.utc))}")
+    render.stderr.print(
+        f"refresh scheduled '{cron}' (UTC); next at {trigger(cron).get_next_fire_time(None, datetime.now(UTC))}"
+    )
     scheduler.start()
     return scheduler

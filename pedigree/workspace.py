@@ -16,8 +16,10 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+from pedigree.config import Settings
 from pedigree.crawler.crawl import CrawlResult, RepoDone, RepoStart, crawl, resolve_endpoint
 from pedigree.crawler.http_retry import RetryPolicy
+from pedigree.errors import ModelNotFoundError, StorageError
 from pedigree.indexer.confirm import (
     CONFIRM_CANDIDATES,
     PairProgress,
@@ -41,8 +43,6 @@ from pedigree.indexer.pipeline import (
     is_checkpoint_folder,
 )
 from pedigree.indexer.sources import TensorSource
-from pedigree.config import Settings
-from pedigree.errors import ModelNotFoundError, StorageError
 from pedigree.query.discrepancies import discrepancies
 from pedigree.query.graph import export, family_graph, lineage
 from pedigree.query.related import (
@@ -63,8 +63,11 @@ ModelDone = Callable[[IngestOutcome], None]
 
 
 def _errors(result: CrawlResult) -> list[dict]:
-    return [{"id": r.repo_id, "status": r.status, "reason": r.reason} for r in result.repos
-            if r.status not in (STATUS_INDEXED, "unchanged")]
+    return [
+        {"id": r.repo_id, "status": r.status, "reason": r.reason}
+        for r in result.repos
+        if r.status not in (STATUS_INDEXED, "unchanged")
+    ]
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,9 @@ class Workspace:
     def __init__(self, settings: Settings, *, create: bool = True) -> None:
         self.settings = settings
         if not create and not settings.db_path.exists():
-            raise StorageError(f"no index at {settings.db_path}: run `pedigree ingest PATH` first (or set --home / PEDIGREE_HOME)")
+            raise StorageError(
+                f"no index at {settings.db_path}: run `pedigree ingest PATH` first (or set --home / PEDIGREE_HOME)"
+            )
         self.store = Store(settings.db_path)
         self.indexes = VectorIndexes(self.store, settings.faiss_dir, settings.vectors)
         self.version = fingerprint_version()
@@ -134,12 +139,22 @@ class Workspace:
 
     # ---- the Hub ----------------------------------------------------------------------------
 
-    def crawl(self, endpoint: str | None = None, *, token: str | None = None, limit: int | None = None, retry: RetryPolicy | None = None,
-              on_start: RepoStart | None = None, on_done: RepoDone | None = None) -> CrawlResult:
+    def crawl(
+        self,
+        endpoint: str | None = None,
+        *,
+        token: str | None = None,
+        limit: int | None = None,
+        retry: RetryPolicy | None = None,
+        on_start: RepoStart | None = None,
+        on_done: RepoDone | None = None,
+    ) -> CrawlResult:
         """List what changed on the Hub (or a mirror) since the last crawl and index it by range reads."""
         run = start_run(self.store, "crawl", resolve_endpoint(endpoint))
         try:
-            result = crawl(self.store, endpoint, token=token, limit=limit, retry=retry, on_start=on_start, on_done=on_done)
+            result = crawl(
+                self.store, endpoint, token=token, limit=limit, retry=retry, on_start=on_start, on_done=on_done
+            )
         except Exception as error:
             finish_run(self.store, run, "failed", {}, [{"error": f"{type(error).__name__}: {error}"}])
             raise
@@ -147,14 +162,25 @@ class Workspace:
         finish_run(self.store, run, "ok", result.counts(), _errors(result))
         return result
 
-    def refresh(self, endpoint: str | None = None, *, token: str | None = None, limit: int | None = None,
-                confirm: int = CONFIRM_CANDIDATES, retry: RetryPolicy | None = None, on_start: RepoStart | None = None, on_done: RepoDone | None = None,
-                on_pair: PairProgress | None = None) -> dict:
+    def refresh(
+        self,
+        endpoint: str | None = None,
+        *,
+        token: str | None = None,
+        limit: int | None = None,
+        confirm: int = CONFIRM_CANDIDATES,
+        retry: RetryPolicy | None = None,
+        on_start: RepoStart | None = None,
+        on_done: RepoDone | None = None,
+        on_pair: PairProgress | None = None,
+    ) -> dict:
         """crawl -> ingest -> confirm -> graph, recorded as one run; returns the summary."""
         run = start_run(self.store, "refresh", resolve_endpoint(endpoint))
         edges_before = self._edge_count()
         try:
-            crawled_result = crawl(self.store, endpoint, token=token, limit=limit, retry=retry, on_start=on_start, on_done=on_done)
+            crawled_result = crawl(
+                self.store, endpoint, token=token, limit=limit, retry=retry, on_start=on_start, on_done=on_done
+            )
             fresh = [o for o in crawled_result.outcomes if o.status == STATUS_INDEXED]
             after = self._after_ingest(fresh, confirm, on_pair) if fresh else IngestResult([], [], None)
             if not fresh:
@@ -162,14 +188,33 @@ class Workspace:
         except Exception as error:
             finish_run(self.store, run, "failed", {}, [{"error": f"{type(error).__name__}: {error}"}])
             raise
-        counts = {**crawled_result.counts(), "new_models": len(fresh), "pairs_tested": len(after.confirmations),
-                  "new_edges": max(self._edge_count() - edges_before, 0)}
+        counts = {
+            **crawled_result.counts(),
+            "new_models": len(fresh),
+            "pairs_tested": len(after.confirmations),
+            "new_edges": max(self._edge_count() - edges_before, 0),
+        }
         errors = _errors(crawled_result)
         finish_run(self.store, run, "ok", counts, errors)
-        return {"run": run, "endpoint": crawled_result.endpoint, "counts": counts, "errors": errors,
-                "high_water": crawled_result.high_water, "graph": after.graph,
-                "repos": [{"id": r.repo_id, "sha": r.sha, "status": r.status, "reason": r.reason, "bytes_read": r.bytes_read,
-                           "size_bytes": r.size_bytes} for r in crawled_result.repos]}
+        return {
+            "run": run,
+            "endpoint": crawled_result.endpoint,
+            "counts": counts,
+            "errors": errors,
+            "high_water": crawled_result.high_water,
+            "graph": after.graph,
+            "repos": [
+                {
+                    "id": r.repo_id,
+                    "sha": r.sha,
+                    "status": r.status,
+                    "reason": r.reason,
+                    "bytes_read": r.bytes_read,
+                    "size_bytes": r.size_bytes,
+                }
+                for r in crawled_result.repos
+            ],
+        }
 
     def _edge_count(self) -> int:
         build = latest_build(self.store, "full")
@@ -180,8 +225,12 @@ class Workspace:
         models = {}
         for record in self.store.models():
             models[record.status] = models.get(record.status, 0) + 1
-        return {"runs": last_runs(self.store, limit), "high_water": high_waters(self.store), "crawl": crawl_counts(self.store),
-                "models": models}
+        return {
+            "runs": last_runs(self.store, limit),
+            "high_water": high_waters(self.store),
+            "crawl": crawl_counts(self.store),
+            "models": models,
+        }
 
     def sync_indexes(self) -> None:
         """Bring the FAISS indexes up to date with DuckDB (incrementally, or by a rebuild)."""
@@ -209,7 +258,9 @@ class Workspace:
     def family_graph(self, model_id: str, mode: str = "full"):
         return family_graph(self.store, model_id, mode)
 
-    def export_graph(self, fmt: str, path: str | os.PathLike[str], family_of: str | None = None, mode: str = "full") -> list[Path]:
+    def export_graph(
+        self, fmt: str, path: str | os.PathLike[str], family_of: str | None = None, mode: str = "full"
+    ) -> list[Path]:
         return export(self.store, fmt, path, family_of=family_of, mode=mode)
 
     def discrepancies(self, mode: str = "full") -> dict:
@@ -264,7 +315,9 @@ class Workspace:
         with ExitStack() as stack:
             source_a = stack.enter_context(self._source(a))
             source_b = stack.enter_context(self._source(b))
-            return activation_test(ModelTensors(source_a, a), ModelTensors(source_b, b), self._folder(a), self._folder(b))
+            return activation_test(
+                ModelTensors(source_a, a), ModelTensors(source_b, b), self._folder(a), self._folder(b)
+            )
 
     def compare(self, a: str, b: str, *, tests: bool = True, activations: bool = False) -> dict:
         comparison = compare_views(self.view(a), self.view(b))

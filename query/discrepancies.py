@@ -48,9 +48,17 @@ def discrepancies(store: Store, mode: str = "full") -> dict:
         declared_relation = card.get("base_model_relation")
         parents = sorted(graph.predecessors(model_id))
         relation = graph.edges[parents[0], model_id]["relation"] if parents else None
-        evidence = {"parents_from_weights": [{"id": p, "relation": graph.edges[p, model_id]["relation"],
-                                              "log10_p": graph.edges[p, model_id]["log10_p"],
-                                              "confidence": graph.edges[p, model_id]["confidence"]} for p in parents]}
+        evidence = {
+            "parents_from_weights": [
+                {
+                    "id": p,
+                    "relation": graph.edges[p, model_id]["relation"],
+                    "log10_p": graph.edges[p, model_id]["log10_p"],
+                    "confidence": graph.edges[p, model_id]["confidence"],
+                }
+                for p in parents
+            ]
+        }
         if not declared:
             if parents:
                 undeclared.append({"model": model_id, **evidence, "suggested_card": card_snippet(parents, relation)})
@@ -64,8 +72,11 @@ def discrepancies(store: Store, mode: str = "full") -> dict:
                 kind = "contradicted"
                 pair = get_relation(store, records[base].pk, records[model_id].pk)
                 evidence["declared_pair_log10_p"] = None if pair is None else pair.log10_p
-                evidence["reason"] = ("tested: no shared initialisation" if pair is not None
-                                      else "never a candidate: the fingerprints are unrelated")
+                evidence["reason"] = (
+                    "tested: no shared initialisation"
+                    if pair is not None
+                    else "never a candidate: the fingerprints are unrelated"
+                )
             elif base not in parents:
                 if base in nx.ancestors(graph, model_id):
                     kind = "ancestor_declared"
@@ -76,7 +87,13 @@ def discrepancies(store: Store, mode: str = "full") -> dict:
             elif declared_relation and relation and hub_relation(relation) != declared_relation:
                 kind = "relation_mismatch"
             if kind:
-                entry = {"model": model_id, "kind": kind, "declared_base_model": base, "declared_relation": declared_relation, **evidence}
+                entry = {
+                    "model": model_id,
+                    "kind": kind,
+                    "declared_base_model": base,
+                    "declared_relation": declared_relation,
+                    **evidence,
+                }
                 if parents:
                     entry["suggested_card"] = card_snippet(parents, relation)
                 found.append(entry)

@@ -32,19 +32,33 @@ def load_graph(store: Store, build_id: int, family_id: int | None = None) -> nx.
         family_rows = [(family_id, pk) for pk in pks]
     else:
         family_rows = store.conn.execute(
-            "SELECT m.family_id, m.model_pk FROM family_members m JOIN build_families b ON b.family_id = m.family_id WHERE b.build_id = ?",
+            "SELECT m.family_id, m.model_pk FROM family_members m JOIN build_families b ON b.family_id = m.family_id "
+            "WHERE b.build_id = ?",
             [build_id],
         ).fetchall()
     records = store.get_models([pk for _, pk in family_rows])
     graph = nx.DiGraph(build=build_id)
     for family, pk in family_rows:
         record = records[pk]
-        graph.add_node(record.id, family=family, architecture=record.architecture or "", created_at=str(record.created_at or ""),
-                       declared_base_model=",".join((record.card or {}).get("base_model") or []), layers=record.num_layers or 0)
+        graph.add_node(
+            record.id,
+            family=family,
+            architecture=record.architecture or "",
+            created_at=str(record.created_at or ""),
+            declared_base_model=",".join((record.card or {}).get("base_model") or []),
+            layers=record.num_layers or 0,
+        )
     for family, edge in edges:
         parent, child = records[edge.parent].id, records[edge.child].id
-        graph.add_edge(parent, child, relation=edge.relation, confidence=edge.confidence, log10_p=edge.log10_p,
-                       evidence=edge.evidence, family=family)
+        graph.add_edge(
+            parent,
+            child,
+            relation=edge.relation,
+            confidence=edge.confidence,
+            log10_p=edge.log10_p,
+            evidence=edge.evidence,
+            family=family,
+        )
     roots = {n for n in graph if graph.in_degree(n) == 0}
     nx.set_node_attributes(graph, {n: n in roots for n in graph}, "root")
     return graph
@@ -69,12 +83,24 @@ def lineage(store: Store, model_id: str, mode: str = "full") -> dict:
     build_id = current_build(store, mode)
     family = family_of_model(store, build_id, record.pk) if build_id else None
     if family is None:
-        return {"parents": [], "ancestors": [], "root": None, "children": [], "family_size": None, "graph_build": build_id}
+        return {
+            "parents": [],
+            "ancestors": [],
+            "root": None,
+            "children": [],
+            "family_size": None,
+            "graph_build": build_id,
+        }
     graph = load_graph(store, build_id, family.family_id)
 
     def edge(source: str, target: str) -> dict:
         data = graph.edges[source, target]
-        return {"relation": data["relation"], "confidence": data["confidence"], "log10_p": data["log10_p"], "evidence": data["evidence"]}
+        return {
+            "relation": data["relation"],
+            "confidence": data["confidence"],
+            "log10_p": data["log10_p"],
+            "evidence": data["evidence"],
+        }
 
     ancestors = _first_parent_chain(graph, model_id)
     return {
@@ -103,7 +129,11 @@ def _scalar_graph(graph: nx.DiGraph) -> nx.DiGraph:
     for node, data in graph.nodes(data=True):
         flat.add_node(node, **{k: v for k, v in data.items() if v is not None})
     for u, v, data in graph.edges(data=True):
-        attrs = {k: (json.dumps(val, sort_keys=True) if isinstance(val, (dict, list)) else val) for k, val in data.items() if val is not None}
+        attrs = {
+            k: (json.dumps(val, sort_keys=True) if isinstance(val, (dict, list)) else val)
+            for k, val in data.items()
+            if val is not None
+        }
         flat.add_edge(u, v, **attrs)
     return flat
 
@@ -141,12 +171,23 @@ def _parquet(store: Store, graph: nx.DiGraph, path: Path) -> list[Path]:
     """<stem>.nodes.parquet and <stem>.edges.parquet, written by DuckDB."""
     nodes_path = path.with_name(path.stem + ".nodes.parquet")
     edges_path = path.with_name(path.stem + ".edges.parquet")
-    node_rows = [(n, d["family"], d["architecture"], d["created_at"], d["declared_base_model"], d["layers"], d["root"])
-                 for n, d in graph.nodes(data=True)]
-    edge_rows = [(u, v, d["relation"], d["confidence"], d["log10_p"], json.dumps(d["evidence"]), d["family"]) for u, v, d in graph.edges(data=True)]
+    node_rows = [
+        (n, d["family"], d["architecture"], d["created_at"], d["declared_base_model"], d["layers"], d["root"])
+        for n, d in graph.nodes(data=True)
+    ]
+    edge_rows = [
+        (u, v, d["relation"], d["confidence"], d["log10_p"], json.dumps(d["evidence"]), d["family"])
+        for u, v, d in graph.edges(data=True)
+    ]
     conn = store.conn
-    conn.execute("CREATE OR REPLACE TEMP TABLE export_nodes (id VARCHAR, family INTEGER, architecture VARCHAR, created_at VARCHAR, declared_base_model VARCHAR, layers INTEGER, root BOOLEAN)")
-    conn.execute("CREATE OR REPLACE TEMP TABLE export_edges (source VARCHAR, target VARCHAR, relation VARCHAR, confidence DOUBLE, log10_p DOUBLE, evidence VARCHAR, family INTEGER)")
+    conn.execute(
+        "CREATE OR REPLACE TEMP TABLE export_nodes (id VARCHAR, family INTEGER, architecture VARCHAR, created_at "
+        "VARCHAR, declared_base_model VARCHAR, layers INTEGER, root BOOLEAN)"
+    )
+    conn.execute(
+        "CREATE OR REPLACE TEMP TABLE export_edges (source VARCHAR, target VARCHAR, relation VARCHAR, confidence "
+        "DOUBLE, log10_p DOUBLE, evidence VARCHAR, family INTEGER)"
+    )
     if node_rows:
         conn.executemany("INSERT INTO export_nodes VALUES (?, ?, ?, ?, ?, ?, ?)", node_rows)
     if edge_rows:

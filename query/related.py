@@ -13,8 +13,8 @@ from itertools import combinations
 
 import numpy as np
 
-from pedigree.indexer.independence.suite import shared_parts
 from pedigree.errors import ModelNotFoundError
+from pedigree.indexer.independence.suite import shared_parts
 from pedigree.query.scoring import align_layers, cosine
 from pedigree.storage.db import STATUS_INDEXED, Store, VectorRow
 from pedigree.storage.vectors import VectorIndexes
@@ -147,7 +147,9 @@ def related(store: Store, indexes: VectorIndexes, version: str, model_id: str, l
     return {"model": model_id, "related": results[:limit]}
 
 
-def matrix(store: Store, version: str, model_ids: Sequence[str] | None = None, pair_tests: PairTests | None = None) -> dict:
+def matrix(
+    store: Store, version: str, model_ids: Sequence[str] | None = None, pair_tests: PairTests | None = None
+) -> dict:
     """All pairwise scores among ``model_ids`` (default: every indexed model); with ``pair_tests``
     also each pair's combined log10 p."""
     ids = list(dict.fromkeys(model_ids)) if model_ids else [r.id for r in store.models(STATUS_INDEXED)]

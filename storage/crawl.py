@@ -14,7 +14,15 @@ from datetime import datetime
 
 from pedigree.storage.db import Store, naive_utc, utc_now
 
-FINAL = ("indexed", "unchanged", "gated", "gone", "no_safetensors", "failed", "unsupported")  # not retried at the same sha
+FINAL = (
+    "indexed",
+    "unchanged",
+    "gated",
+    "gone",
+    "no_safetensors",
+    "failed",
+    "unsupported",
+)  # not retried at the same sha
 RETRY = "retry"
 
 
@@ -40,13 +48,13 @@ def high_water(store: Store, endpoint: str) -> datetime | None:
 
 
 def set_high_water(store: Store, endpoint: str, mark: datetime | None) -> None:
-    store.conn.execute(
-        "INSERT OR REPLACE INTO crawl_state VALUES (?, ?, ?)", [endpoint, naive_utc(mark), utc_now()]
-    )
+    store.conn.execute("INSERT OR REPLACE INTO crawl_state VALUES (?, ?, ?)", [endpoint, naive_utc(mark), utc_now()])
 
 
 def crawled(store: Store, endpoint: str, repo_id: str) -> CrawledRepo | None:
-    row = store.conn.execute("SELECT * FROM crawl_models WHERE endpoint = ? AND repo_id = ?", [endpoint, repo_id]).fetchone()
+    row = store.conn.execute(
+        "SELECT * FROM crawl_models WHERE endpoint = ? AND repo_id = ?", [endpoint, repo_id]
+    ).fetchone()
     if row is None:
         return None
     values = list(row)
@@ -62,15 +70,30 @@ def is_done(previous: CrawledRepo | None, sha: str | None) -> bool:
 def save_crawled(store: Store, repo: CrawledRepo) -> None:
     store.conn.execute(
         "INSERT OR REPLACE INTO crawl_models VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [repo.endpoint, repo.repo_id, repo.sha, naive_utc(repo.last_modified), naive_utc(repo.created_at), repo.status, repo.reason,
-         json.dumps(repo.base_model) if repo.base_model is not None else None, repo.base_model_relation, repo.bytes_read,
-         repo.size_bytes, repo.attempted_at or utc_now()],
+        [
+            repo.endpoint,
+            repo.repo_id,
+            repo.sha,
+            naive_utc(repo.last_modified),
+            naive_utc(repo.created_at),
+            repo.status,
+            repo.reason,
+            json.dumps(repo.base_model) if repo.base_model is not None else None,
+            repo.base_model_relation,
+            repo.bytes_read,
+            repo.size_bytes,
+            repo.attempted_at or utc_now(),
+        ],
     )
 
 
 def crawl_counts(store: Store, endpoint: str | None = None) -> dict[str, int]:
     where, params = ("WHERE endpoint = ?", [endpoint]) if endpoint else ("", [])
-    return dict(store.conn.execute(f"SELECT status, count(*) FROM crawl_models {where} GROUP BY status ORDER BY status", params).fetchall())
+    return dict(
+        store.conn.execute(
+            f"SELECT status, count(*) FROM crawl_models {where} GROUP BY status ORDER BY status", params
+        ).fetchall()
+    )
 
 
 # ---- runs -------------------------------------------------------------------------------------
@@ -78,7 +101,8 @@ def crawl_counts(store: Store, endpoint: str | None = None) -> dict[str, int]:
 
 def start_run(store: Store, kind: str, endpoint: str | None) -> int:
     return store.conn.execute(
-        "INSERT INTO runs (kind, endpoint, started_at, status) VALUES (?, ?, ?, 'running') RETURNING run_id", [kind, endpoint, utc_now()]
+        "INSERT INTO runs (kind, endpoint, started_at, status) VALUES (?, ?, ?, 'running') RETURNING run_id",
+        [kind, endpoint, utc_now()],
     ).fetchone()[0]
 
 
@@ -97,11 +121,16 @@ def last_runs(store: Store, limit: int = 10) -> list[dict]:
         run = dict(zip(keys, row))
         run["counts"] = json.loads(run["counts"]) if run["counts"] else {}
         run["errors"] = json.loads(run["errors"]) if run["errors"] else []
-        run["started_at"], run["finished_at"] = str(run["started_at"]), str(run["finished_at"]) if run["finished_at"] else None
+        run["started_at"], run["finished_at"] = (
+            str(run["started_at"]),
+            str(run["finished_at"]) if run["finished_at"] else None,
+        )
         out.append(run)
     return out
 
 
 def high_waters(store: Store) -> list[dict]:
-    return [{"endpoint": e, "high_water": str(h) if h else None, "updated_at": str(u)}
-            for e, h, u in store.conn.execute("SELECT * FROM crawl_state ORDER BY endpoint").fetchall()]
+    return [
+        {"endpoint": e, "high_water": str(h) if h else None, "updated_at": str(u)}
+        for e, h, u in store.conn.execute("SELECT * FROM crawl_state ORDER BY endpoint").fetchall()
+    ]

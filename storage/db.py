@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -26,17 +26,16 @@ STATUS_FAILED = "failed"
 STATUS_UNSUPPORTED = "unsupported"
 
 
-
 def utc_now() -> datetime:
     """Now, as the naive UTC timestamps the DuckDB tables hold."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def naive_utc(value: datetime | None) -> datetime | None:
     """An aware datetime as naive UTC (naive ones are taken to be UTC already)."""
     if value is None or value.tzinfo is None:
         return value
-    return value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value.astimezone(UTC).replace(tzinfo=None)
 
 
 @dataclass
@@ -60,7 +59,7 @@ class ModelRecord:
     card: dict | None = None
     weight_stats: dict | None = None
     created_at: datetime | None = None
-    indexed_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc).replace(tzinfo=None))
+    indexed_at: datetime = field(default_factory=lambda: datetime.now(UTC).replace(tzinfo=None))
     pk: int | None = None
 
 
@@ -150,31 +149,50 @@ class Store:
         ``vectors`` None (a failed or unsupported model) removes whatever vectors the model had.
         Returns the model's primary key.
         """
-        values = [json.dumps(getattr(record, c)) if c in _JSON_COLUMNS and getattr(record, c) is not None else getattr(record, c) for c in _COLUMNS]
+        values = [
+            json.dumps(getattr(record, c))
+            if c in _JSON_COLUMNS and getattr(record, c) is not None
+            else getattr(record, c)
+            for c in _COLUMNS
+        ]
         with self.transaction() as conn:
             row = conn.execute("SELECT pk FROM models WHERE id = ?", [record.id]).fetchone()
             generation = self.generation() + 1
             if row is None:  # a new row: no vectors, tests or edges refer to its fresh pk yet
                 placeholders = ", ".join("?" for _ in _COLUMNS)
-                pk = conn.execute(f"INSERT INTO models ({', '.join(_COLUMNS)}) VALUES ({placeholders}) RETURNING pk", values).fetchone()[0]
+                pk = conn.execute(
+                    f"INSERT INTO models ({', '.join(_COLUMNS)}) VALUES ({placeholders}) RETURNING pk", values
+                ).fetchone()[0]
             else:
                 pk = row[0]
                 assignments = ", ".join(f"{c} = ?" for c in _COLUMNS if c != "id")
-                conn.execute(f"UPDATE models SET {assignments} WHERE pk = ?", [v for c, v in zip(_COLUMNS, values) if c != "id"] + [pk])
                 conn.execute(
-                    "INSERT INTO vector_tombstones SELECT vector_id, kind, ? FROM fingerprints WHERE model_pk = ?", [generation, pk]
+                    f"UPDATE models SET {assignments} WHERE pk = ?",
+                    [v for c, v in zip(_COLUMNS, values) if c != "id"] + [pk],
+                )
+                conn.execute(
+                    "INSERT INTO vector_tombstones SELECT vector_id, kind, ? FROM fingerprints WHERE model_pk = ?",
+                    [generation, pk],
                 )
                 conn.execute("DELETE FROM fingerprints WHERE model_pk = ?", [pk])
                 for table in ("pair_tests", "relations", "pair_evidence"):  # results on the old weights no longer hold
                     conn.execute(f"DELETE FROM {table} WHERE model_a = ? OR model_b = ?", [pk, pk])
                 conn.execute("DELETE FROM merge_evidence WHERE ? IN (child, parent_a, parent_b)", [pk])
             if vectors:
-                # one statement for all rows (a row-by-row executemany costs ~1.5 ms per vector); unnest keeps their order
+                # one statement for all rows (a row-by-row executemany costs ~1.5 ms per vector);
+                # unnest keeps their order
                 conn.execute(
                     "INSERT INTO fingerprints (model_pk, version, kind, layer, generation, vector) "
-                    "SELECT ?, ?, kind, layer, ?, vector FROM (SELECT unnest(?) AS kind, unnest(?) AS layer, unnest(?) AS vector)",
-                    [pk, version, generation, [v.kind for v in vectors], [v.layer for v in vectors],
-                     [np.asarray(v.vector, dtype=np.float32) for v in vectors]],
+                    "SELECT ?, ?, kind, layer, ?, vector FROM (SELECT unnest(?) AS kind, unnest(?) AS layer, "
+                    "unnest(?) AS vector)",
+                    [
+                        pk,
+                        version,
+                        generation,
+                        [v.kind for v in vectors],
+                        [v.layer for v in vectors],
+                        [np.asarray(v.vector, dtype=np.float32) for v in vectors],
+                    ],
                 )
             conn.execute("UPDATE meta SET value = ? WHERE key = 'generation'", [str(generation)])
         record.pk = pk
@@ -189,10 +207,13 @@ class Store:
         ).fetchall()
         return [VectorRow(kind, layer, np.asarray(vector, dtype=np.float32)) for kind, layer, vector in rows]
 
-    def vector_table(self, kind: str, version: str, *, since_generation: int = -1) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def vector_table(
+        self, kind: str, version: str, *, since_generation: int = -1
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(vector ids, model pks, layers, vectors [n, D]) of one kind, newer than a generation."""
         result = self.conn.execute(
-            "SELECT vector_id, model_pk, layer, vector FROM fingerprints WHERE kind = ? AND version = ? AND generation > ? ORDER BY vector_id",
+            "SELECT vector_id, model_pk, layer, vector FROM fingerprints WHERE kind = ? AND version = ? AND "
+            "generation > ? ORDER BY vector_id",
             [kind, version, since_generation],
         ).fetchnumpy()
         ids = np.asarray(result["vector_id"], dtype=np.int64)
@@ -202,14 +223,22 @@ class Store:
         return ids, np.asarray(result["model_pk"], dtype=np.int64), np.asarray(result["layer"], dtype=np.int64), vectors
 
     def count_model_vectors(self, model_pk: int, version: str) -> int:
-        return int(self.conn.execute("SELECT count(*) FROM fingerprints WHERE model_pk = ? AND version = ?", [model_pk, version]).fetchone()[0])
+        return int(
+            self.conn.execute(
+                "SELECT count(*) FROM fingerprints WHERE model_pk = ? AND version = ?", [model_pk, version]
+            ).fetchone()[0]
+        )
 
     def set_source_signature(self, model_pk: int, signature: str) -> None:
         """Remember the files' stat signature of an unchanged model (vectors untouched)."""
         self.conn.execute("UPDATE models SET source_signature = ? WHERE pk = ?", [signature, model_pk])
 
     def count_vectors(self, kind: str, version: str) -> int:
-        return int(self.conn.execute("SELECT count(*) FROM fingerprints WHERE kind = ? AND version = ?", [kind, version]).fetchone()[0])
+        return int(
+            self.conn.execute(
+                "SELECT count(*) FROM fingerprints WHERE kind = ? AND version = ?", [kind, version]
+            ).fetchone()[0]
+        )
 
     def tombstones_since(self, kind: str, generation: int) -> np.ndarray:
         rows = self.conn.execute(

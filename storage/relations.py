@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+
 from pedigree.storage.db import ModelRecord, Store, utc_now
 
 
@@ -34,18 +35,32 @@ def save_report(store: Store, a: ModelRecord, b: ModelRecord, suite_version: str
             conn.execute("DELETE FROM relations WHERE model_a = ? AND model_b = ?", [first, second])
         conn.executemany(
             "INSERT INTO pair_tests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(a.pk, b.pk, t["name"], suite_version, a.revision, b.revision, t["log10_p"], json.dumps(t), now) for t in report["tests"]],
+            [
+                (a.pk, b.pk, t["name"], suite_version, a.revision, b.revision, t["log10_p"], json.dumps(t), now)
+                for t in report["tests"]
+            ],
         )
         conn.execute(
-            "INSERT INTO relations (model_a, model_b, suite_version, revision_a, revision_b, log10_p, layer_map, tested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [a.pk, b.pk, suite_version, a.revision, b.revision, report["log10_p"], json.dumps(report["layer_map"]), now],
+            "INSERT INTO relations (model_a, model_b, suite_version, revision_a, revision_b, log10_p, layer_map, "
+            "tested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                a.pk,
+                b.pk,
+                suite_version,
+                a.revision,
+                b.revision,
+                report["log10_p"],
+                json.dumps(report["layer_map"]),
+                now,
+            ],
         )
 
 
 def get_relation(store: Store, pk_1: int, pk_2: int) -> Relation | None:
     """The stored result for the pair, in whichever order it was tested."""
     row = store.conn.execute(
-        "SELECT model_a, model_b, suite_version, revision_a, revision_b, log10_p, log10_q, confirmed, layer_map FROM relations "
+        "SELECT model_a, model_b, suite_version, revision_a, revision_b, log10_p, log10_q, confirmed, layer_map FROM "
+        "relations "
         "WHERE (model_a = ? AND model_b = ?) OR (model_a = ? AND model_b = ?)",
         [pk_1, pk_2, pk_2, pk_1],
     ).fetchone()
@@ -68,7 +83,8 @@ def is_current(relation: Relation | None, a: ModelRecord, b: ModelRecord, suite_
 def relations(store: Store, suite_version: str, *, confirmed_only: bool = False) -> list[Relation]:
     where = "WHERE suite_version = ?" + (" AND confirmed" if confirmed_only else "")
     rows = store.conn.execute(
-        f"SELECT model_a, model_b, suite_version, revision_a, revision_b, log10_p, log10_q, confirmed, layer_map FROM relations {where} ORDER BY model_a, model_b",
+        "SELECT model_a, model_b, suite_version, revision_a, revision_b, log10_p, log10_q, confirmed, layer_map "
+        f"FROM relations {where} ORDER BY model_a, model_b",
         [suite_version],
     ).fetchall()
     return [Relation(*row[:8], layer_map=json.loads(row[8]) if row[8] else [], tests=[]) for row in rows]
@@ -77,7 +93,9 @@ def relations(store: Store, suite_version: str, *, confirmed_only: bool = False)
 def confirmed_pairs(store: Store, suite_version: str) -> list[tuple[int, int, float]]:
     """(model_a, model_b, combined log10 p) of every confirmed pair - the lean read a graph build needs."""
     return store.conn.execute(
-        "SELECT model_a, model_b, log10_p FROM relations WHERE suite_version = ? AND confirmed ORDER BY model_a, model_b", [suite_version]
+        "SELECT model_a, model_b, log10_p FROM relations WHERE suite_version = ? AND confirmed ORDER BY model_a, "
+        "model_b",
+        [suite_version],
     ).fetchall()
 
 

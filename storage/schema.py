@@ -237,7 +237,8 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 def current_version(conn: duckdb.DuckDBPyConnection) -> int:
     conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)"
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
+        "applied_at TIMESTAMP NOT NULL)"
     )
     row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
     return int(row[0]) if row else 0
@@ -248,16 +249,21 @@ def migrate(conn: duckdb.DuckDBPyConnection) -> int:
     version = current_version(conn)
     if version > SCHEMA_VERSION:
         raise StorageError(
-            f"the database has schema version {version} but this pedigree knows only up to {SCHEMA_VERSION}; upgrade pedigree"
+            f"the database has schema version {version} but this pedigree knows only up to {SCHEMA_VERSION}; upgrade "
+            "pedigree"
         )
     if version == SCHEMA_VERSION:
         return version
     pending = range(version + 1, SCHEMA_VERSION + 1)
     conn.execute("BEGIN TRANSACTION")  # every pending migration in one transaction: all or none
     try:
-        conn.execute("\n".join(MIGRATIONS[number - 1][1] for number in pending))  # one script (each ends with ';'): a fresh store opens faster
-        conn.execute("INSERT INTO schema_migrations SELECT unnest(?), unnest(?), now()",
-                     [list(pending), [MIGRATIONS[number - 1][0] for number in pending]])
+        conn.execute(
+            "\n".join(MIGRATIONS[number - 1][1] for number in pending)
+        )  # one script (each ends with ';'): a fresh store opens faster
+        conn.execute(
+            "INSERT INTO schema_migrations SELECT unnest(?), unnest(?), now()",
+            [list(pending), [MIGRATIONS[number - 1][0] for number in pending]],
+        )
         conn.execute("COMMIT")
     except Exception:
         conn.execute("ROLLBACK")

@@ -76,8 +76,9 @@ def write_valid_tiny_llama(d: Path, seed: int = 0) -> Path:
     return d
 
 
-def raw_safetensors(header: Any, data: bytes = b"", *, header_bytes: bytes | None = None,
-                    declared_len: int | None = None) -> bytes:
+def raw_safetensors(
+    header: Any, data: bytes = b"", *, header_bytes: bytes | None = None, declared_len: int | None = None
+) -> bytes:
     """Bytes of a safetensors file with an arbitrary header (JSON-encoded unless ``header_bytes``
     is given) and an arbitrary declared length."""
     hb = header_bytes if header_bytes is not None else json.dumps(header).encode()
@@ -96,6 +97,7 @@ def _entry(dtype: str, shape: list[Any], begin: Any, end: Any) -> dict[str, Any]
 
 
 # -- header framing --------------------------------------------------------------------------
+
 
 def write_empty_file(d: Path) -> Path:
     return _write_weights(d, b"\x01\x02\x03")
@@ -134,7 +136,7 @@ def write_deeply_nested_json(d: Path) -> Path:
 
 def write_duplicate_tensor_name(d: Path) -> Path:
     e = json.dumps(_entry("F32", [1], 0, 4))
-    hb = ('{"w": %s, "w": %s}' % (e, e)).encode()
+    hb = f'{{"w": {e}, "w": {e}}}'.encode()
     return _write_weights(d, raw_safetensors(None, b"\0" * 4, header_bytes=hb))
 
 
@@ -143,6 +145,7 @@ def write_bad_metadata(d: Path) -> Path:
 
 
 # -- tensor entries --------------------------------------------------------------------------
+
 
 def write_entry_not_object(d: Path) -> Path:
     return _write_weights(d, raw_safetensors({"w": [1, 2]}))
@@ -202,6 +205,7 @@ def write_subbyte_misaligned(d: Path) -> Path:
 
 # -- folders and shards ----------------------------------------------------------------------
 
+
 def write_no_weights(d: Path) -> Path:
     return _prepare(d)
 
@@ -235,8 +239,9 @@ def write_ambiguous_shards(d: Path) -> Path:
     return d
 
 
-def _write_sharded(d: Path, weight_map: dict[str, Any], shards: dict[str, dict[str, torch.Tensor]],
-                   index_text: str | None = None) -> Path:
+def _write_sharded(
+    d: Path, weight_map: dict[str, Any], shards: dict[str, dict[str, torch.Tensor]], index_text: str | None = None
+) -> Path:
     d = _prepare(d)
     for fname, tensors in shards.items():
         save_file(tensors, str(d / fname))
@@ -249,8 +254,10 @@ def _two_shards() -> tuple[dict[str, str], dict[str, dict[str, torch.Tensor]]]:
     sd = tiny_llama_state_dict()
     names = sorted(sd)
     half = len(names) // 2
-    shards = {"model-00001-of-00002.safetensors": {n: sd[n] for n in names[:half]},
-              "model-00002-of-00002.safetensors": {n: sd[n] for n in names[half:]}}
+    shards = {
+        "model-00001-of-00002.safetensors": {n: sd[n] for n in names[:half]},
+        "model-00002-of-00002.safetensors": {n: sd[n] for n in names[half:]},
+    }
     wm = {n: f for f, ts in shards.items() for n in ts}
     return wm, shards
 

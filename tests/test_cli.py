@@ -15,6 +15,7 @@ import pytest
 from cli_runner import cli, db_dump
 from hostile import HOSTILE_CASES, HOSTILE_MESSAGES
 
+
 @pytest.fixture(scope="module")
 def cli_home(indexed_home: Path) -> Path:
     return indexed_home
@@ -62,7 +63,9 @@ def test_compare_accepts_ids_and_folders(cli_home: Path, small_zoo: Path, truth:
     assert by_id["a"] == child and by_id["score"] > 0.99
     assert by_path["score"] == pytest.approx(by_id["score"], abs=1e-5)
     assert [pair[:2] for pair in by_path["layer_map"]] == [pair[:2] for pair in by_id["layer_map"]]
-    assert [pair[2] for pair in by_path["layer_map"]] == pytest.approx([pair[2] for pair in by_id["layer_map"]], abs=1e-5)
+    assert [pair[2] for pair in by_path["layer_map"]] == pytest.approx(
+        [pair[2] for pair in by_id["layer_map"]], abs=1e-5
+    )
 
 
 def test_matrix_scores_every_pair(cli_home: Path, truth: dict):
@@ -88,7 +91,9 @@ def test_hostile_checkpoints_fail_alone(small_zoo: Path, truth: dict, tmp_path: 
     odd = folder / "odd" / "mamba"
     shutil.copytree(small_zoo / good[0], odd)
     config = json.loads((odd / "config.json").read_text())
-    (odd / "config.json").write_text(json.dumps({**config, "model_type": "mamba", "architectures": ["MambaForCausalLM"]}))
+    (odd / "config.json").write_text(
+        json.dumps({**config, "model_type": "mamba", "architectures": ["MambaForCausalLM"]})
+    )
 
     home = tmp_path / "home"
     result = cli("ingest", str(folder), "--home", str(home))
@@ -106,6 +111,8 @@ def test_hostile_checkpoints_fail_alone(small_zoo: Path, truth: dict, tmp_path: 
 
 def test_console_script_and_environment_home(cli_home: Path, truth: dict, tmp_path: Path):
     env = {"PEDIGREE_HOME": str(cli_home), "PATH": str(Path(sys.executable).parent)}
-    done = subprocess.run([sys.executable, "-m", "pedigree", "models", "--json"], capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "pedigree", "models", "--json"], capture_output=True, text=True, env=env, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert {m["id"] for m in json.loads(done.stdout)["models"]} == set(truth)

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -22,8 +22,8 @@ import pytest
 from cli_runner import cli
 
 from bench.hub_faults import FaultyHub, IgnoreRange, Mutation, RateLimit, ServerError, Slow, Truncate
-from pedigree.crawler.http_retry import RetryPolicy
 from pedigree.config import load_settings
+from pedigree.crawler.http_retry import RetryPolicy
 from pedigree.schedule import missed_run
 from pedigree.workspace import Workspace
 
@@ -91,7 +91,7 @@ def test_a_changed_repo_is_the_only_one_crawled_again(hub: FaultyHub, tmp_path: 
     changed = sorted(repos_of(hub.root))[0]
     card = hub.root / changed / "README.md"
     card.write_text(card.read_text() + "\nUpdated.\n")
-    later = datetime.now(timezone.utc) + timedelta(minutes=5)
+    later = datetime.now(UTC) + timedelta(minutes=5)
     os.utime(card, (later.timestamp(), later.timestamp()))
     hub.rescan()
     second = cli("crawl", "--endpoint", hub.url, "--home", home)
@@ -104,8 +104,15 @@ def first_sha(result: dict, repo: str) -> str:
 
 
 FAULTS = {
-    "429 storm": {"rate_limits": [RateLimit(scope="api", count=9, reset=0), RateLimit(scope="files", count=25, after=10, reset=0)]},
-    "5xx bursts": {"server_errors": [ServerError(scope="any", every=9, status=503), ServerError(scope="cdn_get", count=4, after=20, status=502)]},
+    "429 storm": {
+        "rate_limits": [RateLimit(scope="api", count=9, reset=0), RateLimit(scope="files", count=25, after=10, reset=0)]
+    },
+    "5xx bursts": {
+        "server_errors": [
+            ServerError(scope="any", every=9, status=503),
+            ServerError(scope="cdn_get", count=4, after=20, status=502),
+        ]
+    },
     "truncated bodies": {"truncate": [Truncate(scope="cdn_get", every=6, fraction=0.3)]},
 }
 FAST = RetryPolicy(attempts=6, base_delay=0.01, max_delay=0.1)  # the server's Retry-After is 0 here
@@ -139,7 +146,9 @@ def test_range_ignored_is_aborted_and_recorded(hub: FaultyHub, tmp_path: Path):
 def test_gated_and_deleted_repos_are_recorded_with_their_reason(hub: FaultyHub, tmp_path: Path):
     repos = sorted(repos_of(hub.root))
     gated, deleted = repos[0], repos[-1]
-    hub.set_faults(gated_repos={gated: "manual"}, mutations=[Mutation(action="delete_repo", repo=deleted, after_list_page=1)])
+    hub.set_faults(
+        gated_repos={gated: "manual"}, mutations=[Mutation(action="delete_repo", repo=deleted, after_list_page=1)]
+    )
     home = tmp_path / "home"
     result = cli("crawl", "--endpoint", hub.url, "--home", str(home))
     statuses = {r["id"]: r for r in result["repos"]}
@@ -155,9 +164,12 @@ def test_gated_and_deleted_repos_are_recorded_with_their_reason(hub: FaultyHub, 
 def database_state(home: Path) -> dict:
     conn = duckdb.connect(str(home / "pedigree.duckdb"), read_only=True)
     try:
-        models = conn.execute("SELECT id, revision, status, error, num_layers, tokenizer_hash FROM models ORDER BY id").fetchall()
-        vectors = conn.execute("SELECT m.id, f.kind, f.layer, f.vector FROM fingerprints f JOIN models m ON m.pk = f.model_pk "
-                               "ORDER BY ALL").fetchall()
+        models = conn.execute(
+            "SELECT id, revision, status, error, num_layers, tokenizer_hash FROM models ORDER BY id"
+        ).fetchall()
+        vectors = conn.execute(
+            "SELECT m.id, f.kind, f.layer, f.vector FROM fingerprints f JOIN models m ON m.pk = f.model_pk ORDER BY ALL"
+        ).fetchall()
         crawled = conn.execute("SELECT repo_id, sha, status FROM crawl_models ORDER BY ALL").fetchall()
         ids = {v for (v,) in conn.execute("SELECT vector_id FROM fingerprints WHERE kind = 'layer'").fetchall()}
     finally:
@@ -165,7 +177,11 @@ def database_state(home: Path) -> dict:
     index = faiss.read_index(str(home / "faiss" / "layer.index"))
     faiss_ids = faiss.vector_to_array(faiss.downcast_index(index).id_map)
     assert len(faiss_ids) == len(set(faiss_ids)) and set(faiss_ids) == ids  # no FAISS id orphaned or missing
-    return {"models": models, "vectors": [(m, k, layer, [round(x, 6) for x in v]) for m, k, layer, v in vectors], "crawled": crawled}
+    return {
+        "models": models,
+        "vectors": [(m, k, layer, [round(x, 6) for x in v]) for m, k, layer, v in vectors],
+        "crawled": crawled,
+    }
 
 
 def test_kill_9_at_random_points_then_resume_equals_an_uninterrupted_run(hub: FaultyHub, tmp_path: Path):
@@ -190,7 +206,9 @@ def test_kill_9_at_random_points_then_resume_equals_an_uninterrupted_run(hub: Fa
     assert database_state(home) == database_state(reference)
 
 
-def test_a_kill_between_the_model_commit_and_the_crawl_record_resumes_to_the_same_record(hub: FaultyHub, tmp_path: Path):
+def test_a_kill_between_the_model_commit_and_the_crawl_record_resumes_to_the_same_record(
+    hub: FaultyHub, tmp_path: Path
+):
     """The one window kill -9 can hit deterministically: the model is committed, its crawl record
     is not.  The next run must record it as a clean run does, without reading its tensors again."""
     home = tmp_path / "home"
@@ -198,7 +216,9 @@ def test_a_kill_between_the_model_commit_and_the_crawl_record_resumes_to_the_sam
     reference = crawl_rows(home)
     conn = duckdb.connect(str(home / "pedigree.duckdb"))
     try:  # the state a kill leaves: the last repo's record unwritten, the mark still at the repo before it
-        order = conn.execute("SELECT repo_id, last_modified FROM crawl_models ORDER BY last_modified, repo_id").fetchall()
+        order = conn.execute(
+            "SELECT repo_id, last_modified FROM crawl_models ORDER BY last_modified, repo_id"
+        ).fetchall()
         victim, before = order[-1][0], order[-2][1]
         conn.execute("DELETE FROM crawl_models WHERE repo_id = ?", [victim])
         conn.execute("UPDATE crawl_state SET high_water = ?", [before])
@@ -208,15 +228,17 @@ def test_a_kill_between_the_model_commit_and_the_crawl_record_resumes_to_the_sam
     again = cli("crawl", "--endpoint", hub.url, "--home", str(home))
     assert [r["id"] for r in again["repos"]] == [victim]
     assert crawl_rows(home) == reference
-    assert hub.stats().count("range_get") == 0 and hub.stats().count("resolve_head") == 0  # the indexed model is not opened
+    assert (
+        hub.stats().count("range_get") == 0 and hub.stats().count("resolve_head") == 0
+    )  # the indexed model is not opened
 
 
 def test_missed_runs_are_detected_from_the_last_run():
     cron = "0 2 * * *"
     last = datetime(2026, 11, 20, 2, 0, 5)
-    assert missed_run(cron, last, datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc))
-    assert not missed_run(cron, last, datetime(2026, 11, 21, 1, 59, tzinfo=timezone.utc))
-    assert not missed_run(cron, None, datetime(2026, 11, 22, tzinfo=timezone.utc))
+    assert missed_run(cron, last, datetime(2026, 11, 22, 9, 0, tzinfo=UTC))
+    assert not missed_run(cron, last, datetime(2026, 11, 21, 1, 59, tzinfo=UTC))
+    assert not missed_run(cron, None, datetime(2026, 11, 22, tzinfo=UTC))
 
 
 def test_schedule_runs_a_missed_refresh_and_records_it(hub: FaultyHub, tmp_path: Path):
@@ -228,9 +250,12 @@ def test_schedule_runs_a_missed_refresh_and_records_it(hub: FaultyHub, tmp_path:
 
     settings = load_settings(tmp_path / "home")
     with Workspace(settings) as ws:  # a refresh "long ago": the nightly run since then was missed
-        ws.store.conn.execute("INSERT INTO runs (kind, endpoint, started_at, finished_at, status) VALUES "
-                              "('refresh', ?, now() - INTERVAL 3 DAY, now() - INTERVAL 3 DAY, 'ok')", [hub.url])
-    scheduler = run_schedule(settings, "0 2 * * *", endpoint=hub.url, scheduler=BackgroundScheduler(timezone=timezone.utc))
+        ws.store.conn.execute(
+            "INSERT INTO runs (kind, endpoint, started_at, finished_at, status) VALUES "
+            "('refresh', ?, now() - INTERVAL 3 DAY, now() - INTERVAL 3 DAY, 'ok')",
+            [hub.url],
+        )
+    scheduler = run_schedule(settings, "0 2 * * *", endpoint=hub.url, scheduler=BackgroundScheduler(timezone=UTC))
     try:
         job = scheduler.get_job("refresh")
         assert job.max_instances == 1 and job.coalesce

@@ -15,9 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save
 
+from pedigree.errors import CheckpointError
 from pedigree.indexer import safetensors_format as fmt
 from pedigree.indexer.local_checkpoint import open_checkpoint
-from pedigree.errors import CheckpointError
 
 
 def exercise(path: Path) -> None:
@@ -63,15 +63,16 @@ def test_header_length_checks() -> None:
         fmt.header_length(b"\0" * 7, 7, "p")
     with pytest.raises(CheckpointError, match="header of 100000001 bytes exceeds the 100 MB limit"):
         fmt.header_length(struct.pack("<Q", 100_000_001), 10**9, "p")
-    with pytest.raises(CheckpointError,
-                       match=r"header length 10 runs past the end of the file \(size 17\)"):
+    with pytest.raises(CheckpointError, match=r"header length 10 runs past the end of the file \(size 17\)"):
         fmt.header_length(struct.pack("<Q", 10), 17, "p")
     assert fmt.header_length(struct.pack("<Q", 10), 18, "p") == 10
 
 
 def test_zero_size_spans_do_not_overlap() -> None:
-    h = {"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
-         "z": {"dtype": "F32", "shape": [0], "data_offsets": [4, 4]}}
+    h = {
+        "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+        "z": {"dtype": "F32", "shape": [0], "data_offsets": [4, 4]},
+    }
     hb = json.dumps(h).encode()
     tensors, meta = fmt.parse_header(hb, file_size=8 + len(hb) + 8, file="f", path="p")
     assert tensors["a"].begin == 8 + len(hb) and tensors["z"].nbytes == 0 and meta == {}
@@ -79,47 +80,52 @@ def test_zero_size_spans_do_not_overlap() -> None:
 
 # -- fuzzing -------------------------------------------------------------------------------
 
-_VALID = save({"model.embed_tokens.weight": torch.randn(4, 3),
-               "model.norm.weight": torch.ones(3).bfloat16(),
-               "scale": torch.tensor(2, dtype=torch.int64)}, metadata={"format": "pt"})
+_VALID = save(
+    {
+        "model.embed_tokens.weight": torch.randn(4, 3),
+        "model.norm.weight": torch.ones(3).bfloat16(),
+        "scale": torch.tensor(2, dtype=torch.int64),
+    },
+    metadata={"format": "pt"},
+)
 _N = struct.unpack("<Q", _VALID[:8])[0]
 
 
 def parse_all(blob: bytes) -> None:
     """The pure pipeline: framing, header, then decoding every tensor."""
     n = fmt.header_length(blob[:8], len(blob), "fuzz")
-    tensors, _ = fmt.parse_header(blob[8:8 + n], file_size=len(blob), file="f", path="fuzz")
+    tensors, _ = fmt.parse_header(blob[8 : 8 + n], file_size=len(blob), file="f", path="fuzz")
     for t in tensors.values():
         assert 8 + n <= t.begin <= t.end <= len(blob)
-        fmt.decode(blob[t.begin:t.end], t.dtype, t.shape)
+        fmt.decode(blob[t.begin : t.end], t.dtype, t.shape)
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 8 + _N - 1), st.integers(0, 255)), min_size=1,
-                max_size=6),
-       st.integers(-3, 3))
+@given(st.lists(st.tuples(st.integers(0, 8 + _N - 1), st.integers(0, 255)), min_size=1, max_size=6), st.integers(-3, 3))
 def test_fuzz_header_mutations(edits: list[tuple[int, int]], resize: int) -> None:
     blob = bytearray(_VALID)
     for pos, val in edits:
         blob[pos] = val
-    blob = bytes(blob[:len(blob) + resize]) if resize < 0 else bytes(blob) + b"\0" * resize
+    blob = bytes(blob[: len(blob) + resize]) if resize < 0 else bytes(blob) + b"\0" * resize
     try:
         parse_all(blob)
     except CheckpointError:
         pass
 
 
-_json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-2, 2**70), st.floats(),
-                          st.text(max_size=5))
+_json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-2, 2**70), st.floats(), st.text(max_size=5))
 _dtype = st.one_of(st.sampled_from(sorted(fmt.DTYPES)), _json_scalars)
 _dims = st.one_of(st.integers(-1, 6), st.booleans(), st.sampled_from([2**40, 2**64]), st.none())
 _entry = st.one_of(
-    st.fixed_dictionaries({
-        "dtype": _dtype,
-        "shape": st.one_of(st.lists(_dims, max_size=4), _json_scalars),
-        "data_offsets": st.one_of(st.lists(st.one_of(st.integers(-1, 70), _json_scalars),
-                                           max_size=3), _json_scalars),
-    }),
+    st.fixed_dictionaries(
+        {
+            "dtype": _dtype,
+            "shape": st.one_of(st.lists(_dims, max_size=4), _json_scalars),
+            "data_offsets": st.one_of(
+                st.lists(st.one_of(st.integers(-1, 70), _json_scalars), max_size=3), _json_scalars
+            ),
+        }
+    ),
     _json_scalars,
 )
 _header = st.dictionaries(st.sampled_from(["a", "b", "c", "__metadata__"]), _entry, max_size=4)
@@ -137,8 +143,7 @@ def test_fuzz_structured_headers(header: dict[str, Any], data_len: int) -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 8 + _N - 1), st.integers(0, 255)), min_size=1,
-                max_size=4))
+@given(st.lists(st.tuples(st.integers(0, 8 + _N - 1), st.integers(0, 255)), min_size=1, max_size=4))
 def test_fuzz_files_through_local_checkpoint(edits: list[tuple[int, int]]) -> None:
     blob = bytearray(_VALID)
     for pos, val in edits:

@@ -18,6 +18,7 @@ from hostile import HOSTILE_CASES, HOSTILE_MESSAGES
 from huggingface_hub import HfApi
 from safetensors.torch import save_file
 
+from bench.hub_faults import FaultConfig, FaultyHub, IgnoreRange, RateLimit, ServerError, Truncate, change_file
 from pedigree.crawler.http_retry import USER_AGENT, RetryPolicy, hub_client, server_wait
 from pedigree.crawler.http_source import (
     EARLY_FILES,
@@ -25,13 +26,8 @@ from pedigree.crawler.http_source import (
     HubCheckpoint,
     standard_shard_names,
 )
-from bench.hub_faults import FaultyHub, FaultConfig, IgnoreRange, RateLimit, ServerError, Truncate
 from pedigree.crawler.hub_server import Link
-from bench.hub_faults import change_file
 from pedigree.crawler.link_estimate import LinkEstimate
-from pedigree.indexer.local_checkpoint import LocalCheckpoint
-from pedigree.indexer.safetensors_format import INDEX_FILE
-from pedigree.indexer.vocabulary import VOCABULARY_FILES
 from pedigree.errors import (
     ByteBudgetExceededError,
     CheckpointError,
@@ -44,11 +40,20 @@ from pedigree.errors import (
     RepoGoneError,
     TruncatedBodyError,
 )
+from pedigree.indexer.local_checkpoint import LocalCheckpoint
+from pedigree.indexer.safetensors_format import INDEX_FILE
+from pedigree.indexer.vocabulary import VOCABULARY_FILES
 
 SINGLE = "llama-lab/tiny-llama-s1"
 SHARDED = "longrun/tiny-llama-cpt"
-ZOO_REPOS = [SINGLE, SHARDED, "mirror-models/tiny-llama-spin", "gpt-lab/tiny-gpt2", "bert-lab/tiny-bert",
-             "quantfolk/tiny-llama-int8"]
+ZOO_REPOS = [
+    SINGLE,
+    SHARDED,
+    "mirror-models/tiny-llama-spin",
+    "gpt-lab/tiny-gpt2",
+    "bert-lab/tiny-bert",
+    "quantfolk/tiny-llama-int8",
+]
 BIG = "synth/big-tensor"  # one 24 MiB tensor: a multi-MB shard, bigger than loopback socket buffers
 BIG_HEADER = "synth/big-header"  # header > SPECULATIVE_HEADER_READ
 LOCAL_ONLY = {"weights_is_directory", "fifo_weights"}  # no such thing over HTTP
@@ -65,8 +70,10 @@ def _hostile_id(case: str) -> str:
 def _write_big(d: Path) -> None:
     d.mkdir(parents=True)
     g = torch.Generator().manual_seed(0)
-    save_file({"big": torch.randn(3072, 2048, generator=g), "tail": torch.arange(16, dtype=torch.float32)},
-              str(d / "model.safetensors"))
+    save_file(
+        {"big": torch.randn(3072, 2048, generator=g), "tail": torch.arange(16, dtype=torch.float32)},
+        str(d / "model.safetensors"),
+    )
     (d / "config.json").write_text('{"model_type": "synthetic"}')
 
 
@@ -131,8 +138,11 @@ def _open(server: FaultyHub, repo: str, **kw: object) -> HubCheckpoint:
 
 
 def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return (a.dtype == b.dtype and a.shape == b.shape
-            and torch.equal(a.reshape(-1).view(torch.uint8), b.reshape(-1).view(torch.uint8)))
+    return (
+        a.dtype == b.dtype
+        and a.shape == b.shape
+        and torch.equal(a.reshape(-1).view(torch.uint8), b.reshape(-1).view(torch.uint8))
+    )
 
 
 def _cdn_bytes(server: FaultyHub, seq_after: int = 0) -> int:
@@ -164,7 +174,8 @@ def test_open_costs_one_head_and_one_range_per_shard_plus_the_early_files(hub: F
     with _open(hub, SHARDED) as src:
         src.settle()
         s = hub.stats()
-        # each early file (card, config, shard index, tokenizer): HEAD + GET; each shard: HEAD + one speculative range read
+        # each early file (card, config, shard index, tokenizer): HEAD + GET;
+        # each shard: HEAD + one speculative range read
         assert (s.count("resolve_head"), s.count("range_get")) == (len(early) + 2, 2)
         assert s.count("total") - s.count("api_info") == 2 * len(early) + 4 == src.requests
         assert src.bytes_read == s.bytes_sent - s.bytes_by_kind["api_info"]
@@ -231,8 +242,12 @@ def test_read_span_is_bounds_checked_without_a_request(hub: FaultyHub) -> None:
     with _open(hub, SINGLE) as src:
         before = src.requests
         size = src._weights["model.safetensors"].size
-        for file, begin, end in [("model.safetensors", 0, size + 1), ("model.safetensors", 5, 4),
-                                 ("config.json", 0, 1), ("../model.safetensors", 0, 1)]:
+        for file, begin, end in [
+            ("model.safetensors", 0, size + 1),
+            ("model.safetensors", 5, 4),
+            ("config.json", 0, 1),
+            ("../model.safetensors", 0, 1),
+        ]:
             with pytest.raises(CheckpointError):
                 src.read_span(file, begin, end)
         with pytest.raises(CheckpointError, match="out of range"):
@@ -419,8 +434,9 @@ def test_retry_delay_honours_retry_after_and_ratelimit_headers(hub: FaultyHub) -
     policy = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.4, jitter=0.0)
     with _open(hub, SINGLE, retry=policy) as src:
         for retry_after in (True, False):  # Retry-After: 1, or only RateLimit: ...;t=1
-            hub.set_faults(FaultConfig(rate_limits=[RateLimit(scope="cdn_get", count=1, reset=1,
-                                                              retry_after=retry_after)]))
+            hub.set_faults(
+                FaultConfig(rate_limits=[RateLimit(scope="cdn_get", count=1, reset=1, retry_after=retry_after)])
+            )
             started = time.monotonic()
             src.read("model.norm.weight")
             assert time.monotonic() - started >= 0.39  # waited t=1, capped at max_delay
@@ -528,8 +544,9 @@ def test_hub_client_and_close(hub: FaultyHub) -> None:
     assert own._client.is_closed
 
 
-def _mock_server(blob: bytes, *, content_range: str | None = None, long_body: bool = False,
-                 seen: list[httpx.Request] | None = None) -> httpx.Client:
+def _mock_server(
+    blob: bytes, *, content_range: str | None = None, long_body: bool = False, seen: list[httpx.Request] | None = None
+) -> httpx.Client:
     """A Hub that redirects to a foreign CDN, optionally lying about ranges or body lengths."""
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -538,8 +555,9 @@ def _mock_server(blob: bytes, *, content_range: str | None = None, long_body: bo
         name = request.url.path.rsplit("/", 1)[-1]
         data = blob if name == "model.safetensors" else b'{"a": 1}'
         if request.url.host == "hub.test":
-            return httpx.Response(302, headers={"Location": f"http://cdn.test/blob/{name}",
-                                                "X-Linked-Size": str(len(data))})
+            return httpx.Response(
+                302, headers={"Location": f"http://cdn.test/blob/{name}", "X-Linked-Size": str(len(data))}
+            )
         if request.method == "HEAD":
             return httpx.Response(200, headers={"Content-Length": str(len(data))})
         rng = request.headers.get("range")
@@ -549,9 +567,10 @@ def _mock_server(blob: bytes, *, content_range: str | None = None, long_body: bo
         first, last = (int(x) for x in rng.removeprefix("bytes=").split("-"))
         last = min(last, len(data) - 1)
         cr = content_range or f"bytes {first}-{last}/{len(data)}"
-        body = data[first:last + 1]
-        return httpx.Response(206, headers={"Content-Range": cr, "Content-Length": str(len(body))},
-                              content=iter([body]))  # an iterator: bytes would be pre-read by httpx
+        body = data[first : last + 1]
+        return httpx.Response(
+            206, headers={"Content-Range": cr, "Content-Length": str(len(body))}, content=iter([body])
+        )  # an iterator: bytes would be pre-read by httpx
 
     return httpx.Client(transport=httpx.MockTransport(handler), follow_redirects=True)
 
@@ -560,20 +579,34 @@ def test_strict_checks_against_a_lying_server(root: Path) -> None:
     blob = (root / SINGLE / "model.safetensors").read_bytes()
     files = ["model.safetensors", "config.json"]
     seen: list[httpx.Request] = []
-    with HubCheckpoint("http://hub.test", SINGLE, "main", files, token="secret", retry=FAST,
-                       client=_mock_server(blob, seen=seen)) as src:
+    with HubCheckpoint(
+        "http://hub.test", SINGLE, "main", files, token="secret", retry=FAST, client=_mock_server(blob, seen=seen)
+    ) as src:
         assert src.read("model.norm.weight").numel() > 0
     hub_auth = {r.headers.get("authorization") for r in seen if r.url.host == "hub.test"}
     cdn_auth = {r.headers.get("authorization") for r in seen if r.url.host == "cdn.test"}
     assert hub_auth == {"Bearer secret"} and cdn_auth == {None}  # the token never leaves the Hub
     with pytest.raises(RangeNotSupportedError, match="Content-Range"):
-        HubCheckpoint("http://hub.test", SINGLE, "main", files, retry=FAST,
-                      client=_mock_server(blob, content_range=f"bytes 0-99/{len(blob)}"))
+        HubCheckpoint(
+            "http://hub.test",
+            SINGLE,
+            "main",
+            files,
+            retry=FAST,
+            client=_mock_server(blob, content_range=f"bytes 0-99/{len(blob)}"),
+        )
     with pytest.raises(RemoteError, match="HEAD said"):
-        HubCheckpoint("http://hub.test", SINGLE, "main", files, retry=FAST,
-                      client=_mock_server(blob, content_range=f"bytes 0-65535/{len(blob) + 1}"))
-    with HubCheckpoint("http://hub.test", SINGLE, "main", files, retry=FAST,
-                       client=_mock_server(blob, long_body=True)) as src:
+        HubCheckpoint(
+            "http://hub.test",
+            SINGLE,
+            "main",
+            files,
+            retry=FAST,
+            client=_mock_server(blob, content_range=f"bytes 0-65535/{len(blob) + 1}"),
+        )
+    with HubCheckpoint(
+        "http://hub.test", SINGLE, "main", files, retry=FAST, client=_mock_server(blob, long_body=True)
+    ) as src:
         with pytest.raises(RemoteError, match="longer than the 8 bytes expected; stopped reading"):
             src.read_bytes("config.json")
         assert src.bytes_read <= SPECULATIVE_HEADER_READ + 8 + 100
@@ -583,13 +616,21 @@ def test_strict_checks_against_a_lying_server(root: Path) -> None:
 def test_hostile_headers_the_bundled_server_cannot_serve(tmp_path: Path, case: str) -> None:
     blob = (HOSTILE_CASES[case](tmp_path) / "model.safetensors").read_bytes()
     with pytest.raises(CheckpointError, match=HOSTILE_MESSAGES[case]):
-        HubCheckpoint("http://hub.test", "hostile/x", "main", ["model.safetensors"], retry=FAST,
-                      client=_mock_server(blob))
+        HubCheckpoint(
+            "http://hub.test", "hostile/x", "main", ["model.safetensors"], retry=FAST, client=_mock_server(blob)
+        )
 
 
 def test_remote_errors_are_pedigree_errors() -> None:
-    for cls in (RangeNotSupportedError, ByteBudgetExceededError, TruncatedBodyError, RateLimitedError,
-                RemoteServerError, GatedRepoError, RepoGoneError):
+    for cls in (
+        RangeNotSupportedError,
+        ByteBudgetExceededError,
+        TruncatedBodyError,
+        RateLimitedError,
+        RemoteServerError,
+        GatedRepoError,
+        RepoGoneError,
+    ):
         assert issubclass(cls, RemoteError) and issubclass(cls, PedigreeError)
     e = RepoGoneError("gone", path="http://x/a/b@1/model.safetensors", status=404)
     assert str(e) == "http://x/a/b@1/model.safetensors: gone" and e.status == 404

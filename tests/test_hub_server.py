@@ -25,7 +25,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import hf_raise_for_status, parse_ratelimit_headers
 
-from bench.hub_faults import FaultyHub, FaultConfig, IgnoreRange, Mutation, RateLimit, ServerError, Slow, Truncate
+from bench.hub_faults import FaultConfig, FaultyHub, IgnoreRange, Mutation, RateLimit, ServerError, Slow, Truncate
 from pedigree.crawler.hub_server import Link
 
 SINGLE = "llama-lab/tiny-llama-s1"
@@ -89,8 +89,15 @@ def _header(data: bytes) -> dict:
 
 
 # ---- huggingface_hub 2.4.0 ---------------------------------------------------------------------
-@pytest.mark.parametrize("sort,attr", [("lastModified", "last_modified"), ("createdAt", "created_at"),
-                                       ("last_modified", "last_modified"), ("created_at", "created_at")])
+@pytest.mark.parametrize(
+    "sort,attr",
+    [
+        ("lastModified", "last_modified"),
+        ("createdAt", "created_at"),
+        ("last_modified", "last_modified"),
+        ("created_at", "created_at"),
+    ],
+)
 def test_list_models_paginates_every_repo_once_descending(hub: FaultyHub, sort: str, attr: str) -> None:
     hub.reset_stats()
     models = list(HfApi(endpoint=hub.url, token=False).list_models(sort=sort, limit=None, expand=EXPAND))
@@ -235,16 +242,23 @@ def test_ranges_on_direct_and_cdn_paths(web: httpx.Client, hub: FaultyHub) -> No
             head = c.head(url)
             assert head.status_code == 200 and int(head.headers["content-length"]) == len(data)
             assert head.headers["x-repo-commit"] == hub.store.get(SINGLE).sha and head.headers["etag"]
-    r = web.get(f"{hub.url}/{SINGLE}/resolve/main/model.safetensors", headers={"Range": "bytes=0-7"},
-                  follow_redirects=True)
+    r = web.get(
+        f"{hub.url}/{SINGLE}/resolve/main/model.safetensors", headers={"Range": "bytes=0-7"}, follow_redirects=True
+    )
     assert r.history[0].status_code == 302 and r.status_code == 206  # Range survives the redirect
     assert r.history[0].headers["x-linked-etag"].strip('"') == hub.store.get(SINGLE).files["model.safetensors"].sha256
 
 
 def test_keep_alive_reuses_one_connection(hub: FaultyHub) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", hub.port, timeout=5)
-    paths = ["/api/models", f"/api/models/{SINGLE}", f"/{SINGLE}/resolve/main/model.safetensors",
-             f"/{SINGLE}/resolve/main/config.json", "/api/models/nobody/nothing", f"/{SINGLE}/resolve/main/x"]
+    paths = [
+        "/api/models",
+        f"/api/models/{SINGLE}",
+        f"/{SINGLE}/resolve/main/model.safetensors",
+        f"/{SINGLE}/resolve/main/config.json",
+        "/api/models/nobody/nothing",
+        f"/{SINGLE}/resolve/main/x",
+    ]
     conn.request("GET", paths[0])
     conn.getresponse().read()
     sock = conn.sock
@@ -329,8 +343,12 @@ def test_repo_deleted_or_changed_between_listing_and_download(web: httpx.Client,
     order = [m.id for m in api.list_models(sort="createdAt")]
     victim = next(r for r in reversed(order) if r != SINGLE)  # on page 2 or 3 (2 per page)
     old_sha = fresh.store.get(SINGLE).sha
-    fresh.set_faults(mutations=[Mutation("delete_repo", victim, after_list_page=1),
-                                Mutation("change_file", SINGLE, "model.safetensors", at_resolve=2)])
+    fresh.set_faults(
+        mutations=[
+            Mutation("delete_repo", victim, after_list_page=1),
+            Mutation("change_file", SINGLE, "model.safetensors", at_resolve=2),
+        ]
+    )
     assert [m.id for m in api.list_models(sort="createdAt")] == [r for r in order if r != victim]
     with pytest.raises(RepositoryNotFoundError):
         api.model_info(victim)
@@ -367,8 +385,10 @@ def test_tree_paths_info_and_a_100000_byte_header(web: httpx.Client, fresh: Faul
     deep = [e.path for e in api.list_repo_tree(SINGLE, path_in_repo="sub", recursive=True)]
     assert deep == ["sub/deep", "sub/deep/big-header.safetensors", "sub/deep/notes.txt"]
     infos = api.get_paths_info(SINGLE, ["config.json", "sub/deep/notes.txt", "missing"])
-    assert [(i.path, i.size) for i in infos] == [("config.json", len(_file(fresh, SINGLE, "config.json"))),
-                                                 ("sub/deep/notes.txt", 5)]
+    assert [(i.path, i.size) for i in infos] == [
+        ("config.json", len(_file(fresh, SINGLE, "config.json"))),
+        ("sub/deep/notes.txt", 5),
+    ]
     meta = api.parse_safetensors_file_metadata(SINGLE, "sub/deep/big-header.safetensors")
     assert list(meta.tensors) == ["w"]  # 2.4.0 parses it (two range GETs)
     fresh.app.settings.tree_page_size = 3
@@ -399,13 +419,23 @@ def test_stats_counters_and_admin_endpoints(web: httpx.Client, fresh: FaultyHub)
     web.get(f"{fresh.url}/api/models/{SINGLE}")
     web.get(f"{fresh.url}/api/models/{SINGLE}/tree/main")
     web.head(f"{fresh.url}/{SINGLE}/resolve/main/config.json")
-    web.get(f"{fresh.url}/{SINGLE}/resolve/main/model.safetensors", headers={"Range": "bytes=0-99"},
-              follow_redirects=True)
+    web.get(
+        f"{fresh.url}/{SINGLE}/resolve/main/model.safetensors", headers={"Range": "bytes=0-99"}, follow_redirects=True
+    )
     s = fresh.stats()
-    assert {k: s.count(k) for k in ("api_list", "api_info", "api_tree", "resolve_head", "resolve_get",
-                                    "cdn_get", "range_get", "total")} == {
-        "api_list": 1, "api_info": 1, "api_tree": 1, "resolve_head": 1, "resolve_get": 1, "cdn_get": 1,
-        "range_get": 2, "total": 6}
+    assert {
+        k: s.count(k)
+        for k in ("api_list", "api_info", "api_tree", "resolve_head", "resolve_get", "cdn_get", "range_get", "total")
+    } == {
+        "api_list": 1,
+        "api_info": 1,
+        "api_tree": 1,
+        "resolve_head": 1,
+        "resolve_get": 1,
+        "cdn_get": 1,
+        "range_get": 2,
+        "total": 6,
+    }
     assert s.bytes_for(kinds=("cdn_get",)) == 100 <= 0.02 * len(data)
     assert s.bytes_for(repo=SINGLE, file="model.safetensors") == 100  # the 302 has no body; CDN is attributed
     assert s.status[302] == 1 and s.status[206] == 1

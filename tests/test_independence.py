@@ -72,7 +72,9 @@ def test_fixed_points_tail_is_exact():
 @pytest.mark.parametrize("ps", [[0.5], [0.01, 0.2, 0.7], [1e-5] * 10, [0.9, 0.99, 0.3, 0.04]])
 def test_fisher_matches_scipy(ps):
     statistic = -2 * sum(math.log(p) for p in ps)
-    assert log10_fisher([math.log10(p) for p in ps]) == pytest.approx(math.log10(stats.chi2.sf(statistic, 2 * len(ps))), rel=1e-9)
+    assert log10_fisher([math.log10(p) for p in ps]) == pytest.approx(
+        math.log10(stats.chi2.sf(statistic, 2 * len(ps))), rel=1e-9
+    )
 
 
 def test_fisher_never_underflows():
@@ -153,8 +155,11 @@ def test_robust_detects_drifted_permuted_rescaled_rotated_copies():
     perm = torch.randperm(units, generator=gen)
     scales = torch.where(torch.rand(units, generator=gen) < 0.5, -1.0, 1.0) * (0.5 + torch.rand(units, generator=gen))
     rotation, _ = torch.linalg.qr(torch.randn(hidden, hidden, generator=gen))
-    child = {"gate": drifted["gate"][perm] @ rotation, "up": (drifted["up"][perm] * scales[:, None]) @ rotation,
-             "down_t": (drifted["down_t"][perm] / scales[:, None]) @ rotation}
+    child = {
+        "gate": drifted["gate"][perm] @ rotation,
+        "up": (drifted["up"][perm] * scales[:, None]) @ rotation,
+        "down_t": (drifted["down_t"][perm] / scales[:, None]) @ rotation,
+    }
     x = torch.randn(200, hidden, generator=gen)
     pa = mlp_profiles(parent["gate"], parent["up"], None, x)
     pb = mlp_profiles(child["gate"], child["up"], None, x @ rotation)  # probe rows rotate with the model

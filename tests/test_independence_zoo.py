@@ -10,10 +10,10 @@ import duckdb
 import pytest
 from typer.testing import CliRunner
 
+from pedigree.cli import app
 from pedigree.indexer.independence.inputs import ModelTensors
 from pedigree.indexer.independence.suite import run_battery, unit_correspondence
 from pedigree.indexer.local_checkpoint import open_checkpoint
-from pedigree.cli import app
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def test_independent_roots_are_not_flagged(models, truth):
     roots = sorted(m for m, f in truth.items() if f["relation"] == "root")
     results = {}
     for i, a in enumerate(roots):
-        for b in roots[i + 1:]:
+        for b in roots[i + 1 :]:
             results[(a, b)] = run_battery(models[a], models[b]).log10_p
     assert all(math.isfinite(v) for v in results.values())
     assert min(results.values()) > -3, sorted(results.items(), key=lambda kv: kv[1])[:3]
@@ -104,7 +104,8 @@ def test_ingest_stores_every_test_with_revisions_and_confirms_under_fdr(tested_h
         "FROM pair_tests t JOIN models a ON a.pk = t.model_a JOIN models b ON b.pk = t.model_b"
     ).fetchall()
     decisions = conn.execute(
-        "SELECT a.id, b.id, r.log10_p, r.log10_q, r.confirmed FROM relations r JOIN models a ON a.pk = r.model_a JOIN models b ON b.pk = r.model_b"
+        "SELECT a.id, b.id, r.log10_p, r.log10_q, r.confirmed FROM relations r JOIN models a ON a.pk = r.model_a "
+        "JOIN models b ON b.pk = r.model_b"
     ).fetchall()
     conn.close()
     assert rows and all(current for _, _, _, current, _, _ in rows)
@@ -124,10 +125,14 @@ def test_compare_reports_tests_and_per_block_p_values(tested_home, truth):
     assert result["log10_p"] < -12 and {t["name"] for t in result["tests"]} >= {"mlp_match", "mlp_up"}
     assert all(set(t) == {"name", "log10_p", "null", "detail"} for t in result["tests"])
     assert all(len(entry) == 4 and entry[3] is not None and entry[3] < -12 for entry in result["layer_map"])
-    assert {j: i for i, j, _ in result["shared_blocks"]} == {int(k): v for k, v in truth[child]["notes"]["kept_layers"].items()}
+    assert {j: i for i, j, _ in result["shared_blocks"]} == {
+        int(k): v for k, v in truth[child]["notes"]["kept_layers"].items()
+    }
     assert result["confirmed"] is True
     reverse = run("compare", child, parent, "--home", str(home))
-    assert reverse["log10_p"] == result["log10_p"] and {i: j for i, j, _ in reverse["shared_blocks"]} == {j: i for i, j, _ in result["shared_blocks"]}
+    assert reverse["log10_p"] == result["log10_p"] and {i: j for i, j, _ in reverse["shared_blocks"]} == {
+        j: i for i, j, _ in result["shared_blocks"]
+    }
     quick = run("compare", parent, child, "--home", str(home), "--no-tests")
     assert "log10_p" not in quick and quick["score"] == result["score"]
 
@@ -145,8 +150,11 @@ def test_copied_embedding_under_new_layers_is_reported_as_such(small_zoo: Path, 
 
     from safetensors.torch import save_file
 
-    roots = sorted(m for m, f in truth.items() if f["relation"] == "root" and f["architecture"] == "LlamaForCausalLM"
-                   and not f["notes"].get("distilled_from"))
+    roots = sorted(
+        m
+        for m, f in truth.items()
+        if f["relation"] == "root" and f["architecture"] == "LlamaForCausalLM" and not f["notes"].get("distilled_from")
+    )
     donor, body = roots[0], roots[1]
     with open_checkpoint(small_zoo / donor) as d, open_checkpoint(small_zoo / body) as b:
         state = {name: b.read(name) for name in b.tensors()}
@@ -165,7 +173,9 @@ def test_copied_embedding_under_new_layers_is_reported_as_such(small_zoo: Path, 
     # the blocks moved under a foreign embedding: the token-space fingerprint no longer sees them
     # (its probes are that embedding's rows), the weight tests still do
     depth = vs_body["layers"][0]
-    assert vs_body["shared"] == {"blocks": [[i, i] for i in range(depth)], "embedding": False, "head": False}, vs_body["shared"]
+    assert vs_body["shared"] == {"blocks": [[i, i] for i in range(depth)], "embedding": False, "head": False}, vs_body[
+        "shared"
+    ]
 
 
 def test_activation_variant_on_glu_models(small_zoo: Path, truth: dict, tmp_path: Path):
@@ -176,10 +186,15 @@ def test_activation_variant_on_glu_models(small_zoo: Path, truth: dict, tmp_path
     result = run("compare", str(small_zoo / parent), str(small_zoo / rotated), "--home", home, "--activations")
     activations = next(t for t in result["tests"] if t["name"] == "mlp_activations")
     assert activations["log10_p"] < -12 and result["log10_p"] < -12
-    seeds = sorted(m for m, f in truth.items() if f["relation"] == "root" and f["architecture"] == "LlamaForCausalLM"
-                   and not f["notes"].get("distilled_from"))
+    seeds = sorted(
+        m
+        for m, f in truth.items()
+        if f["relation"] == "root" and f["architecture"] == "LlamaForCausalLM" and not f["notes"].get("distilled_from")
+    )
     independent = run("compare", str(small_zoo / seeds[0]), str(small_zoo / seeds[1]), "--home", home, "--activations")
     assert next(t for t in independent["tests"] if t["name"] == "mlp_activations")["log10_p"] > -3
     gpt2 = next(m for m, f in truth.items() if f["relation"] == "root" and f["architecture"] == "GPT2LMHeadModel")
-    refused = runner.invoke(app, ["compare", str(small_zoo / gpt2), str(small_zoo / parent), "--home", home, "--activations", "--json"])
+    refused = runner.invoke(
+        app, ["compare", str(small_zoo / gpt2), str(small_zoo / parent), "--home", home, "--activations", "--json"]
+    )
     assert refused.exit_code == 1 and "GLU" in json.loads(refused.stdout)["error"]

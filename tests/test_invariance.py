@@ -20,12 +20,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pedigree.zoo.transforms import available_kinds, random_function_preserving
 from pedigree.indexer.local_checkpoint import open_checkpoint
 from pedigree.indexer.pipeline import fingerprint_source
 from pedigree.indexer.sampling import SampleSize
 from pedigree.indexer.sources import StateDictSource
 from pedigree.storage.db import ModelRecord
+from pedigree.zoo.transforms import available_kinds, random_function_preserving
 
 TEXT_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.json", "vocab.txt")
 
@@ -103,15 +103,22 @@ def test_a_sampled_fingerprint_is_exact_when_the_sample_stays_put_and_close_when
     still exactly invariant; permuting units and heads draws another sample of the same block,
     which must still score far above an independently trained model of the same recipe."""
     _, config, state, texts, _ = roots["llama"]
-    original = fingerprint_source(StateDictSource(state, texts), ModelRecord(id="t", status="indexed"), sample=SMALL_SAMPLE)
+    original = fingerprint_source(
+        StateDictSource(state, texts), ModelRecord(id="t", status="indexed"), sample=SMALL_SAMPLE
+    )
     _, sibling_state, sibling_texts = load(small_zoo / "llama-lab/tiny-llama-s2")
-    sibling = fingerprint_source(StateDictSource(sibling_state, sibling_texts), ModelRecord(id="s", status="indexed"),
-                                 sample=SMALL_SAMPLE)
+    sibling = fingerprint_source(
+        StateDictSource(sibling_state, sibling_texts), ModelRecord(id="s", status="indexed"), sample=SMALL_SAMPLE
+    )
     unrelated = float(original.model @ sibling.model)  # same recipe, another seed
     for index, kind in enumerate(available_kinds(config)):
         _, transformed = random_function_preserving(config, state, seed=index + 1, kinds=[kind])
-        got = cosines(original, fingerprint_source(StateDictSource(transformed, texts), ModelRecord(id="t", status="indexed"),
-                                                   sample=SMALL_SAMPLE))
+        got = cosines(
+            original,
+            fingerprint_source(
+                StateDictSource(transformed, texts), ModelRecord(id="t", status="indexed"), sample=SMALL_SAMPLE
+            ),
+        )
         if kind in EXACT_UNDER_SAMPLING:
             assert min(got.values()) >= 0.999, (kind, got)
         else:  # mlp_permutation / head_permutation: another sample of the same blocks
@@ -153,5 +160,7 @@ def test_blocks_of_another_layout_start_a_new_sketch_run(roots, monkeypatch):
     vectors = {}
     for batch in (4, 1):
         monkeypatch.setattr(fingerprint_module, "SKETCH_BATCH", batch)
-        vectors[batch] = fingerprint_module.compute_fingerprint(MatrixLoader(source), roles, probes, sample=WHOLE_BLOCKS).layers
+        vectors[batch] = fingerprint_module.compute_fingerprint(
+            MatrixLoader(source), roles, probes, sample=WHOLE_BLOCKS
+        ).layers
     assert len(vectors[1]) == 4 and torch.allclose(vectors[4], vectors[1], atol=1e-5)

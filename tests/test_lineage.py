@@ -25,8 +25,13 @@ T0 = datetime(2024, 3, 1)
 
 
 def node(pk: int, days: int | None = None, declared: tuple[str, ...] = (), **stats) -> Node:
-    return Node(pk, f"org/m{pk}", None if days is None else T0 + timedelta(days=days), declared,
-                WeightStats(layers=stats.pop("layers", 4), **stats))
+    return Node(
+        pk,
+        f"org/m{pk}",
+        None if days is None else T0 + timedelta(days=days),
+        declared,
+        WeightStats(layers=stats.pop("layers", 4), **stats),
+    )
 
 
 def pairs(*rows: tuple[int, int, float], same: bool = True) -> dict[frozenset, Pair]:
@@ -47,8 +52,12 @@ def parents_of(edges) -> dict[int, set[int]]:
 def test_arborescence_matches_networkx_on_random_graphs(seed: int):
     rng = random.Random(seed)
     n = rng.randint(2, 40)
-    edges = {(u, v): rng.choice([rng.random(), round(rng.random(), 1)])  # ties included
-             for u in range(n) for v in range(n) if u != v and rng.random() < 0.3}
+    edges = {
+        (u, v): rng.choice([rng.random(), round(rng.random(), 1)])  # ties included
+        for u in range(n)
+        for v in range(n)
+        if u != v and rng.random() < 0.3
+    }
     edges |= {(i, i + 1): rng.random() + 1 for i in range(n - 1)} | {(i + 1, i): rng.random() + 1 for i in range(n - 1)}
     found = minimum_spanning_arborescence(list(range(n)), edges)
     tree = nx.DiGraph(found)
@@ -93,8 +102,11 @@ def test_a_quantized_model_is_a_leaf_even_when_dated_first():
 
 
 def test_structure_names_pruned_and_vocab_extended_children():
-    nodes = {1: node(1, vocab_rows=512, mlp_sizes=[64] * 4), 2: node(2, layers=2, vocab_rows=512, mlp_sizes=[64] * 2),
-             3: node(3, vocab_rows=576, mlp_sizes=[64] * 4)}
+    nodes = {
+        1: node(1, vocab_rows=512, mlp_sizes=[64] * 4),
+        2: node(2, layers=2, vocab_rows=512, mlp_sizes=[64] * 2),
+        3: node(3, vocab_rows=576, mlp_sizes=[64] * 4),
+    }
     root, edges = assemble(nodes, pairs((1, 2, 0.2), (1, 3, 0.1), (2, 3, 0.25)), {}, "weights")
     relations = {(e.parent, e.child): e.relation for e in edges}
     assert root == 1 and relations == {(1, 2): "pruned", (1, 3): "vocab_extended"}
@@ -104,8 +116,11 @@ def test_function_preserving_copies_hang_under_the_original():
     # 1, 2, 3 share coordinates; 4 is 1 permuted (canonical distance ~0, other coordinates)
     nodes = {pk: node(pk) for pk in (1, 2, 3, 4)}
     evidence = pairs((1, 2, 0.1), (1, 3, 0.1), (2, 3, 0.15))
-    evidence |= {frozenset((1, 4)): Pair(0.001, same_coordinates=False), frozenset((2, 4)): Pair(0.1, same_coordinates=False),
-                 frozenset((3, 4)): Pair(0.1, same_coordinates=False)}
+    evidence |= {
+        frozenset((1, 4)): Pair(0.001, same_coordinates=False),
+        frozenset((2, 4)): Pair(0.1, same_coordinates=False),
+        frozenset((3, 4)): Pair(0.1, same_coordinates=False),
+    }
     _, edges = assemble(nodes, evidence, {}, "weights")
     copy = next(e for e in edges if e.child == 4)
     assert copy.parent == 1 and copy.relation == "permuted" and copy.evidence["copy_of"] == "org/m1"
@@ -210,7 +225,11 @@ def test_query_reports_parents_ancestors_and_the_family(indexed_home: Path, trut
 def test_a_new_model_rebuilds_only_its_own_family(indexed_home: Path, small_zoo: Path, truth: dict, tmp_path: Path):
     home = tmp_path / "home"
     shutil.copytree(indexed_home, home)
-    original = next(m for m, f in sorted(truth.items()) if f["parents"] and sum(g["family"] == f["family"] for g in truth.values()) == 2)
+    original = next(
+        m
+        for m, f in sorted(truth.items())
+        if f["parents"] and sum(g["family"] == f["family"] for g in truth.values()) == 2
+    )
     copy = tmp_path / "copy"
     shutil.copytree(small_zoo / original, copy)
     result = cli("ingest", str(copy), "--id", "reuploads/exact-copy", "--home", str(home))
@@ -226,7 +245,9 @@ def test_a_new_model_rebuilds_only_its_own_family(indexed_home: Path, small_zoo:
 def test_exports_read_back_to_the_same_graph(indexed_home: Path, graph_json: dict, tmp_path: Path):
     graph = nx.node_link_graph(graph_json, edges="edges")
     assert graph.is_directed() and graph.number_of_edges() > 10
-    assert all(set(d) >= {"relation", "confidence", "log10_p", "evidence", "family"} for _, _, d in graph.edges(data=True))
+    assert all(
+        set(d) >= {"relation", "confidence", "log10_p", "evidence", "family"} for _, _, d in graph.edges(data=True)
+    )
 
     graphml = tmp_path / "g.graphml"
     cli("graph", "export", "--format", "graphml", "-o", str(graphml), "--home", str(indexed_home))
@@ -257,4 +278,7 @@ def test_family_export_holds_one_family(indexed_home: Path, truth: dict, tmp_pat
     cli("graph", "export", "--format", "json", "--family", model, "-o", str(out), "--home", str(indexed_home))
     graph = nx.node_link_graph(json.loads(out.read_text()), edges="edges")
     assert set(graph.nodes) == {m for m, f in truth.items() if f["family"] == truth[model]["family"]}
-    assert "unknown format" in cli("graph", "export", "--format", "dot", "-o", str(out), "--home", str(indexed_home), ok=False)["error"]
+    assert (
+        "unknown format"
+        in cli("graph", "export", "--format", "dot", "-o", str(out), "--home", str(indexed_home), ok=False)["error"]
+    )

@@ -70,11 +70,15 @@ def test_sketch_from_factors_equals_the_sketch_of_the_zscored_product(same):
     factored = sketch_product(a, b, projection)
     assert torch.allclose(factored, dense, rtol=1e-4, atol=1e-3 * float(dense.abs().max()))
     wide = torch.randn(n, n + 5, generator=gen)  # r >= n: the dense path
-    assert torch.allclose(sketch_product(wide, wide, projection),
-                          sketch(offdiagonal_zscore(wide @ wide.t()), positions, "t", universe, 64))
+    assert torch.allclose(
+        sketch_product(wide, wide, projection),
+        sketch(offdiagonal_zscore(wide @ wide.t()), positions, "t", universe, 64),
+    )
 
 
-@pytest.mark.parametrize("positions", [list(range(3, 1024)), [5], sorted(np.random.default_rng(0).choice(1500, 700, replace=False).tolist())])
+@pytest.mark.parametrize(
+    "positions", [list(range(3, 1024)), [5], sorted(np.random.default_rng(0).choice(1500, 700, replace=False).tolist())]
+)
 def test_projection_from_the_per_process_tables_is_bit_identical(positions):
     """The fast path (gathered from tables built once per process) stores the very numbers the
     direct construction does: fingerprints do not depend on which path built the projection."""
@@ -96,8 +100,10 @@ def test_a_batch_of_sketches_equals_the_dense_sketch_of_each_pair():
     projection = Projection.of("batch", positions, universe, dim)
     a = torch.randn(3, n, r, generator=gen) + 0.3
     b = torch.randn(3, n, r, generator=gen)
-    for batch, pairs in ((sketch_products(a, b, projection), [(a[i], b[i]) for i in range(3)]),
-                         (sketch_products(a, None, projection), [(a[i], a[i]) for i in range(3)])):
+    for batch, pairs in (
+        (sketch_products(a, b, projection), [(a[i], b[i]) for i in range(3)]),
+        (sketch_products(a, None, projection), [(a[i], a[i]) for i in range(3)]),
+    ):
         for row, (x, y) in zip(batch, pairs):
             dense = sketch(offdiagonal_zscore(x @ y.t()), positions, "batch", universe, dim)
             assert torch.allclose(row, dense, rtol=1e-4, atol=1e-3 * float(dense.abs().max()))

@@ -22,16 +22,31 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save_file
 
+from pedigree.errors import CheckpointError
 from pedigree.indexer import safetensors_format as fmt
 from pedigree.indexer.local_checkpoint import LocalCheckpoint, open_checkpoint
 from pedigree.indexer.sources import StateDictSource
-from pedigree.errors import CheckpointError
 
 ALL_DTYPES = [
-    torch.bfloat16, torch.float16, torch.float32, torch.float64, torch.int8, torch.uint8,
-    torch.int16, torch.int32, torch.int64, torch.bool, torch.uint16, torch.uint32, torch.uint64,
-    torch.complex64, torch.float8_e4m3fn, torch.float8_e5m2, torch.float8_e4m3fnuz,
-    torch.float8_e5m2fnuz, torch.float8_e8m0fnu,
+    torch.bfloat16,
+    torch.float16,
+    torch.float32,
+    torch.float64,
+    torch.int8,
+    torch.uint8,
+    torch.int16,
+    torch.int32,
+    torch.int64,
+    torch.bool,
+    torch.uint16,
+    torch.uint32,
+    torch.uint64,
+    torch.complex64,
+    torch.float8_e4m3fn,
+    torch.float8_e5m2,
+    torch.float8_e4m3fnuz,
+    torch.float8_e5m2fnuz,
+    torch.float8_e8m0fnu,
 ]
 
 
@@ -45,8 +60,11 @@ def random_tensor(dtype: torch.dtype, shape: tuple[int, ...], seed: int = 0) -> 
 
 
 def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return (a.dtype == b.dtype and a.shape == b.shape
-            and torch.equal(a.reshape(-1).view(torch.uint8), b.reshape(-1).view(torch.uint8)))
+    return (
+        a.dtype == b.dtype
+        and a.shape == b.shape
+        and torch.equal(a.reshape(-1).view(torch.uint8), b.reshape(-1).view(torch.uint8))
+    )
 
 
 def header_size(path: Path) -> int:
@@ -56,8 +74,12 @@ def header_size(path: Path) -> int:
 
 @pytest.mark.parametrize("dtype", ALL_DTYPES, ids=str)
 def test_round_trip_every_dtype(tmp_path: Path, dtype: torch.dtype) -> None:
-    sd = {"a": random_tensor(dtype, (5, 3), 1), "scalar": random_tensor(dtype, (), 2),
-          "empty": random_tensor(dtype, (0, 4), 3), "vec": random_tensor(dtype, (7,), 4)}
+    sd = {
+        "a": random_tensor(dtype, (5, 3), 1),
+        "scalar": random_tensor(dtype, (), 2),
+        "empty": random_tensor(dtype, (0, 4), 3),
+        "vec": random_tensor(dtype, (7,), 4),
+    }
     save_file(sd, str(tmp_path / "model.safetensors"))
     with open_checkpoint(tmp_path) as ck:
         assert set(ck.tensors()) == set(sd)
@@ -105,8 +127,7 @@ def test_f4_round_trip_low_nibble_first(tmp_path: Path) -> None:
 
 
 def test_f6_parses_but_refuses_to_decode(tmp_path: Path) -> None:
-    blob = raw_safetensors({"w": {"dtype": "F6_E2M3", "shape": [2, 4], "data_offsets": [0, 6]}},
-                           b"\0" * 6)
+    blob = raw_safetensors({"w": {"dtype": "F6_E2M3", "shape": [2, 4], "data_offsets": [0, 6]}}, b"\0" * 6)
     (tmp_path / "model.safetensors").write_bytes(blob)
     with open_checkpoint(tmp_path) as ck:
         assert ck.info("w").nbytes == 6
@@ -182,16 +203,16 @@ _ROW_DTYPES = [torch.float32, torch.bfloat16, torch.int8, torch.float64, torch.b
 @pytest.fixture(scope="module")
 def row_checkpoint(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     d = tmp_path_factory.mktemp("rows")
-    sd = {f"t{i}_{j}": random_tensor(dt, s, 10 * i + j)
-          for i, s in enumerate(_SHAPES) for j, dt in enumerate(_ROW_DTYPES)}
+    sd = {
+        f"t{i}_{j}": random_tensor(dt, s, 10 * i + j) for i, s in enumerate(_SHAPES) for j, dt in enumerate(_ROW_DTYPES)
+    }
     save_file(sd, str(d / "model.safetensors"))
     ck = open_checkpoint(d)
     yield ck, sd
     ck.close()
 
 
-@settings(max_examples=150, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_read_rows_equals_slicing(row_checkpoint: tuple, data: st.DataObject) -> None:
     ck, sd = row_checkpoint
@@ -252,6 +273,7 @@ def test_read_span_bounds(tmp_path: Path) -> None:
 
 # -- text files ----------------------------------------------------------------------------
 
+
 def test_read_text_and_json(tmp_path: Path) -> None:
     d = write_valid_tiny_llama(tmp_path)
     (d / "README.md").write_bytes("\ufeff# hi ✓".encode())
@@ -274,6 +296,7 @@ def test_read_text_and_json(tmp_path: Path) -> None:
 
 
 # -- revision ------------------------------------------------------------------------------
+
 
 def test_revision(tmp_path: Path) -> None:
     d = write_valid_tiny_llama(tmp_path)
@@ -304,6 +327,7 @@ def test_revision_sharded_covers_every_shard(tmp_path: Path) -> None:
 
 # -- in-memory source ----------------------------------------------------------------------
 
+
 def test_state_dict_source() -> None:
     sd = {"w": torch.randn(6, 4), "s": torch.tensor(3.0), "b": torch.randn(5).bfloat16()}
     src = StateDictSource(sd, {"config.json": '{"a": 1}', "tokenizer.model": b"\x80"})
@@ -331,5 +355,8 @@ def test_local_matches_state_dict_source(shape: list[int], dtype: torch.dtype) -
             assert same_bits(ck.read("t"), mem.read("t"))
             info = ck.info("t")
             assert (info.numel, info.nbytes, info.rows, info.row_nbytes) == (
-                mem.info("t").numel, mem.info("t").nbytes, mem.info("t").rows,
-                mem.info("t").row_nbytes)
+                mem.info("t").numel,
+                mem.info("t").nbytes,
+                mem.info("t").rows,
+                mem.info("t").row_nbytes,
+            )

@@ -20,7 +20,9 @@ def unit_rows(rng: np.random.Generator, layers: int, dim: int = 16) -> list[Vect
         v = rng.standard_normal(dim).astype(np.float32)
         return v / np.linalg.norm(v)
 
-    return [VectorRow("model", -1, unit()), VectorRow("embedding", -1, unit())] + [VectorRow("layer", i, unit()) for i in range(layers)]
+    return [VectorRow("model", -1, unit()), VectorRow("embedding", -1, unit())] + [
+        VectorRow("layer", i, unit()) for i in range(layers)
+    ]
 
 
 def test_migrations_are_recorded_and_idempotent(tmp_path):
@@ -45,7 +47,9 @@ def test_an_older_store_gets_only_its_pending_migrations(tmp_path):
     conn.close()
     with Store(path) as store:
         rows = store.conn.execute("SELECT version, name FROM schema_migrations ORDER BY version").fetchall()
-        store.save_model(ModelRecord(id="org/a", status=STATUS_INDEXED), unit_rows(np.random.default_rng(2), 1), VERSION)
+        store.save_model(
+            ModelRecord(id="org/a", status=STATUS_INDEXED), unit_rows(np.random.default_rng(2), 1), VERSION
+        )
     assert rows == [(number, name) for number, (name, _) in enumerate(MIGRATIONS, start=1)]
 
 
@@ -62,7 +66,9 @@ def test_newer_schema_is_refused(tmp_path):
 def test_save_model_replaces_vectors_atomically_with_tombstones(tmp_path):
     rng = np.random.default_rng(0)
     with Store(tmp_path / "p.duckdb") as store:
-        pk = store.save_model(ModelRecord(id="org/a", status=STATUS_INDEXED, config={"x": 1}), unit_rows(rng, 3), VERSION)
+        pk = store.save_model(
+            ModelRecord(id="org/a", status=STATUS_INDEXED, config={"x": 1}), unit_rows(rng, 3), VERSION
+        )
         first_ids, *_ = store.vector_table("layer", VERSION)
         assert store.generation() == 1 and len(first_ids) == 3
         assert store.save_model(ModelRecord(id="org/a", status=STATUS_INDEXED), unit_rows(rng, 2), VERSION) == pk
@@ -90,7 +96,7 @@ def test_failed_write_rolls_back(tmp_path):
     with Store(tmp_path / "p.duckdb") as store:
         store.save_model(ModelRecord(id="org/a", status=STATUS_INDEXED), unit_rows(rng, 2), VERSION)
         bad = unit_rows(rng, 2) + [VectorRow("layer", 5, np.array([np.nan, "x"], dtype=object))]
-        with pytest.raises(Exception):
+        with pytest.raises(ValueError):
             store.save_model(ModelRecord(id="org/a", status=STATUS_INDEXED), bad, VERSION)
         assert store.generation() == 1
         assert store.count_model_vectors(store.get_model("org/a").pk, VERSION) == 4

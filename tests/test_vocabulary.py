@@ -8,12 +8,15 @@ import struct
 import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from pedigree.errors import CheckpointError
 from pedigree.indexer.probes import probe_keys, select_probes
 from pedigree.indexer.sources import StateDictSource
 from pedigree.indexer.vocabulary import canonical_key, read_vocabulary
-from pedigree.errors import CheckpointError
 
-TEXT = ["def parse(self, value):\n    return value + 1  # the result\n", "the quick brown fox jumps over the lazy dog"] * 20
+TEXT = [
+    "def parse(self, value):\n    return value + 1  # the result\n",
+    "the quick brown fox jumps over the lazy dog",
+] * 20
 
 
 @pytest.mark.parametrize(
@@ -44,13 +47,27 @@ def _trained(model, pre, decoder, trainer) -> str:
 
 
 def test_three_tokenizer_families_agree_on_shared_pieces():
-    byte_level = _trained(models.BPE(), pre_tokenizers.ByteLevel(), decoders.ByteLevel(),
-                          trainers.BpeTrainer(vocab_size=400, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    metaspace = _trained(models.BPE(byte_fallback=True), pre_tokenizers.Metaspace(), decoders.Metaspace(),
-                         trainers.BpeTrainer(vocab_size=400, special_tokens=["<unk>", "<s>"]))
-    wordpiece = _trained(models.WordPiece(unk_token="[UNK]"), pre_tokenizers.BertPreTokenizer(), decoders.WordPiece(),
-                         trainers.WordPieceTrainer(vocab_size=400, special_tokens=["[UNK]", "[CLS]"]))
-    vocabs = [read_vocabulary(StateDictSource({}, {"tokenizer.json": spec})) for spec in (byte_level, metaspace, wordpiece)]
+    byte_level = _trained(
+        models.BPE(),
+        pre_tokenizers.ByteLevel(),
+        decoders.ByteLevel(),
+        trainers.BpeTrainer(vocab_size=400, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()),
+    )
+    metaspace = _trained(
+        models.BPE(byte_fallback=True),
+        pre_tokenizers.Metaspace(),
+        decoders.Metaspace(),
+        trainers.BpeTrainer(vocab_size=400, special_tokens=["<unk>", "<s>"]),
+    )
+    wordpiece = _trained(
+        models.WordPiece(unk_token="[UNK]"),
+        pre_tokenizers.BertPreTokenizer(),
+        decoders.WordPiece(),
+        trainers.WordPieceTrainer(vocab_size=400, special_tokens=["[UNK]", "[CLS]"]),
+    )
+    vocabs = [
+        read_vocabulary(StateDictSource({}, {"tokenizer.json": spec})) for spec in (byte_level, metaspace, wordpiece)
+    ]
     shared = set(vocabs[0].ids_by_key) & set(vocabs[1].ids_by_key) & set(vocabs[2].ids_by_key)
     assert {"␣the", "␣value", "e"} <= shared
     assert "<s>" not in vocabs[1].ids_by_key and "[CLS]" not in vocabs[2].ids_by_key  # special tokens never probe
@@ -120,19 +137,41 @@ def _agrees_with_the_full_map(vocab) -> None:
 def test_lookup_by_spelling_equals_the_full_canonical_map_on_the_zoo_tokenizers(small_zoo, family):
     """lookup() spells a key every way the style allows instead of canonicalising every token:
     it must find exactly what the full key -> id map finds, for every key of every family."""
-    folder = next(p for p in sorted(small_zoo.glob("*/*")) if json.loads((p / "config.json").read_text())["model_type"] == family
-                  and ((p / "tokenizer.json").exists() or (p / "vocab.txt").exists()))
-    files = {name: (folder / name).read_text() for name in ("tokenizer.json", "vocab.json", "vocab.txt") if (folder / name).exists()}
+    folder = next(
+        p
+        for p in sorted(small_zoo.glob("*/*"))
+        if json.loads((p / "config.json").read_text())["model_type"] == family
+        and ((p / "tokenizer.json").exists() or (p / "vocab.txt").exists())
+    )
+    files = {
+        name: (folder / name).read_text()
+        for name in ("tokenizer.json", "vocab.json", "vocab.txt")
+        if (folder / name).exists()
+    }
     _agrees_with_the_full_map(read_vocabulary(StateDictSource({}, files)))
 
 
 def test_lookup_by_spelling_covers_the_odd_spellings():
     """Literal ␣ in a token, a real space in a SentencePiece piece, lower-case byte pieces,
     doubled boundaries, WordPiece pieces that look like continuations."""
-    pieces = [("<unk>", 2), ("▁the", 1), (" the", 1), ("␣the", 1), ("<0x21>", 6), ("<0x2a>", 6), ("!", 1),
-              ("▁▁x", 1), ("▁ x", 1), ("▁", 1), ("<0x0A>", 6), ("ab▁cd", 1)]
+    pieces = [
+        ("<unk>", 2),
+        ("▁the", 1),
+        (" the", 1),
+        ("␣the", 1),
+        ("<0x21>", 6),
+        ("<0x2a>", 6),
+        ("!", 1),
+        ("▁▁x", 1),
+        ("▁ x", 1),
+        ("▁", 1),
+        ("<0x0A>", 6),
+        ("ab▁cd", 1),
+    ]
     _agrees_with_the_full_map(read_vocabulary(StateDictSource({}, {"tokenizer.model": sentencepiece_model(pieces)})))
     wp = read_vocabulary(StateDictSource({}, {"vocab.txt": "[PAD]\nthe\n##the\n####x\n##\n␣the\n##␣the\n"}))
     _agrees_with_the_full_map(wp)
-    bl = read_vocabulary(StateDictSource({}, {"vocab.json": json.dumps({"Ġthe": 0, "the": 1, "âĢ": 2, "ĠĠ": 3, "âĲ£the": 4})}))
+    bl = read_vocabulary(
+        StateDictSource({}, {"vocab.json": json.dumps({"Ġthe": 0, "the": 1, "âĢ": 2, "ĠĠ": 3, "âĲ£the": 4})})
+    )
     _agrees_with_the_full_map(bl)

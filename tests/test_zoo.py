@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from bench.zoo_cache import small_zoo_path
 from pedigree.zoo.build import build_zoo
 from pedigree.zoo.cards import read_front_matter
 from pedigree.zoo.models import load_model
 from pedigree.zoo.recipes import RELATIONS, SIZES, ZOO
-from bench.zoo_cache import small_zoo_path
 from pedigree.zoo.tokenization import encode, load_tokenizer
 
 SAMPLE = '''def parse_header(line):
@@ -181,11 +181,16 @@ def test_continued_pretraining_drifts_more_than_a_finetune(zoo: Path, truth: dic
     def cosine(a: str, b: str) -> float:
         x, y = load_model(zoo / a).state_dict, load_model(zoo / b).state_dict
         num = sum((x[k].double() * y[k].double()).sum() for k in x)
-        return (num / (sum(x[k].double().pow(2).sum() for k in x) * sum(y[k].double().pow(2).sum() for k in y)).sqrt()).item()
+        return (
+            num / (sum(x[k].double().pow(2).sum() for k in x) * sum(y[k].double().pow(2).sum() for k in y)).sqrt()
+        ).item()
 
     def finetunes_of(root: str) -> list[str]:
-        return [k for k, e in truth.items() if e["parents"] == [root] and e["relation"] == "finetune"
-                and "steps" in e["notes"]]
+        return [
+            k
+            for k, e in truth.items()
+            if e["parents"] == [root] and e["relation"] == "finetune" and "steps" in e["notes"]
+        ]
 
     llama_roots = [k for k, e in truth.items() if e["relation"] == "root" and e["model_type"] == "llama"]
     root = max(llama_roots, key=lambda k: len(finetunes_of(k)))

@@ -47,8 +47,7 @@ def tiny(model_type: str, seed: int = 0) -> tuple[dict, dict[str, torch.Tensor]]
     """A random float64 model whose gains and biases are perturbed away from their init."""
     config = make_config(model_type, ARCHS[model_type], VOCAB, IDS, "float32")
     gen = torch.Generator().manual_seed(seed + 1)
-    sd = {k: (v + 0.1 * torch.randn(v.shape, generator=gen)).double()
-          for k, v in init_state_dict(config, seed).items()}
+    sd = {k: (v + 0.1 * torch.randn(v.shape, generator=gen)).double() for k, v in init_state_dict(config, seed).items()}
     return config, sd
 
 
@@ -190,7 +189,7 @@ def test_real_zoo_models_keep_their_function() -> None:
         if entry["relation"] == "root" and "distilled_from" not in entry["notes"]:
             per_arch.setdefault(entry["model_type"], model_id)
     assert set(per_arch) == set(ARCHS)
-    for k, (model_type, model_id) in enumerate(sorted(per_arch.items())):
+    for k, (_model_type, model_id) in enumerate(sorted(per_arch.items())):
         model = load_model(root / model_id, dtype=torch.float64)
         x = batch(k, model.spec.vocab_size)
         base = model.logits(x, torch.float64)
@@ -201,8 +200,16 @@ def test_real_zoo_models_keep_their_function() -> None:
 
 
 def test_transform_kinds_are_documented() -> None:
-    assert set(TRANSFORM_KINDS) == {"residual_permutation", "residual_rotation", "norm_gains", "mlp_permutation",
-                                    "mlp_rescale", "head_permutation", "vo_maps", "qk_maps"}
+    assert set(TRANSFORM_KINDS) == {
+        "residual_permutation",
+        "residual_rotation",
+        "norm_gains",
+        "mlp_permutation",
+        "mlp_rescale",
+        "head_permutation",
+        "vo_maps",
+        "qk_maps",
+    }
 
 
 @pytest.mark.parametrize("model_type", list(ARCHS))

@@ -25,20 +25,77 @@ from .repos import Repo, RepoFile, RepoStore, iso
 Query = Sequence[tuple[str, str]]
 
 EXPAND_PROPERTIES = (
-    "author", "baseModels", "cardData", "childrenModelCount", "config", "createdAt", "disabled",
-    "downloads", "downloadsAllTime", "evalResults", "gated", "gguf", "inference",
-    "inferenceProviderMapping", "lastModified", "library_name", "likes", "mask_token", "model-index",
-    "pipeline_tag", "private", "resourceGroup", "safetensors", "sha", "siblings", "spaces", "tags",
-    "transformersInfo", "trendingScore", "usedStorage", "widgetData",
+    "author",
+    "baseModels",
+    "cardData",
+    "childrenModelCount",
+    "config",
+    "createdAt",
+    "disabled",
+    "downloads",
+    "downloadsAllTime",
+    "evalResults",
+    "gated",
+    "gguf",
+    "inference",
+    "inferenceProviderMapping",
+    "lastModified",
+    "library_name",
+    "likes",
+    "mask_token",
+    "model-index",
+    "pipeline_tag",
+    "private",
+    "resourceGroup",
+    "safetensors",
+    "sha",
+    "siblings",
+    "spaces",
+    "tags",
+    "transformersInfo",
+    "trendingScore",
+    "usedStorage",
+    "widgetData",
 )
 """Valid ``expand`` values (huggingface_hub 2.4.0); the ones this server cannot compute are omitted."""
 
-LIST_FIELDS = ("_id", "id", "likes", "trendingScore", "private", "downloads", "tags", "pipeline_tag",
-               "library_name", "createdAt", "modelId")
+LIST_FIELDS = (
+    "_id",
+    "id",
+    "likes",
+    "trendingScore",
+    "private",
+    "downloads",
+    "tags",
+    "pipeline_tag",
+    "library_name",
+    "createdAt",
+    "modelId",
+)
 FULL_EXTRA = ("author", "sha", "lastModified", "gated", "disabled", "siblings")
-INFO_FIELDS = ("_id", "id", "author", "sha", "lastModified", "private", "disabled", "gated", "downloads",
-               "likes", "tags", "pipeline_tag", "library_name", "config", "cardData", "siblings", "spaces",
-               "createdAt", "safetensors", "usedStorage", "modelId")
+INFO_FIELDS = (
+    "_id",
+    "id",
+    "author",
+    "sha",
+    "lastModified",
+    "private",
+    "disabled",
+    "gated",
+    "downloads",
+    "likes",
+    "tags",
+    "pipeline_tag",
+    "library_name",
+    "config",
+    "cardData",
+    "siblings",
+    "spaces",
+    "createdAt",
+    "safetensors",
+    "usedStorage",
+    "modelId",
+)
 
 SORTS: dict[str, Callable[[Repo], Any]] = {
     "createdAt": lambda r: _ms(r.created_at.timestamp()),
@@ -48,8 +105,12 @@ SORTS: dict[str, Callable[[Repo], Any]] = {
     "likes": lambda r: r.likes,
     "trendingScore": lambda r: 0,
 }
-SORT_ALIASES = {"created_at": "createdAt", "last_modified": "lastModified", "trending_score": "trendingScore",
-                "modelId": "id"}
+SORT_ALIASES = {
+    "created_at": "createdAt",
+    "last_modified": "lastModified",
+    "trending_score": "trendingScore",
+    "modelId": "id",
+}
 DEFAULT_SORT = "createdAt"
 
 
@@ -109,18 +170,36 @@ def all_fields(repo: Repo, store: RepoStore, *, gated: bool | str, private: bool
     """Every field this server can produce for a repo (``None`` values are dropped by callers)."""
     base = None
     if repo.base_models:
-        base = {"relation": repo.base_model_relation,
-                "models": [{"_id": object_id(p), "id": p} for p in repo.base_models]}
+        base = {
+            "relation": repo.base_model_relation,
+            "models": [{"_id": object_id(p), "id": p} for p in repo.base_models],
+        }
     return {
-        "_id": object_id(repo.id), "id": repo.id, "modelId": repo.id, "author": repo.author,
-        "sha": repo.sha, "lastModified": iso(repo.last_modified), "createdAt": iso(repo.created_at),
-        "private": private, "gated": gated, "disabled": False,
-        "downloads": repo.downloads, "downloadsAllTime": repo.downloads, "likes": repo.likes,
-        "trendingScore": 0, "tags": list(repo.tags), "pipeline_tag": repo.pipeline_tag,
-        "library_name": repo.library_name, "cardData": repo.card or None, "config": repo.config,
-        "siblings": [sibling(f, blobs) for f in repo.files.values()], "spaces": [],
-        "safetensors": repo.safetensors, "usedStorage": repo.used_storage,
-        "baseModels": base, "childrenModelCount": store.children_count(repo.id),
+        "_id": object_id(repo.id),
+        "id": repo.id,
+        "modelId": repo.id,
+        "author": repo.author,
+        "sha": repo.sha,
+        "lastModified": iso(repo.last_modified),
+        "createdAt": iso(repo.created_at),
+        "private": private,
+        "gated": gated,
+        "disabled": False,
+        "downloads": repo.downloads,
+        "downloadsAllTime": repo.downloads,
+        "likes": repo.likes,
+        "trendingScore": 0,
+        "tags": list(repo.tags),
+        "pipeline_tag": repo.pipeline_tag,
+        "library_name": repo.library_name,
+        "cardData": repo.card or None,
+        "config": repo.config,
+        "siblings": [sibling(f, blobs) for f in repo.files.values()],
+        "spaces": [],
+        "safetensors": repo.safetensors,
+        "usedStorage": repo.used_storage,
+        "baseModels": base,
+        "childrenModelCount": store.children_count(repo.id),
     }
 
 
@@ -140,8 +219,13 @@ def expand_names(query: Query) -> list[str] | None:
 
 
 def list_models(
-    repos: list[Repo], store: RepoStore, query: Query, *, access: Callable[[Repo], tuple[bool | str, bool]],
-    default_limit: int, max_limit: int,
+    repos: list[Repo],
+    store: RepoStore,
+    query: Query,
+    *,
+    access: Callable[[Repo], tuple[bool | str, bool]],
+    default_limit: int,
+    max_limit: int,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """One page of ``GET /api/models``: (items, next cursor or ``None`` on the last page).
 
@@ -228,8 +312,11 @@ def _dir_entry(repo: Repo, path: str) -> dict[str, Any]:
 def _expanded(repo: Repo, entry: dict[str, Any]) -> dict[str, Any]:
     entry["lastCommit"] = {"id": repo.sha, "title": "Upload", "date": iso(repo.last_modified)}
     if entry["type"] == "file":
-        entry["securityFileStatus"] = {"status": "safe", "avScan": {"virusFound": False, "virusNames": None},
-                                       "pickleImportScan": None}
+        entry["securityFileStatus"] = {
+            "status": "safe",
+            "avScan": {"virusFound": False, "virusNames": None},
+            "pickleImportScan": None,
+        }
     return entry
 
 
@@ -244,7 +331,7 @@ def tree_entries(repo: Repo, path: str, recursive: bool) -> list[dict[str, Any]]
     for f in repo.files.values():
         if not f.path.startswith(prefix):
             continue
-        rest = f.path[len(prefix):].split("/")
+        rest = f.path[len(prefix) :].split("/")
         for depth in range(1, len(rest)):
             if recursive or depth == 1:
                 dirs.add(prefix + "/".join(rest[:depth]))

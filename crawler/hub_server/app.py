@@ -16,7 +16,6 @@ length, sends less and closes the connection.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from . import api, files
 from .auth import Access
-from .errors import HubError, bad_request, repo_not_found
+from .errors import HubError, repo_not_found
 from .hooks import Decision, ServerHooks
 from .link import Link
 from .repos import Repo, RepoStore
@@ -129,8 +128,12 @@ def dispatch(app: HubApp, req: Request, route: Route, decision: Decision) -> Res
     if kind == "api_list":
         repos = [r for r in app.store.repos() if app.visible(r, req.token)]
         items, cursor = api.list_models(
-            repos, app.store, req.query, access=app.effective,
-            default_limit=app.settings.default_page_size, max_limit=app.settings.max_page_size,
+            repos,
+            app.store,
+            req.query,
+            access=app.effective,
+            default_limit=app.settings.default_page_size,
+            max_limit=app.settings.max_page_size,
         )
         app.hooks.after_list_page(app.store)
         link = {"Link": api.next_link(req.base_url, req.path, req.query, cursor)} if cursor else {}
@@ -172,7 +175,7 @@ def dispatch(app: HubApp, req: Request, route: Route, decision: Decision) -> Res
 
 def admin(app: HubApp, req: Request) -> Response:
     """``/_pedigree/...`` endpoints."""
-    name = req.path[len("/_pedigree/"):].strip("/")
+    name = req.path[len("/_pedigree/") :].strip("/")
     if name == "stats" and req.method == "GET":
         with_log = (api.q_get(req.query, "log") or "1").lower() not in ("0", "false", "no")
         return json_response(app.stats.snapshot().to_json(with_log))
@@ -212,8 +215,15 @@ class HubHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(min(length, MAX_POST_BODY)) if length > 0 else b""
         host = self.headers.get("Host") or f"{self.server.server_address[0]}:{self.server.server_address[1]}"
-        return Request(method, parts.path or "/", parse_qsl(parts.query, keep_blank_values=True), self.headers,
-                       Access.token(self.headers), f"http://{host}", body)
+        return Request(
+            method,
+            parts.path or "/",
+            parse_qsl(parts.query, keep_blank_values=True),
+            self.headers,
+            Access.token(self.headers),
+            f"http://{host}",
+            body,
+        )
 
     def _handle(self, method: str) -> None:
         app: HubApp = self.server.app  # type: ignore[attr-defined]
@@ -253,8 +263,18 @@ class HubHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             faults.append("truncate")
         # Recorded before writing, so a client that has read the answer always finds it counted.
-        seq = app.stats.record(method, req.path, route.kind, resp.status, limit, range=req.headers.get("Range"),
-                               repo=route.repo, file=route.file, revision=route.revision, faults=tuple(faults))
+        seq = app.stats.record(
+            method,
+            req.path,
+            route.kind,
+            resp.status,
+            limit,
+            range=req.headers.get("Range"),
+            repo=route.repo,
+            file=route.file,
+            revision=route.revision,
+            faults=tuple(faults),
+        )
         sent = self._write(resp, fh, limit)
         if sent != limit:
             app.stats.correct(seq, sent)

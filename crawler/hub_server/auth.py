@@ -51,7 +51,15 @@ class Access:
         if not gated or self.allowed(token, repo_id):
             return
         if token is None:
-            raise HubError(401, "GatedRepo", f"Access to model {repo_id} is restricted. You must have access to "
-                           "it and be authenticated to access it. Please log in.")
-        raise HubError(403, "GatedRepo", f"Access to model {repo_id} is restricted and you are not in the "
-                       f"authorized list. Visit /{repo_id} to ask for access.")
+            raise HubError(
+                401,
+                "GatedRepo",
+                f"Access to model {repo_id} is restricted. You must have access to "
+                "it and be authenticated to access it. Please log in.",
+            )
+        raise HubError(
+            403,
+            "GatedRepo",
+            f"Access to model {repo_id} is restricted and you are not in the "
+            f"authorized list. Visit /{repo_id} to ask for access.",
+        )

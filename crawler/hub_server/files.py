@@ -24,8 +24,13 @@ from .repos import Repo, RepoFile
 from .response import FileSlice, Response
 
 _RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
-_TYPES = {".json": "application/json", ".md": "text/markdown; charset=utf-8", ".txt": "text/plain; charset=utf-8",
-          ".py": "text/x-python; charset=utf-8", ".yaml": "text/yaml; charset=utf-8"}
+_TYPES = {
+    ".json": "application/json",
+    ".md": "text/markdown; charset=utf-8",
+    ".txt": "text/plain; charset=utf-8",
+    ".py": "text/x-python; charset=utf-8",
+    ".yaml": "text/yaml; charset=utf-8",
+}
 
 
 def unsatisfiable(total: int, why: str) -> HubError:
@@ -84,13 +89,20 @@ def resolve(snap: Repo, filename: str, range_header: str | None, *, cdn_base: st
         return file_response(f, range_header, common)
     params = urlencode({"repo": snap.id, "file": f.path, "commit": snap.sha, "Expires": int(time.time()) + cdn_ttl})
     location = f"{cdn_base}/_cdn/{f.sha256}/{quote(f.path.rsplit('/', 1)[-1])}?{params}"
-    headers = {**common, "Location": location, "X-Linked-Etag": f'"{f.sha256}"', "X-Linked-Size": str(f.size),
-               "Accept-Ranges": "bytes", "Content-Type": "text/plain; charset=utf-8"}
+    headers = {
+        **common,
+        "Location": location,
+        "X-Linked-Etag": f'"{f.sha256}"',
+        "X-Linked-Size": str(f.size),
+        "Accept-Ranges": "bytes",
+        "Content-Type": "text/plain; charset=utf-8",
+    }
     return Response(302, headers)
 
 
-def cdn(blob: RepoFile | None, sha256: str, commit: str | None, expires: str | None,
-        range_header: str | None) -> Response:
+def cdn(
+    blob: RepoFile | None, sha256: str, commit: str | None, expires: str | None, range_header: str | None
+) -> Response:
     """``HEAD/GET /_cdn/{sha256}/{name}``: content-addressed, signed-by-expiry, no token check."""
     if expires is not None:
         try:

@@ -23,7 +23,7 @@ import os
 import struct
 import threading
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +31,26 @@ from . import cards
 from .errors import repo_not_found, revision_not_found
 
 LFS_SUFFIXES = (
-    ".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".onnx", ".gguf", ".npz",
-    ".npy", ".pkl", ".model", ".tflite", ".ot", ".arrow", ".parquet", ".zip", ".tar", ".gz",
+    ".safetensors",
+    ".bin",
+    ".pt",
+    ".pth",
+    ".ckpt",
+    ".h5",
+    ".msgpack",
+    ".onnx",
+    ".gguf",
+    ".npz",
+    ".npy",
+    ".pkl",
+    ".model",
+    ".tflite",
+    ".ot",
+    ".arrow",
+    ".parquet",
+    ".zip",
+    ".tar",
+    ".gz",
 )
 """Suffixes stored as LFS (served by 302 to the CDN path), as in the Hub's default .gitattributes."""
 
@@ -126,11 +144,11 @@ def git_blob_oid(data: bytes) -> str:
 def to_utc(value: Any) -> datetime | None:
     """A card/override timestamp (ISO string, datetime, date, epoch number) as an aware UTC datetime."""
     if isinstance(value, datetime):
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, tz=timezone.utc)
+        return datetime.fromtimestamp(value, tz=UTC)
     if isinstance(value, str):
         try:
             return to_utc(datetime.fromisoformat(value.strip().replace("Z", "+00:00")))
@@ -141,7 +159,7 @@ def to_utc(value: Any) -> datetime | None:
 
 def iso(dt: datetime) -> str:
     """The Hub's timestamp format, ``2024-03-01T00:00:00.000Z``."""
-    dt = dt.astimezone(timezone.utc)
+    dt = dt.astimezone(UTC)
     return f"{dt:%Y-%m-%dT%H:%M:%S}.{dt.microsecond // 1000:03d}Z"
 
 
@@ -249,7 +267,7 @@ class RepoStore:
     def rescan(self) -> ScanReport:
         """Re-read ROOT; record sha changes in the history.  Returns what changed."""
         with self._lock:
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             new: dict[str, Repo] = {}
             for folder in self._repo_folders():
                 repo_id = f"{folder.parent.name}/{folder.name}"
@@ -340,15 +358,24 @@ class RepoStore:
         if library is None and config is not None:
             library = "transformers"
         return Repo(
-            id=repo_id, sha=digest.hexdigest(), files=files, card=card,
-            created_at=created, last_modified=modified,  # type: ignore[arg-type]
-            gated=_gated_value(card.get("gated")), private=card.get("private") is True,
+            id=repo_id,
+            sha=digest.hexdigest(),
+            files=files,
+            card=card,
+            created_at=created,
+            last_modified=modified,  # type: ignore[arg-type]
+            gated=_gated_value(card.get("gated")),
+            private=card.get("private") is True,
             downloads=ov.downloads if ov.downloads is not None else _int(card.get("downloads")),
             likes=ov.likes if ov.likes is not None else _int(card.get("likes")),
-            library_name=library, pipeline_tag=pipeline,
-            base_models=tuple(base_models), base_model_relation=relation,
+            library_name=library,
+            pipeline_tag=pipeline,
+            base_models=tuple(base_models),
+            base_model_relation=relation,
             tags=tuple(cards.computed_tags(card, config, files, library, pipeline, base_models, relation)),
-            config=_config_summary(config), safetensors=self._summary(files), folder=folder,
+            config=_config_summary(config),
+            safetensors=self._summary(files),
+            folder=folder,
         )
 
     def _summary(self, files: dict[str, RepoFile]) -> dict[str, Any] | None:
@@ -395,4 +422,3 @@ def _config_summary(config: Any) -> dict[str, Any] | None:
 
 def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
-

@@ -73,9 +73,14 @@ class HubServer:
         self.root = Path(root)
         self.host, self._port = host, port
         self.store = RepoStore(self.root, large_file_threshold=large_file_threshold)
-        settings = Settings(default_page_size=page_size, max_page_size=max(max_page_size, page_size),
-                            tree_page_size=tree_page_size, cdn_host=cdn_host, cdn_ttl=cdn_ttl,
-                            link=link or Link())
+        settings = Settings(
+            default_page_size=page_size,
+            max_page_size=max(max_page_size, page_size),
+            tree_page_size=tree_page_size,
+            cdn_host=cdn_host,
+            cdn_ttl=cdn_ttl,
+            link=link or Link(),
+        )
         self.app = HubApp(self.store, hooks or ServerHooks(), Access(tokens), settings)
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None

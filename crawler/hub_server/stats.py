@@ -53,9 +53,9 @@ class StatsSnapshot:
     def bytes_for(self, repo: str | None = None, file: str | None = None, kinds: tuple[str, ...] = ()) -> int:
         """Body bytes sent for matching log records (``file`` is the path inside the repo)."""
         return sum(
-            r.body_bytes for r in self.log
-            if (repo is None or r.repo == repo) and (file is None or r.file == file)
-            and (not kinds or r.kind in kinds)
+            r.body_bytes
+            for r in self.log
+            if (repo is None or r.repo == repo) and (file is None or r.file == file) and (not kinds or r.kind in kinds)
         )
 
     def to_json(self, with_log: bool = True) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from pedigree.errors import CheckpointError, UnsupportedModelError
 from pedigree.indexer.adapters.base import (
     LayerRoles,
     MatrixLoader,
@@ -25,28 +26,43 @@ from pedigree.indexer.adapters.gpt_neox import gpt_neox_roles
 from pedigree.indexer.adapters.llama import MODEL_TYPES as LLAMA_TYPES
 from pedigree.indexer.adapters.llama import llama_roles
 from pedigree.indexer.safetensors_format import TensorInfo
-from pedigree.errors import CheckpointError, UnsupportedModelError
 
 __all__ = ["LayerRoles", "MatrixLoader", "MatrixRef", "ModelRoles", "NormRef", "roles_for", "SUPPORTED_MODEL_TYPES"]
 
 Adapter = Callable[[Mapping, Mapping[str, TensorInfo], str], ModelRoles]
 
 _ADAPTERS: dict[str, Adapter] = {}
-for _types, _adapter in ((LLAMA_TYPES, llama_roles), (GPT2_TYPES, gpt2_roles), (NEOX_TYPES, gpt_neox_roles), (BERT_TYPES, bert_roles)):
+for _types, _adapter in (
+    (LLAMA_TYPES, llama_roles),
+    (GPT2_TYPES, gpt2_roles),
+    (NEOX_TYPES, gpt_neox_roles),
+    (BERT_TYPES, bert_roles),
+):
     for _type in _types:
         _ADAPTERS[_type] = _adapter
 
 SUPPORTED_MODEL_TYPES = tuple(sorted(_ADAPTERS))
 
 _ARCHITECTURE_PREFIXES = {
-    "Llama": "llama", "Mistral": "mistral", "Qwen2": "qwen2", "Qwen3": "qwen3", "Gemma2": "gemma2",
-    "Gemma": "gemma", "GPT2": "gpt2", "GPTNeoX": "gpt_neox", "Bert": "bert",
+    "Llama": "llama",
+    "Mistral": "mistral",
+    "Qwen2": "qwen2",
+    "Qwen3": "qwen3",
+    "Gemma2": "gemma2",
+    "Gemma": "gemma",
+    "GPT2": "gpt2",
+    "GPTNeoX": "gpt_neox",
+    "Bert": "bert",
 }
 
 
 def _model_type(config: Mapping) -> tuple[str | None, str]:
     architectures = config.get("architectures")
-    architecture = architectures[0] if isinstance(architectures, list) and architectures and isinstance(architectures[0], str) else ""
+    architecture = (
+        architectures[0]
+        if isinstance(architectures, list) and architectures and isinstance(architectures[0], str)
+        else ""
+    )
     model_type = config.get("model_type")
     if isinstance(model_type, str) and model_type:
         return model_type, architecture or model_type
@@ -67,5 +83,7 @@ def roles_for(config: object, tensors: Mapping[str, TensorInfo]) -> ModelRoles:
         raise UnsupportedModelError(f"mixture-of-experts {model_type} models are not supported yet")
     adapter = _ADAPTERS.get(model_type)
     if adapter is None:
-        raise UnsupportedModelError(f"no adapter for model_type {model_type!r} (supported: {', '.join(SUPPORTED_MODEL_TYPES)})")
+        raise UnsupportedModelError(
+            f"no adapter for model_type {model_type!r} (supported: {', '.join(SUPPORTED_MODEL_TYPES)})"
+        )
     return adapter(config, tensors, architecture)

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from pedigree.errors import CheckpointError
 from pedigree.indexer.safetensors_format import TensorInfo
 from pedigree.indexer.sources import TensorSource
-from pedigree.errors import CheckpointError
 
 MAX_LAYERS = 4096  # a config claiming more layers than this is not a checkpoint we can trust
 
@@ -201,12 +201,23 @@ def check_vector(tensors: Mapping[str, TensorInfo], name: str | None, size: int)
 def check_layer(tensors: Mapping[str, TensorInfo], layer: LayerRoles, hidden: int) -> None:
     """Raise unless every matrix and gain of ``layer`` exists with the shape its roles imply."""
     q_rows, kv_rows = layer.num_heads * layer.head_dim, layer.num_kv_heads * layer.head_dim
-    for ref, rows, cols in ((layer.q, q_rows, hidden), (layer.k, kv_rows, hidden), (layer.v, kv_rows, hidden),
-                            (layer.o, hidden, q_rows), (layer.up, layer.mlp_size, hidden), (layer.gate, layer.mlp_size, hidden),
-                            (layer.down, hidden, layer.mlp_size)):
+    for ref, rows, cols in (
+        (layer.q, q_rows, hidden),
+        (layer.k, kv_rows, hidden),
+        (layer.v, kv_rows, hidden),
+        (layer.o, hidden, q_rows),
+        (layer.up, layer.mlp_size, hidden),
+        (layer.gate, layer.mlp_size, hidden),
+        (layer.down, hidden, layer.mlp_size),
+    ):
         if ref is not None:
             check_matrix(tensors, ref, rows, cols)
-    for norm, size in ((layer.attn_norm, hidden), (layer.mlp_norm, hidden), (layer.q_norm, layer.head_dim), (layer.k_norm, layer.head_dim)):
+    for norm, size in (
+        (layer.attn_norm, hidden),
+        (layer.mlp_norm, hidden),
+        (layer.q_norm, layer.head_dim),
+        (layer.k_norm, layer.head_dim),
+    ):
         check_vector(tensors, norm.weight if norm else None, size)
 
 

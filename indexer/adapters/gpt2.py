@@ -48,22 +48,24 @@ def gpt2_roles(config: Mapping, tensors: Mapping[str, TensorInfo], architecture:
     for i in range(depth):
         base = f"{prefix}h.{i}."
         fused = base + "attn.c_attn.weight"
-        layers.append(LayerRoles(
-            index=i,
-            attn_norm=norm(f"h.{i}.ln_1"),
-            q=MatrixRef(fused, transpose=True, part=0, parts=3),
-            k=MatrixRef(fused, transpose=True, part=1, parts=3),
-            v=MatrixRef(fused, transpose=True, part=2, parts=3),
-            o=MatrixRef(base + "attn.c_proj.weight", transpose=True),
-            mlp_norm=norm(f"h.{i}.ln_2"),
-            up=MatrixRef(base + "mlp.c_fc.weight", transpose=True),
-            down=MatrixRef(base + "mlp.c_proj.weight", transpose=True),
-            gate=None,
-            num_heads=heads,
-            num_kv_heads=heads,
-            head_dim=hidden // heads,
-            mlp_size=mlp,
-        ))
+        layers.append(
+            LayerRoles(
+                index=i,
+                attn_norm=norm(f"h.{i}.ln_1"),
+                q=MatrixRef(fused, transpose=True, part=0, parts=3),
+                k=MatrixRef(fused, transpose=True, part=1, parts=3),
+                v=MatrixRef(fused, transpose=True, part=2, parts=3),
+                o=MatrixRef(base + "attn.c_proj.weight", transpose=True),
+                mlp_norm=norm(f"h.{i}.ln_2"),
+                up=MatrixRef(base + "mlp.c_fc.weight", transpose=True),
+                down=MatrixRef(base + "mlp.c_proj.weight", transpose=True),
+                gate=None,
+                num_heads=heads,
+                num_kv_heads=heads,
+                head_dim=hidden // heads,
+                mlp_size=mlp,
+            )
+        )
 
     return assemble_roles(
         tensors,

@@ -46,22 +46,24 @@ def gpt_neox_roles(config: Mapping, tensors: Mapping[str, TensorInfo], architect
     for i in range(depth):
         base = f"{prefix}layers.{i}."
         fused = base + "attention.query_key_value.weight"
-        layers.append(LayerRoles(
-            index=i,
-            attn_norm=norm(f"layers.{i}.input_layernorm"),
-            q=MatrixRef(fused, part=0, parts=3, interleave_heads=heads),
-            k=MatrixRef(fused, part=1, parts=3, interleave_heads=heads),
-            v=MatrixRef(fused, part=2, parts=3, interleave_heads=heads),
-            o=MatrixRef(base + "attention.dense.weight"),
-            mlp_norm=norm(f"layers.{i}.post_attention_layernorm"),
-            up=MatrixRef(base + "mlp.dense_h_to_4h.weight"),
-            down=MatrixRef(base + "mlp.dense_4h_to_h.weight"),
-            gate=None,
-            num_heads=heads,
-            num_kv_heads=heads,
-            head_dim=hidden // heads,
-            mlp_size=mlp,
-        ))
+        layers.append(
+            LayerRoles(
+                index=i,
+                attn_norm=norm(f"layers.{i}.input_layernorm"),
+                q=MatrixRef(fused, part=0, parts=3, interleave_heads=heads),
+                k=MatrixRef(fused, part=1, parts=3, interleave_heads=heads),
+                v=MatrixRef(fused, part=2, parts=3, interleave_heads=heads),
+                o=MatrixRef(base + "attention.dense.weight"),
+                mlp_norm=norm(f"layers.{i}.post_attention_layernorm"),
+                up=MatrixRef(base + "mlp.dense_h_to_4h.weight"),
+                down=MatrixRef(base + "mlp.dense_4h_to_h.weight"),
+                gate=None,
+                num_heads=heads,
+                num_kv_heads=heads,
+                head_dim=hidden // heads,
+                mlp_size=mlp,
+            )
+        )
 
     return assemble_roles(
         tensors,

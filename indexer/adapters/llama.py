@@ -58,24 +58,26 @@ def llama_roles(config: Mapping, tensors: Mapping[str, TensorInfo], architecture
             mlp_norm_name = "pre_feedforward_layernorm.weight"
         q_norm = norm(f"layers.{i}.self_attn.q_norm.weight") if attn + "q_norm.weight" in tensors else None
         k_norm = norm(f"layers.{i}.self_attn.k_norm.weight") if attn + "k_norm.weight" in tensors else None
-        layers.append(LayerRoles(
-            index=i,
-            attn_norm=norm(f"layers.{i}.input_layernorm.weight"),
-            q=MatrixRef(attn + "q_proj.weight"),
-            k=MatrixRef(attn + "k_proj.weight"),
-            v=MatrixRef(attn + "v_proj.weight"),
-            o=MatrixRef(attn + "o_proj.weight"),
-            mlp_norm=norm(f"layers.{i}.{mlp_norm_name}"),
-            up=MatrixRef(ffn + "up_proj.weight"),
-            down=MatrixRef(ffn + "down_proj.weight"),
-            gate=MatrixRef(ffn + "gate_proj.weight"),
-            num_heads=heads,
-            num_kv_heads=kv_heads,
-            head_dim=head_dim,
-            mlp_size=mlp,
-            q_norm=q_norm,
-            k_norm=k_norm,
-        ))
+        layers.append(
+            LayerRoles(
+                index=i,
+                attn_norm=norm(f"layers.{i}.input_layernorm.weight"),
+                q=MatrixRef(attn + "q_proj.weight"),
+                k=MatrixRef(attn + "k_proj.weight"),
+                v=MatrixRef(attn + "v_proj.weight"),
+                o=MatrixRef(attn + "o_proj.weight"),
+                mlp_norm=norm(f"layers.{i}.{mlp_norm_name}"),
+                up=MatrixRef(ffn + "up_proj.weight"),
+                down=MatrixRef(ffn + "down_proj.weight"),
+                gate=MatrixRef(ffn + "gate_proj.weight"),
+                num_heads=heads,
+                num_kv_heads=kv_heads,
+                head_dim=head_dim,
+                mlp_size=mlp,
+                q_norm=q_norm,
+                k_norm=k_norm,
+            )
+        )
 
     return assemble_roles(
         tensors,

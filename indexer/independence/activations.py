@@ -21,11 +21,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from pedigree.errors import UnsupportedModelError
 from pedigree.indexer.independence.inputs import ModelTensors, shared_probes
 from pedigree.indexer.independence.logp import log10_bonferroni_min, log10_fisher
 from pedigree.indexer.independence.matching import match
 from pedigree.indexer.independence.statistics import NULL_ROBUST, agreement
-from pedigree.errors import UnsupportedModelError
 
 MAX_PARAMETERS = 2_000_000_000
 SEQUENCES, LENGTH = 16, 64
@@ -35,7 +35,9 @@ def _load(folder: str, family: str) -> torch.nn.Module:
     try:
         import transformers
     except ImportError:
-        raise UnsupportedModelError("the activation test needs `transformers` (pip install 'pedigree[forward]')") from None
+        raise UnsupportedModelError(
+            "the activation test needs `transformers` (pip install 'pedigree[forward]')"
+        ) from None
     loader = transformers.AutoModelForMaskedLM if family == "bert" else transformers.AutoModelForCausalLM
     model = loader.from_pretrained(folder, dtype=torch.float32, use_safetensors=True, trust_remote_code=False)
     return model.eval()
@@ -56,8 +58,10 @@ def _capture(model: torch.nn.Module, names: list[str], ids: torch.Tensor) -> dic
     outputs: dict[str, torch.Tensor] = {}
     hooks = []
     for name in names:
+
         def hook(_module, _inputs, output, key=name):
             outputs[key] = output.detach().reshape(-1, output.shape[-1]).t().contiguous()
+
         hooks.append(_module(model, name).register_forward_hook(hook))
     try:
         with torch.no_grad():
@@ -72,7 +76,9 @@ def activation_test(a: ModelTensors, b: ModelTensors, folder_a: str, folder_b: s
     """The activation variant of the robust MLP test on the diagonal block pairs."""
     for model in (a, b):
         if sum(info.numel for info in model.source.tensors().values()) > MAX_PARAMETERS:
-            raise UnsupportedModelError(f"{model.label} is too large for the activation test (> {MAX_PARAMETERS:,} parameters)")
+            raise UnsupportedModelError(
+                f"{model.label} is too large for the activation test (> {MAX_PARAMETERS:,} parameters)"
+            )
     ids_a, ids_b = shared_probes(a, b)
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, len(ids_a), size=(SEQUENCES, LENGTH))
@@ -88,6 +94,12 @@ def activation_test(a: ModelTensors, b: ModelTensors, folder_a: str, folder_b: s
         first = match(acts_a[ra.gate.name], acts_b[rb.gate.name])
         second = match(acts_a[ra.up.name], acts_b[rb.up.name], absolute=True)
         blocks.append(agreement(first, second, layers=(layer, layer)))
-    combined = log10_bonferroni_min([log10_fisher([s.log10_p for s in blocks]), log10_bonferroni_min([s.log10_p for s in blocks])])
-    return {"name": "mlp_activations", "log10_p": round(combined, 4), "null": NULL_ROBUST,
-            "detail": {"blocks": [s.as_json() for s in blocks], "tokens": SEQUENCES * LENGTH}}
+    combined = log10_bonferroni_min(
+        [log10_fisher([s.log10_p for s in blocks]), log10_bonferroni_min([s.log10_p for s in blocks])]
+    )
+    return {
+        "name": "mlp_activations",
+        "log10_p": round(combined, 4),
+        "null": NULL_ROBUST,
+        "detail": {"blocks": [s.as_json() for s in blocks], "tokens": SEQUENCES * LENGTH},
+    }

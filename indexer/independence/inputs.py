@@ -14,12 +14,12 @@ from functools import cached_property
 import numpy as np
 import torch
 
+from pedigree.errors import UnsupportedModelError
 from pedigree.indexer.adapters import MatrixLoader, MatrixRef, ModelRoles, roles_for
 from pedigree.indexer.canonical import normalize_rows
 from pedigree.indexer.probes import ProbeSelection, select_probes
 from pedigree.indexer.sources import TensorSource
 from pedigree.indexer.vocabulary import read_vocabulary
-from pedigree.errors import UnsupportedModelError
 
 
 @dataclass(frozen=True)

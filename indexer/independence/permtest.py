@@ -29,8 +29,13 @@ def permtest(statistic: Statistic, *, copies: int = 99, seed: int = 0) -> tuple[
     null = np.array([statistic(rng) for _ in range(copies)])
     at_least = int(np.sum(null >= observed))
     p = (1 + at_least) / (copies + 1)
-    return math.log10(p), {"observed": observed, "copies": copies, "at_least_as_similar": at_least,
-                           "null_mean": float(null.mean()), "null_std": float(null.std())}
+    return math.log10(p), {
+        "observed": observed,
+        "copies": copies,
+        "at_least_as_similar": at_least,
+        "null_mean": float(null.mean()),
+        "null_std": float(null.std()),
+    }
 
 
 def l2_statistic(units_a: Sequence[torch.Tensor], units_b: Sequence[torch.Tensor]) -> Statistic:

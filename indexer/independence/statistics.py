@@ -33,7 +33,8 @@ from pedigree.indexer.independence.logp import (
 from pedigree.indexer.independence.matching import Matching, match
 
 NULL_CONSTRAINED = (
-    "θ_A ⊥ θ_B with A's initialisation exchangeable over hidden units (the unit matching is a uniform random permutation)"
+    "θ_A ⊥ θ_B with A's initialisation exchangeable over hidden units "
+    "(the unit matching is a uniform random permutation)"
 )
 NULL_ROBUST = "θ_A ⊥ θ_B (two invariant matchings of the same units are unrelated; approximate null)"
 
@@ -50,11 +51,19 @@ class PairStat:
     extra: dict = field(default_factory=dict)
 
     def as_json(self) -> dict:
-        return {"layer_a": self.layer_a, "layer_b": self.layer_b, "n": self.n, "rho": round(float(self.rho), 6),
-                "log10_p": round(float(self.log10_p), 4), **self.extra}
+        return {
+            "layer_a": self.layer_a,
+            "layer_b": self.layer_b,
+            "n": self.n,
+            "rho": round(float(self.rho), 6),
+            "log10_p": round(float(self.log10_p), 4),
+            **self.extra,
+        }
 
 
-def against_identity(matching: Matching, offset_a: int = 0, offset_b: int = 0, *, layers: tuple[int, int] = (-1, -1)) -> PairStat:
+def against_identity(
+    matching: Matching, offset_a: int = 0, offset_b: int = 0, *, layers: tuple[int, int] = (-1, -1)
+) -> PairStat:
     """Constrained statistic: Spearman ρ of (A unit index, matched B unit index), one-sided.
 
     With a square matching at the same positions, also the exact fixed-point test:
@@ -81,7 +90,9 @@ def agreement(first: Matching, second: Matching, *, layers: tuple[int, int] = (-
     return PairStat(layers[0], layers[1], len(units), rho, log10_spearman_sf(rho, len(units)), extra)
 
 
-def mlp_profiles(gate: torch.Tensor | None, up: torch.Tensor, down_t: torch.Tensor | None, x: torch.Tensor) -> dict[str, torch.Tensor]:
+def mlp_profiles(
+    gate: torch.Tensor | None, up: torch.Tensor, down_t: torch.Tensor | None, x: torch.Tensor
+) -> dict[str, torch.Tensor]:
     """Unit responses to the probe tokens: rows are units, columns probe tokens (X̂ Wᵀ)ᵀ."""
     profiles = {"up": up @ x.t()}
     if gate is not None:
@@ -91,7 +102,9 @@ def mlp_profiles(gate: torch.Tensor | None, up: torch.Tensor, down_t: torch.Tens
     return profiles
 
 
-def robust_mlp_stat(profiles_a: dict[str, torch.Tensor], profiles_b: dict[str, torch.Tensor], *, layers: tuple[int, int]) -> PairStat:
+def robust_mlp_stat(
+    profiles_a: dict[str, torch.Tensor], profiles_b: dict[str, torch.Tensor], *, layers: tuple[int, int]
+) -> PairStat:
     """φ_MATCH on one block pair.
 
     GLU MLPs: gate responses matched by cos (the gate's sign is not free) vs up responses matched

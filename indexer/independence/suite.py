@@ -95,18 +95,27 @@ def shared_parts(tests: list[dict], layer_map: list) -> dict:
         test = by_name.get(name)
         return None if test is None else test["log10_p"] < math.log10(SHARED_BLOCK_FAMILYWISE)
 
-    return {"blocks": [[entry[0], entry[1]] for entry in layer_map], "embedding": part("embedding_dims"), "head": part("head_dims")}
+    return {
+        "blocks": [[entry[0], entry[1]] for entry in layer_map],
+        "embedding": part("embedding_dims"),
+        "head": part("head_dims"),
+    }
 
 
-def _plan(a: ModelTensors, b: ModelTensors, hint: list[tuple[int, int]] | None, budget: Budget) -> list[tuple[int, int]]:
+def _plan(
+    a: ModelTensors, b: ModelTensors, hint: list[tuple[int, int]] | None, budget: Budget
+) -> list[tuple[int, int]]:
     """Block pairs the per-block tests run on: the diagonal for equal depths, else ``hint``."""
     if a.depth == b.depth:
         pairs = [(i, i) for i in range(a.depth)]
     elif hint:
         pairs = sorted(hint)
     else:
-        pairs = [(round(i * (a.depth - 1) / max(b.depth - 1, 1)), i) for i in range(b.depth)] if a.depth > b.depth else [
-            (i, round(i * (b.depth - 1) / max(a.depth - 1, 1))) for i in range(a.depth)]
+        pairs = (
+            [(round(i * (a.depth - 1) / max(b.depth - 1, 1)), i) for i in range(b.depth)]
+            if a.depth > b.depth
+            else [(i, round(i * (b.depth - 1) / max(a.depth - 1, 1))) for i in range(a.depth)]
+        )
     if budget.robust_layers and len(pairs) > budget.robust_layers:
         keep = np.linspace(0, len(pairs) - 1, budget.robust_layers).round().astype(int)
         pairs = [pairs[k] for k in sorted(set(keep))]
@@ -138,7 +147,9 @@ def _robust_mlp(a: ModelTensors, b: ModelTensors, xa, xb, plan, budget: Budget) 
     glu_pair = a.glu and b.glu
     prof_a = _Profiles(a, xa, budget, allow_block=True, glu_pair=glu_pair)
     prof_b = _Profiles(b, xb, budget, allow_block=False, glu_pair=glu_pair)
-    stats: dict[tuple[int, int], PairStat] = {pair: robust_mlp_stat(prof_a(pair[0]), prof_b(pair[1]), layers=pair) for pair in plan}
+    stats: dict[tuple[int, int], PairStat] = {
+        pair: robust_mlp_stat(prof_a(pair[0]), prof_b(pair[1]), layers=pair) for pair in plan
+    }
     localized = None
     if a.depth * b.depth <= budget.localized_max_cells:
         for i in range(a.depth):
@@ -151,12 +162,17 @@ def _robust_mlp(a: ModelTensors, b: ModelTensors, xa, xb, plan, budget: Budget) 
     if a.depth == b.depth:
         parts.append(log10_fisher([stats[p].log10_p for p in plan]))
     combined = log10_bonferroni_min(parts)
-    outcome = Outcome("mlp_match", combined, NULL_ROBUST, {
-        "blocks": [stats[p].as_json() for p in plan],
-        "unit_block": [_block(a, p[0], budget) for p in plan][:1],
-        "cells_tested": len(cells),
-        "localized": localized,
-    })
+    outcome = Outcome(
+        "mlp_match",
+        combined,
+        NULL_ROBUST,
+        {
+            "blocks": [stats[p].as_json() for p in plan],
+            "unit_block": [_block(a, p[0], budget) for p in plan][:1],
+            "cells_tested": len(cells),
+            "localized": localized,
+        },
+    )
     return outcome, cells, localized
 
 
@@ -188,7 +204,9 @@ def _constrained_mlp(a: ModelTensors, b: ModelTensors, plan, budget: Budget) -> 
         units = min(a.mlp_units(i), b.mlp_units(j), budget.unit_block)
         m = match(a.raw_up_rows(i, 0, units), b.raw_up_rows(j, 0, units))
         blocks.append(against_identity(m, layers=(i, j)))
-    outcome = Outcome("mlp_up", log10_fisher([s.log10_p for s in blocks]), NULL_CONSTRAINED, {"blocks": [s.as_json() for s in blocks]})
+    outcome = Outcome(
+        "mlp_up", log10_fisher([s.log10_p for s in blocks]), NULL_CONSTRAINED, {"blocks": [s.as_json() for s in blocks]}
+    )
     return outcome, blocks
 
 
@@ -218,7 +236,9 @@ def _dims_test(name: str, rows_a, rows_b) -> Outcome:
     return Outcome(f"{name}_dims", stat.log10_p, NULL_DIMS, stat.as_json())
 
 
-def run_battery(a: ModelTensors, b: ModelTensors, *, hint: list[tuple[int, int]] | None = None, budget: Budget | None = None) -> PairReport:
+def run_battery(
+    a: ModelTensors, b: ModelTensors, *, hint: list[tuple[int, int]] | None = None, budget: Budget | None = None
+) -> PairReport:
     """Run the battery on A and B (``hint``: block pairs to test when depths differ)."""
     budget = budget or Budget()
     ids_a, ids_b = shared_probes(a, b)

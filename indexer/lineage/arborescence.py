@@ -49,7 +49,7 @@ def _find_cycles(parent: list[int], root: int) -> list[list[int]]:
             path.append(node)
             node = parent[node]
         if node != root and state[node] == start:
-            cycles.append(path[path.index(node):])
+            cycles.append(path[path.index(node) :])
     return cycles
 
 

@@ -12,7 +12,8 @@ coordinates, where the exact raw-weight distance is used, rescaled to the finger
 median ratio of the two on the family's own pairs (a sketched cosine is too noisy to order
 fine-tunes a few per cent apart).  A model that shares its coordinates with relatives is not
 placed under a model in other coordinates (that would take a transform *and* training): such an
-edge costs the full direction penalty, unless it is a function-preserving copy.  The direction signals s_k ∈ [−1, 1] are antisymmetric:
+edge costs the full direction penalty, unless it is a function-preserving copy.  The direction
+signals s_k ∈ [−1, 1] are antisymmetric:
 
 =============  =======  ====================================================================
 signal         weight   u is the parent of v when ...
@@ -38,7 +39,8 @@ between candidates the weights place within 25 % of each other (two fine-tunes o
 same data look like parent and child to the weights), not overrule a clear placement.
 A model that the arborescence hung under a sibling is moved up when the geometry of the updates
 says sibling, not child (``_siblings_not_children``: a child's own step is orthogonal to its
-parent's, a sibling's update shares the family's typical sibling cosine).  After that, a model fitted as a weight average of two
+parent's, a sibling's update shares the family's typical sibling cosine).  After that, a model
+fitted as a weight average of two
 relatives (residual ratio < 0.25, 0.15 < α < 0.85) gets both as parents: the family becomes a
 DAG.  Each edge gets a relation, the direction probability as confidence, the pair's combined
 log10 p and the evidence that decided it.
@@ -100,7 +102,10 @@ def placement_distances(pairs: dict[frozenset, Pair]) -> dict[frozenset, float]:
     """Per pair, the distance the arborescence uses (see the module docstring)."""
     ratios = sorted(p.distance / p.raw_distance for p in pairs.values() if p.same_coordinates and p.raw_distance)
     scale = ratios[len(ratios) // 2] if ratios else 1.0
-    return {k: (scale * p.raw_distance if p.same_coordinates and p.raw_distance is not None else p.distance) for k, p in pairs.items()}
+    return {
+        k: (scale * p.raw_distance if p.same_coordinates and p.raw_distance is not None else p.distance)
+        for k, p in pairs.items()
+    }
 
 
 def _structure(u: Node, v: Node, pair: Pair, coordinate_peers: dict[int, int]) -> dict[str, int]:
@@ -119,12 +124,20 @@ def _structure(u: Node, v: Node, pair: Pair, coordinate_peers: dict[int, int]) -
         if a.gains_folded != b.gains_folded and None not in (a.gains_folded, b.gains_folded):
             signals["folded_gains"] = 1 if b.gains_folded else -1
         elif coordinate_peers.get(u.pk, 0) != coordinate_peers.get(v.pk, 0):
-            signals["left_family_coordinates"] = 1 if coordinate_peers.get(u.pk, 0) > coordinate_peers.get(v.pk, 0) else -1
+            signals["left_family_coordinates"] = (
+                1 if coordinate_peers.get(u.pk, 0) > coordinate_peers.get(v.pk, 0) else -1
+            )
     return signals
 
 
-def direction(u: Node, v: Node, pair: Pair, mode: str, coordinate_peers: dict[int, int],
-              merge_parents: dict[int, tuple[int, int]] | None = None) -> tuple[float, dict]:
+def direction(
+    u: Node,
+    v: Node,
+    pair: Pair,
+    mode: str,
+    coordinate_peers: dict[int, int],
+    merge_parents: dict[int, tuple[int, int]] | None = None,
+) -> tuple[float, dict]:
     """P(u is the parent of v) and the signals behind it."""
     logit, evidence = 0.0, {}
     merge_parents = merge_parents or {}
@@ -172,14 +185,23 @@ def merge_fits(nodes: dict[int, Node], merges: dict[int, list]) -> dict[int, tup
     """child -> its best weight-average fit (a, b, α, residual ratio), where one is good enough."""
     best = {}
     for child, fits in merges.items():
-        good = [f for f in fits if child in nodes and f[0] in nodes and f[1] in nodes
-                and f[3] < MERGE_RESIDUAL and MERGE_ALPHA[0] < f[2] < MERGE_ALPHA[1]]
+        good = [
+            f
+            for f in fits
+            if child in nodes
+            and f[0] in nodes
+            and f[1] in nodes
+            and f[3] < MERGE_RESIDUAL
+            and MERGE_ALPHA[0] < f[2] < MERGE_ALPHA[1]
+        ]
         if good:
             best[child] = min(good, key=lambda f: f[3])
     return best
 
 
-def copy_groups(nodes: dict[int, Node], pairs: dict[frozenset, Pair], peers: dict[int, int], mode: str) -> dict[int, int]:
+def copy_groups(
+    nodes: dict[int, Node], pairs: dict[frozenset, Pair], peers: dict[int, int], mode: str
+) -> dict[int, int]:
     """node -> representative, grouping function-preserving copies (canonical distance ~0, other
     coordinates).  The representative is the member living in the family's shared coordinates
     (most same-coordinate relatives), then the one the direction signals say is the original."""
@@ -201,9 +223,12 @@ def copy_groups(nodes: dict[int, Node], pairs: dict[frozenset, Pair], peers: dic
     representative = {}
     for members in groups.values():
 
-        def originality(pk: int) -> tuple:
-            wins = sum(direction(nodes[pk], nodes[o], pairs.get(frozenset((pk, o)), Pair(0.0)), mode, peers)[0] > 0.5
-                       for o in members if o != pk)
+        def originality(pk: int, members: list[int] = members) -> tuple:
+            wins = sum(
+                direction(nodes[pk], nodes[o], pairs.get(frozenset((pk, o)), Pair(0.0)), mode, peers)[0] > 0.5
+                for o in members
+                if o != pk
+            )
             return (-peers.get(pk, 0), -wins, pk)
 
         best = min(members, key=originality)
@@ -259,8 +284,13 @@ def _siblings_not_children(tree: nx.DiGraph, best_edge: dict, geometry: Geometry
     return tree
 
 
-def assemble(nodes: dict[int, Node], pairs: dict[frozenset, Pair], merges: dict[int, list], mode: str = "full",
-             geometry: Geometry | None = None) -> tuple[int, list[Edge]]:
+def assemble(
+    nodes: dict[int, Node],
+    pairs: dict[frozenset, Pair],
+    merges: dict[int, list],
+    mode: str = "full",
+    geometry: Geometry | None = None,
+) -> tuple[int, list[Edge]]:
     """(root, edges) of one family: function-preserving copies are grouped under their original,
     the originals joined by a minimum spanning arborescence on fused costs (siblings taken for
     children are moved up when ``geometry`` can tell), then merge parents."""
@@ -285,8 +315,11 @@ def assemble(nodes: dict[int, Node], pairs: dict[frozenset, Pair], merges: dict[
         u, v = sorted(key)
         for parent, child in ((u, v), (v, u)):
             decided[(parent, child)] = direction(nodes[parent], nodes[child], pair, mode, peers, merge_parents)
-    direct_pairs = {frozenset((representative[a], representative[b])) for a, b in map(sorted, pairs)
-                    if frozenset((representative[a], representative[b])) == frozenset((a, b))}
+    direct_pairs = {
+        frozenset((representative[a], representative[b]))
+        for a, b in map(sorted, pairs)
+        if frozenset((representative[a], representative[b])) == frozenset((a, b))
+    }
     for key, pair in sorted(pairs.items(), key=lambda kv: sorted(kv[0])):
         u, v = sorted(key)
         ru, rv = sorted((representative[u], representative[v]))
@@ -299,7 +332,11 @@ def assemble(nodes: dict[int, Node], pairs: dict[frozenset, Pair], merges: dict[
             continue
         rep_pair = pair if direct else Pair(pair.distance)
         for parent, child in ((ru, rv), (rv, ru)):
-            p, _ = decided[(parent, child)] if direct else direction(nodes[parent], nodes[child], rep_pair, mode, peers, merge_parents)
+            p, _ = (
+                decided[(parent, child)]
+                if direct
+                else direction(nodes[parent], nodes[child], rep_pair, mode, peers, merge_parents)
+            )
             foreign = rep_pair.same_coordinates is False and peers.get(child, 0) > 0
             distance = distances[key] if direct else pair.distance
             if mode == "full" and nodes[parent].id in nodes[child].declared:
@@ -330,8 +367,13 @@ def assemble(nodes: dict[int, Node], pairs: dict[frozenset, Pair], merges: dict[
             pair = pairs.get(frozenset((parent, child)), Pair(distance=math.nan))
             p, evidence = decided.get((parent, child), (0.5, {}))
             kind = "merge" if child in merged else relation(nodes[parent], nodes[child], pair)
-            detail = {"distance": round(pair.distance, 6), "raw_distance": pair.raw_distance, "same_coordinates": pair.same_coordinates,
-                      "direction_probability": round(p, 4), "signals": evidence}
+            detail = {
+                "distance": round(pair.distance, 6),
+                "raw_distance": pair.raw_distance,
+                "same_coordinates": pair.same_coordinates,
+                "direction_probability": round(p, 4),
+                "signals": evidence,
+            }
             if child in merged:
                 detail["merge"] = {"alpha": round(merged[child][2], 4), "residual_ratio": round(merged[child][3], 4)}
             if representative[child] != child:

@@ -79,7 +79,13 @@ def components(pks: list[int], links: list[tuple[int, int]]) -> list[list[int]]:
 
 def node_of(record: ModelRecord) -> Node:
     card = record.card or {}
-    return Node(record.pk, record.id, record.created_at, tuple(card.get("base_model") or ()), WeightStats.from_json(record.weight_stats))
+    return Node(
+        record.pk,
+        record.id,
+        record.created_at,
+        tuple(card.get("base_model") or ()),
+        WeightStats.from_json(record.weight_stats),
+    )
 
 
 def candidate_pairs(store: Store, group: list[int], version: str) -> list[tuple[int, int]]:
@@ -98,7 +104,9 @@ def candidate_pairs(store: Store, group: list[int], version: str) -> list[tuple[
     return sorted(pairs)
 
 
-def _ensure_pair_evidence(store: Store, records, links, stored, version: str, models: Models) -> dict[frozenset, PairEvidence]:
+def _ensure_pair_evidence(
+    store: Store, records, links, stored, version: str, models: Models
+) -> dict[frozenset, PairEvidence]:
     fresh = []
     for a, b in links:
         key, ra, rb = frozenset((a, b)), records[a], records[b]
@@ -113,10 +121,28 @@ def _ensure_pair_evidence(store: Store, records, links, stored, version: str, mo
         try:
             weights = pair_weight_evidence(models(a), models(b), [(i, j) for i, j, _ in alignment.matches(view_a.dim)])
         except Exception as error:  # noqa: BLE001 - evidence is optional; the distance still counts
-            weights = {"raw_cosine": None, "same_coordinates": None, "raw_distance": None, "delta_rank_gap": None, "error": str(error)}
-        fresh.append(PairEvidence(a, b, ra.revision, rb.revision, round(1.0 - matched, 6), weights["same_coordinates"],
-                                  weights["raw_cosine"], weights["raw_distance"], weights["delta_rank_gap"], weights,
-                                  weights.get("whole_block_distance")))
+            weights = {
+                "raw_cosine": None,
+                "same_coordinates": None,
+                "raw_distance": None,
+                "delta_rank_gap": None,
+                "error": str(error),
+            }
+        fresh.append(
+            PairEvidence(
+                a,
+                b,
+                ra.revision,
+                rb.revision,
+                round(1.0 - matched, 6),
+                weights["same_coordinates"],
+                weights["raw_cosine"],
+                weights["raw_distance"],
+                weights["delta_rank_gap"],
+                weights,
+                weights.get("whole_block_distance"),
+            )
+        )
     save_pair_evidence(store, fresh)
     stored.update({frozenset((e.model_a, e.model_b)): e for e in fresh})
     return stored
@@ -125,8 +151,10 @@ def _ensure_pair_evidence(store: Store, records, links, stored, version: str, mo
 def _ensure_merges(store: Store, family: list[int], evidence, merges, models: Models) -> None:
     rows = []
     for child in family:
-        near = sorted(((e.distance, (set(k) - {child}).pop()) for k, e in evidence.items() if child in k and e.same_coordinates),
-                      key=lambda t: t)[:MERGE_NEIGHBOURS]
+        near = sorted(
+            ((e.distance, (set(k) - {child}).pop()) for k, e in evidence.items() if child in k and e.same_coordinates),
+            key=lambda t: t,
+        )[:MERGE_NEIGHBOURS]
         done = {(a, b) for a, b, _, _ in merges.get(child, [])}
         for (_, u), (_, v) in combinations(near, 2):
             u, v = min(u, v), max(u, v)
@@ -158,20 +186,46 @@ def _with_p_values(store: Store, records, edges: list) -> list:
 
 def _family_hash(mode: str, nodes: list[Node], records, pairs: dict[frozenset, Pair], merges) -> str:
     payload = {
-        "mode": mode, "assembly": ASSEMBLY_VERSION, "lambda": LAMBDA, "weights": WEIGHTS, "suite": SUITE_VERSION,
-        "nodes": [[n.pk, records[n.pk].revision, n.created_at.isoformat() if n.created_at else None, list(n.declared)] for n in nodes],
+        "mode": mode,
+        "assembly": ASSEMBLY_VERSION,
+        "lambda": LAMBDA,
+        "weights": WEIGHTS,
+        "suite": SUITE_VERSION,
+        "nodes": [
+            [n.pk, records[n.pk].revision, n.created_at.isoformat() if n.created_at else None, list(n.declared)]
+            for n in nodes
+        ],
         # the pairs' log10 p is carried onto edges but does not steer assembly: not hashed, so a
         # p-value first computed for an edge does not force the family's rebuild next time
-        "pairs": sorted([sorted(k), round(p.distance, 6), p.same_coordinates, p.delta_rank_gap, p.raw_distance, p.whole_block_distance]
-                        for k, p in pairs.items()),
-        "merges": sorted([pk, [list(map(lambda x: round(x, 6) if isinstance(x, float) else x, f)) for f in sorted(fits)]]
-                         for pk, fits in merges.items() if pk in {n.pk for n in nodes}),
+        "pairs": sorted(
+            [
+                sorted(k),
+                round(p.distance, 6),
+                p.same_coordinates,
+                p.delta_rank_gap,
+                p.raw_distance,
+                p.whole_block_distance,
+            ]
+            for k, p in pairs.items()
+        ),
+        "merges": sorted(
+            [pk, [list(map(lambda x: round(x, 6) if isinstance(x, float) else x, f)) for f in sorted(fits)]]
+            for pk, fits in merges.items()
+            if pk in {n.pk for n in nodes}
+        ),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def build_graph(store: Store, version: str, *, mode: str = "full", compute_evidence: bool = True, progress: Progress | None = None,
-                workers: int | None = None) -> dict:
+def build_graph(
+    store: Store,
+    version: str,
+    *,
+    mode: str = "full",
+    compute_evidence: bool = True,
+    progress: Progress | None = None,
+    workers: int | None = None,
+) -> dict:
     """Assemble (incrementally) the lineage graph of every indexed model; returns the build summary.
 
     ``compute_evidence=False`` assembles from the evidence already in DuckDB (no checkpoint is
@@ -188,7 +242,9 @@ def build_graph(store: Store, version: str, *, mode: str = "full", compute_evide
         evidence = pair_evidence(store)
         groups = components(sorted(records), links)
         if compute_evidence:
-            wanted = set(links) | {p for group in groups if len(group) > 1 for p in candidate_pairs(store, group, version)}
+            wanted = set(links) | {
+                p for group in groups if len(group) > 1 for p in candidate_pairs(store, group, version)
+            }
             evidence = _ensure_pair_evidence(store, records, sorted(wanted), evidence, version, models)
         merges = merge_evidence(store)
         last = latest_build(store, mode)
@@ -207,16 +263,33 @@ def build_graph(store: Store, version: str, *, mode: str = "full", compute_evide
             if compute_evidence and len(group) > 2:
                 _ensure_merges(store, group, family_evidence, merges, models)
             nodes = [node_of(records[pk]) for pk in group]
-            pairs = {k: Pair(e.distance, e.same_coordinates, e.delta_rank_gap, log10_p.get(k), e.raw_distance,
-                             e.whole_block_distance)
-                     for k, e in family_evidence.items()}
+            pairs = {
+                k: Pair(
+                    e.distance,
+                    e.same_coordinates,
+                    e.delta_rank_gap,
+                    log10_p.get(k),
+                    e.raw_distance,
+                    e.whole_block_distance,
+                )
+                for k, e in family_evidence.items()
+            }
             family_merges = {pk: merges[pk] for pk in group if pk in merges}
             digest = _family_hash(mode, nodes, records, pairs, family_merges)
             if digest in previous:
                 kept.append(previous[digest].family_id)
                 continue
-            jobs.append(FamilyJob(digest, group, {n.pk: n for n in nodes}, pairs, family_merges, mode,
-                                  {pk: records[pk] for pk in group} if compute_evidence and len(group) > 2 else None))
+            jobs.append(
+                FamilyJob(
+                    digest,
+                    group,
+                    {n.pk: n for n in nodes},
+                    pairs,
+                    family_merges,
+                    mode,
+                    {pk: records[pk] for pk in group} if compute_evidence and len(group) > 2 else None,
+                )
+            )
     finally:
         models.close()
     assembled = []
@@ -238,5 +311,14 @@ def build_graph(store: Store, version: str, *, mode: str = "full", compute_evide
 
 
 def _summary(info: dict, models: int, families: int, *, rebuilt: int, reused: int) -> dict:
-    return {"build_id": info["build_id"], "mode": info["mode"], "models": models, "families": families, "rebuilt": rebuilt,
-            "reused": reused, "edges": info["edges"], "started_at": str(info["started_at"]), "finished_at": str(info["finished_at"])}
+    return {
+        "build_id": info["build_id"],
+        "mode": info["mode"],
+        "models": models,
+        "families": families,
+        "rebuilt": rebuilt,
+        "reused": reused,
+        "edges": info["edges"],
+        "started_at": str(info["started_at"]),
+        "finished_at": str(info["finished_at"]),
+    }

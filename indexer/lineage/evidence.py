@@ -84,7 +84,13 @@ def pair_weight_evidence(a: ModelTensors, b: ModelTensors, block_pairs: list[tup
     sample_a = raw_sample(a, [i for i, _ in chosen])
     sample_b = raw_sample(b, [j for _, j in chosen])
     if any(x.shape != y.shape for x, y in zip(sample_a, sample_b)):
-        return {"raw_cosine": None, "same_coordinates": None, "raw_distance": None, "delta_rank_gap": None, "blocks": chosen}
+        return {
+            "raw_cosine": None,
+            "same_coordinates": None,
+            "raw_distance": None,
+            "delta_rank_gap": None,
+            "blocks": chosen,
+        }
     fa, fb = _flat(sample_a), _flat(sample_b)
     cosine = float(fa @ fb / (fa.norm() * fb.norm()))
     distance = float((fa - fb).norm() / (fa.norm() * fb.norm()).sqrt())
@@ -96,8 +102,14 @@ def pair_weight_evidence(a: ModelTensors, b: ModelTensors, block_pairs: list[tup
     else:  # other coordinates: is it a function-preserving copy?  Ask blocks read whole.
         va, vb = whole_blocks(a, [i for i, _ in chosen]), whole_blocks(b, [j for _, j in chosen])
         whole = round(1.0 - float((va * vb).sum(dim=1).mean()), 6)
-    return {"raw_cosine": round(cosine, 6), "same_coordinates": same, "raw_distance": round(distance, 8),
-            "delta_rank_gap": None if gap is None else round(gap, 6), "whole_block_distance": whole, "blocks": chosen}
+    return {
+        "raw_cosine": round(cosine, 6),
+        "same_coordinates": same,
+        "raw_distance": round(distance, 8),
+        "delta_rank_gap": None if gap is None else round(gap, 6),
+        "whole_block_distance": whole,
+        "blocks": chosen,
+    }
 
 
 def whole_blocks(model: ModelTensors, layers: list[int]) -> torch.Tensor:

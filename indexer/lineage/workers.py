@@ -77,8 +77,9 @@ Assembled = tuple[str, int, list[int], list[Edge]]  # (digest, root, members, ed
 def assemble_job(job: FamilyJob) -> Assembled:
     models = Models(job.records) if job.records else None
     try:
-        root, edges = assemble(job.nodes, job.pairs, job.merges, job.mode,
-                               geometry=geometry_from(models) if models else None)
+        root, edges = assemble(
+            job.nodes, job.pairs, job.merges, job.mode, geometry=geometry_from(models) if models else None
+        )
     finally:
         if models:
             models.close()

@@ -24,8 +24,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.perf_counter() - start:7.1f}s] {done:2d}/{total} {model_id}", flush=True)
 
     manifest = build_zoo(args.out, args.size, progress=progress, workers=args.workers)
-    print(f"zoo ({args.size}) at {args.out}: {len(manifest['models'])} models, "
-          f"built in {manifest['build_seconds']} s (recipe {manifest['recipe_hash'][:12]})")
+    print(
+        f"zoo ({args.size}) at {args.out}: {len(manifest['models'])} models, "
+        f"built in {manifest['build_seconds']} s (recipe {manifest['recipe_hash'][:12]})"
+    )
     return 0
 
 

@@ -27,8 +27,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "gpt2": "GPT2LMHeadModel",
-                 "gpt_neox": "GPTNeoXForCausalLM", "bert": "BertForMaskedLM"}
+ARCHITECTURES = {
+    "llama": "LlamaForCausalLM",
+    "qwen2": "Qwen2ForCausalLM",
+    "gpt2": "GPT2LMHeadModel",
+    "gpt_neox": "GPTNeoXForCausalLM",
+    "bert": "BertForMaskedLM",
+}
 
 
 @dataclass(frozen=True)
@@ -90,73 +95,192 @@ def spec_from_config(config: dict) -> Spec:
     mt = config["model_type"]
     if mt == "gpt2":
         h, heads = config["n_embd"], config["n_head"]
-        return Spec(mt, config["vocab_size"], h, config["n_layer"], heads, heads, h // heads,
-                    config.get("n_inner") or 4 * h, config["n_positions"], "layer", config["layer_norm_epsilon"],
-                    "gelu_tanh", 0, 0.0, "sequential", True, True, True)
+        return Spec(
+            mt,
+            config["vocab_size"],
+            h,
+            config["n_layer"],
+            heads,
+            heads,
+            h // heads,
+            config.get("n_inner") or 4 * h,
+            config["n_positions"],
+            "layer",
+            config["layer_norm_epsilon"],
+            "gelu_tanh",
+            0,
+            0.0,
+            "sequential",
+            True,
+            True,
+            True,
+        )
     h, heads = config["hidden_size"], config["num_attention_heads"]
     if mt in ("llama", "qwen2"):
         hd = config.get("head_dim") or h // heads
-        return Spec(mt, config["vocab_size"], h, config["num_hidden_layers"], heads,
-                    config.get("num_key_value_heads") or heads, hd, config["intermediate_size"],
-                    config["max_position_embeddings"], "rms", config["rms_norm_eps"], "silu_glu", hd,
-                    float(config.get("rope_theta", 10000.0)), "sequential", bool(config.get("tie_word_embeddings")),
-                    mt == "qwen2" or bool(config.get("attention_bias")), False)
+        return Spec(
+            mt,
+            config["vocab_size"],
+            h,
+            config["num_hidden_layers"],
+            heads,
+            config.get("num_key_value_heads") or heads,
+            hd,
+            config["intermediate_size"],
+            config["max_position_embeddings"],
+            "rms",
+            config["rms_norm_eps"],
+            "silu_glu",
+            hd,
+            float(config.get("rope_theta", 10000.0)),
+            "sequential",
+            bool(config.get("tie_word_embeddings")),
+            mt == "qwen2" or bool(config.get("attention_bias")),
+            False,
+        )
     if mt == "gpt_neox":
         hd = h // heads
-        return Spec(mt, config["vocab_size"], h, config["num_hidden_layers"], heads, heads, hd,
-                    config["intermediate_size"], config["max_position_embeddings"], "layer", config["layer_norm_eps"],
-                    "gelu", int(hd * config.get("rotary_pct", 0.25)), float(config.get("rotary_emb_base", 10000)),
-                    "parallel" if config.get("use_parallel_residual", True) else "sequential",
-                    bool(config.get("tie_word_embeddings")), True, True)
+        return Spec(
+            mt,
+            config["vocab_size"],
+            h,
+            config["num_hidden_layers"],
+            heads,
+            heads,
+            hd,
+            config["intermediate_size"],
+            config["max_position_embeddings"],
+            "layer",
+            config["layer_norm_eps"],
+            "gelu",
+            int(hd * config.get("rotary_pct", 0.25)),
+            float(config.get("rotary_emb_base", 10000)),
+            "parallel" if config.get("use_parallel_residual", True) else "sequential",
+            bool(config.get("tie_word_embeddings")),
+            True,
+            True,
+        )
     if mt == "bert":
-        return Spec(mt, config["vocab_size"], h, config["num_hidden_layers"], heads, heads, h // heads,
-                    config["intermediate_size"], config["max_position_embeddings"], "layer", config["layer_norm_eps"],
-                    "gelu", 0, 0.0, "post", True, True, True)
+        return Spec(
+            mt,
+            config["vocab_size"],
+            h,
+            config["num_hidden_layers"],
+            heads,
+            heads,
+            h // heads,
+            config["intermediate_size"],
+            config["max_position_embeddings"],
+            "layer",
+            config["layer_norm_eps"],
+            "gelu",
+            0,
+            0.0,
+            "post",
+            True,
+            True,
+            True,
+        )
     raise ValueError(f"unsupported model_type {mt!r}")
 
 
 def make_config(model_type: str, dims: Dims, vocab_size: int, ids: dict[str, int | None], dtype: str) -> dict:
     """An HF ``config.json`` dictionary (fields as ``save_pretrained`` writes them)."""
-    common = {"architectures": [ARCHITECTURES[model_type]], "model_type": model_type, "torch_dtype": dtype,
-              "transformers_version": "4.46.0", "use_cache": True, "vocab_size": vocab_size,
-              "initializer_range": 0.02}
+    common = {
+        "architectures": [ARCHITECTURES[model_type]],
+        "model_type": model_type,
+        "torch_dtype": dtype,
+        "transformers_version": "4.46.0",
+        "use_cache": True,
+        "vocab_size": vocab_size,
+        "initializer_range": 0.02,
+    }
     kv = dims.kv_heads or dims.heads
     if model_type in ("llama", "qwen2"):
-        cfg = {"attention_dropout": 0.0, "bos_token_id": ids["bos"] if ids["bos"] is not None else ids["eos"],
-               "eos_token_id": ids["eos"], "hidden_act": "silu", "hidden_size": dims.hidden,
-               "intermediate_size": dims.intermediate, "max_position_embeddings": dims.max_positions,
-               "num_attention_heads": dims.heads, "num_hidden_layers": dims.layers, "num_key_value_heads": kv,
-               "rms_norm_eps": 1e-6, "rope_scaling": None, "rope_theta": 10000.0, "tie_word_embeddings": False}
+        cfg = {
+            "attention_dropout": 0.0,
+            "bos_token_id": ids["bos"] if ids["bos"] is not None else ids["eos"],
+            "eos_token_id": ids["eos"],
+            "hidden_act": "silu",
+            "hidden_size": dims.hidden,
+            "intermediate_size": dims.intermediate,
+            "max_position_embeddings": dims.max_positions,
+            "num_attention_heads": dims.heads,
+            "num_hidden_layers": dims.layers,
+            "num_key_value_heads": kv,
+            "rms_norm_eps": 1e-6,
+            "rope_scaling": None,
+            "rope_theta": 10000.0,
+            "tie_word_embeddings": False,
+        }
         if model_type == "llama":
             cfg.update(attention_bias=False, head_dim=dims.hidden // dims.heads, mlp_bias=False, pretraining_tp=1)
         else:
             cfg.update(max_window_layers=dims.layers, sliding_window=None, use_sliding_window=False)
     elif model_type == "gpt2":
-        cfg = {"activation_function": "gelu_new", "attn_pdrop": 0.0, "bos_token_id": ids["bos"], "embd_pdrop": 0.0,
-               "eos_token_id": ids["eos"], "layer_norm_epsilon": 1e-5, "n_embd": dims.hidden, "n_head": dims.heads,
-               "n_inner": dims.intermediate, "n_layer": dims.layers, "n_positions": dims.max_positions,
-               "reorder_and_upcast_attn": False, "resid_pdrop": 0.0, "scale_attn_by_inverse_layer_idx": False,
-               "scale_attn_weights": True, "tie_word_embeddings": True}
+        cfg = {
+            "activation_function": "gelu_new",
+            "attn_pdrop": 0.0,
+            "bos_token_id": ids["bos"],
+            "embd_pdrop": 0.0,
+            "eos_token_id": ids["eos"],
+            "layer_norm_epsilon": 1e-5,
+            "n_embd": dims.hidden,
+            "n_head": dims.heads,
+            "n_inner": dims.intermediate,
+            "n_layer": dims.layers,
+            "n_positions": dims.max_positions,
+            "reorder_and_upcast_attn": False,
+            "resid_pdrop": 0.0,
+            "scale_attn_by_inverse_layer_idx": False,
+            "scale_attn_weights": True,
+            "tie_word_embeddings": True,
+        }
     elif model_type == "gpt_neox":
-        cfg = {"attention_bias": True, "attention_dropout": 0.0, "bos_token_id": ids["bos"], "classifier_dropout": 0.1,
-               "eos_token_id": ids["eos"], "hidden_act": "gelu", "hidden_dropout": 0.0, "hidden_size": dims.hidden,
-               "intermediate_size": dims.intermediate, "layer_norm_eps": 1e-5,
-               "max_position_embeddings": dims.max_positions, "num_attention_heads": dims.heads,
-               "num_hidden_layers": dims.layers, "rope_scaling": None, "rotary_emb_base": 10000,
-               "rotary_pct": dims.rotary_pct, "tie_word_embeddings": False, "use_parallel_residual": True}
+        cfg = {
+            "attention_bias": True,
+            "attention_dropout": 0.0,
+            "bos_token_id": ids["bos"],
+            "classifier_dropout": 0.1,
+            "eos_token_id": ids["eos"],
+            "hidden_act": "gelu",
+            "hidden_dropout": 0.0,
+            "hidden_size": dims.hidden,
+            "intermediate_size": dims.intermediate,
+            "layer_norm_eps": 1e-5,
+            "max_position_embeddings": dims.max_positions,
+            "num_attention_heads": dims.heads,
+            "num_hidden_layers": dims.layers,
+            "rope_scaling": None,
+            "rotary_emb_base": 10000,
+            "rotary_pct": dims.rotary_pct,
+            "tie_word_embeddings": False,
+            "use_parallel_residual": True,
+        }
     elif model_type == "bert":
-        cfg = {"attention_probs_dropout_prob": 0.0, "classifier_dropout": None, "hidden_act": "gelu",
-               "hidden_dropout_prob": 0.0, "hidden_size": dims.hidden, "intermediate_size": dims.intermediate,
-               "layer_norm_eps": 1e-12, "max_position_embeddings": dims.max_positions,
-               "num_attention_heads": dims.heads, "num_hidden_layers": dims.layers, "pad_token_id": ids["pad"],
-               "position_embedding_type": "absolute", "type_vocab_size": 2}
+        cfg = {
+            "attention_probs_dropout_prob": 0.0,
+            "classifier_dropout": None,
+            "hidden_act": "gelu",
+            "hidden_dropout_prob": 0.0,
+            "hidden_size": dims.hidden,
+            "intermediate_size": dims.intermediate,
+            "layer_norm_eps": 1e-12,
+            "max_position_embeddings": dims.max_positions,
+            "num_attention_heads": dims.heads,
+            "num_hidden_layers": dims.layers,
+            "pad_token_id": ids["pad"],
+            "position_embedding_type": "absolute",
+            "type_vocab_size": 2,
+        }
     else:
         raise ValueError(f"unsupported model_type {model_type!r}")
     return dict(sorted({**common, **cfg}.items()))
 
 
-def resize_config(config: dict, *, layers: int | None = None, intermediate: int | None = None,
-                  vocab_size: int | None = None) -> dict:
+def resize_config(
+    config: dict, *, layers: int | None = None, intermediate: int | None = None, vocab_size: int | None = None
+) -> dict:
     """A copy of an HF config with new layer count / MLP width / vocabulary size (own field names)."""
     gpt2 = config["model_type"] == "gpt2"
     out = dict(config)
@@ -259,7 +383,7 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     """x·cos + rotate_half(x)·sin on the first r dims of each head (r = cos.shape[-1])."""
     r = cos.shape[-1]
     xr, xp = x[..., :r], x[..., r:]
-    rotated = torch.cat([-xr[..., r // 2:], xr[..., : r // 2]], dim=-1)
+    rotated = torch.cat([-xr[..., r // 2 :], xr[..., : r // 2]], dim=-1)
     return torch.cat([xr * cos + rotated * sin, xp], dim=-1)
 
 
@@ -301,8 +425,11 @@ def hidden_states(spec: Spec, p: dict[str, torch.Tensor], ids: torch.Tensor) -> 
             x = norm(spec, x + attention(spec, x, p, pre, rope), p, pre + "attn_out_norm")
             x = norm(spec, x + mlp(spec, x, p, pre), p, pre + "mlp_out_norm")
         elif spec.residual == "parallel":
-            x = x + attention(spec, norm(spec, x, p, pre + "attn_norm"), p, pre, rope) \
+            x = (
+                x
+                + attention(spec, norm(spec, x, p, pre + "attn_norm"), p, pre, rope)
                 + mlp(spec, norm(spec, x, p, pre + "mlp_norm"), p, pre)
+            )
         else:
             x = x + attention(spec, norm(spec, x, p, pre + "attn_norm"), p, pre, rope)
             x = x + mlp(spec, norm(spec, x, p, pre + "mlp_norm"), p, pre)

@@ -18,11 +18,12 @@ import multiprocessing
 import os
 import shutil
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from datetime import datetime, timedelta, timezone
-from functools import lru_cache
+from datetime import UTC, datetime, timedelta
+from functools import cache
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 import torch
 
@@ -33,7 +34,7 @@ from .recipes import SIZES, TOKENIZER_DATA, TOKENIZER_OF, ZOO, ModelRecipe, reci
 from .tokenization import train_tokenizer
 
 ZOO_VERSION = "1"
-BASE_TIME = datetime(2024, 3, 1, tzinfo=timezone.utc)
+BASE_TIME = datetime(2024, 3, 1, tzinfo=UTC)
 Progress = Callable[[str, int, int], None]
 _BY_ID = {r.id: r for r in ZOO}
 
@@ -49,8 +50,13 @@ def code_fingerprint() -> str:
 
 def recipe_hash(size: str, corpus_sha256: str) -> str:
     """The cache key of a zoo build."""
-    payload = {"version": ZOO_VERSION, "code": code_fingerprint(), "corpus": corpus_sha256,
-               "torch": ".".join(torch.__version__.split(".")[:2]), "recipes": recipe_payload(size)}
+    payload = {
+        "version": ZOO_VERSION,
+        "code": code_fingerprint(),
+        "corpus": corpus_sha256,
+        "torch": ".".join(torch.__version__.split(".")[:2]),
+        "recipes": recipe_payload(size),
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -85,12 +91,22 @@ def declared(r: ModelRecipe) -> dict:
 
 def truth_entry(r: ModelRecipe, created_at: str, notes: dict) -> dict:
     """The ground-truth record of one model."""
-    return {"parents": list(r.parents), "relation": r.relation, "architecture": ARCHITECTURES[r.arch],
-            "model_type": r.arch, "family": family_of(r.id), "created_at": created_at, "declared": declared(r),
-            "declaration": r.declaration, "dtype": r.dtype, "shards": r.shards, "notes": notes}
+    return {
+        "parents": list(r.parents),
+        "relation": r.relation,
+        "architecture": ARCHITECTURES[r.arch],
+        "model_type": r.arch,
+        "family": family_of(r.id),
+        "created_at": created_at,
+        "declared": declared(r),
+        "declaration": r.declaration,
+        "dtype": r.dtype,
+        "shards": r.shards,
+        "notes": notes,
+    }
 
 
-@lru_cache(maxsize=None)
+@cache
 def _cost(model_id: str) -> float:
     """Rough work of a model plus its longest chain of descendants (scheduling priority)."""
     r = _BY_ID[model_id]
@@ -102,13 +118,24 @@ def _cost(model_id: str) -> float:
 def _tasks(out_dir: Path, size: str, corpus_domains: dict[str, str]) -> dict[str, Task]:
     profile = SIZES[size]
     times = created_times()
-    tokenizers = {kind: train_tokenizer(kind, "\n\n".join(corpus_domains[d] for d in TOKENIZER_DATA[kind]),
-                                        profile.vocab_size).to_str()
-                  for kind in sorted({TOKENIZER_OF[r.arch] for r in ZOO if not r.parents})}
-    return {r.id: Task(recipe=r, profile=profile, out_dir=str(out_dir),
-                       texts={d: corpus_domains[d] for d in r.data},
-                       root_tokenizer=None if r.parents else tokenizers[TOKENIZER_OF[r.arch]],
-                       created_at=times[r.id], card=declared(r)) for r in ZOO}
+    tokenizers = {
+        kind: train_tokenizer(
+            kind, "\n\n".join(corpus_domains[d] for d in TOKENIZER_DATA[kind]), profile.vocab_size
+        ).to_str()
+        for kind in sorted({TOKENIZER_OF[r.arch] for r in ZOO if not r.parents})
+    }
+    return {
+        r.id: Task(
+            recipe=r,
+            profile=profile,
+            out_dir=str(out_dir),
+            texts={d: corpus_domains[d] for d in r.data},
+            root_tokenizer=None if r.parents else tokenizers[TOKENIZER_OF[r.arch]],
+            created_at=times[r.id],
+            card=declared(r),
+        )
+        for r in ZOO
+    }
 
 
 def _run_all(tasks: dict[str, Task], workers: int, progress: Progress | None) -> dict[str, dict]:
@@ -145,8 +172,9 @@ def dumps_compact(obj: object, indent: int = 0) -> str:
     pad, inner = " " * indent, " " * (indent + 2)
 
     def flat(x: object) -> bool:
-        return not isinstance(x, (dict, list)) or (isinstance(x, list) and all(
-            not isinstance(y, (dict, list)) for y in x))
+        return not isinstance(x, (dict, list)) or (
+            isinstance(x, list) and all(not isinstance(y, (dict, list)) for y in x)
+        )
 
     if isinstance(obj, dict) and obj:
         items = [f"{inner}{json.dumps(str(k))}: {dumps_compact(v, indent + 2)}" for k, v in sorted(obj.items())]
@@ -177,8 +205,9 @@ def default_workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-def build_zoo(out_dir: Path, size: Literal["small", "full"], *, progress: Progress | None = None,
-              workers: int | None = None) -> dict:
+def build_zoo(
+    out_dir: Path, size: Literal["small", "full"], *, progress: Progress | None = None, workers: int | None = None
+) -> dict:
     """Build (or reuse) the zoo of ``size`` under ``out_dir``; returns the ``zoo.json`` manifest."""
     out_dir = Path(out_dir)
     start = time.perf_counter()
@@ -196,9 +225,16 @@ def build_zoo(out_dir: Path, size: Literal["small", "full"], *, progress: Progre
     results = _run_all(tasks, workers or default_workers(), progress)
     truth = {r.id: truth_entry(r, tasks[r.id].created_at, results[r.id]["notes"]) for r in ZOO}
     (out_dir / "truth.json").write_text(dumps_compact(truth) + "\n")
-    manifest = {"recipe_hash": key, "size": size, "zoo_version": ZOO_VERSION, "corpus_sha256": corpus.sha256,
-                "corpus_files": corpus.files_used, "torch": torch.__version__,
-                "build_seconds": round(time.perf_counter() - start, 1), "workers": workers or default_workers(),
-                "models": {r.id: {"relation": r.relation, "seconds": results[r.id]["seconds"]} for r in ZOO}}
+    manifest = {
+        "recipe_hash": key,
+        "size": size,
+        "zoo_version": ZOO_VERSION,
+        "corpus_sha256": corpus.sha256,
+        "corpus_files": corpus.files_used,
+        "torch": torch.__version__,
+        "build_seconds": round(time.perf_counter() - start, 1),
+        "workers": workers or default_workers(),
+        "models": {r.id: {"relation": r.relation, "seconds": results[r.id]["seconds"]} for r in ZOO},
+    }
     (out_dir / "zoo.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest

@@ -18,9 +18,18 @@ def _yaml_value(value: object) -> str:
     return json.dumps(value)
 
 
-def render_card(model_id: str, *, description: str, created_at: str, pipeline_tag: str, tags: list[str],
-                base_model: str | list[str] | None, base_model_relation: str | None,
-                license_name: str = "apache-2.0", details: dict[str, object] | None = None) -> str:
+def render_card(
+    model_id: str,
+    *,
+    description: str,
+    created_at: str,
+    pipeline_tag: str,
+    tags: list[str],
+    base_model: str | list[str] | None,
+    base_model_relation: str | None,
+    license_name: str = "apache-2.0",
+    details: dict[str, object] | None = None,
+) -> str:
     """The README.md text of one model."""
     if base_model_relation is not None and base_model_relation not in HUB_RELATIONS:
         raise ValueError(f"base_model_relation {base_model_relation!r} is not a Hub value")
@@ -33,8 +42,13 @@ def render_card(model_id: str, *, description: str, created_at: str, pipeline_ta
             lines += [f"- {_yaml_value(b)}" for b in base_model]
     if base_model_relation is not None:
         lines.append(f"base_model_relation: {base_model_relation}")
-    lines += [f"created_at: {_yaml_value(created_at)}", f"license: {license_name}", "library_name: transformers",
-              f"pipeline_tag: {pipeline_tag}", "tags:"]
+    lines += [
+        f"created_at: {_yaml_value(created_at)}",
+        f"license: {license_name}",
+        "library_name: transformers",
+        f"pipeline_tag: {pipeline_tag}",
+        "tags:",
+    ]
     lines += [f"- {_yaml_value(t)}" for t in tags]
     lines += ["---", "", f"# {model_id.split('/')[-1]}", "", description.strip(), ""]
     if details:
@@ -46,7 +60,7 @@ def read_front_matter(text: str) -> dict[str, object]:
     """Parse the simple front matter written by ``render_card`` (scalars and ``-`` lists)."""
     if not text.startswith("---\n"):
         return {}
-    block = text[4:text.index("\n---", 4)]
+    block = text[4 : text.index("\n---", 4)]
     out: dict[str, object] = {}
     key = None
     for line in block.splitlines():

@@ -31,10 +31,20 @@ from pathlib import Path
 DOMAINS = ("code", "prose", "tests", "web", "async", "tools")
 
 _WEB = {"email", "http", "urllib", "xml", "json", "html", "wsgiref", "xmlrpc"}
-_ASYNC = {"asyncio", "concurrent", "multiprocessing", "threading.py", "queue.py", "selectors.py",
-          "socket.py", "socketserver.py", "subprocess.py", "sched.py", "signal.py"}
-_TOOLS = {"idlelib", "tkinter", "turtledemo", "lib2to3", "distutils", "ensurepip", "venv",
-          "turtle.py", "pydoc.py"}
+_ASYNC = {
+    "asyncio",
+    "concurrent",
+    "multiprocessing",
+    "threading.py",
+    "queue.py",
+    "selectors.py",
+    "socket.py",
+    "socketserver.py",
+    "subprocess.py",
+    "sched.py",
+    "signal.py",
+}
+_TOOLS = {"idlelib", "tkinter", "turtledemo", "lib2to3", "distutils", "ensurepip", "venv", "turtle.py", "pydoc.py"}
 _SKIP = {"site-packages", "dist-packages", "__pycache__", "encodings", "pydoc_data", "__phello__"}
 _TEST_DIRS = {"test", "tests", "idle_test"}
 
@@ -75,8 +85,12 @@ def strip_docs(tree: ast.Module) -> str:
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
-                    and isinstance(body[0].value.value, str):
+            if (
+                body
+                and isinstance(body[0], ast.Expr)
+                and isinstance(getattr(body[0], "value", None), ast.Constant)
+                and isinstance(body[0].value.value, str)
+            ):
                 node.body = body[1:] or [ast.Pass()]
     return ast.unparse(tree)
 

@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -56,7 +56,7 @@ def drop_layers(config: dict, state_dict: StateDict, drop: Sequence[int]) -> tup
     out = {k: v for k, v in c.items() if not k.startswith("layers.")}
     for new, old in enumerate(keep):
         prefix = f"layers.{old}."
-        out.update({f"layers.{new}." + k[len(prefix):]: v for k, v in c.items() if k.startswith(prefix)})
+        out.update({f"layers.{new}." + k[len(prefix) :]: v for k, v in c.items() if k.startswith(prefix)})
     new_config = resize_config(config, layers=len(keep))
     return new_config, _hf(new_config, out, dtype)
 
@@ -126,8 +126,9 @@ def reinit_mlp(config: dict, state_dict: StateDict, layer: int, seed: int, std: 
     return dict(config), _hf(config, c, dtype)
 
 
-def average(config: dict, state_dicts: Sequence[StateDict], weights: Sequence[float] | None = None
-            ) -> tuple[dict, StateDict]:
+def average(
+    config: dict, state_dicts: Sequence[StateDict], weights: Sequence[float] | None = None
+) -> tuple[dict, StateDict]:
     """Weighted parameter average Σ w_k θ_k (uniform weights by default), computed in float64."""
     weights = list(weights) if weights is not None else [1.0 / len(state_dicts)] * len(state_dicts)
     if abs(sum(weights) - 1.0) > 1e-9:

@@ -45,8 +45,9 @@ class Model:
         return logits(self.config, self.state_dict, ids, dtype)
 
 
-def logits(config: dict, state_dict: dict[str, torch.Tensor], ids: torch.Tensor,
-           dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def logits(
+    config: dict, state_dict: dict[str, torch.Tensor], ids: torch.Tensor, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """Forward pass of an HF-named state dict: logits [B, T, V] in ``dtype``, no gradient."""
     with torch.no_grad():
         canon = {k: v.to(dtype) for k, v in to_canonical(config, state_dict).items()}
@@ -71,8 +72,9 @@ def _shards(state_dict: dict[str, torch.Tensor], num_shards: int) -> list[list[s
     return [g for g in groups if g]
 
 
-def save_checkpoint(folder: Path, config: dict, state_dict: dict[str, torch.Tensor], *, dtype: str = "float32",
-                    num_shards: int = 1) -> list[Path]:
+def save_checkpoint(
+    folder: Path, config: dict, state_dict: dict[str, torch.Tensor], *, dtype: str = "float32", num_shards: int = 1
+) -> list[Path]:
     """Write ``config.json`` (``torch_dtype`` set to ``dtype``) and the weights cast to ``dtype``,
     in one file or ``num_shards`` shards plus index.  Returns the weight files written."""
     folder = Path(folder)

@@ -42,11 +42,18 @@ def _train_config(task: Task, tok: Tokenizer, objective: str | None = None, lora
     r, prof = task.recipe, task.profile
     ids = special_ids(tok, TOKENIZER_OF[r.arch])
     mlm = r.arch == "bert"
-    return TrainConfig(steps=prof.steps(r.steps), lr=prof.pretrain_lr * r.lr_scale, batch=prof.batch,
-                       seq_len=prof.seq_len, seed=r.data_seed if r.data_seed is not None else r.seed,
-                       objective=objective or ("mlm" if mlm else "clm"), lora_rank=lora_rank,
-                       warmup_frac=0.1 if r.steps == "pretrain" else 0.05,
-                       mask_id=ids["mask"], special_ids=tuple(v for v in ids.values() if v is not None) if mlm else ())
+    return TrainConfig(
+        steps=prof.steps(r.steps),
+        lr=prof.pretrain_lr * r.lr_scale,
+        batch=prof.batch,
+        seq_len=prof.seq_len,
+        seed=r.data_seed if r.data_seed is not None else r.seed,
+        objective=objective or ("mlm" if mlm else "clm"),
+        lora_rank=lora_rank,
+        warmup_frac=0.1 if r.steps == "pretrain" else 0.05,
+        mask_id=ids["mask"],
+        special_ids=tuple(v for v in ids.values() if v is not None) if mlm else (),
+    )
 
 
 def _data(task: Task, tok: Tokenizer) -> TokenData:
@@ -61,16 +68,18 @@ def make_model(task: Task) -> tuple[dict, dict[str, torch.Tensor], Tokenizer, di
         notes["data"] = list(r.data)
     if not r.parents:
         tok = Tokenizer.from_str(task.root_tokenizer)
-        config = make_config(r.arch, prof.dims(r.arch), tok.get_vocab_size(), special_ids(tok, TOKENIZER_OF[r.arch]),
-                             r.dtype)
+        config = make_config(
+            r.arch, prof.dims(r.arch), tok.get_vocab_size(), special_ids(tok, TOKENIZER_OF[r.arch]), r.dtype
+        )
         sd = init_state_dict(config, r.seed)
         teacher = None
         if r.op == "distill":
             t = load_model(out / r.teacher)
             teacher = (t.config, t.state_dict)
             notes.update(distilled_from=r.teacher, objective="KL to teacher soft targets, T=2")
-        sd, result = train(config, sd, _data(task, tok), _train_config(task, tok, "distill" if teacher else None),
-                           teacher=teacher)
+        sd, result = train(
+            config, sd, _data(task, tok), _train_config(task, tok, "distill" if teacher else None), teacher=teacher
+        )
         return config, sd, tok, {**notes, **result.as_notes()}
 
     parent = load_model(out / r.parents[0])
@@ -101,8 +110,11 @@ def make_model(task: Task) -> tuple[dict, dict[str, torch.Tensor], Tokenizer, di
         words = new_words(tok, "\n\n".join(task.texts[d] for d in r.data), prof.new_tokens)
         tok = extend_tokenizer(tok, words)
         config, sd = lossy.extend_vocab(config, sd, tok.get_vocab_size() - parent.spec.vocab_size, r.seed)
-        notes.update(vocab_extension=len(words), new_tokens=words,
-                     vocab_size={"before": parent.spec.vocab_size, "after": tok.get_vocab_size()})
+        notes.update(
+            vocab_extension=len(words),
+            new_tokens=words,
+            vocab_size={"before": parent.spec.vocab_size, "after": tok.get_vocab_size()},
+        )
     elif r.op == "reinit_mlp":
         config, sd = lossy.reinit_mlp(config, sd, prof.reinit_layer, r.seed)
         notes["reinitialised_mlp_layer"] = prof.reinit_layer
@@ -128,11 +140,16 @@ def run_task(task: Task) -> dict:
         folder = Path(task.out_dir) / r.id
         save_checkpoint(folder, config, sd, dtype=r.dtype, num_shards=r.shards)
         write_tokenizer(folder, tok, TOKENIZER_OF[r.arch], model_max_length=task.profile.max_positions)
-        card = render_card(r.id, description=r.description, created_at=task.created_at,
-                           pipeline_tag="fill-mask" if r.arch == "bert" else "text-generation",
-                           tags=["pedigree-zoo", r.arch, *r.tags], base_model=task.card["base_model"],
-                           base_model_relation=task.card["base_model_relation"],
-                           details={"architecture": ARCHITECTURES[r.arch], "dtype": r.dtype})
+        card = render_card(
+            r.id,
+            description=r.description,
+            created_at=task.created_at,
+            pipeline_tag="fill-mask" if r.arch == "bert" else "text-generation",
+            tags=["pedigree-zoo", r.arch, *r.tags],
+            base_model=task.card["base_model"],
+            base_model_relation=task.card["base_model_relation"],
+            details={"architecture": ARCHITECTURES[r.arch], "dtype": r.dtype},
+        )
         (folder / "README.md").write_text(card)
         return {"notes": notes, "seconds": round(time.perf_counter() - start, 2)}
     finally:

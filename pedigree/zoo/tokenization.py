@@ -25,8 +25,10 @@ from pathlib import Path
 
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
-_QWEN_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-               r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+_QWEN_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
 
 
 @dataclass(frozen=True)
@@ -45,20 +47,43 @@ class TokenizerKind:
 
 KINDS: dict[str, TokenizerKind] = {
     "llama": TokenizerKind("llama", "LlamaTokenizerFast", ("<unk>", "<s>", "</s>"), "<s>", "</s>", "<unk>", None),
-    "qwen2": TokenizerKind("qwen2", "Qwen2TokenizerFast", ("<|endoftext|>", "<|im_start|>", "<|im_end|>"),
-                           None, "<|endoftext|>", None, "<|endoftext|>"),
-    "gpt2": TokenizerKind("gpt2", "GPT2TokenizerFast", ("<|endoftext|>",), "<|endoftext|>", "<|endoftext|>",
-                          "<|endoftext|>", None),
-    "neox": TokenizerKind("neox", "GPTNeoXTokenizerFast", ("<|endoftext|>", "<|padding|>"), "<|endoftext|>",
-                          "<|endoftext|>", "<|endoftext|>", "<|padding|>"),
-    "bert": TokenizerKind("bert", "BertTokenizerFast", ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"), None, None,
-                          "[UNK]", "[PAD]", (("cls_token", "[CLS]"), ("sep_token", "[SEP]"), ("mask_token", "[MASK]"))),
+    "qwen2": TokenizerKind(
+        "qwen2",
+        "Qwen2TokenizerFast",
+        ("<|endoftext|>", "<|im_start|>", "<|im_end|>"),
+        None,
+        "<|endoftext|>",
+        None,
+        "<|endoftext|>",
+    ),
+    "gpt2": TokenizerKind(
+        "gpt2", "GPT2TokenizerFast", ("<|endoftext|>",), "<|endoftext|>", "<|endoftext|>", "<|endoftext|>", None
+    ),
+    "neox": TokenizerKind(
+        "neox",
+        "GPTNeoXTokenizerFast",
+        ("<|endoftext|>", "<|padding|>"),
+        "<|endoftext|>",
+        "<|endoftext|>",
+        "<|endoftext|>",
+        "<|padding|>",
+    ),
+    "bert": TokenizerKind(
+        "bert",
+        "BertTokenizerFast",
+        ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"),
+        None,
+        None,
+        "[UNK]",
+        "[PAD]",
+        (("cls_token", "[CLS]"), ("sep_token", "[SEP]"), ("mask_token", "[MASK]")),
+    ),
 }
 
 
 def _chunks(text: str, size: int = 4000) -> list[str]:
     """Fixed-size pieces of the training text (the trainers take an iterator of strings)."""
-    return [text[i:i + size] for i in range(0, len(text), size)]
+    return [text[i : i + size] for i in range(0, len(text), size)]
 
 
 def _train_llama(text: str, vocab_size: int) -> Tokenizer:
@@ -68,8 +93,9 @@ def _train_llama(text: str, vocab_size: int) -> Tokenizer:
     specials = list(KINDS["llama"].specials)
     probe = Tokenizer(models.BPE(unk_token="<unk>"))
     probe.pre_tokenizer = meta
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size - 256, special_tokens=specials, limit_alphabet=120,
-                                  show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size - 256, special_tokens=specials, limit_alphabet=120, show_progress=False
+    )
     probe.train_from_iterator(_chunks(text), trainer=trainer)
     learned = json.loads(probe.to_str())["model"]
     vocab: dict[str, int] = {s: i for i, s in enumerate(specials)}
@@ -81,10 +107,12 @@ def _train_llama(text: str, vocab_size: int) -> Tokenizer:
     merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in learned["merges"]]
     tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>", fuse_unk=True, byte_fallback=True))
     tok.pre_tokenizer = meta
-    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
-                                     decoders.Strip(" ", 1, 0)])
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
-                                                       special_tokens=[("<s>", 1)])
+    tok.decoder = decoders.Sequence(
+        [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
+    )
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)]
+    )
     tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in specials])
     return tok
 
@@ -93,17 +121,24 @@ def _train_byte_level(text: str, vocab_size: int, kind: TokenizerKind) -> Tokeni
     """Byte-level BPE (GPT-2 regex; Qwen2's regex for ``qwen2``) over the 256-symbol byte alphabet."""
     tok = Tokenizer(models.BPE())
     if kind.name == "qwen2":
-        tok.pre_tokenizer = pre_tokenizers.Sequence([
-            pre_tokenizers.Split(Regex(_QWEN_SPLIT), behavior="isolated"),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Split(Regex(_QWEN_SPLIT), behavior="isolated"),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+            ]
+        )
         tok.normalizer = normalizers.NFC()
     else:
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
     lead = [] if kind.name == "qwen2" else list(kind.specials)
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size - (len(kind.specials) - len(lead)), special_tokens=lead,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size - (len(kind.specials) - len(lead)),
+        special_tokens=lead,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(_chunks(text), trainer=trainer)
     tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in kind.specials])
     return tok
@@ -129,12 +164,14 @@ def _train_wordpiece(text: str, vocab_size: int) -> Tokenizer:
         plain = "".join(chr(ord(c) - _PUA) if _PUA <= ord(c) < _PUA + 0xFFFD else c for c in piece)
         return "##" + plain if _PUA <= ord(piece[0]) < _PUA + 0xFFFD else plain
 
-    shifted = [" ".join(shift(w) for w, _ in pre.pre_tokenize_str(norm.normalize_str(chunk)))
-               for chunk in _chunks(text)]
+    shifted = [
+        " ".join(shift(w) for w, _ in pre.pre_tokenize_str(norm.normalize_str(chunk))) for chunk in _chunks(text)
+    ]
     probe = Tokenizer(models.BPE(unk_token="[UNK]"))
     probe.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, limit_alphabet=300,
-                                  show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=specials, limit_alphabet=300, show_progress=False
+    )
     probe.train_from_iterator(shifted, trainer=trainer)
     learned = sorted(json.loads(probe.to_str())["model"]["vocab"].items(), key=lambda kv: kv[1])
     vocab: dict[str, int] = {}
@@ -144,8 +181,10 @@ def _train_wordpiece(text: str, vocab_size: int) -> Tokenizer:
     tok.normalizer, tok.pre_tokenizer = norm, pre
     tok.decoder = decoders.WordPiece(prefix="##")
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))],
+    )
     tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in specials])
     return tok
 
@@ -163,9 +202,15 @@ def special_ids(tok: Tokenizer, kind: str) -> dict[str, int | None]:
     """``bos/eos/pad/unk/mask`` token ids for config.json and training (None where absent)."""
     k = KINDS[kind]
     extra = dict(k.extra)
-    return {"bos": _id(tok, k.bos), "eos": _id(tok, k.eos), "pad": _id(tok, k.pad), "unk": _id(tok, k.unk),
-            "mask": _id(tok, extra.get("mask_token")), "cls": _id(tok, extra.get("cls_token")),
-            "sep": _id(tok, extra.get("sep_token"))}
+    return {
+        "bos": _id(tok, k.bos),
+        "eos": _id(tok, k.eos),
+        "pad": _id(tok, k.pad),
+        "unk": _id(tok, k.unk),
+        "mask": _id(tok, extra.get("mask_token")),
+        "cls": _id(tok, extra.get("cls_token")),
+        "sep": _id(tok, extra.get("sep_token")),
+    }
 
 
 def _id(tok: Tokenizer, token: str | None) -> int | None:
@@ -209,10 +254,21 @@ def write_tokenizer(folder: Path, tok: Tokenizer, kind: str, model_max_length: i
     named = {key: value for key, value in named.items() if value is not None}
     decoder = {}
     for content, idx in sorted(tok.get_added_tokens_decoder().items()):
-        decoder[str(content)] = {"content": idx.content, "lstrip": idx.lstrip, "normalized": idx.normalized,
-                                 "rstrip": idx.rstrip, "single_word": idx.single_word, "special": idx.special}
-    config = {"added_tokens_decoder": decoder, **named, "clean_up_tokenization_spaces": False,
-              "model_max_length": model_max_length, "tokenizer_class": k.tokenizer_class}
+        decoder[str(content)] = {
+            "content": idx.content,
+            "lstrip": idx.lstrip,
+            "normalized": idx.normalized,
+            "rstrip": idx.rstrip,
+            "single_word": idx.single_word,
+            "special": idx.special,
+        }
+    config = {
+        "added_tokens_decoder": decoder,
+        **named,
+        "clean_up_tokenization_spaces": False,
+        "model_max_length": model_max_length,
+        "tokenizer_class": k.tokenizer_class,
+    }
     if kind == "llama":
         config.update(add_bos_token=True, add_eos_token=False, legacy=False)
     if kind == "bert":

@@ -78,9 +78,14 @@ class TrainResult:
     seconds: float
 
     def as_notes(self) -> dict:
-        return {"initial_loss": round(self.initial_loss, 4), "final_loss": round(self.final_loss, 4),
-                "final_train_loss": round(self.final_train_loss, 4), "steps": self.steps, "lr": self.lr,
-                "tokens_seen": self.tokens_seen}
+        return {
+            "initial_loss": round(self.initial_loss, 4),
+            "final_loss": round(self.final_loss, 4),
+            "final_train_loss": round(self.final_train_loss, 4),
+            "steps": self.steps,
+            "lr": self.lr,
+            "tokens_seen": self.tokens_seen,
+        }
 
 
 def lr_at(step: int, tc: TrainConfig) -> float:
@@ -111,8 +116,14 @@ def mlm_mask(x: torch.Tensor, tc: TrainConfig, vocab: int, gen: torch.Generator)
     return inputs, labels
 
 
-def batch_loss(spec: Spec, params: dict[str, torch.Tensor], x: torch.Tensor, tc: TrainConfig,
-               gen: torch.Generator | None, teacher: tuple[Spec, dict] | None = None) -> torch.Tensor:
+def batch_loss(
+    spec: Spec,
+    params: dict[str, torch.Tensor],
+    x: torch.Tensor,
+    tc: TrainConfig,
+    gen: torch.Generator | None,
+    teacher: tuple[Spec, dict] | None = None,
+) -> torch.Tensor:
     """The objective on one batch of windows ``x`` (length seq_len + 1 for causal models)."""
     if tc.objective == "mlm":
         inputs, labels = mlm_mask(x, tc, spec.vocab_size, gen)
@@ -125,7 +136,7 @@ def batch_loss(spec: Spec, params: dict[str, torch.Tensor], x: torch.Tensor, tc:
             soft = F.log_softmax(forward(teacher[0], teacher[1], inputs) / tc.temperature, dim=-1)
         student = F.log_softmax(logits / tc.temperature, dim=-1)
         kl = F.kl_div(student.flatten(0, 1), soft.flatten(0, 1), log_target=True, reduction="batchmean")
-        return kl * tc.temperature ** 2
+        return kl * tc.temperature**2
     return F.cross_entropy(logits.flatten(0, 1), targets.flatten())
 
 
@@ -137,13 +148,21 @@ def heldout_loss(spec: Spec, params: dict[str, torch.Tensor], data: TokenData, t
     x = windows(data.heldout, starts, length)
     plain = replace(tc, objective="mlm" if tc.objective == "mlm" else "clm")
     with torch.no_grad():
-        losses = [batch_loss(spec, params, chunk, plain, torch.Generator().manual_seed(0)).item()
-                  for chunk in x.split(tc.batch)]
+        losses = [
+            batch_loss(spec, params, chunk, plain, torch.Generator().manual_seed(0)).item()
+            for chunk in x.split(tc.batch)
+        ]
     return sum(losses) / len(losses)
 
 
-def train(config: dict, state_dict: dict[str, torch.Tensor], data: TokenData, tc: TrainConfig, *,
-          teacher: tuple[dict, dict[str, torch.Tensor]] | None = None) -> tuple[dict[str, torch.Tensor], TrainResult]:
+def train(
+    config: dict,
+    state_dict: dict[str, torch.Tensor],
+    data: TokenData,
+    tc: TrainConfig,
+    *,
+    teacher: tuple[dict, dict[str, torch.Tensor]] | None = None,
+) -> tuple[dict[str, torch.Tensor], TrainResult]:
     """Train an HF-named state dict on ``data``; returns the new float32 state dict and the losses.
 
     ``teacher`` (config, state dict) is required for ``objective="distill"``."""
@@ -152,8 +171,10 @@ def train(config: dict, state_dict: dict[str, torch.Tensor], data: TokenData, tc
     params = {k: v.detach().float().clone() for k, v in to_canonical(config, state_dict).items()}
     teacher_c = None
     if teacher is not None:
-        teacher_c = (spec_from_config(teacher[0]),
-                     {k: v.detach().float() for k, v in to_canonical(teacher[0], teacher[1]).items()})
+        teacher_c = (
+            spec_from_config(teacher[0]),
+            {k: v.detach().float() for k, v in to_canonical(teacher[0], teacher[1]).items()},
+        )
     gen = torch.Generator().manual_seed(tc.seed)
     lora: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     if tc.lora_rank:
@@ -166,8 +187,10 @@ def train(config: dict, state_dict: dict[str, torch.Tensor], data: TokenData, tc
     else:
         for t in params.values():
             t.requires_grad_()
-        groups = [{"params": [t for t in params.values() if t.dim() >= 2], "weight_decay": tc.weight_decay},
-                  {"params": [t for t in params.values() if t.dim() < 2], "weight_decay": 0.0}]
+        groups = [
+            {"params": [t for t in params.values() if t.dim() >= 2], "weight_decay": tc.weight_decay},
+            {"params": [t for t in params.values() if t.dim() < 2], "weight_decay": 0.0},
+        ]
     scale = tc.lora_alpha / max(1, tc.lora_rank)
 
     def effective() -> dict[str, torch.Tensor]:
@@ -192,7 +215,14 @@ def train(config: dict, state_dict: dict[str, torch.Tensor], data: TokenData, tc
     with torch.no_grad():
         final_params = {k: v.detach() for k, v in effective().items()}
     final = heldout_loss(spec, final_params, data, tc)
-    tail = losses[-max(1, len(losses) // 10):] if losses else [initial]
-    result = TrainResult(initial, final, sum(tail) / len(tail), tc.steps, tc.lr, tc.steps * tc.batch * tc.seq_len,
-                         time.perf_counter() - start)
+    tail = losses[-max(1, len(losses) // 10) :] if losses else [initial]
+    result = TrainResult(
+        initial,
+        final,
+        sum(tail) / len(tail),
+        tc.steps,
+        tc.lr,
+        tc.steps * tc.batch * tc.seq_len,
+        time.perf_counter() - start,
+    )
     return to_hf(config, final_params), result

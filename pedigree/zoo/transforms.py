@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 
@@ -40,8 +40,16 @@ from .hf_layout import to_canonical, to_hf
 
 Params = dict[str, torch.Tensor]
 StateDict = dict[str, torch.Tensor]
-KINDS = ("residual_permutation", "residual_rotation", "norm_gains", "mlp_permutation", "mlp_rescale",
-         "head_permutation", "vo_maps", "qk_maps")
+KINDS = (
+    "residual_permutation",
+    "residual_rotation",
+    "norm_gains",
+    "mlp_permutation",
+    "mlp_rescale",
+    "head_permutation",
+    "vo_maps",
+    "qk_maps",
+)
 
 
 # ----------------------------------------------------------------------------- structure
@@ -59,8 +67,9 @@ def pre_norms(spec: Spec) -> dict[str, list[str]]:
 
 
 def _readers(spec: Spec) -> list[str]:
-    names = [f"layers.{i}.{n}" for i in range(spec.layers) for n in ("q", "k", "v", "gate", "up")
-             if n != "gate" or spec.glu]
+    names = [
+        f"layers.{i}.{n}" for i in range(spec.layers) for n in ("q", "k", "v", "gate", "up") if n != "gate" or spec.glu
+    ]
     return names + (["head_dense"] if spec.model_type == "bert" else [] if spec.tied else ["head"])
 
 
@@ -273,15 +282,18 @@ def sample_step(kind: str, config: dict, seed: int) -> Step:
     elif kind == "mlp_rescale":
         params = {"scales": [random_scales(spec.intermediate, gen) for _ in layers]}
     elif kind == "head_permutation":
-        params = {"kv_perms": [torch.randperm(spec.kv_heads, generator=gen) for _ in layers],
-                  "q_perms": [torch.stack([torch.randperm(spec.group, generator=gen) for _ in range(spec.kv_heads)])
-                              for _ in layers]}
+        params = {
+            "kv_perms": [torch.randperm(spec.kv_heads, generator=gen) for _ in layers],
+            "q_perms": [
+                torch.stack([torch.randperm(spec.group, generator=gen) for _ in range(spec.kv_heads)]) for _ in layers
+            ],
+        }
     elif kind == "vo_maps":
-        params = {"mats": [torch.stack([random_invertible(spec.head_dim, gen) for _ in range(spec.kv_heads)])
-                           for _ in layers]}
+        params = {
+            "mats": [torch.stack([random_invertible(spec.head_dim, gen) for _ in range(spec.kv_heads)]) for _ in layers]
+        }
     elif kind == "qk_maps":
-        params = {"mats": [torch.stack([rope_commuting_map(spec, gen) for _ in range(spec.kv_heads)])
-                           for _ in layers]}
+        params = {"mats": [torch.stack([rope_commuting_map(spec, gen) for _ in range(spec.kv_heads)]) for _ in layers]}
     else:
         raise ValueError(f"unknown transform kind {kind!r}")
     return Step(kind, seed, params)
@@ -310,9 +322,11 @@ def _on_canonical(config: dict, state_dict: StateDict, fn: Callable[[Spec, Param
 
 def apply_steps(config: dict, state_dict: StateDict, steps: Sequence[Step]) -> tuple[dict, StateDict]:
     """Apply sampled steps in order (one float64 round trip)."""
+
     def run(spec: Spec, c: Params) -> None:
         for step in steps:
             _APPLY[step.kind](spec, c, step.params)
+
     return _on_canonical(config, state_dict, run)
 
 
@@ -329,8 +343,9 @@ def plan_function_preserving(config: dict, seed: int, kinds: Sequence[str] | Non
     return [sample_step(k, config, seed * 1000 + i) for i, k in enumerate(kinds)]
 
 
-def random_function_preserving(config: dict, state_dict: StateDict, seed: int,
-                               kinds: Sequence[str] | None = None) -> tuple[dict, StateDict]:
+def random_function_preserving(
+    config: dict, state_dict: StateDict, seed: int, kinds: Sequence[str] | None = None
+) -> tuple[dict, StateDict]:
     """A random composition of function-preserving transforms valid for the architecture."""
     return apply_steps(config, state_dict, plan_function_preserving(config, seed, kinds))
 
@@ -365,8 +380,9 @@ def rescale_mlp(config: dict, state_dict: StateDict, scales: Sequence[torch.Tens
     return _on_canonical(config, state_dict, lambda s, c: _rescale_mlp(s, c, scales))
 
 
-def permute_heads(config: dict, state_dict: StateDict, kv_perms: Sequence[torch.Tensor],
-                  q_perms: Sequence[torch.Tensor]) -> tuple[dict, StateDict]:
+def permute_heads(
+    config: dict, state_dict: StateDict, kv_perms: Sequence[torch.Tensor], q_perms: Sequence[torch.Tensor]
+) -> tuple[dict, StateDict]:
     """Per-layer head permutation: kv heads by ``kv_perms[i]``, q heads within groups by ``q_perms[i]`` [kv, G]."""
     return _on_canonical(config, state_dict, lambda s, c: _permute_heads(s, c, kv_perms, q_perms))
 
