@@ -1,14 +1,17 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   - create .venv, install pedigree, build the small model zoo, index it, answer a lineage question
-#   make test   - create .venv, install pedigree with test extras, run the test suite
+#   make test   - create .venv, install pedigree with test extras, run the quality gates and the test suite
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # torch 2.13.0's CPU wheel is on disk on the project's machines; elsewhere pip fetches it
 # (add --index-url https://download.pytorch.org/whl/cpu for a CPU-only build).
 TORCH ?= torch==2.13.0
+# mypy reads the installed layout (pedigree.crawler, ... mapped from the top-level folders by
+# pyproject.toml's package-dir) from this tree of links, rebuilt by every `make check`.
+TYPECHECK := build/typecheck
 
-.PHONY: install test demo bench-accuracy clean
+.PHONY: install test check quality typecheck demo bench-accuracy clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +22,21 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
-test: install
+# ruff (lint + format), mypy, and the layer contract (tests/test_layers.py)
+check: quality typecheck
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_layers.py
+
+quality: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	rm -rf $(TYPECHECK) && mkdir -p $(TYPECHECK)/pedigree
+	for f in pedigree/*; do ln -s "$(CURDIR)/$$f" $(TYPECHECK)/pedigree/; done
+	for d in crawler indexer storage query; do ln -s "$(CURDIR)/$$d" $(TYPECHECK)/pedigree/$$d; done
+	MYPYPATH=$(TYPECHECK) $(BIN)/mypy -p pedigree
+
+test: install check
 	$(BIN)/python -m pytest
 
 demo: install
@@ -29,4 +46,4 @@ bench-accuracy: install
 	$(BIN)/python -m bench.accuracy
 
 clean:
-	rm -rf $(VENV) pedigree-data .zoo-cache bench/.zoo
+	rm -rf $(VENV) pedigree-data .zoo-cache bench/.zoo build .mypy_cache

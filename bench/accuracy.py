@@ -77,10 +77,10 @@ def run(size: str, zoo_dir: Path) -> dict:
     truth = json.loads((zoo_dir / "truth.json").read_text())
     with tempfile.TemporaryDirectory() as home, Workspace(load_settings(home)) as ws:
         started = time.perf_counter()
-        outcomes = ws.ingest(zoo_dir, confirm=0).outcomes
+        outcomes = ws.ingest(zoo_dir, confirm=0).models
         ingest_seconds = time.perf_counter() - started
-        failed = [o.as_json() for o in outcomes if o.status != "indexed"]
-        pairs = ws.matrix(tests=False)["pairs"]
+        failed = [o.to_json() for o in outcomes if o.status != "indexed"]
+        pairs = ws.matrix(tests=False).to_json()["pairs"]
     positives, negatives = label_pairs(truth, pairs)
     pos_scores = [p["score"] for p in positives]
     neg_scores = [p["score"] for p in negatives]

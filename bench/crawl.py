@@ -268,7 +268,7 @@ def storm_run(work: Path) -> dict:
                 while runs < 5:  # as nightly runs would: the next run takes up what a run left at "retry"
                     result = ws.crawl(hub.url)
                     runs += 1
-                    first = first or result.counts()
+                    first = first or result.counts
                     if not any(r.status == "retry" for r in result.repos):
                         break
                 final = {}

@@ -114,14 +114,14 @@ def run(size: str, zoo: Path) -> dict:
         ingested = ws.ingest(zoo)
         result["ingest_seconds"] = round(time.perf_counter() - started, 1)
         result["pairs_tested"] = len(ingested.confirmations)
-        result["pairs_confirmed"] = sum(bool(c.get("confirmed")) for c in ingested.confirmations)
+        result["pairs_confirmed"] = sum(bool(c.confirmed) for c in ingested.confirmations)
         for mode in ("weights", "time", "full"):
             started = time.perf_counter()
             summary = ws.build_graph(mode)
             seconds = time.perf_counter() - started
             graph = load_graph(ws.store, current_build(ws.store, mode))
-            found = score(truth, graph, ws.discrepancies(mode) if mode == "full" else None)
-            result["modes"][mode] = {"build_seconds": round(seconds, 2), "build": summary, **found}
+            found = score(truth, graph, ws.discrepancies(mode).to_json() if mode == "full" else None)
+            result["modes"][mode] = {"build_seconds": round(seconds, 2), "build": summary.to_json(), **found}
     result["environment"] = environment()
     return result
 

@@ -191,7 +191,7 @@ def _assemble(db_path: str, queue) -> None:
     edges = store.conn.execute(
         "SELECT e.parent, e.child FROM lineage_edges e JOIN build_families b ON b.family_id = e.family_id WHERE "
         "b.build_id = ?",
-        [summary["build_id"]],
+        [summary.build_id],
     ).fetchall()
     store.close()
     queue.put(

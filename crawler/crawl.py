@@ -19,15 +19,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 
-from huggingface_hub import HfApi
-
-from pedigree.crawler.http_source import HubCheckpoint, RetryPolicy, hub_client
-from pedigree.crawler.listing import ListedRepo, list_changed_with_retries
+from pedigree.crawler.http_client import hub_client
+from pedigree.crawler.http_retry import RetryPolicy
+from pedigree.crawler.http_source import HubCheckpoint
+from pedigree.crawler.listing import ListedRepo, list_changed
 from pedigree.crawler.remote import hub_uri
-from pedigree.indexer.pipeline import RETRY, UNCHANGED, IngestOutcome, ingest_source
+from pedigree.indexer.pipeline import ingest_source
+from pedigree.results import CrawlSummary, IngestOutcome, RepoReport
 from pedigree.storage.crawl import (
     CrawledRepo,
     crawled,
@@ -36,7 +36,8 @@ from pedigree.storage.crawl import (
     save_crawled,
     set_high_water,
 )
-from pedigree.storage.db import STATUS_INDEXED, Store, naive_utc
+from pedigree.storage.db import Store, naive_utc
+from pedigree.types import Status
 
 DEFAULT_BUDGET_FACTOR = (
     1.05  # a model may read at most its weights' size (+5 %, + metadata): a runaway server cannot make us read more
@@ -45,22 +46,6 @@ METADATA_ALLOWANCE = 64 * 2**20
 
 RepoStart = Callable[[int, int, str], None]
 RepoDone = Callable[[CrawledRepo], None]
-
-
-@dataclass
-class CrawlResult:
-    endpoint: str
-    listed: int = 0
-    skipped: int = 0  # already crawled at the listed sha
-    repos: list[CrawledRepo] = field(default_factory=list)
-    outcomes: list[IngestOutcome] = field(default_factory=list)
-    high_water: str | None = None
-
-    def counts(self) -> dict[str, int]:
-        counts = {"listed": self.listed, "skipped": self.skipped}
-        for repo in self.repos:
-            counts[repo.status] = counts.get(repo.status, 0) + 1
-        return counts
 
 
 def resolve_endpoint(endpoint: str | None) -> str:
@@ -79,24 +64,24 @@ def crawl(
     retry: RetryPolicy | None = None,
     on_start: RepoStart | None = None,
     on_done: RepoDone | None = None,
-) -> CrawlResult:
+) -> CrawlSummary:
     """One crawl of ``endpoint``: list changes since the high-water mark and index them
     (``retry``: the backoff policy for listing and range reads)."""
     endpoint = resolve_endpoint(endpoint)
     token = token or os.environ.get("HF_TOKEN") or None
-    api = HfApi(endpoint=endpoint, token=token)
     mark = high_water(store, endpoint)
-    listing = sorted(
-        list_changed_with_retries(api, mark, retry),
-        key=lambda r: (naive_utc(r.last_modified) or datetime.min, r.repo_id),
-    )
-    result = CrawlResult(endpoint, listed=len(listing))
-    settled = [is_done(crawled(store, endpoint, r.repo_id), r.sha) for r in listing]
-    pending = [i for i, done in enumerate(settled) if not done]
-    result.skipped = len(listing) - len(pending)
-    pending = pending[:limit] if limit is not None else pending
-    frontier = _advance(store, endpoint, listing, settled, 0)
     with hub_client(token) as client:
+        changed = list_changed(client, endpoint, mark, token=token, retry=retry)
+        listing = sorted(changed.repos, key=lambda r: (naive_utc(r.last_modified) or datetime.min, r.repo_id))
+        repos: list[CrawledRepo] = []
+        outcomes: list[IngestOutcome] = []
+        settled = [is_done(crawled(store, endpoint, r.repo_id), r.sha) for r in listing]
+        pending = [i for i, done in enumerate(settled) if not done]
+        counts = {"listed": len(listing), "skipped": len(listing) - len(pending)}
+        if changed.rejected:
+            counts["rejected"] = len(changed.rejected)
+        pending = pending[:limit] if limit is not None else pending
+        frontier = _advance(store, endpoint, listing, settled, 0)
         for position, index in enumerate(pending, start=1):
             repo = listing[index]
             if on_start:
@@ -104,16 +89,21 @@ def crawl(
             state, outcome = crawl_repo(
                 store, endpoint, repo, client=client, token=token, budget_factor=budget_factor, retry=retry
             )
-            result.repos.append(state)
+            repos.append(state)
+            counts[state.status] = counts.get(state.status, 0) + 1
             if outcome is not None:
-                result.outcomes.append(outcome)
-            settled[index] = state.status != RETRY
+                outcomes.append(outcome)
+            settled[index] = state.status != Status.RETRY
             frontier = _advance(store, endpoint, listing, settled, frontier)
             if on_done:
                 on_done(state)
     mark = high_water(store, endpoint)
-    result.high_water = str(mark) if mark else None
-    return result
+    reports = tuple(RepoReport(r.repo_id, r.sha, r.status, r.reason, r.bytes_read, r.size_bytes) for r in repos)
+    reports += tuple(
+        RepoReport(name, None, Status.FAILED, f"listing entry set aside: {why}", 0, None)
+        for name, why in changed.rejected
+    )
+    return CrawlSummary(endpoint, counts, str(mark) if mark else None, reports, tuple(outcomes))
 
 
 def _advance(store: Store, endpoint: str, listing: list[ListedRepo], settled: list[bool], frontier: int) -> int:
@@ -127,7 +117,7 @@ def _advance(store: Store, endpoint: str, listing: list[ListedRepo], settled: li
     return frontier
 
 
-ERROR_STATUS = {"GatedRepoError": "gated", "RepoGoneError": "gone"}
+ERROR_STATUS = {"GatedRepoError": Status.GATED, "RepoGoneError": Status.GONE}
 
 
 def crawl_repo(
@@ -161,7 +151,7 @@ def crawl_repo(
 
     if not repo.has_safetensors:
         reason = "pickle weights only (never unpickled)" if repo.pickle_only else "no safetensors weights"
-        return state("no_safetensors", reason), None
+        return state(Status.NO_SAFETENSORS, reason), None
     opened: list[HubCheckpoint] = []
 
     def open_source() -> HubCheckpoint:
@@ -185,6 +175,8 @@ def crawl_repo(
     # UNCHANGED: the model is already indexed at this revision - a run killed after the model's
     # commit and before this crawl record's; the record then says what a clean run says
     status = (
-        STATUS_INDEXED if outcome.status == UNCHANGED else ERROR_STATUS.get(outcome.error_kind or "", outcome.status)
+        Status.INDEXED
+        if outcome.status == Status.UNCHANGED
+        else ERROR_STATUS.get(outcome.error_kind or "", outcome.status)
     )
     return state(status, outcome.error, read, size), outcome

@@ -20,15 +20,15 @@ It is the remote twin of :class:`~indexer.local_checkpoint.LocalCheckpoint` and 
   and 5xx are retried (:class:`~crawler.http_retry.RetryPolicy`), then raise a
   :class:`~pedigree.errors.RemoteError` subclass naming the repo/file and why.
 
-Request plumbing (client, retries, strict range checks) lives in :mod:`crawler.http_retry`.
+Request plumbing: the client (:mod:`.http_client`), retries (:mod:`.http_retry`), answers that are
+errors (:mod:`.http_errors`) and strict reads (:mod:`.http_fetch`); the prefetch cache is
+:mod:`.span_cache`.
 """
 
 from __future__ import annotations
 
-import bisect
 import re
 import threading
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -36,7 +36,10 @@ from urllib.parse import quote
 
 import httpx
 
-from pedigree.crawler.http_retry import Fetcher, RemoteFile, RetryPolicy, hub_client
+from pedigree.crawler.http_client import hub_client
+from pedigree.crawler.http_fetch import Fetcher, RemoteFile
+from pedigree.crawler.http_retry import RetryPolicy
+from pedigree.crawler.span_cache import SpanCache, coalesce
 from pedigree.errors import CheckpointError, RepoGoneError
 from pedigree.indexer import safetensors_format as fmt
 from pedigree.indexer.card import MAX_CARD_BYTES
@@ -89,11 +92,12 @@ class HubCheckpoint(TensorSource):
         budget_bytes: int | None = None,
         retry: RetryPolicy | None = None,
         concurrency: int = DEFAULT_CONCURRENCY,
+        own_client: bool | None = None,
     ) -> None:
         self.endpoint = endpoint.rstrip("/")
         self.repo_id, self.commit = repo_id, revision
         self.label = f"{self.endpoint}/{repo_id}@{revision}"
-        self._own_client = client is None
+        self._own_client = client is None if own_client is None else own_client
         self._client = client if client is not None else hub_client(token)
         self._http = Fetcher(
             self._client,
@@ -106,10 +110,7 @@ class HubCheckpoint(TensorSource):
         self.concurrency = concurrency
         self._siblings = frozenset(files)
         self._weights: dict[str, RemoteFile] = {}
-        self._lock = threading.Lock()  # guards the prefetch cache
-        self._cache: OrderedDict[tuple[str, int], tuple[int, memoryview]] = OrderedDict()
-        self._cache_starts: dict[str, list[int]] = {}  # sorted cached begins per file
-        self._cache_bytes = 0
+        self._cache = SpanCache(CACHE_LIMIT, MAX_COALESCED)
         self._ranges = ThreadPoolExecutor(
             max_workers=concurrency, thread_name_prefix="hub-range"
         )  # prefetch queue (FIFO)
@@ -231,7 +232,7 @@ class HubCheckpoint(TensorSource):
 
     def _read_into(self, file: str, begin: int, buf: memoryview) -> None:
         rf = self._check_span(file, begin, begin + len(buf))
-        if buf and not self._from_cache(file, begin, buf):
+        if buf and not self._cache.copy_into(file, begin, buf):
             self._http.read_range(rf, begin, buf, self._where(file))
 
     def settle(self) -> None:
@@ -311,79 +312,20 @@ class HubCheckpoint(TensorSource):
             if stop > start:
                 spans.add((t.file, t.begin + start * t.row_nbytes, t.begin + stop * t.row_nbytes))
         part = max(MIN_PART, sum(end - begin for _, begin, end in spans) // max(self.concurrency, 1))
-        groups: list[tuple[str, int, int]] = []  # (file, begin, end) of each request
-        for file, begin, end in sorted(spans):
-            last = groups[-1] if groups else None
-            if (
-                last is not None
-                and last[0] == file
-                and begin - last[2] < gap
-                and end - last[1] <= min(part, MAX_COALESCED)
-            ):
-                groups[-1] = (file, last[1], max(last[2], end))
-            else:
-                groups.append((file, begin, end))
-        return _all_of([self._ranges.submit(self._fetch_span, *g) for g in groups if self._cached(*g) is None])
+        groups = coalesce(spans, gap, part, MAX_COALESCED)
+        return _all_of([self._ranges.submit(self._fetch_span, *g) for g in groups if self._cache.pieces(*g) is None])
 
     def _fetch_span(self, file: str, begin: int, end: int) -> None:
         buf = memoryview(bytearray(end - begin))
         self._http.read_range(self._weights[file], begin, buf, self._where(file))
-        with self._lock:
-            old = self._cache.get((file, begin))
-            if old is None:
-                bisect.insort(self._cache_starts.setdefault(file, []), begin)
-            if old is None or old[0] < end:
-                self._cache_bytes += (end - begin) - (0 if old is None else old[0] - begin)
-                self._cache[(file, begin)] = (end, buf.toreadonly())
-            while self._cache_bytes > CACHE_LIMIT and self._cache:
-                (f, b), (e, _) = self._cache.popitem(last=False)
-                self._cache_starts[f].remove(b)
-                self._cache_bytes -= e - b
-
-    def _cached(self, file: str, begin: int, end: int) -> list[memoryview] | None:
-        """The cached bytes ``[begin, end)`` of ``file`` as consecutive pieces of cached spans
-        (each marked recently used), or None when some byte is not cached."""
-        pieces = []
-        with self._lock:
-            starts = self._cache_starts.get(file, [])
-            position = begin
-            while position < end:
-                i = bisect.bisect_right(starts, position)
-                while i > 0:  # spans starting at or before ``position``, nearest first
-                    i -= 1
-                    b = starts[i]
-                    e, data = self._cache[(file, b)]
-                    if position < e:
-                        self._cache.move_to_end((file, b))
-                        stop = min(e, end)
-                        pieces.append(data[position - b : stop - b])
-                        position = stop
-                        break
-                    if position - b > MAX_COALESCED:  # no span is longer than one request
-                        return None
-                else:
-                    return None
-        return pieces
-
-    def _from_cache(self, file: str, begin: int, buf: memoryview) -> bool:
-        pieces = self._cached(file, begin, begin + len(buf))
-        if pieces is None:
-            return False
-        at = 0
-        for piece in pieces:
-            buf[at : at + len(piece)] = piece
-            at += len(piece)
-        return True
+        self._cache.put(file, begin, buf)
 
     def close(self) -> None:
         """Wait for requests in flight, drop the cache; close the client only if this instance
         created it."""
         self._ranges.shutdown(wait=True, cancel_futures=True)
         self._pool.shutdown(wait=True, cancel_futures=True)
-        with self._lock:
-            self._cache.clear()
-            self._cache_starts.clear()
-            self._cache_bytes = 0
+        self._cache.clear()
         if self._own_client:
             self._client.close()
 

@@ -9,18 +9,20 @@ through the same range-reading source.
 from __future__ import annotations
 
 import os
+from urllib.parse import quote
 
-from huggingface_hub import HfApi
-
-from pedigree.errors import ModelNotFoundError
+from pedigree.crawler.http_client import hub_client
+from pedigree.crawler.http_fetch import Fetcher
+from pedigree.crawler.http_retry import RetryPolicy
+from pedigree.crawler.http_source import HubCheckpoint
+from pedigree.crawler.listing import MAX_PAGE_BYTES, BadEntry, listed_repo
+from pedigree.errors import ModelNotFoundError, RemoteError
+from pedigree.indexer.openers import register_opener
+from pedigree.indexer.sources import TensorSource
 
 
 def hub_uri(endpoint: str, repo_id: str, sha: str) -> str:
     return f"{endpoint.rstrip('/')}#{repo_id}@{sha}"
-
-
-def is_hub_uri(source: str | None) -> bool:
-    return bool(source) and source.startswith(("http://", "https://")) and "#" in source
 
 
 def parse_hub_uri(uri: str) -> tuple[str, str, str]:
@@ -32,11 +34,24 @@ def parse_hub_uri(uri: str) -> tuple[str, str, str]:
     return endpoint, repo_id, sha
 
 
-def open_hub(uri: str, token: str | None = None):
+def open_hub(uri: str, token: str | None = None) -> TensorSource:
     """The crawled revision of a model, reopened through HTTP range reads."""
-    from pedigree.crawler.http_source import HubCheckpoint
-
     endpoint, repo_id, sha = parse_hub_uri(uri)
     token = token or os.environ.get("HF_TOKEN") or None
-    info = HfApi(endpoint=endpoint, token=token).model_info(repo_id, revision=sha)
-    return HubCheckpoint(endpoint, repo_id, sha, [s.rfilename for s in info.siblings or []], token=token)
+    client = hub_client(token)
+    try:
+        fetcher = Fetcher(client, endpoint, token=token, retry=RetryPolicy(), budget=None, label=repo_id)
+        url = f"{endpoint}/api/models/{quote(repo_id, safe='/')}/revision/{quote(sha, safe='')}"
+        info, _ = fetcher.read_json(url, f"{repo_id}@{sha}", MAX_PAGE_BYTES)
+        files = listed_repo(info).files
+    except BadEntry as error:
+        client.close()
+        raise RemoteError(f"{repo_id}@{sha}: the Hub's model info is unusable: {error}") from None
+    except BaseException:
+        client.close()
+        raise
+    return HubCheckpoint(endpoint, repo_id, sha, list(files), token=token, client=client, own_client=True)
+
+
+for _scheme in ("http", "https"):
+    register_opener(_scheme, open_hub)

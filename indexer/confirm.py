@@ -13,16 +13,15 @@ fact independent is at most 1 %.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Sequence
 
-from pedigree.errors import ModelNotFoundError
 from pedigree.indexer.independence.inputs import ModelTensors
 from pedigree.indexer.independence.logp import log10_benjamini_hochberg
 from pedigree.indexer.independence.suite import SUITE_VERSION, Budget, PairReport, run_battery
-from pedigree.indexer.local_checkpoint import open_checkpoint
+from pedigree.indexer.openers import open_location
 from pedigree.indexer.sources import TensorSource
-from pedigree.storage.db import STATUS_INDEXED, ModelRecord, Store
+from pedigree.results import Confirmation, RelatedModel
+from pedigree.storage.db import ModelRecord, Store
 from pedigree.storage.relations import (
     get_relation,
     is_current,
@@ -30,21 +29,15 @@ from pedigree.storage.relations import (
     save_report,
     set_decisions,
 )
+from pedigree.types import Status
 
 FDR_LEVEL = 0.01
-CONFIRM_CANDIDATES = 5
 PairProgress = Callable[[int, int, str], None]
 
 
 def open_record(record: ModelRecord) -> TensorSource:
     """The checkpoint an indexed model was read from: its folder, or its crawled Hub revision."""
-    from pedigree.crawler.remote import is_hub_uri, open_hub
-
-    if is_hub_uri(record.source):
-        return open_hub(record.source)
-    if not record.source or not Path(record.source).is_dir():
-        raise ModelNotFoundError(f"{record.id}: its checkpoint {record.source!r} is no longer available to test")
-    return open_checkpoint(record.source)
+    return open_location(record.source, record.id)
 
 
 def report_json(report: PairReport) -> dict:
@@ -100,37 +93,41 @@ def decide(store: Store, level: float = FDR_LEVEL) -> int:
 
 def confirm_new_models(
     store: Store,
-    candidates: Callable[[str], list[dict]],
+    candidates: Callable[[str], Sequence[RelatedModel]],
     model_ids: list[str],
     *,
     progress: PairProgress | None = None,
-) -> list[dict]:
-    """Test each new model against its candidates (``candidates(id)`` -> related rows), then decide."""
+) -> tuple[Confirmation, ...]:
+    """Test each new model against its candidates (``candidates(id)`` -> related models), then
+    decide; a pair whose test could not run is reported with its error, never as unrelated."""
     plan: list[tuple[ModelRecord, ModelRecord, list]] = []
     seen: set[frozenset] = set()
     for model_id in model_ids:
         record = store.get_model(model_id)
-        if record is None or record.status != STATUS_INDEXED:
+        if record is None or record.status != Status.INDEXED:
             continue
         for row in candidates(model_id):
-            other = store.get_model(row["id"])
-            if other is None or other.status != STATUS_INDEXED or frozenset((record.pk, other.pk)) in seen:
+            other = store.get_model(row.id)
+            if other is None or other.status != Status.INDEXED or frozenset((record.pk, other.pk)) in seen:
                 continue
             key = frozenset((record.pk, other.pk))
             seen.add(key)
-            plan.append((record, other, [(i, j) for i, j, _ in row["layers"]]))
-    results = []
+            plan.append((record, other, [(i, j) for i, j, _ in row.layers]))
+    tested: list[tuple[ModelRecord, ModelRecord, str | None]] = []
     for done, (a, b, hint) in enumerate(plan, start=1):
         if progress:
             progress(done, len(plan), f"{a.id} ~ {b.id}")
         try:
-            outcome = tested_pair(store, a, b, hint=hint)
-            results.append({"a": a.id, "b": b.id, "log10_p": outcome["log10_p"]})
+            tested_pair(store, a, b, hint=hint)
+            tested.append((a, b, None))
         except Exception as error:  # noqa: BLE001 - a pair that cannot be tested must not stop the others
-            results.append({"a": a.id, "b": b.id, "error": f"{type(error).__name__}: {error}"})
+            tested.append((a, b, f"{type(error).__name__}: {error}"))
     decide(store)
-    for row in results:
-        if "error" not in row:
-            relation = get_relation(store, store.get_model(row["a"]).pk, store.get_model(row["b"]).pk)
-            row["log10_q"], row["confirmed"] = relation.log10_q, relation.confirmed
-    return results
+    results = []
+    for a, b, error in tested:
+        relation = None if error else get_relation(store, a.pk, b.pk)
+        if relation is None:
+            results.append(Confirmation(a.id, b.id, error=error or "no stored result"))
+        else:
+            results.append(Confirmation(a.id, b.id, relation.log10_p, relation.log10_q, relation.confirmed))
+    return tuple(results)

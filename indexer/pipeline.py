@@ -11,7 +11,6 @@ import os
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -33,37 +32,11 @@ from pedigree.indexer.sampling import SampleSize
 from pedigree.indexer.sources import TensorSource
 from pedigree.indexer.vocabulary import find_vocabulary_file, parse_vocabulary
 from pedigree.indexer.weight_stats import StatsAccumulator
-from pedigree.storage.db import (
-    STATUS_FAILED,
-    STATUS_INDEXED,
-    STATUS_UNSUPPORTED,
-    ModelRecord,
-    Store,
-    VectorRow,
-)
+from pedigree.results import IngestOutcome
+from pedigree.storage.db import ModelRecord, Store
+from pedigree.types import Status, VectorRow
 
 LayerProgress = Callable[[int, int], None]
-UNCHANGED = "unchanged"
-RETRY = "retry"  # a transient remote failure (rate limits, 5xx, cut bodies): nothing stored, the next run retries
-
-
-@dataclass(frozen=True)
-class IngestOutcome:
-    id: str
-    status: str  # indexed | unchanged | failed | unsupported | retry
-    error: str | None = None
-    layers: int | None = None
-    seconds: float = 0.0
-    error_kind: str | None = None  # the error's class name (GatedRepoError, CheckpointError, ...)
-
-    def as_json(self) -> dict:
-        return {
-            "id": self.id,
-            "status": self.status,
-            "error": self.error,
-            "layers": self.layers,
-            "seconds": round(self.seconds, 3),
-        }
 
 
 def is_checkpoint_folder(path: Path) -> bool:
@@ -153,17 +126,17 @@ def fingerprint_rows(fingerprint: Fingerprint) -> list[VectorRow]:
 
 def _failure(error: BaseException) -> tuple[str, str]:
     if isinstance(error, UnsupportedModelError):
-        return STATUS_UNSUPPORTED, f"unsupported: {error}"
+        return Status.UNSUPPORTED, f"unsupported: {error}"
     if isinstance(error, PedigreeError):
-        return STATUS_FAILED, str(error)
+        return Status.FAILED, str(error)
     detail = traceback.format_exception_only(type(error), error)[-1].strip()
-    return STATUS_FAILED, f"internal error while indexing: {detail}"
+    return Status.FAILED, f"internal error while indexing: {detail}"
 
 
 def _unchanged(store: Store, existing: ModelRecord | None, record: ModelRecord, version: str) -> bool:
     return (
         existing is not None
-        and existing.status == STATUS_INDEXED
+        and existing.status == Status.INDEXED
         and existing.revision == record.revision
         and existing.source == record.source
         and store.count_model_vectors(existing.pk, version) > 0
@@ -182,7 +155,7 @@ def ingest_checkpoint(
     """Index one checkpoint folder under ``model_id``; never raises for a bad checkpoint."""
     started = time.perf_counter()
     version = fingerprint_version(dim)
-    record = ModelRecord(id=model_id, status=STATUS_INDEXED, source=str(Path(folder).resolve()))
+    record = ModelRecord(id=model_id, status=Status.INDEXED, source=str(Path(folder).resolve()))
     existing = store.get_model(model_id)
     source: LocalCheckpoint | None = None
     try:
@@ -192,12 +165,14 @@ def ingest_checkpoint(
             record.revision = existing.revision
             if _unchanged(store, existing, record, version):
                 return IngestOutcome(
-                    model_id, UNCHANGED, layers=existing.num_layers, seconds=time.perf_counter() - started
+                    model_id, Status.UNCHANGED, layers=existing.num_layers, seconds=time.perf_counter() - started
                 )
         record.revision = source.revision()
         if not force and _unchanged(store, existing, record, version):
             store.set_source_signature(existing.pk, record.source_signature)
-            return IngestOutcome(model_id, UNCHANGED, layers=existing.num_layers, seconds=time.perf_counter() - started)
+            return IngestOutcome(
+                model_id, Status.UNCHANGED, layers=existing.num_layers, seconds=time.perf_counter() - started
+            )
         return _index(store, record, source, existing, version, dim, progress, started)
     except Exception as error:  # noqa: BLE001 - one model's failure must never stop the others
         return _record_failure(store, record, existing, error, started)
@@ -223,10 +198,12 @@ def ingest_source(
     for a bad checkpoint or a remote failure: the model is recorded with its reason."""
     started = time.perf_counter()
     version = fingerprint_version(dim)
-    record = ModelRecord(id=model_id, status=STATUS_INDEXED, source=uri, revision=revision)
+    record = ModelRecord(id=model_id, status=Status.INDEXED, source=uri, revision=revision)
     existing = store.get_model(model_id)
     if not force and _unchanged(store, existing, record, version):
-        return IngestOutcome(model_id, UNCHANGED, layers=existing.num_layers, seconds=time.perf_counter() - started)
+        return IngestOutcome(
+            model_id, Status.UNCHANGED, layers=existing.num_layers, seconds=time.perf_counter() - started
+        )
     source: TensorSource | None = None
     try:
         source = open_source()
@@ -254,7 +231,7 @@ def _index(
         record.created_at = created_at
     store.save_model(record, fingerprint_rows(fingerprint), version)
     return IngestOutcome(
-        record.id, STATUS_INDEXED, layers=len(fingerprint.layers), seconds=time.perf_counter() - started
+        record.id, Status.INDEXED, layers=len(fingerprint.layers), seconds=time.perf_counter() - started
     )
 
 
@@ -263,7 +240,7 @@ def _record_failure(
 ) -> IngestOutcome:
     if getattr(error, "transient", False):  # the remote failed us, not the model: keep what we had, try again later
         return IngestOutcome(
-            record.id, RETRY, str(error), seconds=time.perf_counter() - started, error_kind=type(error).__name__
+            record.id, Status.RETRY, str(error), seconds=time.perf_counter() - started, error_kind=type(error).__name__
         )
     record.status, record.error = _failure(error)
     same = existing is not None and (existing.status, existing.error, existing.revision) == (

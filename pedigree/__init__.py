@@ -19,7 +19,7 @@ import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from pedigree._version import __version__
 
 
 def _source_checkout_path() -> None:

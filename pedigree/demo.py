@@ -11,10 +11,19 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pedigree import render
 from pedigree.config import Settings
+from pedigree.errors import UsageError
+from pedigree.results import DemoResult
 from pedigree.workspace import Workspace
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+Progress = Callable[[str, int, int | None], None]  # (what, done, total)
 
 
 def pick_question(truth: dict) -> str:
@@ -27,68 +36,43 @@ def pick_question(truth: dict) -> str:
     return undeclared[0] if undeclared else sorted(truth)[0]
 
 
-def run_demo(settings: Settings, *, as_json: bool = False) -> dict:
+def run_demo(
+    settings: Settings, *, zoo: Path | None = None, progress: Progress | None = None
+) -> tuple[DemoResult, nx.DiGraph | None]:
+    """Build the zoo (or take ``zoo``: ORG/NAME folders beside a truth.json), serve it, refresh
+    from it and ask one question; returns the answer and the question's family graph."""
     from pedigree.crawler.hub_server import HubServer
     from pedigree.zoo.build import build_zoo
 
-    zoo = settings.home / "zoo"
-    with render.progress() as bars:
-        task = bars.add_task("building the small model zoo", total=None)
-        build_zoo(
-            zoo,
-            "small",
-            progress=lambda name, done, total: bars.update(
-                task, completed=done, total=total, description=f"zoo: {name}"
-            ),
+    def report(label: str, done: int, total: int | None) -> None:
+        if progress is not None:
+            progress(label, done, total)
+
+    if zoo is None:
+        zoo = settings.home / "zoo"
+        build_zoo(zoo, "small", progress=lambda name, done, total: report(f"zoo: {name}", done, total))
+    elif not (zoo / "truth.json").is_file():
+        raise UsageError(f"--zoo {zoo}: no truth.json there (build one with `pedigree zoo build`)")
+    truth = json.loads((zoo / "truth.json").read_text())
+    with HubServer(zoo) as hub, Workspace(settings) as ws:
+        summary = ws.refresh(
+            hub.url,
+            on_start=lambda i, total, repo: report(f"refresh: {repo}", i - 1, total),
+            on_pair=lambda done, total, label: report(f"tests ({label})", done - 1, total),
         )
-        truth = json.loads((zoo / "truth.json").read_text())
-        with HubServer(zoo) as hub, Workspace(settings) as ws:
-            repos = bars.add_task("refresh", total=None)
-            tests = bars.add_task("tests", total=None, visible=False)
-            summary = ws.refresh(
-                hub.url,
-                on_start=lambda i, total, repo: bars.update(
-                    repos, completed=i - 1, total=total, description=f"refresh: {repo}"
-                ),
-                on_done=lambda _: bars.advance(repos),
-                on_pair=lambda done, total, label: bars.update(
-                    tests, completed=done - 1, total=total, visible=True, description=f"tests ({label})"
-                ),
-            )
-            question = pick_question(truth)
-            answer = ws.query(question, limit=5)
-            tree = ws.family_graph(question)
-            endpoint = hub.url
-    result = {
-        "home": str(settings.home),
-        "zoo": str(zoo),
-        "endpoint": endpoint,
-        "refresh": summary["counts"],
-        "bytes_read": sum(r["bytes_read"] for r in summary["repos"]),
-        "bytes_total": sum(r["size_bytes"] or 0 for r in summary["repos"]),
-        "question": question,
-        "answer": answer,
-        "truth": {question: truth[question]},
-    }
-    if as_json:
-        render.emit_json(result)
-        return result
-    out = render.stdout
-    out.print(
-        f"[bold]Refreshed[/] from the bundled Hub server at {endpoint} into {settings.home}: "
-        f"{render.counts_line(summary['counts'])}"
+        question = pick_question(truth)
+        answer = ws.query(question, limit=5)
+        tree = ws.family_graph(question)
+        endpoint = hub.url
+    result = DemoResult(
+        home=str(settings.home),
+        zoo=str(zoo),
+        endpoint=endpoint,
+        refresh=summary.counts,
+        bytes_read=sum(r.bytes_read for r in summary.repos),
+        bytes_total=sum(r.size_bytes or 0 for r in summary.repos),
+        question=question,
+        answer=answer,
+        truth={question: truth[question]},
     )
-    facts = truth[question]
-    out.print(f"\n[bold]Question:[/] where does [cyan]{question}[/] come from? Its model card declares no base model.")
-    out.print(render.lineage_summary(answer))
-    if tree is not None:
-        out.print(render.family_tree(tree, question))
-    parents = [p["id"] for p in answer["parents"]]
-    out.print(
-        f"[bold]Answer from the weights:[/] parent {', '.join(parents) or 'none found'}; "
-        f"[bold]ground truth[/] (zoo truth.json): {facts['relation']} of {', '.join(facts['parents']) or '-'}."
-    )
-    out.print(
-        f"\nTry: pedigree query {question} --home {settings.home}   |   pedigree discrepancies --home {settings.home}"
-    )
-    return result
+    return result, tree

@@ -10,6 +10,7 @@ on.  The subclasses say *whose* fault it is:
 - :class:`UnsupportedModelError` - the checkpoint is well formed but its architecture has no
   adapter yet.  Recorded as ``unsupported: <reason>``.
 - :class:`ModelNotFoundError` - a model id asked for is not in the index.
+- :class:`UsageError` - a request that cannot be carried out as given (bad option, missing folder).
 - :class:`StorageError` - the DuckDB file or FAISS indexes are unusable (e.g. a newer schema).
 - :class:`RemoteError` - the remote Hub (or mirror) did not give us what we asked for, with
   subclasses for why: :class:`RangeNotSupportedError` (a range request answered with the whole
@@ -41,6 +42,11 @@ class UnsupportedModelError(PedigreeError):
 
 class ModelNotFoundError(PedigreeError):
     """The model id is not in the index (and is not a checkpoint folder either)."""
+
+
+class UsageError(PedigreeError):
+    """A request that cannot be carried out as given (a bad option value, an output folder that
+    does not exist, ...)."""
 
 
 class StorageError(PedigreeError):

@@ -15,13 +15,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from pedigree import render
 from pedigree.config import Settings
+from pedigree.errors import UsageError
+from pedigree.results import RefreshSummary
 from pedigree.storage.crawl import last_runs
 from pedigree.workspace import Workspace
 
@@ -30,7 +32,10 @@ MISFIRE_GRACE_SECONDS = 6 * 3600
 
 def trigger(cron: str) -> CronTrigger:
     """A cron line (minute hour day month weekday) in UTC."""
-    return CronTrigger.from_crontab(cron, timezone=UTC)
+    try:
+        return CronTrigger.from_crontab(cron, timezone=UTC)
+    except ValueError as error:
+        raise UsageError(f"--cron {cron!r} is not a crontab line (minute hour day month weekday): {error}") from None
 
 
 def missed_run(cron: str, last_start: datetime | None, now: datetime) -> bool:
@@ -42,11 +47,14 @@ def missed_run(cron: str, last_start: datetime | None, now: datetime) -> bool:
     return upcoming is not None and last < upcoming <= now
 
 
-def refresh_once(settings: Settings, endpoint: str | None, limit: int | None) -> dict:
+RunDone = Callable[[RefreshSummary], None]
+
+
+def refresh_once(settings: Settings, endpoint: str | None, limit: int | None, on_run: RunDone | None = None) -> None:
     with Workspace(settings) as ws:
         summary = ws.refresh(endpoint, limit=limit)
-    render.stderr.print(f"refresh run {summary['run']}: {render.counts_line(summary['counts'])}")
-    return summary
+    if on_run is not None:
+        on_run(summary)
 
 
 DEFAULT_CRON = "0 2 * * *"
@@ -65,6 +73,8 @@ def run_schedule(
     limit: int | None = None,
     run_missed: bool = True,
     scheduler: BlockingScheduler | None = None,
+    on_run: RunDone | None = None,
+    on_message: Callable[[str], None] | None = None,
 ) -> BlockingScheduler:
     """Start the blocking scheduler (options not given come from the saved schedule)."""
     saved = saved_schedule(settings)
@@ -75,13 +85,13 @@ def run_schedule(
     settings.home.mkdir(parents=True, exist_ok=True)
     (settings.home / "schedule.json").write_text(json.dumps({"cron": cron, "endpoint": endpoint, "limit": limit}))
     with Workspace(settings) as ws:
-        runs = [r for r in last_runs(ws.store, 50) if r["kind"] == "refresh"]
-    last_start = datetime.fromisoformat(runs[0]["started_at"]) if runs else None
+        runs = [r for r in last_runs(ws.store, 50) if r.kind == "refresh"]
+    last_start = datetime.fromisoformat(runs[0].started_at) if runs else None
     scheduler = scheduler or BlockingScheduler(timezone=UTC)
     scheduler.add_job(
         refresh_once,
         trigger(cron),
-        args=[settings, endpoint, limit],
+        args=[settings, endpoint, limit, on_run],
         id="refresh",
         max_instances=1,
         coalesce=True,
@@ -89,9 +99,9 @@ def run_schedule(
         replace_existing=True,
     )
     if run_missed and missed_run(cron, last_start, datetime.now(UTC)):
-        scheduler.add_job(refresh_once, args=[settings, endpoint, limit], id="missed", max_instances=1)
-    render.stderr.print(
-        f"refresh scheduled '{cron}' (UTC); next at {trigger(cron).get_next_fire_time(None, datetime.now(UTC))}"
-    )
+        scheduler.add_job(refresh_once, args=[settings, endpoint, limit, on_run], id="missed", max_instances=1)
+    if on_message is not None:
+        upcoming = trigger(cron).get_next_fire_time(None, datetime.now(UTC))
+        on_message(f"refresh scheduled '{cron}' (UTC); next at {upcoming}")
     scheduler.start()
     return scheduler

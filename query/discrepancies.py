@@ -19,8 +19,10 @@ from __future__ import annotations
 import networkx as nx
 
 from pedigree.query.graph import current_build, load_graph
-from pedigree.storage.db import STATUS_INDEXED, Store
+from pedigree.results import Discrepancies, Discrepancy, Undeclared, Unverifiable, WeightsParent
+from pedigree.storage.db import Store
 from pedigree.storage.relations import get_relation
+from pedigree.types import Status
 
 HUB_RELATIONS = {"adapter": "adapter", "merge": "merge", "quantized": "quantized"}  # everything else is a finetune
 
@@ -35,44 +37,45 @@ def card_snippet(parents: list[str], relation: str) -> str:
     return f"base_model: {base}\nbase_model_relation: {hub_relation(relation)}\n"
 
 
-def discrepancies(store: Store, mode: str = "full") -> dict:
+def discrepancies(store: Store, mode: str = "full") -> Discrepancies:
     build_id = current_build(store, mode)
     if build_id is None:
-        return {"graph_build": None, "discrepancies": [], "undeclared": [], "unverifiable": []}
+        return Discrepancies(graph_build=None)
     graph = load_graph(store, build_id)
-    records = {r.id: r for r in store.models(STATUS_INDEXED)}
-    found, undeclared, unverifiable = [], [], []
+    records = {r.id: r for r in store.models(Status.INDEXED)}
+    found: list[Discrepancy] = []
+    undeclared: list[Undeclared] = []
+    unverifiable: list[Unverifiable] = []
     for model_id in sorted(graph.nodes):
         card = records[model_id].card or {}
         declared = list(card.get("base_model") or [])
         declared_relation = card.get("base_model_relation")
         parents = sorted(graph.predecessors(model_id))
         relation = graph.edges[parents[0], model_id]["relation"] if parents else None
-        evidence = {
-            "parents_from_weights": [
-                {
-                    "id": p,
-                    "relation": graph.edges[p, model_id]["relation"],
-                    "log10_p": graph.edges[p, model_id]["log10_p"],
-                    "confidence": graph.edges[p, model_id]["confidence"],
-                }
-                for p in parents
-            ]
-        }
+        from_weights = tuple(
+            WeightsParent(
+                p,
+                graph.edges[p, model_id]["relation"],
+                graph.edges[p, model_id]["log10_p"],
+                graph.edges[p, model_id]["confidence"],
+            )
+            for p in parents
+        )
+        snippet = card_snippet(parents, relation) if parents and relation else None
         if not declared:
-            if parents:
-                undeclared.append({"model": model_id, **evidence, "suggested_card": card_snippet(parents, relation)})
+            if snippet is not None:
+                undeclared.append(Undeclared(model_id, from_weights, snippet))
             continue
         for base in declared:
             if base not in records:
-                unverifiable.append({"model": model_id, "declared_base_model": base, "reason": "not in the index"})
+                unverifiable.append(Unverifiable(model_id, base, "not in the index"))
                 continue
-            kind = None
+            kind, pair_log10_p, reason = None, None, None
             if graph.nodes[base]["family"] != graph.nodes[model_id]["family"]:
                 kind = "contradicted"
                 pair = get_relation(store, records[base].pk, records[model_id].pk)
-                evidence["declared_pair_log10_p"] = None if pair is None else pair.log10_p
-                evidence["reason"] = (
+                pair_log10_p = None if pair is None else pair.log10_p
+                reason = (
                     "tested: no shared initialisation"
                     if pair is not None
                     else "never a candidate: the fingerprints are unrelated"
@@ -87,14 +90,7 @@ def discrepancies(store: Store, mode: str = "full") -> dict:
             elif declared_relation and relation and hub_relation(relation) != declared_relation:
                 kind = "relation_mismatch"
             if kind:
-                entry = {
-                    "model": model_id,
-                    "kind": kind,
-                    "declared_base_model": base,
-                    "declared_relation": declared_relation,
-                    **evidence,
-                }
-                if parents:
-                    entry["suggested_card"] = card_snippet(parents, relation)
-                found.append(entry)
-    return {"graph_build": build_id, "discrepancies": found, "undeclared": undeclared, "unverifiable": unverifiable}
+                found.append(
+                    Discrepancy(model_id, kind, base, declared_relation, from_weights, snippet, pair_log10_p, reason)
+                )
+    return Discrepancies(build_id, tuple(found), tuple(undeclared), tuple(unverifiable))

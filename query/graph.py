@@ -13,7 +13,8 @@ from pathlib import Path
 
 import networkx as nx
 
-from pedigree.errors import ModelNotFoundError, PedigreeError
+from pedigree.errors import ModelNotFoundError, PedigreeError, UsageError
+from pedigree.results import Lineage, Link
 from pedigree.storage.db import Store
 from pedigree.storage.lineage import family_of_model, graph_edges, latest_build, members
 
@@ -75,7 +76,7 @@ def _first_parent_chain(graph: nx.DiGraph, node: str) -> list[str]:
         seen.add(node)
 
 
-def lineage(store: Store, model_id: str, mode: str = "full") -> dict:
+def lineage(store: Store, model_id: str, mode: str = "full") -> Lineage:
     """parents / ancestors / root / children / family_size of a model in the current graph."""
     record = store.get_model(model_id)
     if record is None:
@@ -83,35 +84,23 @@ def lineage(store: Store, model_id: str, mode: str = "full") -> dict:
     build_id = current_build(store, mode)
     family = family_of_model(store, build_id, record.pk) if build_id else None
     if family is None:
-        return {
-            "parents": [],
-            "ancestors": [],
-            "root": None,
-            "children": [],
-            "family_size": None,
-            "graph_build": build_id,
-        }
+        return Lineage(graph_build=build_id)
     graph = load_graph(store, build_id, family.family_id)
 
-    def edge(source: str, target: str) -> dict:
+    def link(other: str, source: str, target: str) -> Link:
         data = graph.edges[source, target]
-        return {
-            "relation": data["relation"],
-            "confidence": data["confidence"],
-            "log10_p": data["log10_p"],
-            "evidence": data["evidence"],
-        }
+        return Link(other, data["relation"], data["confidence"], data["log10_p"], data["evidence"])
 
     ancestors = _first_parent_chain(graph, model_id)
-    return {
-        "parents": [{"id": p, **edge(p, model_id)} for p in sorted(graph.predecessors(model_id))],
-        "ancestors": ancestors,
-        "root": ancestors[-1] if ancestors else model_id,
-        "children": [{"id": c, **edge(model_id, c)} for c in sorted(graph.successors(model_id))],
-        "family_size": graph.number_of_nodes(),
-        "family": family.family_id,
-        "graph_build": build_id,
-    }
+    return Lineage(
+        parents=tuple(link(p, p, model_id) for p in sorted(graph.predecessors(model_id))),
+        ancestors=tuple(ancestors),
+        root=ancestors[-1] if ancestors else model_id,
+        children=tuple(link(c, model_id, c) for c in sorted(graph.successors(model_id))),
+        family_size=graph.number_of_nodes(),
+        family=family.family_id,
+        graph_build=build_id,
+    )
 
 
 def family_graph(store: Store, model_id: str, mode: str = "full") -> nx.DiGraph | None:
@@ -141,7 +130,12 @@ def _scalar_graph(graph: nx.DiGraph) -> nx.DiGraph:
 def export(store: Store, fmt: str, path: str | Path, *, family_of: str | None = None, mode: str = "full") -> list[Path]:
     """Write the current graph (or the family of ``family_of``); returns the files written."""
     if fmt not in FORMATS:
-        raise PedigreeError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+        raise UsageError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise UsageError(f"cannot write {path}: the folder {path.parent} does not exist")
+    if path.is_dir():
+        raise UsageError(f"cannot write {path}: it is a folder")
     build_id = current_build(store, mode)
     if build_id is None:
         raise PedigreeError("no lineage graph has been built yet: run `pedigree graph build` (or `pedigree ingest`)")
@@ -153,8 +147,6 @@ def export(store: Store, fmt: str, path: str | Path, *, family_of: str | None = 
             raise ModelNotFoundError(f"{family_of!r} is not in the lineage graph")
         family_id = family.family_id
     graph = load_graph(store, build_id, family_id)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "json":
         path.write_text(json.dumps(nx.node_link_data(graph, edges="edges"), indent=2, default=str))
         return [path]

@@ -2,69 +2,41 @@
 
 Candidates come from FAISS (model vectors and block vectors, so a model that shares only some
 blocks - pruned, depth-changed, spliced - is still found); every candidate is then scored exactly
-from the vectors in DuckDB (``query.scoring``).
+from the vectors in DuckDB (``indexer.scoring``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 from itertools import combinations
-
-import numpy as np
 
 from pedigree.errors import ModelNotFoundError
 from pedigree.indexer.independence.suite import shared_parts
-from pedigree.query.scoring import align_layers, cosine
-from pedigree.storage.db import STATUS_INDEXED, Store, VectorRow
+from pedigree.indexer.scoring import FingerprintView, align_layers, cosine
+from pedigree.results import Comparison, PairMatrix, PairScore, Related, RelatedModel
+from pedigree.storage.db import Store
 from pedigree.storage.vectors import VectorIndexes
+from pedigree.types import Status
 
 PairTests = Callable[[str, str, list[tuple[int, int]]], dict]  # (a, b, block hint) -> test results
 MODEL_CANDIDATES = 50  # nearest model vectors examined per query
 LAYER_CANDIDATES = 20  # nearest block vectors examined per block of the query model
 
 
-@dataclass(frozen=True)
-class FingerprintView:
-    """One model's fingerprint vectors as numpy arrays (from DuckDB rows or freshly computed)."""
-
-    label: str
-    model: np.ndarray
-    layers: np.ndarray
-    embedding: np.ndarray | None
-    head: np.ndarray | None
-
-    @property
-    def dim(self) -> int:
-        return int(self.model.shape[0])
-
-    @classmethod
-    def from_rows(cls, label: str, rows: Sequence[VectorRow]) -> FingerprintView:
-        by_kind = {(row.kind, row.layer): row.vector for row in rows}
-        layers = sorted((layer, vec) for (kind, layer), vec in by_kind.items() if kind == "layer")
-        dim = len(by_kind[("model", -1)])
-        return cls(
-            label=label,
-            model=by_kind[("model", -1)],
-            layers=np.stack([vec for _, vec in layers]) if layers else np.zeros((0, dim), np.float32),
-            embedding=by_kind.get(("embedding", -1)),
-            head=by_kind.get(("head", -1)),
-        )
-
-
-def compare_views(a: FingerprintView, b: FingerprintView) -> dict:
-    """``{"a", "b", "score", "layer_map", ...}`` for two fingerprints (see query.scoring)."""
+def compare_views(a: FingerprintView, b: FingerprintView) -> Comparison:
+    """Score and block map of two fingerprints (see indexer.scoring), without tests."""
     alignment = align_layers(a.layers, b.layers)
-    return {
-        "a": a.label,
-        "b": b.label,
-        "score": round(alignment.score, 6),
-        "layer_map": [[i, j, round(c, 6)] for i, j, c in alignment.matches(a.dim)],
-        "model_cosine": round(cosine(a.model, b.model), 6),
-        "embedding_cosine": _rounded(cosine(a.embedding, b.embedding)),
-        "head_cosine": _rounded(cosine(a.head, b.head)),
-        "layers": [len(a.layers), len(b.layers)],
-    }
+    return Comparison(
+        a=a.label,
+        b=b.label,
+        score=round(alignment.score, 6),
+        layer_map=tuple((i, j, round(c, 6)) for i, j, c in alignment.matches(a.dim)),
+        model_cosine=round(cosine(a.model, b.model) or 0.0, 6),
+        embedding_cosine=_rounded(cosine(a.embedding, b.embedding)),
+        head_cosine=_rounded(cosine(a.head, b.head)),
+        layers=(len(a.layers), len(b.layers)),
+    )
 
 
 def block_log10_p(tests: dict, i: int, j: int) -> float | None:
@@ -82,23 +54,23 @@ def block_log10_p(tests: dict, i: int, j: int) -> float | None:
     return None
 
 
-def with_tests(comparison: dict, tests: dict) -> dict:
+def with_tests(comparison: Comparison, tests: dict) -> Comparison:
     """Add the independence tests to a fingerprint comparison (``compare``'s JSON).
 
     ``log10_p`` is the combined p-value of the battery, ``tests`` every test with its null and
     detail, each ``layer_map`` entry gains the robust test's log10 p for that block pair, and
     ``shared_blocks`` is the block map the tests themselves support ([i, j, log10 p]).
     """
-    merged = dict(comparison)
-    merged["log10_p"] = tests["log10_p"]
-    merged["tests"] = tests["tests"]
-    merged["layer_map"] = [[i, j, c, block_log10_p(tests, i, j)] for i, j, c in comparison["layer_map"]]
-    merged["shared_blocks"] = tests["layer_map"]
-    merged["shared"] = shared_parts(tests["tests"], tests["layer_map"])
-    for key in ("log10_q", "confirmed"):
-        if key in tests:
-            merged[key] = tests[key]
-    return merged
+    return replace(
+        comparison,
+        log10_p=tests["log10_p"],
+        tests=tuple(tests["tests"]),
+        layer_map=tuple((i, j, c, block_log10_p(tests, i, j)) for i, j, c in comparison.layer_map),
+        shared_blocks=tuple(tuple(row) for row in tests["layer_map"]),
+        shared=shared_parts(tests["tests"], tests["layer_map"]),
+        log10_q=tests.get("log10_q"),
+        confirmed=tests.get("confirmed"),
+    )
 
 
 def _rounded(value: float | None) -> float | None:
@@ -110,7 +82,7 @@ def view_of(store: Store, model_id: str, version: str) -> FingerprintView:
     record = store.get_model(model_id)
     if record is None:
         raise ModelNotFoundError(f"{model_id!r} is not in the index")
-    if record.status != STATUS_INDEXED:
+    if record.status != Status.INDEXED:
         raise ModelNotFoundError(f"{model_id!r} is in the index but {record.status}: {record.error}")
     rows = store.vectors_of(record.pk, version)
     if not rows:
@@ -131,7 +103,7 @@ def _candidates(store: Store, indexes: VectorIndexes, version: str, view: Finger
     return found
 
 
-def related(store: Store, indexes: VectorIndexes, version: str, model_id: str, limit: int = 10) -> dict:
+def related(store: Store, indexes: VectorIndexes, version: str, model_id: str, limit: int = 10) -> Related:
     """The indexed models most related to ``model_id``, best first."""
     record = store.get_model(model_id)
     view = view_of(store, model_id, version)
@@ -139,26 +111,26 @@ def related(store: Store, indexes: VectorIndexes, version: str, model_id: str, l
     records = store.get_models(sorted(candidates))
     results = []
     for pk, other in records.items():
-        if other.status != STATUS_INDEXED:
+        if other.status != Status.INDEXED:
             continue
         comparison = compare_views(view, FingerprintView.from_rows(other.id, store.vectors_of(pk, version)))
-        results.append({"id": other.id, "score": comparison["score"], "layers": comparison["layer_map"]})
-    results.sort(key=lambda r: (-r["score"], r["id"]))
-    return {"model": model_id, "related": results[:limit]}
+        results.append(RelatedModel(other.id, comparison.score, comparison.layer_map))
+    results.sort(key=lambda r: (-r.score, r.id))
+    return Related(model_id, tuple(results[:limit]))
 
 
 def matrix(
     store: Store, version: str, model_ids: Sequence[str] | None = None, pair_tests: PairTests | None = None
-) -> dict:
+) -> PairMatrix:
     """All pairwise scores among ``model_ids`` (default: every indexed model); with ``pair_tests``
     also each pair's combined log10 p."""
-    ids = list(dict.fromkeys(model_ids)) if model_ids else [r.id for r in store.models(STATUS_INDEXED)]
+    ids = list(dict.fromkeys(model_ids)) if model_ids else [r.id for r in store.models(Status.INDEXED)]
     views = {model_id: view_of(store, model_id, version) for model_id in ids}
     pairs = []
     for a, b in combinations(views, 2):
         comparison = compare_views(views[a], views[b])
-        pair = {"a": a, "b": b, "score": comparison["score"]}
+        log10_p = None
         if pair_tests is not None:
-            pair["log10_p"] = pair_tests(a, b, [(i, j) for i, j, _ in comparison["layer_map"]])["log10_p"]
-        pairs.append(pair)
-    return {"models": list(views), "pairs": pairs}
+            log10_p = pair_tests(a, b, [(i, j) for i, j, _ in comparison.layer_map])["log10_p"]
+        pairs.append(PairScore(a, b, comparison.score, log10_p))
+    return PairMatrix(tuple(views), tuple(pairs))

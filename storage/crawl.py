@@ -12,18 +12,9 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
+from pedigree.results import HighWater, RunRecord
 from pedigree.storage.db import Store, naive_utc, utc_now
-
-FINAL = (
-    "indexed",
-    "unchanged",
-    "gated",
-    "gone",
-    "no_safetensors",
-    "failed",
-    "unsupported",
-)  # not retried at the same sha
-RETRY = "retry"
+from pedigree.types import RunStatus, Status
 
 
 @dataclass(frozen=True)
@@ -64,7 +55,7 @@ def crawled(store: Store, endpoint: str, repo_id: str) -> CrawledRepo | None:
 
 def is_done(previous: CrawledRepo | None, sha: str | None) -> bool:
     """True when the repo was already crawled at this sha to a final status (nothing to fetch)."""
-    return previous is not None and previous.sha == sha and previous.status in FINAL
+    return previous is not None and previous.sha == sha and Status(previous.status).final
 
 
 def save_crawled(store: Store, repo: CrawledRepo) -> None:
@@ -101,36 +92,39 @@ def crawl_counts(store: Store, endpoint: str | None = None) -> dict[str, int]:
 
 def start_run(store: Store, kind: str, endpoint: str | None) -> int:
     return store.conn.execute(
-        "INSERT INTO runs (kind, endpoint, started_at, status) VALUES (?, ?, ?, 'running') RETURNING run_id",
-        [kind, endpoint, utc_now()],
+        "INSERT INTO runs (kind, endpoint, started_at, status) VALUES (?, ?, ?, ?) RETURNING run_id",
+        [kind, endpoint, utc_now(), RunStatus.RUNNING],
     ).fetchone()[0]
 
 
-def finish_run(store: Store, run_id: int, status: str, counts: dict, errors: list[dict]) -> None:
+def finish_run(store: Store, run_id: int, status: RunStatus, counts: dict, errors: list[dict]) -> None:
     store.conn.execute(
         "UPDATE runs SET finished_at = ?, status = ?, counts = ?, errors = ? WHERE run_id = ?",
         [utc_now(), status, json.dumps(counts), json.dumps(errors), run_id],
     )
 
 
-def last_runs(store: Store, limit: int = 10) -> list[dict]:
-    rows = store.conn.execute("SELECT * FROM runs ORDER BY run_id DESC LIMIT ?", [limit]).fetchall()
-    keys = ["run_id", "kind", "endpoint", "started_at", "finished_at", "status", "counts", "errors"]
-    out = []
-    for row in rows:
-        run = dict(zip(keys, row))
-        run["counts"] = json.loads(run["counts"]) if run["counts"] else {}
-        run["errors"] = json.loads(run["errors"]) if run["errors"] else []
-        run["started_at"], run["finished_at"] = (
-            str(run["started_at"]),
-            str(run["finished_at"]) if run["finished_at"] else None,
-        )
-        out.append(run)
-    return out
-
-
-def high_waters(store: Store) -> list[dict]:
+def last_runs(store: Store, limit: int = 10) -> list[RunRecord]:
+    rows = store.conn.execute(
+        "SELECT run_id, kind, endpoint, started_at, finished_at, status, counts, errors FROM runs "
+        "ORDER BY run_id DESC LIMIT ?",
+        [limit],
+    ).fetchall()
     return [
-        {"endpoint": e, "high_water": str(h) if h else None, "updated_at": str(u)}
-        for e, h, u in store.conn.execute("SELECT * FROM crawl_state ORDER BY endpoint").fetchall()
+        RunRecord(
+            run_id=run_id,
+            kind=kind,
+            endpoint=endpoint,
+            started_at=str(started),
+            finished_at=str(finished) if finished else None,
+            status=status,
+            counts=json.loads(counts) if counts else {},
+            errors=json.loads(errors) if errors else [],
+        )
+        for run_id, kind, endpoint, started, finished, status, counts, errors in rows
     ]
+
+
+def high_waters(store: Store) -> list[HighWater]:
+    rows = store.conn.execute("SELECT endpoint, high_water, updated_at FROM crawl_state ORDER BY endpoint")
+    return [HighWater(e, str(h) if h else None, str(u)) for e, h, u in rows.fetchall()]

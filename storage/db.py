@@ -20,10 +20,7 @@ import numpy as np
 
 from pedigree.errors import StorageError
 from pedigree.storage.schema import migrate
-
-STATUS_INDEXED = "indexed"
-STATUS_FAILED = "failed"
-STATUS_UNSUPPORTED = "unsupported"
+from pedigree.types import VectorRow
 
 
 def utc_now() -> datetime:
@@ -65,15 +62,6 @@ class ModelRecord:
 
 _COLUMNS = [f.name for f in fields(ModelRecord) if f.name != "pk"]
 _JSON_COLUMNS = {"config", "card", "weight_stats"}
-
-
-@dataclass(frozen=True)
-class VectorRow:
-    """One fingerprint vector: ``kind`` model/layer/embedding/head, ``layer`` -1 unless a block."""
-
-    kind: str
-    layer: int
-    vector: np.ndarray
 
 
 class Store:

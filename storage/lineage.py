@@ -15,6 +15,7 @@ from datetime import datetime
 import numpy as np
 
 from pedigree.storage.db import Store, utc_now
+from pedigree.types import Edge
 
 
 @dataclass(frozen=True)
@@ -30,16 +31,6 @@ class PairEvidence:
     delta_rank_gap: float | None
     detail: dict
     whole_block_distance: float | None = None  # other coordinates: blocks read whole (0: a copy)
-
-
-@dataclass(frozen=True)
-class Edge:
-    parent: int
-    child: int
-    relation: str
-    confidence: float
-    log10_p: float | None
-    evidence: dict
 
 
 @dataclass(frozen=True)

@@ -33,13 +33,12 @@ def save_report(store: Store, a: ModelRecord, b: ModelRecord, suite_version: str
         for first, second in ((a.pk, b.pk), (b.pk, a.pk)):
             conn.execute("DELETE FROM pair_tests WHERE model_a = ? AND model_b = ?", [first, second])
             conn.execute("DELETE FROM relations WHERE model_a = ? AND model_b = ?", [first, second])
-        conn.executemany(
-            "INSERT INTO pair_tests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (a.pk, b.pk, t["name"], suite_version, a.revision, b.revision, t["log10_p"], json.dumps(t), now)
-                for t in report["tests"]
-            ],
-        )
+        rows = [
+            (a.pk, b.pk, t["name"], suite_version, a.revision, b.revision, t["log10_p"], json.dumps(t), now)
+            for t in report["tests"]
+        ]
+        if rows:  # DuckDB's executemany refuses an empty parameter list
+            conn.executemany("INSERT INTO pair_tests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         conn.execute(
             "INSERT INTO relations (model_a, model_b, suite_version, revision_a, revision_b, log10_p, layer_map, "
             "tested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -101,6 +100,8 @@ def confirmed_pairs(store: Store, suite_version: str) -> list[tuple[int, int, fl
 
 def set_decisions(store: Store, decisions: list[tuple[Relation, float, bool]]) -> None:
     """Write (relation, adjusted log10 q, confirmed) for many pairs in one transaction."""
+    if not decisions:  # DuckDB's executemany refuses an empty parameter list
+        return
     with store.transaction() as conn:
         conn.executemany(
             "UPDATE relations SET log10_q = ?, confirmed = ? WHERE model_a = ? AND model_b = ?",

@@ -124,10 +124,10 @@ def test_transient_faults_end_with_every_repo_indexed(hub: FaultyHub, tmp_path: 
     with Workspace(load_settings(tmp_path / "home")) as ws:
         first = ws.crawl(hub.url, retry=FAST)
         # a storm longer than the retries leaves repos at "retry", with the reason, for the next run
-        assert {r.repo_id for r in first.repos} == repos_of(hub.root)
+        assert {r.id for r in first.repos} == repos_of(hub.root)
         assert all(r.status == "indexed" or (r.status == "retry" and r.reason) for r in first.repos)
         second = ws.crawl(hub.url, retry=FAST)
-        assert {r.repo_id for r in second.repos} == {r.repo_id for r in first.repos if r.status == "retry"}
+        assert {r.id for r in second.repos} == {r.id for r in first.repos if r.status == "retry"}
         statuses = {r.id: r.status for r in ws.models()}
     assert statuses == dict.fromkeys(repos_of(hub.root), "indexed")
     injected = [r for r in hub.stats().log if r.faults]

@@ -19,7 +19,8 @@ from huggingface_hub import HfApi
 from safetensors.torch import save_file
 
 from bench.hub_faults import FaultConfig, FaultyHub, IgnoreRange, RateLimit, ServerError, Truncate, change_file
-from pedigree.crawler.http_retry import USER_AGENT, RetryPolicy, hub_client, server_wait
+from pedigree.crawler.http_client import USER_AGENT, hub_client
+from pedigree.crawler.http_retry import RetryPolicy, server_wait
 from pedigree.crawler.http_source import (
     EARLY_FILES,
     SPECULATIVE_HEADER_READ,

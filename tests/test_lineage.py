@@ -16,9 +16,8 @@ import pytest
 from cli_runner import cli, cli_text, db_dump
 
 from bench.lineage import adjusted_rand_index, score
-from pedigree.indexer.lineage.arborescence import minimum_spanning_arborescence
+from pedigree.indexer.lineage.arborescence import components, minimum_spanning_arborescence
 from pedigree.indexer.lineage.assemble import Node, Pair, assemble
-from pedigree.indexer.lineage.build import components
 from pedigree.indexer.weight_stats import WeightStats
 
 T0 = datetime(2024, 3, 1)
@@ -264,6 +263,7 @@ def test_exports_read_back_to_the_same_graph(indexed_home: Path, graph_json: dic
     assert set(nx.read_gexf(gexf).edges) == set(graph.edges)
 
     stem = tmp_path / "it's here" / "g.parquet"  # a quote in the path must not break DuckDB's COPY
+    stem.parent.mkdir()
     files = cli("graph", "export", "--format", "parquet", "-o", str(stem), "--home", str(indexed_home))["files"]
     conn = duckdb.connect()
     nodes = conn.execute("SELECT id, family FROM read_parquet(?)", [files[0]]).fetchall()

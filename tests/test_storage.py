@@ -8,9 +8,10 @@ import pytest
 
 from pedigree.config import VectorIndexSettings
 from pedigree.errors import StorageError
-from pedigree.storage.db import STATUS_FAILED, STATUS_INDEXED, ModelRecord, Store, VectorRow
+from pedigree.storage.db import ModelRecord, Store
 from pedigree.storage.schema import SCHEMA_VERSION
 from pedigree.storage.vectors import VectorIndexes
+from pedigree.types import Status, VectorRow
 
 VERSION = "test-v1"
 
@@ -48,7 +49,7 @@ def test_an_older_store_gets_only_its_pending_migrations(tmp_path):
     with Store(path) as store:
         rows = store.conn.execute("SELECT version, name FROM schema_migrations ORDER BY version").fetchall()
         store.save_model(
-            ModelRecord(id="org/a", status=STATUS_INDEXED), unit_rows(np.random.default_rng(2), 1), VERSION
+            ModelRecord(id="org/a", status=Status.INDEXED), unit_rows(np.random.default_rng(2), 1), VERSION
         )
     assert rows == [(number, name) for number, (name, _) in enumerate(MIGRATIONS, start=1)]
 
@@ -67,24 +68,24 @@ def test_save_model_replaces_vectors_atomically_with_tombstones(tmp_path):
     rng = np.random.default_rng(0)
     with Store(tmp_path / "p.duckdb") as store:
         pk = store.save_model(
-            ModelRecord(id="org/a", status=STATUS_INDEXED, config={"x": 1}), unit_rows(rng, 3), VERSION
+            ModelRecord(id="org/a", status=Status.INDEXED, config={"x": 1}), unit_rows(rng, 3), VERSION
         )
         first_ids, *_ = store.vector_table("layer", VERSION)
         assert store.generation() == 1 and len(first_ids) == 3
-        assert store.save_model(ModelRecord(id="org/a", status=STATUS_INDEXED), unit_rows(rng, 2), VERSION) == pk
+        assert store.save_model(ModelRecord(id="org/a", status=Status.INDEXED), unit_rows(rng, 2), VERSION) == pk
         ids, pks, layers, vectors = store.vector_table("layer", VERSION)
         assert len(ids) == 2 and set(ids).isdisjoint(first_ids) and list(layers) == [0, 1]
         assert set(store.tombstones_since("layer", 1)) == set(first_ids)
-        store.save_model(ModelRecord(id="org/a", status=STATUS_FAILED, error="boom"), None, None)
+        store.save_model(ModelRecord(id="org/a", status=Status.FAILED, error="boom"), None, None)
         assert store.count_model_vectors(pk, VERSION) == 0
         record = store.get_model("org/a")
-        assert record.status == STATUS_FAILED and record.error == "boom" and record.pk == pk
+        assert record.status == Status.FAILED and record.error == "boom" and record.pk == pk
 
 
 def test_saved_vectors_read_back_bit_exact_with_their_kind_and_layer(tmp_path):
     rows = unit_rows(np.random.default_rng(3), 4, dim=512)
     with Store(tmp_path / "p.duckdb") as store:
-        pk = store.save_model(ModelRecord(id="org/a", status=STATUS_INDEXED), rows, VERSION)
+        pk = store.save_model(ModelRecord(id="org/a", status=Status.INDEXED), rows, VERSION)
         back = store.vectors_of(pk, VERSION)
     expected = sorted(rows, key=lambda r: (r.kind, r.layer))
     assert [(r.kind, r.layer) for r in back] == [(r.kind, r.layer) for r in expected]
@@ -94,10 +95,10 @@ def test_saved_vectors_read_back_bit_exact_with_their_kind_and_layer(tmp_path):
 def test_failed_write_rolls_back(tmp_path):
     rng = np.random.default_rng(1)
     with Store(tmp_path / "p.duckdb") as store:
-        store.save_model(ModelRecord(id="org/a", status=STATUS_INDEXED), unit_rows(rng, 2), VERSION)
+        store.save_model(ModelRecord(id="org/a", status=Status.INDEXED), unit_rows(rng, 2), VERSION)
         bad = unit_rows(rng, 2) + [VectorRow("layer", 5, np.array([np.nan, "x"], dtype=object))]
         with pytest.raises(ValueError):
-            store.save_model(ModelRecord(id="org/a", status=STATUS_INDEXED), bad, VERSION)
+            store.save_model(ModelRecord(id="org/a", status=Status.INDEXED), bad, VERSION)
         assert store.generation() == 1
         assert store.count_model_vectors(store.get_model("org/a").pk, VERSION) == 4
 
@@ -105,7 +106,7 @@ def test_failed_write_rolls_back(tmp_path):
 def _populate(store: Store, count: int, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     for i in range(count):
-        store.save_model(ModelRecord(id=f"org/m{i}", status=STATUS_INDEXED), unit_rows(rng, 4), VERSION)
+        store.save_model(ModelRecord(id=f"org/m{i}", status=Status.INDEXED), unit_rows(rng, 4), VERSION)
 
 
 def test_index_catches_up_incrementally_and_rebuilds_when_deleted(tmp_path):

@@ -7,7 +7,7 @@ entry of ``config["architectures"]``).  An architecture without an adapter raise
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 from pedigree.errors import CheckpointError, UnsupportedModelError
 from pedigree.indexer.adapters.base import (
@@ -17,31 +17,12 @@ from pedigree.indexer.adapters.base import (
     ModelRoles,
     NormRef,
 )
-from pedigree.indexer.adapters.bert import MODEL_TYPES as BERT_TYPES
-from pedigree.indexer.adapters.bert import bert_roles
-from pedigree.indexer.adapters.gpt2 import MODEL_TYPES as GPT2_TYPES
-from pedigree.indexer.adapters.gpt2 import gpt2_roles
-from pedigree.indexer.adapters.gpt_neox import MODEL_TYPES as NEOX_TYPES
-from pedigree.indexer.adapters.gpt_neox import gpt_neox_roles
-from pedigree.indexer.adapters.llama import MODEL_TYPES as LLAMA_TYPES
-from pedigree.indexer.adapters.llama import llama_roles
+from pedigree.indexer.adapters.families import FAMILIES, roles_of_family
 from pedigree.indexer.safetensors_format import TensorInfo
 
 __all__ = ["LayerRoles", "MatrixLoader", "MatrixRef", "ModelRoles", "NormRef", "roles_for", "SUPPORTED_MODEL_TYPES"]
 
-Adapter = Callable[[Mapping, Mapping[str, TensorInfo], str], ModelRoles]
-
-_ADAPTERS: dict[str, Adapter] = {}
-for _types, _adapter in (
-    (LLAMA_TYPES, llama_roles),
-    (GPT2_TYPES, gpt2_roles),
-    (NEOX_TYPES, gpt_neox_roles),
-    (BERT_TYPES, bert_roles),
-):
-    for _type in _types:
-        _ADAPTERS[_type] = _adapter
-
-SUPPORTED_MODEL_TYPES = tuple(sorted(_ADAPTERS))
+SUPPORTED_MODEL_TYPES = tuple(sorted(FAMILIES))
 
 _ARCHITECTURE_PREFIXES = {
     "Llama": "llama",
@@ -81,9 +62,8 @@ def roles_for(config: object, tensors: Mapping[str, TensorInfo]) -> ModelRoles:
         raise UnsupportedModelError("config.json names no model_type or known architecture")
     if config.get("num_local_experts") or config.get("num_experts"):
         raise UnsupportedModelError(f"mixture-of-experts {model_type} models are not supported yet")
-    adapter = _ADAPTERS.get(model_type)
-    if adapter is None:
+    if model_type not in FAMILIES:
         raise UnsupportedModelError(
             f"no adapter for model_type {model_type!r} (supported: {', '.join(SUPPORTED_MODEL_TYPES)})"
         )
-    return adapter(config, tensors, architecture)
+    return roles_of_family(model_type, config, tensors, architecture)

@@ -1,4 +1,5 @@
-"""Minimum spanning arborescence (Chu-Liu / Edmonds), fast enough for a million-model Hub.
+"""Graph algorithms of the lineage stage: connected components (union-find) and the minimum
+spanning arborescence (Chu-Liu / Edmonds), fast enough for a million-model Hub.
 
 networkx's ``minimum_spanning_arborescence`` copies the whole multigraph at every cycle
 contraction; on a 500-member family that is seconds, and a Hub-scale build has thousands of such
@@ -112,3 +113,24 @@ def minimum_spanning_arborescence(nodes: list, edges: Edges) -> list[tuple]:
     if (src[picked] == root).sum() != 1:
         raise ValueError("no spanning arborescence: the graph has no node that reaches all others")
     return [keys[e] for e in sorted(picked) if src[e] != root]
+
+
+def components(pks: list[int], links: list[tuple[int, int]]) -> list[list[int]]:
+    """Connected components (union-find with path halving), each sorted, in order of first member."""
+    parent = {pk: pk for pk in pks}
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in links:
+        if a in parent and b in parent:
+            ra, rb = find(a), find(b)
+            if ra != rb:
+                parent[max(ra, rb)] = min(ra, rb)
+    groups: dict[int, list[int]] = {}
+    for pk in pks:
+        groups.setdefault(find(pk), []).append(pk)
+    return sorted((sorted(g) for g in groups.values()), key=lambda g: g[0])

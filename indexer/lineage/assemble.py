@@ -55,9 +55,9 @@ from datetime import datetime
 
 import networkx as nx
 
-from pedigree.indexer.lineage.arborescence import minimum_spanning_arborescence
+from pedigree.indexer.lineage.arborescence import components, minimum_spanning_arborescence
 from pedigree.indexer.weight_stats import WeightStats
-from pedigree.storage.lineage import Edge
+from pedigree.types import Edge
 
 ASSEMBLY_VERSION = "mother-fused-7"  # bump when the assembly changes (families are rebuilt)
 LAMBDA = 0.3
@@ -205,23 +205,9 @@ def copy_groups(
     """node -> representative, grouping function-preserving copies (canonical distance ~0, other
     coordinates).  The representative is the member living in the family's shared coordinates
     (most same-coordinate relatives), then the one the direction signals say is the original."""
-    union = {pk: pk for pk in nodes}
-
-    def find(x: int) -> int:
-        while union[x] != x:
-            union[x] = union[union[x]]
-            x = union[x]
-        return x
-
-    for key, pair in pairs.items():
-        if pair.is_copy:
-            a, b = (find(x) for x in key)
-            union[max(a, b)] = min(a, b)
-    groups: dict[int, list[int]] = {}
-    for pk in nodes:
-        groups.setdefault(find(pk), []).append(pk)
+    copies = [(a, b) for a, b in (tuple(key) for key, pair in pairs.items() if pair.is_copy)]
     representative = {}
-    for members in groups.values():
+    for members in components(list(nodes), copies):
 
         def originality(pk: int, members: list[int] = members) -> tuple:
             wins = sum(

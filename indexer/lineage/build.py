@@ -21,6 +21,7 @@ from itertools import combinations
 
 from pedigree.indexer.confirm import decide, tested_pair
 from pedigree.indexer.independence.suite import SUITE_VERSION
+from pedigree.indexer.lineage.arborescence import components
 from pedigree.indexer.lineage.assemble import (
     ASSEMBLY_VERSION,
     LAMBDA,
@@ -31,10 +32,10 @@ from pedigree.indexer.lineage.assemble import (
 )
 from pedigree.indexer.lineage.evidence import merge_fit, pair_weight_evidence
 from pedigree.indexer.lineage.workers import FamilyJob, Models, assemble_families
+from pedigree.indexer.scoring import FingerprintView, align_layers
 from pedigree.indexer.weight_stats import WeightStats
-from pedigree.query.related import FingerprintView
-from pedigree.query.scoring import align_layers
-from pedigree.storage.db import STATUS_INDEXED, ModelRecord, Store, utc_now
+from pedigree.results import GraphBuild
+from pedigree.storage.db import ModelRecord, Store, utc_now
 from pedigree.storage.lineage import (
     PairEvidence,
     build_info,
@@ -49,32 +50,12 @@ from pedigree.storage.lineage import (
     write_families,
 )
 from pedigree.storage.relations import confirmed_pairs
+from pedigree.types import Status
 
 Progress = Callable[[str, int, int], None]
 MERGE_NEIGHBOURS = 4  # merge fits are tried on pairs among a model's 4 closest same-coordinate relatives
 ALL_PAIRS_UP_TO = 48  # families up to this size get evidence for every pair, larger ones per-member nearest
 NEAREST = 12  # ... the 12 nearest family members by fingerprint
-
-
-def components(pks: list[int], links: list[tuple[int, int]]) -> list[list[int]]:
-    """Connected components (union-find with path halving), each sorted, in order of first member."""
-    parent = {pk: pk for pk in pks}
-
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for a, b in links:
-        if a in parent and b in parent:
-            ra, rb = find(a), find(b)
-            if ra != rb:
-                parent[max(ra, rb)] = min(ra, rb)
-    groups: dict[int, list[int]] = {}
-    for pk in pks:
-        groups.setdefault(find(pk), []).append(pk)
-    return sorted((sorted(g) for g in groups.values()), key=lambda g: g[0])
 
 
 def node_of(record: ModelRecord) -> Node:
@@ -225,7 +206,7 @@ def build_graph(
     compute_evidence: bool = True,
     progress: Progress | None = None,
     workers: int | None = None,
-) -> dict:
+) -> GraphBuild:
     """Assemble (incrementally) the lineage graph of every indexed model; returns the build summary.
 
     ``compute_evidence=False`` assembles from the evidence already in DuckDB (no checkpoint is
@@ -233,7 +214,7 @@ def build_graph(
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}")
     started = utc_now()
-    records = {r.pk: r for r in store.models(STATUS_INDEXED, with_config=False)}
+    records = {r.pk: r for r in store.models(Status.INDEXED, with_config=False)}
     confirmed = [(a, b, p) for a, b, p in confirmed_pairs(store, SUITE_VERSION) if a in records and b in records]
     links = [(a, b) for a, b, _ in confirmed]
     log10_p = {frozenset((a, b)): p for a, b, p in confirmed}
@@ -310,15 +291,15 @@ def build_graph(
     return _summary(build_info(store, build_id), len(records), len(groups), rebuilt=len(new_ids), reused=len(kept))
 
 
-def _summary(info: dict, models: int, families: int, *, rebuilt: int, reused: int) -> dict:
-    return {
-        "build_id": info["build_id"],
-        "mode": info["mode"],
-        "models": models,
-        "families": families,
-        "rebuilt": rebuilt,
-        "reused": reused,
-        "edges": info["edges"],
-        "started_at": str(info["started_at"]),
-        "finished_at": str(info["finished_at"]),
-    }
+def _summary(info: dict, models: int, families: int, *, rebuilt: int, reused: int) -> GraphBuild:
+    return GraphBuild(
+        build_id=info["build_id"],
+        mode=info["mode"],
+        models=models,
+        families=families,
+        rebuilt=rebuilt,
+        reused=reused,
+        edges=info["edges"] or 0,
+        started_at=str(info["started_at"]),
+        finished_at=str(info["finished_at"]),
+    )

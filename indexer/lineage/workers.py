@@ -21,7 +21,7 @@ from pedigree.indexer.independence.inputs import ModelTensors
 from pedigree.indexer.lineage.assemble import Node, Pair, assemble
 from pedigree.indexer.lineage.evidence import update_cosines
 from pedigree.storage.db import ModelRecord
-from pedigree.storage.lineage import Edge
+from pedigree.types import Edge
 
 PARALLEL_FROM = 1000  # families to assemble before worker processes are worth their start-up
 

@@ -1,4 +1,5 @@
-"""How two fingerprints are scored and their blocks matched (pure functions).
+"""How two fingerprints are scored and their blocks matched (pure functions), shared by the
+query answers and the lineage stage.
 
 Block vectors are unit-length sketches, so C = L_A L_Bᵀ holds the cosine of every block pair
 (i of A, j of B).  The blocks are paired one-to-one by a linear assignment that maximises the
@@ -17,10 +18,13 @@ a property of the random projection, not a threshold fitted to any models.)
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+
+from pedigree.types import VectorRow
 
 
 @dataclass(frozen=True)
@@ -55,3 +59,31 @@ def align_layers(layers_a: np.ndarray, layers_b: np.ndarray) -> LayerAlignment:
     pairs = [(int(i), int(j), float(cosines[i, j])) for i, j in zip(rows, cols)]
     score = sum(p[2] for p in pairs) / min(len(layers_a), len(layers_b))
     return LayerAlignment(float(score), sorted(pairs), cosines)
+
+
+@dataclass(frozen=True)
+class FingerprintView:
+    """One model's fingerprint vectors as numpy arrays (from DuckDB rows or freshly computed)."""
+
+    label: str
+    model: np.ndarray
+    layers: np.ndarray
+    embedding: np.ndarray | None
+    head: np.ndarray | None
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.shape[0])
+
+    @classmethod
+    def from_rows(cls, label: str, rows: Sequence[VectorRow]) -> FingerprintView:
+        by_kind = {(row.kind, row.layer): row.vector for row in rows}
+        layers = sorted((layer, vec) for (kind, layer), vec in by_kind.items() if kind == "layer")
+        dim = len(by_kind[("model", -1)])
+        return cls(
+            label=label,
+            model=by_kind[("model", -1)],
+            layers=np.stack([vec for _, vec in layers]) if layers else np.zeros((0, dim), np.float32),
+            embedding=by_kind.get(("embedding", -1)),
+            head=by_kind.get(("head", -1)),
+        )
