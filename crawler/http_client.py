@@ -51,7 +51,7 @@ class _CookielessClient(httpx.Client):
         self._no_cookies = _NoCookies()
         super().__init__(**kwargs)
 
-    @property  # type: ignore[override]
+    @property
     def cookies(self) -> httpx.Cookies:
         return self._no_cookies
 

@@ -238,7 +238,8 @@ class HubCheckpoint(TensorSource):
     def settle(self) -> None:
         """Wait until the early files' and shard headers' requests are answered (their errors
         are raised when read)."""
-        for future in (*self._early.values(), *self._header_reads.values()):
+        pending: tuple[Future[Any], ...] = (*self._early.values(), *self._header_reads.values())
+        for future in pending:
             future.exception()
 
     def _read_headers(self, files: list[str]) -> dict[str, tuple[dict[str, TensorInfo], dict[str, str]]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import yaml
 
@@ -25,7 +26,7 @@ class CardInfo:
     tags: list[str] = field(default_factory=list)
     card_error: str | None = None
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {
             "base_model": self.base_model,
             "base_model_relation": self.base_model_relation,

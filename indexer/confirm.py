@@ -58,8 +58,9 @@ def run_tests(
 
 def tested_pair(store: Store, a: ModelRecord, b: ModelRecord, *, hint=None, budget: Budget | None = None) -> dict:
     """Stored results for (a, b) if current, else run the battery, store and return it."""
+    assert a.pk is not None and b.pk is not None  # records read from the store
     relation = get_relation(store, a.pk, b.pk)
-    if is_current(relation, a, b, SUITE_VERSION):
+    if relation is not None and is_current(relation, a, b, SUITE_VERSION):
         flipped = relation.model_a != a.pk
         return {
             "log10_p": relation.log10_p,
@@ -124,10 +125,11 @@ def confirm_new_models(
             tested.append((a, b, f"{type(error).__name__}: {error}"))
     decide(store)
     results = []
-    for a, b, error in tested:
-        relation = None if error else get_relation(store, a.pk, b.pk)
+    for a, b, failure in tested:
+        assert a.pk is not None and b.pk is not None  # records read from the store
+        relation = None if failure else get_relation(store, a.pk, b.pk)
         if relation is None:
-            results.append(Confirmation(a.id, b.id, error=error or "no stored result"))
+            results.append(Confirmation(a.id, b.id, error=failure or "no stored result"))
         else:
             results.append(Confirmation(a.id, b.id, relation.log10_p, relation.log10_q, relation.confirmed))
     return tuple(results)

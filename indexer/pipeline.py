@@ -133,14 +133,11 @@ def _failure(error: BaseException) -> tuple[str, str]:
     return Status.FAILED, f"internal error while indexing: {detail}"
 
 
-def _unchanged(store: Store, existing: ModelRecord | None, record: ModelRecord, version: str) -> bool:
-    return (
-        existing is not None
-        and existing.status == Status.INDEXED
-        and existing.revision == record.revision
-        and existing.source == record.source
-        and store.count_model_vectors(existing.pk, version) > 0
-    )
+def _unchanged(store: Store, existing: ModelRecord, record: ModelRecord, version: str) -> bool:
+    if existing.status != Status.INDEXED or existing.revision != record.revision or existing.source != record.source:
+        return False
+    assert existing.pk is not None  # a record read from the store
+    return store.count_model_vectors(existing.pk, version) > 0
 
 
 def ingest_checkpoint(
@@ -168,7 +165,8 @@ def ingest_checkpoint(
                     model_id, Status.UNCHANGED, layers=existing.num_layers, seconds=time.perf_counter() - started
                 )
         record.revision = source.revision()
-        if not force and _unchanged(store, existing, record, version):
+        if not force and existing is not None and _unchanged(store, existing, record, version):
+            assert existing.pk is not None  # a record read from the store
             store.set_source_signature(existing.pk, record.source_signature)
             return IngestOutcome(
                 model_id, Status.UNCHANGED, layers=existing.num_layers, seconds=time.perf_counter() - started
@@ -200,7 +198,7 @@ def ingest_source(
     version = fingerprint_version(dim)
     record = ModelRecord(id=model_id, status=Status.INDEXED, source=uri, revision=revision)
     existing = store.get_model(model_id)
-    if not force and _unchanged(store, existing, record, version):
+    if not force and existing is not None and _unchanged(store, existing, record, version):
         return IngestOutcome(
             model_id, Status.UNCHANGED, layers=existing.num_layers, seconds=time.perf_counter() - started
         )

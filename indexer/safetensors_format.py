@@ -136,10 +136,11 @@ class TensorInfo:
         return self.row_bits // 8
 
 
-def header_length(first8: bytes, file_size: int, path: str) -> int:
+def header_length(first8: bytes | bytearray | memoryview, file_size: int, path: str) -> int:
     """Decode and check the leading u64 header length against the limit and the file size."""
     if len(first8) < 8:
         raise CheckpointError(f"file has fewer than 8 bytes ({len(first8)}); not a safetensors file", path=path)
+    n: int
     (n,) = struct.unpack("<Q", bytes(first8[:8]))
     if n > MAX_HEADER_BYTES:
         raise CheckpointError(f"header of {n} bytes exceeds the 100 MB limit", path=path)
@@ -166,7 +167,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def loads_json(text: str | bytes, what: str, path: str) -> Any:
+def loads_json(text: str | bytes | bytearray | memoryview, what: str, path: str) -> Any:
     """``json.loads`` that turns every failure (bad UTF-8, syntax, nesting, huge ints, duplicate
     keys) into a :class:`CheckpointError` about ``what``."""
     if isinstance(text, (bytes, bytearray, memoryview)):
@@ -290,7 +291,7 @@ def allocate(dtype: str, shape: tuple[int, ...]) -> tuple[torch.Tensor, memoryvi
     if info.torch_dtype is None or info.packed:
         raise CheckpointError(f"dtype {dtype} cannot be read in place")
     t = torch.empty(shape, dtype=info.torch_dtype)
-    return t, memoryview(t.reshape(-1).view(torch.uint8).numpy()).cast("B")
+    return t, t.reshape(-1).view(torch.uint8).numpy().data.cast("B")
 
 
 def finish(t: torch.Tensor, dtype: str) -> torch.Tensor:

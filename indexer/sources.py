@@ -29,6 +29,10 @@ class TensorSource(ABC):
 
     label: str
     bytes_read: int
+    # set by sources that read safetensors headers (:meth:`_load_weight_headers`)
+    metadata: dict[str, str]
+    index: dict[str, Any] | None
+    _files: list[str]
 
     @abstractmethod
     def tensors(self) -> Mapping[str, TensorInfo]:
@@ -195,7 +199,7 @@ class StateDictSource(TensorSource):
         label: str = "<state dict>",
     ) -> None:
         self.label, self.bytes_read = label, 0
-        self._files = {k: v.encode() if isinstance(v, str) else bytes(v) for k, v in (texts or {}).items()}
+        self._texts = {k: v.encode() if isinstance(v, str) else bytes(v) for k, v in (texts or {}).items()}
         self._raw: dict[str, torch.Tensor] = {}
         infos: dict[str, TensorInfo] = {}
         offset = 0
@@ -228,7 +232,7 @@ class StateDictSource(TensorSource):
 
     def read_bytes(self, filename: str, max_bytes: int = DEFAULT_TEXT_LIMIT) -> bytes | None:
         check_plain_name(filename, what="metadata file", path=self.label)
-        data = self._files.get(filename)
+        data = self._texts.get(filename)
         if data is not None and len(data) > max_bytes:
             raise CheckpointError(f"{filename} is larger than the {max_bytes}-byte limit", path=self.label)
         return data

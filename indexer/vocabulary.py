@@ -19,8 +19,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 from pedigree.errors import CheckpointError
 from pedigree.indexer import safetensors_format as fmt
@@ -169,7 +171,7 @@ def spellings(key: str, style: str) -> list[str]:
     return _unmarked(key)
 
 
-def _tokenizer_style(spec: dict) -> str:
+def _tokenizer_style(spec: dict[str, Any]) -> str:
     """Infer how token strings are spelled from a tokenizer.json's components."""
     names: list[str] = []
 
@@ -244,12 +246,13 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def _protobuf_fields(buf: bytes):
+def _protobuf_fields(buf: bytes) -> Iterator[tuple[int, int, int | bytes]]:
     """Yield (field number, wire type, value) of one protobuf message (wire format only)."""
     pos = 0
     while pos < len(buf):
         key, pos = _varint(buf, pos)
         field, wire = key >> 3, key & 7
+        value: int | bytes
         if wire == 0:
             value, pos = _varint(buf, pos)
         elif wire == 1:
@@ -275,9 +278,11 @@ def _from_sentencepiece(raw: bytes, digest: str) -> Vocabulary:
     for field, wire, value in _protobuf_fields(raw):
         if field != 1 or wire != 2:
             continue
-        piece, kind = None, 1
+        assert isinstance(value, bytes)  # wire type 2: length-delimited
+        piece: str | None = None
+        kind: int | bytes = 1
         for sub_field, sub_wire, sub_value in _protobuf_fields(value):
-            if sub_field == 1 and sub_wire == 2:
+            if sub_field == 1 and sub_wire == 2 and isinstance(sub_value, bytes):
                 piece = sub_value.decode("utf-8", errors="replace")
             elif sub_field == 3 and sub_wire == 0:
                 kind = sub_value

@@ -73,7 +73,9 @@ def discrepancies(store: Store, mode: str = "full") -> Discrepancies:
             kind, pair_log10_p, reason = None, None, None
             if graph.nodes[base]["family"] != graph.nodes[model_id]["family"]:
                 kind = "contradicted"
-                pair = get_relation(store, records[base].pk, records[model_id].pk)
+                base_pk, model_pk = records[base].pk, records[model_id].pk
+                assert base_pk is not None and model_pk is not None  # records read from the store
+                pair = get_relation(store, base_pk, model_pk)
                 pair_log10_p = None if pair is None else pair.log10_p
                 reason = (
                     "tested: no shared initialisation"

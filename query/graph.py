@@ -9,6 +9,7 @@ and Parquet node and edge tables written by DuckDB.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import networkx as nx
@@ -66,7 +67,8 @@ def load_graph(store: Store, build_id: int, family_id: int | None = None) -> nx.
 
 
 def _first_parent_chain(graph: nx.DiGraph, node: str) -> list[str]:
-    chain, seen = [], {node}
+    chain: list[str] = []
+    seen = {node}
     while True:
         parents = sorted(graph.predecessors(node), key=lambda p: -(graph.edges[p, node]["confidence"] or 0))
         if not parents or parents[0] in seen:
@@ -81,10 +83,12 @@ def lineage(store: Store, model_id: str, mode: str = "full") -> Lineage:
     record = store.get_model(model_id)
     if record is None:
         raise ModelNotFoundError(f"{model_id!r} is not in the index")
+    assert record.pk is not None  # a record read from the store
     build_id = current_build(store, mode)
     family = family_of_model(store, build_id, record.pk) if build_id else None
     if family is None:
         return Lineage(graph_build=build_id)
+    assert build_id is not None  # a family was found in it
     graph = load_graph(store, build_id, family.family_id)
 
     def link(other: str, source: str, target: str) -> Link:
@@ -108,6 +112,7 @@ def family_graph(store: Store, model_id: str, mode: str = "full") -> nx.DiGraph 
     build_id = current_build(store, mode)
     if record is None or build_id is None:
         return None
+    assert record.pk is not None  # a record read from the store
     family = family_of_model(store, build_id, record.pk)
     return load_graph(store, build_id, family.family_id) if family else None
 
@@ -127,7 +132,9 @@ def _scalar_graph(graph: nx.DiGraph) -> nx.DiGraph:
     return flat
 
 
-def export(store: Store, fmt: str, path: str | Path, *, family_of: str | None = None, mode: str = "full") -> list[Path]:
+def export(
+    store: Store, fmt: str, path: str | os.PathLike[str], *, family_of: str | None = None, mode: str = "full"
+) -> list[Path]:
     """Write the current graph (or the family of ``family_of``); returns the files written."""
     if fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
@@ -142,7 +149,7 @@ def export(store: Store, fmt: str, path: str | Path, *, family_of: str | None = 
     family_id = None
     if family_of is not None:
         record = store.get_model(family_of)
-        family = family_of_model(store, build_id, record.pk) if record else None
+        family = family_of_model(store, build_id, record.pk) if record and record.pk is not None else None
         if family is None:
             raise ModelNotFoundError(f"{family_of!r} is not in the lineage graph")
         family_id = family.family_id

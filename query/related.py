@@ -84,6 +84,7 @@ def view_of(store: Store, model_id: str, version: str) -> FingerprintView:
         raise ModelNotFoundError(f"{model_id!r} is not in the index")
     if record.status != Status.INDEXED:
         raise ModelNotFoundError(f"{model_id!r} is in the index but {record.status}: {record.error}")
+    assert record.pk is not None  # a record read from the store
     rows = store.vectors_of(record.pk, version)
     if not rows:
         raise ModelNotFoundError(f"{model_id!r} has no fingerprint of version {version}; re-run `pedigree ingest`")
@@ -107,6 +108,7 @@ def related(store: Store, indexes: VectorIndexes, version: str, model_id: str, l
     """The indexed models most related to ``model_id``, best first."""
     record = store.get_model(model_id)
     view = view_of(store, model_id, version)
+    assert record is not None and record.pk is not None  # view_of raised otherwise
     candidates = _candidates(store, indexes, version, view, exclude=record.pk)
     records = store.get_models(sorted(candidates))
     results = []

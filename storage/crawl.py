@@ -91,10 +91,12 @@ def crawl_counts(store: Store, endpoint: str | None = None) -> dict[str, int]:
 
 
 def start_run(store: Store, kind: str, endpoint: str | None) -> int:
-    return store.conn.execute(
+    row = store.conn.execute(
         "INSERT INTO runs (kind, endpoint, started_at, status) VALUES (?, ?, ?, ?) RETURNING run_id",
         [kind, endpoint, utc_now(), RunStatus.RUNNING],
-    ).fetchone()[0]
+    ).fetchone()
+    assert row is not None  # RETURNING yields the inserted row
+    return row[0]
 
 
 def finish_run(store: Store, run_id: int, status: RunStatus, counts: dict, errors: list[dict]) -> None:

@@ -129,7 +129,9 @@ class Store:
         return [self._record(row) for row in rows]
 
     def generation(self) -> int:
-        return int(self.conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        assert row is not None  # the migration inserts the generation row
+        return int(row[0])
 
     def save_model(self, record: ModelRecord, vectors: Sequence[VectorRow] | None, version: str | None) -> int:
         """Insert or update ``record`` and replace all its vectors with ``vectors``, atomically.
@@ -148,9 +150,11 @@ class Store:
             generation = self.generation() + 1
             if row is None:  # a new row: no vectors, tests or edges refer to its fresh pk yet
                 placeholders = ", ".join("?" for _ in _COLUMNS)
-                pk = conn.execute(
+                inserted = conn.execute(
                     f"INSERT INTO models ({', '.join(_COLUMNS)}) VALUES ({placeholders}) RETURNING pk", values
-                ).fetchone()[0]
+                ).fetchone()
+                assert inserted is not None  # RETURNING yields the inserted row
+                pk = inserted[0]
             else:
                 pk = row[0]
                 assignments = ", ".join(f"{c} = ?" for c in _COLUMNS if c != "id")
@@ -211,22 +215,22 @@ class Store:
         return ids, np.asarray(result["model_pk"], dtype=np.int64), np.asarray(result["layer"], dtype=np.int64), vectors
 
     def count_model_vectors(self, model_pk: int, version: str) -> int:
-        return int(
-            self.conn.execute(
-                "SELECT count(*) FROM fingerprints WHERE model_pk = ? AND version = ?", [model_pk, version]
-            ).fetchone()[0]
-        )
+        row = self.conn.execute(
+            "SELECT count(*) FROM fingerprints WHERE model_pk = ? AND version = ?", [model_pk, version]
+        ).fetchone()
+        assert row is not None  # an aggregate always yields a row
+        return int(row[0])
 
     def set_source_signature(self, model_pk: int, signature: str) -> None:
         """Remember the files' stat signature of an unchanged model (vectors untouched)."""
         self.conn.execute("UPDATE models SET source_signature = ? WHERE pk = ?", [signature, model_pk])
 
     def count_vectors(self, kind: str, version: str) -> int:
-        return int(
-            self.conn.execute(
-                "SELECT count(*) FROM fingerprints WHERE kind = ? AND version = ?", [kind, version]
-            ).fetchone()[0]
-        )
+        row = self.conn.execute(
+            "SELECT count(*) FROM fingerprints WHERE kind = ? AND version = ?", [kind, version]
+        ).fetchone()
+        assert row is not None  # an aggregate always yields a row
+        return int(row[0])
 
     def tombstones_since(self, kind: str, generation: int) -> np.ndarray:
         rows = self.conn.execute(

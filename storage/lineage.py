@@ -9,6 +9,7 @@ families that changed.  The current graph is the latest build's families and the
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -83,7 +84,12 @@ def pair_evidence(store: Store, *, with_detail: bool = False) -> dict[frozenset,
         "delta_rank_gap, "
         f"{'detail' if with_detail else 'NULL'}, whole_block_distance FROM pair_evidence"
     ).fetchall()
-    return {frozenset((r[0], r[1])): PairEvidence(*r[:9], json.loads(r[9]) if r[9] else {}, r[10]) for r in rows}
+    return {
+        frozenset((r[0], r[1])): PairEvidence(
+            r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], json.loads(r[9]) if r[9] else {}, r[10]
+        )
+        for r in rows
+    }
 
 
 def save_merge_evidence(store: Store, rows: list[tuple[int, int, int, float, float]]) -> None:
@@ -108,10 +114,12 @@ def merge_evidence(store: Store) -> dict[int, list[tuple[int, int, float, float]
 
 
 def start_build(store: Store, mode: str, params: dict, started_at: datetime | None = None) -> int:
-    return store.conn.execute(
+    row = store.conn.execute(
         "INSERT INTO lineage_builds (started_at, mode, params) VALUES (?, ?, ?) RETURNING build_id",
         [started_at or utc_now(), mode, json.dumps(params)],
-    ).fetchone()[0]
+    ).fetchone()
+    assert row is not None  # RETURNING yields the inserted row
+    return row[0]
 
 
 def latest_build(store: Store, mode: str | None = None) -> int | None:
@@ -129,7 +137,7 @@ def families_of_build(store: Store, build_id: int) -> dict[str, Family]:
 
 
 def write_families(
-    store: Store, build_id: int, assembled: list[tuple[str, int | None, list[int], list[Edge]]]
+    store: Store, build_id: int, assembled: Sequence[tuple[str, int | None, list[int], list[Edge]]]
 ) -> list[int]:
     """Insert assembled family versions (members hash, root, members, edges) in bulk; their ids."""
     if not assembled:
@@ -190,11 +198,13 @@ def finish_build(store: Store, build_id: int, family_ids: list[int], rebuilt: in
         )
         conn.execute("INSERT INTO build_families SELECT * FROM current")
         conn.unregister("current")
-        edges = conn.execute(
+        counted = conn.execute(
             "SELECT count(*) FROM lineage_edges e JOIN build_families b ON b.family_id = e.family_id WHERE "
             "b.build_id = ?",
             [build_id],
-        ).fetchone()[0]
+        ).fetchone()
+        assert counted is not None  # an aggregate always yields a row
+        edges = counted[0]
         conn.execute(
             "UPDATE lineage_builds SET finished_at = ?, families = ?, rebuilt = ?, edges = ? WHERE build_id = ?",
             [utc_now(), len(family_ids), rebuilt, edges, build_id],
@@ -233,6 +243,7 @@ def members(store: Store, family_id: int) -> list[int]:
 
 def build_info(store: Store, build_id: int) -> dict:
     row = store.conn.execute("SELECT * FROM lineage_builds WHERE build_id = ?", [build_id]).fetchone()
+    assert row is not None, f"no lineage build {build_id}"
     keys = ["build_id", "started_at", "finished_at", "mode", "families", "rebuilt", "edges", "params"]
     info = dict(zip(keys, row))
     info["params"] = json.loads(info["params"]) if info["params"] else {}

@@ -68,14 +68,28 @@ def get_relation(store: Store, pk_1: int, pk_2: int) -> Relation | None:
     tests = store.conn.execute(
         "SELECT detail FROM pair_tests WHERE model_a = ? AND model_b = ? ORDER BY test", [row[0], row[1]]
     ).fetchall()
-    return Relation(*row[:8], layer_map=json.loads(row[8]) if row[8] else [], tests=[json.loads(t) for (t,) in tests])
+    return Relation(
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        row[5],
+        row[6],
+        row[7],
+        layer_map=json.loads(row[8]) if row[8] else [],
+        tests=[json.loads(t) for (t,) in tests],
+    )
 
 
 def is_current(relation: Relation | None, a: ModelRecord, b: ModelRecord, suite_version: str) -> bool:
     """True if ``relation`` was computed by this suite version on these exact revisions."""
     if relation is None or relation.suite_version != suite_version:
         return False
-    revisions = {relation.model_a: relation.revision_a, relation.model_b: relation.revision_b}
+    revisions: dict[int | None, str | None] = {
+        relation.model_a: relation.revision_a,
+        relation.model_b: relation.revision_b,
+    }
     return revisions.get(a.pk) == a.revision and revisions.get(b.pk) == b.revision
 
 
@@ -86,7 +100,21 @@ def relations(store: Store, suite_version: str, *, confirmed_only: bool = False)
         f"FROM relations {where} ORDER BY model_a, model_b",
         [suite_version],
     ).fetchall()
-    return [Relation(*row[:8], layer_map=json.loads(row[8]) if row[8] else [], tests=[]) for row in rows]
+    return [
+        Relation(
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            row[4],
+            row[5],
+            row[6],
+            row[7],
+            layer_map=json.loads(row[8]) if row[8] else [],
+            tests=[],
+        )
+        for row in rows
+    ]
 
 
 def confirmed_pairs(store: Store, suite_version: str) -> list[tuple[int, int, float]]:

@@ -55,7 +55,7 @@ class VectorIndexes:
         self.directory = Path(directory)
         self.settings = settings or VectorIndexSettings()
         self._loaded: dict[str, tuple[IndexState, faiss.Index]] = {}
-        self._gpu_resources = None
+        self._gpu_resources: faiss.StandardGpuResources | None = None
         self.rebuilds: list[str] = []  # kinds rebuilt from DuckDB during this object's life
 
     # ---- manifest ------------------------------------------------------------------------
@@ -94,7 +94,7 @@ class VectorIndexes:
         ivf.train(vectors)
         ivf.nprobe = settings.ivf_probe
         ivf.own_fields = True
-        quantizer.this.disown()
+        quantizer.this.disown()  # type: ignore[attr-defined]  # SWIG proxy attribute, not in faiss's stubs
         return ivf, "ivf"
 
     def rebuild(self, kind: str, version: str) -> faiss.Index:
@@ -126,7 +126,7 @@ class VectorIndexes:
         if (state.index_type == "flat") != exact or (len(removed) and state.index_type == "hnsw"):
             return None
         if len(removed):
-            index.remove_ids(removed)
+            index.remove_ids(removed)  # type: ignore[arg-type]  # faiss's Python wrapper takes an id array
         if len(ids):
             if index.d != vectors.shape[1]:
                 return None

@@ -189,7 +189,11 @@ def _process(*args: str) -> subprocess.Popen:
 
 def _interrupt(process: subprocess.Popen) -> tuple[str, str]:
     process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=30)
+    try:
+        out, err = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
     assert process.returncode in (0, 130), (process.returncode, err)
     assert "Traceback" not in out + err, err
     return out, err
@@ -198,12 +202,15 @@ def _interrupt(process: subprocess.Popen) -> tuple[str, str]:
 @pytest.mark.parametrize("as_json", [False, True])
 def test_hub_serve_answers_then_stops_on_ctrl_c(fixtures: dict, as_json: bool):
     process = _process("hub", "serve", str(fixtures["mini_zoo"]), "--port", "0", *(["--json"] if as_json else []))
-    first = process.stdout.readline()
-    url = json.loads(first)["url"] if as_json else first.split(" at ")[1].split()[0]
-    assert url.startswith("http://127.0.0.1:"), first
-    listed = httpx.get(f"{url}/api/models", timeout=10).json()
-    assert {m["id"] for m in listed} == set(fixtures["served"])
-    _interrupt(process)
+    try:
+        first = process.stdout.readline()
+        url = json.loads(first)["url"] if as_json else first.split(" at ")[1].split()[0]
+        assert url.startswith("http://127.0.0.1:"), first
+        listed = httpx.get(f"{url}/api/models", timeout=10).json()
+        assert {m["id"] for m in listed} == set(fixtures["served"])
+    finally:
+        if process.poll() is None and not process.stdout.closed:
+            _interrupt(process)
     if not as_json:
         check_text(first, [])
 
@@ -222,10 +229,12 @@ def test_schedule_starts_then_stops_on_ctrl_c(fixtures: dict, as_json: bool):
         str(home),
         *(["--json"] if as_json else []),
     )
-    deadline = time.monotonic() + 60
-    while not (home / "schedule.json").exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    time.sleep(1.0)
-    _, err = _interrupt(process)
+    try:
+        deadline = time.monotonic() + 60
+        while not (home / "schedule.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)
+    finally:
+        _, err = _interrupt(process)
     assert "refresh scheduled '0 2 * * *'" in err
     assert json.loads((home / "schedule.json").read_text())["cron"] == "0 2 * * *"

@@ -259,7 +259,8 @@ def list_models(
         c = decode_cursor(cursor)
         if c.get("s") != sort:
             raise bad_request("Invalid cursor: it was made for another sort")
-        ck, cid = c.get("k"), c.get("i")
+        ck: Any = c.get("k")  # any JSON value: a comparison that fails is an invalid cursor
+        cid: Any = c.get("i")
         try:
             repos = [r for r in repos if key(r) < ck or (key(r) == ck and r.id > cid)]
         except TypeError:

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from email.message import Message
 from http.server import BaseHTTPRequestHandler
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from . import api, files
@@ -32,6 +32,9 @@ from .link import Link
 from .repos import Repo, RepoStore
 from .response import Response, error_response, json_response
 from .stats import Stats
+
+if TYPE_CHECKING:
+    from .server import _HTTPServer
 
 CHUNK = 256 * 1024
 MAX_POST_BODY = 8 * 2**20
@@ -194,6 +197,7 @@ def admin(app: HubApp, req: Request) -> Response:
 class HubHandler(BaseHTTPRequestHandler):
     """One connection; HTTP/1.1 keep-alive."""
 
+    server: _HTTPServer  # the server this handler is made for: a TCP address and the app
     protocol_version = "HTTP/1.1"
     server_version = "pedigree-hub"
     disable_nagle_algorithm = True  # headers and body are separate writes: avoid 40 ms delayed-ACK stalls
@@ -226,7 +230,7 @@ class HubHandler(BaseHTTPRequestHandler):
         )
 
     def _handle(self, method: str) -> None:
-        app: HubApp = self.server.app  # type: ignore[attr-defined]
+        app: HubApp = self.server.app
         req = self._request(method)
         head = method == "HEAD"
         if req.path.startswith("/_pedigree/"):
@@ -311,14 +315,14 @@ class HubHandler(BaseHTTPRequestHandler):
 
     def _send_body(self, resp: Response, fh: Any, limit: int) -> None:
         if fh is None:
-            self.server.app.settings.link.transmit(min(limit, len(resp.body)))  # type: ignore[attr-defined]
+            self.server.app.settings.link.transmit(min(limit, len(resp.body)))
             self.wfile.write(resp.body[:limit])
             self._sent = min(limit, len(resp.body))
             return
         assert resp.file is not None
         while self._sent < limit:  # sendfile: the kernel copies file pages to the socket
             count = min(CHUNK, limit - self._sent)
-            self.server.app.settings.link.transmit(count)  # type: ignore[attr-defined]
+            self.server.app.settings.link.transmit(count)
             sent = self.connection.sendfile(fh, resp.file.offset + self._sent, count)
             self._sent += sent
             if sent < count:

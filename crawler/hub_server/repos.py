@@ -350,8 +350,8 @@ class RepoStore:
         config = _read_json(folder / "config.json") if "config.json" in files else None
         ov = self._overrides.get(repo_id, Override())
         mtimes = [f.mtime for f in files.values()]
-        created = ov.created_at or to_utc(card.get("created_at")) or to_utc(min(mtimes))
-        modified = ov.last_modified or to_utc(card.get("last_modified")) or to_utc(max(mtimes))
+        created = ov.created_at or to_utc(card.get("created_at")) or datetime.fromtimestamp(min(mtimes), tz=UTC)
+        modified = ov.last_modified or to_utc(card.get("last_modified")) or datetime.fromtimestamp(max(mtimes), tz=UTC)
         base_models, relation = cards.base_models(card)
         library = card.get("library_name") if isinstance(card.get("library_name"), str) else None
         pipeline = card.get("pipeline_tag") if isinstance(card.get("pipeline_tag"), str) else None
@@ -363,7 +363,7 @@ class RepoStore:
             files=files,
             card=card,
             created_at=created,
-            last_modified=modified,  # type: ignore[arg-type]
+            last_modified=modified,
             gated=_gated_value(card.get("gated")),
             private=card.get("private") is True,
             downloads=ov.downloads if ov.downloads is not None else _int(card.get("downloads")),

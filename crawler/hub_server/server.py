@@ -25,6 +25,7 @@ from .stats import StatsSnapshot
 
 
 class _HTTPServer(ThreadingHTTPServer):
+    server_address: tuple[str, int]  # AF_INET: (host, port) as getsockname() gives it
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128

@@ -18,6 +18,8 @@ version).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -39,14 +41,16 @@ def _load(folder: str, family: str) -> torch.nn.Module:
             "the activation test needs `transformers` (pip install 'pedigree[forward]')"
         ) from None
     loader = transformers.AutoModelForMaskedLM if family == "bert" else transformers.AutoModelForCausalLM
-    model = loader.from_pretrained(folder, dtype=torch.float32, use_safetensors=True, trust_remote_code=False)
+    model: torch.nn.Module = loader.from_pretrained(
+        folder, dtype=torch.float32, use_safetensors=True, trust_remote_code=False
+    )
     return model.eval()
 
 
 def _module(model: torch.nn.Module, tensor_name: str) -> torch.nn.Module:
     """The module whose weight is ``tensor_name`` (checkpoint prefixes may differ from the model's)."""
     wanted = tensor_name.removesuffix(".weight")
-    modules = dict(model.named_modules())
+    modules: dict[str, torch.nn.Module] = dict(model.named_modules())
     for name, module in modules.items():
         if name == wanted or name.endswith("." + wanted) or (name and wanted.endswith("." + name)):
             return module
@@ -59,7 +63,7 @@ def _capture(model: torch.nn.Module, names: list[str], ids: torch.Tensor) -> dic
     hooks = []
     for name in names:
 
-        def hook(_module, _inputs, output, key=name):
+        def hook(_module: torch.nn.Module, _inputs: tuple[Any, ...], output: torch.Tensor, key: str = name) -> None:
             outputs[key] = output.detach().reshape(-1, output.shape[-1]).t().contiguous()
 
         hooks.append(_module(model, name).register_forward_hook(hook))
@@ -72,7 +76,7 @@ def _capture(model: torch.nn.Module, names: list[str], ids: torch.Tensor) -> dic
     return outputs
 
 
-def activation_test(a: ModelTensors, b: ModelTensors, folder_a: str, folder_b: str, *, seed: int = 0) -> dict:
+def activation_test(a: ModelTensors, b: ModelTensors, folder_a: str, folder_b: str, *, seed: int = 0) -> dict[str, Any]:
     """The activation variant of the robust MLP test on the diagonal block pairs."""
     for model in (a, b):
         if sum(info.numel for info in model.source.tensors().values()) > MAX_PARAMETERS:
@@ -89,6 +93,7 @@ def activation_test(a: ModelTensors, b: ModelTensors, folder_a: str, folder_b: s
     model_a, model_b = _load(folder_a, a.roles.family), _load(folder_b, b.roles.family)
     for layer in range(min(a.depth, b.depth)):
         ra, rb = a.roles.layers[layer], b.roles.layers[layer]
+        assert ra.gate is not None and rb.gate is not None  # GLU MLPs (checked above)
         acts_a = _capture(model_a, [ra.gate.name, ra.up.name], inputs_a)
         acts_b = _capture(model_b, [rb.gate.name, rb.up.name], inputs_b)
         first = match(acts_a[ra.gate.name], acts_b[rb.gate.name])

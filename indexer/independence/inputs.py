@@ -96,10 +96,13 @@ class ModelTensors:
                     return self.loader.matrix(ref) * gain
                 if ref.transpose or ref.parts != 1:
                     return self.loader.matrix(ref)[start:stop] * gain
+                assert stop is not None  # a unit block has both ends
                 return self.source.read_rows(ref.name, start, stop).float() * gain
 
             down_t = self.loader.matrix(roles.down).t().contiguous() if down else None
-            self._mlp[key] = Mlp(gate=rows(roles.gate), up=rows(roles.up), down_t=down_t)
+            gate, up = rows(roles.gate), rows(roles.up)
+            assert up is not None  # every MLP has an up projection
+            self._mlp[key] = Mlp(gate=gate, up=up, down_t=down_t)
         return self._mlp[key]
 
     def raw_up_rows(self, layer: int, start: int, stop: int) -> torch.Tensor:

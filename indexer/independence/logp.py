@@ -32,7 +32,7 @@ def _log_betainc_series(a: float, b: float, x: float) -> float:
         k += 1
         if term < 1e-17 * total or k > 10_000_000:
             break
-    log_prefix = a * math.log(x) + b * math.log1p(-x) - math.log(a) - special.betaln(a, b)
+    log_prefix: float = a * math.log(x) + b * math.log1p(-x) - math.log(a) - special.betaln(a, b)
     return log_prefix + math.log(total)
 
 

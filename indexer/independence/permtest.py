@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,7 +22,7 @@ import torch
 Statistic = Callable[[np.random.Generator | None], float]
 
 
-def permtest(statistic: Statistic, *, copies: int = 99, seed: int = 0) -> tuple[float, dict]:
+def permtest(statistic: Statistic, *, copies: int = 99, seed: int = 0) -> tuple[float, dict[str, Any]]:
     """(log10 p, detail) for ``statistic``; ``statistic(None)`` is the observed value and
     ``statistic(rng)`` its value on a copy of A transformed by a random element of Π."""
     observed = statistic(None)

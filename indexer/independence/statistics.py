@@ -21,6 +21,7 @@ is measured in BENCHMARKS.md.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,9 +49,9 @@ class PairStat:
     n: int
     rho: float
     log10_p: float
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {
             "layer_a": self.layer_a,
             "layer_b": self.layer_b,
@@ -74,7 +75,7 @@ def against_identity(
     b_index = matching.b_of[units] + offset_b
     n = len(units)
     rho = spearman_rho(a_index, b_index)
-    extra: dict = {}
+    extra: dict[str, Any] = {}
     if n == len(matching.b_of) and offset_a == offset_b:
         fixed = int(np.sum(a_index == b_index))
         extra = {"fixed_points": fixed, "log10_p_fixed_points": round(log10_fixed_points_sf(fixed, n), 4)}

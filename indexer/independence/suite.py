@@ -25,9 +25,12 @@ are exchangeable under it.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import torch
 from scipy.optimize import linear_sum_assignment
 
 from pedigree.indexer.independence.inputs import ModelTensors, shared_probes
@@ -62,9 +65,9 @@ class Outcome:
     name: str
     log10_p: float
     null: str
-    detail: dict = field(default_factory=dict)
+    detail: dict[str, Any] = field(default_factory=dict)
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {"name": self.name, "log10_p": round(self.log10_p, 4), "null": self.null, "detail": self.detail}
 
 
@@ -81,7 +84,7 @@ class PairReport:
         return next((t for t in self.tests if t.name == name), None)
 
 
-def shared_parts(tests: list[dict], layer_map: list) -> dict:
+def shared_parts(tests: Sequence[Mapping[str, Any]], layer_map: Sequence[Sequence[Any]]) -> dict[str, Any]:
     """Which parts the tests say were taken: blocks (the layer map), embedding, head.
 
     A part counts as shared when its test rejects independence at 1e-4 (the block map already
@@ -130,12 +133,14 @@ def _block(model: ModelTensors, layer: int, budget: Budget) -> tuple[int, int] |
 class _Profiles:
     """Cached unit responses to the shared probes, per model and block."""
 
-    def __init__(self, model: ModelTensors, x, budget: Budget, *, allow_block: bool, glu_pair: bool) -> None:
+    def __init__(
+        self, model: ModelTensors, x: torch.Tensor, budget: Budget, *, allow_block: bool, glu_pair: bool
+    ) -> None:
         self.model, self.x, self.budget = model, x, budget
         self.allow_block, self.glu_pair = allow_block, glu_pair  # gate-vs-up needs no down projection
-        self.cache: dict[int, dict] = {}
+        self.cache: dict[int, dict[str, torch.Tensor]] = {}
 
-    def __call__(self, layer: int) -> dict:
+    def __call__(self, layer: int) -> dict[str, torch.Tensor]:
         if layer not in self.cache:
             span = _block(self.model, layer, self.budget) if self.allow_block and self.glu_pair else None
             mlp = self.model.mlp(layer, *span) if span else self.model.mlp(layer, down=not self.glu_pair)
@@ -143,7 +148,14 @@ class _Profiles:
         return self.cache[layer]
 
 
-def _robust_mlp(a: ModelTensors, b: ModelTensors, xa, xb, plan, budget: Budget) -> tuple[Outcome, list, list | None]:
+def _robust_mlp(
+    a: ModelTensors,
+    b: ModelTensors,
+    xa: torch.Tensor,
+    xb: torch.Tensor,
+    plan: list[tuple[int, int]],
+    budget: Budget,
+) -> tuple[Outcome, list[PairStat], list[list[float]] | None]:
     glu_pair = a.glu and b.glu
     prof_a = _Profiles(a, xa, budget, allow_block=True, glu_pair=glu_pair)
     prof_b = _Profiles(b, xb, budget, allow_block=False, glu_pair=glu_pair)
@@ -196,7 +208,9 @@ def _layer_map(cells: list[PairStat]) -> list[tuple[int, int, float]]:
     return sorted(result)
 
 
-def _constrained_mlp(a: ModelTensors, b: ModelTensors, plan, budget: Budget) -> tuple[Outcome | None, list[PairStat]]:
+def _constrained_mlp(
+    a: ModelTensors, b: ModelTensors, plan: list[tuple[int, int]], budget: Budget
+) -> tuple[Outcome | None, list[PairStat]]:
     if a.roles.hidden_size != b.roles.hidden_size:
         return None, []
     blocks = []
@@ -230,7 +244,7 @@ def _block_evidence(robust: list[PairStat], constrained: list[PairStat]) -> list
 NULL_DIMS = "θ_A ⊥ θ_B with A's initialisation exchangeable over residual dimensions"
 
 
-def _dims_test(name: str, rows_a, rows_b) -> Outcome:
+def _dims_test(name: str, rows_a: torch.Tensor, rows_b: torch.Tensor) -> Outcome:
     """Constrained test on residual dimensions (columns of embedding or head rows)."""
     stat = against_identity(match(rows_a.t(), rows_b.t()))
     return Outcome(f"{name}_dims", stat.log10_p, NULL_DIMS, stat.as_json())
@@ -264,7 +278,7 @@ def run_battery(
     return PairReport(a.label, b.label, tests, combined, layer_map, localized)
 
 
-def unit_correspondence(a: ModelTensors, b: ModelTensors, layer_a: int, layer_b: int) -> dict:
+def unit_correspondence(a: ModelTensors, b: ModelTensors, layer_a: int, layer_b: int) -> dict[str, np.ndarray]:
     """Which MLP units of block ``layer_a`` of A correspond to units of block ``layer_b`` of B.
 
     Both invariant matchings (gate and |up| responses for GLU MLPs, up and down otherwise) are

@@ -19,11 +19,13 @@ against networkx on random graphs (same total cost).
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping, Sequence
+from typing import TypeVar
 
 import numpy as np
 
-Edges = dict[tuple[Hashable, Hashable], float]
+N = TypeVar("N", bound=Hashable)
+Edges = Mapping[tuple[N, N], float]  # (parent, child) -> cost
 
 
 def _cheapest_incoming(n: int, src: np.ndarray, dst: np.ndarray, cost: np.ndarray, root: int) -> np.ndarray:
@@ -84,7 +86,7 @@ def _arborescence(n: int, src: np.ndarray, dst: np.ndarray, cost: np.ndarray, ro
     return chosen
 
 
-def minimum_spanning_arborescence(nodes: list, edges: Edges) -> list[tuple]:
+def minimum_spanning_arborescence(nodes: Sequence[N], edges: Edges[N]) -> list[tuple[N, N]]:
     """The (parent, child) edges of a minimum-cost spanning arborescence with a free root.
 
     ``edges`` maps (parent, child) to a cost.  Raises ValueError when no node reaches all others.

@@ -52,6 +52,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import networkx as nx
 
@@ -139,7 +140,8 @@ def direction(
     merge_parents: dict[int, tuple[int, int]] | None = None,
 ) -> tuple[float, dict]:
     """P(u is the parent of v) and the signals behind it."""
-    logit, evidence = 0.0, {}
+    logit = 0.0
+    evidence: dict[str, float] = {}
     merge_parents = merge_parents or {}
     if mode in ("time", "full") and u.created_at and v.created_at and u.created_at != v.created_at:
         evidence["time"] = 1 if u.created_at < v.created_at else -1
@@ -353,7 +355,7 @@ def assemble(
             pair = pairs.get(frozenset((parent, child)), Pair(distance=math.nan))
             p, evidence = decided.get((parent, child), (0.5, {}))
             kind = "merge" if child in merged else relation(nodes[parent], nodes[child], pair)
-            detail = {
+            detail: dict[str, Any] = {
                 "distance": round(pair.distance, 6),
                 "raw_distance": pair.raw_distance,
                 "same_coordinates": pair.same_coordinates,

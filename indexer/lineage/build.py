@@ -60,6 +60,7 @@ NEAREST = 12  # ... the 12 nearest family members by fingerprint
 
 def node_of(record: ModelRecord) -> Node:
     card = record.card or {}
+    assert record.pk is not None  # a record read from the store
     return Node(
         record.pk,
         record.id,
@@ -78,10 +79,11 @@ def candidate_pairs(store: Store, group: list[int], version: str) -> list[tuple[
 
     vectors = np.stack([next(r.vector for r in store.vectors_of(pk, version) if r.kind == "model") for pk in group])
     similarity = vectors @ vectors.T
-    pairs = set()
+    pairs: set[tuple[int, int]] = set()
     for index, pk in enumerate(group):
         for other in np.argsort(-similarity[index])[1 : NEAREST + 1]:
-            pairs.add(tuple(sorted((pk, group[int(other)]))))
+            low, high = sorted((pk, group[int(other)]))
+            pairs.add((low, high))
     return sorted(pairs)
 
 
@@ -214,7 +216,10 @@ def build_graph(
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}")
     started = utc_now()
-    records = {r.pk: r for r in store.models(Status.INDEXED, with_config=False)}
+    records: dict[int, ModelRecord] = {}
+    for r in store.models(Status.INDEXED, with_config=False):
+        assert r.pk is not None  # a record read from the store
+        records[r.pk] = r
     confirmed = [(a, b, p) for a, b, p in confirmed_pairs(store, SUITE_VERSION) if a in records and b in records]
     links = [(a, b) for a, b, _ in confirmed]
     log10_p = {frozenset((a, b)): p for a, b, p in confirmed}

@@ -30,7 +30,8 @@ class Models:
     """Open tensor access per model, cached for the life of one build (or one job)."""
 
     def __init__(self, records: dict[int, ModelRecord]) -> None:
-        self.records, self.open = records, {}
+        self.records = records
+        self.open: dict[int, ModelTensors] = {}
 
     def __call__(self, pk: int) -> ModelTensors:
         if pk not in self.open:

@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.text import Text
 from rich.tree import Tree
 
-from pedigree.cli.render import Column, counts_line, fitted, log10_p, number, size, styled_status
+from pedigree.cli.render import Cell, Column, counts_line, fitted, log10_p, number, size, styled_status
 from pedigree.results import (
     Comparison,
     CrawlSummary,
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 
 def ingest(result: IngestResult, width: int) -> RenderableType:
-    rows = [
+    rows: list[list[Cell]] = [
         [o.id, styled_status(o.status), str(o.layers or ""), f"{o.seconds:.2f}", o.error or ""] for o in result.models
     ]
     columns = [
@@ -189,7 +189,7 @@ def matrix(result: PairMatrix, width: int) -> RenderableType:
 
 
 def models(records: list[ModelRecord], width: int) -> RenderableType:
-    rows = [
+    rows: list[list[Cell]] = [
         [r.id, styled_status(r.status), r.architecture or "", str(r.num_layers or ""), r.error or ""] for r in records
     ]
     columns = [Column("model", key=True), Column("status"), Column("architecture"), Column("layers"), Column("error")]
@@ -222,7 +222,9 @@ def discrepancies(result: Discrepancies, width: int) -> RenderableType:
 
 
 def repos(reports: tuple[RepoReport, ...], width: int) -> RenderableType:
-    rows = [[r.id, styled_status(r.status), size(r.bytes_read), size(r.size_bytes), r.reason or ""] for r in reports]
+    rows: list[list[Cell]] = [
+        [r.id, styled_status(r.status), size(r.bytes_read), size(r.size_bytes), r.reason or ""] for r in reports
+    ]
     columns = [Column("repo", key=True), Column("status"), Column("read"), Column("of"), Column("reason")]
     return fitted(f"{len(reports)} repos crawled", columns, rows, width)
 

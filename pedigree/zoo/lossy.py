@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 
@@ -134,5 +135,9 @@ def average(
     if abs(sum(weights) - 1.0) > 1e-9:
         raise ValueError("merge weights must sum to 1")
     dtype = next(iter(state_dicts[0].values())).dtype
-    out = {k: sum(w * sd[k].double() for w, sd in zip(weights, state_dicts)).to(dtype) for k in state_dicts[0]}
+    # a sum of at least one tensor (state_dicts[0] exists) is a tensor, never the start value 0
+    out = {
+        k: cast(torch.Tensor, sum(w * sd[k].double() for w, sd in zip(weights, state_dicts))).to(dtype)
+        for k in state_dicts[0]
+    }
     return dict(config), out

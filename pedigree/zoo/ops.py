@@ -67,6 +67,7 @@ def make_model(task: Task) -> tuple[dict, dict[str, torch.Tensor], Tokenizer, di
     if r.data:
         notes["data"] = list(r.data)
     if not r.parents:
+        assert task.root_tokenizer is not None  # a root carries its tokenizer
         tok = Tokenizer.from_str(task.root_tokenizer)
         config = make_config(
             r.arch, prof.dims(r.arch), tok.get_vocab_size(), special_ids(tok, TOKENIZER_OF[r.arch]), r.dtype
@@ -74,6 +75,7 @@ def make_model(task: Task) -> tuple[dict, dict[str, torch.Tensor], Tokenizer, di
         sd = init_state_dict(config, r.seed)
         teacher = None
         if r.op == "distill":
+            assert r.teacher is not None  # a distillation recipe names its teacher
             t = load_model(out / r.teacher)
             teacher = (t.config, t.state_dict)
             notes.update(distilled_from=r.teacher, objective="KL to teacher soft targets, T=2")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -102,8 +103,11 @@ def windows(ids: torch.Tensor, starts: torch.Tensor, length: int) -> torch.Tenso
     return ids[starts[:, None] + torch.arange(length)[None, :]]
 
 
-def mlm_mask(x: torch.Tensor, tc: TrainConfig, vocab: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def mlm_mask(
+    x: torch.Tensor, tc: TrainConfig, vocab: int, gen: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """BERT's 15 % / 80-10-10 corruption: (corrupted inputs, labels with −100 where not chosen)."""
+    assert tc.mask_id is not None  # an MLM configuration names its mask token
     special = torch.zeros_like(x, dtype=torch.bool)
     for s in tc.special_ids:
         special |= x == s
@@ -183,7 +187,7 @@ def train(
                 a = (torch.randn(tc.lora_rank, w.shape[1], generator=gen) / math.sqrt(w.shape[1])).requires_grad_()
                 lora[name] = (a, torch.zeros(w.shape[0], tc.lora_rank, requires_grad=True))
         trainable = [t for pair in lora.values() for t in pair]
-        groups = [{"params": trainable, "weight_decay": 0.0}]
+        groups: list[dict[str, Any]] = [{"params": trainable, "weight_decay": 0.0}]
     else:
         for t in params.values():
             t.requires_grad_()
