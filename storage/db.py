@@ -14,13 +14,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
-import numpy as np
 
 from pedigree.errors import StorageError
 from pedigree.storage.schema import migrate
 from pedigree.types import VectorRow
+
+if TYPE_CHECKING:  # numpy loads with the first vector read: `pedigree status` never needs it
+    import numpy as np
 
 
 def utc_now() -> datetime:
@@ -139,6 +142,8 @@ class Store:
         ``vectors`` None (a failed or unsupported model) removes whatever vectors the model had.
         Returns the model's primary key.
         """
+        import numpy as np
+
         values = [
             json.dumps(getattr(record, c))
             if c in _JSON_COLUMNS and getattr(record, c) is not None
@@ -193,6 +198,8 @@ class Store:
     # ---- vectors ------------------------------------------------------------------------
 
     def vectors_of(self, model_pk: int, version: str) -> list[VectorRow]:
+        import numpy as np
+
         rows = self.conn.execute(
             "SELECT kind, layer, vector FROM fingerprints WHERE model_pk = ? AND version = ? ORDER BY kind, layer",
             [model_pk, version],
@@ -203,6 +210,8 @@ class Store:
         self, kind: str, version: str, *, since_generation: int = -1
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(vector ids, model pks, layers, vectors [n, D]) of one kind, newer than a generation."""
+        import numpy as np
+
         result = self.conn.execute(
             "SELECT vector_id, model_pk, layer, vector FROM fingerprints WHERE kind = ? AND version = ? AND "
             "generation > ? ORDER BY vector_id",
@@ -233,6 +242,8 @@ class Store:
         return int(row[0])
 
     def tombstones_since(self, kind: str, generation: int) -> np.ndarray:
+        import numpy as np
+
         rows = self.conn.execute(
             "SELECT vector_id FROM vector_tombstones WHERE kind = ? AND generation > ?", [kind, generation]
         ).fetchall()

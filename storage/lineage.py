@@ -13,8 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-import numpy as np
-
 from pedigree.storage.db import Store, utc_now
 from pedigree.types import Edge
 
@@ -140,6 +138,8 @@ def write_families(
     store: Store, build_id: int, assembled: Sequence[tuple[str, int | None, list[int], list[Edge]]]
 ) -> list[int]:
     """Insert assembled family versions (members hash, root, members, edges) in bulk; their ids."""
+    import numpy as np
+
     if not assembled:
         return []
     with store.transaction() as conn:
@@ -188,6 +188,8 @@ def write_families(
 
 
 def finish_build(store: Store, build_id: int, family_ids: list[int], rebuilt: int) -> None:
+    import numpy as np
+
     with store.transaction() as conn:
         conn.register(
             "current",
