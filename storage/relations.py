@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from pedigree.storage.db import ModelRecord, Store, utc_now
 
@@ -68,17 +69,24 @@ def get_relation(store: Store, pk_1: int, pk_2: int) -> Relation | None:
     tests = store.conn.execute(
         "SELECT detail FROM pair_tests WHERE model_a = ? AND model_b = ? ORDER BY test", [row[0], row[1]]
     ).fetchall()
+    return _relation(row, [json.loads(t) for (t,) in tests])
+
+
+def _relation(row: tuple[Any, ...], tests: list[dict[str, Any]]) -> Relation:
+    """A ``relations`` row (model_a, model_b, suite_version, revision_a, revision_b, log10_p,
+    log10_q, confirmed, layer_map) with its tests."""
+    a, b, suite, revision_a, revision_b, log10_p, log10_q, confirmed, layer_map = row
     return Relation(
-        row[0],
-        row[1],
-        row[2],
-        row[3],
-        row[4],
-        row[5],
-        row[6],
-        row[7],
-        layer_map=json.loads(row[8]) if row[8] else [],
-        tests=[json.loads(t) for (t,) in tests],
+        a,
+        b,
+        suite,
+        revision_a,
+        revision_b,
+        log10_p,
+        log10_q,
+        confirmed,
+        json.loads(layer_map) if layer_map else [],
+        tests,
     )
 
 
@@ -100,21 +108,7 @@ def relations(store: Store, suite_version: str, *, confirmed_only: bool = False)
         f"FROM relations {where} ORDER BY model_a, model_b",
         [suite_version],
     ).fetchall()
-    return [
-        Relation(
-            row[0],
-            row[1],
-            row[2],
-            row[3],
-            row[4],
-            row[5],
-            row[6],
-            row[7],
-            layer_map=json.loads(row[8]) if row[8] else [],
-            tests=[],
-        )
-        for row in rows
-    ]
+    return [_relation(row, []) for row in rows]
 
 
 def confirmed_pairs(store: Store, suite_version: str) -> list[tuple[int, int, float]]:

@@ -11,7 +11,7 @@ Tests and benchmarks that need a misbehaving Hub pass ``hooks`` (``bench/hub_fau
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Self
@@ -158,11 +158,16 @@ def serve(
     port: int = 8000,
     *,
     tokens: Collection[str] | Mapping[str, Collection[str] | None] | None = None,
+    announce: Callable[[HubServer], None] | None = None,
     **options: Any,
 ) -> None:
-    """Blocking: serve ``root`` until Ctrl-C (for ``pedigree hub serve DIR --port N``)."""
+    """Blocking: serve ``root`` until Ctrl-C (``pedigree hub serve DIR --port N``); ``announce``
+    is told the server once it listens (default: one line on stdout)."""
     server = HubServer(root, host=host, port=port, tokens=tokens, **options)
-    print(f"pedigree hub server: {len(server.store.repos())} repos from {server.root} at {server.url}", flush=True)
+    if announce is None:
+        print(f"pedigree hub server: {len(server.store.repos())} repos from {server.root} at {server.url}", flush=True)
+    else:
+        announce(server)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

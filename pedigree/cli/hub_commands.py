@@ -41,22 +41,18 @@ def hub_serve(
     with reporting(as_json):
         if not root.is_dir():
             raise UsageError(f"{root} is not a folder")
-        from pedigree.crawler.hub_server import HubServer, Link
+        from pedigree.crawler.hub_server import HubServer, Link, serve
+
+        def announce(server: HubServer) -> None:
+            repos = len(server.store.repos())
+            if as_json:
+                render.emit_json({"url": server.url, "root": str(root), "repos": repos}, line=True)
+            else:
+                render.show(f"pedigree hub server at {server.url} (Ctrl-C stops)")
+                render.stdout().print(f"serving {repos} repos from {root}", soft_wrap=True)
 
         link = Link(latency=latency_ms / 1000, bandwidth=bandwidth_mbs * 1e6 or None)
-        server = HubServer(root, port=port, link=link)
-        message = {"url": server.url, "root": str(root), "repos": len(server.store.repos())}
-        if as_json:
-            render.emit_json(message, line=True)
-        else:
-            render.show(f"pedigree hub server at {server.url} (Ctrl-C stops)")
-            render.stdout().print(f"serving {message['repos']} repos from {root}", soft_wrap=True)
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            server.stop()
+        serve(root, port=port, link=link, announce=announce)
 
 
 def _repo_progress(bars: Any) -> tuple[Any, Any]:
