@@ -15,10 +15,10 @@ instead of failing the listing.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import httpx
@@ -26,14 +26,15 @@ import httpx
 from pedigree.crawler.http_client import origin
 from pedigree.crawler.http_fetch import Fetcher
 from pedigree.crawler.http_retry import RetryPolicy
-from pedigree.errors import RemoteError
+from pedigree.errors import RateLimitedError, RemoteError, RemoteServerError
 
 EXPAND = ("sha", "lastModified", "createdAt", "cardData", "siblings", "gated", "private")
 PAGE_SIZE = 1000
 MAX_PAGE_BYTES = 64 * 2**20  # a Hub page of 1,000 models with their file names is a few MB
 MAX_PAGES = 10_000  # 10 million repos
 MAX_SIBLINGS = 100_000
-LISTING_PATIENCE = 4  # a listing page gets 4x the attempts of a range read: nothing else can start without it
+LISTING_PATIENCE = 4  # a listing page answered 429/5xx gets 4x the attempts of a range read
+T = TypeVar("T")
 REPO_ID = re.compile(r"(?:[A-Za-z0-9][A-Za-z0-9._-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9._-]{0,95}")  # the Hub's ids
 
 
@@ -136,10 +137,22 @@ def first_page_url(endpoint: str) -> str:
     return f"{endpoint.rstrip('/')}/api/models?{urlencode(params)}"
 
 
+def _patiently(read: Callable[[], T]) -> T:
+    """``read`` again while the server keeps answering 429 or 5xx (each call retries on its own):
+    without the listing nothing else can start.  A server that cannot be reached fails at once."""
+    for attempt in range(LISTING_PATIENCE):
+        try:
+            return read()
+        except (RateLimitedError, RemoteServerError) as error:
+            answered = isinstance(error, RateLimitedError) or error.status is not None
+            if not answered or attempt == LISTING_PATIENCE - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 def pages(client: httpx.Client, endpoint: str, token: str | None, retry: RetryPolicy) -> Iterator[list[Any]]:
     """The listing's pages, following ``Link: rel="next"`` within the endpoint's origin."""
-    patient = replace(retry, attempts=retry.attempts * LISTING_PATIENCE)
-    fetcher = Fetcher(client, endpoint, token=token, retry=patient, budget=None, label=endpoint)
+    fetcher = Fetcher(client, endpoint, token=token, retry=retry, budget=None, label=endpoint)
     home = origin(httpx.URL(endpoint))
     url: str | None = first_page_url(endpoint)
     seen: set[str] = set()
@@ -148,7 +161,7 @@ def pages(client: httpx.Client, endpoint: str, token: str | None, retry: RetryPo
             raise RemoteError(f"the listing at {endpoint} does not end (page {len(seen) + 1}: {url[:120]})")
         seen.add(url)
         where = f"{endpoint} listing page {len(seen)}"
-        page, response = fetcher.read_json(url, where, MAX_PAGE_BYTES)
+        page, response = _patiently(lambda: fetcher.read_json(url, where, MAX_PAGE_BYTES))
         if not isinstance(page, list):
             raise RemoteError("the listing page is not a JSON list", path=where)
         yield page
