@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
@@ -161,7 +162,7 @@ def pages(client: httpx.Client, endpoint: str, token: str | None, retry: RetryPo
             raise RemoteError(f"the listing at {endpoint} does not end (page {len(seen) + 1}: {url[:120]})")
         seen.add(url)
         where = f"{endpoint} listing page {len(seen)}"
-        page, response = _patiently(lambda: fetcher.read_json(url, where, MAX_PAGE_BYTES))
+        page, response = _patiently(partial(fetcher.read_json, url, where, MAX_PAGE_BYTES))
         if not isinstance(page, list):
             raise RemoteError("the listing page is not a JSON list", path=where)
         yield page
