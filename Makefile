@@ -36,8 +36,9 @@ typecheck: install
 	for d in crawler indexer storage query; do ln -s "$(CURDIR)/$$d" $(TYPECHECK)/pedigree/$$d; done
 	MYPYPATH=$(TYPECHECK) $(BIN)/mypy -p pedigree
 
+# two pytest workers (pytest-xdist): the zoo is built once (a file lock), each worker shares it
 test: install check
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 demo: install
 	$(BIN)/pedigree demo

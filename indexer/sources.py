@@ -205,7 +205,7 @@ class StateDictSource(TensorSource):
         offset = 0
         for name in sorted(tensors):
             t = tensors[name]
-            dtype = fmt.TORCH_TO_SAFETENSORS.get(getattr(t, "dtype", None))  # type: ignore[arg-type]
+            dtype = fmt.TORCH_TO_SAFETENSORS.get(getattr(t, "dtype", None))
             if not isinstance(t, torch.Tensor) or dtype is None:
                 raise CheckpointError(f"{name!r} is not a tensor of a safetensors dtype", path=label)
             t = t.detach().to("cpu").contiguous()

@@ -26,7 +26,7 @@ def _unit_rows(matrix: torch.Tensor) -> torch.Tensor:
 def cosine_matrix(a: torch.Tensor, b: torch.Tensor, *, absolute: bool = False) -> np.ndarray:
     """C_ij = cos(a_i, b_j) (or |cos|) as a float32 numpy array [rows of a, rows of b]."""
     c = _unit_rows(a) @ _unit_rows(b).t()
-    return (c.abs() if absolute else c).numpy()
+    return np.asarray((c.abs() if absolute else c).numpy())
 
 
 @dataclass(frozen=True)
