@@ -26,7 +26,7 @@ MIN_PROBES = 16  # fewer shared probe tokens than this cannot give a meaningful 
 @lru_cache(maxsize=1)
 def probe_keys() -> tuple[str, ...]:
     """The ordered global list of canonical probe keys (``␣s`` then ``s`` for each base string)."""
-    text = resources.files("indexer").joinpath("data/probe_words.txt").read_text(encoding="utf-8")
+    text = resources.files("pedigree.indexer").joinpath("data/probe_words.txt").read_text(encoding="utf-8")
     keys: list[str] = []
     for line in text.split("\n"):
         if not line or line.startswith("# "):

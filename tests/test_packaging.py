@@ -67,6 +67,7 @@ def test_a_regular_install_imports_without_the_checkout(wheel: Path, tmp_path: P
     )
     code = (
         "import pedigree, pedigree.crawler.crawl, pedigree.zoo.build, pedigree.cli;"
+        "from pedigree.indexer.probes import probe_keys; assert len(probe_keys()) > 1000;"  # package data
         "import os; print(os.path.dirname(pedigree.crawler.crawl.__file__))"
     )
     done = subprocess.run(
