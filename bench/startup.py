@@ -41,7 +41,9 @@ def timed(script: str, args: list[str]) -> float:
 
 def heavy_imports(script: str, args: list[str]) -> list[str]:
     python = str(Path(script).with_name("python"))
-    done = subprocess.run([python, "-c", PROBE, script, *args], capture_output=True, text=True, check=False)
+    done = subprocess.run(  # outside any checkout: "-c" puts the working folder first on sys.path
+        [python, "-c", PROBE, script, *args], capture_output=True, text=True, check=False, cwd=tempfile.gettempdir()
+    )
     line = next((x for x in done.stderr.splitlines() if x.startswith("HEAVY=")), "HEAVY=?")
     return [m for m in line[len("HEAVY=") :].split(",") if m]
 
