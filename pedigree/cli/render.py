@@ -120,7 +120,8 @@ def records(title: str, columns: Sequence[Column], rows: Sequence[Sequence[Cell]
         parts.append(head)
         for cell, column in zip(row, columns):
             if not column.key and str(cell):
-                parts.append(Text.assemble(f"  {column.header}: ", cell if isinstance(cell, Text) else str(cell)))
+                value = cell if isinstance(cell, Text) else Text(str(cell).rstrip("\n").replace("\n", "\n    "))
+                parts.append(Text.assemble(f"  {column.header}: ", value))
     return Group(*parts)
 
 

@@ -255,12 +255,12 @@ def status(report: StatusReport, width: int) -> RenderableType:
         for run in report.runs
     ]
     columns = [
-        Column("run", justify="right"),
+        Column("run", key=True),
         Column("kind"),
         Column("status"),
         Column("started (UTC)"),
         Column("finished"),
-        Column("endpoint"),
+        Column("endpoint", key=True),
         Column("counts"),
     ]
     marks = "; ".join(f"{m.endpoint}: {m.high_water}" for m in report.high_water) or "none yet"
