@@ -79,3 +79,16 @@ def test_a_regular_install_imports_without_the_checkout(wheel: Path, tmp_path: P
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(target / "pedigree" / "crawler")
+
+
+def test_importing_the_library_changes_no_environment_and_loads_no_torch(tmp_path: Path):
+    code = (
+        "import os, sys; before = dict(os.environ);"
+        "import pedigree; from pedigree import Workspace, load_settings, Status;"
+        "assert dict(os.environ) == before, 'the environment changed';"
+        "assert not {'torch', 'faiss'} & set(sys.modules), 'torch or faiss loaded';"
+        "assert all(hasattr(pedigree, name) for name in pedigree.__all__)"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if k != "OMP_WAIT_POLICY"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
