@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,13 +148,6 @@ def log10_p(value: float | None) -> str:
 
 def counts_line(counts: dict[str, Any]) -> str:
     return ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in counts.items())
-
-
-def lines(items: Iterable[str]) -> str:
-    return "\n".join(items)
-
-
-Renderer = Callable[[Any, int], RenderableType]
 
 
 def escaped(text: str) -> str:
