@@ -22,6 +22,14 @@ HEADER = (
 )
 
 
+def _module_form(argv: list[str]) -> list[str]:
+    """``python -m bench.NAME ...`` as typed (``-m`` leaves the script's full path in argv[0])."""
+    script = Path(argv[0]) if argv else None
+    if script is not None and script.suffix == ".py" and script.parent.name == "bench":
+        return ["-m", f"bench.{script.stem}", *argv[1:]]
+    return argv
+
+
 def environment() -> dict:
     """Where and when a benchmark ran (for the JSON results)."""
     try:
@@ -39,7 +47,7 @@ def environment() -> dict:
         "torch": torch.__version__,
         "cpus": torch.get_num_threads(),
         "machine": platform.machine(),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": " ".join([Path(sys.executable).name, *_module_form(sys.argv)]),
     }
 
 
