@@ -41,14 +41,19 @@ def adjusted_rand_index(labels_true: list, labels_pred: list) -> float:
 
 
 def score(truth: dict, graph, discrepancies: dict | None) -> dict:
+    """Directed edges are scored against the true parent edges; undirected edges (``directed``
+    false: siblings, copies of unknown direction) are never parent claims - they are counted
+    apart: right when the two share a latent ancestor or one is the other's parent."""
     true_edges = {(p, c) for c, f in truth.items() for p in f["parents"]}
-    found = set(graph.edges())
+    found = {(u, v) for u, v, d in graph.edges(data=True) if d.get("directed", True)}
+    undirected = [(u, v) for u, v, d in graph.edges(data=True) if not d.get("directed", True)]
+    latent = {m: f["latent_parent"] for m, f in truth.items() if f.get("latent_parent")}
     correct = true_edges & found
     precision = len(correct) / len(found) if found else 0.0
     recall = len(correct) / len(true_edges)
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    undirected = {frozenset(e) for e in true_edges}
-    placed = [e for e in found if frozenset(e) in undirected]
+    unordered = {frozenset(e) for e in true_edges}
+    placed = [e for e in found if frozenset(e) in unordered]
     ids = sorted(truth)
     ari = adjusted_rand_index([truth[m]["family"] for m in ids], [graph.nodes[m]["family"] for m in ids])
     relation_ok = [graph.edges[e]["relation"] == truth[e[1]]["relation"] for e in correct]
@@ -64,6 +69,10 @@ def score(truth: dict, graph, discrepancies: dict | None) -> dict:
         "direction_accuracy": round(sum(e in true_edges for e in placed) / len(placed), 4) if placed else None,
         "relation_accuracy": round(sum(relation_ok) / len(relation_ok), 4) if relation_ok else None,
         "merges_with_both_parents": {m: set(truth[m]["parents"]) <= set(graph.predecessors(m)) for m in merges},
+        "undirected_edges": len(undirected),
+        "undirected_right": sum(
+            frozenset(e) in unordered or (e[0] in latent and latent.get(e[1]) == latent[e[0]]) for e in undirected
+        ),
         "wrong_edges": [
             {
                 "parent": p,

@@ -124,7 +124,9 @@ class Link(JsonResult):
 
 @dataclass(frozen=True)
 class Lineage(JsonResult):
-    """A model's place in the current lineage graph (``family_size`` None: not in a family yet)."""
+    """A model's place in the current lineage graph (``family_size`` None: not in a family yet).
+    ``siblings``: relatives joined by an undirected edge - neither shown to derive from the other
+    (e.g. fine-tunes of an ancestor that is not indexed, or a copy whose original is unknown)."""
 
     parents: tuple[Link, ...] = ()
     ancestors: tuple[str, ...] = ()
@@ -133,6 +135,7 @@ class Lineage(JsonResult):
     family_size: int | None = None
     family: int | None = None
     graph_build: int | None = None
+    siblings: tuple[Link, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,7 @@ class LineageAnswer(JsonResult):
     family_size: int | None
     family: int | None
     graph_build: int | None
+    siblings: tuple[Link, ...] = ()
 
     @classmethod
     def of(cls, related: Related, lineage: Lineage) -> LineageAnswer:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import networkx as nx
 
-from pedigree.query.graph import current_build, load_graph
+from pedigree.query.graph import current_build, load_graph, parents_of
 from pedigree.results import Discrepancies, Discrepancy, Undeclared, Unverifiable, WeightsParent
 from pedigree.storage.db import Store
 from pedigree.storage.relations import get_relation
@@ -50,7 +50,7 @@ def discrepancies(store: Store, mode: str = "full") -> Discrepancies:
         card = records[model_id].card or {}
         declared = list(card.get("base_model") or [])
         declared_relation = card.get("base_model_relation")
-        parents = sorted(graph.predecessors(model_id))
+        parents = parents_of(graph, model_id)
         relation = graph.edges[parents[0], model_id]["relation"] if parents else None
         from_weights = tuple(
             WeightsParent(

@@ -1,7 +1,10 @@
 """The lineage graph as an answer: a model's parents, ancestors, children, family; exports.
 
 Nodes are model ids; an edge runs from parent (``source``) to child (``target``) and carries
-``relation``, ``confidence``, ``log10_p`` and ``evidence``.  Exports: node-link JSON (networkx's
+``relation``, ``confidence``, ``log10_p``, ``evidence`` and ``directed``.  An undirected edge
+(``directed`` false) links two relatives that neither signal nor geometry could order: relation
+``sibling`` (e.g. two fine-tunes of an ancestor that is not indexed) or a copy whose original is
+unknown; it is never a parent link.  Exports: node-link JSON (networkx's
 format), GraphML and GEXF (attributes flattened to scalars, evidence as a JSON string, for Gephi),
 and Parquet node and edge tables written by DuckDB.
 """
@@ -60,17 +63,29 @@ def load_graph(store: Store, build_id: int, family_id: int | None = None) -> nx.
             log10_p=edge.log10_p,
             evidence=edge.evidence,
             family=family,
+            directed=bool(edge.evidence.get("directed", True)),
         )
-    roots = {n for n in graph if graph.in_degree(n) == 0}
+    roots = {n for n in graph if not parents_of(graph, n)}
     nx.set_node_attributes(graph, {n: n in roots for n in graph}, "root")
     return graph
+
+
+def parents_of(graph: nx.DiGraph, node: str) -> list[str]:
+    """The node's parents: sources of its directed in-edges."""
+    return sorted(p for p in graph.predecessors(node) if graph.edges[p, node].get("directed", True))
+
+
+def undirected_of(graph: nx.DiGraph, node: str) -> list[tuple[str, str]]:
+    """(source, target) of the node's undirected edges (siblings, copies of unknown direction)."""
+    found = [(p, node) for p in graph.predecessors(node)] + [(node, c) for c in graph.successors(node)]
+    return sorted(e for e in found if not graph.edges[e].get("directed", True))
 
 
 def _first_parent_chain(graph: nx.DiGraph, node: str) -> list[str]:
     chain: list[str] = []
     seen = {node}
     while True:
-        parents = sorted(graph.predecessors(node), key=lambda p: -(graph.edges[p, node]["confidence"] or 0))
+        parents = sorted(parents_of(graph, node), key=lambda p: -(graph.edges[p, node]["confidence"] or 0))
         if not parents or parents[0] in seen:
             return chain
         node = parents[0]
@@ -96,11 +111,16 @@ def lineage(store: Store, model_id: str, mode: str = "full") -> Lineage:
         return Link(other, data["relation"], data["confidence"], data["log10_p"], data["evidence"])
 
     ancestors = _first_parent_chain(graph, model_id)
+    siblings = undirected_of(graph, model_id)
+    family_root = store.get_models([family.root])[family.root].id if family.root is not None else model_id
     return Lineage(
-        parents=tuple(link(p, p, model_id) for p in sorted(graph.predecessors(model_id))),
+        parents=tuple(link(p, p, model_id) for p in parents_of(graph, model_id)),
         ancestors=tuple(ancestors),
-        root=ancestors[-1] if ancestors else model_id,
-        children=tuple(link(c, model_id, c) for c in sorted(graph.successors(model_id))),
+        root=ancestors[-1] if ancestors else (family_root if siblings else model_id),
+        children=tuple(
+            link(c, model_id, c) for c in sorted(graph.successors(model_id)) if model_id in parents_of(graph, c)
+        ),
+        siblings=tuple(link(b if a == model_id else a, a, b) for a, b in siblings),
         family_size=graph.number_of_nodes(),
         family=family.family_id,
         graph_build=build_id,
@@ -175,7 +195,7 @@ def _parquet(store: Store, graph: nx.DiGraph, path: Path) -> list[Path]:
         for n, d in graph.nodes(data=True)
     ]
     edge_rows = [
-        (u, v, d["relation"], d["confidence"], d["log10_p"], json.dumps(d["evidence"]), d["family"])
+        (u, v, d["relation"], d["confidence"], d["log10_p"], json.dumps(d["evidence"]), d["family"], d["directed"])
         for u, v, d in graph.edges(data=True)
     ]
     conn = store.conn
@@ -185,12 +205,12 @@ def _parquet(store: Store, graph: nx.DiGraph, path: Path) -> list[Path]:
     )
     conn.execute(
         "CREATE OR REPLACE TEMP TABLE export_edges (source VARCHAR, target VARCHAR, relation VARCHAR, confidence "
-        "DOUBLE, log10_p DOUBLE, evidence VARCHAR, family INTEGER)"
+        "DOUBLE, log10_p DOUBLE, evidence VARCHAR, family INTEGER, directed BOOLEAN)"
     )
     if node_rows:
         conn.executemany("INSERT INTO export_nodes VALUES (?, ?, ?, ?, ?, ?, ?)", node_rows)
     if edge_rows:
-        conn.executemany("INSERT INTO export_edges VALUES (?, ?, ?, ?, ?, ?, ?)", edge_rows)
+        conn.executemany("INSERT INTO export_edges VALUES (?, ?, ?, ?, ?, ?, ?, ?)", edge_rows)
     for table, target in (("export_nodes", nodes_path), ("export_edges", edges_path)):
         quoted = str(target).replace("'", "''")  # COPY takes a literal, not a parameter
         conn.execute(f"COPY {table} TO '{quoted}' (FORMAT PARQUET)")

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import duckdb
 import networkx as nx
+import numpy as np
 import pytest
+import torch
 from cli_runner import cli, cli_text, db_dump
 
 from bench.lineage import adjusted_rand_index, score
@@ -84,45 +86,193 @@ def test_timestamps_orient_a_star_of_finetunes():
     assert all(e.relation == "finetune" and e.confidence > 0.9 and e.evidence["signals"]["time"] == 1 for e in edges)
 
 
-def test_weights_only_direction_follows_the_norm_growth_and_only_records_the_kurtosis():
-    # no times: training grows the attention norm (16/20 zoo edges); the sampled-head QK kurtosis
-    # has no regime on the zoo (bench.direction_regime), so it is recorded but casts no vote
+def test_weights_only_direction_needs_a_consistent_growth_and_only_records_the_kurtosis():
+    # no times: v larger than u in every sampled matrix (training adds updates orthogonal to the
+    # weights) orients the pair; the sampled-head QK kurtosis has no regime on the zoo
+    # (bench.direction_regime), so it is recorded but casts no vote
     nodes = {1: node(1, qk_kurtosis=1.0, attention_norm=10.0), 2: node(2, qk_kurtosis=2.0, attention_norm=10.5)}
-    root, edges = assemble(nodes, pairs((1, 2, 0.1)), {}, "weights")
-    assert root == 1 and [(e.parent, e.child) for e in edges] == [(1, 2)]
+    evidence = {frozenset((1, 2)): Pair(0.1, same_coordinates=True, raw_distance=0.1, grown_child=2)}
+    root, edges = assemble(nodes, evidence, {}, "weights")
+    assert root == 1 and [(e.parent, e.child, e.relation) for e in edges] == [(1, 2, "finetune")]
     assert edges[0].evidence["signals"]["kurtosis_drop"] == pytest.approx(-1.0)
-    assert edges[0].evidence["signals"]["norm_growth"] > 0
+    assert edges[0].evidence["signals"]["growth"] == 1 and edges[0].evidence["directed"]
 
 
-def test_a_quantized_model_is_a_leaf_even_when_dated_first():
+def test_a_pair_nothing_orders_is_an_undirected_sibling_edge():
+    # the attention norm grew a little, but no signal that holds by construction orders the pair:
+    # two fine-tunes of an ancestor that is not indexed look exactly like this
+    nodes = {1: node(1, attention_norm=10.0), 2: node(2, attention_norm=10.05)}
+    _, edges = assemble(nodes, pairs((1, 2, 0.1)), {}, "weights")
+    assert [(e.relation, e.evidence["directed"]) for e in edges] == [("sibling", False)]
+    # with dates the older model is the parent
+    nodes = {1: node(1, 0, attention_norm=10.0), 2: node(2, 3, attention_norm=10.05)}
+    root, edges = assemble(nodes, pairs((1, 2, 0.1)), {}, "time")
+    assert root == 1 and [(e.parent, e.child, e.relation, e.evidence["directed"]) for e in edges] == [
+        (1, 2, "finetune", True)
+    ]
+
+
+def test_time_is_a_constraint_that_no_signal_outvotes():
+    # 2 is int8 and 1 is not (structure: 1 is the parent) - but 2 is dated first: a parent is
+    # never newer than its child, so the only possible orientation is 2 -> 1
     nodes = {1: node(1, 3), 2: node(2, 0, int8_grid=0.99)}
+    root, edges = assemble(nodes, pairs((1, 2, 0.02)), {}, "time")
+    assert root == 2 and [(e.parent, e.child) for e in edges] == [(2, 1)]
+    assert edges[0].evidence["signals"]["time"] == 1 and edges[0].evidence["signals"]["quantized"] == -1
+    # without dates the structure decides
     root, edges = assemble(nodes, pairs((1, 2, 0.02)), {}, "weights")
     assert root == 1 and edges[0].child == 2 and edges[0].relation == "quantized"
+
+
+def test_layer_map_names_upscaled_and_pruned_children():
+    # 1 has 4 blocks; 2 duplicated two of them (6 blocks, many-to-one); 3 kept two (injective)
+    nodes = {1: node(1), 2: node(2, layers=6), 3: node(3, layers=2)}
+    evidence = {
+        frozenset((1, 2)): Pair(0.1, True, raw_distance=0.1, layer_child=2, layer_relation="upscaled"),
+        frozenset((1, 3)): Pair(0.2, True, raw_distance=0.1, layer_child=3, layer_relation="pruned"),
+        frozenset((2, 3)): Pair(0.3, True, raw_distance=0.2),
+    }
+    root, edges = assemble(nodes, evidence, {}, "weights")
+    assert root == 1 and {(e.parent, e.child): e.relation for e in edges} == {(1, 2): "upscaled", (1, 3): "pruned"}
+
+
+def test_layer_relation_reads_the_localized_map():
+    from pedigree.indexer.lineage.structure import layer_relation
+
+    cross = 0.5  # cosine of two different blocks of one trained network
+    base = np.full((4, 4), cross) + np.eye(4) * (0.98 - cross)
+    upscaled = base[[0, 1, 2, 1, 2, 3]]  # rows: the deeper model's blocks; 1 and 2 duplicated
+    assert layer_relation(upscaled) == "upscaled"
+    pruned = base[:, [0, 3]]  # the shallower model kept blocks 0 and 3
+    assert layer_relation(pruned) == "pruned"
+    assert layer_relation(base) is None  # same depth: the map says nothing about direction
+    assert layer_relation(np.full((6, 4), 0.6)) is None  # no block clearly kept: no judgement
+
+
+def test_vocabulary_direction_from_fresh_rows_and_bit_identical_rows():
+    from pedigree.indexer.lineage.structure import vocabulary_relation
+
+    generator = torch.Generator().manual_seed(0)
+    # trained rows: anisotropic (a few strong directions), varied norms
+    directions = torch.randn(8, 64, generator=generator)
+    trained = torch.randn(600, 8, generator=generator) @ directions + 0.1 * torch.randn(600, 64, generator=generator)
+    shared, cut = trained[:400], trained[400:]
+    # pruned: the small model kept bit-identical rows of 400 pieces; the large one's other rows are trained
+    assert vocabulary_relation(shared, shared.clone(), cut).relation == "vocab_pruned"
+    # extended, mean-initialised new rows (what the zoo and transformers do), shared rows then trained
+    fresh = shared.mean(0) + 0.1 * shared.std() * torch.randn(50, 64, generator=generator)
+    moved = shared + 0.01 * torch.randn(400, 64, generator=generator)
+    assert vocabulary_relation(moved, shared, fresh).relation == "vocab_extended"
+    # extended with N(0, σ²) rows: isotropic, far from the trained rows' principal directions
+    isotropic = shared.std() * torch.randn(50, 64, generator=generator)
+    assert vocabulary_relation(moved, shared, isotropic).relation == "vocab_extended"
+    # trained extra rows and changed shared rows: pruned then trained, or extended then trained long
+    assert vocabulary_relation(moved, shared, cut).relation is None
+
+
+def test_vocabulary_evidence_names_the_zoo_extension(small_zoo: Path, truth: dict):
+    from pedigree.indexer.independence.inputs import ModelTensors
+    from pedigree.indexer.lineage.structure import vocabulary_evidence
+    from pedigree.indexer.local_checkpoint import open_checkpoint
+
+    child = next(m for m, f in truth.items() if f["relation"] == "vocab_extended")
+    parent = truth[child]["parents"][0]
+    small, large = (ModelTensors(open_checkpoint(small_zoo / m), m) for m in (parent, child))
+    found = vocabulary_evidence(small, large)
+    assert found is not None and found.relation == "vocab_extended" and found.extra > 0
+
+
+def test_copies_are_exact_and_their_direction_comes_from_time_or_stays_open():
+    # 2 is a byte-identical re-upload of 1; 3 a short fine-tune of 1 (raw distance 0.05: trained)
+    nodes = {1: node(1), 2: node(2), 3: node(3, attention_norm=1.0)}
+    evidence = {
+        frozenset((1, 2)): Pair(0.0, True, raw_distance=0.0),
+        frozenset((1, 3)): Pair(0.004, True, raw_distance=0.05, grown_child=3),
+        frozenset((2, 3)): Pair(0.004, True, raw_distance=0.05, grown_child=3),
+    }
+    _, edges = assemble(nodes, evidence, {}, "weights")
+    found = {(e.parent, e.child): (e.relation, e.evidence["directed"]) for e in edges}
+    assert found[(1, 2)] == ("copy", False) and found[(1, 3)] == ("finetune", True)
+    dated = {1: node(1, 5), 2: node(2, 2), 3: node(3, 9)}
+    _, edges = assemble(dated, evidence, {}, "time")
+    found = {(e.parent, e.child): (e.relation, e.evidence["directed"]) for e in edges}
+    assert found[(2, 1)] == ("copy", True)  # the older upload is the original
+
+
+def test_near_copies_do_not_chain_into_one_group():
+    # 1 ~ 2 and 2 ~ 3 are copies within rounding, 1 - 3 is not: no group holds 1 and 3 together
+    nodes = {pk: node(pk) for pk in (1, 2, 3)}
+    evidence = {
+        frozenset((1, 2)): Pair(0.0, True, raw_distance=0.002),
+        frozenset((2, 3)): Pair(0.0, True, raw_distance=0.002),
+        frozenset((1, 3)): Pair(0.01, True, raw_distance=0.03),
+    }
+    _, edges = assemble(nodes, evidence, {}, "weights")
+    copies = {frozenset((e.parent, e.child)) for e in edges if e.relation == "copy"}
+    assert frozenset((1, 3)) not in copies and len(copies) == 1
 
 
 def test_structure_names_pruned_and_vocab_extended_children():
     nodes = {
         1: node(1, vocab_rows=512, mlp_sizes=[64] * 4),
-        2: node(2, layers=2, vocab_rows=512, mlp_sizes=[64] * 2),
+        2: node(2, vocab_rows=512, mlp_sizes=[32] * 4),
         3: node(3, vocab_rows=576, mlp_sizes=[64] * 4),
     }
-    root, edges = assemble(nodes, pairs((1, 2, 0.2), (1, 3, 0.1), (2, 3, 0.25)), {}, "weights")
+    evidence = {
+        frozenset((1, 2)): Pair(0.2, True, raw_distance=0.2),
+        frozenset((1, 3)): Pair(0.1, True, raw_distance=0.1, vocab_child=3, vocab_relation="vocab_extended"),
+        frozenset((2, 3)): Pair(0.25, True, raw_distance=0.25, vocab_child=3, vocab_relation="vocab_extended"),
+    }
+    root, edges = assemble(nodes, evidence, {}, "weights")
     relations = {(e.parent, e.child): e.relation for e in edges}
     assert root == 1 and relations == {(1, 2): "pruned", (1, 3): "vocab_extended"}
 
 
 def test_function_preserving_copies_hang_under_the_original():
-    # 1, 2, 3 share coordinates; 4 is 1 permuted (canonical distance ~0, other coordinates)
+    # 1, 2, 3 share coordinates; 4 is 1 permuted (blocks read whole: distance ~0, other coordinates)
     nodes = {pk: node(pk) for pk in (1, 2, 3, 4)}
     evidence = pairs((1, 2, 0.1), (1, 3, 0.1), (2, 3, 0.15))
     evidence |= {
-        frozenset((1, 4)): Pair(0.001, same_coordinates=False),
-        frozenset((2, 4)): Pair(0.1, same_coordinates=False),
-        frozenset((3, 4)): Pair(0.1, same_coordinates=False),
+        frozenset((1, 4)): Pair(0.001, same_coordinates=False, whole_block_distance=2e-6),
+        frozenset((2, 4)): Pair(0.1, same_coordinates=False, whole_block_distance=0.1),
+        frozenset((3, 4)): Pair(0.1, same_coordinates=False, whole_block_distance=0.1),
     }
     _, edges = assemble(nodes, evidence, {}, "weights")
     copy = next(e for e in edges if e.child == 4)
     assert copy.parent == 1 and copy.relation == "permuted" and copy.evidence["copy_of"] == "org/m1"
+    assert copy.evidence["directed"]  # 4 left the coordinates 1, 2 and 3 share: it is the copy
+
+
+def test_a_trained_model_is_never_taken_for_a_permuted_copy():
+    # other coordinates and a fingerprint 0.004 away: a rotated copy of a fine-tune, not a copy of 1
+    nodes = {pk: node(pk) for pk in (1, 2)}
+    evidence = {frozenset((1, 2)): Pair(0.004, same_coordinates=False, whole_block_distance=0.004)}
+    _, edges = assemble(nodes, evidence, {}, "weights")
+    assert "copy_of" not in edges[0].evidence and edges[0].relation not in ("permuted", "rotated", "copy")
+
+
+def test_family_geometry_finds_the_base_when_a_child_has_more_children():
+    # 1 is the base with children 2, 3; 2 has children 4, 5, 6.  Children of one model share a
+    # direction (angle cosine ρ ≈ 0.35); a parent's update is orthogonal to its children's (≈ 0)
+    tree = {1: None, 2: 1, 3: 1, 4: 2, 5: 2, 6: 2}
+    nodes = {pk: node(pk) for pk in tree}
+
+    def neighbours(u: int) -> set[int]:
+        return {c for c, p in tree.items() if p == u} | ({tree[u]} if tree[u] else set())
+
+    def geometry(child: int, parent: int, grandparent: int) -> tuple[float, float]:
+        # the angle at `parent` between `grandparent` and `child`: 0 when one is its parent
+        one_is_parent = tree[parent] in (child, grandparent)
+        return (-0.0 if one_is_parent else -0.35), 0.35
+
+    edges_in = [(1, 2, 0.10), (1, 3, 0.10), (2, 4, 0.08), (2, 5, 0.08), (2, 6, 0.08)]
+    evidence = pairs(*edges_in)
+    for u, v in [(a, b) for a in tree for b in tree if a < b and frozenset((a, b)) not in evidence]:
+        evidence[frozenset((u, v))] = Pair(0.2, True, raw_distance=0.2)
+    assert all(len(neighbours(u)) >= 1 for u in tree)
+    root, edges = assemble(nodes, evidence, {}, "weights", geometry=geometry)
+    assert root == 1 and parents_of(edges) == {2: {1}, 3: {1}, 4: {2}, 5: {2}, 6: {2}}
+    assert all(e.evidence["directed"] for e in edges)
 
 
 def test_a_weight_average_gets_both_parents():

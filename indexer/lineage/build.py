@@ -17,7 +17,6 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import replace
-from itertools import combinations
 
 from pedigree.indexer.confirm import decide, tested_pair
 from pedigree.indexer.independence.suite import SUITE_VERSION
@@ -30,9 +29,8 @@ from pedigree.indexer.lineage.assemble import (
     Node,
     Pair,
 )
-from pedigree.indexer.lineage.evidence import merge_fit, pair_weight_evidence
+from pedigree.indexer.lineage.gather import candidate_pairs, ensure_merges, ensure_pair_evidence
 from pedigree.indexer.lineage.workers import FamilyJob, Models, assemble_families
-from pedigree.indexer.scoring import FingerprintView, align_layers
 from pedigree.indexer.weight_stats import WeightStats
 from pedigree.results import GraphBuild
 from pedigree.storage.db import ModelRecord, Store, utc_now
@@ -44,8 +42,6 @@ from pedigree.storage.lineage import (
     latest_build,
     merge_evidence,
     pair_evidence,
-    save_merge_evidence,
-    save_pair_evidence,
     start_build,
     write_families,
 )
@@ -53,9 +49,6 @@ from pedigree.storage.relations import confirmed_pairs
 from pedigree.types import Status
 
 Progress = Callable[[str, int, int], None]
-MERGE_NEIGHBOURS = 4  # merge fits are tried on pairs among a model's 4 closest same-coordinate relatives
-ALL_PAIRS_UP_TO = 48  # families up to this size get evidence for every pair, larger ones per-member nearest
-NEAREST = 12  # ... the 12 nearest family members by fingerprint
 
 
 def node_of(record: ModelRecord) -> Node:
@@ -70,87 +63,24 @@ def node_of(record: ModelRecord) -> Node:
     )
 
 
-def candidate_pairs(store: Store, group: list[int], version: str) -> list[tuple[int, int]]:
-    """Pairs of a family that get evidence: all of them for small families, else each member's
-    nearest members by model-vector cosine (a parent that drifted far is still among them)."""
-    if len(group) <= ALL_PAIRS_UP_TO:
-        return list(combinations(group, 2))
-    import numpy as np
-
-    vectors = np.stack([next(r.vector for r in store.vectors_of(pk, version) if r.kind == "model") for pk in group])
-    similarity = vectors @ vectors.T
-    pairs: set[tuple[int, int]] = set()
-    for index, pk in enumerate(group):
-        for other in np.argsort(-similarity[index])[1 : NEAREST + 1]:
-            low, high = sorted((pk, group[int(other)]))
-            pairs.add((low, high))
-    return sorted(pairs)
-
-
-def _ensure_pair_evidence(
-    store: Store, records, links, stored, version: str, models: Models
-) -> dict[frozenset, PairEvidence]:
-    fresh = []
-    for a, b in links:
-        key, ra, rb = frozenset((a, b)), records[a], records[b]
-        ev = stored.get(key)
-        revisions = {ev.model_a: ev.revision_a, ev.model_b: ev.revision_b} if ev else {}
-        if ev and revisions.get(a) == ra.revision and revisions.get(b) == rb.revision:
-            continue
-        view_a = FingerprintView.from_rows(ra.id, store.vectors_of(a, version))
-        view_b = FingerprintView.from_rows(rb.id, store.vectors_of(b, version))
-        alignment = align_layers(view_a.layers, view_b.layers)
-        matched = sum(c for _, _, c in alignment.pairs) / max(len(view_a.layers), len(view_b.layers), 1)
-        try:
-            weights = pair_weight_evidence(models(a), models(b), [(i, j) for i, j, _ in alignment.matches(view_a.dim)])
-        except Exception as error:  # noqa: BLE001 - evidence is optional; the distance still counts
-            weights = {
-                "raw_cosine": None,
-                "same_coordinates": None,
-                "raw_distance": None,
-                "delta_rank_gap": None,
-                "error": str(error),
-            }
-        fresh.append(
-            PairEvidence(
-                a,
-                b,
-                ra.revision,
-                rb.revision,
-                round(1.0 - matched, 6),
-                weights["same_coordinates"],
-                weights["raw_cosine"],
-                weights["raw_distance"],
-                weights["delta_rank_gap"],
-                weights,
-                weights.get("whole_block_distance"),
-            )
-        )
-    save_pair_evidence(store, fresh)
-    stored.update({frozenset((e.model_a, e.model_b)): e for e in fresh})
-    return stored
-
-
-def _ensure_merges(store: Store, family: list[int], evidence, merges, models: Models) -> None:
-    rows = []
-    for child in family:
-        near = sorted(
-            ((e.distance, (set(k) - {child}).pop()) for k, e in evidence.items() if child in k and e.same_coordinates),
-            key=lambda t: t,
-        )[:MERGE_NEIGHBOURS]
-        done = {(a, b) for a, b, _, _ in merges.get(child, [])}
-        for (_, u), (_, v) in combinations(near, 2):
-            u, v = min(u, v), max(u, v)
-            if (u, v) in done:
-                continue
-            try:
-                fit = merge_fit(models(child), models(u), models(v))
-            except Exception:  # noqa: BLE001 - a model that cannot be sampled is simply not a merge candidate
-                fit = None
-            if fit is not None:
-                rows.append((child, u, v, fit[0], fit[1]))
-                merges.setdefault(child, []).append((u, v, fit[0], fit[1]))
-    save_merge_evidence(store, rows)
+def pair_of(evidence: PairEvidence, log10_p: float | None) -> Pair:
+    """The assembly's view of a pair's stored evidence."""
+    detail = evidence.detail or {}
+    layers = detail.get("layer_map") or {}
+    vocabulary = detail.get("vocabulary") or {}
+    return Pair(
+        evidence.distance,
+        evidence.same_coordinates,
+        evidence.delta_rank_gap,
+        log10_p,
+        evidence.raw_distance,
+        evidence.whole_block_distance,
+        layer_child=layers.get("child"),
+        layer_relation=layers.get("relation"),
+        vocab_child=vocabulary.get("child"),
+        vocab_relation=vocabulary.get("relation"),
+        grown_child=detail.get("grown_child"),
+    )
 
 
 def _with_p_values(store: Store, records, edges: list) -> list:
@@ -180,17 +110,7 @@ def _family_hash(mode: str, nodes: list[Node], records, pairs: dict[frozenset, P
         ],
         # the pairs' log10 p is carried onto edges but does not steer assembly: not hashed, so a
         # p-value first computed for an edge does not force the family's rebuild next time
-        "pairs": sorted(
-            [
-                sorted(k),
-                round(p.distance, 6),
-                p.same_coordinates,
-                p.delta_rank_gap,
-                p.raw_distance,
-                p.whole_block_distance,
-            ]
-            for k, p in pairs.items()
-        ),
+        "pairs": sorted([sorted(k), *p.hashable()] for k, p in pairs.items()),
         "merges": sorted(
             [pk, [list(map(lambda x: round(x, 6) if isinstance(x, float) else x, f)) for f in sorted(fits)]]
             for pk, fits in merges.items()
@@ -225,13 +145,13 @@ def build_graph(
     log10_p = {frozenset((a, b)): p for a, b, p in confirmed}
     models = Models(records)
     try:
-        evidence = pair_evidence(store)
+        evidence = pair_evidence(store, with_detail=True)
         groups = components(sorted(records), links)
         if compute_evidence:
             wanted = set(links) | {
                 p for group in groups if len(group) > 1 for p in candidate_pairs(store, group, version)
             }
-            evidence = _ensure_pair_evidence(store, records, sorted(wanted), evidence, version, models)
+            evidence = ensure_pair_evidence(store, records, sorted(wanted), evidence, version, models)
         merges = merge_evidence(store)
         last = latest_build(store, mode)
         previous = families_of_build(store, last) if last else {}
@@ -247,19 +167,9 @@ def build_graph(
                 progress("gathering evidence", index + 1, len(groups))
             family_evidence = by_family.get(index, {})
             if compute_evidence and len(group) > 2:
-                _ensure_merges(store, group, family_evidence, merges, models)
+                ensure_merges(store, group, family_evidence, merges, models)
             nodes = [node_of(records[pk]) for pk in group]
-            pairs = {
-                k: Pair(
-                    e.distance,
-                    e.same_coordinates,
-                    e.delta_rank_gap,
-                    log10_p.get(k),
-                    e.raw_distance,
-                    e.whole_block_distance,
-                )
-                for k, e in family_evidence.items()
-            }
+            pairs = {k: pair_of(e, log10_p.get(k)) for k, e in family_evidence.items()}
             family_merges = {pk: merges[pk] for pk in group if pk in merges}
             digest = _family_hash(mode, nodes, records, pairs, family_merges)
             if digest in previous:

@@ -20,6 +20,10 @@ re-initialisation leave them in place.)
   blocks' vectors computed from the blocks read whole (every head and unit).  The stored
   fingerprint samples units and heads, which a permutation moves; read whole, a function-preserving
   copy is at distance 0 (up to float rounding) and anything trained is not.
+- ``growth``: for pairs in the same coordinates, the fraction of sampled matrices whose norm is
+  larger in B than in A.  Training moves weights by updates nearly orthogonal to them, so a child
+  is larger than its parent in *every* matrix (1.0 from parent to child); siblings each grew
+  their own matrices and weight decay shrinks them, so neither gives a consistent 0 or 1.
 - merges: a model c fitted as c ≈ u + α (v − u) from two relatives in the same coordinates; the
   residual ratio ‖c − (u + α(v − u))‖ / min(‖c − u‖, ‖c − v‖) is ~0 for a weight average.
 """
@@ -95,10 +99,12 @@ def pair_weight_evidence(a: ModelTensors, b: ModelTensors, block_pairs: list[tup
     cosine = float(fa @ fb / (fa.norm() * fb.norm()))
     distance = float((fa - fb).norm() / (fa.norm() * fb.norm()).sqrt())
     same = cosine > SAME_COORDINATES
-    gap = whole = None
+    gap = whole = growth = None
+    changed = []
     if same:
         changed = [(x, y) for x, y in zip(sample_a, sample_b) if float((y - x).norm()) > UNCHANGED * float(x.norm())]
         gap = max((rank_gap(y - x) for x, y in changed), default=None)
+        growth = sum(float(y.double().norm()) > float(x.double().norm()) for x, y in changed) / max(len(changed), 1)
     else:  # other coordinates: is it a function-preserving copy?  Ask blocks read whole.
         va, vb = whole_blocks(a, [i for i, _ in chosen]), whole_blocks(b, [j for _, j in chosen])
         whole = round(1.0 - float((va * vb).sum(dim=1).mean()), 6)
@@ -108,6 +114,8 @@ def pair_weight_evidence(a: ModelTensors, b: ModelTensors, block_pairs: list[tup
         "raw_distance": round(distance, 8),
         "delta_rank_gap": None if gap is None else round(gap, 6),
         "whole_block_distance": whole,
+        "growth": growth,
+        "changed_matrices": len(changed),
         "blocks": chosen,
     }
 

@@ -79,6 +79,9 @@ def lineage_summary(answer: LineageAnswer) -> RenderableType:
     text = f"{name}: " + (f"derived from {escape(parents)}" if parents else "a root (no parent in the index)")
     if answer.ancestors:
         text += f"\n  ancestry: {escape(' <- '.join([answer.model, *answer.ancestors]))}"
+    if answer.siblings:
+        undirected = ", ".join(_link(s) for s in answer.siblings)
+        text += f"\n  related, direction undetermined: {escape(undirected)}"
     text += (
         f"\n  family of {answer.family_size} models, root {escape(str(answer.root))}; {len(answer.children)} children"
     )
@@ -96,7 +99,10 @@ def family_tree(graph: nx.DiGraph, highlight: str) -> Tree:
             text.append(" ◀")
         if parent is not None:
             edge = graph.edges[parent, node]
-            text.append(f" ({edge['relation']}, {edge['confidence']:.2f})", style="dim")
+            if edge.get("directed", True):
+                text.append(f" ({edge['relation']}, {edge['confidence']:.2f})", style="dim")
+            else:
+                text.append(f" ({edge['relation']}, direction undetermined)", style="dim")
         return text
 
     def grow(branch: Tree, node: str, parent: str | None, seen: set[str]) -> None:
