@@ -123,11 +123,15 @@ def vocabulary_evidence(small: ModelTensors, large: ModelTensors) -> VocabularyE
     if len(extra_ids) < 4:
         return None
     return vocabulary_relation(
-        large.embedding_rows(ids_l).float(), small.embedding_rows(ids_s).float(), large.embedding_rows(extra_ids).float()
+        large.embedding_rows(ids_l).float(),
+        small.embedding_rows(ids_s).float(),
+        large.embedding_rows(extra_ids).float(),
     )
 
 
-def vocabulary_relation(shared_large: torch.Tensor, shared_small: torch.Tensor, extra: torch.Tensor) -> VocabularyEvidence:
+def vocabulary_relation(
+    shared_large: torch.Tensor, shared_small: torch.Tensor, extra: torch.Tensor
+) -> VocabularyEvidence:
     """The pruned-or-extended judgement (module docstring) from the rows of the shared pieces in
     both models (same order) and the larger model's rows of its extra pieces."""
     identical = float((shared_large == shared_small).all(dim=1).float().mean())
