@@ -251,6 +251,36 @@ def test_a_trained_model_is_never_taken_for_a_permuted_copy():
     assert "copy_of" not in edges[0].evidence and edges[0].relation not in ("permuted", "rotated", "copy")
 
 
+def test_a_grandchild_is_not_attached_past_its_indexed_parent():
+    # R -> p (fine-tune) -> c (fine-tune of p); p also has a rotated copy and an int8 copy.  The
+    # rotated copy is within 0.004 of c on blocks read whole (a short fine-tune): not a copy of c,
+    # so c is not grouped with it and hung on the root
+    nodes = {
+        1: node(1, 0, gains_folded=False),
+        2: node(2, 10, gains_folded=False),
+        3: node(3, 30, gains_folded=False),
+        4: node(4, 20, gains_folded=True),
+        5: node(5, 40, int8_grid=0.99, gains_folded=False),
+    }
+    evidence = {
+        frozenset((1, 2)): Pair(0.010, True, raw_distance=0.09, grown_child=2),
+        frozenset((2, 3)): Pair(0.004, True, raw_distance=0.05, grown_child=3),
+        frozenset((1, 3)): Pair(0.012, True, raw_distance=0.10, grown_child=3),
+        frozenset((2, 5)): Pair(2e-5, True, raw_distance=0.006),
+        frozenset((1, 5)): Pair(0.010, True, raw_distance=0.09),
+        frozenset((3, 5)): Pair(0.004, True, raw_distance=0.05),
+        frozenset((2, 4)): Pair(1e-6, False, whole_block_distance=1e-6),
+        frozenset((1, 4)): Pair(0.010, False, whole_block_distance=0.010),
+        frozenset((3, 4)): Pair(0.004, False, whole_block_distance=0.004),
+        frozenset((4, 5)): Pair(2e-5, False, whole_block_distance=2e-5),
+    }
+    for mode in ("time", "weights"):
+        _, edges = assemble(nodes, evidence, {}, mode)
+        found = {e.child: (e.parent, e.relation) for e in edges}
+        assert found[3] == (2, "finetune") and found[5] == (2, "quantized"), mode
+        assert found[4] == (2, "rotated") and "copy_of" not in next(e for e in edges if e.child == 3).evidence
+
+
 def test_family_geometry_finds_the_base_when_a_child_has_more_children():
     # 1 is the base with children 2, 3; 2 has children 4, 5, 6.  Children of one model share a
     # direction (angle cosine ρ ≈ 0.35); a parent's update is orthogonal to its children's (≈ 0)
