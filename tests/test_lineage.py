@@ -305,6 +305,34 @@ def test_family_geometry_finds_the_base_when_a_child_has_more_children():
     assert all(e.evidence["directed"] for e in edges)
 
 
+def test_a_passthrough_merge_gets_a_parent_in_each_family_it_took_blocks_from():
+    # two independent families 1 -> 2 and 3 -> 4; 5 stacks blocks 0-1 of 2 and blocks 2-3 of 4
+    nodes = {pk: node(pk) for pk in (1, 2, 3, 4, 5)}
+
+    def blocks(own: int, other: int, kept: list[int], similarity: float) -> tuple:
+        return ((own, tuple((b, b, similarity) for b in kept)), (other, tuple((b, b, similarity) for b in kept)))
+
+    evidence = {
+        frozenset((1, 2)): Pair(
+            0.1, True, log10_p=-40.0, raw_distance=0.1, grown_child=2, block_map=blocks(1, 2, [0, 1, 2, 3], 0.99)
+        ),
+        frozenset((3, 4)): Pair(
+            0.1, True, log10_p=-40.0, raw_distance=0.1, grown_child=4, block_map=blocks(3, 4, [0, 1, 2, 3], 0.99)
+        ),
+        frozenset((2, 5)): Pair(0.5, False, log10_p=-30.0, block_map=blocks(5, 2, [0, 1], 1.0)),
+        frozenset((1, 5)): Pair(0.5, False, log10_p=-25.0, block_map=blocks(5, 1, [0, 1], 0.98)),
+        frozenset((4, 5)): Pair(0.5, True, log10_p=-30.0, raw_distance=0.3, block_map=blocks(5, 4, [2, 3], 1.0)),
+        frozenset((3, 5)): Pair(0.5, True, log10_p=-25.0, raw_distance=0.3, block_map=blocks(5, 3, [2, 3], 0.98)),
+    }
+    for a, b in ((1, 3), (1, 4), (2, 3), (2, 4)):  # the two families are unrelated (never confirmed)
+        evidence[frozenset((a, b))] = Pair(1.0, False)
+    _, edges = assemble(nodes, evidence, {}, "weights")
+    assert parents_of(edges) == {2: {1}, 4: {3}, 5: {2, 4}}
+    merge = [e for e in edges if e.child == 5]
+    assert all(e.relation == "merge" and e.evidence["directed"] for e in merge)
+    assert {e.parent: e.evidence["passthrough"]["blocks"] for e in merge} == {2: [0, 1], 4: [2, 3]}
+
+
 def test_a_weight_average_gets_both_parents():
     nodes = {1: node(1, 0), 2: node(2, 1), 3: node(3, 2), 4: node(4, 5)}
     evidence = pairs((1, 2, 0.1), (1, 3, 0.1), (2, 3, 0.14), (1, 4, 0.07), (2, 4, 0.05), (3, 4, 0.05))

@@ -33,12 +33,14 @@ evidence that decided it.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Any
 
 import networkx as nx
 
-from pedigree.indexer.lineage.arborescence import minimum_spanning_arborescence
+from pedigree.indexer.lineage.arborescence import components, minimum_spanning_arborescence
 from pedigree.indexer.lineage.geometry import MARGIN, Geometry, orient, siblings_not_children
+from pedigree.indexer.lineage.passthrough import explained_blocks, passthrough_parents
 from pedigree.indexer.lineage.signals import (
     WEIGHTS,
     Direction,
@@ -193,18 +195,36 @@ def _place(
     return tree, margins
 
 
-def assemble(
-    nodes: dict[int, Node],
-    pairs: dict[frozenset, Pair],
-    merges: dict[int, list],
-    mode: str = "full",
-    geometry: Geometry | None = None,
-) -> tuple[int, list[Edge]]:
-    """(root, edges) of one family (module docstring)."""
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}")
+@dataclass
+class _Placed:
+    """What assembling (part of) a family decided, per node and per edge."""
+
+    parents: dict[int, list[int]] = field(default_factory=dict)
+    margins: dict[tuple[int, int], float] = field(default_factory=dict)
+    representative: dict[int, int] = field(default_factory=dict)
+    decided: dict[tuple[int, int], Direction] = field(default_factory=dict)
+    merged: dict[int, tuple[int, int, float, float]] = field(default_factory=dict)
+    passthrough: dict[int, list[int]] = field(default_factory=dict)
+    roots: list[int] = field(default_factory=list)
+
+
+def _related_groups(members: list[int], pairs: dict[frozenset, Pair]) -> list[list[int]]:
+    """Components of the confirmed-related pairs among ``members`` (all pairs when none carries a
+    test result, as in hand-made families)."""
+    inside = [k for k in pairs if len(k) == 2 and k <= set(members)]
+    tested = [k for k in inside if pairs[k].log10_p is not None]
+    return components(members, [tuple(k) for k in (tested or inside)])
+
+
+def _assemble_group(
+    nodes: dict[int, Node], pairs: dict[frozenset, Pair], merges: dict[int, list], mode: str, geometry, placed: _Placed
+) -> None:
+    """Place one group of related models (copies, arborescence, orientation, weight averages)."""
     if len(nodes) == 1:
-        return next(iter(nodes)), []
+        only = next(iter(nodes))
+        placed.representative[only] = only
+        placed.roots.append(only)
+        return
     peers: dict[int, int] = {pk: 0 for pk in nodes}
     for key, pair in pairs.items():
         if pair.same_coordinates:
@@ -233,24 +253,70 @@ def assemble(
             parents[child] = [fit[0], fit[1]]
         else:
             del merged[child]
-    root = next(pk for pk in originals if pk not in parents)
+    placed.parents.update(parents)
+    placed.margins.update(margins)
+    placed.representative.update(representative)
+    placed.decided.update(decided)
+    placed.merged.update(merged)
+    placed.roots.append(next(pk for pk in originals if pk not in parents))
+
+
+def assemble(
+    nodes: dict[int, Node],
+    pairs: dict[frozenset, Pair],
+    merges: dict[int, list],
+    mode: str = "full",
+    geometry: Geometry | None = None,
+) -> tuple[int, list[Edge]]:
+    """(root, edges) of one family (module docstring).  Passthrough merges (``passthrough``) are
+    set aside, the rest is placed group by group of related models, and each passthrough merge
+    gets the parents it took its blocks from; the root returned is that of the largest group."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}")
+    if len(nodes) == 1:
+        return next(iter(nodes)), []
+    passthrough = {}
+    if len(nodes) > 2:
+        for pk, node in nodes.items():
+            found = passthrough_parents(node, pairs)
+            if found:
+                passthrough[pk] = found
+    core = sorted(pk for pk in nodes if pk not in passthrough)
+    placed = _Placed(passthrough=passthrough)
+    groups = sorted(_related_groups(core, pairs) if passthrough else [core], key=len, reverse=True)
+    for group in groups:
+        members = set(group)
+        _assemble_group(
+            {pk: nodes[pk] for pk in group},
+            {k: p for k, p in pairs.items() if k <= members},
+            merges,
+            mode,
+            geometry,
+            placed,
+        )
+    for child, parents in passthrough.items():
+        placed.parents[child] = parents
+        placed.representative[child] = child
+        for parent in parents:
+            pair = pairs.get(frozenset((parent, child)), Pair(distance=math.nan))
+            placed.decided[(parent, child)] = direction(nodes[parent], nodes[child], pair, mode, {})
     edges = [
-        _edge(nodes, pairs, decided, margins, representative, merged, parent, child)
-        for child, ps in sorted(parents.items())
-        for parent in ps
+        _edge(nodes, pairs, placed, parent, child) for child, ps in sorted(placed.parents.items()) for parent in ps
     ]
-    return root, edges
+    return placed.roots[0], edges
 
 
-def _edge(nodes, pairs, decided, margins, representative, merged, parent: int, child: int) -> Edge:
+def _edge(nodes: dict[int, Node], pairs: dict[frozenset, Pair], placed: _Placed, parent: int, child: int) -> Edge:
     pair = pairs.get(frozenset((parent, child)), Pair(distance=math.nan))
-    d = decided.get((parent, child), Direction(0.5, 0.0, False, {}))
-    is_copy = representative[child] != child
-    kind = "merge" if child in merged else relation(nodes[parent], nodes[child], pair)
+    d = placed.decided.get((parent, child), Direction(0.5, 0.0, False, {}))
+    merged, margins = placed.merged, placed.margins
+    is_copy = placed.representative[child] != child
+    is_merge = child in merged or child in placed.passthrough
+    kind = "merge" if is_merge else relation(nodes[parent], nodes[child], pair)
     if is_copy:
         directed = abs(d.decisive) + abs(d.declared) > 0 or (d.signals.get("time") or 0) != 0
     else:
-        directed = child in merged or margins.get((parent, child), math.inf) >= MARGIN
+        directed = is_merge or margins.get((parent, child), math.inf) >= MARGIN
     if not directed and not is_copy:
         kind = "sibling"
     detail: dict[str, Any] = {
@@ -265,6 +331,8 @@ def _edge(nodes, pairs, decided, margins, representative, merged, parent: int, c
         detail["orientation_margin"] = round(min(margins[(parent, child)], 1e6), 3)
     if child in merged:
         detail["merge"] = {"alpha": round(merged[child][2], 4), "residual_ratio": round(merged[child][3], 4)}
+    if child in placed.passthrough:
+        detail["passthrough"] = {"blocks": sorted(explained_blocks(child, pairs).get(parent, {}))}
     if is_copy:
         detail["copy_of"] = nodes[parent].id
     margin = margins.get((parent, child))

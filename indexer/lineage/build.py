@@ -80,6 +80,10 @@ def pair_of(evidence: PairEvidence, log10_p: float | None) -> Pair:
         vocab_child=vocabulary.get("child"),
         vocab_relation=vocabulary.get("relation"),
         grown_child=detail.get("grown_child"),
+        block_map=tuple(
+            (int(pk), tuple((int(i), int(j), float(c)) for i, j, c in rows))
+            for pk, rows in sorted((detail.get("block_map") or {}).items())
+        ),
     )
 
 

@@ -15,13 +15,13 @@ from __future__ import annotations
 from itertools import combinations
 
 from pedigree.indexer.lineage.evidence import merge_fit, pair_weight_evidence
-from pedigree.indexer.lineage.structure import layer_relation, vocabulary_evidence
+from pedigree.indexer.lineage.structure import layer_map, layer_relation, vocabulary_evidence
 from pedigree.indexer.lineage.workers import Models
 from pedigree.indexer.scoring import FingerprintView, align_layers
 from pedigree.storage.db import Store
 from pedigree.storage.lineage import PairEvidence, save_merge_evidence, save_pair_evidence
 
-EVIDENCE_VERSION = 3  # 2: layer map and vocabulary direction evidence; 3: per-matrix growth
+EVIDENCE_VERSION = 4  # 2: layer map, vocabulary; 3: per-matrix growth; 4: block maps both ways
 MIN_GROWTH_MATRICES = 6  # a consistent growth is judged over at least this many changed matrices
 MERGE_NEIGHBOURS = 4  # merge fits are tried on pairs among a model's 4 closest same-coordinate relatives
 ALL_PAIRS_UP_TO = 48  # families up to this size get evidence for every pair, larger ones per-member nearest
@@ -49,6 +49,10 @@ def structure_evidence(a: int, b: int, view_a: FingerprintView, view_b: Fingerpr
     """The pair's layer-map and vocabulary direction evidence, naming the child by its key."""
     out: dict = {}
     cosines = align_layers(view_a.layers, view_b.layers).cosines
+    out["block_map"] = {
+        str(a): [[i, j, round(c, 6)] for i, j, c in layer_map(cosines)],
+        str(b): [[j, i, round(c, 6)] for j, i, c in layer_map(cosines.T)],
+    }
     deep, shallow, matrix = (a, b, cosines) if len(view_a.layers) >= len(view_b.layers) else (b, a, cosines.T)
     relation = layer_relation(matrix)
     if relation is not None:

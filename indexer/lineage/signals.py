@@ -77,6 +77,12 @@ class Pair:
     vocab_child: int | None = None  # the child by the vocabulary test
     vocab_relation: str | None = None  # vocab_extended | vocab_pruned
     grown_child: int | None = None  # larger than the other in every sampled matrix
+    # per model of the pair: its blocks that are kept copies of the other's, (own, other's, similarity)
+    block_map: tuple[tuple[int, tuple[tuple[int, int, float], ...]], ...] = ()
+
+    def blocks_of(self, pk: int) -> tuple[tuple[int, int, float], ...]:
+        """Model ``pk``'s blocks matched to the other model's blocks."""
+        return next((rows for owner, rows in self.block_map if owner == pk), ())
 
     def hashable(self) -> list:
         return [
@@ -90,6 +96,7 @@ class Pair:
             self.vocab_child,
             self.vocab_relation,
             self.grown_child,
+            [[owner, [list(row) for row in rows]] for owner, rows in self.block_map],
         ]
 
 

@@ -47,9 +47,9 @@ VOCAB_SAMPLE = 512  # rows sampled from the shared and from the extra pieces
 PRINCIPAL_SHARE = 8  # top-k principal directions: k = hidden / 8
 
 
-def layer_map(cosines: np.ndarray) -> list[tuple[int, int]]:
-    """(deeper block, shallower block) pairs of the localized map (module docstring); rows of
-    ``cosines`` are the deeper model's blocks.  Empty when the best match is weak."""
+def layer_map(cosines: np.ndarray) -> list[tuple[int, int, float]]:
+    """(row block, column block, cosine) of the localized map (module docstring): each row block
+    to its best column block when that is a kept copy.  Empty when the best match is weak."""
     if cosines.size == 0:
         return []
     best = float(cosines.max())
@@ -57,7 +57,7 @@ def layer_map(cosines: np.ndarray) -> list[tuple[int, int]]:
         return []
     bar = 1.0 - MAP_SLACK * (1.0 - best)
     targets = cosines.argmax(axis=1)
-    return [(i, int(j)) for i, j in enumerate(targets) if cosines[i, j] >= bar]
+    return [(i, int(j), float(cosines[i, j])) for i, j in enumerate(targets) if cosines[i, j] >= bar]
 
 
 def layer_relation(cosines: np.ndarray) -> str | None:
@@ -67,7 +67,7 @@ def layer_relation(cosines: np.ndarray) -> str | None:
     if depth_deep <= depth_shallow:
         return None
     mapped = layer_map(cosines)
-    images = [j for _, j in mapped]
+    images = [j for _, j, _ in mapped]
     if any(images.count(j) > 1 for j in set(images)):
         return "upscaled"
     if sorted(images) == list(range(depth_shallow)) and len(mapped) < depth_deep:
