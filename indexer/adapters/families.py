@@ -32,6 +32,14 @@ BERT encoders: POST-LayerNorm - the LayerNorm sits after each residual add, so l
 read ``embeddings.LayerNorm`` (i = 0) or layer i-1's ``output.LayerNorm``, and its MLP reads the
 same layer's ``attention.output.LayerNorm``; TensorFlow-converted checkpoints spell the gains
 ``gamma``/``beta``; the MLM decoder is tied to the word embeddings (no separate head).
+
+MPNet encoders (sentence-transformers' all-mpnet-base-v2): post-LayerNorm like BERT, with the
+projections under ``attention.attn.{q,k,v,o}`` and the attention residual's norm at
+``attention.LayerNorm``; the relative-position bias (``encoder.relative_attention_bias``) is shared
+by all blocks and not a role::
+
+    embeddings.LayerNorm (block 0) or encoder.layer.{i-1}.output.LayerNorm -> attention.attn.{q,k,v}
+    encoder.layer.{i}.attention.attn.o (o); attention.LayerNorm -> intermediate.dense (up), output.dense (down)
 """
 
 from __future__ import annotations
@@ -120,12 +128,32 @@ BERT = Scheme(
     notes=("post-LayerNorm encoder: each block reads the previous block's output LayerNorm",),
 )
 
+MPNET = Scheme(
+    family="mpnet",
+    norm_kind="layer",
+    prefixes=("mpnet.", ""),
+    embedding="embeddings.word_embeddings.weight",
+    head=None,
+    final_norm=None,
+    block="encoder.layer.{i}.",
+    projections={
+        **{role: f"attention.attn.{role}.weight" for role in ("q", "k", "v", "o")},
+        "up": "intermediate.dense.weight",
+        "down": "output.dense.weight",
+    },
+    first_attn_norm="embeddings.LayerNorm",
+    attn_norm="encoder.layer.{prev}.output.LayerNorm",
+    mlp_norm=("encoder.layer.{i}.attention.LayerNorm",),
+    notes=("post-LayerNorm encoder: each block reads the previous block's output LayerNorm",),
+)
+
 # model_type -> scheme
 FAMILIES: dict[str, Scheme] = {
     **dict.fromkeys(("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text"), LLAMA),
     "gpt2": GPT2,
     "gpt_neox": GPT_NEOX,
     "bert": BERT,
+    "mpnet": MPNET,
 }
 
 
