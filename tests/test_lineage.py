@@ -490,3 +490,22 @@ def test_family_export_holds_one_family(indexed_home: Path, truth: dict, tmp_pat
         "unknown format"
         in cli("graph", "export", "--format", "dot", "-o", str(out), "--home", str(indexed_home), ok=False)["error"]
     )
+
+
+def test_weights_only_graph_shows_undirected_relatives_in_query_and_export(indexed_home: Path, tmp_path: Path):
+    # without dates and cards some pairs of the zoo have no signal that orders them (a base and
+    # its only fine-tune whose norms did not grow in every matrix): they are undirected edges,
+    # never parents, and query / export say so in text and JSON
+    home = tmp_path / "home"
+    shutil.copytree(indexed_home, home)
+    cli("graph", "build", "--mode", "weights", "--home", str(home))
+    out = tmp_path / "weights.json"
+    cli("graph", "export", "--format", "json", "--mode", "weights", "-o", str(out), "--home", str(home))
+    graph = nx.node_link_graph(json.loads(out.read_text()), edges="edges")
+    undirected = [(u, v) for u, v, d in graph.edges(data=True) if not d["directed"]]
+    assert undirected, "the small zoo has base / fine-tune pairs that weights alone cannot order"
+    for u, v in undirected:
+        answer = cli("query", v, "--mode", "weights", "--home", str(home))
+        assert u in {s["id"] for s in answer["siblings"]} and u not in {p["id"] for p in answer["parents"]}
+        text = cli_text("query", v, "--mode", "weights", "--home", str(home))
+        assert "direction undetermined" in text and u in text

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from pedigree.cli import render, views
-from pedigree.cli.app import Home, Json, app, emit, options, reporting, workspace
+from pedigree.cli.app import Home, Json, Mode, app, emit, options, reporting, workspace
 from pedigree.results import plain
 
 
@@ -63,15 +63,17 @@ def query(
     ctx: typer.Context,
     model_id: Annotated[str, typer.Argument(help="An indexed model id.")],
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many related models to list.")] = 10,
+    mode: Mode = "full",
     home: Home = None,
     as_json: Json = False,
 ) -> None:
-    """Where MODEL_ID comes from: parents, ancestors, children and family tree, and the indexed
-    models most related to it (ranked by score, with their matching blocks)."""
+    """Where MODEL_ID comes from: parents, ancestors, children, relatives of undetermined direction
+    and family tree, and the indexed models most related to it (ranked by score, with their
+    matching blocks)."""
     home, as_json = options(ctx, home, as_json)
     with reporting(as_json), workspace(home, create=False) as ws:
-        answer = ws.query(model_id, limit)
-        tree = None if as_json else ws.family_graph(model_id)
+        answer = ws.query(model_id, limit, mode)
+        tree = None if as_json else ws.family_graph(model_id, mode)
     if as_json:
         render.emit_json(answer.to_json())
         return
