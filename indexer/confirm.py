@@ -4,6 +4,14 @@ After ingest, each new model's top-k FAISS candidates (by fingerprint score) are
 battery of ``indexer.independence.suite``; every result is stored in DuckDB with the revisions it
 was computed on, and reused while those revisions and the suite version stand.
 
+The fingerprint sees blocks through the model's own embedding, so a model whose blocks came from
+another model under a different embedding (a passthrough frankenmerge) is not among its
+candidates.  Each new model's embedding-free block signatures (``block_sig`` vectors,
+``indexer.block_signatures``) therefore also propose candidates: every model owning a block whose
+signature cosine with one of the new model's blocks clears ``PROPOSAL_BAR`` (FAISS search over
+all ``block_sig`` vectors), best first, up to ``BLOCK_CANDIDATES``; the matched block pairs are
+passed to the battery as its block hint.
+
 Multiple-testing control: **Benjamini-Hochberg** at false discovery rate ``FDR_LEVEL`` over every
 pair tested with the current suite version.  A pair is *confirmed related* when its BH-adjusted
 q-value is below the level: among all confirmed pairs, the expected fraction of pairs that are in
@@ -14,7 +22,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
+import numpy as np
+
+from pedigree.indexer.block_signatures import PROPOSAL_BAR, block_signature_alignment
+from pedigree.indexer.fingerprint import fingerprint_version
 from pedigree.indexer.independence.inputs import ModelTensors
 from pedigree.indexer.independence.logp import log10_benjamini_hochberg
 from pedigree.indexer.independence.suite import SUITE_VERSION, Budget, PairReport, run_battery
@@ -29,9 +42,12 @@ from pedigree.storage.relations import (
     save_report,
     set_decisions,
 )
-from pedigree.types import Status
+from pedigree.storage.vectors import VectorIndexes
+from pedigree.types import BLOCK_SIGNATURE, Status
 
 FDR_LEVEL = 0.01
+BLOCK_CANDIDATES = 5  # models proposed per new model by its block signatures
+BLOCK_NEIGHBOURS = 20  # nearest block signatures examined per block of the new model
 PairProgress = Callable[[int, int, str], None]
 
 
@@ -92,28 +108,78 @@ def decide(store: Store, level: float = FDR_LEVEL) -> int:
     return sum(q < bar for q in q_values)
 
 
+def _signatures(store: Store, pk: int, version: str) -> np.ndarray:
+    rows = sorted((r.layer, r.vector) for r in store.vectors_of(pk, version) if r.kind == BLOCK_SIGNATURE)
+    return np.stack([vector for _, vector in rows]) if rows else np.zeros((0, 1), np.float32)
+
+
+def block_candidates(
+    store: Store, indexes: VectorIndexes, model_id: str, *, version: str | None = None, limit: int = BLOCK_CANDIDATES
+) -> list[tuple[str, list[tuple[int, int, float]]]]:
+    """Models sharing a block with ``model_id`` by block signature: (id, block map) with the map
+    from :func:`block_signature_alignment` (blocks of ``model_id`` -> blocks of the other), most
+    matched blocks first, then the highest cosine.  FAISS proposes; the map is exact."""
+    version = version or fingerprint_version()
+    record = store.get_model(model_id)
+    if record is None or record.pk is None or record.status != Status.INDEXED:
+        return []
+    mine = _signatures(store, record.pk, version)
+    if not len(mine):
+        return []
+    cosines, ids = indexes.search(BLOCK_SIGNATURE, version, mine, BLOCK_NEIGHBOURS)
+    hits = [int(i) for i, c in zip(ids.ravel(), cosines.ravel()) if i >= 0 and c >= PROPOSAL_BAR]
+    owners = {pk for pk, _ in store.owners(hits).values()} - {record.pk}
+    found = []
+    for other in store.get_models(sorted(owners)).values():
+        if other.status != Status.INDEXED or other.pk is None:
+            continue
+        pairs = block_signature_alignment(mine, _signatures(store, other.pk, version), bar=PROPOSAL_BAR)
+        if pairs:
+            found.append((other.id, pairs))
+    found.sort(key=lambda item: (-len(item[1]), -max(c for _, _, c in item[1]), item[0]))
+    return found[:limit]
+
+
+def default_indexes(store: Store) -> VectorIndexes:
+    """The FAISS indexes beside a store laid out as ``pedigree.config.Settings`` lays them out."""
+    return VectorIndexes(store, Path(store.path).parent / "faiss")
+
+
 def confirm_new_models(
     store: Store,
     candidates: Callable[[str], Sequence[RelatedModel]],
     model_ids: list[str],
     *,
     progress: PairProgress | None = None,
+    indexes: VectorIndexes | None = None,
 ) -> tuple[Confirmation, ...]:
-    """Test each new model against its candidates (``candidates(id)`` -> related models), then
-    decide; a pair whose test could not run is reported with its error, never as unrelated."""
-    plan: list[tuple[ModelRecord, ModelRecord, list]] = []
-    seen: set[frozenset] = set()
+    """Test each new model against its candidates (``candidates(id)`` -> related models, and the
+    models sharing a block by block signature, found through ``indexes`` - by default the FAISS
+    folder beside the store), then decide; a pair whose test could not run is reported with its
+    error, never as unrelated."""
+    planned: dict[frozenset, tuple[ModelRecord, ModelRecord, list[tuple[int, int]]]] = {}
+    indexes = indexes if indexes is not None else default_indexes(store)
+
+    def add(record: ModelRecord, other_id: str, hint: list[tuple[int, int]]) -> None:
+        other = store.get_model(other_id)
+        if other is None or other.status != Status.INDEXED or other.pk == record.pk:
+            return
+        key = frozenset((record.pk, other.pk))
+        if key not in planned:
+            planned[key] = (record, other, [])
+        first, _, pairs = planned[key]
+        oriented = hint if first.pk == record.pk else [(j, i) for i, j in hint]
+        pairs.extend(pair for pair in oriented if pair not in pairs)
+
     for model_id in model_ids:
         record = store.get_model(model_id)
         if record is None or record.status != Status.INDEXED:
             continue
         for row in candidates(model_id):
-            other = store.get_model(row.id)
-            if other is None or other.status != Status.INDEXED or frozenset((record.pk, other.pk)) in seen:
-                continue
-            key = frozenset((record.pk, other.pk))
-            seen.add(key)
-            plan.append((record, other, [(i, j) for i, j, _ in row.layers]))
+            add(record, row.id, [(i, j) for i, j, _ in row.layers])
+        for other_id, pairs in block_candidates(store, indexes, model_id):
+            add(record, other_id, [(i, j) for i, j, _ in pairs])
+    plan = list(planned.values())
     tested: list[tuple[ModelRecord, ModelRecord, str | None]] = []
     for done, (a, b, hint) in enumerate(plan, start=1):
         if progress:

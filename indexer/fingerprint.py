@@ -37,6 +37,7 @@ import torch
 from pedigree.errors import CheckpointError
 from pedigree.indexer import bf16
 from pedigree.indexer.adapters.base import MatrixLoader, MatrixRef, ModelRoles
+from pedigree.indexer.block_signatures import block_signature_version
 from pedigree.indexer.canonical import (
     CanonicalLayer,
     canonical_layer,
@@ -56,9 +57,16 @@ READ_AHEAD_BLOCKS = 16  # blocks whose sampled rows may be requested ahead of th
 SKETCH_BATCH = 4  # blocks sketched together: a few large tensor operations instead of many small ones
 
 
-def fingerprint_version(dim: int = DEFAULT_DIM, sample: SampleSize = DEFAULT_SAMPLE) -> str:
-    """Names the recipe, dimension, sample size and probe list: any change re-indexes every model."""
+def _sketch_version(dim: int, sample: SampleSize) -> str:
+    """The token-space recipe, dimension, sample size and probe list (it also seeds the sketches)."""
     return f"{RECIPE}-d{dim}-{sample.tag}-n{FINGERPRINT_PROBES}-p{probe_list_digest()}"
+
+
+def fingerprint_version(dim: int = DEFAULT_DIM, sample: SampleSize = DEFAULT_SAMPLE) -> str:
+    """Names the recipe, dimension, sample size and probe list, and the recipe of the block
+    signatures stored with the fingerprint (``indexer.block_signatures``): any change re-indexes
+    every model."""
+    return f"{_sketch_version(dim, sample)}+{block_signature_version()}"
 
 
 @dataclass(frozen=True)
@@ -217,7 +225,7 @@ def compute_fingerprint(
     if len(probes) < MIN_PROBES:
         raise CheckpointError(f"only {len(probes)} probe tokens found in the vocabulary (need {MIN_PROBES})")
     version = fingerprint_version(dim, sample)
-    sketcher = _Sketcher(probes, dim, version)
+    sketcher = _Sketcher(probes, dim, _sketch_version(dim, sample))
     token_ids = torch.from_numpy(probes.token_ids)
     with torch.no_grad(), ReadAhead(loader, roles, token_ids, sample) as reads:
         sketcher.prepare(

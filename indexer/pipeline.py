@@ -1,4 +1,5 @@
-"""Ingest: checkpoint folder -> roles -> canonical fingerprint -> one atomic DuckDB write.
+"""Ingest: checkpoint folder -> roles -> canonical fingerprint (and the embedding-free block
+signatures, ``indexer.block_signatures``) -> one atomic DuckDB write.
 
 Each model is handled on its own: a malformed or hostile checkpoint, or an architecture without an
 adapter, is recorded with its status and reason and the next model goes on.  Re-ingesting a model
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from pedigree.errors import CheckpointError, PedigreeError, UnsupportedModelError
 from pedigree.indexer.adapters import MatrixLoader, ModelRoles, roles_for
+from pedigree.indexer.block_signatures import block_signatures
 from pedigree.indexer.card import MAX_CARD_BYTES, parse_card
 from pedigree.indexer.fingerprint import (
     DEFAULT_DIM,
@@ -34,7 +36,7 @@ from pedigree.indexer.vocabulary import find_vocabulary_file, parse_vocabulary
 from pedigree.indexer.weight_stats import StatsAccumulator
 from pedigree.results import IngestOutcome
 from pedigree.storage.db import ModelRecord, Store
-from pedigree.types import Status, VectorRow
+from pedigree.types import BLOCK_SIGNATURE, Status, VectorRow
 
 LayerProgress = Callable[[int, int], None]
 
@@ -122,6 +124,13 @@ def fingerprint_rows(fingerprint: Fingerprint) -> list[VectorRow]:
         rows.append(VectorRow("head", -1, fingerprint.head.numpy()))
     rows.extend(VectorRow("layer", i, vector.numpy()) for i, vector in enumerate(fingerprint.layers))
     return rows
+
+
+def signature_rows(source: TensorSource, record: ModelRecord) -> list[VectorRow]:
+    """One ``block_sig`` row per block (``record`` already described by :func:`describe`)."""
+    roles = roles_for(record.config, source.tensors())
+    signatures = block_signatures(MatrixLoader(source), roles)
+    return [VectorRow(BLOCK_SIGNATURE, i, vector) for i, vector in enumerate(signatures)]
 
 
 def _failure(error: BaseException) -> tuple[str, str]:
@@ -227,7 +236,8 @@ def _index(
     fingerprint = fingerprint_source(source, record, dim=dim, progress=progress)
     if record.created_at is None:
         record.created_at = created_at
-    store.save_model(record, fingerprint_rows(fingerprint), version)
+    rows = fingerprint_rows(fingerprint) + signature_rows(source, record)
+    store.save_model(record, rows, version)
     return IngestOutcome(
         record.id, Status.INDEXED, layers=len(fingerprint.layers), seconds=time.perf_counter() - started
     )

@@ -41,9 +41,13 @@ class RunStatus(StrEnum):
     FAILED = "failed"
 
 
+BLOCK_SIGNATURE = "block_sig"  # the vector kind of the embedding-free block signatures (one row per block)
+
+
 @dataclass(frozen=True)
 class VectorRow:
-    """One fingerprint vector: ``kind`` model/layer/embedding/head, ``layer`` -1 unless a block."""
+    """One fingerprint vector: ``kind`` model/layer/embedding/head/block_sig (:data:`BLOCK_SIGNATURE`),
+    ``layer`` -1 unless a block."""
 
     kind: str
     layer: int

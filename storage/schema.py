@@ -10,8 +10,11 @@ Tables (schema 1):
   (``indexed`` / ``failed`` / ``unsupported``) with the error, architecture, config, tokenizer
   hash, shape summary, the model card's front matter and the creation time.
 - ``fingerprints``: one row per vector - ``kind`` is ``model``, ``layer`` (``layer`` = block
-  index), ``embedding`` or ``head``; ``version`` is the fingerprint recipe; ``vector_id`` is the
-  id the FAISS indexes use; ``generation`` is the store generation that wrote it.
+  index), ``embedding``, ``head`` or ``block_sig`` (an embedding-free block signature, one per
+  block, ``layer`` = block index; a kind added without a migration: the column is free text);
+  ``version`` is the fingerprint recipe, which names the block-signature recipe too;
+  ``vector_id`` is the id the FAISS indexes use; ``generation`` is the store generation that
+  wrote it.
 - ``vector_tombstones``: vector ids removed at a generation, so FAISS indexes can catch up
   incrementally.
 - ``meta``: key/value, holding the store ``generation`` (bumped by every change to vectors).

@@ -1,6 +1,8 @@
 """FAISS indexes over the fingerprint vectors, derived from DuckDB and rebuilt whenever needed.
 
-One index per vector kind (``model``, ``layer``) and fingerprint version, stored in
+One index per vector kind (``model``, ``layer``, ``block_sig`` - the embedding-free block
+signatures, searched to propose pairs that share a block under different embeddings) and
+fingerprint version, stored in
 ``<home>/faiss/<kind>.index`` with ``manifest.json`` recording, per kind, the fingerprint version,
 the store generation the index reflects, its size and its type.  FAISS ids are DuckDB
 ``fingerprints.vector_id`` values.

@@ -47,6 +47,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "pedigree.indexer.canonical",
             "pedigree.indexer.sketch",
             "pedigree.indexer.fingerprint",
+            "pedigree.indexer.block_signatures",
             "pedigree.indexer.weight_stats",
             "pedigree.indexer.scoring",
             "pedigree.indexer.independence",

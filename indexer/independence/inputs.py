@@ -16,6 +16,7 @@ import torch
 
 from pedigree.errors import UnsupportedModelError
 from pedigree.indexer.adapters import MatrixLoader, MatrixRef, ModelRoles, roles_for
+from pedigree.indexer.block_signatures import BlockRows, matching_descriptors, read_attention
 from pedigree.indexer.canonical import normalize_rows
 from pedigree.indexer.probes import ProbeSelection, select_probes
 from pedigree.indexer.sources import TensorSource
@@ -39,6 +40,7 @@ class ModelTensors:
         self.label = label or source.label
         self.loader = MatrixLoader(source)
         self._mlp: dict[tuple[int, int | None, int | None, bool], Mlp] = {}
+        self._units: dict[tuple[int, int | None], tuple[np.ndarray, np.ndarray]] = {}
 
     @cached_property
     def roles(self) -> ModelRoles:
@@ -104,6 +106,34 @@ class ModelTensors:
             assert up is not None  # every MLP has an up projection
             self._mlp[key] = Mlp(gate=gate, up=up, down_t=down_t)
         return self._mlp[key]
+
+    def unit_descriptors(self, layer: int, units: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Embedding-free (read, write) descriptors of the block's first ``units`` MLP units (None:
+        all of them), for the ``block_units`` test (``indexer.block_signatures``), from the MLP
+        rows :meth:`mlp` reads (and caches for the other tests) and the sampled heads' rows."""
+        key = (layer, units)
+        if key not in self._units:
+            roles = self.roles.layers[layer]
+            glu = roles.gate is not None
+            if glu:  # gate and up rows only: one range read each for a unit block
+                mlp = self.mlp(layer, 0, units, down=False) if units is not None else self.mlp(layer, down=False)
+            else:  # the second description needs the down columns: the whole block
+                mlp = self.mlp(layer)
+            q, k, v = read_attention(self.loader, self.roles, roles)
+            read = mlp.gate if mlp.gate is not None else mlp.up
+            rows = BlockRows(
+                q=q,
+                k=k,
+                v=v,
+                head_dim=roles.head_dim,
+                read=read[:units].double(),
+                up=mlp.up[:units].double() if glu else None,
+                down_t=None if mlp.down_t is None else mlp.down_t[:units].double(),
+            )
+            with torch.no_grad():
+                first, second = matching_descriptors(rows)
+            self._units[key] = (first.numpy(), second.numpy())
+        return self._units[key]
 
     def raw_up_rows(self, layer: int, start: int, stop: int) -> torch.Tensor:
         """Unfolded up-projection rows [start, stop) (the constrained test's cheap read)."""

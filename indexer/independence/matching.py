@@ -6,6 +6,9 @@ where flipping a unit's sign is function-preserving; the matching maximises Σ C
 rectangular when A and B have different numbers of units (≡ zero-padding).  Similarities are
 computed in float32 from unit-normalised rows - never as ‖x‖² + ‖y‖² - 2xy in low precision,
 the catastrophic-cancellation bug of the released model-tracing code.
+
+``match_nearest`` matches rows described by several standardised numbers (the embedding-free
+unit descriptors of ``indexer.block_signatures``) by squared Euclidean distance, in float64.
 """
 
 from __future__ import annotations
@@ -49,4 +52,17 @@ def match(a: torch.Tensor, b: torch.Tensor, *, absolute: bool = False) -> Matchi
     similarity = np.full(a.shape[0], np.nan, dtype=np.float32)
     b_of[rows] = cols
     similarity[rows] = c[rows, cols]
+    return Matching(b_of, similarity)
+
+
+def match_nearest(a: np.ndarray, b: np.ndarray) -> Matching:
+    """Minimum-total-squared-distance one-to-one matching of the rows of ``a`` to the rows of
+    ``b`` (descriptor vectors on a common scale; rectangular when the counts differ)."""
+    a64, b64 = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    cost = (a64 * a64).sum(axis=1)[:, None] + (b64 * b64).sum(axis=1)[None, :] - 2.0 * (a64 @ b64.T)
+    rows, cols = linear_sum_assignment(cost)
+    b_of = np.full(a64.shape[0], -1, dtype=np.int64)
+    similarity = np.full(a64.shape[0], np.nan, dtype=np.float32)
+    b_of[rows] = cols
+    similarity[rows] = -cost[rows, cols]
     return Matching(b_of, similarity)

@@ -16,6 +16,18 @@ cancel; matching both ways before correlating makes a permutation of B's units c
 makes sign flips and rescaling cancel where they are function-preserving.  H0: θ_A ⊥ θ_B, under
 which the two matchings are (conjecturally) unrelated; the null is approximate and its calibration
 is measured in BENCHMARKS.md.
+
+**Embedding-free** ``φ_BLOCK`` (``block_units``): the robust statistic without the probe tokens,
+for blocks that may sit under another model's embedding (a passthrough frankenmerge).  Units are
+described by quantities computed from the block's own weights only
+(``indexer.block_signatures.matching_descriptors``: quadratic forms of each unit's normalised rows
+with the block's QK circuit, head row-space projectors and unit Grams) that residual rotations and
+permutations, unit permutations and rescaling, per-head maps and norm gains leave unchanged.  The
+units are matched twice - by the descriptors of their read (gate, or up) rows and by those of their
+up rows (gated MLPs) or down columns (ungated MLPs), each z-scored within its own block - and the
+agreement of the two matchings is tested as for φ_MATCH.  H0: the two blocks were initialised
+independently, under which the two matchings are (conjecturally) unrelated; approximate null,
+calibrated on the zoo's independent block pairs (``bench/block_signatures.py``).
 """
 
 from __future__ import annotations
@@ -26,18 +38,23 @@ from typing import Any
 import numpy as np
 import torch
 
+from pedigree.indexer.block_signatures import zscore_columns
 from pedigree.indexer.independence.logp import (
     log10_fixed_points_sf,
     log10_spearman_sf,
     spearman_rho,
 )
-from pedigree.indexer.independence.matching import Matching, match
+from pedigree.indexer.independence.matching import Matching, match, match_nearest
 
 NULL_CONSTRAINED = (
     "θ_A ⊥ θ_B with A's initialisation exchangeable over hidden units "
     "(the unit matching is a uniform random permutation)"
 )
 NULL_ROBUST = "θ_A ⊥ θ_B (two invariant matchings of the same units are unrelated; approximate null)"
+NULL_BLOCK = (
+    "the two blocks were initialised independently (two embedding-free invariant matchings of their MLP units, "
+    "by read rows and by up/down rows, are unrelated; approximate null)"
+)
 
 
 @dataclass(frozen=True)
@@ -118,4 +135,17 @@ def robust_mlp_stat(
     else:
         first = match(profiles_a["up"], profiles_b["up"])
         second = match(profiles_a["down"], profiles_b["down"])
+    return agreement(first, second, layers=layers)
+
+
+def block_units_stat(
+    descriptors_a: tuple[np.ndarray, np.ndarray],
+    descriptors_b: tuple[np.ndarray, np.ndarray],
+    *,
+    layers: tuple[int, int],
+) -> PairStat:
+    """φ_BLOCK on one block pair: (read, write) unit descriptors of A's and of B's block
+    ([units, features] each, see the module docstring); each side z-scored within its block."""
+    first = match_nearest(zscore_columns(descriptors_a[0]), zscore_columns(descriptors_b[0]))
+    second = match_nearest(zscore_columns(descriptors_a[1]), zscore_columns(descriptors_b[1]))
     return agreement(first, second, layers=layers)

@@ -6,6 +6,12 @@ Tests (each with its own null hypothesis, see ``indexer.independence.statistics`
   (same depth) and min-Bonferroni over the localized block matrix; the two combined by Bonferroni.
   The block map (which blocks of B come from which of A) takes, per block pair, the stronger of
   this and the constrained test, one-to-one by assignment, significant family-wise at 1e-4.
+- ``block_units`` (robust, embedding-free φ_BLOCK): per block pair, MLP units matched twice by
+  descriptors computed from the block's own weights only (no probe tokens, so blocks transplanted
+  under another model's embedding - a passthrough frankenmerge - are still seen); the plan's
+  block pairs plus any hinted ones (e.g. proposed by the block signatures), and the localized
+  block-by-block matrix for small models; Fisher over the same-depth diagonal and min-Bonferroni
+  over every cell, combined by Bonferroni.  Its cells join the block map's evidence.
 - ``mlp_up`` (constrained φ_U): per block pair, Spearman of the up-row matching vs the identity,
   Fisher-combined.  Needs equal hidden sizes.
 - ``embedding_dims`` / ``head_dims`` (constrained): residual dimensions matched over the shared
@@ -37,15 +43,17 @@ from pedigree.indexer.independence.inputs import ModelTensors, shared_probes
 from pedigree.indexer.independence.logp import log10_bonferroni_min, log10_fisher
 from pedigree.indexer.independence.matching import match
 from pedigree.indexer.independence.statistics import (
+    NULL_BLOCK,
     NULL_CONSTRAINED,
     NULL_ROBUST,
     PairStat,
     against_identity,
+    block_units_stat,
     mlp_profiles,
     robust_mlp_stat,
 )
 
-SUITE_VERSION = "ind2"  # bump whenever a test, its parameters or the combination rule change
+SUITE_VERSION = "ind3"  # bump whenever a test, its parameters or the combination rule change
 MIN_SHARED_PROBES = 16
 SHARED_BLOCK_FAMILYWISE = 1e-4  # a block pair is "shared" if p < 1e-4 / (number of cells tested)
 
@@ -208,6 +216,53 @@ def _layer_map(cells: list[PairStat]) -> list[tuple[int, int, float]]:
     return sorted(result)
 
 
+def block_units_test(
+    a: ModelTensors,
+    b: ModelTensors,
+    *,
+    hint: list[tuple[int, int]] | None = None,
+    budget: Budget | None = None,
+    plan: list[tuple[int, int]] | None = None,
+) -> tuple[Outcome | None, list[PairStat]]:
+    """φ_BLOCK (embedding-free) on the plan (default: the battery's), the hinted block pairs and,
+    for small models, every block pair; the outcome and every cell's statistic.  None when one MLP
+    is gated and the other is not (their units are not alike)."""
+    if not a.depth or not b.depth or a.glu != b.glu:
+        return None, []
+    budget = budget or Budget()
+    plan = plan if plan is not None else _plan(a, b, hint, budget)
+    cells = sorted(set(plan) | {(i, j) for i, j in hint or [] if 0 <= i < a.depth and 0 <= j < b.depth})
+    localized_run = a.depth * b.depth <= budget.localized_max_cells
+    if localized_run:
+        cells = [(i, j) for i in range(a.depth) for j in range(b.depth)]
+
+    def span(layer: int) -> int | None:
+        return None if a.mlp_units(layer) <= budget.unit_block else budget.unit_block
+
+    stats = {
+        (i, j): block_units_stat(a.unit_descriptors(i, span(i)), b.unit_descriptors(j), layers=(i, j)) for i, j in cells
+    }
+    localized = (
+        [[round(stats[(i, j)].log10_p, 4) for j in range(b.depth)] for i in range(a.depth)] if localized_run else None
+    )
+    parts = [log10_bonferroni_min([s.log10_p for s in stats.values()])]
+    diagonal = [stats[(i, i)].log10_p for i in range(a.depth)] if a.depth == b.depth else []
+    if diagonal:
+        parts.append(log10_fisher(diagonal))
+    outcome = Outcome(
+        "block_units",
+        log10_bonferroni_min(parts),
+        NULL_BLOCK,
+        {
+            "blocks": [stats[p].as_json() for p in sorted(set(plan) & set(stats))],
+            "unit_block": [span(0)],
+            "cells_tested": len(stats),
+            "localized": localized,
+        },
+    )
+    return outcome, list(stats.values())
+
+
 def _constrained_mlp(
     a: ModelTensors, b: ModelTensors, plan: list[tuple[int, int]], budget: Budget
 ) -> tuple[Outcome | None, list[PairStat]]:
@@ -273,8 +328,11 @@ def run_battery(
     constrained, constrained_blocks = _constrained_mlp(a, b, plan, budget)
     if constrained is not None:
         tests.append(constrained)
+    block_units, block_cells = block_units_test(a, b, hint=hint, budget=budget, plan=plan)
+    if block_units is not None:
+        tests.append(block_units)
     combined = log10_bonferroni_min([t.log10_p for t in tests]) if tests else 0.0
-    layer_map = _layer_map(_block_evidence(cells, constrained_blocks))
+    layer_map = _layer_map(_block_evidence([*cells, *block_cells], constrained_blocks))
     return PairReport(a.label, b.label, tests, combined, layer_map, localized)
 
 
