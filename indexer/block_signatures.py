@@ -165,49 +165,49 @@ def _head_bases(rows: torch.Tensor, head_dim: int) -> torch.Tensor:
 
 
 class BlockForms:
-    """The matrices S of :data:`FORMS` of one block, kept as low-rank factors."""
+    """The matrices S of :data:`FORMS` of one block, kept as low-rank factors: every form of a
+    batch of rows comes from one product of the rows with the stacked directions (query and key
+    rows, the heads' orthonormal bases, the Gram sample), in the dtype of the block's read rows."""
 
     def __init__(self, rows: BlockRows) -> None:
+        dtype = rows.read.dtype
         g = min(rows.gram_units, len(rows.read))
-        self.q, self.k = rows.q, rows.k
-        self.kkt, self.qqt = rows.k @ rows.k.t(), rows.q @ rows.q.t()
-        self.bases = {
-            "q": _head_bases(rows.q, rows.head_dim),
-            "k": _head_bases(rows.k, rows.head_dim),
-            "v": _head_bases(rows.v, rows.head_dim),
-        }
-        self.gram_read = _unit_rows(rows.read[:g])  # [G, h]
-        self.gram_up = _unit_rows(rows.up[:g]) if rows.up is not None else self.gram_read
-        self.g = g
-
-    def _proj(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        """x Π xᵀ per row of x, Π the mean of the heads' projectors."""
-        coords = torch.einsum("nh,bhd->bnd", x, self.bases[name])
-        return coords.pow(2).sum(dim=(0, 2)) / len(self.bases[name])
-
-    def _proj_then_gram(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        """x Π N_r Π xᵀ = ‖R̂ Π xᵀ‖² / G per row of x."""
-        basis = self.bases[name]
-        projected = torch.einsum("bhd,bnd->nh", basis, torch.einsum("nh,bhd->bnd", x, basis)) / len(basis)
-        return (projected @ self.gram_read.t()).pow(2).sum(dim=1) / self.g
+        q, k = rows.q.to(dtype), rows.k.to(dtype)
+        bases = [_head_bases(m.to(dtype), rows.head_dim) for m in (rows.q, rows.k, rows.v)]  # [heads, h, hd] each
+        gram_read = _unit_rows(rows.read[:g])
+        gram_up = _unit_rows(rows.up[:g].to(dtype)) if rows.up is not None else gram_read
+        self.parts = [q, k, *(b.transpose(1, 2).reshape(-1, b.shape[1]) for b in bases), gram_read, gram_up]
+        self.directions = torch.cat(self.parts)  # [D, h]
+        self.kkt, self.qqt = k @ k.t(), q @ q.t()
+        self.heads = [len(b) for b in bases]
+        # (x Π) R̂ᵀ = Σ_heads (x E) (Eᵀ R̂ᵀ): the heads' bases against the Gram sample, [heads, hd, G]
+        self.bases_gram = [b.transpose(1, 2) @ gram_read.t() for b in bases]
+        self.gram, self.g = gram_read, g
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """[n, len(FORMS)]: x̂ S x̂ᵀ for every row x of ``x`` (rows need not be normalised)."""
-        x = _unit_rows(x)
-        xq, xk = x @ self.q.t(), x @ self.k.t()
-        read = x @ self.gram_read.t()  # [n, G]
+        x = _unit_rows(x.to(self.directions.dtype))
+        coords = x @ self.directions.t()
+        xq, xk, cq, ck, cv, read, up = coords.split([len(p) for p in self.parts], dim=1)
+        heads = [c.reshape(len(x), h, -1) for c, h in zip((cq, ck, cv), self.heads)]  # [n, heads, hd]
+
+        def projector(c: torch.Tensor) -> torch.Tensor:  # x Π xᵀ, Π the mean of the heads' projectors
+            return c.pow(2).sum(dim=(1, 2)) / c.shape[1]
+
+        def projector_gram(c: torch.Tensor, bases_gram: torch.Tensor) -> torch.Tensor:  # ‖R̂ Π xᵀ‖² / G
+            projected = torch.einsum("nbd,bdg->ng", c, bases_gram) / c.shape[1]
+            return projected.pow(2).sum(dim=1) / self.g
+
         forms = [
             (xq * xk).sum(dim=1),  # x Qᵀ K xᵀ
             ((xq @ self.kkt) * xq).sum(dim=1),  # ‖x Qᵀ K‖²
             ((xk @ self.qqt) * xk).sum(dim=1),  # ‖x Kᵀ Q‖²
-            self._proj("q", x),
-            self._proj("k", x),
-            self._proj("v", x),
+            *(projector(c) for c in heads),  # Π_Q, Π_K, Π_V
             read.pow(2).sum(dim=1) / self.g,  # ‖R̂ xᵀ‖² / G
-            (read @ self.gram_read).pow(2).sum(dim=1) / self.g**2,  # ‖R̂ᵀ R̂ xᵀ‖² / G²
-            (x @ self.gram_up.t()).pow(2).sum(dim=1) / self.g,
-            self._proj_then_gram("v", x),
-            self._proj_then_gram("q", x),
+            (read @ self.gram).pow(2).sum(dim=1) / self.g**2,  # ‖R̂ᵀ R̂ xᵀ‖² / G²
+            up.pow(2).sum(dim=1) / self.g,  # ‖Ŵ xᵀ‖² / G
+            projector_gram(heads[2], self.bases_gram[2]),  # x Π_V N_r Π_V xᵀ
+            projector_gram(heads[0], self.bases_gram[0]),  # x Π_Q N_r Π_Q xᵀ
         ]
         return torch.stack(forms, dim=1)
 

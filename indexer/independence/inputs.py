@@ -22,6 +22,8 @@ from pedigree.indexer.probes import ProbeSelection, select_probes
 from pedigree.indexer.sources import TensorSource
 from pedigree.indexer.vocabulary import read_vocabulary
 
+EXACT_DESCRIPTORS = 1 << 24  # unit descriptors of blocks up to this many MLP weights are computed in float64
+
 
 @dataclass(frozen=True)
 class Mlp:
@@ -120,15 +122,16 @@ class ModelTensors:
             else:  # the second description needs the down columns: the whole block
                 mlp = self.mlp(layer)
             q, k, v = read_attention(self.loader, self.roles, roles)
-            read = mlp.gate if mlp.gate is not None else mlp.up
+            read = (mlp.gate if mlp.gate is not None else mlp.up)[:units]
+            dtype = torch.float64 if read.numel() <= EXACT_DESCRIPTORS else torch.float32  # a 7B block: float32
             rows = BlockRows(
                 q=q,
                 k=k,
                 v=v,
                 head_dim=roles.head_dim,
-                read=read[:units].double(),
-                up=mlp.up[:units].double() if glu else None,
-                down_t=None if mlp.down_t is None else mlp.down_t[:units].double(),
+                read=read.to(dtype),
+                up=mlp.up[:units].to(dtype) if glu else None,
+                down_t=None if mlp.down_t is None else mlp.down_t[:units].to(dtype),
             )
             with torch.no_grad():
                 first, second = matching_descriptors(rows)
