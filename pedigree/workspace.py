@@ -147,7 +147,7 @@ class Workspace:
 
             ready = [o.id for o in outcomes if o.status in (Status.INDEXED, Status.UNCHANGED)]
             confirmations = confirm_new_models(
-                self.store, lambda m: self.related(m, confirm).related, ready, progress=on_pair
+                self.store, lambda m: self.related(m, confirm).related, ready, progress=on_pair, indexes=self.indexes
             )
             graph = self.build_graph()
         counts = {str(status): sum(o.status == status for o in outcomes) for status in COUNTED}

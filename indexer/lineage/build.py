@@ -83,6 +83,7 @@ def pair_of(evidence: PairEvidence, log10_p: float | None) -> Pair:
         block_map=tuple(
             (int(pk), tuple((int(i), int(j), float(c)) for i, j, c in rows))
             for pk, rows in sorted((detail.get("block_map") or {}).items())
+            if pk.isdigit()
         ),
     )
 

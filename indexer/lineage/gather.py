@@ -14,14 +14,17 @@ from __future__ import annotations
 
 from itertools import combinations
 
+import numpy as np
+
 from pedigree.indexer.lineage.evidence import merge_fit, pair_weight_evidence
 from pedigree.indexer.lineage.structure import layer_map, layer_relation, vocabulary_evidence
 from pedigree.indexer.lineage.workers import Models
 from pedigree.indexer.scoring import FingerprintView, align_layers
 from pedigree.storage.db import Store
 from pedigree.storage.lineage import PairEvidence, save_merge_evidence, save_pair_evidence
+from pedigree.types import BLOCK_SIGNATURE, VectorRow
 
-EVIDENCE_VERSION = 4  # 2: layer map, vocabulary; 3: per-matrix growth; 4: block maps both ways
+EVIDENCE_VERSION = 5  # 2: layer map, vocabulary; 3: per-matrix growth; 4: block maps; 5: from block signatures
 MIN_GROWTH_MATRICES = 6  # a consistent growth is judged over at least this many changed matrices
 MERGE_NEIGHBOURS = 4  # merge fits are tried on pairs among a model's 4 closest same-coordinate relatives
 ALL_PAIRS_UP_TO = 48  # families up to this size get evidence for every pair, larger ones per-member nearest
@@ -33,8 +36,6 @@ def candidate_pairs(store: Store, group: list[int], version: str) -> list[tuple[
     nearest members by model-vector cosine (a parent that drifted far is still among them)."""
     if len(group) <= ALL_PAIRS_UP_TO:
         return list(combinations(group, 2))
-    import numpy as np
-
     vectors = np.stack([next(r.vector for r in store.vectors_of(pk, version) if r.kind == "model") for pk in group])
     similarity = vectors @ vectors.T
     pairs: set[tuple[int, int]] = set()
@@ -45,13 +46,29 @@ def candidate_pairs(store: Store, group: list[int], version: str) -> list[tuple[
     return sorted(pairs)
 
 
-def structure_evidence(a: int, b: int, view_a: FingerprintView, view_b: FingerprintView, models: Models) -> dict:
-    """The pair's layer-map and vocabulary direction evidence, naming the child by its key."""
+def signatures(rows: list[VectorRow]) -> np.ndarray:
+    """A model's embedding-free block signatures, one row per block (empty when it has none)."""
+    found = sorted((row.layer, row.vector) for row in rows if row.kind == BLOCK_SIGNATURE)
+    return np.stack([vector for _, vector in found]) if found else np.zeros((0, 0), np.float32)
+
+
+def structure_evidence(
+    a: int, b: int, rows_a: list[VectorRow], rows_b: list[VectorRow], ids: tuple[str, str], models: Models
+) -> dict:
+    """The pair's block maps, layer-map and vocabulary direction evidence, naming the child by its
+    key.  The block map (which blocks are kept copies of the other's, for passthrough merges) is
+    read from the embedding-free block signatures when both have them - a transplanted block keeps
+    its signature under another model's embedding - else from the fingerprint's block vectors; the
+    layer-map direction always from the fingerprint (same embedding: the finer measure)."""
     out: dict = {}
+    view_a, view_b = FingerprintView.from_rows(ids[0], rows_a), FingerprintView.from_rows(ids[1], rows_b)
     cosines = align_layers(view_a.layers, view_b.layers).cosines
+    sig_a, sig_b = signatures(rows_a), signatures(rows_b)
+    blocks = np.clip(sig_a @ sig_b.T, -1.0, 1.0) if len(sig_a) and len(sig_b) else cosines
     out["block_map"] = {
-        str(a): [[i, j, round(c, 6)] for i, j, c in layer_map(cosines)],
-        str(b): [[j, i, round(c, 6)] for j, i, c in layer_map(cosines.T)],
+        str(a): [[i, j, round(c, 6)] for i, j, c in layer_map(blocks)],
+        str(b): [[j, i, round(c, 6)] for j, i, c in layer_map(blocks.T)],
+        "from": "block signatures" if blocks is not cosines else "fingerprint",
     }
     deep, shallow, matrix = (a, b, cosines) if len(view_a.layers) >= len(view_b.layers) else (b, a, cosines.T)
     relation = layer_relation(matrix)
@@ -88,13 +105,13 @@ def ensure_pair_evidence(
             and (ev.detail or {}).get("version") == EVIDENCE_VERSION
         ):
             continue
-        view_a = FingerprintView.from_rows(ra.id, store.vectors_of(a, version))
-        view_b = FingerprintView.from_rows(rb.id, store.vectors_of(b, version))
+        rows_a, rows_b = store.vectors_of(a, version), store.vectors_of(b, version)
+        view_a, view_b = FingerprintView.from_rows(ra.id, rows_a), FingerprintView.from_rows(rb.id, rows_b)
         alignment = align_layers(view_a.layers, view_b.layers)
         matched = sum(c for _, _, c in alignment.pairs) / max(len(view_a.layers), len(view_b.layers), 1)
         try:
             weights = pair_weight_evidence(models(a), models(b), [(i, j) for i, j, _ in alignment.matches(view_a.dim)])
-            weights.update(structure_evidence(a, b, view_a, view_b, models))
+            weights.update(structure_evidence(a, b, rows_a, rows_b, (ra.id, rb.id), models))
         except Exception as error:  # noqa: BLE001 - evidence is optional; the distance still counts
             weights = {
                 "raw_cosine": None,
