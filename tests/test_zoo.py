@@ -86,7 +86,7 @@ def test_lineage_is_consistent(truth: dict) -> None:
         if entry["relation"] == "root":
             assert entry["family"] == model_id
         assert (entry["relation"] == "merge") == (len(entry["parents"]) == 2)
-    assert set(RELATIONS) == {e["relation"] for e in truth.values()}
+    assert set(RELATIONS) - {"copy", "vocab_pruned", "upscaled"} == {e["relation"] for e in truth.values()}  # zoo B's
 
 
 def test_roots(truth: dict) -> None:

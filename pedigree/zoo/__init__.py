@@ -1,22 +1,29 @@
-"""A deterministic zoo of small, really-trained transformers with known lineage (pedigree's ground truth).
+"""Deterministic zoos of small, really-trained transformers with known lineage (pedigree's ground truth).
+
+Two zoos from one builder: zoo A (``recipes``), the development zoo every rule is tuned on, and
+zoo B (``recipes_b``), held out — written apart, only ever reported.
 
 Modules, in the order a build uses them:
 
-* ``corpus``        — training text cut from the installed Python standard library (six domains, hashed);
-* ``tokenization``  — the five families' tokenizers (tokenizers library), Hub tokenizer files, vocab extension;
+* ``corpus``        — training text cut from the installed Python standard library (six domains, hashed;
+  a salt picks other slices);
+* ``tokenization``  — the five families' tokenizers (tokenizers library), Hub tokenizer files, vocab
+  extension and pruning;
 * ``architectures`` — Llama / Qwen2 / GPT-2 / GPT-NeoX / BERT as one functional forward over canonical names;
 * ``hf_layout``     — Hugging Face state-dict names <-> canonical names (fused / transposed tensors);
 * ``models``        — ``Model``, ``load_model``, ``save_checkpoint`` (Hub folder layout, shards, dtypes);
-* ``training``      — CLM / MLM / LoRA / distillation training on CPU;
+* ``training``      — CLM / MLM / LoRA / distillation training on CPU, a zoo's optimiser settings;
 * ``transforms``    — function-preserving reparametrisations (permutations, rotation, per-head maps, ...);
-* ``lossy``         — int8 round trip, layer drop, width prune, vocab extension, MLP re-init, averaging;
-* ``recipes``       — the model graph and the "small" / "full" size profiles;
+* ``lossy``         — int8 round trip, block restacking (layer drop, depth up-scaling, frankenmerge),
+  width prune, vocab extension and selection, MLP re-init, averaging;
+* ``spec``          — ``SizeProfile``, ``ModelRecipe``, ``RELATIONS`` and ``ZooSpec`` (one whole zoo);
+* ``recipes`` / ``recipes_b`` — zoo A / zoo B: model graph and "small" / "full" size profiles;
 * ``cards``         — Hub README.md with YAML front matter;
 * ``ops``           — making one model and writing its folder;
-* ``build``         — ``build_zoo`` (scheduling, cache, truth.json, zoo.json);
-* (tests and benchmarks cache the small zoo with ``bench/zoo_cache.py``)
+* ``build``         — ``build_zoo`` (scheduling, cache, hidden models, truth.json, zoo.json);
+* (tests and benchmarks cache the small zoos with ``bench/zoo_cache.py``)
 
-CLI: ``python -m pedigree.zoo build --size small|full --out DIR``.
+CLI: ``python -m pedigree.zoo build [--zoo a|b] --size small|full --out DIR``.
 """
 
 from __future__ import annotations

@@ -1,13 +1,17 @@
-"""``build_zoo``: corpus → tokenizers → every recipe of ``recipes.ZOO`` → truth.json + zoo.json.
+"""``build_zoo``: corpus → tokenizers → every recipe of a ``ZooSpec`` → truth.json + zoo.json.
 
-Models are made by ``ops.run_task`` in worker processes (spawned, one torch thread each), a model
-as soon as its parents exist, longest remaining chain first.  Each task reads only published
+Two zoos: ``"a"`` (``recipes.ZOO_A``, the development zoo) and ``"b"`` (``recipes_b.ZOO_B``, held
+out).  Models are made by ``ops.run_task`` in worker processes (spawned, one torch thread each), a
+model as soon as its parents exist, longest remaining chain first.  Each task reads only published
 parent folders and runs single-threaded, so the output does not depend on the worker count.
+Hidden recipes are built into ``<out_dir>-hidden`` (with their own truth.json), never into
+``out_dir``; a served child of a hidden parent lists it as ``latent_parent``, not among ``parents``.
 
 Cache: ``zoo.json`` records ``recipe_hash`` = SHA-256 over (ZOO_VERSION, the zoo's source code,
-the corpus hash, the torch version, the size profile and every recipe).  If ``out_dir/zoo.json``
-carries the same hash and every folder is present, ``build_zoo`` returns it without rebuilding.
-``zoo.json`` is written last, so an interrupted build is never mistaken for a finished one.
+the corpus hash, the torch version, the zoo's settings, the size profile and every recipe).  If
+``out_dir/zoo.json`` carries the same hash and every folder is present, ``build_zoo`` returns it
+without rebuilding.  ``zoo.json`` is written last, so an interrupted build is never mistaken for a
+finished one.
 """
 
 from __future__ import annotations
@@ -20,8 +24,6 @@ import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from datetime import UTC, datetime, timedelta
-from functools import cache
 from pathlib import Path
 from typing import Literal
 
@@ -30,13 +32,14 @@ import torch
 from .architectures import ARCHITECTURES
 from .corpus import build_corpus
 from .ops import Task, run_task
-from .recipes import SIZES, TOKENIZER_DATA, TOKENIZER_OF, ZOO, ModelRecipe, recipe_payload
+from .recipes import ZOO_A
+from .recipes_b import ZOO_B
+from .spec import TOKENIZER_OF, ModelRecipe, ZooSpec
 from .tokenization import train_tokenizer
 
 ZOO_VERSION = "1"
-BASE_TIME = datetime(2024, 3, 1, tzinfo=UTC)
+ZOOS: dict[str, ZooSpec] = {"a": ZOO_A, "b": ZOO_B}
 Progress = Callable[[str, int, int], None]
-_BY_ID = {r.id: r for r in ZOO}
 
 
 def code_fingerprint() -> str:
@@ -48,39 +51,17 @@ def code_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def recipe_hash(size: str, corpus_sha256: str) -> str:
+def recipe_hash(spec: ZooSpec, size: str, corpus_sha256: str) -> str:
     """The cache key of a zoo build."""
     payload = {
         "version": ZOO_VERSION,
         "code": code_fingerprint(),
         "corpus": corpus_sha256,
         "torch": ".".join(torch.__version__.split(".")[:2]),
-        "recipes": recipe_payload(size),
+        "zoo": spec.settings_payload(),
+        "recipes": spec.recipe_payload(size),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def dependencies(r: ModelRecipe) -> set[str]:
-    """Models that must exist before ``r`` can be made (parents and distillation teacher)."""
-    return set(r.parents) | ({r.teacher} if r.teacher else set())
-
-
-def family_of(model_id: str) -> str:
-    """The root reached by following first parents."""
-    r = _BY_ID[model_id]
-    return model_id if not r.parents else family_of(r.parents[0])
-
-
-def created_times() -> dict[str, str]:
-    """Deterministic ISO-8601 creation times: recipe k is created k days (and k hours) after
-    BASE_TIME; recipes are listed parents-first, so parents are strictly older."""
-    out: dict[str, str] = {}
-    for k, r in enumerate(ZOO):
-        missing = dependencies(r) - out.keys()
-        if missing:
-            raise ValueError(f"{r.id} is listed before its dependencies {sorted(missing)}")
-        out[r.id] = (BASE_TIME + timedelta(days=k, hours=k)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return out
 
 
 def declared(r: ModelRecipe) -> dict:
@@ -89,14 +70,14 @@ def declared(r: ModelRecipe) -> dict:
     return {"base_model": base, "base_model_relation": r.declared_relation}
 
 
-def truth_entry(r: ModelRecipe, created_at: str, notes: dict) -> dict:
-    """The ground-truth record of one model."""
-    return {
-        "parents": list(r.parents),
+def truth_entry(spec: ZooSpec, r: ModelRecipe, created_at: str, notes: dict) -> dict:
+    """The ground-truth record of one model (a hidden parent becomes ``latent_parent``)."""
+    entry = {
+        "parents": [p for p in r.parents if not spec.by_id[p].hidden],
         "relation": r.relation,
         "architecture": ARCHITECTURES[r.arch],
         "model_type": r.arch,
-        "family": family_of(r.id),
+        "family": spec.family_of(r.id),
         "created_at": created_at,
         "declared": declared(r),
         "declaration": r.declaration,
@@ -104,44 +85,59 @@ def truth_entry(r: ModelRecipe, created_at: str, notes: dict) -> dict:
         "shards": r.shards,
         "notes": notes,
     }
+    latent = [p for p in r.parents if spec.by_id[p].hidden]
+    if latent:
+        (entry["latent_parent"],) = latent
+    if r.hidden:
+        entry["hidden"] = True
+    return entry
 
 
-@cache
-def _cost(model_id: str) -> float:
-    """Rough work of a model plus its longest chain of descendants (scheduling priority)."""
-    r = _BY_ID[model_id]
-    own = {"pretrain": 5.0, "finetune": 1.0, "heal": 1.0, "none": 0.1}[r.steps] * (1.4 if r.op == "distill" else 1)
-    children = [c.id for c in ZOO if model_id in dependencies(c)]
-    return own + max((_cost(c) for c in children), default=0.0)
+def _costs(spec: ZooSpec) -> dict[str, float]:
+    """Rough work of each model plus its longest chain of descendants (scheduling priority)."""
+    out: dict[str, float] = {}
+    for r in reversed(spec.recipes):  # children are listed after their dependencies
+        own = {"pretrain": 5.0, "finetune": 1.0, "heal": 1.0, "none": 0.1}[r.steps] * (1.4 if r.op == "distill" else 1)
+        children = [c.id for c in spec.recipes if r.id in spec.dependencies(c.id)]
+        out[r.id] = own + max((out[c] for c in children), default=0.0)
+    return out
 
 
-def _tasks(out_dir: Path, size: str, corpus_domains: dict[str, str]) -> dict[str, Task]:
-    profile = SIZES[size]
-    times = created_times()
+def _tasks(spec: ZooSpec, out_dir: Path, size: str, corpus_domains: dict[str, str]) -> dict[str, Task]:
+    profile = spec.sizes[size]
+    times = spec.created_times()
     tokenizers = {
         kind: train_tokenizer(
-            kind, "\n\n".join(corpus_domains[d] for d in TOKENIZER_DATA[kind]), profile.vocab_size
+            kind, "\n\n".join(corpus_domains[d] for d in spec.tokenizer_data[kind]), profile.vocab_size
         ).to_str()
-        for kind in sorted({TOKENIZER_OF[r.arch] for r in ZOO if not r.parents})
+        for kind in sorted({TOKENIZER_OF[r.arch] for r in spec.recipes if not r.parents})
     }
+    hidden = spec.hidden_dir(out_dir)
+
+    def folder(model_id: str) -> Path:
+        return (hidden if spec.by_id[model_id].hidden else out_dir) / model_id
+
     return {
         r.id: Task(
             recipe=r,
             profile=profile,
-            out_dir=str(out_dir),
+            out_dir=str(hidden if r.hidden else out_dir),
+            dep_folders={d: str(folder(d)) for d in sorted(spec.dependencies(r.id))},
+            optimizer=spec.optimizer,
             texts={d: corpus_domains[d] for d in r.data},
             root_tokenizer=None if r.parents else tokenizers[TOKENIZER_OF[r.arch]],
             created_at=times[r.id],
             card=declared(r),
         )
-        for r in ZOO
+        for r in spec.recipes
     }
 
 
-def _run_all(tasks: dict[str, Task], workers: int, progress: Progress | None) -> dict[str, dict]:
+def _run_all(spec: ZooSpec, tasks: dict[str, Task], workers: int, progress: Progress | None) -> dict[str, dict]:
     """Run every task once its dependencies are done; ``workers`` processes (1: in-process)."""
     results: dict[str, dict] = {}
     total = len(tasks)
+    cost = _costs(spec)
 
     def report(model_id: str) -> None:
         if progress is not None:
@@ -156,7 +152,9 @@ def _run_all(tasks: dict[str, Task], workers: int, progress: Progress | None) ->
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         running: dict = {}
         while pending or running:
-            ready = sorted((i for i in pending if dependencies(_BY_ID[i]) <= results.keys()), key=_cost, reverse=True)
+            ready = sorted(
+                (i for i in pending if spec.dependencies(i) <= results.keys()), key=cost.__getitem__, reverse=True
+            )
             for model_id in ready[: workers - len(running)]:
                 running[pool.submit(run_task, pending.pop(model_id))] = model_id
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -186,16 +184,19 @@ def dumps_compact(obj: object, indent: int = 0) -> str:
 
 def cached_manifest(out_dir: Path, key: str) -> dict | None:
     """The manifest of a finished build with this cache key, else None."""
-    path = Path(out_dir) / "zoo.json"
+    out_dir = Path(out_dir)
+    path = out_dir / "zoo.json"
     if not path.exists():
         return None
     try:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError:
         return None
-    if manifest.get("recipe_hash") != key or not (Path(out_dir) / "truth.json").exists():
+    if manifest.get("recipe_hash") != key or not (out_dir / "truth.json").exists():
         return None
-    if not all((Path(out_dir) / m / "config.json").exists() for m in manifest.get("models", {})):
+    hidden = out_dir.parent / manifest.get("hidden_dir", "")
+    folders = [out_dir / m for m in manifest.get("models", {})] + [hidden / m for m in manifest.get("hidden", {})]
+    if not all((f / "config.json").exists() for f in folders):
         return None
     return manifest
 
@@ -206,27 +207,39 @@ def default_workers() -> int:
 
 
 def build_zoo(
-    out_dir: Path, size: Literal["small", "full"], *, progress: Progress | None = None, workers: int | None = None
+    out_dir: Path,
+    size: Literal["small", "full"],
+    *,
+    zoo: Literal["a", "b"] = "a",
+    progress: Progress | None = None,
+    workers: int | None = None,
 ) -> dict:
-    """Build (or reuse) the zoo of ``size`` under ``out_dir``; returns the ``zoo.json`` manifest."""
+    """Build (or reuse) zoo ``zoo`` of ``size`` under ``out_dir``; returns the ``zoo.json`` manifest."""
+    spec = ZOOS[zoo]
     out_dir = Path(out_dir)
     start = time.perf_counter()
-    corpus = build_corpus(SIZES[size].chars_per_domain)
-    key = recipe_hash(size, corpus.sha256)
+    corpus = build_corpus(spec.sizes[size].chars_per_domain, salt=spec.corpus_salt)
+    key = recipe_hash(spec, size, corpus.sha256)
     cached = cached_manifest(out_dir, key)
     if cached is not None:
         return cached
+    hidden_dir = spec.hidden_dir(out_dir)
+    for folder, recipes in ((out_dir, spec.visible), (hidden_dir, [r for r in spec.recipes if r.hidden])):
+        for name in ("zoo.json", "truth.json"):
+            (folder / name).unlink(missing_ok=True)
+        for r in recipes:
+            shutil.rmtree(folder / r.id, ignore_errors=True)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name in ("zoo.json", "truth.json"):
-        (out_dir / name).unlink(missing_ok=True)
-    for r in ZOO:
-        shutil.rmtree(out_dir / r.id, ignore_errors=True)
-    tasks = _tasks(out_dir, size, corpus.domains)
-    results = _run_all(tasks, workers or default_workers(), progress)
-    truth = {r.id: truth_entry(r, tasks[r.id].created_at, results[r.id]["notes"]) for r in ZOO}
-    (out_dir / "truth.json").write_text(dumps_compact(truth) + "\n")
+    tasks = _tasks(spec, out_dir, size, corpus.domains)
+    results = _run_all(spec, tasks, workers or default_workers(), progress)
+    truth = {r.id: truth_entry(spec, r, tasks[r.id].created_at, results[r.id]["notes"]) for r in spec.recipes}
+    hidden = {m: e for m, e in truth.items() if e.get("hidden")}
+    if hidden:
+        (hidden_dir / "truth.json").write_text(dumps_compact(hidden) + "\n")
+    (out_dir / "truth.json").write_text(dumps_compact({m: e for m, e in truth.items() if m not in hidden}) + "\n")
     manifest = {
         "recipe_hash": key,
+        "zoo": spec.name,
         "size": size,
         "zoo_version": ZOO_VERSION,
         "corpus_sha256": corpus.sha256,
@@ -234,7 +247,12 @@ def build_zoo(
         "torch": torch.__version__,
         "build_seconds": round(time.perf_counter() - start, 1),
         "workers": workers or default_workers(),
-        "models": {r.id: {"relation": r.relation, "seconds": results[r.id]["seconds"]} for r in ZOO},
+        "models": {r.id: {"relation": r.relation, "seconds": results[r.id]["seconds"]} for r in spec.visible},
     }
+    if hidden:
+        manifest["hidden_dir"] = hidden_dir.name
+        manifest["hidden"] = {
+            m: {"relation": e["relation"], "seconds": results[m]["seconds"]} for m, e in hidden.items()
+        }
     (out_dir / "zoo.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest

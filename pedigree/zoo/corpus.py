@@ -2,8 +2,9 @@
 
 No downloads: every model in the zoo is trained on text found under
 ``sysconfig.get_paths()["stdlib"]``.  The ``.py`` files are listed, sorted, then visited in a
-fixed pseudo-random order (sorted by SHA-256 of the relative path) so that every domain samples
-the whole library rather than its alphabetical head.  Each file lands in exactly one group:
+fixed pseudo-random order (sorted by SHA-256 of ``salt`` + the relative path) so that every domain
+samples the whole library rather than its alphabetical head; another ``salt`` cuts other slices
+(zoo B's corpus; zoo A's salt is empty).  Each file lands in exactly one group:
 
 * ``tests``  -- files under a ``test``/``tests``/``idle_test`` folder, raw source;
 * ``web``    -- email, http, urllib, xml, json, html, wsgiref, xmlrpc, raw source;
@@ -120,11 +121,13 @@ def prose_of(source: str, tree: ast.Module) -> str:
     return "\n\n".join(pieces)
 
 
-def build_corpus(chars_per_domain: int, chars_per_file: int = 12_000, root: Path | None = None) -> Corpus:
-    """Cut the six domains from the stdlib; deterministic for a given Python installation."""
+def build_corpus(
+    chars_per_domain: int, chars_per_file: int = 12_000, root: Path | None = None, salt: str = ""
+) -> Corpus:
+    """Cut the six domains from the stdlib; deterministic for a given Python installation and salt."""
     root = Path(root or sysconfig.get_paths()["stdlib"])
     files = stdlib_files(root)
-    order = sorted(files, key=lambda p: hashlib.sha256(str(p.relative_to(root)).encode()).hexdigest())
+    order = sorted(files, key=lambda p: hashlib.sha256((salt + str(p.relative_to(root))).encode()).hexdigest())
     buckets: dict[str, list[str]] = {d: [] for d in DOMAINS}
     sizes = dict.fromkeys(DOMAINS, 0)
     used = 0

@@ -2,7 +2,12 @@
 
 * int8 round trip: per output row r of every matrix, scale s_r = max|W_r| / 127,
   W_r → s_r · clamp(round(W_r / s_r), −127, 127) (symmetric absmax, dequantised back).
-* layer dropping: remove blocks, renumber the rest (kept new → old mapping returned by ``kept_layers``).
+* block restacking (``stack_blocks``): child block i is block b of parent k for a layout of (k, b);
+  everything outside the blocks comes from parent 0.  Layer dropping (kept new → old mapping from
+  ``kept_layers``), SOLAR-style depth up-scaling (``upscale_layout``: the first L − m and the last
+  L − m blocks, m = L // 4, the overlap duplicated) and passthrough frankenmerges
+  (``frankenmerge_layout``) are layouts.
+* vocabulary selection: keep the embedding (and untied head / MLM bias) rows of listed token ids.
 * MLP width pruning: keep, per layer, the k units with the largest ‖gate_j‖·‖up_j‖·‖down_·j‖
   (GELU MLPs: ‖up_j‖·‖down_·j‖), in their original order.
 * vocabulary extension: append n rows to the embedding (and the untied head / BERT decoder
@@ -52,14 +57,56 @@ def kept_layers(num_layers: int, drop: Sequence[int]) -> list[int]:
 
 def drop_layers(config: dict, state_dict: StateDict, drop: Sequence[int]) -> tuple[dict, StateDict]:
     """Remove the blocks ``drop`` and renumber the remaining ones."""
-    spec, c, dtype = _canonical(config, state_dict)
-    keep = kept_layers(spec.layers, drop)
-    out = {k: v for k, v in c.items() if not k.startswith("layers.")}
-    for new, old in enumerate(keep):
+    keep = kept_layers(spec_from_config(config).layers, drop)
+    return stack_blocks(config, [state_dict], [(0, b) for b in keep])
+
+
+def upscale_layout(num_layers: int) -> list[int]:
+    """SOLAR depth up-scaling: parent blocks [0, L − m) then [m, L), m = L // 4 (child i ← result[i])."""
+    m = num_layers // 4
+    return list(range(num_layers - m)) + list(range(m, num_layers))
+
+
+def frankenmerge_layout(num_layers: int) -> list[tuple[int, int]]:
+    """A passthrough frankenmerge of two L-block parents: (parent, block) for each child block —
+    parent 0's blocks [0, 2q), parent 1's [q, 3q), parent 0's [3q, L), q = L // 4."""
+    q = num_layers // 4
+    return (
+        [(0, b) for b in range(2 * q)] + [(1, b) for b in range(q, 3 * q)] + [(0, b) for b in range(3 * q, num_layers)]
+    )
+
+
+def stack_blocks(
+    config: dict, state_dicts: Sequence[StateDict], layout: Sequence[tuple[int, int]]
+) -> tuple[dict, StateDict]:
+    """A model whose block i is block ``layout[i][1]`` of ``state_dicts[layout[i][0]]`` (tensors
+    copied as they are); embeddings, final norm and head from ``state_dicts[0]``.  All parents
+    share ``config``'s shapes."""
+    canon = [_canonical(config, sd)[1] for sd in state_dicts]
+    dtype = next(iter(state_dicts[0].values())).dtype
+    out = {k: v for k, v in canon[0].items() if not k.startswith("layers.")}
+    for new, (parent, old) in enumerate(layout):
         prefix = f"layers.{old}."
-        out.update({f"layers.{new}." + k[len(prefix) :]: v for k, v in c.items() if k.startswith(prefix)})
-    new_config = resize_config(config, layers=len(keep))
+        src = canon[parent]
+        out.update({f"layers.{new}." + k[len(prefix) :]: v for k, v in src.items() if k.startswith(prefix)})
+    new_config = resize_config(config, layers=len(layout))
     return new_config, _hf(new_config, out, dtype)
+
+
+def select_vocab(config: dict, state_dict: StateDict, keep_ids: Sequence[int]) -> tuple[dict, StateDict]:
+    """Keep the token rows ``keep_ids`` (in that order) of the embedding, an untied head and an MLM
+    decoder bias; every other tensor unchanged, the config's special token ids renumbered."""
+    spec, c, dtype = _canonical(config, state_dict)
+    keep = list(keep_ids)
+    idx = torch.tensor(keep, dtype=torch.long)
+    for name in ("embed", "head.w", "head.b"):
+        if name in c:
+            c[name] = c[name][idx]
+    new_config = resize_config(config, vocab_size=len(idx))
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        if isinstance(config.get(key), int):
+            new_config[key] = keep.index(config[key])
+    return new_config, _hf(new_config, c, dtype)
 
 
 def mlp_unit_scores(config: dict, state_dict: StateDict) -> list[torch.Tensor]:

@@ -1,9 +1,10 @@
 """Making one zoo model: the recipe's operation, then the Hub folder (weights, tokenizer, card).
 
 ``run_task`` is what a build worker executes.  It reads the parents from their *published*
-folders (so a child of a bf16 model starts from the bf16 weights, as it would on the Hub), runs
-single-threaded (so bytes do not depend on how many workers or cores the build has) and returns
-the notes that go into ``truth.json``.
+folders (so a child of a bf16 model starts from the bf16 weights, as it would on the Hub; a hidden
+parent from the folder beside the zoo), runs single-threaded (so bytes do not depend on how many
+workers or cores the build has) and returns the notes that go into ``truth.json``.  A copy and a
+vocabulary-pruned model keep their parent's dtype, so every tensor they share is bit-identical.
 """
 
 from __future__ import annotations
@@ -18,11 +19,21 @@ from tokenizers import Tokenizer
 from . import lossy
 from .architectures import ARCHITECTURES, make_config
 from .cards import render_card
-from .models import init_state_dict, load_model, save_checkpoint
-from .recipes import TOKENIZER_OF, ModelRecipe, SizeProfile
-from .tokenization import encode, extend_tokenizer, load_tokenizer, new_words, special_ids, write_tokenizer
-from .training import TokenData, TrainConfig, train
+from .models import Model, init_state_dict, load_model, save_checkpoint
+from .spec import TOKENIZER_OF, ModelRecipe, SizeProfile
+from .tokenization import (
+    encode,
+    extend_tokenizer,
+    load_tokenizer,
+    new_words,
+    prune_tokenizer,
+    special_ids,
+    write_tokenizer,
+)
+from .training import OptimizerSettings, TokenData, TrainConfig, train
 from .transforms import apply_steps, plan_function_preserving
+
+VOCAB_PRUNE_SHARE = 0.5  # a vocabulary-pruned model keeps the most used half of its domain's learned pieces
 
 
 @dataclass(frozen=True)
@@ -31,7 +42,9 @@ class Task:
 
     recipe: ModelRecipe
     profile: SizeProfile
-    out_dir: str
+    out_dir: str  # where the model is written
+    dep_folders: dict[str, str]  # the folder of every parent / teacher
+    optimizer: OptimizerSettings
     texts: dict[str, str]
     root_tokenizer: str | None  # tokenizer.json text for roots; derived models reuse the parent's
     created_at: str
@@ -39,7 +52,7 @@ class Task:
 
 
 def _train_config(task: Task, tok: Tokenizer, objective: str | None = None, lora_rank: int = 0) -> TrainConfig:
-    r, prof = task.recipe, task.profile
+    r, prof, opt = task.recipe, task.profile, task.optimizer
     ids = special_ids(tok, TOKENIZER_OF[r.arch])
     mlm = r.arch == "bert"
     return TrainConfig(
@@ -50,7 +63,8 @@ def _train_config(task: Task, tok: Tokenizer, objective: str | None = None, lora
         seed=r.data_seed if r.data_seed is not None else r.seed,
         objective=objective or ("mlm" if mlm else "clm"),
         lora_rank=lora_rank,
-        warmup_frac=0.1 if r.steps == "pretrain" else 0.05,
+        warmup_frac=opt.warmup_pretrain if r.steps == "pretrain" else opt.warmup_other,
+        optimizer=opt,
         mask_id=ids["mask"],
         special_ids=tuple(v for v in ids.values() if v is not None) if mlm else (),
     )
@@ -60,9 +74,14 @@ def _data(task: Task, tok: Tokenizer) -> TokenData:
     return TokenData.from_ids(encode(tok, "\n\n".join(task.texts[d] for d in task.recipe.data)))
 
 
+def _folder(task: Task, model_id: str) -> Path:
+    """The published folder of a parent or teacher."""
+    return Path(task.dep_folders[model_id])
+
+
 def make_model(task: Task) -> tuple[dict, dict[str, torch.Tensor], Tokenizer, dict]:
     """(config, state dict, tokenizer, notes) of the recipe's model."""
-    r, prof, out = task.recipe, task.profile, Path(task.out_dir)
+    r, prof = task.recipe, task.profile
     notes: dict = {"seed": r.seed}
     if r.data:
         notes["data"] = list(r.data)
@@ -76,7 +95,7 @@ def make_model(task: Task) -> tuple[dict, dict[str, torch.Tensor], Tokenizer, di
         teacher = None
         if r.op == "distill":
             assert r.teacher is not None  # a distillation recipe names its teacher
-            t = load_model(out / r.teacher)
+            t = load_model(_folder(task, r.teacher))
             teacher = (t.config, t.state_dict)
             notes.update(distilled_from=r.teacher, objective="KL to teacher soft targets, T=2")
         sd, result = train(
@@ -84,19 +103,33 @@ def make_model(task: Task) -> tuple[dict, dict[str, torch.Tensor], Tokenizer, di
         )
         return config, sd, tok, {**notes, **result.as_notes()}
 
-    parent = load_model(out / r.parents[0])
-    tok = load_tokenizer(out / r.parents[0])
+    parent = load_model(_folder(task, r.parents[0]))
+    config, sd, tok = _derive(task, parent, load_tokenizer(_folder(task, r.parents[0])), notes)
+    if r.steps != "none":
+        lora = prof.lora_rank if r.op == "lora" else 0
+        sd, result = train(config, sd, _data(task, tok), _train_config(task, tok, lora_rank=lora))
+        notes.update(result.as_notes())
+        if lora:
+            notes.update(lora_rank=lora, lora_alpha=16.0, lora_targets="q,k,v,o,gate,up,down", merged=True)
+    return config, sd, tok, notes
+
+
+def _derive(task: Task, parent: Model, tok: Tokenizer, notes: dict) -> tuple[dict, dict[str, torch.Tensor], Tokenizer]:
+    """The recipe's operation on its (first) parent, before any training; records it in ``notes``."""
+    r, prof = task.recipe, task.profile
     config, sd = parent.config, parent.state_dict
-    trains = r.steps != "none"
+    if r.op in ("copy", "vocab_prune") and parent.config["torch_dtype"] != r.dtype:
+        raise ValueError(f"{r.id}: a {r.op} keeps its parent's dtype {parent.config['torch_dtype']}")
     if r.op == "merge":
-        others = [load_model(out / p).state_dict for p in r.parents[1:]]
-        config, sd = lossy.average(config, [sd, *others])
-        notes["merge_weights"] = [1 / len(r.parents)] * len(r.parents)
+        others = [load_model(_folder(task, p)).state_dict for p in r.parents[1:]]
+        weights = list(r.merge_weights) or [1 / len(r.parents)] * len(r.parents)
+        config, sd = lossy.average(config, [sd, *others], weights)
+        notes["merge_weights"] = weights
     elif r.op == "transform":
         steps = plan_function_preserving(config, r.seed, r.kinds)
         config, sd = apply_steps(config, sd, steps)
         notes["transforms"] = [s.summary() for s in steps]
-        notes["function_preserving"] = True
+        notes["function_preserving"] = r.steps == "none"
     elif r.op == "quantize":
         config, sd = lossy.int8_roundtrip(config, sd)
         notes["quantization"] = "int8 symmetric absmax per output row, dequantised"
@@ -120,15 +153,32 @@ def make_model(task: Task) -> tuple[dict, dict[str, torch.Tensor], Tokenizer, di
     elif r.op == "reinit_mlp":
         config, sd = lossy.reinit_mlp(config, sd, prof.reinit_layer, r.seed)
         notes["reinitialised_mlp_layer"] = prof.reinit_layer
+    elif r.op == "copy":
+        notes["copy_of"] = r.parents[0]
+    elif r.op == "vocab_prune":
+        tok, kept = prune_tokenizer(tok, "\n\n".join(task.texts[d] for d in r.data), VOCAB_PRUNE_SHARE)
+        config, sd = lossy.select_vocab(config, sd, kept)
+        notes.update(
+            kept_token_ids=kept,
+            kept_share_of_used_pieces=VOCAB_PRUNE_SHARE,
+            vocab_size={"before": parent.spec.vocab_size, "after": len(kept)},
+        )
+    elif r.op == "upscale_depth":
+        layer_map = lossy.upscale_layout(parent.spec.layers)
+        config, sd = lossy.stack_blocks(config, [sd], [(0, b) for b in layer_map])
+        notes["layer_map"] = {str(i): b for i, b in enumerate(layer_map)}
+    elif r.op == "frankenmerge":
+        other = load_model(_folder(task, r.parents[1]))
+        if other.spec != parent.spec:
+            raise ValueError(f"{r.id}: a passthrough merge needs parents of one shape")
+        layout = lossy.frankenmerge_layout(parent.spec.layers)
+        config, sd = lossy.stack_blocks(config, [sd, other.state_dict], layout)
+        notes.update(
+            embeddings_from=r.parents[0], block_sources={str(i): [r.parents[k], b] for i, (k, b) in enumerate(layout)}
+        )
     elif r.op not in ("finetune", "lora"):
         raise ValueError(f"unknown op {r.op!r}")
-    if trains:
-        lora = prof.lora_rank if r.op == "lora" else 0
-        sd, result = train(config, sd, _data(task, tok), _train_config(task, tok, lora_rank=lora))
-        notes.update(result.as_notes())
-        if lora:
-            notes.update(lora_rank=lora, lora_alpha=16.0, lora_targets="q,k,v,o,gate,up,down", merged=True)
-    return config, sd, tok, notes
+    return config, sd, tok
 
 
 def run_task(task: Task) -> dict:

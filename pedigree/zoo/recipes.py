@@ -1,20 +1,18 @@
-"""The zoo, declaratively: sizes for "small" and "full" and the one model graph both share.
+"""Zoo A, declaratively: sizes for "small" and "full" and the one model graph both share.
 
-Each ``ModelRecipe`` names a model (``ORG/NAME``), how it is made (``op``), its true parents and
-relation, its training data (stdlib domains, see ``corpus``), storage dtype and sharding, and what
-its model card *declares* (``declared_base``/``declared_relation``) — deliberately missing or
-wrong for a few models, as recorded by ``declaration``.  Step counts and learning rates are given
-relative to the size profile (``steps``: "pretrain" | "finetune" | "heal"; ``lr_scale`` × the
-profile's peak pre-training LR), so both sizes build the same graph.
+Zoo A is the development zoo: every rule of pedigree is tuned on it (zoo B, ``recipes_b``, is held
+out).  The recipe fields are described in ``spec``; recipe k is created k days and k hours after
+``BASE_TIME``.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 
-from .architectures import Dims
+from .spec import RELATIONS, TOKENIZER_OF, ModelRecipe, SizeProfile, ZooSpec
 
-TOKENIZER_OF = {"llama": "llama", "qwen2": "qwen2", "gpt2": "gpt2", "gpt_neox": "neox", "bert": "bert"}
+__all__ = ["RELATIONS", "SIZES", "TOKENIZER_DATA", "TOKENIZER_OF", "ZOO", "ZOO_A", "ModelRecipe", "SizeProfile"]
+
 TOKENIZER_DATA = {
     "llama": ("code", "prose"),
     "qwen2": ("web", "prose", "tools"),
@@ -22,51 +20,7 @@ TOKENIZER_DATA = {
     "neox": ("prose", "async"),
     "bert": ("prose", "code"),
 }
-RELATIONS = ("root", "finetune", "adapter", "merge", "quantized", "pruned", "vocab_extended", "permuted", "rotated")
-
-
-@dataclass(frozen=True)
-class SizeProfile:
-    """Model sizes, data and step budgets of one zoo size."""
-
-    name: str
-    hidden: int
-    layers: int
-    heads: int
-    kv_heads: int
-    glu_intermediate: int
-    gelu_intermediate: int
-    vocab_size: int
-    max_positions: int
-    seq_len: int
-    batch: int
-    chars_per_domain: int
-    pretrain_steps: int
-    finetune_steps: int
-    heal_steps: int
-    pretrain_lr: float
-    lora_rank: int
-    new_tokens: int
-    drop: tuple[int, ...]
-    reinit_layer: int
-
-    def dims(self, model_type: str) -> Dims:
-        glu = model_type in ("llama", "qwen2")
-        return Dims(
-            hidden=self.hidden,
-            layers=self.layers,
-            heads=self.heads,
-            intermediate=self.glu_intermediate if glu else self.gelu_intermediate,
-            kv_heads=self.kv_heads if glu else 0,
-            max_positions=self.max_positions,
-            rotary_pct=0.25 if self.name == "full" else 0.5,
-        )
-
-    def steps(self, key: str) -> int:
-        return {"pretrain": self.pretrain_steps, "finetune": self.finetune_steps, "heal": self.heal_steps, "none": 0}[
-            key
-        ]
-
+BASE_TIME = datetime(2024, 3, 1, tzinfo=UTC)
 
 SIZES = {
     "small": SizeProfile(
@@ -114,32 +68,6 @@ SIZES = {
         reinit_layer=3,
     ),
 }
-
-
-@dataclass(frozen=True)
-class ModelRecipe:
-    """One zoo model.  ``op``: pretrain | distill | finetune | lora | transform | quantize | merge |
-    drop_layers | prune_width | vocab_extend | reinit_mlp."""
-
-    id: str
-    op: str
-    relation: str
-    arch: str
-    parents: tuple[str, ...] = ()
-    data: tuple[str, ...] = ()
-    steps: str = "none"
-    lr_scale: float = 0.0
-    seed: int = 0
-    data_seed: int | None = None
-    dtype: str = "float32"
-    shards: int = 1
-    teacher: str | None = None
-    kinds: tuple[str, ...] = ()
-    declared_base: str | tuple[str, ...] | None = None
-    declared_relation: str | None = None
-    declaration: str = "correct"
-    description: str = ""
-    tags: tuple[str, ...] = field(default_factory=tuple)
 
 
 S1, S2 = "llama-lab/tiny-llama-s1", "llama-lab/tiny-llama-s2"
@@ -517,6 +445,9 @@ ZOO: tuple[ModelRecipe, ...] = (
 )
 
 
+ZOO_A = ZooSpec("a", ZOO, SIZES, TOKENIZER_DATA, BASE_TIME, spacing=timedelta(days=1, hours=1))
+
+
 def recipe_payload(size: str) -> dict:
-    """Everything that determines the zoo's content for ``size`` (hashed for the cache)."""
-    return {"size": asdict(SIZES[size]), "models": [asdict(r) for r in ZOO]}
+    """Everything that determines zoo A's content for ``size`` (hashed for the cache)."""
+    return ZOO_A.recipe_payload(size)

@@ -12,7 +12,8 @@ Five kinds, one per family (each trained on that family's own text):
 * ``bert``   -- WordPiece, lower-cased, ``[PAD] [UNK] [CLS] [SEP] [MASK]``, ``[CLS] $A [SEP]``.
 
 The BPE/WordPiece trainers are deterministic for a given text and vocabulary size.
-``extend_tokenizer`` appends new whole-word tokens (the vocabulary-extension transform).
+``extend_tokenizer`` appends new whole-word tokens (the vocabulary-extension transform),
+``prune_tokenizer`` keeps only the pieces a text uses (vocabulary trimming).
 """
 
 from __future__ import annotations
@@ -243,6 +244,42 @@ def extend_tokenizer(tok: Tokenizer, words: list[str]) -> Tokenizer:
     new = Tokenizer.from_str(tok.to_str())
     new.add_tokens([AddedToken(w, single_word=True, normalized=False) for w in words])
     return new
+
+
+def prune_tokenizer(tok: Tokenizer, text: str, share: float = 1.0) -> tuple[Tokenizer, list[int]]:
+    """A BPE tokenizer trimmed to the most used ``share`` of the learned pieces ``text`` encodes to
+    (ties by id), the pieces they are merged from, the added (special) tokens and, with byte
+    fallback, the 256 byte pieces; merges of dropped pieces are dropped, ids renumbered in their old
+    order.  Returns the tokenizer and ``kept``: new id i was old id ``kept[i]``."""
+    spec = json.loads(tok.to_str())
+    model = spec["model"]
+    if model["type"] != "BPE":
+        raise ValueError("vocabulary pruning needs a BPE tokenizer")
+    vocab: dict[str, int] = model["vocab"]
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
+    piece_of = {i: piece for piece, i in vocab.items()}
+    added = {t["content"] for t in spec["added_tokens"]}
+    fixed = added | ({p for p in vocab if re.fullmatch(r"<0x[0-9A-F]{2}>", p)} if model.get("byte_fallback") else set())
+    counts = Counter(encode(tok, text))
+    used = sorted((i for i in counts if i in piece_of and piece_of[i] not in fixed), key=lambda i: (-counts[i], i))
+    keep = fixed | {piece_of[i] for i in used[: round(share * len(used))]}
+    made_from: dict[str, list[tuple[str, ...]]] = {}
+    for merge in merges:
+        made_from.setdefault("".join(merge), []).append(merge)
+    todo = list(keep)
+    while todo:
+        for merge in made_from.get(todo.pop(), []):
+            todo += [part for part in merge if part not in keep]
+            keep.update(merge)
+    kept = sorted({vocab[p] for p in keep if p in vocab} | {t["id"] for t in spec["added_tokens"]})
+    new_id = {old: new for new, old in enumerate(kept)}
+    model["vocab"] = {piece_of[old]: new_id[old] for old in kept if old in piece_of}
+    model["merges"] = [list(m) for m in merges if all(part in model["vocab"] for part in (*m, "".join(m)))]
+    for t in spec["added_tokens"]:
+        t["id"] = new_id[t["id"]]
+    for entry in (spec.get("post_processor") or {}).get("special_tokens", {}).values():
+        entry["ids"] = [new_id[i] for i in entry["ids"]]
+    return Tokenizer.from_str(json.dumps(spec)), kept
 
 
 def write_tokenizer(folder: Path, tok: Tokenizer, kind: str, model_max_length: int) -> None:

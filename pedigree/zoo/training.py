@@ -9,8 +9,9 @@ Objectives, per token position t with targets y and logits z:
 * LoRA — W + (α/r)·B A with A ~ N(0, 1/in), B = 0, only A and B trained (Hu et al.), merged
   into W at the end.
 
-AdamW (β = 0.9, 0.95; decoupled weight decay on matrices only), linear warm-up then cosine decay to
-``min_lr_frac``·lr, gradient-norm clipping at 1.  Every random draw comes from a seeded
+AdamW (β, ε and decoupled weight decay on matrices only; by default β = 0.9, 0.95, ε = 1e-8, decay
+0.1), linear warm-up then cosine decay to ``min_lr_frac``·lr, gradient-norm clipping (at 1 by
+default); a zoo sets these through its ``OptimizerSettings``.  Every random draw comes from a seeded
 ``torch.Generator``, so a run is reproducible on a given machine and thread count.
 Training runs on canonical parameters (``architectures``) and returns an HF-named state dict.
 """
@@ -46,6 +47,20 @@ class TokenData:
 
 
 @dataclass(frozen=True)
+class OptimizerSettings:
+    """A zoo's optimiser and schedule: AdamW β/ε/weight decay, clipping, warm-up fractions (pre-training
+    and everything else) and the final LR fraction.  The defaults are zoo A's."""
+
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    weight_decay: float = 0.1
+    clip_norm: float = 1.0
+    warmup_pretrain: float = 0.1
+    warmup_other: float = 0.05
+    min_lr_frac: float = 0.1
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """One training run.  ``objective``: "clm" | "mlm" | "distill"; ``lora_rank`` > 0 trains LoRA."""
 
@@ -56,8 +71,7 @@ class TrainConfig:
     seed: int
     objective: str = "clm"
     warmup_frac: float = 0.1
-    min_lr_frac: float = 0.1
-    weight_decay: float = 0.1
+    optimizer: OptimizerSettings = OptimizerSettings()  # its warm-up fractions are the caller's to pick
     lora_rank: int = 0
     lora_alpha: float = 16.0
     temperature: float = 2.0
@@ -90,12 +104,13 @@ class TrainResult:
 
 
 def lr_at(step: int, tc: TrainConfig) -> float:
-    """Linear warm-up for ``warmup_frac``·steps, then cosine from lr to ``min_lr_frac``·lr."""
+    """Linear warm-up for ``warmup_frac``·steps, then cosine from lr to ``optimizer.min_lr_frac``·lr."""
     warm = max(1, int(tc.warmup_frac * tc.steps))
     if step < warm:
         return tc.lr * (step + 1) / warm
     progress = (step - warm) / max(1, tc.steps - warm)
-    return tc.lr * (tc.min_lr_frac + (1 - tc.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * progress)))
+    floor = tc.optimizer.min_lr_frac
+    return tc.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def windows(ids: torch.Tensor, starts: torch.Tensor, length: int) -> torch.Tensor:
@@ -192,7 +207,7 @@ def train(
         for t in params.values():
             t.requires_grad_()
         groups = [
-            {"params": [t for t in params.values() if t.dim() >= 2], "weight_decay": tc.weight_decay},
+            {"params": [t for t in params.values() if t.dim() >= 2], "weight_decay": tc.optimizer.weight_decay},
             {"params": [t for t in params.values() if t.dim() < 2], "weight_decay": 0.0},
         ]
     scale = tc.lora_alpha / max(1, tc.lora_rank)
@@ -203,7 +218,7 @@ def train(
         return {**params, **{n: params[n] + scale * (b @ a) for n, (a, b) in lora.items()}}
 
     initial = heldout_loss(spec, params, data, tc)
-    opt = torch.optim.AdamW(groups, lr=tc.lr, betas=(0.9, 0.95), eps=1e-8)
+    opt = torch.optim.AdamW(groups, lr=tc.lr, betas=tc.optimizer.betas, eps=tc.optimizer.eps)
     length = tc.seq_len + (0 if tc.objective == "mlm" else 1)
     losses: list[float] = []
     for step in range(tc.steps):
@@ -213,7 +228,7 @@ def train(
         loss = batch_loss(spec, effective(), windows(data.train, starts, length), tc, gen, teacher_c)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 1.0)
+        torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], tc.optimizer.clip_norm)
         opt.step()
         losses.append(loss.item())
     with torch.no_grad():
