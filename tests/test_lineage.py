@@ -147,6 +147,9 @@ def test_layer_relation_reads_the_localized_map():
     assert layer_relation(pruned) == "pruned"
     assert layer_relation(base) is None  # same depth: the map says nothing about direction
     assert layer_relation(np.full((6, 4), 0.6)) is None  # no block clearly kept: no judgement
+    exact = np.full((4, 4), 0.5) + np.eye(4) * 0.5
+    exact[1, 1] = 1.0 - 1e-7  # identical blocks up to float rounding are all kept copies
+    assert layer_relation(exact[[0, 1, 2, 3, 3]]) == "upscaled"
 
 
 def test_vocabulary_direction_from_fresh_rows_and_bit_identical_rows():

@@ -276,9 +276,10 @@ def assemble(
     if len(nodes) == 1:
         return next(iter(nodes)), []
     passthrough = {}
+    copied = {pk for k, p in pairs.items() if len(k) == 2 and copy_kind(nodes[min(k)], nodes[max(k)], p) for pk in k}
     if len(nodes) > 2:
         for pk, node in nodes.items():
-            found = passthrough_parents(node, pairs)
+            found = None if pk in copied else passthrough_parents(node, pairs)
             if found:
                 passthrough[pk] = found
     core = sorted(pk for pk in nodes if pk not in passthrough)

@@ -2,7 +2,7 @@
 
 **Layer map.**  With C[i, j] the cosine of block i of the deeper model D and block j of the
 shallower model S (their fingerprint block vectors), block i *maps* to j when j is its best match
-and C[i, j] ≥ 1 − k · (1 − c*), where c* is the best match of the pair and k = ``MAP_SLACK``: a
+and C[i, j] ≥ 1 − k · max(1 − c*, 10⁻³), where c* is the best match of the pair and k = ``MAP_SLACK``: a
 block that is a copy of another (then trained as much as the pair's best-kept block, give or take
 k times) - not merely the neighbouring block of the same network (cross-block cosines of one
 trained model are 0.35-0.65 on the zoo, far below).  Then
@@ -42,6 +42,7 @@ from pedigree.indexer.vocabulary import read_vocabulary
 
 MAP_SLACK = 3.0
 MIN_BEST = 0.8
+MAP_FLOOR = 1e-3  # the slack never drops below this: identical blocks score 1 only up to float rounding
 FRESH_SPREAD = 0.5
 VOCAB_SAMPLE = 512  # rows sampled from the shared and from the extra pieces
 PRINCIPAL_SHARE = 8  # top-k principal directions: k = hidden / 8
@@ -55,7 +56,7 @@ def layer_map(cosines: np.ndarray) -> list[tuple[int, int, float]]:
     best = float(cosines.max())
     if best < MIN_BEST:
         return []
-    bar = 1.0 - MAP_SLACK * (1.0 - best)
+    bar = 1.0 - MAP_SLACK * max(1.0 - best, MAP_FLOOR)
     targets = cosines.argmax(axis=1)
     return [(i, int(j), float(cosines[i, j])) for i, j in enumerate(targets) if cosines[i, j] >= bar]
 
