@@ -118,7 +118,8 @@ def block_candidates(
 ) -> list[tuple[str, list[tuple[int, int, float]]]]:
     """Models sharing a block with ``model_id`` by block signature: (id, block map) with the map
     from :func:`block_signature_alignment` (blocks of ``model_id`` -> blocks of the other), most
-    matched blocks first, then the highest cosine.  FAISS proposes; the map is exact."""
+    matched blocks first, then the highest cosine: the best source of every block, then others up
+    to ``limit``.  FAISS proposes; the map is exact."""
     version = version or fingerprint_version()
     record = store.get_model(model_id)
     if record is None or record.pk is None or record.status != Status.INDEXED:
@@ -137,7 +138,17 @@ def block_candidates(
         if pairs:
             found.append((other.id, pairs))
     found.sort(key=lambda item: (-len(item[1]), -max(c for _, _, c in item[1]), item[0]))
-    return found[:limit]
+    # every block's best source is proposed, even when models sharing more blocks would fill the
+    # list (a frankenmerge's minority of transplanted blocks comes from a small family)
+    best: dict[int, tuple[float, str]] = {}
+    for other_id, pairs in found:
+        for i, _, c in pairs:
+            if c > best.get(i, (-2.0, ""))[0]:
+                best[i] = (c, other_id)
+    sources = {other_id for _, other_id in best.values()}
+    chosen = [item for item in found if item[0] in sources]
+    chosen += [item for item in found if item[0] not in sources][: max(0, limit - len(chosen))]
+    return sorted(chosen, key=found.index)
 
 
 def default_indexes(store: Store) -> VectorIndexes:

@@ -336,6 +336,35 @@ def test_a_passthrough_merge_gets_a_parent_in_each_family_it_took_blocks_from():
     assert {e.parent: e.evidence["passthrough"]["blocks"] for e in merge} == {2: [0, 1], 4: [2, 3]}
 
 
+def test_close_relatives_splitting_a_models_blocks_do_not_make_it_a_passthrough_merge():
+    # 3 re-initialised one MLP: no relative explains all its blocks, and its parent 1 and sibling 2
+    # (which share every block) split the others between them by a hair - one lineage, no stacking
+    nodes = {pk: node(pk) for pk in (1, 2, 3)}
+    full = tuple((b, b, 0.99) for b in range(4))
+    evidence = {
+        frozenset((1, 2)): Pair(
+            0.1, True, log10_p=-40.0, raw_distance=0.1, grown_child=2, block_map=((1, full), (2, full))
+        ),
+        frozenset((1, 3)): Pair(
+            0.1,
+            True,
+            log10_p=-40.0,
+            raw_distance=0.1,
+            grown_child=3,
+            block_map=((1, ((0, 0, 0.99), (1, 1, 0.97))), (3, ((0, 0, 0.99), (1, 1, 0.97)))),
+        ),
+        frozenset((2, 3)): Pair(
+            0.1,
+            True,
+            log10_p=-40.0,
+            raw_distance=0.12,
+            block_map=((2, ((2, 2, 0.99), (3, 3, 0.99))), (3, ((2, 2, 0.99), (3, 3, 0.99)))),
+        ),
+    }
+    _, edges = assemble(nodes, evidence, {}, "weights")
+    assert all(e.relation != "merge" for e in edges) and len(parents_of(edges).get(3, set())) == 1
+
+
 def test_a_weight_average_gets_both_parents():
     nodes = {1: node(1, 0), 2: node(2, 1), 3: node(3, 2), 4: node(4, 5)}
     evidence = pairs((1, 2, 0.1), (1, 3, 0.1), (2, 3, 0.14), (1, 4, 0.07), (2, 4, 0.05), (3, 4, 0.05))

@@ -276,12 +276,17 @@ def assemble(
     if len(nodes) == 1:
         return next(iter(nodes)), []
     passthrough = {}
+    depths = {pk: n.stats.layers for pk, n in nodes.items()}
     copied = {pk for k, p in pairs.items() if len(k) == 2 and copy_kind(nodes[min(k)], nodes[max(k)], p) for pk in k}
     if len(nodes) > 2:
         for pk, node in nodes.items():
-            found = None if pk in copied else passthrough_parents(node, pairs)
+            found = None if pk in copied else passthrough_parents(node, pairs, depths)
             if found:
                 passthrough[pk] = found
+    # a passthrough merge's parents are placed models (not merges themselves), and something is left to place
+    passthrough = {c: ps for c, ps in passthrough.items() if not set(ps) & set(passthrough)}
+    if len(passthrough) >= len(nodes) - 1:
+        passthrough = {}
     core = sorted(pk for pk in nodes if pk not in passthrough)
     placed = _Placed(passthrough=passthrough)
     groups = sorted(_related_groups(core, pairs) if passthrough else [core], key=len, reverse=True)
