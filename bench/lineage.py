@@ -43,6 +43,23 @@ def adjusted_rand_index(labels_true: list, labels_pred: list) -> float:
     return 1.0 if maximum == expected else (sum_cells - expected) / (maximum - expected)
 
 
+def true_families(truth: dict) -> list[int]:
+    """Per model (sorted ids), its true family: connected through any true parent - a merge joins
+    its parents' families -, a shared latent (unindexed) parent or its recorded family root."""
+    import networkx as nx
+
+    links = nx.Graph()
+    links.add_nodes_from(truth)
+    for model, facts in truth.items():
+        links.add_edges_from((model, parent) for parent in facts["parents"])
+        if facts.get("latent_parent"):
+            links.add_edge(model, "latent:" + facts["latent_parent"])
+        if facts.get("family") in truth:
+            links.add_edge(model, facts["family"])
+    label = {m: k for k, group in enumerate(nx.connected_components(links)) for m in group}
+    return [label[m] for m in sorted(truth)]
+
+
 def score(truth: dict, graph, discrepancies: dict | None) -> dict:
     """Directed edges are scored against the true parent edges; undirected edges (``directed``
     false: siblings, copies of unknown direction) are never parent claims - they are counted
@@ -58,7 +75,7 @@ def score(truth: dict, graph, discrepancies: dict | None) -> dict:
     unordered = {frozenset(e) for e in true_edges}
     placed = [e for e in found if frozenset(e) in unordered]
     ids = sorted(truth)
-    ari = adjusted_rand_index([truth[m]["family"] for m in ids], [graph.nodes[m]["family"] for m in ids])
+    ari = adjusted_rand_index(true_families(truth), [graph.nodes[m]["family"] for m in ids])
     relation_ok = [graph.edges[e]["relation"] == truth[e[1]]["relation"] for e in correct]
     merges = [m for m, f in truth.items() if f["relation"] == "merge"]
     result = {
