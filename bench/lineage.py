@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> None:
     result = {"size": args.size, "datasets": [run_dataset(name, path) for name, path in found]}
     result["environment"] = environment()
     command = f"python -m bench.lineage --size {args.size}" + (" --no-real" if args.no_real else "")
-    publish("lineage", result, markdown(result, command), report=not args.no_report)
+    publish(f"lineage-{args.size}", result, markdown(result, command), report=not args.no_report)
 
 
 if __name__ == "__main__":
