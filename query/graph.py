@@ -23,6 +23,7 @@ from pedigree.storage.db import Store
 from pedigree.storage.lineage import family_of_model, graph_edges, latest_build, members
 
 FORMATS = ("json", "graphml", "gexf", "parquet")
+MODES = ("full", "time", "weights")  # the lineage build modes (indexer.lineage.assemble.MODES)
 
 
 def current_build(store: Store, mode: str = "full") -> int | None:
@@ -95,6 +96,8 @@ def _first_parent_chain(graph: nx.DiGraph, node: str) -> list[str]:
 
 def lineage(store: Store, model_id: str, mode: str = "full") -> Lineage:
     """parents / ancestors / root / children / family_size of a model in the current graph."""
+    if mode not in MODES:
+        raise UsageError(f"unknown mode {mode!r} (choose from {', '.join(MODES)})")
     record = store.get_model(model_id)
     if record is None:
         raise ModelNotFoundError(f"{model_id!r} is not in the index")

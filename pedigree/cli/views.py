@@ -76,7 +76,12 @@ def lineage_summary(answer: LineageAnswer) -> RenderableType:
     if answer.family_size is None:
         return f"{name}: not in a lineage family (no confirmed relative, or no graph yet: `pedigree graph build`)"
     parents = ", ".join(_link(p) for p in answer.parents)
-    text = f"{name}: " + (f"derived from {escape(parents)}" if parents else "a root (no parent in the index)")
+    if parents:
+        text = f"{name}: derived from {escape(parents)}"
+    elif answer.siblings:
+        text = f"{name}: no parent shown (the weights do not order it against its relatives)"
+    else:
+        text = f"{name}: a root (no parent in the index)"
     if answer.ancestors:
         text += f"\n  ancestry: {escape(' <- '.join([answer.model, *answer.ancestors]))}"
     if answer.siblings:
