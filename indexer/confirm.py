@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
 
 from pedigree.indexer.block_signatures import PROPOSAL_BAR, block_signature_alignment
+from pedigree.indexer.evidence_store import open_evidence
 from pedigree.indexer.fingerprint import fingerprint_version
 from pedigree.indexer.independence.inputs import ModelTensors
 from pedigree.indexer.independence.logp import log10_benjamini_hochberg
@@ -73,7 +75,8 @@ def run_tests(
 
 
 def tested_pair(store: Store, a: ModelRecord, b: ModelRecord, *, hint=None, budget: Budget | None = None) -> dict:
-    """Stored results for (a, b) if current, else run the battery, store and return it."""
+    """Stored results for (a, b) if current, else run the battery on their stored evidence
+    (``indexer.evidence_store``: no checkpoint is opened), store and return it."""
     assert a.pk is not None and b.pk is not None  # records read from the store
     relation = get_relation(store, a.pk, b.pk)
     if relation is not None and is_current(relation, a, b, SUITE_VERSION):
@@ -90,8 +93,8 @@ def tested_pair(store: Store, a: ModelRecord, b: ModelRecord, *, hint=None, budg
     first, second = (a, b) if a.pk < b.pk else (b, a)
     if hint is not None and first is not a:
         hint = [(j, i) for i, j in hint]
-    with open_record(first) as source_a, open_record(second) as source_b:
-        result = run_tests(source_a, source_b, (first.id, second.id), hint=hint, budget=budget)
+    with closing(open_evidence(store, first)) as model_a, closing(open_evidence(store, second)) as model_b:
+        result = report_json(run_battery(model_a, model_b, hint=hint, budget=budget))
     save_report(store, first, second, SUITE_VERSION, result)
     result["tested_as"] = [first.id, second.id]
     if first is not a:  # report the block map in the caller's orientation

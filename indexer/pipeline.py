@@ -19,6 +19,7 @@ from pedigree.errors import CheckpointError, PedigreeError, UnsupportedModelErro
 from pedigree.indexer.adapters import MatrixLoader, ModelRoles, roles_for
 from pedigree.indexer.block_signatures import block_signatures
 from pedigree.indexer.card import MAX_CARD_BYTES, parse_card
+from pedigree.indexer.evidence_store import record_capture, write_capture
 from pedigree.indexer.fingerprint import (
     DEFAULT_DIM,
     DEFAULT_SAMPLE,
@@ -237,7 +238,9 @@ def _index(
     if record.created_at is None:
         record.created_at = created_at
     rows = fingerprint_rows(fingerprint) + signature_rows(source, record)
-    store.save_model(record, rows, version)
+    evidence = write_capture(store, record, source)  # what the tests and lineage will read: never the source again
+    record.pk = store.save_model(record, rows, version)
+    record_capture(store, record, *evidence)
     return IngestOutcome(
         record.id, Status.INDEXED, layers=len(fingerprint.layers), seconds=time.perf_counter() - started
     )

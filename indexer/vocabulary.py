@@ -338,3 +338,19 @@ def read_vocabulary(source: TensorSource) -> Vocabulary | None:
     """The checkpoint's vocabulary, from the first tokenizer file present; None if it has none."""
     found = find_vocabulary_file(source)
     return None if found is None else parse_vocabulary(*found)
+
+
+def piece_rank(piece: str) -> float:
+    """A fixed pseudo-random number in [0, 1) per token string (blake2b of its UTF-8)."""
+    digest = hashlib.blake2b(piece.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def vocabulary_sample(vocabulary: Vocabulary, rows: int, count: int) -> list[tuple[str, int]]:
+    """About ``count`` (piece, id) pairs of the vocabulary (ids below ``rows``), by id: the pieces
+    whose :func:`piece_rank` is below ``count / size``.  Two models' samples are nested (the one
+    with the lower rate is a subset of the other's where both have the piece), so the pieces
+    they share are sampled alike without either knowing the other."""
+    pairs = [(piece, token_id) for piece, token_id in vocabulary.tokens.items() if token_id < rows]
+    rate = min(1.0, count / max(len(pairs), 1))
+    return sorted(((p, i) for p, i in pairs if piece_rank(p) < rate), key=lambda pair: pair[1])

@@ -49,6 +49,11 @@ class UsageError(PedigreeError):
     does not exist, ...)."""
 
 
+class EvidenceMissingError(PedigreeError):
+    """What a test or the lineage stage needs of an indexed model is not in its evidence store
+    (not captured, or the file is gone or unreadable, and the source is unavailable)."""
+
+
 class StorageError(PedigreeError):
     """The DuckDB database or the FAISS indexes beside it cannot be used."""
 

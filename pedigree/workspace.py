@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     import networkx as nx
 
     from pedigree.crawler.http_retry import RetryPolicy
+    from pedigree.indexer.independence.inputs import ModelEvidence
     from pedigree.indexer.scoring import FingerprintView
     from pedigree.indexer.sources import TensorSource
     from pedigree.storage.vectors import VectorIndexes
@@ -318,19 +319,29 @@ class Workspace:
         record = self._indexed(ref)
         return open_record(record) if record is not None else open_checkpoint(ref)
 
+    def _model(self, ref: str) -> ModelEvidence:
+        """An indexed model's stored evidence, or a checkpoint folder read live."""
+        from pedigree.indexer.evidence_store import open_evidence
+        from pedigree.indexer.independence.inputs import ModelTensors
+        from pedigree.indexer.local_checkpoint import open_checkpoint
+
+        record = self._indexed(ref)
+        return open_evidence(self.store, record) if record is not None else ModelTensors(open_checkpoint(ref), ref)
+
     def tests(self, a: str, b: str, hint: list[tuple[int, int]] | None = None) -> dict[str, Any]:
         """The independence tests for A and B (stored and reused when both are indexed)."""
         import pedigree.crawler.remote  # noqa: F401 - registers the reader of crawled (http) sources
-        from pedigree.indexer.confirm import run_tests, tested_pair
+        from pedigree.indexer.confirm import report_json, tested_pair
+        from pedigree.indexer.independence.suite import run_battery
 
         record_a, record_b = self._indexed(a), self._indexed(b)
         if record_a is not None and record_b is not None:
             result = tested_pair(self.store, record_a, record_b, hint=hint)
-        else:
+        else:  # an indexed model answers from its stored evidence; only the folder is read
             with ExitStack() as stack:
-                source_a = stack.enter_context(self._source(a))
-                source_b = stack.enter_context(self._source(b))
-                result = run_tests(source_a, source_b, (a, b), hint=hint)
+                model_a = stack.enter_context(closing(self._model(a)))
+                model_b = stack.enter_context(closing(self._model(b)))
+                result = report_json(run_battery(model_a, model_b, hint=hint))
                 result["tested_as"] = [a, b]
         result["flipped"] = result["tested_as"][0] != a
         return result

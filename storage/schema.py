@@ -28,6 +28,10 @@ Schema 2 adds the independence tests:
   log10 q over all pairs tested with the same suite version, and whether that makes the pair
   ``confirmed`` related; the block map the tests support.
 
+Schema 6 adds the evidence store (``indexer.evidence_store``): ``evidence`` names, per model, the file
+beside the database holding what the tests and the lineage stage read of it (its revision, the
+capture recipe version, the file's size).
+
 Schema 3 adds the lineage graph:
 
 - ``models.weight_stats``: per-model statistics for direction and relation type (JSON).
@@ -231,6 +235,19 @@ MIGRATIONS: list[tuple[str, str]] = [
         "whole-block distance of a pair in other coordinates (fingerprint blocks are sampled)",
         """
         ALTER TABLE pair_evidence ADD COLUMN whole_block_distance DOUBLE;
+        """,
+    ),
+    (
+        "evidence store: one captured evidence file per model revision (indexer.evidence_store)",
+        """
+        CREATE TABLE evidence (
+            model_pk INTEGER PRIMARY KEY,
+            revision VARCHAR,
+            version VARCHAR NOT NULL,
+            file VARCHAR NOT NULL,
+            bytes BIGINT NOT NULL,
+            captured_at TIMESTAMP NOT NULL
+        );
         """,
     ),
 ]

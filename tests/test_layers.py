@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "pedigree.indexer.openers",
             "pedigree.indexer.vocabulary",
             "pedigree.indexer.card",
+            "pedigree.indexer.evidence_file",
             "pedigree.indexer.probes",
             "pedigree.indexer.adapters",
             "pedigree.crawler.http",
@@ -58,6 +59,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "pedigree.indexer.lineage.geometry",
             "pedigree.indexer.lineage.signals",
             "pedigree.indexer.lineage.structure",
+            "pedigree.indexer.stored_model",
         ),
     ),
     ("storage", ("pedigree.storage",)),
@@ -66,6 +68,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "pedigree.indexer.pipeline",
             "pedigree.indexer.confirm",
+            "pedigree.indexer.evidence_store",
             "pedigree.indexer.lineage.build",
             "pedigree.indexer.lineage.gather",
             "pedigree.indexer.lineage.workers",

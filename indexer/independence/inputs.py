@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -18,11 +19,16 @@ from pedigree.errors import UnsupportedModelError
 from pedigree.indexer.adapters import MatrixLoader, MatrixRef, ModelRoles, roles_for
 from pedigree.indexer.block_signatures import BlockRows, matching_descriptors, read_attention
 from pedigree.indexer.canonical import normalize_rows
+from pedigree.indexer.fingerprint import whole_block_vectors
 from pedigree.indexer.probes import ProbeSelection, select_probes
 from pedigree.indexer.sources import TensorSource
-from pedigree.indexer.vocabulary import read_vocabulary
+from pedigree.indexer.vocabulary import Vocabulary, read_vocabulary, vocabulary_sample
 
 EXACT_DESCRIPTORS = 1 << 24  # unit descriptors of blocks up to this many MLP weights are computed in float64
+TEST_PROBES: int | None = None  # the tests use every probe of the global list (None: no prefix)
+RAW_ROWS = 32  # first rows of q, k and v kept raw for the lineage evidence
+VOCAB_SAMPLE_BYTES = 2**20  # embedding rows of the vocabulary's hashed sample: about this many bytes (bf16)
+VOCAB_MIN_ROWS = 256
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,35 @@ class Mlp:
     gate: torch.Tensor | None  # [units, hidden], gain folded
     up: torch.Tensor  # [units, hidden], gain folded
     down_t: torch.Tensor | None  # [units, hidden]: down projection transposed (None for a row block)
+
+
+class ModelEvidence(Protocol):
+    """What the tests and the lineage evidence ask of a model: a live checkpoint
+    (:class:`ModelTensors`) or its stored evidence (``indexer.stored_model.StoredModel``)."""
+
+    label: str
+
+    @property
+    def roles(self) -> ModelRoles: ...
+    @property
+    def probes(self) -> ProbeSelection: ...
+    @property
+    def vocabulary(self) -> Vocabulary | None: ...
+    @property
+    def depth(self) -> int: ...
+    @property
+    def glu(self) -> bool: ...
+    def mlp_units(self, layer: int) -> int: ...
+    def probe_rows(self, token_ids: np.ndarray) -> torch.Tensor: ...
+    def embedding_rows(self, token_ids: np.ndarray) -> torch.Tensor: ...
+    def head_rows(self, token_ids: np.ndarray) -> torch.Tensor | None: ...
+    def mlp(self, layer: int, start: int | None = None, stop: int | None = None, *, down: bool = True) -> Mlp: ...
+    def unit_descriptors(self, layer: int, units: int | None = None) -> tuple[np.ndarray, np.ndarray]: ...
+    def raw_up_rows(self, layer: int, start: int, stop: int) -> torch.Tensor: ...
+    def raw_attention_rows(self, layer: int) -> list[torch.Tensor]: ...
+    def whole_block_vectors(self, layers: list[int]) -> torch.Tensor: ...
+    def vocabulary_rows(self) -> tuple[list[str], np.ndarray, torch.Tensor]: ...
+    def close(self) -> None: ...
 
 
 class ModelTensors:
@@ -49,11 +84,14 @@ class ModelTensors:
         return roles_for(self.source.read_json("config.json"), self.source.tensors())
 
     @cached_property
+    def vocabulary(self) -> Vocabulary | None:
+        return read_vocabulary(self.source)
+
+    @cached_property
     def probes(self) -> ProbeSelection:
-        vocabulary = read_vocabulary(self.source)
-        if vocabulary is None:
+        if self.vocabulary is None:
             raise UnsupportedModelError(f"{self.label}: no tokenizer files, so no probe tokens")
-        return select_probes(vocabulary, self.roles.vocab_size)
+        return select_probes(self.vocabulary, self.roles.vocab_size, TEST_PROBES)
 
     @property
     def depth(self) -> int:
@@ -84,10 +122,9 @@ class ModelTensors:
         """The block's MLP, gain folded; with ``start``/``stop`` only that contiguous unit block.
 
         A block is read with one range request per matrix (gate/up rows are contiguous); the down
-        projection's units are its columns, which are not contiguous, so a block omits it, as
-        does ``down=False`` (GLU tests never need it).
+        projection's units are its columns, which are not contiguous, so its block comes from the
+        whole matrix (``down=False`` skips it: GLU tests never need it).
         """
-        down = down and start is None
         key = (layer, start, stop, down)
         if key not in self._mlp:
             roles = self.roles.layers[layer]
@@ -103,7 +140,7 @@ class ModelTensors:
                 assert stop is not None  # a unit block has both ends
                 return self.source.read_rows(ref.name, start, stop).float() * gain
 
-            down_t = self.loader.matrix(roles.down).t().contiguous() if down else None
+            down_t = self.loader.matrix(roles.down).t()[start:stop].contiguous() if down else None
             gate, up = rows(roles.gate), rows(roles.up)
             assert up is not None  # every MLP has an up projection
             self._mlp[key] = Mlp(gate=gate, up=up, down_t=down_t)
@@ -117,10 +154,8 @@ class ModelTensors:
         if key not in self._units:
             roles = self.roles.layers[layer]
             glu = roles.gate is not None
-            if glu:  # gate and up rows only: one range read each for a unit block
-                mlp = self.mlp(layer, 0, units, down=False) if units is not None else self.mlp(layer, down=False)
-            else:  # the second description needs the down columns: the whole block
-                mlp = self.mlp(layer)
+            span = (0, units) if units is not None else (None, None)
+            mlp = self.mlp(layer, *span, down=not glu)  # ungated: the second description needs the down columns
             q, k, v = read_attention(self.loader, self.roles, roles)
             read = (mlp.gate if mlp.gate is not None else mlp.up)[:units]
             dtype = torch.float64 if read.numel() <= EXACT_DESCRIPTORS else torch.float32  # a 7B block: float32
@@ -138,15 +173,48 @@ class ModelTensors:
             self._units[key] = (first.numpy(), second.numpy())
         return self._units[key]
 
-    def raw_up_rows(self, layer: int, start: int, stop: int) -> torch.Tensor:
-        """Unfolded up-projection rows [start, stop) (the constrained test's cheap read)."""
-        ref = self.roles.layers[layer].up
+    def raw_attention_rows(self, layer: int) -> list[torch.Tensor]:
+        """The first :data:`RAW_ROWS` rows of the block's q, k and v, raw (unfolded, own coordinates)."""
+        roles = self.roles.layers[layer]
+        out = []
+        for ref in (roles.q, roles.k, roles.v):
+            if ref.transpose or ref.parts != 1:
+                out.append(self.loader.matrix(ref)[:RAW_ROWS].float())
+            else:
+                rows = min(RAW_ROWS, self.source.info(ref.name).rows)
+                out.append(self.source.read_rows(ref.name, 0, rows).float())
+        return out
+
+    def whole_block_vectors(self, layers: list[int]) -> torch.Tensor:
+        """Block vectors of ``layers`` read whole (``indexer.fingerprint.whole_block_vectors``)."""
+        return whole_block_vectors(self.loader, self.roles, self.probes, layers)
+
+    def close(self) -> None:
+        self.source.close()
+
+    def raw_rows(self, ref: MatrixRef, start: int, stop: int) -> torch.Tensor:
+        """Unfolded rows [start, stop) of a matrix (one range read unless it is transposed or fused)."""
         if ref.transpose or ref.parts != 1:
             return self.loader.matrix(ref)[start:stop]
         return self.source.read_rows(ref.name, start, stop).float()
 
+    def raw_up_rows(self, layer: int, start: int, stop: int) -> torch.Tensor:
+        """Unfolded up-projection rows [start, stop) (the constrained test's cheap read)."""
+        return self.raw_rows(self.roles.layers[layer].up, start, stop)
 
-def shared_probes(a: ModelTensors, b: ModelTensors) -> tuple[np.ndarray, np.ndarray]:
+    def vocabulary_rows(self) -> tuple[list[str], np.ndarray, torch.Tensor]:
+        """(pieces, token ids, embedding rows) of the vocabulary's hashed sample
+        (``indexer.vocabulary.vocabulary_sample``: about :data:`VOCAB_SAMPLE_BYTES` of rows, at
+        least :data:`VOCAB_MIN_ROWS`), for the pruned-or-extended vocabulary evidence."""
+        if self.vocabulary is None:
+            return [], np.zeros(0, np.int64), torch.zeros(0, self.roles.hidden_size)
+        count = max(VOCAB_MIN_ROWS, VOCAB_SAMPLE_BYTES // (2 * self.roles.hidden_size))
+        sample = vocabulary_sample(self.vocabulary, self.roles.vocab_size, count)
+        ids = np.array([i for _, i in sample], dtype=np.int64)
+        return [p for p, _ in sample], ids, self.embedding_rows(ids)
+
+
+def shared_probes(a: ModelEvidence, b: ModelEvidence) -> tuple[np.ndarray, np.ndarray]:
     """Token ids in A and in B of the probe strings both vocabularies contain (same order)."""
     common, in_a, in_b = np.intersect1d(a.probes.positions, b.probes.positions, assume_unique=True, return_indices=True)
     del common

@@ -26,9 +26,12 @@ Tests (each with its own null hypothesis, see ``indexer.independence.statistics`
   zoo's independent pairs at α = 0.01.)
 
 The pair's ``log10_p`` is the Bonferroni combination (m · min p) over the tests that ran, valid
-whatever their dependence.  Large MLPs are tested on a contiguous block of A's units
-(``Budget.unit_block``): one range read per matrix, and the null is unchanged because units
-are exchangeable under it.
+whatever their dependence.  Large MLPs are tested on a contiguous block of each model's units, the first
+``Budget.unit_block`` of A's and of B's (the units the evidence store keeps,
+``indexer.stored_model``): one range read per matrix, and the nulls are unchanged because units
+are exchangeable under them.  A derivative in its parent's coordinates keeps every unit of the
+block in place; a unit-permuted one shares about unit_block² / width units with it, which the
+matchings still find (the test then rests on those).
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from pedigree.indexer.independence.inputs import ModelTensors, shared_probes
+from pedigree.indexer.independence.inputs import ModelEvidence, shared_probes
 from pedigree.indexer.independence.logp import log10_bonferroni_min, log10_fisher
 from pedigree.indexer.independence.matching import match
 from pedigree.indexer.independence.statistics import (
@@ -56,7 +59,7 @@ from pedigree.indexer.independence.statistics import (
     robust_mlp_stat,
 )
 
-SUITE_VERSION = "ind4"  # bump whenever a test, its parameters or the combination rule change
+SUITE_VERSION = "ind5"  # bump whenever a test, its parameters or the combination rule change
 MIN_SHARED_PROBES = 16
 SHARED_BLOCK_FAMILYWISE = 1e-4  # a block pair is "shared" if p < 1e-4 / (number of cells tested)
 
@@ -65,7 +68,7 @@ SHARED_BLOCK_FAMILYWISE = 1e-4  # a block pair is "shared" if p < 1e-4 / (number
 class Budget:
     """How much of a pair the battery reads and computes."""
 
-    unit_block: int = 1024  # MLPs wider than this are tested on A's units [0, unit_block)
+    unit_block: int = 256  # MLPs wider than this are tested on their units [0, unit_block) (A's and B's)
     robust_layers: int = 8  # at most this many block pairs of the plan (evenly spaced) for φ_MATCH
     localized_max_cells: int = 400  # compute the full block-by-block matrix up to this many cells
     probe_limit: int = 512  # unit responses are measured on at most this many shared probe tokens
@@ -117,7 +120,7 @@ def shared_parts(tests: Sequence[Mapping[str, Any]], layer_map: Sequence[Sequenc
 
 
 def _plan(
-    a: ModelTensors, b: ModelTensors, hint: list[tuple[int, int]] | None, budget: Budget
+    a: ModelEvidence, b: ModelEvidence, hint: list[tuple[int, int]] | None, budget: Budget
 ) -> list[tuple[int, int]]:
     """Block pairs the per-block tests run on: the diagonal for equal depths, else ``hint``."""
     if a.depth == b.depth:
@@ -136,7 +139,7 @@ def _plan(
     return pairs
 
 
-def _block(model: ModelTensors, layer: int, budget: Budget) -> tuple[int, int] | None:
+def _block(model: ModelEvidence, layer: int, budget: Budget) -> tuple[int, int] | None:
     units = model.mlp_units(layer)
     return None if units <= budget.unit_block else (0, budget.unit_block)
 
@@ -144,32 +147,30 @@ def _block(model: ModelTensors, layer: int, budget: Budget) -> tuple[int, int] |
 class _Profiles:
     """Cached unit responses to the shared probes, per model and block."""
 
-    def __init__(
-        self, model: ModelTensors, x: torch.Tensor, budget: Budget, *, allow_block: bool, glu_pair: bool
-    ) -> None:
+    def __init__(self, model: ModelEvidence, x: torch.Tensor, budget: Budget, *, glu_pair: bool) -> None:
         self.model, self.x, self.budget = model, x, budget
-        self.allow_block, self.glu_pair = allow_block, glu_pair  # gate-vs-up needs no down projection
+        self.glu_pair = glu_pair  # gate-vs-up needs no down projection
         self.cache: dict[int, dict[str, torch.Tensor]] = {}
 
     def __call__(self, layer: int) -> dict[str, torch.Tensor]:
         if layer not in self.cache:
-            span = _block(self.model, layer, self.budget) if self.allow_block and self.glu_pair else None
-            mlp = self.model.mlp(layer, *span) if span else self.model.mlp(layer, down=not self.glu_pair)
+            span = _block(self.model, layer, self.budget) or (None, None)
+            mlp = self.model.mlp(layer, *span, down=not self.glu_pair)
             self.cache[layer] = mlp_profiles(mlp.gate, mlp.up, mlp.down_t, self.x)
         return self.cache[layer]
 
 
 def _robust_mlp(
-    a: ModelTensors,
-    b: ModelTensors,
+    a: ModelEvidence,
+    b: ModelEvidence,
     xa: torch.Tensor,
     xb: torch.Tensor,
     plan: list[tuple[int, int]],
     budget: Budget,
 ) -> tuple[Outcome, list[PairStat], list[list[float]] | None]:
     glu_pair = a.glu and b.glu
-    prof_a = _Profiles(a, xa, budget, allow_block=True, glu_pair=glu_pair)
-    prof_b = _Profiles(b, xb, budget, allow_block=False, glu_pair=glu_pair)
+    prof_a = _Profiles(a, xa, budget, glu_pair=glu_pair)
+    prof_b = _Profiles(b, xb, budget, glu_pair=glu_pair)
     stats: dict[tuple[int, int], PairStat] = {
         pair: robust_mlp_stat(prof_a(pair[0]), prof_b(pair[1]), layers=pair) for pair in plan
     }
@@ -220,8 +221,8 @@ def _layer_map(cells: list[PairStat]) -> list[tuple[int, int, float]]:
 
 
 def block_units_test(
-    a: ModelTensors,
-    b: ModelTensors,
+    a: ModelEvidence,
+    b: ModelEvidence,
     *,
     hint: list[tuple[int, int]] | None = None,
     budget: Budget | None = None,
@@ -239,11 +240,12 @@ def block_units_test(
     if localized_run:
         cells = [(i, j) for i in range(a.depth) for j in range(b.depth)]
 
-    def span(layer: int) -> int | None:
-        return None if a.mlp_units(layer) <= budget.unit_block else budget.unit_block
+    def span(model: ModelEvidence, layer: int) -> int | None:
+        return None if model.mlp_units(layer) <= budget.unit_block else budget.unit_block
 
     stats = {
-        (i, j): block_units_stat(a.unit_descriptors(i, span(i)), b.unit_descriptors(j), layers=(i, j)) for i, j in cells
+        (i, j): block_units_stat(a.unit_descriptors(i, span(a, i)), b.unit_descriptors(j, span(b, j)), layers=(i, j))
+        for i, j in cells
     }
     localized = (
         [[round(stats[(i, j)].log10_p, 4) for j in range(b.depth)] for i in range(a.depth)] if localized_run else None
@@ -258,7 +260,7 @@ def block_units_test(
         NULL_BLOCK,
         {
             "blocks": [stats[p].as_json() for p in sorted(set(plan) & set(stats))],
-            "unit_block": [span(0)],
+            "unit_block": [span(a, 0)],
             "cells_tested": len(stats),
             "localized": localized,
         },
@@ -267,7 +269,7 @@ def block_units_test(
 
 
 def _constrained_mlp(
-    a: ModelTensors, b: ModelTensors, plan: list[tuple[int, int]], budget: Budget
+    a: ModelEvidence, b: ModelEvidence, plan: list[tuple[int, int]], budget: Budget
 ) -> tuple[Outcome | None, list[PairStat]]:
     if a.roles.hidden_size != b.roles.hidden_size:
         return None, []
@@ -309,7 +311,7 @@ def _dims_test(name: str, rows_a: torch.Tensor, rows_b: torch.Tensor) -> Outcome
 
 
 def run_battery(
-    a: ModelTensors, b: ModelTensors, *, hint: list[tuple[int, int]] | None = None, budget: Budget | None = None
+    a: ModelEvidence, b: ModelEvidence, *, hint: list[tuple[int, int]] | None = None, budget: Budget | None = None
 ) -> PairReport:
     """Run the battery on A and B (``hint``: block pairs to test when depths differ)."""
     budget = budget or Budget()
@@ -340,7 +342,7 @@ def run_battery(
     return PairReport(a.label, b.label, tests, combined, layer_map, localized)
 
 
-def unit_correspondence(a: ModelTensors, b: ModelTensors, layer_a: int, layer_b: int) -> dict[str, np.ndarray]:
+def unit_correspondence(a: ModelEvidence, b: ModelEvidence, layer_a: int, layer_b: int) -> dict[str, np.ndarray]:
     """Which MLP units of block ``layer_a`` of A correspond to units of block ``layer_b`` of B.
 
     Both invariant matchings (gate and |up| responses for GLU MLPs, up and down otherwise) are

@@ -18,7 +18,9 @@ import json
 from collections.abc import Callable
 from dataclasses import replace
 
+from pedigree.errors import EvidenceMissingError
 from pedigree.indexer.confirm import decide, tested_pair
+from pedigree.indexer.evidence_store import ensure_evidence
 from pedigree.indexer.independence.suite import SUITE_VERSION
 from pedigree.indexer.lineage.arborescence import components
 from pedigree.indexer.lineage.assemble import (
@@ -148,7 +150,8 @@ def build_graph(
     confirmed = [(a, b, p) for a, b, p in confirmed_pairs(store, SUITE_VERSION) if a in records and b in records]
     links = [(a, b) for a, b, _ in confirmed]
     log10_p = {frozenset((a, b)): p for a, b, p in confirmed}
-    models = Models(records)
+    files = evidence_files(store, records) if compute_evidence else {}
+    models = Models(records, files)
     try:
         evidence = pair_evidence(store, with_detail=True)
         groups = components(sorted(records), links)
@@ -189,6 +192,7 @@ def build_graph(
                     family_merges,
                     mode,
                     {pk: records[pk] for pk in group} if compute_evidence and len(group) > 2 else None,
+                    {pk: files[pk] for pk in group if pk in files} if compute_evidence and len(group) > 2 else None,
                 )
             )
     finally:
@@ -209,6 +213,18 @@ def build_graph(
     new_ids = write_families(store, build_id, assembled)
     finish_build(store, build_id, kept + new_ids, rebuilt=len(new_ids))
     return _summary(build_info(store, build_id), len(records), len(groups), rebuilt=len(new_ids), reused=len(kept))
+
+
+def evidence_files(store: Store, records: dict[int, ModelRecord]) -> dict[int, str]:
+    """Each model's evidence file (backfilled from its source when it has none yet); a model whose
+    evidence is missing and whose source is gone is left out: its pairs get no weight evidence."""
+    files = {}
+    for pk, record in records.items():
+        try:
+            files[pk] = str(ensure_evidence(store, record))
+        except EvidenceMissingError:
+            continue
+    return files
 
 
 def _summary(info: dict, models: int, families: int, *, rebuilt: int, reused: int) -> GraphBuild:

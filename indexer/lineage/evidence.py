@@ -32,10 +32,10 @@ from __future__ import annotations
 
 import torch
 
-from pedigree.indexer.fingerprint import whole_block_vectors
-from pedigree.indexer.independence.inputs import ModelTensors
+from pedigree.errors import EvidenceMissingError
+from pedigree.indexer.independence.inputs import RAW_ROWS, ModelEvidence
 
-SAMPLE_ROWS = 32
+SAMPLE_ROWS = RAW_ROWS
 MAX_ADAPTER_RANK = 16
 SAME_COORDINATES = 0.5  # raw cosine above this: the pair shares coordinates (independent ≈ 0)
 UNCHANGED = 1e-6  # a matrix whose relative change is below this was not trained
@@ -45,23 +45,14 @@ def _sample_layers(depth: int) -> list[int]:
     return sorted({0, depth // 2, depth - 1})
 
 
-def raw_sample(model: ModelTensors, layers: list[int]) -> list[torch.Tensor]:
-    """[rows of q, k, v] for each layer, raw (cached on the ModelTensors)."""
+def raw_sample(model: ModelEvidence, layers: list[int]) -> list[torch.Tensor]:
+    """[rows of q, k, v] for each layer, raw (``raw_attention_rows``, cached on the model)."""
     cache = model.__dict__.setdefault("_raw_samples", {})
     out = []
     for layer in layers:
-        if layer in cache:
-            out.extend(cache[layer])
-            continue
-        first = len(out)
-        roles = model.roles.layers[layer]
-        for ref in (roles.q, roles.k, roles.v):
-            if ref.transpose or ref.parts != 1:
-                out.append(model.loader.matrix(ref)[:SAMPLE_ROWS].float())
-            else:
-                rows = min(SAMPLE_ROWS, model.source.info(ref.name).rows)
-                out.append(model.source.read_rows(ref.name, 0, rows).float())
-        cache[layer] = out[first:]
+        if layer not in cache:
+            cache[layer] = model.raw_attention_rows(layer)
+        out.extend(cache[layer])
     return out
 
 
@@ -79,7 +70,7 @@ def rank_gap(delta: torch.Tensor, max_rank: int = MAX_ADAPTER_RANK) -> float:
     return float(ratios.min())
 
 
-def pair_weight_evidence(a: ModelTensors, b: ModelTensors, block_pairs: list[tuple[int, int]]) -> dict:
+def pair_weight_evidence(a: ModelEvidence, b: ModelEvidence, block_pairs: list[tuple[int, int]]) -> dict:
     """raw cosine, same-coordinates flag and low-rank share of the difference for A and B."""
     if not block_pairs:
         depth = min(a.depth, b.depth)
@@ -107,7 +98,8 @@ def pair_weight_evidence(a: ModelTensors, b: ModelTensors, block_pairs: list[tup
         growth = sum(float(y.double().norm()) > float(x.double().norm()) for x, y in changed) / max(len(changed), 1)
     else:  # other coordinates: is it a function-preserving copy?  Ask blocks read whole.
         va, vb = whole_blocks(a, [i for i, _ in chosen]), whole_blocks(b, [j for _, j in chosen])
-        whole = round(1.0 - float((va * vb).sum(dim=1).mean()), 6)
+        if va is not None and vb is not None:
+            whole = round(1.0 - float((va * vb).sum(dim=1).mean()), 6)
     return {
         "raw_cosine": round(cosine, 6),
         "same_coordinates": same,
@@ -120,17 +112,20 @@ def pair_weight_evidence(a: ModelTensors, b: ModelTensors, block_pairs: list[tup
     }
 
 
-def whole_blocks(model: ModelTensors, layers: list[int]) -> torch.Tensor:
+def whole_blocks(model: ModelEvidence, layers: list[int]) -> torch.Tensor | None:
     """Block vectors of ``layers`` read whole (``indexer.fingerprint.whole_block_vectors``), cached
-    on the ModelTensors."""
+    on the model; None when they were not captured (blocks too large to read whole at ingest)."""
     cache = model.__dict__.setdefault("_whole_blocks", {})
     missing = [i for i in layers if i not in cache]
     if missing:
-        cache.update(zip(missing, whole_block_vectors(model.loader, model.roles, model.probes, missing)))
+        try:
+            cache.update(zip(missing, model.whole_block_vectors(missing)))
+        except EvidenceMissingError:
+            return None
     return torch.stack([cache[i] for i in layers])
 
 
-def merge_fit(child: ModelTensors, u: ModelTensors, v: ModelTensors) -> tuple[float, float] | None:
+def merge_fit(child: ModelEvidence, u: ModelEvidence, v: ModelEvidence) -> tuple[float, float] | None:
     """(α, residual ratio) of child ≈ u + α (v − u) on raw samples; None if shapes differ."""
     if not (child.depth == u.depth == v.depth):
         return None
@@ -149,7 +144,9 @@ def merge_fit(child: ModelTensors, u: ModelTensors, v: ModelTensors) -> tuple[fl
     return alpha, (residual / scale if scale > 0 else 0.0)
 
 
-def update_cosines(child: ModelTensors, parent: ModelTensors, grandparent: ModelTensors) -> tuple[float, float] | None:
+def update_cosines(
+    child: ModelEvidence, parent: ModelEvidence, grandparent: ModelEvidence
+) -> tuple[float, float] | None:
     """(fresh, shared) = (cos(p − g, c − p), cos(p − g, c − g)) on raw samples.
 
     If c is p's child, c's own update c − p is a fresh step, nearly orthogonal to p's update

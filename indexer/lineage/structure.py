@@ -33,17 +33,18 @@ the larger one has ("extra"):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
 
-from pedigree.indexer.independence.inputs import ModelTensors
-from pedigree.indexer.vocabulary import read_vocabulary
+from pedigree.indexer.independence.inputs import ModelEvidence
 
 MAP_SLACK = 3.0
 MIN_BEST = 0.8
 MAP_FLOOR = 1e-3  # the slack never drops below this: identical blocks score 1 only up to float rounding
 FRESH_SPREAD = 0.5
+T = TypeVar("T")
 VOCAB_SAMPLE = 512  # rows sampled from the shared and from the extra pieces
 PRINCIPAL_SHARE = 8  # top-k principal directions: k = hidden / 8
 
@@ -91,7 +92,7 @@ class VocabularyEvidence:
         return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
 
 
-def _spaced(ids: list[str], count: int) -> list[str]:
+def _spaced(ids: list[T], count: int) -> list[T]:
     if len(ids) <= count:
         return ids
     step = len(ids) / count
@@ -104,29 +105,24 @@ def principal_share(rows: torch.Tensor, basis: torch.Tensor) -> float:
     return float(((rows @ basis.T) ** 2).sum()) / total if total > 0 else 0.0
 
 
-def vocabulary_evidence(small: ModelTensors, large: ModelTensors) -> VocabularyEvidence | None:
+def vocabulary_evidence(small: ModelEvidence, large: ModelEvidence) -> VocabularyEvidence | None:
     """Pruned-or-extended evidence for two models whose vocabularies differ in size (``large`` has
-    more rows); None when either has no readable vocabulary or they share too few pieces."""
-    vocab_s, vocab_l = read_vocabulary(small.source), read_vocabulary(large.source)
+    more rows), from each model's hashed vocabulary sample (``vocabulary_rows``: nested, so the
+    shared pieces both sampled are compared row for row); None when either has no readable
+    vocabulary or they share too few sampled pieces."""
+    vocab_s, vocab_l = small.vocabulary, large.vocabulary
     if vocab_s is None or vocab_l is None:
         return None
-    shared = sorted(set(vocab_s.tokens) & set(vocab_l.tokens), key=lambda t: vocab_l.tokens[t])
-    extra = sorted(set(vocab_l.tokens) - set(vocab_s.tokens), key=lambda t: vocab_l.tokens[t])
+    pieces_s, _, rows_s = small.vocabulary_rows()
+    pieces_l, _, rows_l = large.vocabulary_rows()
+    where_s = {piece: k for k, piece in enumerate(pieces_s)}
+    shared = [(k, where_s[piece]) for k, piece in enumerate(pieces_l) if piece in where_s]
+    extra = [k for k, piece in enumerate(pieces_l) if piece not in vocab_s.tokens]
+    shared, extra = _spaced(shared, VOCAB_SAMPLE), _spaced(extra, VOCAB_SAMPLE)
     if len(shared) < 16 or len(extra) < 4:
         return None
-    shared = _spaced(shared, VOCAB_SAMPLE)
-    extra = _spaced(extra, VOCAB_SAMPLE)
-    ids_l = np.array([vocab_l.tokens[t] for t in shared])
-    ids_s = np.array([vocab_s.tokens[t] for t in shared])
-    if ids_l.max() >= large.roles.vocab_size or ids_s.max() >= small.roles.vocab_size:
-        return None
-    extra_ids = np.array([vocab_l.tokens[t] for t in extra if vocab_l.tokens[t] < large.roles.vocab_size])
-    if len(extra_ids) < 4:
-        return None
     return vocabulary_relation(
-        large.embedding_rows(ids_l).float(),
-        small.embedding_rows(ids_s).float(),
-        large.embedding_rows(extra_ids).float(),
+        rows_l[[k for k, _ in shared]].float(), rows_s[[k for _, k in shared]].float(), rows_l[extra].float()
     )
 
 

@@ -3,9 +3,9 @@ there are enough of them to pay for starting the processes.
 
 A :class:`FamilyJob` carries everything the pure assembly needs (nodes, pair evidence, merge
 fits, mode) plus, when the sibling-vs-child refinement may read weights, the records of the
-family's models so that a worker can open their checkpoints itself (read-only; no database
-access happens in a worker).  Workers are *spawned*, not forked: the parent holds a DuckDB
-connection and torch thread pools, neither of which survives a fork safely.
+family's models and their evidence files so that a worker can open them itself (read-only; no
+database access happens in a worker, and no checkpoint is opened).  Workers are *spawned*, not
+forked: the parent holds a DuckDB connection and torch thread pools, neither of which survives a fork safely.
 """
 
 from __future__ import annotations
@@ -15,11 +15,13 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
+from pathlib import Path
 
-from pedigree.indexer.confirm import open_record
-from pedigree.indexer.independence.inputs import ModelTensors
+from pedigree.errors import EvidenceMissingError
+from pedigree.indexer.evidence_file import EvidenceFile
 from pedigree.indexer.lineage.assemble import Node, Pair, assemble
 from pedigree.indexer.lineage.evidence import update_cosines
+from pedigree.indexer.stored_model import StoredModel
 from pedigree.storage.db import ModelRecord
 from pedigree.types import Edge
 
@@ -27,20 +29,23 @@ PARALLEL_FROM = 1000  # families to assemble before worker processes are worth t
 
 
 class Models:
-    """Open tensor access per model, cached for the life of one build (or one job)."""
+    """Stored evidence per model (``indexer.stored_model``), opened once for the life of one build
+    (or one job): ``files`` maps a model's pk to its evidence file; nothing opens a checkpoint."""
 
-    def __init__(self, records: dict[int, ModelRecord]) -> None:
-        self.records = records
-        self.open: dict[int, ModelTensors] = {}
+    def __init__(self, records: dict[int, ModelRecord], files: dict[int, str]) -> None:
+        self.records, self.files = records, files
+        self.open: dict[int, StoredModel] = {}
 
-    def __call__(self, pk: int) -> ModelTensors:
+    def __call__(self, pk: int) -> StoredModel:
         if pk not in self.open:
-            self.open[pk] = ModelTensors(open_record(self.records[pk]), self.records[pk].id)
+            if pk not in self.files:
+                raise EvidenceMissingError(f"{self.records[pk].id}: evidence missing: source unavailable")
+            self.open[pk] = StoredModel(EvidenceFile(Path(self.files[pk])), self.records[pk].id)
         return self.open[pk]
 
     def close(self) -> None:
         for model in self.open.values():
-            model.source.close()
+            model.close()
         self.open.clear()
 
 
@@ -69,14 +74,15 @@ class FamilyJob:
     pairs: dict[frozenset, Pair]
     merges: dict[int, list]
     mode: str
-    records: dict[int, ModelRecord] | None = None  # present when weights may be read
+    records: dict[int, ModelRecord] | None = None  # present when stored evidence may be read
+    files: dict[int, str] | None = None  # the records' evidence files
 
 
 Assembled = tuple[str, int, list[int], list[Edge]]  # (digest, root, members, edges)
 
 
 def assemble_job(job: FamilyJob) -> Assembled:
-    models = Models(job.records) if job.records else None
+    models = Models(job.records, job.files or {}) if job.records else None
     try:
         root, edges = assemble(
             job.nodes, job.pairs, job.merges, job.mode, geometry=geometry_from(models) if models else None
