@@ -9,6 +9,7 @@ import json
 import shutil
 from pathlib import Path
 
+import duckdb
 import pytest
 from typer.testing import CliRunner
 
@@ -74,10 +75,19 @@ def test_compare_of_crawled_models_once_their_server_is_gone(small_zoo: Path, tr
     with HubServer(root) as hub:
         crawled = runner.invoke(app, ["crawl", "--endpoint", hub.url, "--home", str(home), "--json"])
         assert crawled.exit_code == 0, crawled.stderr
-    # the fingerprints answer without the server; the tests need it and say so in one line
+    # the fingerprints and the tests answer without the server: the tests read the evidence store
     scores = runner.invoke(app, ["compare", child, parent, "--no-tests", "--home", str(home), "--json"])
     assert scores.exit_code == 0 and json.loads(scores.stdout)["score"] > 0.9
-    fails_in_one_line("compare", child, parent, "--home", str(home))
+    tested = runner.invoke(app, ["compare", child, parent, "--home", str(home), "--json"])
+    assert tested.exit_code == 0, tested.stderr
+    assert json.loads(tested.stdout)["log10_p"] < -12
+    # with the store gone too, nothing can run the tests: one line says why
+    shutil.rmtree(home / "evidence")
+    with duckdb.connect(str(home / "pedigree.duckdb")) as conn:
+        conn.execute("DELETE FROM relations")
+        conn.execute("DELETE FROM pair_tests")
+    _, message = fails_in_one_line("compare", child, parent, "--home", str(home))
+    assert "evidence missing: source unavailable" in message, message
 
 
 @pytest.mark.parametrize("where", ["before", "after"])
