@@ -158,9 +158,12 @@ class TensorSource(ABC):
         """Hint: these whole tensors are about to be read."""
         self.prefetch_rows((name, 0, self.info(name).rows) for name in names)
 
-    def prefetch_rows(self, reads: Iterable[tuple[str, int, int]]) -> None:  # noqa: B027 - optional hook
+    def prefetch_rows(  # noqa: B027 - optional hook
+        self, reads: Iterable[tuple[str, int, int]], *, gap: int | None = None
+    ) -> None:
         """Hint: rows ``[start, stop)`` of these tensors are about to be read (a remote source
-        fetches them in coalesced, parallel requests; a local one needs no hint)."""
+        fetches them in coalesced, parallel requests, merging spans closer than ``gap`` bytes -
+        its own default when None; a local one needs no hint)."""
 
     def prefetch_rows_async(self, reads: Iterable[tuple[str, int, int]]) -> Future[None]:
         """:meth:`prefetch_rows` without waiting: the answer is done when the rows are cached

@@ -39,6 +39,7 @@ from pedigree.indexer.independence.inputs import RAW_ROWS, TEST_PROBES, Mlp, Mod
 from pedigree.indexer.independence.suite import Budget
 from pedigree.indexer.probes import ProbeSelection
 from pedigree.indexer.safetensors_format import TensorInfo
+from pedigree.indexer.sampling import MLP_UNITS
 from pedigree.indexer.vocabulary import Vocabulary
 
 UNITS = Budget().unit_block
@@ -70,9 +71,29 @@ def _vocabulary_json(vocabulary: Vocabulary | None) -> dict[str, Any] | None:
     }
 
 
+def capture_plan(model: ModelTensors, units: int = UNITS) -> list[tuple[str, int, int]]:
+    """The stored rows a capture reads beyond the fingerprint's sample (``indexer.sampling``):
+    MLP units [sample, units) of gate and up, and the embedding and head rows of the probes and
+    of the vocabulary sample.  Prefetched merging only touching spans, so that on a remote source
+    the rows the fingerprint just read come from its cache and nothing is read twice."""
+    plan: list[tuple[str, int, int]] = []
+    for layer in model.roles.layers:
+        first, kept = min(layer.mlp_size, MLP_UNITS), min(layer.mlp_size, units)
+        for ref in (layer.up, layer.gate):
+            if ref is not None and not ref.transpose and ref.parts == 1 and kept > first:
+                plan.append((ref.name, first, kept))
+    _, ids, _ = model.vocabulary_rows(read=False)
+    tokens = sorted(set(model.probes.token_ids.tolist()) | set(ids.tolist()))
+    for ref in (model.roles.embedding, model.roles.head):
+        if ref is not None and not ref.transpose and ref.parts == 1:
+            plan.extend((ref.name, t, t + 1) for t in tokens)
+    return plan
+
+
 def capture(model: ModelTensors, units: int = UNITS) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """(manifest, arrays) of one model's evidence (module docstring), read through ``model``."""
     roles = model.roles
+    model.source.prefetch_rows(capture_plan(model, units), gap=1)  # touching spans merge, gaps are never read
     arrays: dict[str, torch.Tensor] = {}
     probes = model.probes
     arrays["probe_positions"] = torch.from_numpy(probes.positions)
@@ -190,7 +211,7 @@ class StoredModel:
             return None
         return self._rows(token_ids, "probe_head", "probe_ids")
 
-    def vocabulary_rows(self) -> tuple[list[str], np.ndarray, torch.Tensor]:
+    def vocabulary_rows(self, *, read: bool = True) -> tuple[list[str], np.ndarray, torch.Tensor]:
         return list(self.manifest["vocab_pieces"]), self._get("vocab_ids").numpy(), self._get("vocab_rows").float()
 
     def _kept(self, layer: int, start: int | None, stop: int | None) -> slice:

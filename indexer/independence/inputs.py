@@ -65,7 +65,7 @@ class ModelEvidence(Protocol):
     def raw_up_rows(self, layer: int, start: int, stop: int) -> torch.Tensor: ...
     def raw_attention_rows(self, layer: int) -> list[torch.Tensor]: ...
     def whole_block_vectors(self, layers: list[int]) -> torch.Tensor: ...
-    def vocabulary_rows(self) -> tuple[list[str], np.ndarray, torch.Tensor]: ...
+    def vocabulary_rows(self, *, read: bool = True) -> tuple[list[str], np.ndarray, torch.Tensor]: ...
     def close(self) -> None: ...
 
 
@@ -202,16 +202,18 @@ class ModelTensors:
         """Unfolded up-projection rows [start, stop) (the constrained test's cheap read)."""
         return self.raw_rows(self.roles.layers[layer].up, start, stop)
 
-    def vocabulary_rows(self) -> tuple[list[str], np.ndarray, torch.Tensor]:
+    def vocabulary_rows(self, *, read: bool = True) -> tuple[list[str], np.ndarray, torch.Tensor]:
         """(pieces, token ids, embedding rows) of the vocabulary's hashed sample
         (``indexer.vocabulary.vocabulary_sample``: about :data:`VOCAB_SAMPLE_BYTES` of rows, at
-        least :data:`VOCAB_MIN_ROWS`), for the pruned-or-extended vocabulary evidence."""
+        least :data:`VOCAB_MIN_ROWS`), for the pruned-or-extended vocabulary evidence
+        (``read=False``: the rows are left unread and empty)."""
         if self.vocabulary is None:
             return [], np.zeros(0, np.int64), torch.zeros(0, self.roles.hidden_size)
         count = max(VOCAB_MIN_ROWS, VOCAB_SAMPLE_BYTES // (2 * self.roles.hidden_size))
         sample = vocabulary_sample(self.vocabulary, self.roles.vocab_size, count)
         ids = np.array([i for _, i in sample], dtype=np.int64)
-        return [p for p, _ in sample], ids, self.embedding_rows(ids)
+        rows = self.embedding_rows(ids) if read else torch.zeros(0, self.roles.hidden_size)
+        return [p for p, _ in sample], ids, rows
 
 
 def shared_probes(a: ModelEvidence, b: ModelEvidence) -> tuple[np.ndarray, np.ndarray]:
