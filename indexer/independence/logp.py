@@ -97,23 +97,6 @@ def log10_fixed_points_sf(k: int, n: int) -> float:
     return float(special.logsumexp(logs) / LN10)
 
 
-def log10_agreement_sf(k: int, m: int, n: int) -> float:
-    """log10 P(K >= k) for K = the units on which two independent uniformly random matchings of m
-    units into n (m <= n) agree: the exact fixed-point tail (:func:`log10_fixed_points_sf`) when
-    m = n, else the Poisson(m / n) tail P(K >= k) = Σ_{j>=k} e^{-μ} μ^j / j!, summed in log space
-    up to j = m (K <= m)."""
-    if k <= 0:
-        return 0.0
-    if m == n:
-        return log10_fixed_points_sf(k, n)
-    if k > m or m <= 0 or n <= 0:
-        return -math.inf if k > m else 0.0
-    mu = m / n
-    j = np.arange(k, m + 1)
-    logs = j * math.log(mu) - mu - special.gammaln(j + 1)
-    return float(min(0.0, special.logsumexp(logs) / LN10))
-
-
 def log10_fisher(log10_ps: Sequence[float]) -> float:
     """Fisher's method in log space: X = -2 Σ ln p_i ~ χ²_{2L} under H0, p = P(χ²_{2L} >= X).
 
