@@ -316,6 +316,7 @@ class StatusReport(JsonResult):
     high_water: tuple[HighWater, ...]
     crawl: dict[str, int]
     models: dict[str, int]
+    evidence: dict[str, int] = field(default_factory=dict)  # models with stored evidence, bytes, missing
 
 
 @dataclass(frozen=True)

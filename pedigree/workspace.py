@@ -42,6 +42,7 @@ from pedigree.results import (
 )
 from pedigree.storage.crawl import crawl_counts, finish_run, high_waters, last_runs, start_run
 from pedigree.storage.db import ModelRecord, Store
+from pedigree.storage.evidence import evidence_summary
 from pedigree.storage.lineage import build_info, latest_build
 from pedigree.types import RunStatus, Status
 
@@ -231,7 +232,11 @@ class Workspace:
         for record in self.store.models():
             models[record.status] = models.get(record.status, 0) + 1
         return StatusReport(
-            tuple(last_runs(self.store, limit)), tuple(high_waters(self.store)), crawl_counts(self.store), models
+            tuple(last_runs(self.store, limit)),
+            tuple(high_waters(self.store)),
+            crawl_counts(self.store),
+            models,
+            evidence_summary(self.store),
         )
 
     def sync_indexes(self) -> None:

@@ -175,3 +175,22 @@ def test_lookup_by_spelling_covers_the_odd_spellings():
         StateDictSource({}, {"vocab.json": json.dumps({"Ġthe": 0, "the": 1, "âĢ": 2, "ĠĠ": 3, "âĲ£the": 4})})
     )
     _agrees_with_the_full_map(bl)
+
+
+def test_vocabulary_samples_of_a_pruned_and_a_full_vocabulary_are_nested():
+    """The evidence store keeps each model's hashed vocabulary sample; a pruned vocabulary's sample
+    (higher rate) holds every shared piece the full one sampled, so the two compare row for row."""
+    from pedigree.indexer.vocabulary import Vocabulary, piece_rank, vocabulary_sample
+
+    full = {f"piece{i}": i for i in range(20000)}
+    pruned = {p: k for k, p in enumerate(p for p in full if int(p[5:]) % 7 == 0)}
+    big = Vocabulary(full, "plain", len(full), "", "test")
+    small = Vocabulary(pruned, "plain", len(pruned), "", "test")
+    sample_big = dict(vocabulary_sample(big, len(full), 500))
+    sample_small = dict(vocabulary_sample(small, len(pruned), 500))
+    assert 350 < len(sample_big) < 650 and 350 < len(sample_small) < 650
+    shared_in_big = {p for p in sample_big if p in pruned}
+    assert shared_in_big and shared_in_big <= set(sample_small)
+    assert all(0 <= piece_rank(p) < 1 for p in sample_big)
+    # ids beyond the embedding's rows are never sampled
+    assert max(dict(vocabulary_sample(big, 1000, 500)).values()) < 1000

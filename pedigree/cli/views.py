@@ -252,6 +252,13 @@ def refresh(result: RefreshSummary, width: int) -> RenderableType:
     return Group(*parts)
 
 
+def evidence_line(evidence: dict[str, int]) -> str:
+    """``evidence store: 27 models, 21.3 MB; 2 missing (...)``."""
+    line = f"evidence store: {evidence.get('models', 0)} models, {evidence.get('bytes', 0) / 1e6:.1f} MB"
+    missing = evidence.get("missing", 0)
+    return line + (f"; {missing} missing (backfilled from their sources when reachable)" if missing else "")
+
+
 def status(report: StatusReport, width: int) -> RenderableType:
     rows = [
         [
@@ -279,6 +286,7 @@ def status(report: StatusReport, width: int) -> RenderableType:
         fitted("last runs", columns, rows, width) if rows else "no crawl or refresh run yet",
         f"high-water mark: {marks}",
         f"index: {counts_line(report.models) or 'empty'}",
+        evidence_line(report.evidence),
         f"crawl records: {counts_line(report.crawl) or 'none'}",
     )
 
