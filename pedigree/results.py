@@ -190,6 +190,7 @@ class PairScore(JsonResult):
     b: str
     score: float
     log10_p: float | None = None
+    test_error: str | None = None  # why the tests could not run (never "not related")
 
 
 @dataclass(frozen=True)

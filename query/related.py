@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from itertools import combinations
 
-from pedigree.errors import ModelNotFoundError
+from pedigree.errors import EvidenceMissingError, ModelNotFoundError
 from pedigree.indexer.independence.suite import shared_parts
 from pedigree.indexer.scoring import FingerprintView, align_layers, cosine
 from pedigree.results import Comparison, PairMatrix, PairScore, Related, RelatedModel
@@ -125,14 +125,18 @@ def matrix(
     store: Store, version: str, model_ids: Sequence[str] | None = None, pair_tests: PairTests | None = None
 ) -> PairMatrix:
     """All pairwise scores among ``model_ids`` (default: every indexed model); with ``pair_tests``
-    also each pair's combined log10 p."""
+    also each pair's combined log10 p (a pair whose tests cannot run - its evidence is missing -
+    carries the reason instead)."""
     ids = list(dict.fromkeys(model_ids)) if model_ids else [r.id for r in store.models(Status.INDEXED)]
     views = {model_id: view_of(store, model_id, version) for model_id in ids}
     pairs = []
     for a, b in combinations(views, 2):
         comparison = compare_views(views[a], views[b])
-        log10_p = None
+        log10_p, error = None, None
         if pair_tests is not None:
-            log10_p = pair_tests(a, b, [(i, j) for i, j, _ in comparison.layer_map])["log10_p"]
-        pairs.append(PairScore(a, b, comparison.score, log10_p))
+            try:
+                log10_p = pair_tests(a, b, [(i, j) for i, j, _ in comparison.layer_map])["log10_p"]
+            except EvidenceMissingError as missing:  # reported per pair, never as "not related"
+                error = str(missing)
+        pairs.append(PairScore(a, b, comparison.score, log10_p, error))
     return PairMatrix(tuple(views), tuple(pairs))

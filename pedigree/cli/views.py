@@ -19,6 +19,7 @@ from pedigree.results import (
     IngestResult,
     LineageAnswer,
     PairMatrix,
+    PairScore,
     RefreshSummary,
     RepoReport,
     StatusReport,
@@ -188,15 +189,21 @@ def matrix(result: PairMatrix, width: int) -> RenderableType:
                 cells.append(f"{'1.00' if a == b else '' if pair is None else f'{pair.score:.2f}':>{GRID_CELL}}")
             grid.append(f"{i:>{label}} " + "".join(cells))
         legend = [f"{i:>{label}} {m}" for i, m in enumerate(models)]
-        return Group("pairwise fingerprint scores", *grid, "", *legend)
+        return Group("pairwise fingerprint scores", *grid, "", *legend, *not_run(result.pairs))
     ranked = sorted(result.pairs, key=lambda p: (-p.score, p.a, p.b))
-    with_p = any(p.log10_p is not None for p in ranked)
+    with_p = any(p.log10_p is not None or p.test_error for p in ranked)
     head = "score" + ("  log10 p" if with_p else "") + "  pair"
     out = [f"pairwise fingerprint scores ({len(ranked)} pairs, best first)", head]
     for p in ranked:
-        cell = f"{p.score:5.3f}" + (f"  {log10_p(p.log10_p):>7}" if with_p else "")
+        shown = "not run" if p.test_error else log10_p(p.log10_p)
+        cell = f"{p.score:5.3f}" + (f"  {shown:>7}" if with_p else "")
         out.append(f"{cell}  {p.a} ~ {p.b}")
-    return Group(*out)
+    return Group(*out, *not_run(result.pairs))
+
+
+def not_run(pairs: tuple[PairScore, ...]) -> list[str]:
+    """One line per pair whose tests could not run, with the reason."""
+    return [f"tests not run: {p.a} ~ {p.b}: {p.test_error}" for p in pairs if p.test_error]
 
 
 def models(records: list[ModelRecord], width: int) -> RenderableType:
