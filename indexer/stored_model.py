@@ -33,9 +33,8 @@ import torch
 
 from pedigree.errors import EvidenceMissingError
 from pedigree.indexer.adapters import MatrixRef, ModelRoles, roles_for
-from pedigree.indexer.canonical import normalize_rows
 from pedigree.indexer.evidence_file import EvidenceFile, compact
-from pedigree.indexer.independence.inputs import RAW_ROWS, TEST_PROBES, Mlp, ModelTensors
+from pedigree.indexer.independence.inputs import RAW_ROWS, TEST_PROBES, Mlp, ModelTensors, ShapeFacts
 from pedigree.indexer.independence.suite import Budget
 from pedigree.indexer.probes import ProbeSelection
 from pedigree.indexer.safetensors_format import TensorInfo
@@ -144,7 +143,7 @@ def capture(model: ModelTensors, units: int = UNITS) -> tuple[dict[str, Any], di
     return manifest, arrays
 
 
-class StoredModel:
+class StoredModel(ShapeFacts):
     """One model's captured evidence with the methods of ``ModelTensors`` the tests and the
     lineage stage call; reads only the evidence file."""
 
@@ -178,17 +177,6 @@ class StoredModel:
     def probes(self) -> ProbeSelection:
         return ProbeSelection(self._get("probe_positions").numpy(), self._get("probe_ids").numpy())
 
-    @property
-    def depth(self) -> int:
-        return len(self.roles.layers)
-
-    @property
-    def glu(self) -> bool:
-        return self.roles.layers[0].gate is not None if self.roles.layers else False
-
-    def mlp_units(self, layer: int) -> int:
-        return int(self.manifest["layers"][layer]["units"])
-
     def _rows(self, token_ids: np.ndarray, matrix: str, ids: str) -> torch.Tensor:
         stored = self._get(ids).numpy()
         where = {int(t): k for k, t in enumerate(stored)}
@@ -202,9 +190,6 @@ class StoredModel:
         if all(int(t) in probes for t in token_ids):
             return self._rows(token_ids, "probe_embedding", "probe_ids")
         return self._rows(token_ids, "vocab_rows", "vocab_ids")
-
-    def probe_rows(self, token_ids: np.ndarray) -> torch.Tensor:
-        return normalize_rows(self.embedding_rows(token_ids), self.roles.norm_kind)
 
     def head_rows(self, token_ids: np.ndarray) -> torch.Tensor | None:
         if self.roles.head is None:

@@ -69,7 +69,34 @@ class ModelEvidence(Protocol):
     def close(self) -> None: ...
 
 
-class ModelTensors:
+class ShapeFacts:
+    """What follows from a model's roles alone, shared by :class:`ModelTensors` and the stored
+    evidence (``indexer.stored_model.StoredModel``)."""
+
+    @property
+    def roles(self) -> ModelRoles:
+        raise NotImplementedError
+
+    @property
+    def depth(self) -> int:
+        return len(self.roles.layers)
+
+    @property
+    def glu(self) -> bool:
+        return self.roles.layers[0].gate is not None if self.roles.layers else False
+
+    def mlp_units(self, layer: int) -> int:
+        return self.roles.layers[layer].mlp_size
+
+    def embedding_rows(self, token_ids: np.ndarray) -> torch.Tensor:
+        raise NotImplementedError
+
+    def probe_rows(self, token_ids: np.ndarray) -> torch.Tensor:
+        """X̂: normalised embedding rows of the given tokens (as the first norm would see them)."""
+        return normalize_rows(self.embedding_rows(token_ids), self.roles.norm_kind)
+
+
+class ModelTensors(ShapeFacts):
     """Lazy, cached access to one checkpoint's tensors for the tests."""
 
     def __init__(self, source: TensorSource, label: str | None = None) -> None:
@@ -93,23 +120,8 @@ class ModelTensors:
             raise UnsupportedModelError(f"{self.label}: no tokenizer files, so no probe tokens")
         return select_probes(self.vocabulary, self.roles.vocab_size, TEST_PROBES)
 
-    @property
-    def depth(self) -> int:
-        return len(self.roles.layers)
-
-    @property
-    def glu(self) -> bool:
-        return self.roles.layers[0].gate is not None if self.roles.layers else False
-
-    def mlp_units(self, layer: int) -> int:
-        return self.roles.layers[layer].mlp_size
-
     def rows_of(self, ref: MatrixRef, token_ids: np.ndarray) -> torch.Tensor:
         return self.loader.rows(ref, torch.from_numpy(token_ids))
-
-    def probe_rows(self, token_ids: np.ndarray) -> torch.Tensor:
-        """X̂: normalised embedding rows of the given tokens (as the first norm would see them)."""
-        return normalize_rows(self.rows_of(self.roles.embedding, token_ids), self.roles.norm_kind)
 
     def embedding_rows(self, token_ids: np.ndarray) -> torch.Tensor:
         return self.rows_of(self.roles.embedding, token_ids)
