@@ -87,7 +87,7 @@ def tested_pair(store: Store, a: ModelRecord, b: ModelRecord, *, hint=None, budg
             "layer_map": [[j, i, p] for i, j, p in relation.layer_map] if flipped else relation.layer_map,
             "tested_as": [b.id, a.id] if flipped else [a.id, b.id],
             "log10_q": relation.log10_q,
-            "confirmed": relation.confirmed,
+            "confirmed": relation.confirmed if relation.log10_q is not None else None,  # not decided yet
             "cached": True,
         }
     first, second = (a, b) if a.pk < b.pk else (b, a)

@@ -68,7 +68,10 @@ def write_evidence(path: Path, manifest: dict[str, Any], arrays: dict[str, torch
 
 def _inflate(data: bytes) -> bytes:
     inflater = zlib.decompressobj()
-    body = inflater.decompress(data, MAX_MANIFEST_BYTES)
+    try:
+        body = inflater.decompress(data, MAX_MANIFEST_BYTES)
+    except zlib.error as error:
+        raise EvidenceMissingError(f"evidence manifest is not zlib data: {error}") from None
     if inflater.unconsumed_tail or not inflater.eof:
         raise EvidenceMissingError("evidence manifest is larger than its limit or truncated")
     return body
@@ -92,14 +95,36 @@ class EvidenceFile:
                 raise EvidenceMissingError(f"evidence file {path.name} declares more than {MAX_FILE_BYTES} bytes")
             self._names = {name[: -len(".npy")] for name in infos if name.endswith(".npy")}
             raw = self._array(MANIFEST)
-            self.manifest: dict[str, Any] = json.loads(_inflate(raw.tobytes()))
+            manifest = json.loads(_inflate(raw.tobytes()))
         except (zipfile.BadZipFile, ValueError, OSError, KeyError) as error:
             raise EvidenceMissingError(f"evidence file {path.name} is unreadable: {error}") from None
-        self._dtypes: dict[str, str] = self.manifest.get("dtypes", {})
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("dtypes", {}), dict):
+            raise EvidenceMissingError(f"evidence file {path.name}: its manifest is not an object")
+        self.manifest: dict[str, Any] = manifest
+        self._dtypes: dict[str, str] = manifest.get("dtypes", {})
 
     def _array(self, name: str) -> np.ndarray:
-        with self._zip.open(name + ".npy") as member:
-            return np.lib.format.read_array(member, allow_pickle=False)
+        """One member, its header checked before anything is allocated: no object dtype, and no
+        more data declared than the member holds."""
+        info = self._zip.getinfo(name + ".npy")
+        with self._zip.open(info) as member:
+            version = np.lib.format.read_magic(member)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(member)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(member)
+            else:
+                raise ValueError(f"unsupported .npy version {version}")
+            if dtype.hasobject:
+                raise ValueError(f"{name} holds Python objects (allow_pickle=False)")
+            count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+            if count < 0 or count * dtype.itemsize > info.file_size:
+                raise ValueError(f"{name} declares more data than its {info.file_size} bytes")
+            data = member.read(count * dtype.itemsize)
+        if len(data) != count * dtype.itemsize:
+            raise ValueError(f"{name} is truncated")
+        array = np.frombuffer(data, dtype=dtype).copy()
+        return array.reshape(shape, order="F" if fortran else "C")
 
     def __contains__(self, name: str) -> bool:
         return name in self._names
@@ -110,7 +135,7 @@ class EvidenceFile:
             raise EvidenceMissingError(f"{self.manifest.get('label', self.path.name)}: no stored {name}")
         try:
             array = self._array(name)
-        except (ValueError, OSError, zipfile.BadZipFile) as error:
+        except (ValueError, KeyError, OSError, zipfile.BadZipFile) as error:
             raise EvidenceMissingError(f"evidence array {name} is unreadable: {error}") from None
         tensor = torch.from_numpy(np.array(array))
         return tensor.view(torch.bfloat16) if self._dtypes.get(name) == "bfloat16" else tensor

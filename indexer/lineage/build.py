@@ -147,6 +147,7 @@ def build_graph(
     for r in store.models(Status.INDEXED, with_config=False):
         assert r.pk is not None  # a record read from the store
         records[r.pk] = r
+    decide(store)  # pairs tested since the last decision (compare, matrix) count too
     confirmed = [(a, b, p) for a, b, p in confirmed_pairs(store, SUITE_VERSION) if a in records and b in records]
     links = [(a, b) for a, b, _ in confirmed]
     log10_p = {frozenset((a, b)): p for a, b, p in confirmed}
