@@ -28,11 +28,13 @@ from pedigree.indexer.fingerprint import (
     compute_fingerprint,
     fingerprint_version,
 )
+from pedigree.indexer.independence.inputs import ModelTensors
 from pedigree.indexer.local_checkpoint import LocalCheckpoint, open_checkpoint
 from pedigree.indexer.probes import select_probes
 from pedigree.indexer.safetensors_format import INDEX_FILE, SINGLE_FILE
 from pedigree.indexer.sampling import SampleSize
 from pedigree.indexer.sources import TensorSource
+from pedigree.indexer.stored_model import capture_plan
 from pedigree.indexer.vocabulary import find_vocabulary_file, parse_vocabulary
 from pedigree.indexer.weight_stats import StatsAccumulator
 from pedigree.results import IngestOutcome
@@ -237,6 +239,8 @@ def _index(
     fingerprint = fingerprint_source(source, record, dim=dim, progress=progress)
     if record.created_at is None:
         record.created_at = created_at
+    # what the signatures and the evidence read beyond the fingerprint, fetched once (remote sources cache it)
+    source.prefetch_rows(capture_plan(ModelTensors(source, record.id)), gap=1)
     rows = fingerprint_rows(fingerprint) + signature_rows(source, record)
     evidence = write_capture(store, record, source)  # what the tests and lineage will read: never the source again
     record.pk = store.save_model(record, rows, version)

@@ -33,12 +33,13 @@ import torch
 
 from pedigree.errors import EvidenceMissingError
 from pedigree.indexer.adapters import MatrixRef, ModelRoles, roles_for
+from pedigree.indexer.block_signatures import ATTENTION_ROWS
 from pedigree.indexer.evidence_file import EvidenceFile, compact
 from pedigree.indexer.independence.inputs import RAW_ROWS, TEST_PROBES, Mlp, ModelTensors, ShapeFacts
 from pedigree.indexer.independence.suite import Budget
 from pedigree.indexer.probes import ProbeSelection
 from pedigree.indexer.safetensors_format import TensorInfo
-from pedigree.indexer.sampling import MLP_UNITS
+from pedigree.indexer.sampling import MLP_UNITS, SampleSize, block_sample
 from pedigree.indexer.vocabulary import Vocabulary
 
 UNITS = Budget().unit_block
@@ -71,21 +72,28 @@ def _vocabulary_json(vocabulary: Vocabulary | None) -> dict[str, Any] | None:
 
 
 def capture_plan(model: ModelTensors, units: int = UNITS) -> list[tuple[str, int, int]]:
-    """The stored rows a capture reads beyond the fingerprint's sample (``indexer.sampling``):
-    MLP units [sample, units) of gate and up, and the embedding and head rows of the probes and
-    of the vocabulary sample.  Prefetched merging only touching spans, so that on a remote source
+    """The stored rows a capture (and the block signatures, ``indexer.block_signatures``) read
+    beyond the fingerprint's sample (``indexer.sampling``): MLP units [sample, units) of gate and
+    up, the sampled heads' value rows, the probes' embedding and head rows and the vocabulary
+    sample's embedding rows.  Prefetched merging only touching spans, so that on a remote source
     the rows the fingerprint just read come from its cache and nothing is read twice."""
     plan: list[tuple[str, int, int]] = []
+
+    def rows(ref: MatrixRef | None, start: int, stop: int) -> None:
+        if ref is not None and not ref.transpose and ref.parts == 1 and stop > start:
+            plan.append((ref.name, start, stop))
+
     for layer in model.roles.layers:
         first, kept = min(layer.mlp_size, MLP_UNITS), min(layer.mlp_size, units)
-        for ref in (layer.up, layer.gate):
-            if ref is not None and not ref.transpose and ref.parts == 1 and kept > first:
-                plan.append((ref.name, first, kept))
-    _, ids, _ = model.vocabulary_rows(read=False)
-    tokens = sorted(set(model.probes.token_ids.tolist()) | set(ids.tolist()))
-    for ref in (model.roles.embedding, model.roles.head):
-        if ref is not None and not ref.transpose and ref.parts == 1:
-            plan.extend((ref.name, t, t + 1) for t in tokens)
+        rows(layer.up, first, kept)
+        rows(layer.gate, first, kept)
+        rows(layer.v, 0, max(RAW_ROWS, block_sample(layer, SampleSize(ATTENTION_ROWS, 1)).kv_rows))
+    _, vocab_ids, _ = model.vocabulary_rows(read=False)
+    probes = model.probes.token_ids.tolist()
+    for t in sorted(set(probes) | set(vocab_ids.tolist())):
+        rows(model.roles.embedding, t, t + 1)
+    for t in sorted(set(probes)):
+        rows(model.roles.head, t, t + 1)
     return plan
 
 

@@ -214,15 +214,19 @@ class ModelTensors(ShapeFacts):
         """Unfolded up-projection rows [start, stop) (the constrained test's cheap read)."""
         return self.raw_rows(self.roles.layers[layer].up, start, stop)
 
+    @cached_property
+    def _vocabulary_sample(self) -> list[tuple[str, int]]:
+        if self.vocabulary is None:
+            return []
+        count = max(VOCAB_MIN_ROWS, VOCAB_SAMPLE_BYTES // (2 * self.roles.hidden_size))
+        return vocabulary_sample(self.vocabulary, self.roles.vocab_size, count)
+
     def vocabulary_rows(self, *, read: bool = True) -> tuple[list[str], np.ndarray, torch.Tensor]:
         """(pieces, token ids, embedding rows) of the vocabulary's hashed sample
         (``indexer.vocabulary.vocabulary_sample``: about :data:`VOCAB_SAMPLE_BYTES` of rows, at
         least :data:`VOCAB_MIN_ROWS`), for the pruned-or-extended vocabulary evidence
         (``read=False``: the rows are left unread and empty)."""
-        if self.vocabulary is None:
-            return [], np.zeros(0, np.int64), torch.zeros(0, self.roles.hidden_size)
-        count = max(VOCAB_MIN_ROWS, VOCAB_SAMPLE_BYTES // (2 * self.roles.hidden_size))
-        sample = vocabulary_sample(self.vocabulary, self.roles.vocab_size, count)
+        sample = self._vocabulary_sample
         ids = np.array([i for _, i in sample], dtype=np.int64)
         rows = self.embedding_rows(ids) if read else torch.zeros(0, self.roles.hidden_size)
         return [p for p, _ in sample], ids, rows
