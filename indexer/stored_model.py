@@ -35,6 +35,7 @@ from pedigree.errors import EvidenceMissingError
 from pedigree.indexer.adapters import MatrixRef, ModelRoles, roles_for
 from pedigree.indexer.block_signatures import ATTENTION_ROWS
 from pedigree.indexer.evidence_file import EvidenceFile, compact
+from pedigree.indexer.fingerprint import FINGERPRINT_PROBES
 from pedigree.indexer.independence.inputs import RAW_ROWS, TEST_PROBES, Mlp, ModelTensors, ShapeFacts
 from pedigree.indexer.independence.suite import Budget
 from pedigree.indexer.probes import ProbeSelection
@@ -89,10 +90,11 @@ def capture_plan(model: ModelTensors, units: int = UNITS) -> list[tuple[str, int
         rows(layer.gate, first, kept)
         rows(layer.v, 0, max(RAW_ROWS, block_sample(layer, SampleSize(ATTENTION_ROWS, 1)).kv_rows))
     _, vocab_ids, _ = model.vocabulary_rows(read=False)
-    probes = model.probes.token_ids.tolist()
-    for t in sorted(set(probes) | set(vocab_ids.tolist())):
+    read = set(model.probes.within(FINGERPRINT_PROBES).token_ids.tolist())  # the fingerprint's probe rows
+    probes = set(model.probes.token_ids.tolist()) - read
+    for t in sorted(probes | (set(vocab_ids.tolist()) - read)):
         rows(model.roles.embedding, t, t + 1)
-    for t in sorted(set(probes)):
+    for t in sorted(probes):
         rows(model.roles.head, t, t + 1)
     return plan
 

@@ -215,10 +215,12 @@ class Workspace:
         counts = {
             **crawled.counts,
             "new_models": len(fresh),
-            "pairs_tested": len(after.confirmations),
+            "pairs_tested": sum(c.error is None for c in after.confirmations),
+            "pairs_not_tested": sum(c.error is not None for c in after.confirmations),
             "new_edges": max(self._edge_count() - edges_before, 0),
         }
-        errors = _errors(crawled)
+        untested = tuple(RepoError(f"{c.a} ~ {c.b}", "not tested", c.error) for c in after.confirmations if c.error)
+        errors = _errors(crawled) + untested
         finish_run(self.store, run, RunStatus.OK, counts, [e.to_json() for e in errors])
         return RefreshSummary(run, crawled.endpoint, counts, errors, crawled.high_water, after.graph, crawled.repos)
 

@@ -251,7 +251,7 @@ def block_units_test(
         [[round(stats[(i, j)].log10_p, 4) for j in range(b.depth)] for i in range(a.depth)] if localized_run else None
     )
     parts = [log10_bonferroni_min([s.log10_p for s in stats.values()])]
-    diagonal = [stats[(i, i)].log10_p for i in range(a.depth)] if a.depth == b.depth else []
+    diagonal = [stats[(i, i)].log10_p for i in range(a.depth) if (i, i) in stats] if a.depth == b.depth else []
     if diagonal:
         parts.append(log10_fisher(diagonal))
     outcome = Outcome(
