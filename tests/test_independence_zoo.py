@@ -198,3 +198,26 @@ def test_activation_variant_on_glu_models(small_zoo: Path, truth: dict, tmp_path
         app, ["compare", str(small_zoo / gpt2), str(small_zoo / parent), "--home", home, "--activations", "--json"]
     )
     assert refused.exit_code == 1 and "GLU" in json.loads(refused.stdout)["error"]
+
+
+def test_a_deep_pair_without_a_block_hint_runs_on_a_subsampled_plan(models, truth):
+    """Pairs deeper than the localized matrix allows (a 1B model: 22 x 22 cells) test a few evenly
+    spaced diagonal blocks; with no block hint (an unrelated candidate) ``block_units`` combined a
+    diagonal it had not computed (KeyError (1, 1) on the 1B refresh benchmark)."""
+    from pedigree.indexer.independence.suite import Budget
+
+    budget = Budget(localized_max_cells=1, robust_layers=2)
+    child = next(m for m, f in sorted(truth.items()) if f["relation"] == "finetune")
+    parent = truth[child]["parents"][0]
+    unrelated = next(
+        m
+        for m, f in sorted(truth.items())
+        if f["relation"] == "root"
+        and m != parent
+        and (models[m].glu, models[m].depth) == (models[parent].glu, models[parent].depth)
+    )
+    assert models[parent].depth > budget.robust_layers
+    related = run_battery(models[parent], models[child], budget=budget)
+    independent = run_battery(models[parent], models[unrelated], budget=budget)
+    assert related.log10_p < -12 and related.localized is None
+    assert math.isfinite(independent.log10_p) and independent.test("block_units") is not None
