@@ -26,9 +26,15 @@ def _unit_rows(matrix: torch.Tensor) -> torch.Tensor:
     return matrix / torch.clamp(norms, min=1e-30)
 
 
-def cosine_matrix(a: torch.Tensor, b: torch.Tensor, *, absolute: bool = False) -> np.ndarray:
+def unit_rows(matrix: torch.Tensor) -> torch.Tensor:
+    """Rows scaled to unit norm, in float32: what :func:`cosine_matrix` computes from (callers that
+    match the same rows many times normalise them once and pass ``normalized=True``)."""
+    return _unit_rows(matrix)
+
+
+def cosine_matrix(a: torch.Tensor, b: torch.Tensor, *, absolute: bool = False, normalized: bool = False) -> np.ndarray:
     """C_ij = cos(a_i, b_j) (or |cos|) as a float32 numpy array [rows of a, rows of b]."""
-    c = _unit_rows(a) @ _unit_rows(b).t()
+    c = (a @ b.t()) if normalized else _unit_rows(a) @ _unit_rows(b).t()
     return np.asarray((c.abs() if absolute else c).numpy())
 
 
@@ -44,9 +50,10 @@ class Matching:
         return np.flatnonzero(self.b_of >= 0)
 
 
-def match(a: torch.Tensor, b: torch.Tensor, *, absolute: bool = False) -> Matching:
-    """Maximum-total-similarity one-to-one matching of the rows of ``a`` to the rows of ``b``."""
-    c = cosine_matrix(a, b, absolute=absolute)
+def match(a: torch.Tensor, b: torch.Tensor, *, absolute: bool = False, normalized: bool = False) -> Matching:
+    """Maximum-total-similarity one-to-one matching of the rows of ``a`` to the rows of ``b``
+    (``normalized``: both are :func:`unit_rows` already)."""
+    c = cosine_matrix(a, b, absolute=absolute, normalized=normalized)
     rows, cols = linear_sum_assignment(c, maximize=True)
     b_of = np.full(a.shape[0], -1, dtype=np.int64)
     similarity = np.full(a.shape[0], np.nan, dtype=np.float32)

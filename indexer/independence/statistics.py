@@ -121,9 +121,14 @@ def mlp_profiles(
 
 
 def robust_mlp_stat(
-    profiles_a: dict[str, torch.Tensor], profiles_b: dict[str, torch.Tensor], *, layers: tuple[int, int]
+    profiles_a: dict[str, torch.Tensor],
+    profiles_b: dict[str, torch.Tensor],
+    *,
+    layers: tuple[int, int],
+    normalized: bool = False,
 ) -> PairStat:
-    """φ_MATCH on one block pair: Spearman ρ of the two matchings.
+    """φ_MATCH on one block pair: Spearman ρ of the two matchings (``normalized``: the profiles
+    are unit rows already, ``indexer.independence.matching.unit_rows``).
 
     (The number of units on which the two matchings agree is reported, not tested: independent
     models that learned similar features - a distilled student and its teacher - agree on more
@@ -135,11 +140,11 @@ def robust_mlp_stat(
     vs down (output) responses, both by cos (only unit permutations preserve a GELU MLP).
     """
     if "gate" in profiles_a and "gate" in profiles_b:
-        first = match(profiles_a["gate"], profiles_b["gate"])
-        second = match(profiles_a["up"], profiles_b["up"], absolute=True)
+        first = match(profiles_a["gate"], profiles_b["gate"], normalized=normalized)
+        second = match(profiles_a["up"], profiles_b["up"], absolute=True, normalized=normalized)
     else:
-        first = match(profiles_a["up"], profiles_b["up"])
-        second = match(profiles_a["down"], profiles_b["down"])
+        first = match(profiles_a["up"], profiles_b["up"], normalized=normalized)
+        second = match(profiles_a["down"], profiles_b["down"], normalized=normalized)
     return agreement(first, second, layers=layers)
 
 
@@ -148,9 +153,12 @@ def block_units_stat(
     descriptors_b: tuple[np.ndarray, np.ndarray],
     *,
     layers: tuple[int, int],
+    standardized: bool = False,
 ) -> PairStat:
     """φ_BLOCK on one block pair: (read, write) unit descriptors of A's and of B's block
-    ([units, features] each, see the module docstring); each side z-scored within its block."""
-    first = match_nearest(zscore_columns(descriptors_a[0]), zscore_columns(descriptors_b[0]))
-    second = match_nearest(zscore_columns(descriptors_a[1]), zscore_columns(descriptors_b[1]))
+    ([units, features] each, see the module docstring); each side z-scored within its block
+    (``standardized``: the caller passed them z-scored already, ``zscore_columns``)."""
+    z = (lambda x: x) if standardized else zscore_columns
+    first = match_nearest(z(descriptors_a[0]), z(descriptors_b[0]))
+    second = match_nearest(z(descriptors_a[1]), z(descriptors_b[1]))
     return agreement(first, second, layers=layers)

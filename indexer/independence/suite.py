@@ -45,9 +45,10 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from pedigree.indexer.block_signatures import zscore_columns
 from pedigree.indexer.independence.inputs import ModelEvidence, shared_probes
 from pedigree.indexer.independence.logp import log10_bonferroni_min, log10_fisher
-from pedigree.indexer.independence.matching import match
+from pedigree.indexer.independence.matching import match, unit_rows
 from pedigree.indexer.independence.statistics import (
     NULL_BLOCK,
     NULL_CONSTRAINED,
@@ -156,7 +157,8 @@ class _Profiles:
         if layer not in self.cache:
             span = _block(self.model, layer, self.budget) or (None, None)
             mlp = self.model.mlp(layer, *span, down=not self.glu_pair)
-            self.cache[layer] = mlp_profiles(mlp.gate, mlp.up, mlp.down_t, self.x)
+            profiles = mlp_profiles(mlp.gate, mlp.up, mlp.down_t, self.x)
+            self.cache[layer] = {name: unit_rows(p) for name, p in profiles.items()}  # normalised once per block
         return self.cache[layer]
 
 
@@ -172,14 +174,14 @@ def _robust_mlp(
     prof_a = _Profiles(a, xa, budget, glu_pair=glu_pair)
     prof_b = _Profiles(b, xb, budget, glu_pair=glu_pair)
     stats: dict[tuple[int, int], PairStat] = {
-        pair: robust_mlp_stat(prof_a(pair[0]), prof_b(pair[1]), layers=pair) for pair in plan
+        pair: robust_mlp_stat(prof_a(pair[0]), prof_b(pair[1]), layers=pair, normalized=True) for pair in plan
     }
     localized = None
     if a.depth * b.depth <= budget.localized_max_cells:
         for i in range(a.depth):
             for j in range(b.depth):
                 if (i, j) not in stats:
-                    stats[(i, j)] = robust_mlp_stat(prof_a(i), prof_b(j), layers=(i, j))
+                    stats[(i, j)] = robust_mlp_stat(prof_a(i), prof_b(j), layers=(i, j), normalized=True)
         localized = [[round(stats[(i, j)].log10_p, 4) for j in range(b.depth)] for i in range(a.depth)]
     cells = list(stats.values())
     parts = [log10_bonferroni_min([s.log10_p for s in cells])]
@@ -243,10 +245,13 @@ def block_units_test(
     def span(model: ModelEvidence, layer: int) -> int | None:
         return None if model.mlp_units(layer) <= budget.unit_block else budget.unit_block
 
-    stats = {
-        (i, j): block_units_stat(a.unit_descriptors(i, span(a, i)), b.unit_descriptors(j, span(b, j)), layers=(i, j))
-        for i, j in cells
-    }
+    def standardized(model: ModelEvidence, layer: int) -> tuple[np.ndarray, np.ndarray]:
+        read, write = model.unit_descriptors(layer, span(model, layer))
+        return zscore_columns(read), zscore_columns(write)
+
+    z_a = {i: standardized(a, i) for i in sorted({i for i, _ in cells})}  # z-scored once per block
+    z_b = {j: standardized(b, j) for j in sorted({j for _, j in cells})}
+    stats = {(i, j): block_units_stat(z_a[i], z_b[j], layers=(i, j), standardized=True) for i, j in cells}
     localized = (
         [[round(stats[(i, j)].log10_p, 4) for j in range(b.depth)] for i in range(a.depth)] if localized_run else None
     )
