@@ -95,7 +95,7 @@ def path_distance(a: int, b: int, parent: np.ndarray, length: np.ndarray, depth:
 
 def populate(db_path: Path, tree: dict, seed: int = 1) -> dict:
     """Write the forest's models, relations and evidence into a fresh pedigree database."""
-    from pedigree.indexer.independence.suite import SUITE_VERSION
+    from pedigree.indexer.independence.summary import SUITE_VERSION
     from pedigree.storage.db import Store
 
     rng = np.random.default_rng(seed)
@@ -223,7 +223,7 @@ def edge_f1(tree: dict, edges: list[tuple[int, int]]) -> float:
 
 def add_models(db_path: Path, tree: dict, count: int, seed: int = 2) -> None:
     """``count`` new fine-tunes of random existing models (the nightly increment)."""
-    from pedigree.indexer.independence.suite import SUITE_VERSION
+    from pedigree.indexer.independence.summary import SUITE_VERSION
     from pedigree.storage.db import Store
 
     rng = np.random.default_rng(seed)

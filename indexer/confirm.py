@@ -32,17 +32,18 @@ from pedigree.indexer.evidence_store import open_evidence
 from pedigree.indexer.fingerprint import fingerprint_version
 from pedigree.indexer.independence.inputs import ModelTensors
 from pedigree.indexer.independence.logp import log10_benjamini_hochberg
-from pedigree.indexer.independence.suite import SUITE_VERSION, Budget, PairReport, run_battery
+from pedigree.indexer.independence.suite import Budget, PairReport, run_battery
+from pedigree.indexer.independence.summary import SUITE_VERSION
 from pedigree.indexer.openers import open_location
 from pedigree.indexer.sources import TensorSource
 from pedigree.results import Confirmation, RelatedModel
 from pedigree.storage.db import ModelRecord, Store
 from pedigree.storage.relations import (
     get_relation,
-    is_current,
     relations,
     save_report,
     set_decisions,
+    stored_result,
 )
 from pedigree.storage.vectors import VectorIndexes
 from pedigree.types import BLOCK_SIGNATURE, Status
@@ -78,18 +79,9 @@ def tested_pair(store: Store, a: ModelRecord, b: ModelRecord, *, hint=None, budg
     """Stored results for (a, b) if current, else run the battery on their stored evidence
     (``indexer.evidence_store``: no checkpoint is opened), store and return it."""
     assert a.pk is not None and b.pk is not None  # records read from the store
-    relation = get_relation(store, a.pk, b.pk)
-    if relation is not None and is_current(relation, a, b, SUITE_VERSION):
-        flipped = relation.model_a != a.pk
-        return {
-            "log10_p": relation.log10_p,
-            "tests": relation.tests,
-            "layer_map": [[j, i, p] for i, j, p in relation.layer_map] if flipped else relation.layer_map,
-            "tested_as": [b.id, a.id] if flipped else [a.id, b.id],
-            "log10_q": relation.log10_q,
-            "confirmed": relation.confirmed if relation.log10_q is not None else None,  # not decided yet
-            "cached": True,
-        }
+    cached = stored_result(store, a, b, SUITE_VERSION)
+    if cached is not None:
+        return cached
     first, second = (a, b) if a.pk < b.pk else (b, a)
     if hint is not None and first is not a:
         hint = [(j, i) for i, j in hint]

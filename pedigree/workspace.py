@@ -296,12 +296,13 @@ class Workspace:
 
     def view(self, ref: str) -> FingerprintView:
         """A model by index id, or else by checkpoint folder path (fingerprinted on the fly)."""
-        from pedigree.indexer.pipeline import fingerprint_source, is_checkpoint_folder
         from pedigree.indexer.scoring import FingerprintView
         from pedigree.query.related import view_of
 
         if self._indexed(ref) is not None:
-            return view_of(self.store, ref, self.version)
+            return view_of(self.store, ref, self.version)  # from DuckDB: no torch
+        from pedigree.indexer.pipeline import fingerprint_source, is_checkpoint_folder
+
         if is_checkpoint_folder(Path(ref)):
             from pedigree.indexer.local_checkpoint import open_checkpoint
 
@@ -336,12 +337,22 @@ class Workspace:
         return open_evidence(self.store, record) if record is not None else ModelTensors(open_checkpoint(ref), ref)
 
     def tests(self, a: str, b: str, hint: list[tuple[int, int]] | None = None) -> dict[str, Any]:
-        """The independence tests for A and B (stored and reused when both are indexed)."""
+        """The independence tests for A and B (stored and reused when both are indexed: a stored
+        result is answered without loading the test machinery)."""
+        from pedigree.indexer.independence.summary import SUITE_VERSION
+        from pedigree.storage.relations import stored_result
+
+        record_a, record_b = self._indexed(a), self._indexed(b)
+        cached = None
+        if record_a is not None and record_b is not None:
+            cached = stored_result(self.store, record_a, record_b, SUITE_VERSION)
+        if cached is not None:
+            cached["flipped"] = cached["tested_as"][0] != a
+            return cached
         import pedigree.crawler.remote  # noqa: F401 - registers the reader of crawled (http) sources
         from pedigree.indexer.confirm import report_json, tested_pair
         from pedigree.indexer.independence.suite import run_battery
 
-        record_a, record_b = self._indexed(a), self._indexed(b)
         if record_a is not None and record_b is not None:
             result = tested_pair(self.store, record_a, record_b, hint=hint)
         else:  # an indexed model answers from its stored evidence; only the folder is read
@@ -371,7 +382,6 @@ class Workspace:
 
     def compare(self, a: str, b: str, *, tests: bool = True, activations: bool = False) -> Comparison:
         """Fingerprint score and block map of A and B (ids or folders), and their independence tests."""
-        from pedigree.indexer.independence.logp import log10_bonferroni_min
         from pedigree.query.related import compare_views, with_tests
 
         comparison = compare_views(self.view(a), self.view(b))
@@ -380,6 +390,8 @@ class Workspace:
         hint = [(i, j) for i, j, _ in comparison.layer_map]
         results = self.tests(a, b, hint)
         if activations:
+            from pedigree.indexer.independence.logp import log10_bonferroni_min
+
             results = dict(results, tests=[*results["tests"], self.activation_test(a, b)])
             results["log10_p"] = round(log10_bonferroni_min([t["log10_p"] for t in results["tests"]]), 4)
         return with_tests(comparison, results)

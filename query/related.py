@@ -12,7 +12,7 @@ from dataclasses import replace
 from itertools import combinations
 
 from pedigree.errors import EvidenceMissingError, ModelNotFoundError
-from pedigree.indexer.independence.suite import shared_parts
+from pedigree.indexer.independence.summary import shared_parts
 from pedigree.indexer.scoring import FingerprintView, align_layers, cosine
 from pedigree.results import Comparison, PairMatrix, PairScore, Related, RelatedModel
 from pedigree.storage.db import Store

@@ -129,3 +129,22 @@ def set_decisions(store: Store, decisions: list[tuple[Relation, float, bool]]) -
             "UPDATE relations SET log10_q = ?, confirmed = ? WHERE model_a = ? AND model_b = ?",
             [(q, confirmed, r.model_a, r.model_b) for r, q, confirmed in decisions],
         )
+
+
+def stored_result(store: Store, a: ModelRecord, b: ModelRecord, suite_version: str) -> dict[str, Any] | None:
+    """The stored test result for (a, b) in the caller's orientation if it is current (this suite
+    version, these revisions), else None."""
+    assert a.pk is not None and b.pk is not None  # records read from the store
+    relation = get_relation(store, a.pk, b.pk)
+    if relation is None or not is_current(relation, a, b, suite_version):
+        return None
+    flipped = relation.model_a != a.pk
+    return {
+        "log10_p": relation.log10_p,
+        "tests": relation.tests,
+        "layer_map": [[j, i, p] for i, j, p in relation.layer_map] if flipped else relation.layer_map,
+        "tested_as": [b.id, a.id] if flipped else [a.id, b.id],
+        "log10_q": relation.log10_q,
+        "confirmed": relation.confirmed if relation.log10_q is not None else None,  # not decided yet
+        "cached": True,
+    }

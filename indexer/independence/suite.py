@@ -37,7 +37,6 @@ matchings still find (the test then rests on those).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,10 +58,9 @@ from pedigree.indexer.independence.statistics import (
     mlp_profiles,
     robust_mlp_stat,
 )
+from pedigree.indexer.independence.summary import SHARED_BLOCK_FAMILYWISE
 
-SUITE_VERSION = "ind5"  # bump whenever a test, its parameters or the combination rule change
 MIN_SHARED_PROBES = 16
-SHARED_BLOCK_FAMILYWISE = 1e-4  # a block pair is "shared" if p < 1e-4 / (number of cells tested)
 
 
 @dataclass(frozen=True)
@@ -97,27 +95,6 @@ class PairReport:
 
     def test(self, name: str) -> Outcome | None:
         return next((t for t in self.tests if t.name == name), None)
-
-
-def shared_parts(tests: Sequence[Mapping[str, Any]], layer_map: Sequence[Sequence[Any]]) -> dict[str, Any]:
-    """Which parts the tests say were taken: blocks (the layer map), embedding, head.
-
-    A part counts as shared when its test rejects independence at 1e-4 (the block map already
-    applies that bar family-wise).  ``None``: the part could not be tested (a tied head, different
-    widths).  A copied embedding under new layers shows up as exactly that: embedding shared, no
-    block shared.
-    """
-    by_name = {t["name"]: t for t in tests}
-
-    def part(name: str) -> bool | None:
-        test = by_name.get(name)
-        return None if test is None else test["log10_p"] < math.log10(SHARED_BLOCK_FAMILYWISE)
-
-    return {
-        "blocks": [[entry[0], entry[1]] for entry in layer_map],
-        "embedding": part("embedding_dims"),
-        "head": part("head_dims"),
-    }
 
 
 def _plan(

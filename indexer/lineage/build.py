@@ -21,7 +21,7 @@ from dataclasses import replace
 from pedigree.errors import EvidenceMissingError
 from pedigree.indexer.confirm import decide, tested_pair
 from pedigree.indexer.evidence_store import ensure_evidence
-from pedigree.indexer.independence.suite import SUITE_VERSION
+from pedigree.indexer.independence.summary import SUITE_VERSION
 from pedigree.indexer.lineage.arborescence import components
 from pedigree.indexer.lineage.assemble import (
     ASSEMBLY_VERSION,
