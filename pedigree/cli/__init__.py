@@ -25,6 +25,10 @@ def main() -> None:
     # crawl used 2.0 s of CPU spinning, 1.3 s sleeping, same wall time).  The command sets the
     # policy before torch loads unless the user chose one; importing the library changes nothing.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # numpy/scipy's own OpenBLAS threads (which OMP_WAIT_POLICY does not reach) make the tests'
+    # small float64 products slower, not faster, and steal CPU from the assignment that follows
+    # (bench.store_speed: CLI matrix 112.6 -> 88.7 s, compare 8.3 -> 6.9 s; answers identical).
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         app()
     except KeyboardInterrupt:
