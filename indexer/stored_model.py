@@ -88,7 +88,8 @@ def capture_plan(model: ModelTensors, units: int = UNITS) -> list[tuple[str, int
         first, kept = min(layer.mlp_size, MLP_UNITS), min(layer.mlp_size, units)
         rows(layer.up, first, kept)
         rows(layer.gate, first, kept)
-        rows(layer.v, 0, max(RAW_ROWS, block_sample(layer, SampleSize(ATTENTION_ROWS, 1)).kv_rows))
+        value_rows = max(RAW_ROWS, block_sample(layer, SampleSize(ATTENTION_ROWS, 1)).kv_rows)
+        rows(layer.v, 0, min(value_rows, model.source.info(layer.v.name).rows))
     _, vocab_ids, _ = model.vocabulary_rows(read=False)
     read = set(model.probes.within(FINGERPRINT_PROBES).token_ids.tolist())  # the fingerprint's probe rows
     probes = set(model.probes.token_ids.tolist()) - read
