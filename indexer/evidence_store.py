@@ -92,8 +92,17 @@ def ensure_evidence(store: Store, record: ModelRecord) -> Path:
 
 
 def open_evidence(store: Store, record: ModelRecord) -> StoredModel:
-    """The model's stored evidence (backfilled when needed, see :func:`ensure_evidence`)."""
-    return StoredModel(EvidenceFile(ensure_evidence(store, record)), record.id)
+    """The model's stored evidence (backfilled when needed, see :func:`ensure_evidence`); a damaged
+    file is dropped and captured again when the source can still be read."""
+    path = ensure_evidence(store, record)
+    try:
+        return StoredModel(EvidenceFile(path), record.id)
+    except EvidenceMissingError as damaged:
+        path.unlink(missing_ok=True)
+        try:
+            return StoredModel(EvidenceFile(ensure_evidence(store, record)), record.id)
+        except EvidenceMissingError as error:
+            raise EvidenceMissingError(f"{damaged}; {error}") from None
 
 
 def evidence_sizes(store: Store) -> dict[int, int]:

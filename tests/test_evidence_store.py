@@ -489,3 +489,23 @@ def test_stored_model_gives_the_battery_the_live_numbers(pair: tuple[str, str], 
         assert live.log10_p < -12
     else:
         assert live.log10_p > -3
+
+
+def test_a_damaged_evidence_file_is_captured_again_while_its_source_is_there(small_zoo: Path, tmp_path: Path):
+    from pedigree.indexer.evidence_store import current_file, open_evidence
+    from pedigree.indexer.pipeline import ingest_checkpoint
+    from pedigree.storage.db import Store
+
+    with Store(tmp_path / "h" / "pedigree.duckdb") as store:
+        ingest_checkpoint(store, QWEN, small_zoo / QWEN)
+        record = store.get_model(QWEN)
+        assert record is not None
+        path = current_file(store, record)
+        assert path is not None
+        path.write_bytes(b"garbage")
+        model = open_evidence(store, record)
+        try:
+            assert model.depth > 0 and len(model.probes) > 0
+        finally:
+            model.close()
+        assert path.read_bytes()[:2] == b"PK"  # a zip again
