@@ -173,6 +173,26 @@ def test_vocabulary_direction_from_fresh_rows_and_bit_identical_rows():
     assert vocabulary_relation(moved, shared, cut).relation is None
 
 
+def test_renumbered_bit_identical_rows_mark_the_pruned_child_however_the_extra_rows_look():
+    from pedigree.indexer.lineage.structure import same_id_share, vocabulary_relation
+
+    generator = torch.Generator().manual_seed(1)
+    directions = torch.randn(8, 64, generator=generator)
+    shared = torch.randn(400, 8, generator=generator) @ directions + 0.1 * torch.randn(400, 64, generator=generator)
+    isotropic = shared.std() * torch.randn(50, 64, generator=generator)  # looks freshly initialised
+    # appended pieces (every shared piece kept its id): an extension with N(0, σ²) rows
+    assert vocabulary_relation(shared, shared.clone(), isotropic, same_ids=1.0).relation == "vocab_extended"
+    # the same rows moved to new ids bit for bit: a subset was selected - the smaller model is pruned
+    assert vocabulary_relation(shared, shared.clone(), isotropic, same_ids=0.01).relation == "vocab_pruned"
+    # renumbered but the rows changed: no judgement from ids alone (the freshness rule decides)
+    moved = shared + 0.01 * torch.randn(400, 64, generator=generator)
+    assert vocabulary_relation(moved, shared, isotropic, same_ids=0.01).relation == "vocab_extended"
+    parent = {"a": 0, "b": 1, "c": 2, "d": 3}
+    assert same_id_share(parent, {"a": 0, "b": 1, "e": 4}) == 1.0  # appended
+    assert same_id_share(parent, {"a": 0, "c": 1, "d": 2}) == 1 / 3  # selected and compacted
+    assert same_id_share(parent, {"x": 0}) is None
+
+
 def test_vocabulary_evidence_names_the_zoo_extension(small_zoo: Path, truth: dict):
     from pedigree.indexer.independence.inputs import ModelTensors
     from pedigree.indexer.lineage.structure import vocabulary_evidence

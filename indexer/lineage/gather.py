@@ -24,8 +24,9 @@ from pedigree.storage.db import Store
 from pedigree.storage.lineage import PairEvidence, save_merge_evidence, save_pair_evidence
 from pedigree.types import BLOCK_SIGNATURE, VectorRow
 
-# 2: layer map, vocabulary; 3: per-matrix growth; 4: block maps; 5: from block signatures; 6: evidence store
-EVIDENCE_VERSION = 6
+# 2: layer map, vocabulary; 3: per-matrix growth; 4: block maps; 5: from block signatures; 6: evidence store;
+# 7: renumbered vocabularies
+EVIDENCE_VERSION = 7
 MIN_GROWTH_MATRICES = 6  # a consistent growth is judged over at least this many changed matrices
 MERGE_NEIGHBOURS = 4  # merge fits are tried on pairs among a model's 4 closest same-coordinate relatives
 ALL_PAIRS_UP_TO = 48  # families up to this size get evidence for every pair, larger ones per-member nearest

@@ -20,6 +20,12 @@ child keeps a subset of its parent's pieces, an extended child adds pieces to it
 from the embedding rows of the pieces both share (matched by token string) and of the pieces only
 the larger one has ("extra"):
 
+- the shared pieces were *renumbered* (most of them have other token ids in the two tokenizers) and
+  their rows are bit-identical - rows were copied to new positions, which is what selecting a
+  subset does; extending a tokenizer appends pieces and keeps every existing id
+  (``transformers``' ``resize_token_embeddings``, ``tokenizers``' ``add_tokens``): the smaller
+  model is the *pruned child*, however the extra rows look (a multilingual vocabulary cut down
+  to one language leaves extra rows that can look isotropic next to the kept ones);
 - the extra rows look *freshly initialised* - near the embedding mean (median ‖x − μ‖ of the extra
   rows below ``FRESH_SPREAD`` × that of the shared rows; what mean-initialisation does) or isotropic
   (their centred energy in the shared rows' top-k principal subspace nearer the isotropic share k/d
@@ -47,6 +53,7 @@ FRESH_SPREAD = 0.5
 T = TypeVar("T")
 VOCAB_SAMPLE = 512  # rows sampled from the shared and from the extra pieces
 PRINCIPAL_SHARE = 8  # top-k principal directions: k = hidden / 8
+RENUMBERED = 0.5  # shared pieces renumbered: fewer than half keep their token id
 
 
 def layer_map(cosines: np.ndarray) -> list[tuple[int, int, float]]:
@@ -87,6 +94,7 @@ class VocabularyEvidence:
     extra_principal_share: float
     shared_principal_share: float
     isotropic_share: float
+    same_ids: float | None = None  # share of the shared pieces with the same token id in both
 
     def as_json(self) -> dict:
         return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
@@ -122,15 +130,28 @@ def vocabulary_evidence(small: ModelEvidence, large: ModelEvidence) -> Vocabular
     if len(shared) < 16 or len(extra) < 4:
         return None
     return vocabulary_relation(
-        rows_l[[k for k, _ in shared]].float(), rows_s[[k for _, k in shared]].float(), rows_l[extra].float()
+        rows_l[[k for k, _ in shared]].float(),
+        rows_s[[k for _, k in shared]].float(),
+        rows_l[extra].float(),
+        same_ids=same_id_share(vocab_s.tokens, vocab_l.tokens),
     )
 
 
+def same_id_share(tokens_a: dict[str, int], tokens_b: dict[str, int]) -> float | None:
+    """Share of the pieces both tokenizers define that carry the same token id in both (None when
+    they share none)."""
+    shared = tokens_a.keys() & tokens_b.keys()
+    if not shared:
+        return None
+    return sum(tokens_a[piece] == tokens_b[piece] for piece in shared) / len(shared)
+
+
 def vocabulary_relation(
-    shared_large: torch.Tensor, shared_small: torch.Tensor, extra: torch.Tensor
+    shared_large: torch.Tensor, shared_small: torch.Tensor, extra: torch.Tensor, *, same_ids: float | None = None
 ) -> VocabularyEvidence:
     """The pruned-or-extended judgement (module docstring) from the rows of the shared pieces in
-    both models (same order) and the larger model's rows of its extra pieces."""
+    both models (same order), the larger model's rows of its extra pieces and the share of shared
+    pieces that kept their token id (None: unknown)."""
     identical = float((shared_large == shared_small).all(dim=1).float().mean())
     mean = shared_large.mean(dim=0, keepdim=True)
     centred_shared, centred_extra = shared_large - mean, extra - mean
@@ -141,7 +162,11 @@ def vocabulary_relation(
     share_extra = principal_share(centred_extra, basis)
     isotropic = k / shared_large.shape[1]
     fresh = spread < FRESH_SPREAD or abs(share_extra - isotropic) < abs(share_extra - share_shared)
-    relation = "vocab_extended" if fresh else ("vocab_pruned" if identical == 1.0 else None)
+    renumbered = same_ids is not None and same_ids < RENUMBERED
+    if identical == 1.0 and (renumbered or not fresh):
+        relation: str | None = "vocab_pruned"
+    else:
+        relation = "vocab_extended" if fresh else None
     return VocabularyEvidence(
-        relation, len(shared_large), len(extra), identical, spread, share_extra, share_shared, isotropic
+        relation, len(shared_large), len(extra), identical, spread, share_extra, share_shared, isotropic, same_ids
     )
