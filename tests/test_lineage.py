@@ -561,3 +561,18 @@ def test_weights_only_graph_shows_undirected_relatives_in_query_and_export(index
         assert u in {s["id"] for s in answer["siblings"]} and u not in {p["id"] for p in answer["parents"]}
         text = cli_text("query", v, "--mode", "weights", "--home", str(home))
         assert "direction undetermined" in text and u in text
+
+
+def test_models_of_different_depth_without_a_layer_map_are_siblings_whatever_time_says():
+    # two students of one unindexed teacher: 3 and 6 blocks, no block of one a kept copy of the other's
+    nodes = {1: node(1, 1, layers=6), 2: node(2, 9, layers=3)}
+    unexplained = {frozenset((1, 2)): Pair(0.3, same_coordinates=True, raw_distance=0.3)}
+    for mode in ("weights", "time", "full"):
+        _, edges = assemble(nodes, unexplained, {}, mode)
+        assert [(e.relation, e.evidence["directed"]) for e in edges] == [("sibling", False)], mode
+    # the layer map shows that 2 kept an injective subset of 1's blocks: a directed pruned child
+    mapped = {
+        frozenset((1, 2)): Pair(0.3, same_coordinates=True, raw_distance=0.3, layer_child=2, layer_relation="pruned")
+    }
+    _, edges = assemble(nodes, mapped, {}, "time")
+    assert [(e.parent, e.child, e.relation, e.evidence["directed"]) for e in edges] == [(1, 2, "pruned", True)]

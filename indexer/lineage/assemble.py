@@ -19,8 +19,9 @@
    the signals and the family's update geometry agree best; a model hung under a sibling is moved
    up; the tree is re-rooted again.  An edge whose orientation no signal or geometry decides is
    reported *undirected*: ``sibling`` (related, neither shown to derive from the other - e.g.
-   two fine-tunes of an ancestor that is not indexed) or, for copies, the copy relation with
-   ``directed: false``.
+   two fine-tunes of an ancestor that is not indexed, or two models of different depth that the
+   layer map does not derive from each other, ``unexplained_depth``) or, for copies, the copy
+   relation with ``directed: false``.
 4. **Merges**: a model fitted as a weight average of two relatives (residual ratio < 0.25,
    0.15 < α < 0.85) gets both as parents: the family becomes a DAG.
 
@@ -55,7 +56,7 @@ from pedigree.types import Edge
 
 __all__ = ["ASSEMBLY_VERSION", "LAMBDA", "MODES", "WEIGHTS", "Node", "Pair", "assemble"]
 
-ASSEMBLY_VERSION = "mother-fused-8"  # bump when the assembly changes (families are rebuilt)
+ASSEMBLY_VERSION = "mother-fused-9"  # bump when the assembly changes (families are rebuilt)
 LAMBDA = 0.3
 MERGE_RESIDUAL, MERGE_ALPHA = 0.25, (0.15, 0.85)
 DECLARED_DISCOUNT = 0.25  # mode full: a declared base_model's distance counts 25 % less
@@ -312,6 +313,19 @@ def assemble(
     return placed.roots[0], edges
 
 
+def unexplained_depth(u: Node, v: Node, pair: Pair) -> bool:
+    """u and v differ in depth and the localized layer map names no derivation between them.
+
+    Training never changes a model's depth: a child with more or fewer blocks than its parent was
+    built by dropping or duplicating blocks, which the layer map shows as an injective or a
+    many-to-one map.  Without it the pair is related through a common ancestor (e.g. two students
+    initialised from different layers of one teacher that is not indexed) - a sibling link, never
+    a parent edge, even when time orders the two.
+    """
+    depths = u.stats.layers, v.stats.layers
+    return bool(depths[0] and depths[1] and depths[0] != depths[1] and pair.layer_child is None)
+
+
 def _edge(nodes: dict[int, Node], pairs: dict[frozenset, Pair], placed: _Placed, parent: int, child: int) -> Edge:
     pair = pairs.get(frozenset((parent, child)), Pair(distance=math.nan))
     d = placed.decided.get((parent, child), Direction(0.5, 0.0, False, {}))
@@ -321,6 +335,8 @@ def _edge(nodes: dict[int, Node], pairs: dict[frozenset, Pair], placed: _Placed,
     kind = "merge" if is_merge else relation(nodes[parent], nodes[child], pair)
     if is_copy:
         directed = abs(d.decisive) + abs(d.declared) > 0 or (d.signals.get("time") or 0) != 0
+    elif not is_merge and unexplained_depth(nodes[parent], nodes[child], pair):
+        directed = False  # neither is shown to derive from the other, whatever time says
     else:
         directed = is_merge or margins.get((parent, child), math.inf) >= MARGIN
     if not directed and not is_copy:
