@@ -170,3 +170,39 @@ def siblings_not_children(tree: nx.DiGraph, allowed: Callable[[int, int], bool],
                 tree.add_edge(g, v)
                 parent = g
     return tree
+
+
+LATENT_SHARED = SIBLING_COSINE_PRIOR + 2 * SIGMA  # 0.55: above every true sibling pair of zoo A (≤ 0.53)
+LATENT_FRESH = -2 * SIGMA  # -0.2: a chain's child step is fresh (|cos| ≤ 0.09 on zoo A), a latent sibling's is not
+
+
+def latent_groups(
+    tree: nx.DiGraph, trained: Callable[[int, int], bool], geometry: Geometry
+) -> dict[int, tuple[int, tuple[int, ...]]]:
+    """child -> (its placed parent u, the group) for children of u that descend from u through a
+    model that is not indexed.
+
+    Two fine-tunes c₁, c₂ of an unindexed X that descends from u: their updates from u share X − u,
+    so their *shared* cosine cos(c₁ − u, c₂ − u) = (L² + ρ d₁d₂) / √((L² + d₁²)(L² + d₂²)) (L = |X − u|,
+    dᵢ = |cᵢ − X|) is well above the sibling cosine ρ of u's own children, while neither's step from the
+    other is fresh: cos(c₁ − u, c₂ − c₁) ≈ −d₁ √((1 − ρ)/2) / √(L² + d₁²) < 0 both ways (a chain u → c₁ → c₂
+    has a fresh last step, ≈ 0).  A pair is latent when shared ≥ ``LATENT_SHARED`` and both fresh cosines
+    are ≤ ``LATENT_FRESH`` (bars from the zoo A prior ρ and σ; on zoo A's true siblings shared ≤ 0.53,
+    and the one above 0.41 has a fresh step of −0.05); groups are the connected latent pairs.
+    """
+    out: dict[int, tuple[int, tuple[int, ...]]] = {}
+    for u in tree:
+        children = sorted(c for c in tree.successors(u) if trained(u, c))
+        links = nx.Graph()
+        for i, c1 in enumerate(children):
+            for c2 in children[i + 1 :]:
+                one, two = geometry(c2, c1, u), geometry(c1, c2, u)
+                if one is None or two is None:
+                    continue
+                if one[1] >= LATENT_SHARED and max(one[0], two[0]) <= LATENT_FRESH:
+                    links.add_edge(c1, c2)
+        for group in nx.connected_components(links):
+            members = tuple(sorted(group))
+            for c in members:
+                out[c] = (u, members)
+    return out
