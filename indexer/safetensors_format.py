@@ -17,7 +17,6 @@ packing is not pinned down by the format, so :func:`decode` refuses them clearly
 
 from __future__ import annotations
 
-import json
 import math
 import struct
 import sys
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 
 from pedigree.errors import CheckpointError
+from pedigree.indexer.bounded_json import loads_json as loads_json
 
 MAX_HEADER_BYTES = 100_000_000
 """The safetensors limit on the JSON header size."""
@@ -151,38 +151,6 @@ def header_length(first8: bytes | bytearray | memoryview, file_size: int, path: 
 
 def _is_int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
-
-
-class _DuplicateKey(Exception):
-    def __init__(self, key: str) -> None:
-        self.key = key
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise _DuplicateKey(k)
-        out[k] = v
-    return out
-
-
-def loads_json(text: str | bytes | bytearray | memoryview, what: str, path: str) -> Any:
-    """``json.loads`` that turns every failure (bad UTF-8, syntax, nesting, huge ints, duplicate
-    keys) into a :class:`CheckpointError` about ``what``."""
-    if isinstance(text, (bytes, bytearray, memoryview)):
-        try:
-            text = bytes(text).decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise CheckpointError(f"{what} is not valid UTF-8 ({e.reason} at byte {e.start})", path=path) from None
-    try:
-        return json.loads(text, object_pairs_hook=_no_duplicates)
-    except _DuplicateKey as e:
-        raise CheckpointError(f"{what} has duplicate key {e.key[:200]!r}", path=path) from None
-    except RecursionError:
-        raise CheckpointError(f"{what} is invalid JSON (nested too deeply)", path=path) from None
-    except ValueError as e:  # JSONDecodeError, and int literals over the digit limit
-        raise CheckpointError(f"{what} is invalid JSON ({str(e)[:200]})", path=path) from None
 
 
 def _numel_bits(shape: tuple[int, ...], bits: int, limit_bits: int) -> int | None:

@@ -22,6 +22,11 @@ from pedigree.indexer import safetensors_format as fmt
 from pedigree.indexer.safetensors_format import INDEX_FILE, TensorInfo, check_plain_name
 
 DEFAULT_TEXT_LIMIT = 64 * 2**20
+MAX_CONFIG_BYTES = 4 * 2**20
+TEXT_LIMITS = {"config.json": MAX_CONFIG_BYTES}
+"""Tighter limits for known small files, whoever reads them: a config.json is a few kB (one with
+the label names of 21k classes about 1 MB); a larger one fails the model rather than its parse
+costing hundreds of MB and every later read of the record."""
 
 
 class TensorSource(ABC):
@@ -61,8 +66,8 @@ class TensorSource(ABC):
 
     def read_text(self, filename: str, max_bytes: int = DEFAULT_TEXT_LIMIT) -> str | None:
         """:meth:`read_bytes` as UTF-8 text (a leading BOM dropped); ``CheckpointError`` if it is
-        not UTF-8."""
-        data = self.read_bytes(filename, max_bytes)
+        not UTF-8.  :data:`TEXT_LIMITS` caps ``max_bytes`` for the files it names."""
+        data = self.read_bytes(filename, min(max_bytes, TEXT_LIMITS.get(filename, max_bytes)))
         if data is None:
             return None
         try:

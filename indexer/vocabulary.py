@@ -17,7 +17,6 @@ never unpickled or executed).  Everything is parsed as data with sizes bounded b
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -174,18 +173,16 @@ def spellings(key: str, style: str) -> list[str]:
 def _tokenizer_style(spec: dict[str, Any]) -> str:
     """Infer how token strings are spelled from a tokenizer.json's components."""
     names: list[str] = []
-
-    def collect(component: object) -> None:
+    pending = [spec.get(part) for part in ("pre_tokenizer", "decoder", "normalizer")]
+    while pending:  # the components and their Sequence children (iterative: nesting is the file's)
+        component = pending.pop()
         if isinstance(component, dict):
             if isinstance(component.get("type"), str):
                 names.append(component["type"])
             for key in ("pretokenizers", "decoders", "normalizers"):
-                for child in component.get(key) or []:
-                    collect(child)
-
-    for part in ("pre_tokenizer", "decoder", "normalizer"):
-        collect(spec.get(part))
-    model = spec.get("model") or {}
+                children = component.get(key)
+                pending.extend(children if isinstance(children, list) else [])
+    model = spec.get("model") if isinstance(spec.get("model"), dict) else {}
     if "ByteLevel" in names:
         return "byte_level"
     if model.get("type") == "WordPiece" or "WordPiece" in names or "BertPreTokenizer" in names:
@@ -213,7 +210,7 @@ def _from_tokenizer_json(spec: object, digest: str) -> Vocabulary:
     vocab = model.get("vocab")
     added = [
         (entry["content"], entry["id"], bool(entry.get("special")))
-        for entry in spec.get("added_tokens") or []
+        for entry in (spec.get("added_tokens") if isinstance(spec.get("added_tokens"), list) else [])
         if isinstance(entry, dict) and isinstance(entry.get("id"), int) and isinstance(entry.get("content"), str)
     ]
     specials = {token_id for _, token_id, special in added if special}
@@ -319,7 +316,7 @@ def parse_vocabulary(name: str, raw: bytes) -> Vocabulary:
         pairs = [(line, i, line.startswith("[") and line.endswith("]")) for i, line in enumerate(lines)]
         return _build(pairs, "wordpiece", len(pairs), hashlib.sha256(text.encode()).hexdigest(), "vocab.txt")
     if name == "vocab.json":
-        vocab_json = fmt.loads_json(text, name, "")
+        vocab_json = fmt.loads_json(text, name, None)
         if not isinstance(vocab_json, dict):
             raise CheckpointError("vocab.json is not a JSON object of token -> id")
         pairs = [(tok, tid, False) for tok, tid in vocab_json.items() if isinstance(tid, int)]
@@ -327,10 +324,7 @@ def parse_vocabulary(name: str, raw: bytes) -> Vocabulary:
         return _build(pairs, "byte_level", 1 + max((p[1] for p in pairs), default=-1), digest, "vocab.json")
     if name != "tokenizer.json":
         raise ValueError(f"not a vocabulary file: {name!r}")
-    try:
-        spec = json.loads(text)
-    except ValueError as error:
-        raise CheckpointError(f"tokenizer.json is not valid JSON: {error}") from None
+    spec = fmt.loads_json(text, name, None, unique_keys=False)  # bounded; a repeated key: the last wins, as before
     return _from_tokenizer_json(spec, hashlib.sha256(text.encode()).hexdigest())
 
 

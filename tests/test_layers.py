@@ -24,6 +24,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     (
         "formats and sources",
         (
+            "pedigree.indexer.bounded_json",
             "pedigree.indexer.safetensors_format",
             "pedigree.indexer.sources",
             "pedigree.indexer.local_checkpoint",
