@@ -47,6 +47,8 @@ def discrepancies(store: Store, mode: str = "full") -> Discrepancies:
     undeclared: list[Undeclared] = []
     unverifiable: list[Unverifiable] = []
     for model_id in sorted(graph.nodes):
+        if graph.nodes[model_id].get("latent"):
+            continue  # a model that is not indexed has no card
         card = records[model_id].card or {}
         declared = list(card.get("base_model") or [])
         declared_relation = card.get("base_model_relation")
@@ -61,7 +63,8 @@ def discrepancies(store: Store, mode: str = "full") -> Discrepancies:
             )
             for p in parents
         )
-        snippet = card_snippet(parents, relation) if parents and relation else None
+        named = [p for p in parents if not graph.nodes[p].get("latent")]  # a card can only name an indexed model
+        snippet = card_snippet(parents, relation) if parents and relation and named == parents else None
         if not declared:
             if snippet is not None:
                 undeclared.append(Undeclared(model_id, from_weights, snippet))

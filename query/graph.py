@@ -4,7 +4,9 @@ Nodes are model ids; an edge runs from parent (``source``) to child (``target``)
 ``relation``, ``confidence``, ``log10_p``, ``evidence`` and ``directed``.  An undirected edge
 (``directed`` false) links two relatives that neither signal nor geometry could order: relation
 ``sibling`` (e.g. two fine-tunes of an ancestor that is not indexed) or a copy whose original is
-unknown; it is never a parent link.  Exports: node-link JSON (networkx's
+unknown; it is never a parent link.  A *latent* node (``latent: true``, id ``latent:<ancestor>#k``)
+stands for a model that is not indexed: two or more indexed models were derived from it, and it
+from ``<ancestor>`` (relation ``ancestor``).  Exports: node-link JSON (networkx's
 format), GraphML and GEXF (attributes flattened to scalars, evidence as a JSON string, for Gephi),
 and Parquet node and edge tables written by DuckDB.
 """
@@ -54,8 +56,28 @@ def load_graph(store: Store, build_id: int, family_id: int | None = None) -> nx.
             declared_base_model=",".join((record.card or {}).get("base_model") or []),
             layers=record.num_layers or 0,
         )
+    latent_nodes: dict[tuple[str, tuple[str, ...]], str] = {}
     for family, edge in edges:
         parent, child = records[edge.parent].id, records[edge.child].id
+        group = tuple(edge.evidence.get("latent_ancestor") or ())
+        if group:  # parent -> an unindexed model -> child (and the rest of the group)
+            if (parent, group) not in latent_nodes:
+                name = latent_node_name(parent, sum(1 for p, _ in latent_nodes if p == parent))
+                latent_nodes[(parent, group)] = name
+                graph.add_node(
+                    name, family=family, latent=True, architecture="", created_at="", declared_base_model="", layers=0
+                )
+                graph.add_edge(
+                    parent,
+                    name,
+                    relation="ancestor",
+                    confidence=edge.confidence,
+                    log10_p=None,
+                    evidence={"latent_ancestor": list(group), "directed": True},
+                    family=family,
+                    directed=True,
+                )
+            parent = latent_nodes[(parent, group)]
         graph.add_edge(
             parent,
             child,
@@ -66,9 +88,15 @@ def load_graph(store: Store, build_id: int, family_id: int | None = None) -> nx.
             family=family,
             directed=bool(edge.evidence.get("directed", True)),
         )
+    nx.set_node_attributes(graph, {n: bool(graph.nodes[n].get("latent")) for n in graph}, "latent")
     roots = {n for n in graph if not parents_of(graph, n)}
     nx.set_node_attributes(graph, {n: n in roots for n in graph}, "root")
     return graph
+
+
+def latent_node_name(ancestor: str, index: int) -> str:
+    """The id of the ``index``-th unindexed model the lineage places under ``ancestor``."""
+    return f"latent:{ancestor}#{index + 1}"
 
 
 def parents_of(graph: nx.DiGraph, node: str) -> list[str]:
@@ -124,7 +152,7 @@ def lineage(store: Store, model_id: str, mode: str = "full") -> Lineage:
             link(c, model_id, c) for c in sorted(graph.successors(model_id)) if model_id in parents_of(graph, c)
         ),
         siblings=tuple(link(b if a == model_id else a, a, b) for a, b in siblings),
-        family_size=graph.number_of_nodes(),
+        family_size=sum(1 for n in graph if not graph.nodes[n].get("latent")),
         family=family.family_id,
         graph_build=build_id,
     )
@@ -194,7 +222,16 @@ def _parquet(store: Store, graph: nx.DiGraph, path: Path) -> list[Path]:
     nodes_path = path.with_name(path.stem + ".nodes.parquet")
     edges_path = path.with_name(path.stem + ".edges.parquet")
     node_rows = [
-        (n, d["family"], d["architecture"], d["created_at"], d["declared_base_model"], d["layers"], d["root"])
+        (
+            n,
+            d["family"],
+            d["architecture"],
+            d["created_at"],
+            d["declared_base_model"],
+            d["layers"],
+            d["root"],
+            d["latent"],
+        )
         for n, d in graph.nodes(data=True)
     ]
     edge_rows = [
@@ -204,14 +241,14 @@ def _parquet(store: Store, graph: nx.DiGraph, path: Path) -> list[Path]:
     conn = store.conn
     conn.execute(
         "CREATE OR REPLACE TEMP TABLE export_nodes (id VARCHAR, family INTEGER, architecture VARCHAR, created_at "
-        "VARCHAR, declared_base_model VARCHAR, layers INTEGER, root BOOLEAN)"
+        "VARCHAR, declared_base_model VARCHAR, layers INTEGER, root BOOLEAN, latent BOOLEAN)"
     )
     conn.execute(
         "CREATE OR REPLACE TEMP TABLE export_edges (source VARCHAR, target VARCHAR, relation VARCHAR, confidence "
         "DOUBLE, log10_p DOUBLE, evidence VARCHAR, family INTEGER, directed BOOLEAN)"
     )
     if node_rows:
-        conn.executemany("INSERT INTO export_nodes VALUES (?, ?, ?, ?, ?, ?, ?)", node_rows)
+        conn.executemany("INSERT INTO export_nodes VALUES (?, ?, ?, ?, ?, ?, ?, ?)", node_rows)
     if edge_rows:
         conn.executemany("INSERT INTO export_edges VALUES (?, ?, ?, ?, ?, ?, ?, ?)", edge_rows)
     for table, target in (("export_nodes", nodes_path), ("export_edges", edges_path)):

@@ -576,3 +576,61 @@ def test_models_of_different_depth_without_a_layer_map_are_siblings_whatever_tim
     }
     _, edges = assemble(nodes, mapped, {}, "time")
     assert [(e.parent, e.child, e.relation, e.evidence["directed"]) for e in edges] == [(1, 2, "pruned", True)]
+
+
+def _vector_family(points: dict[int, np.ndarray], days: dict[int, int]):
+    """Nodes, same-coordinate pair evidence (raw distance = Euclidean) and the update geometry of
+    models given as points in weight space."""
+    nodes = {pk: node(pk, days[pk]) for pk in points}
+    evidence = {
+        frozenset((a, b)): Pair(d, True, raw_distance=d)
+        for a in points
+        for b in points
+        if a < b and (d := float(np.linalg.norm(points[a] - points[b]))) > 0
+    }
+
+    def cos(x: np.ndarray, y: np.ndarray) -> float:
+        return float(x @ y / (np.linalg.norm(x) * np.linalg.norm(y)))
+
+    def geometry(child: int, parent: int, grandparent: int) -> tuple[float, float]:
+        c, p, g = points[child], points[parent], points[grandparent]
+        return cos(p - g, c - p), cos(p - g, c - g)
+
+    return nodes, evidence, geometry
+
+
+def _update(rng: np.random.Generator, along: np.ndarray | None, rho: float, size: float) -> np.ndarray:
+    """A fresh training step of length ``size``; with ``along``, sharing cosine ρ with it (siblings)."""
+    fresh = rng.standard_normal(4000)
+    if along is not None:
+        unit = along / np.linalg.norm(along)
+        fresh -= (fresh @ unit) * unit
+        fresh = rho * unit * np.linalg.norm(fresh) / np.sqrt(1 - rho * rho) + fresh
+    return size * fresh / np.linalg.norm(fresh)
+
+
+def test_children_of_an_unindexed_model_hang_under_a_latent_node_not_under_its_parent(tmp_path: Path):
+    rng = np.random.default_rng(0)
+    base = np.zeros(4000)
+    # 1 the base; 2, 3 its own fine-tunes (sibling cosine 0.35); X (not indexed) a fine-tune of 1;
+    # 4, 5 fine-tunes of X; 6 a fine-tune of 4 (a chain inside the latent branch)
+    d2 = _update(rng, None, 0, 1.0)
+    d3 = _update(rng, d2, 0.35, 1.0)
+    x = base + _update(rng, None, 0, 1.0)
+    d4 = _update(rng, None, 0, 0.9)
+    d5 = _update(rng, d4, 0.35, 0.9)
+    points = {1: base, 2: base + d2, 3: base + d3, 4: x + d4, 5: x + d5}
+    points[6] = points[4] + _update(rng, None, 0, 0.6)
+    nodes, evidence, geometry = _vector_family(points, {1: 0, 2: 5, 3: 6, 4: 8, 5: 9, 6: 12})
+    for mode in ("time", "full"):  # (weights alone: no signal orients this family - no growth, no structure)
+        _, edges = assemble(nodes, evidence, {}, mode, geometry=geometry)
+        latent = {e.child: (e.parent, e.evidence.get("latent_ancestor")) for e in edges}
+        # the latent group: 4 and 5 descend from 1 through X; 2 and 3 are 1's own children; 6 is 4's child
+        assert latent[4] == latent[5] == (1, ["org/m4", "org/m5"]), mode
+        assert latent[2] == (1, None) and latent[3] == (1, None) and latent[6] == (4, None), mode
+    # true siblings only (no unindexed model): nobody is latent
+    siblings = {1: base, 2: base + d2, 3: base + d3, 4: base + _update(rng, d2, 0.35, 1.0)}
+    nodes, evidence, geometry = _vector_family(siblings, {1: 0, 2: 5, 3: 6, 4: 7})
+    _, edges = assemble(nodes, evidence, {}, "time", geometry=geometry)
+    assert parents_of(edges) == {2: {1}, 3: {1}, 4: {1}}
+    assert not any("latent_ancestor" in e.evidence for e in edges)

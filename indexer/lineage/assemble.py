@@ -40,7 +40,7 @@ from typing import Any
 import networkx as nx
 
 from pedigree.indexer.lineage.arborescence import components, minimum_spanning_arborescence
-from pedigree.indexer.lineage.geometry import MARGIN, Geometry, orient, siblings_not_children
+from pedigree.indexer.lineage.geometry import MARGIN, Geometry, latent_groups, orient, siblings_not_children
 from pedigree.indexer.lineage.passthrough import explained_blocks, passthrough_parents
 from pedigree.indexer.lineage.signals import (
     WEIGHTS,
@@ -56,7 +56,7 @@ from pedigree.types import Edge
 
 __all__ = ["ASSEMBLY_VERSION", "LAMBDA", "MODES", "WEIGHTS", "Node", "Pair", "assemble"]
 
-ASSEMBLY_VERSION = "mother-fused-9"  # bump when the assembly changes (families are rebuilt)
+ASSEMBLY_VERSION = "mother-fused-10"  # bump when the assembly changes (families are rebuilt)
 LAMBDA = 0.3
 MERGE_RESIDUAL, MERGE_ALPHA = 0.25, (0.15, 0.85)
 DECLARED_DISCOUNT = 0.25  # mode full: a declared base_model's distance counts 25 % less
@@ -173,8 +173,9 @@ def _place(
     costs: dict[tuple[int, int], float],
     decided: dict[tuple[int, int], Direction],
     geometry: Geometry | None,
-) -> tuple[nx.DiGraph, dict[tuple[int, int], float]]:
-    """The originals' tree and each edge's orientation margin (nats)."""
+) -> tuple[nx.DiGraph, dict[tuple[int, int], float], dict[int, tuple[int, tuple[int, ...]]]]:
+    """The originals' tree, each edge's orientation margin (nats) and the children that descend
+    from their placed parent through an unindexed model (``geometry.latent_groups``)."""
     tree = nx.DiGraph(minimum_spanning_arborescence(originals, costs))
     tree.add_nodes_from(originals)
 
@@ -190,10 +191,12 @@ def _place(
         return (parent, child) in costs and not decided[(parent, child)].forbidden
 
     tree, margins = orient(tree, edge_logp, trained, geometry)
+    latent: dict[int, tuple[int, tuple[int, ...]]] = {}
     if geometry is not None and len(originals) > 2:
         tree = siblings_not_children(tree, allowed, geometry)
         tree, margins = orient(tree, edge_logp, trained, geometry)
-    return tree, margins
+        tree, latent = latent_groups(tree, trained, geometry)
+    return tree, margins, latent
 
 
 @dataclass
@@ -207,6 +210,7 @@ class _Placed:
     merged: dict[int, tuple[int, int, float, float]] = field(default_factory=dict)
     passthrough: dict[int, list[int]] = field(default_factory=dict)
     roots: list[int] = field(default_factory=list)
+    latent: dict[int, tuple[int, tuple[int, ...]]] = field(default_factory=dict)
 
 
 def _related_groups(members: list[int], pairs: dict[frozenset, Pair]) -> list[list[int]]:
@@ -241,7 +245,7 @@ def _assemble_group(
     representative = copy_groups(nodes, pairs, peers, mode)
     originals = sorted(set(representative.values()))
     costs = _costs(nodes, pairs, representative, decided, peers, mode)
-    tree, margins = _place(nodes, pairs, originals, costs, decided, geometry)
+    tree, margins, latent = _place(nodes, pairs, originals, costs, decided, geometry)
     parents: dict[int, list[int]] = {child: [parent] for parent, child in tree.edges()}
     for pk, rep in representative.items():
         if pk != rep:
@@ -259,6 +263,7 @@ def _assemble_group(
     placed.representative.update(representative)
     placed.decided.update(decided)
     placed.merged.update(merged)
+    placed.latent.update({c: found for c, found in latent.items() if c not in merged})
     placed.roots.append(next(pk for pk in originals if pk not in parents))
 
 
@@ -357,6 +362,9 @@ def _edge(nodes: dict[int, Node], pairs: dict[frozenset, Pair], placed: _Placed,
         detail["passthrough"] = {"blocks": sorted(explained_blocks(child, pairs).get(parent, {}))}
     if is_copy:
         detail["copy_of"] = nodes[parent].id
+    latent = placed.latent.get(child)
+    if latent is not None and latent[0] == parent and directed and not is_copy and not is_merge:
+        detail["latent_ancestor"] = [nodes[pk].id for pk in latent[1]]  # parent -> (unindexed) -> these
     margin = margins.get((parent, child))
     confidence = d.probability if margin is None else 1.0 / (1.0 + math.exp(-min(margin, 50.0)))
     return Edge(parent, child, kind, round(confidence, 4), pair.log10_p, detail)

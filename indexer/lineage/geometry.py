@@ -178,9 +178,9 @@ LATENT_FRESH = -2 * SIGMA  # -0.2: a chain's child step is fresh (|cos| ≤ 0.09
 
 def latent_groups(
     tree: nx.DiGraph, trained: Callable[[int, int], bool], geometry: Geometry
-) -> dict[int, tuple[int, tuple[int, ...]]]:
-    """child -> (its placed parent u, the group) for children of u that descend from u through a
-    model that is not indexed.
+) -> tuple[nx.DiGraph, dict[int, tuple[int, tuple[int, ...]]]]:
+    """The tree with latent siblings hung under their indexed ancestor, and child -> (that
+    ancestor u, the group) for models that descend from u through a model that is not indexed.
 
     Two fine-tunes c₁, c₂ of an unindexed X that descends from u: their updates from u share X − u,
     so their *shared* cosine cos(c₁ − u, c₂ − u) = (L² + ρ d₁d₂) / √((L² + d₁²)(L² + d₂²)) (L = |X − u|,
@@ -188,21 +188,36 @@ def latent_groups(
     other is fresh: cos(c₁ − u, c₂ − c₁) ≈ −d₁ √((1 − ρ)/2) / √(L² + d₁²) < 0 both ways (a chain u → c₁ → c₂
     has a fresh last step, ≈ 0).  A pair is latent when shared ≥ ``LATENT_SHARED`` and both fresh cosines
     are ≤ ``LATENT_FRESH`` (bars from the zoo A prior ρ and σ; on zoo A's true siblings shared ≤ 0.53,
-    and the one above 0.41 has a fresh step of −0.05); groups are the connected latent pairs.
+    and the one above 0.41 has a fresh step of −0.05).  Pairs are two children of u, or a child c₁ of u
+    and a child c₂ of c₁ (latent siblings are often chained: d(c₁, c₂) < d(u, c₂)); groups are the
+    connected latent pairs, every member hung under u.
     """
+    tree = tree.copy()
+
+    def latent_pair(u: int, c1: int, c2: int) -> bool:
+        one, two = geometry(c2, c1, u), geometry(c1, c2, u)
+        if one is None or two is None:
+            return False
+        return one[1] >= LATENT_SHARED and max(one[0], two[0]) <= LATENT_FRESH
+
     out: dict[int, tuple[int, tuple[int, ...]]] = {}
-    for u in tree:
+    for u in list(nx.topological_sort(tree)):
+        if u in out:
+            continue  # a latent group's member is not also a latent ancestor
         children = sorted(c for c in tree.successors(u) if trained(u, c))
         links = nx.Graph()
         for i, c1 in enumerate(children):
             for c2 in children[i + 1 :]:
-                one, two = geometry(c2, c1, u), geometry(c1, c2, u)
-                if one is None or two is None:
-                    continue
-                if one[1] >= LATENT_SHARED and max(one[0], two[0]) <= LATENT_FRESH:
+                if latent_pair(u, c1, c2):
+                    links.add_edge(c1, c2)
+            for c2 in sorted(tree.successors(c1)):
+                if trained(c1, c2) and latent_pair(u, c1, c2):
                     links.add_edge(c1, c2)
         for group in nx.connected_components(links):
             members = tuple(sorted(group))
             for c in members:
+                for p in list(tree.predecessors(c)):
+                    tree.remove_edge(p, c)
+                tree.add_edge(u, c)
                 out[c] = (u, members)
-    return out
+    return tree, out
