@@ -13,7 +13,12 @@ the bytes we asked for:
   :class:`~pedigree.errors.TruncatedBodyError`;
 * before each request the byte budget is checked (:class:`~pedigree.errors.ByteBudgetExceededError`,
   nothing sent); failures are retried per :mod:`.http_retry` and mapped per :mod:`.http_errors`;
-* the token goes only to the endpoint's origin, never to the CDN a redirect points at.
+* the token goes only to the endpoint's origin, never to the CDN a redirect points at;
+* every request runs under a wall-clock deadline (:mod:`.http_deadline`: its base seconds plus its
+  expected body at a minimum rate) and every request of a checkpoint under the model's deadline,
+  which a server trickling bytes cannot stretch (:class:`~pedigree.errors.DeadlineExceededError`);
+* numbers in headers are ASCII digits of bounded length; a redirect loop or a redirect to
+  another scheme (``file://``) is a permanent :class:`~pedigree.errors.RemoteError`, not a retry.
 """
 
 from __future__ import annotations
@@ -31,13 +36,21 @@ from typing import TypeVar
 import httpx
 
 from pedigree.crawler.http_client import origin, parsed_url
+from pedigree.crawler.http_deadline import Deadlines, deadline, expired, install
 from pedigree.crawler.http_errors import Expired, Missing, answer_error
 from pedigree.crawler.http_retry import Retryable, RetryPolicy, retrying
 from pedigree.crawler.link_estimate import LinkEstimate
-from pedigree.errors import ByteBudgetExceededError, RangeNotSupportedError, RemoteError, RepoGoneError
+from pedigree.errors import (
+    ByteBudgetExceededError,
+    DeadlineExceededError,
+    RangeNotSupportedError,
+    RemoteError,
+    RepoGoneError,
+)
 
 MAX_REDIRECTS = 5
-_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+)\s*$", re.IGNORECASE)
+_CONTENT_RANGE = re.compile(r"^\s*bytes\s+([0-9]{1,20})-([0-9]{1,20})/([0-9]{1,20})\s*$", re.IGNORECASE | re.ASCII)
+_DIGITS = re.compile(r"^\s*([0-9]{1,20})\s*$", re.ASCII)
 _REDIRECTS = (301, 302, 303, 307, 308)
 T = TypeVar("T")
 
@@ -54,7 +67,9 @@ class RemoteFile:
 
 
 def _int_header(value: str | None) -> int | None:
-    return int(value) if value is not None and value.strip().isdigit() else None
+    """A header's non-negative integer (ASCII digits, at most 20 of them), else None."""
+    match = _DIGITS.match(value) if value is not None else None
+    return int(match.group(1)) if match else None
 
 
 class Fetcher:
@@ -73,8 +88,12 @@ class Fetcher:
         retry: RetryPolicy,
         budget: int | None,
         label: str,
+        deadlines: Deadlines | None = None,
     ) -> None:
         self.client, self.retry, self.budget, self.label = client, retry, budget, label
+        self.deadlines = deadlines or Deadlines.from_env()
+        self.model_deadline: float | None = None  # monotonic time after which no request is sent
+        install(client)
         self._origin = origin(httpx.URL(endpoint))
         self._token = token
         self._lock = threading.Lock()
@@ -85,28 +104,57 @@ class Fetcher:
         self.link = LinkEstimate()
 
     # -- requests ---------------------------------------------------------------------------
+    def start_clock(self, seconds: float) -> None:
+        """No request is sent (and none runs) more than ``seconds`` from now; an earlier model
+        deadline stays."""
+        at = time.monotonic() + seconds
+        self.model_deadline = at if self.model_deadline is None else min(self.model_deadline, at)
+
     @contextmanager
     def _send(
-        self, method: str, url: str, *, headers: dict[str, str] | None = None, follow: bool
+        self, method: str, url: str, *, headers: dict[str, str] | None = None, follow: bool, expect: int = 0
     ) -> Iterator[httpx.Response]:
-        """Send one request (streamed) and close the response on exit, read or not."""
-        request = self.client.build_request(
-            method, parsed_url(url), headers={"Accept-Encoding": "identity", **(headers or {})}
-        )
+        """Send one request (streamed) and close the response on exit, read or not; the request,
+        body included, must be over within its deadline (``expect``: the body bytes it should bring)."""
+        now = time.monotonic()
+        if self.model_deadline is not None and now >= self.model_deadline:
+            raise DeadlineExceededError(
+                "the model's wall-clock deadline passed (the server is too slow); request not sent", path=self.label
+            )
+        at = now + self.deadlines.for_request(expect)
+        at = at if self.model_deadline is None else min(at, self.model_deadline)
+        try:
+            request = self.client.build_request(
+                method, parsed_url(url), headers={"Accept-Encoding": "identity", **(headers or {})}
+            )
+        except (httpx.InvalidURL, ValueError) as e:
+            raise RemoteError(f"cannot request {url[:200]!r}: {e}", path=self.label) from None
         if origin(request.url) != self._origin:
             request.headers.pop("Authorization", None)  # the token is for the Hub, not the CDN
         elif self._token:
             request.headers["Authorization"] = f"Bearer {self._token}"
         self._count(requests=1)
+        with deadline(at):
+            response = self._answer(request, follow, at - now)
+            self._count(requests=len(response.history))
+            try:
+                yield response
+            finally:
+                response.close()
+
+    def _answer(self, request: httpx.Request, follow: bool, seconds: float) -> httpx.Response:
         try:
-            response = self.client.send(request, stream=True, follow_redirects=follow)
+            return self.client.send(request, stream=True, follow_redirects=follow)
+        except httpx.TooManyRedirects:
+            raise RemoteError(f"redirected too many times from {str(request.url)[:200]}", path=self.label) from None
+        except httpx.UnsupportedProtocol as e:
+            raise RemoteError(f"redirected to a URL that is not http(s): {e}", path=self.label) from None
         except httpx.TransportError as e:
+            if expired():
+                raise Retryable("slow", f"no answer within the request's {seconds:.0f} s deadline") from None
             raise Retryable("conn", f"{type(e).__name__}: {e}") from None
-        self._count(requests=len(response.history))
-        try:
-            yield response
-        finally:
-            response.close()
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError) as e:
+            raise RemoteError(f"unusable answer: {type(e).__name__}: {e}", path=self.label) from None
 
     def _count(self, *, requests: int = 0, body: int = 0) -> None:
         with self._lock:
@@ -198,7 +246,9 @@ class Fetcher:
             self._reserve(len(buf), where)
             try:
                 sent = time.monotonic()
-                with self._send("GET", rf.url, headers={"Range": f"bytes={begin}-{end - 1}"}, follow=True) as r:
+                with self._send(
+                    "GET", rf.url, headers={"Range": f"bytes={begin}-{end - 1}"}, follow=True, expect=len(buf)
+                ) as r:
                     if r.status_code == 200:
                         raise RangeNotSupportedError(
                             f"asked for bytes {begin}-{end - 1} but the server answered 200 with the whole "
@@ -260,7 +310,11 @@ class Fetcher:
                     )
                 buf[got : got + n] = chunk
                 got += n
+                if expired() and got < len(buf):
+                    raise Retryable("slow", _too_slow(got, len(buf)), r.status_code)
         except httpx.TransportError as e:
+            if expired():
+                raise Retryable("slow", _too_slow(got, len(buf)), r.status_code) from None
             raise Retryable(
                 "truncated", f"body ended after {got} of {len(buf)} bytes ({type(e).__name__})", r.status_code
             ) from None
@@ -274,7 +328,7 @@ class Fetcher:
         def once() -> None:
             self._reserve(rf.size, where)
             try:
-                with self._send("GET", rf.url, follow=True) as r:
+                with self._send("GET", rf.url, follow=True, expect=rf.size) as r:
                     if r.status_code != 200:
                         self.fail(r, where, cached=rf.url != rf.resolve_url)
                     length = _int_header(r.headers.get("content-length"))
@@ -298,7 +352,7 @@ class Fetcher:
         parsed; returns it with the response (its headers, for paging)."""
 
         def once() -> tuple[object, httpx.Response]:
-            with self._send("GET", url, follow=True) as r:
+            with self._send("GET", url, follow=True, expect=max_bytes) as r:
                 if r.status_code != 200:
                     self.fail(r, where)
                 encoding = r.headers.get("content-encoding", "identity").lower()
@@ -314,7 +368,11 @@ class Fetcher:
                         body += chunk
                         if len(body) > max_bytes:
                             raise RemoteError(f"answer is over the {max_bytes}-byte limit; stopped reading", path=where)
+                        if expired():
+                            raise Retryable("slow", _too_slow(len(body), declared))
                 except httpx.TransportError as e:
+                    if expired():
+                        raise Retryable("slow", _too_slow(len(body), declared)) from None
                     raise Retryable("truncated", f"body ended after {len(body)} bytes ({type(e).__name__})") from None
             try:
                 return json.loads(body), r
@@ -322,3 +380,8 @@ class Fetcher:
                 raise RemoteError(f"answer is not JSON: {e}", path=where) from None
 
         return self.with_retries(where, once)
+
+
+def _too_slow(got: int, expected: int | None) -> str:
+    of = f" of {expected}" if expected is not None else ""
+    return f"the request's wall-clock deadline passed after {got}{of} body bytes (the server is too slow)"

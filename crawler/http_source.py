@@ -16,6 +16,11 @@ It is the remote twin of :class:`~indexer.local_checkpoint.LocalCheckpoint` and 
   index) are requested in parallel the moment the source opens, and shard headers in parallel
   with each other, so metadata costs a few round trips, not one per file; each is still bounded
   by its ``HEAD`` size and the reader's limit;
+* a model's reads are bounded by what it will read, not by what the server claims: once the
+  pipeline knows its read plan (:meth:`HubCheckpoint.limit_reads`), the byte budget shrinks to
+  that plan (with a margin) and the model's wall-clock deadline to the plan's bytes at a minimum
+  rate (:class:`~crawler.http_deadline.Deadlines`); before that, the metadata phase has its own
+  deadline;
 * an optional byte budget per model is checked before every request; bodies that end early, 429
   and 5xx are retried (:class:`~crawler.http_retry.RetryPolicy`), then raise a
   :class:`~pedigree.errors.RemoteError` subclass naming the repo/file and why.
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -37,6 +43,7 @@ from urllib.parse import quote
 import httpx
 
 from pedigree.crawler.http_client import hub_client
+from pedigree.crawler.http_deadline import Deadlines
 from pedigree.crawler.http_fetch import Fetcher, RemoteFile
 from pedigree.crawler.http_retry import RetryPolicy
 from pedigree.crawler.span_cache import SpanCache, coalesce
@@ -67,6 +74,11 @@ EARLY_FILES = {"README.md": MAX_CARD_BYTES, "config.json": DEFAULT_TEXT_LIMIT, I
 """Small files read by every index and the most bytes fetched of each, requested as soon as a
 source opens (with the first of :data:`~indexer.vocabulary.VOCABULARY_FILES` the revision lists)."""
 _SHA = re.compile(r"^[0-9a-f]{40}$")
+PLAN_MARGIN = 3
+"""Times its read plan a model may read (a tensor read whole can be evicted from the cache and read
+again by a later stage)."""
+PLAN_ALLOWANCE = MAX_TOKENIZER_BYTES + 32 * 2**20
+"""Bytes beyond the plan: the small files (tokenizer, card, config) still to come."""
 
 
 class HubCheckpoint(TensorSource):
@@ -93,6 +105,7 @@ class HubCheckpoint(TensorSource):
         retry: RetryPolicy | None = None,
         concurrency: int = DEFAULT_CONCURRENCY,
         own_client: bool | None = None,
+        deadlines: Deadlines | None = None,
     ) -> None:
         self.endpoint = endpoint.rstrip("/")
         self.repo_id, self.commit = repo_id, revision
@@ -106,7 +119,9 @@ class HubCheckpoint(TensorSource):
             retry=retry or RetryPolicy(),
             budget=budget_bytes,
             label=self.label,
+            deadlines=deadlines,
         )
+        self._http.start_clock(self._http.deadlines.model_base)  # the metadata phase: headers and small files
         self.concurrency = concurrency
         self._siblings = frozenset(files)
         self._weights: dict[str, RemoteFile] = {}
@@ -155,6 +170,15 @@ class HubCheckpoint(TensorSource):
     @budget_bytes.setter
     def budget_bytes(self, value: int | None) -> None:
         self._http.budget = value
+
+    def limit_reads(self, planned: int) -> None:
+        """Bound the rest of this model by its read plan (``planned`` bytes, from the fingerprint
+        and capture recipe): at most :data:`PLAN_MARGIN` times that plus :data:`PLAN_ALLOWANCE`
+        more bytes, and :meth:`~crawler.http_deadline.Deadlines.for_model` seconds from now."""
+        self.settle()
+        allowed = self.bytes_read + PLAN_MARGIN * max(0, planned) + PLAN_ALLOWANCE
+        self.budget_bytes = allowed if self.budget_bytes is None else min(self.budget_bytes, allowed)
+        self._http.model_deadline = time.monotonic() + self._http.deadlines.for_model(planned)
 
     @property
     def weight_bytes(self) -> int:

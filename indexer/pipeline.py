@@ -30,6 +30,7 @@ from pedigree.indexer.fingerprint import (
 )
 from pedigree.indexer.independence.inputs import ModelTensors
 from pedigree.indexer.local_checkpoint import LocalCheckpoint, open_checkpoint
+from pedigree.indexer.pipeline_plan import read_plan
 from pedigree.indexer.probes import select_probes
 from pedigree.indexer.safetensors_format import INDEX_FILE, SINGLE_FILE
 from pedigree.indexer.sampling import SampleSize
@@ -101,8 +102,14 @@ def fingerprint_source(
     progress: LayerProgress | None = None,
     sample: SampleSize = DEFAULT_SAMPLE,
 ) -> Fingerprint:
-    """Roles, vocabulary and probes, then the fingerprint (raises PedigreeError on any problem)."""
+    """Roles, the read plan (``indexer.pipeline_plan``: a tensor or model too large to sample
+    fails here, and a remote source's byte budget and deadline shrink to the plan), vocabulary
+    and probes, then the fingerprint (raises PedigreeError on any problem)."""
     roles = describe(source, record)
+    planned = read_plan(source, roles)
+    limit_reads = getattr(source, "limit_reads", None)
+    if callable(limit_reads):
+        limit_reads(planned)
     tokenizer_file = find_vocabulary_file(source)
     if tokenizer_file is None:
         raise UnsupportedModelError("no tokenizer files (tokenizer.json, vocab.json, vocab.txt or tokenizer.model)")

@@ -18,14 +18,33 @@ on.  The subclasses say *whose* fault it is:
   was sent), :class:`TruncatedBodyError` (bodies kept ending early), :class:`RateLimitedError`
   (429 after every retry), :class:`RemoteServerError` (5xx or broken connections after every
   retry), :class:`GatedRepoError` (401/403: gated or private) and :class:`RepoGoneError` (the
-  repo, revision or a weight file it listed is gone).  Recorded per model like checkpoint errors.
+  repo, revision or a weight file it listed is gone), :class:`DeadlineExceededError` (the server
+  was slower than the request's or the model's wall-clock deadline).  Recorded per model like
+  checkpoint errors.
+
+Every message is cut to :data:`MAX_ERROR_CHARS` (:func:`clip`): a hostile input (a shape of two
+million dimensions, a header full of names) makes a one-line reason, never megabytes of one.
 """
 
 from __future__ import annotations
 
+MAX_ERROR_CHARS = 1000
+"""The longest error text pedigree stores or shows (longer ones keep their start and say how much was cut)."""
+
+
+def clip(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """``text`` if it is at most ``limit`` characters, else its start and how many characters were cut."""
+    if len(text) <= limit:
+        return text
+    keep = max(0, limit - 40)
+    return f"{text[:keep]}... [{len(text) - keep} more characters]"
+
 
 class PedigreeError(Exception):
-    """Base class of every error pedigree raises deliberately."""
+    """Base class of every error pedigree raises deliberately (its text clipped, :func:`clip`)."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(clip(a) if isinstance(a, str) else a for a in args))
 
 
 class CheckpointError(PedigreeError):
@@ -100,6 +119,13 @@ class RemoteServerError(RemoteError):
 
 class GatedRepoError(RemoteError):
     """401/403: the repo is gated or private and our token (if any) may not read it."""
+
+
+class DeadlineExceededError(RemoteError):
+    """[transient: the crawler retries on its next run] The server was slower than the wall-clock
+    deadline of a request (after every retry) or of the whole model: a trickle cannot hold a crawl."""
+
+    transient = True
 
 
 class RepoGoneError(RemoteError):
