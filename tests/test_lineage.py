@@ -634,3 +634,23 @@ def test_children_of_an_unindexed_model_hang_under_a_latent_node_not_under_its_p
     _, edges = assemble(nodes, evidence, {}, "time", geometry=geometry)
     assert parents_of(edges) == {2: {1}, 3: {1}, 4: {1}}
     assert not any("latent_ancestor" in e.evidence for e in edges)
+
+
+def test_a_merged_adapter_hangs_under_the_model_it_is_exactly_low_rank_from():
+    # 1 the base; 2, 3 fine-tunes of 1; 4 = 1 + a merged LoRA whose update is large (raw distance 0.34)
+    # but exactly low-rank (gap 0); 4 is nearer to 2 in raw distance (0.20) than to 1
+    nodes = {pk: node(pk) for pk in (1, 2, 3, 4)}
+    evidence = pairs((1, 2, 0.10), (1, 3, 0.10), (2, 3, 0.14), (2, 4, 0.20), (3, 4, 0.36))
+    evidence[frozenset((1, 4))] = Pair(0.34, True, raw_distance=0.34, delta_rank_gap=0.0, grown_child=4)
+    evidence[frozenset((1, 2))] = Pair(0.10, True, raw_distance=0.10, grown_child=2)
+    evidence[frozenset((1, 3))] = Pair(0.10, True, raw_distance=0.10, grown_child=3)
+    _, edges = assemble(nodes, evidence, {}, "weights")
+    found = {e.child: (e.parent, e.relation) for e in edges}
+    assert found[4] == (1, "adapter") and found[2][0] == 1 and found[3][0] == 1
+    # an adapter step is not a trained step: the sibling-angle geometry leaves it out
+    from pedigree.indexer.lineage.signals import low_rank_step, trained_step
+
+    assert low_rank_step(evidence[frozenset((1, 4))]) and not trained_step(
+        nodes[1], nodes[4], evidence[frozenset((1, 4))]
+    )
+    assert trained_step(nodes[1], nodes[2], evidence[frozenset((1, 2))])

@@ -43,12 +43,14 @@ from pedigree.indexer.lineage.arborescence import components, minimum_spanning_a
 from pedigree.indexer.lineage.geometry import MARGIN, Geometry, latent_groups, orient, siblings_not_children
 from pedigree.indexer.lineage.passthrough import explained_blocks, passthrough_parents
 from pedigree.indexer.lineage.signals import (
+    ADAPTER_GAP,
     WEIGHTS,
     Direction,
     Node,
     Pair,
     copy_kind,
     direction,
+    low_rank_step,
     relation,
     trained_step,
 )
@@ -56,7 +58,7 @@ from pedigree.types import Edge
 
 __all__ = ["ASSEMBLY_VERSION", "LAMBDA", "MODES", "WEIGHTS", "Node", "Pair", "assemble"]
 
-ASSEMBLY_VERSION = "mother-fused-10"  # bump when the assembly changes (families are rebuilt)
+ASSEMBLY_VERSION = "mother-fused-11"  # bump when the assembly changes (families are rebuilt)
 LAMBDA = 0.3
 MERGE_RESIDUAL, MERGE_ALPHA = 0.25, (0.15, 0.85)
 DECLARED_DISCOUNT = 0.25  # mode full: a declared base_model's distance counts 25 % less
@@ -72,7 +74,11 @@ def placement_distances(pairs: dict[frozenset, Pair], nodes: dict[int, Node]) ->
     scale = ratios[len(ratios) // 2] if ratios else 1.0
     out = {}
     for key, p in pairs.items():
-        if p.same_coordinates and p.raw_distance is not None:
+        if low_rank_step(p) and p.raw_distance is not None and p.delta_rank_gap is not None:
+            # one merged adapter apart: a single derivation step however large the update, the more
+            # exactly low-rank the shorter (an exact adapter 0, one at the gap bar a plain step)
+            out[key] = scale * p.raw_distance * p.delta_rank_gap / ADAPTER_GAP
+        elif p.same_coordinates and p.raw_distance is not None:
             depths = {nodes[pk].stats.layers for pk in key}
             out[key] = scale * p.raw_distance if len(depths) == 1 else max(scale * p.raw_distance, p.distance)
         else:

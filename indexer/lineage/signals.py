@@ -210,14 +210,27 @@ def _sigmoid(x: float) -> float:
 
 
 def trained_step(u: Node, v: Node, pair: Pair) -> bool:
-    """A same-coordinate step that training made (what the family geometry reasons about)."""
+    """A same-coordinate step that full training made (what the family geometry reasons about).
+
+    A merged low-rank adapter (``delta_rank_gap`` < ``ADAPTER_GAP``) is not one: its update lives in
+    a rank-r subspace, nearly orthogonal to any full fine-tune's update by construction, so the
+    sibling cosine the geometry expects between two fine-tunes of one model does not apply to it.
+    """
     return (
         bool(pair.same_coordinates)
         and u.stats.quantized == v.stats.quantized
         and u.stats.layers == v.stats.layers
         and pair.raw_distance is not None
         and pair.raw_distance >= TRAINED_RAW
+        and not low_rank_step(pair)
     )
+
+
+def low_rank_step(pair: Pair) -> bool:
+    """The two differ by a merged low-rank adapter: in the same coordinates, every sampled matrix's
+    difference exactly low-rank (σ_{r+1}/σ_r < ``ADAPTER_GAP``) - one derivation step by construction
+    (training, averaging or another adapter leaves a full-rank difference)."""
+    return bool(pair.same_coordinates) and pair.delta_rank_gap is not None and pair.delta_rank_gap < ADAPTER_GAP
 
 
 def relation(u: Node, v: Node, pair: Pair) -> str:
@@ -236,6 +249,6 @@ def relation(u: Node, v: Node, pair: Pair) -> str:
     kind = copy_kind(u, v, pair)
     if kind:
         return kind
-    if pair.same_coordinates and pair.delta_rank_gap is not None and pair.delta_rank_gap < ADAPTER_GAP:
+    if low_rank_step(pair):
         return "adapter"
     return "finetune"
