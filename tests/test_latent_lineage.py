@@ -69,6 +69,7 @@ def test_query_names_the_latent_parent_and_the_indexed_ancestor(home: Path):
     assert sorted(c["id"] for c in base["children"]) == ["latent:org/base#1", "org/own-child"]
     text = cli_text("query", "org/sft-a", "--home", str(home))
     assert "derived from latent:org/base#1" in text and "org/sft-a <- latent:org/base#1 <- org/base" in text
+    assert "family of 4 models" in text and "latent:org/base#1 (not indexed) (ancestor" in text
 
 
 def test_exports_carry_the_latent_node(home: Path, tmp_path: Path):

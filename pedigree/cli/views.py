@@ -97,10 +97,13 @@ def lineage_summary(answer: LineageAnswer) -> RenderableType:
 def family_tree(graph: nx.DiGraph, highlight: str) -> Tree:
     """The family as a tree from its root(s); a merge appears under each of its parents."""
     roots = sorted(n for n in graph if graph.in_degree(n) == 0)
-    top = Tree(f"family of {graph.number_of_nodes()} models", guide_style="dim")
+    indexed = sum(1 for n in graph if not graph.nodes[n].get("latent"))
+    top = Tree(f"family of {indexed} models", guide_style="dim")
 
     def label(node: str, parent: str | None) -> Text:
         text = Text(node, style="bold yellow") if node == highlight else Text(node)
+        if graph.nodes[node].get("latent"):
+            text.append(" (not indexed)", style="italic")
         if node == highlight:
             text.append(" ◀")
         if parent is not None:
