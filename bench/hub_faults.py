@@ -16,7 +16,8 @@ faulted.  Each rule counts the requests in its scope (n = 1, 2, ...) and fires w
   rule's position) draws < p,
 
 and, when none of the three is set, on every request in scope.  ``max_fires`` > 0 caps how often
-a rule fires.  ``path`` (a regex searched in the URL path) narrows the scope.  All rules see every
+a rule fires.  ``path`` (a glob, :func:`fnmatch.fnmatchcase`, matched against the whole URL path,
+e.g. ``*/config.json``; never a regex, so no pattern can stall the server) narrows the scope.  All rules see every
 request (a 429 does not stop a 5xx rule from counting); when several fire, the answer is: delay
 first (``slow``), then 429 (``rate_limits``) over 5xx (``server_errors``), else the request is
 served with ``truncate`` / ``ignore_range`` applied.  Counters restart when the config is set.
@@ -24,32 +25,33 @@ Given the same request sequence and seed, the same requests are hit.  Note that 
 every request in its scope, also ones it cannot affect (``truncate`` on a bodiless 302 or HEAD,
 ``ignore_range`` on a GET without Range): narrow the scope (e.g. ``cdn_get``) to count exactly.
 
-Mutations change ROOT **on disk** (point the server at a copy) and rescan: ``delete_repo``
-removes the repo folder, ``delete_file`` one file, ``change_file`` rewrites one file so the sha
-moves (text files get a line appended; ``.safetensors`` files get the first data byte XOR 1, so
-they stay valid).  A mutation fires once, right *after* the ``after_list_page``-th
-``/api/models`` page is computed (before it is sent) or right *before* the ``at_resolve``-th
-``/resolve`` request (HEAD or GET) is answered; requests answered by an injected 429/5xx do not
-count toward either.
+Every field is checked when a config is built (:meth:`FaultConfig.from_dict`, or a rule object's
+constructor): types, ranges, scopes; a bad config is a ``ValueError`` (400 on the admin endpoint,
+which exists only when the server has an ``admin_token`` and needs it as a bearer token).
+
+Mutations (:mod:`bench.hub_mutations`) change ROOT **on disk** and rescan, confined to the
+served root: a target outside it (``../victim``, an absolute path, a symlink out) is refused.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import json
+import logging
+import math
 import random
-import re
-import shutil
-import struct
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+from bench.hub_mutations import MAX_COUNTER, Mutation, apply_mutation, change_file
 from pedigree.crawler.hub_server import HubServer
 from pedigree.crawler.hub_server.errors import bad_request
 from pedigree.crawler.hub_server.hooks import Decision, ServerHooks
+from pedigree.crawler.hub_server.paths import contained, shown
 from pedigree.crawler.hub_server.repos import RepoStore
 from pedigree.crawler.hub_server.response import Response, json_response
 
@@ -63,9 +65,32 @@ GROUPS = {
 }
 
 
+__all__ = ["FaultConfig", "FaultEngine", "FaultyHub", "Mutation", "apply_mutation", "change_file"]
+MAX_PATTERN = 256
+MAX_DELAY = 60.0
+log = logging.getLogger("pedigree.hub_server")
+
+
 def in_scope(scope: str, kind: str) -> bool:
     """Whether a request of ``kind`` falls in ``scope`` (a kind or a group name)."""
     return kind == scope or kind in GROUPS.get(scope, ())
+
+
+def _check_fields(obj: Any) -> None:
+    """Each field has the type of its default and a sane range; ``ValueError`` otherwise."""
+    for f in dataclasses.fields(obj):
+        value, default = getattr(obj, f.name), f.default
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_COUNTER
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            ok = ok and 0 <= value <= (1.0 if f.name in ("probability", "fraction") else MAX_DELAY)
+        else:
+            ok = isinstance(value, str) and len(value) <= MAX_PATTERN
+        if not ok:
+            raise ValueError(f"{type(obj).__name__}.{f.name}: bad value {shown(repr(value), 80)}")
 
 
 @dataclass
@@ -79,6 +104,11 @@ class Rule:
     probability: float = 0.0
     max_fires: int = 0
     path: str = ""
+
+    def __post_init__(self) -> None:
+        _check_fields(self)
+        if self.scope not in KINDS and self.scope not in GROUPS:
+            raise ValueError(f"unknown scope {shown(self.scope, 40)!r}; one of {[*GROUPS, *KINDS]}")
 
 
 @dataclass
@@ -98,6 +128,11 @@ class ServerError(Rule):
     """A 5xx answer (500, 502, 503 or 504) with a JSON error body."""
 
     status: int = 503
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 400 <= self.status <= 599:
+            raise ValueError(f"ServerError.status must be 4xx or 5xx, not {self.status}")
 
 
 @dataclass
@@ -120,17 +155,6 @@ class IgnoreRange(Rule):
     """Answer a ranged GET with 200 and the whole file."""
 
     scope: str = "files"
-
-
-@dataclass
-class Mutation:
-    """Change ROOT between listing and download (see the module docstring)."""
-
-    action: Literal["delete_repo", "delete_file", "change_file"]
-    repo: str
-    file: str = "README.md"
-    after_list_page: int = 0
-    at_resolve: int = 0
 
 
 _RULE_TYPES: dict[str, type] = {
@@ -163,31 +187,48 @@ class FaultConfig:
 
         Unknown keys are errors; ``gated_repos`` may be a list of ids (all ``"manual"``).
         """
+        if not isinstance(data, Mapping):
+            raise ValueError("a fault config is a JSON object")
         kwargs: dict[str, Any] = {}
         for key, value in data.items():
             if key in _RULE_TYPES:
                 rule = _RULE_TYPES[key]
-                kwargs[key] = [item if isinstance(item, rule) else rule(**item) for item in value]
+                if not isinstance(value, list) or len(value) > 1000:
+                    raise ValueError(f"{key}: a list of at most 1000 rules")
+                kwargs[key] = [item if isinstance(item, rule) else rule(**_fields(item)) for item in value]
             elif key == "gated_repos":
                 kwargs[key] = dict.fromkeys(value, "manual") if isinstance(value, list) else dict(value)
             elif key in ("seed", "private_repos"):
                 kwargs[key] = value
             else:
-                raise ValueError(f"unknown fault field {key!r}")
+                raise ValueError(f"unknown fault field {shown(str(key), 40)!r}")
         return cls(**kwargs)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ValueError("seed must be an integer")
+        if not all(isinstance(k, str) and v in ("auto", "manual") for k, v in self.gated_repos.items()):
+            raise ValueError('gated_repos: repo id -> "auto" | "manual"')
+        if not isinstance(self.private_repos, list) or not all(isinstance(r, str) for r in self.private_repos):
+            raise ValueError("private_repos: a list of repo ids")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
+def _fields(item: Any) -> dict[str, Any]:
+    if not isinstance(item, Mapping) or not all(isinstance(k, str) for k in item):
+        raise ValueError("a rule is a JSON object")
+    return dict(item)
+
+
 class _RuleState:
     def __init__(self, rule: Rule, rng: random.Random) -> None:
         self.rule, self.rng, self.seen, self.fires = rule, rng, 0, 0
-        self.pattern = re.compile(rule.path) if rule.path else None
 
     def hit(self, kind: str, path: str) -> bool:
         r = self.rule
-        if not in_scope(r.scope, kind) or (self.pattern and not self.pattern.search(path)):
+        if not in_scope(r.scope, kind) or (r.path and not fnmatch.fnmatchcase(path, r.path)):
             return False
         self.seen += 1
         n = self.seen
@@ -206,12 +247,17 @@ class _RuleState:
 class FaultEngine(ServerHooks):
     """Applies a :class:`FaultConfig`; thread-safe; decisions depend only on request order + seed."""
 
-    def __init__(self, config: FaultConfig | None = None) -> None:
+    def __init__(self, config: FaultConfig | None = None, root: Path | None = None) -> None:
         self._lock = threading.Lock()
+        self.root = root
         self.set(config or FaultConfig())
 
     def set(self, config: FaultConfig) -> None:
-        """Replace the configuration and restart all counters."""
+        """Replace the configuration and restart all counters; ``ValueError`` when a mutation's
+        target resolves outside the served root."""
+        if self.root is not None:
+            for m in config.mutations:
+                contained(self.root, m.repo, m.file)
         with self._lock:
             self.config = config
             self._states: dict[str, list[_RuleState]] = {}
@@ -280,8 +326,8 @@ class FaultEngine(ServerHooks):
         if method == "POST":
             try:
                 self.set(FaultConfig.from_dict(json.loads(body or b"{}")))
-            except (TypeError, ValueError) as e:
-                raise bad_request(f"bad fault config: {e}") from None
+            except (TypeError, ValueError, RecursionError) as e:
+                raise bad_request(f"bad fault config: {shown(str(e), 300)}") from None
         return json_response(self.config.to_dict())
 
     def _take(self, due: Any) -> list[Mutation]:
@@ -292,46 +338,19 @@ class FaultEngine(ServerHooks):
 
 def _apply(store: RepoStore, mutations: list[Mutation]) -> None:
     for m in mutations:
-        apply_mutation(store.root, m)
+        try:
+            apply_mutation(store.root, m)
+        except (OSError, ValueError) as e:
+            log.warning("hub faults: %s %s/%s refused: %s", m.action, shown(m.repo), shown(m.file), shown(str(e)))
     if mutations:
         store.rescan()
-
-
-def apply_mutation(root: Path, mutation: Mutation) -> None:
-    """Carry out one mutation on disk (the caller rescans)."""
-    folder = Path(root) / mutation.repo
-    if mutation.action == "delete_repo":
-        shutil.rmtree(folder, ignore_errors=True)
-        return
-    target = folder / mutation.file
-    if mutation.action == "delete_file":
-        target.unlink(missing_ok=True)
-    elif mutation.action == "change_file":
-        change_file(target)
-    else:
-        raise ValueError(f"unknown mutation action {mutation.action!r}")
-
-
-def change_file(path: Path) -> None:
-    """Rewrite a file so its content hash changes; safetensors files stay valid."""
-    if path.suffix == ".safetensors":
-        with open(path, "r+b") as f:
-            (n,) = struct.unpack("<Q", f.read(8))
-            f.seek(8 + n)
-            byte = f.read(1)
-            if byte:
-                f.seek(8 + n)
-                f.write(bytes([byte[0] ^ 1]))
-                return
-    with open(path, "ab") as f:
-        f.write(b"\n<!-- changed -->\n")
 
 
 class FaultyHub(HubServer):
     """The bundled Hub server with fault injection: ``FaultyHub(root, faults=FaultConfig(...))``."""
 
     def __init__(self, root: Path | str, *, faults: FaultConfig | None = None, **options: Any) -> None:
-        self.engine = FaultEngine(faults)
+        self.engine = FaultEngine(faults, Path(root))
         super().__init__(root, hooks=self.engine, **options)
 
     def set_faults(self, faults: FaultConfig | Mapping[str, Any] | None = None, **fields: Any) -> None:

@@ -50,7 +50,6 @@ import struct
 import subprocess
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -282,9 +281,8 @@ def role_totals(folder: Path) -> dict[str, int]:
 # ---- one refresh ---------------------------------------------------------------------------------
 
 
-def _stats(url: str, log: bool) -> dict:
-    with urllib.request.urlopen(f"{url}/_pedigree/stats?log={int(log)}", timeout=300) as response:
-        return json.loads(response.read())
+def _stats(hub: Any, log: bool) -> dict:
+    return hub.stats(log=log, timeout=300)
 
 
 def refresh_run(work: Path, children: int) -> dict:
@@ -307,7 +305,7 @@ def refresh_run(work: Path, children: int) -> dict:
         hub.reset_stats()
 
         def served() -> int:
-            return _stats(hub.url, False)["requests"].get("total", 0)
+            return _stats(hub, False)["requests"].get("total", 0)
 
         marks: list[tuple[str, int, float]] = []  # (repo, requests served so far, seconds) at each repo's end
         pairs: list[str] = []
@@ -326,7 +324,7 @@ def refresh_run(work: Path, children: int) -> dict:
             with Workspace(load_settings(home)) as ws:
                 summary = ws.refresh(hub.url, on_done=done, on_pair=pair)
                 seconds = time.perf_counter() - t0
-                stats = _stats(hub.url, True)
+                stats = _stats(hub, True)
                 db = ws.store.conn
                 evidence = dict(
                     db.execute("SELECT m.id, e.bytes FROM evidence e JOIN models m ON m.pk = e.model_pk").fetchall()

@@ -1,14 +1,16 @@
 """The bundled Hub server in its own process, for benchmarks that time a client against it.
 
 The Hub is another machine: its request handling must not share the client's Python process
-(one GIL) or be counted as the client's work.  :class:`RemoteHub` runs ``pedigree hub serve`` as
-a child process with the simulated link (:class:`crawler.hub_server.Link`), waits until it
-answers, and reads its counters through the admin endpoint ``/_pedigree/stats``.
+(one GIL) or be counted as the client's work.  :class:`RemoteHub` runs the server
+(``python -m pedigree.crawler.hub_server``) as a child process with the simulated link
+(:class:`crawler.hub_server.Link`) and a fresh admin token, waits until it answers, and reads its
+counters through the admin endpoint ``/_pedigree/stats`` (with that token as a bearer token).
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import socket
 import subprocess
 import sys
@@ -34,15 +36,14 @@ class RemoteHub:
         self.root, self.latency_ms, self.bandwidth_mbs = root, latency_ms, bandwidth_mbs
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.admin_token = secrets.token_urlsafe(24)
         self._process: subprocess.Popen | None = None
 
     def __enter__(self) -> Self:
         command = [
             sys.executable,
             "-m",
-            "pedigree",
-            "hub",
-            "serve",
+            "pedigree.crawler.hub_server",
             str(self.root),
             "--port",
             str(self.port),
@@ -50,6 +51,8 @@ class RemoteHub:
             str(self.latency_ms),
             "--bandwidth-mbs",
             str(self.bandwidth_mbs),
+            "--admin-token",
+            self.admin_token,
         ]
         self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + STARTUP_TIMEOUT
@@ -76,11 +79,16 @@ class RemoteHub:
                 self._process.kill()
             self._process = None
 
-    def stats(self) -> dict:
-        with urllib.request.urlopen(f"{self.url}/_pedigree/stats?log=0", timeout=30) as response:
+    def _admin(self, path: str, *, post: bool = False) -> urllib.request.Request:
+        url, headers = f"{self.url}/_pedigree/{path}", {"Authorization": f"Bearer {self.admin_token}"}
+        return urllib.request.Request(
+            url, method="POST" if post else "GET", data=b"" if post else None, headers=headers
+        )
+
+    def stats(self, log: bool = False, timeout: float = 30) -> dict:
+        with urllib.request.urlopen(self._admin(f"stats?log={int(log)}"), timeout=timeout) as response:
             return json.loads(response.read())
 
     def reset_stats(self) -> None:
-        request = urllib.request.Request(f"{self.url}/_pedigree/stats/reset", method="POST", data=b"")
-        with urllib.request.urlopen(request, timeout=5):
+        with urllib.request.urlopen(self._admin("stats/reset", post=True), timeout=5):
             pass

@@ -62,7 +62,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture()
 def fresh(tmp_path: Path):
     """A server over its own copy, for tests that inject faults or change the repos."""
-    with FaultyHub(_copy_root(tmp_path / "root"), page_size=2, tokens={"tok-ok": None}) as server:
+    with FaultyHub(_copy_root(tmp_path / "root"), page_size=2, tokens={"tok-ok": None}, admin_token="adm") as server:
         yield server
 
 
@@ -401,7 +401,7 @@ def test_rescan_and_overrides(web: httpx.Client, fresh: FaultyHub) -> None:
     shutil.copytree(_zoo_source() / "qwen-lab/tiny-qwen2", fresh.root / "qwen-lab/tiny-qwen2")
     (fresh.root / "bert-lab/tiny-bert/README.md").write_text("---\nlicense: mit\ngated: auto\n---\n# changed\n")
     shutil.rmtree(fresh.root / "gpt-lab")
-    r = web.post(f"{fresh.url}/_pedigree/rescan").json()
+    r = web.post(f"{fresh.url}/_pedigree/rescan", headers=fresh.admin_headers).json()
     assert r == {"added": ["qwen-lab/tiny-qwen2"], "changed": ["bert-lab/tiny-bert"], "removed": ["gpt-lab/tiny-gpt2"]}
     bert = HfApi(endpoint=fresh.url, token=False).model_info("bert-lab/tiny-bert")
     assert bert.gated == "auto" and bert.card_data.license == "mit" and "license:mit" in bert.tags
@@ -439,13 +439,14 @@ def test_stats_counters_and_admin_endpoints(web: httpx.Client, fresh: FaultyHub)
     assert s.bytes_for(kinds=("cdn_get",)) == 100 <= 0.02 * len(data)
     assert s.bytes_for(repo=SINGLE, file="model.safetensors") == 100  # the 302 has no body; CDN is attributed
     assert s.status[302] == 1 and s.status[206] == 1
-    over_http = web.get(f"{fresh.url}/_pedigree/stats").json()
+    over_http = web.get(f"{fresh.url}/_pedigree/stats", headers=fresh.admin_headers).json()
     assert over_http["requests"]["cdn_get"] == 1 and len(over_http["log"]) == 6  # admin calls not counted
-    r = web.post(f"{fresh.url}/_pedigree/faults", json={"server_errors": [{"scope": "resolve", "every": 1}]})
+    faults = {"server_errors": [{"scope": "resolve", "every": 1}]}
+    r = web.post(f"{fresh.url}/_pedigree/faults", json=faults, headers=fresh.admin_headers)
     assert r.status_code == 200 and fresh.faults.server_errors[0].every == 1
     assert web.get(f"{fresh.url}/{SINGLE}/resolve/main/config.json").status_code == 503
-    assert web.post(f"{fresh.url}/_pedigree/faults", json={"bogus": 1}).status_code == 400
-    web.post(f"{fresh.url}/_pedigree/stats/reset")
+    assert web.post(f"{fresh.url}/_pedigree/faults", json={"bogus": 1}, headers=fresh.admin_headers).status_code == 400
+    web.post(f"{fresh.url}/_pedigree/stats/reset", headers=fresh.admin_headers)
     assert fresh.stats().count("total") == 0
 
 

@@ -20,7 +20,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 from .errors import bad_request, entry_not_found
-from .repos import Repo, RepoFile, RepoStore, iso
+from .facts import iso
+from .repos import Repo, RepoFile, RepoStore
 
 Query = Sequence[tuple[str, str]]
 
@@ -112,6 +113,8 @@ SORT_ALIASES = {
     "modelId": "id",
 }
 DEFAULT_SORT = "createdAt"
+MAX_CURSOR = 2048
+MAX_PATHS = 10_000
 
 
 def _ms(seconds: float) -> int:
@@ -137,10 +140,13 @@ def encode_cursor(data: dict[str, Any]) -> str:
 
 
 def decode_cursor(token: str) -> dict[str, Any]:
+    """The cursor's JSON object; 400 when it is longer than :data:`MAX_CURSOR` or not one."""
+    if len(token) > MAX_CURSOR:
+        raise bad_request(f"Invalid cursor: longer than {MAX_CURSOR} characters")
     try:
         data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except (binascii.Error, ValueError) as e:
-        raise bad_request(f"Invalid cursor: {e}") from None
+    except (binascii.Error, ValueError, RecursionError) as e:
+        raise bad_request(f"Invalid cursor: {type(e).__name__}") from None
     if not isinstance(data, dict):
         raise bad_request("Invalid cursor")
     return data
@@ -235,11 +241,10 @@ def list_models(
     sort = SORT_ALIASES.get(sort, sort)
     if sort not in SORTS:
         raise bad_request(f"Invalid sort {sort!r}; one of {sorted(SORTS)}")
-    try:
-        limit = int(q_get(query, "limit") or default_limit)
-    except ValueError:
-        raise bad_request("limit must be an integer") from None
-    limit = max(1, min(limit, max_limit))
+    raw_limit = q_get(query, "limit") or str(default_limit)
+    if not (raw_limit.isascii() and raw_limit.isdigit()):
+        raise bad_request("limit must be a positive integer")
+    limit = max(1, min(int(raw_limit) if len(raw_limit) <= 9 else max_limit, max_limit))
     names = expand_names(query)
     if names is None:
         names = list(LIST_FIELDS)
@@ -348,6 +353,8 @@ def tree_page(repo: Repo, path: str, query: Query, page_size: int) -> tuple[list
     cursor = q_get(query, "cursor")
     if cursor:
         after = decode_cursor(cursor).get("p", "")
+        if not isinstance(after, str):
+            raise bad_request("Invalid cursor")
         entries = [e for e in entries if e["path"] > after]
     page = entries[:page_size]
     if q_bool(query, "expand"):
@@ -358,6 +365,8 @@ def tree_page(repo: Repo, path: str, query: Query, page_size: int) -> tuple[list
 
 def paths_info(repo: Repo, paths: list[str], expand: bool) -> list[dict[str, Any]]:
     """``POST /api/models/{id}/paths-info/{rev}``: entries for the paths that exist (others skipped)."""
+    if len(paths) > MAX_PATHS:
+        raise bad_request(f"at most {MAX_PATHS} paths per request")
     out = []
     for p in dict.fromkeys(x.strip("/") for x in paths):
         if p in repo.files:

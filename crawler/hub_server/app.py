@@ -8,14 +8,20 @@ Routes (paths are matched before %-decoding, then each segment is decoded):
 * ``POST /api/models/{ns}/{name}/paths-info/{rev}`` (form ``paths=…``), ``GET …/auth-check``
 * ``HEAD/GET /{ns}/{name}/resolve/{rev}/{file}`` and ``HEAD/GET /_cdn/{sha256}/{name}``
 * admin (never faulted nor counted): ``GET /_pedigree/stats[?log=0]``, ``POST /_pedigree/stats/reset``,
-  ``POST /_pedigree/rescan``, and whatever the hooks add (the test harness's ``/_pedigree/faults``)
+  ``POST /_pedigree/rescan``, and whatever the hooks add (the test harness's ``/_pedigree/faults``).
+  They exist only on a server started with an admin token (``Settings.admin_token``): without one
+  every ``/_pedigree/`` path is 404; with one a request needs ``Authorization: Bearer <token>``
+  (none: 401, another: 403).
 
 HTTP/1.1 keep-alive; every answer has a ``Content-Length``.  A truncated body declares the full
-length, sends less and closes the connection.
+length, sends less and closes the connection.  A connection idle for ``Settings.idle_timeout``
+seconds is closed.  A ``Content-Length`` that is not a number is 400, one over
+:data:`MAX_POST_BODY` 413, a chunked body 411 (each closes the connection).
 """
 
 from __future__ import annotations
 
+import hmac
 import os
 import time
 from dataclasses import dataclass, field
@@ -29,6 +35,7 @@ from .auth import Access
 from .errors import HubError, repo_not_found
 from .hooks import Decision, ServerHooks
 from .link import Link
+from .paths import open_regular
 from .repos import Repo, RepoStore
 from .response import Response, error_response, json_response
 from .stats import Stats
@@ -51,6 +58,8 @@ class Settings:
     cdn_host: str | None = None  # None: redirect to the host the client used; else http://{cdn_host}:{port}
     cdn_ttl: int = 3600
     link: Link = field(default_factory=Link)  # latency and bandwidth of a simulated remote link
+    admin_token: str | None = field(default=None, repr=False)  # None: no /_pedigree/ endpoints
+    idle_timeout: float = 60.0  # seconds a keep-alive connection may wait for its next request
 
 
 @dataclass
@@ -176,8 +185,19 @@ def dispatch(app: HubApp, req: Request, route: Route, decision: Decision) -> Res
     raise HubError(404, None, f"Not found: {req.path}")
 
 
+def check_admin(app: HubApp, req: Request) -> None:
+    """404 without an admin token on the server; 401 without a bearer token; 403 with another."""
+    expected = app.settings.admin_token
+    if not expected:
+        raise HubError(404, None, f"Not found: {req.path}")
+    if req.token is None:
+        raise HubError(401, None, "admin endpoint: send Authorization: Bearer <admin token>")
+    if not hmac.compare_digest(req.token.encode(), expected.encode()):
+        raise HubError(403, None, "admin endpoint: wrong admin token")
+
+
 def admin(app: HubApp, req: Request) -> Response:
-    """``/_pedigree/...`` endpoints."""
+    """``/_pedigree/...`` endpoints (the caller has checked the admin token)."""
     name = req.path[len("/_pedigree/") :].strip("/")
     if name == "stats" and req.method == "GET":
         with_log = (api.q_get(req.query, "log") or "1").lower() not in ("0", "false", "no")
@@ -214,10 +234,28 @@ class HubHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self._handle("POST")
 
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.app.settings.idle_timeout)  # idle connections end
+
+    def _body_length(self) -> int:
+        """The request's ``Content-Length``, bounded; HubError (connection closed) otherwise."""
+        if self.headers.get("Transfer-Encoding"):
+            self.close_connection = True
+            raise HubError(411, None, "Length Required: chunked request bodies are not supported")
+        raw = (self.headers.get("Content-Length") or "0").strip()
+        if not (raw.isascii() and raw.isdigit()):
+            self.close_connection = True
+            raise HubError(400, None, "Content-Length is not a non-negative integer")
+        if len(raw) > 12 or int(raw) > MAX_POST_BODY:
+            self.close_connection = True
+            raise HubError(413, None, f"request body over {MAX_POST_BODY} bytes")
+        return int(raw)
+
     def _request(self, method: str) -> Request:
         parts = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(min(length, MAX_POST_BODY)) if length > 0 else b""
+        length = self._body_length()
+        body = self.rfile.read(length) if length > 0 else b""
         host = self.headers.get("Host") or f"{self.server.server_address[0]}:{self.server.server_address[1]}"
         return Request(
             method,
@@ -231,13 +269,21 @@ class HubHandler(BaseHTTPRequestHandler):
 
     def _handle(self, method: str) -> None:
         app: HubApp = self.server.app
-        req = self._request(method)
         head = method == "HEAD"
-        if req.path.startswith("/_pedigree/"):
+        try:
+            req = self._request(method)
+        except HubError as e:
+            refused = error_response(e)
+            self._write(refused, None, 0 if head else refused.length)
+            return
+        if req.path.startswith("/_pedigree/") or req.path == "/_pedigree":
             try:
+                check_admin(app, req)
                 resp = admin(app, req)
             except HubError as e:
                 resp = error_response(e)
+            except Exception as e:  # noqa: BLE001 - answer, never drop the connection with a traceback
+                resp = error_response(HubError(500, None, f"internal error: {type(e).__name__}"))
             resp, fh = self._open(resp, head)
             self._write(resp, fh, 0 if head else resp.length)
             return
@@ -287,13 +333,22 @@ class HubHandler(BaseHTTPRequestHandler):
         """Open the file a response streams (checking it did not change since the scan)."""
         if resp.file is None:
             return resp, None
+        fh = None
         try:
-            st = os.stat(resp.file.path)
+            if os.path.realpath(resp.file.path) != str(resp.file.path):
+                raise OSError("replaced by a symlink since the last rescan")
+            fh = open_regular(resp.file.path)  # no symlink, no FIFO or device
+            st = os.fstat(fh.fileno())
             if st.st_size != resp.file.size or st.st_mtime != resp.file.mtime:
                 raise OSError("changed on disk since the last rescan")
-            return resp, None if head else open(resp.file.path, "rb")
+            if head:
+                fh.close()
+            return resp, None if head else fh
         except OSError as e:
-            return error_response(HubError(404, "EntryNotFound", f"{resp.file.path.name}: {e}")), None
+            if fh is not None:
+                fh.close()
+            why = e.strerror or str(e) or type(e).__name__
+            return error_response(HubError(404, "EntryNotFound", f"{resp.file.path.name}: {why}")), None
 
     def _write(self, resp: Response, fh: Any, limit: int) -> int:
         """Send headers (full ``Content-Length``) and ``limit`` body bytes; returns the bytes written."""

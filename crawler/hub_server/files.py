@@ -4,6 +4,8 @@ Ranges: one ``bytes=a-b`` (end clamped to EOF), ``bytes=a-`` or ``bytes=-n`` (su
 ``Content-Range: bytes a-b/total``; a first byte at or past EOF (or any range of an empty file)
 -> 416 with ``Content-Range: bytes */total``; several ranges (a comma) -> 416 (multi-range is not
 supported); a header that does not parse is ignored (200, whole file), as RFC 9110 allows.
+Numbers of any length are read without overflow (past 18 digits a number is past any file's end),
+so no ``Range`` value can cause a 500.
 
 ``/resolve`` for an LFS file (``*.safetensors`` etc. or >= the size threshold) answers 302 to
 ``{cdn}/_cdn/{sha256}/{name}?repo=…&file=…&commit=…&Expires=…`` with ``X-Repo-Commit``,
@@ -33,6 +35,16 @@ _TYPES = {
 }
 
 
+_HUGE = 10**18
+_MAX_RANGE_HEADER = 8192
+
+
+def _number(digits: str) -> int:
+    """A decimal of any length, capped at 10**18 (larger than any file)."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 18 else _HUGE
+
+
 def unsatisfiable(total: int, why: str) -> HubError:
     return HubError(416, None, f"Range Not Satisfiable: {why}", {"Content-Range": f"bytes */{total}"})
 
@@ -41,6 +53,8 @@ def parse_range(header: str | None, total: int) -> tuple[int, int] | None:
     """Inclusive ``(first, last)`` for a ``Range`` header, ``None`` for the whole file; 416 as HubError."""
     if not header:
         return None
+    if len(header) > _MAX_RANGE_HEADER:
+        return None
     if "," in header:
         raise unsatisfiable(total, "multiple ranges are not supported")
     m = _RANGE.match(header)
@@ -48,16 +62,16 @@ def parse_range(header: str | None, total: int) -> tuple[int, int] | None:
         return None
     first_s, last_s = m.groups()
     if not first_s:  # suffix: the last n bytes
-        n = int(last_s)
+        n = _number(last_s)
         if n == 0 or total == 0:
-            raise unsatisfiable(total, f"{header} of a {total}-byte file")
+            raise unsatisfiable(total, f"an empty suffix range or an empty {total}-byte file")
         return max(0, total - n), total - 1
-    first = int(first_s)
-    last = int(last_s) if last_s else total - 1
+    first = _number(first_s)
+    last = _number(last_s) if last_s else total - 1
     if last_s and last < first:
         return None  # invalid range-spec: ignored
     if first >= total:
-        raise unsatisfiable(total, f"{header} starts at or past the end of a {total}-byte file")
+        raise unsatisfiable(total, f"the range starts at or past the end of a {total}-byte file")
     return first, min(last, total - 1)
 
 
@@ -105,10 +119,7 @@ def cdn(
 ) -> Response:
     """``HEAD/GET /_cdn/{sha256}/{name}``: content-addressed, signed-by-expiry, no token check."""
     if expires is not None:
-        try:
-            expired = int(expires) < time.time()
-        except ValueError:
-            expired = True
+        expired = not (expires.isascii() and expires.isdigit() and len(expires) <= 18) or int(expires) < time.time()
         if expired:
             raise HubError(403, None, "Request has expired")
     if blob is None:

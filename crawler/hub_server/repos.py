@@ -13,22 +13,32 @@ says "superseded by <new sha>"), as does any sha the repo never had.  ``main`` (
 Timestamps: ``createdAt`` = card ``created_at``, else the earliest file mtime.  ``lastModified`` =
 card ``last_modified``, else the latest file mtime; if the sha changed while the server ran, at
 least the time that change was seen; an override (:meth:`RepoStore.set_override`) wins over all.
+
+Hostile folders: only regular files inside the served root are served (:func:`paths.walk_repo`:
+a symlink out of the root, a FIFO or a device is left out); a folder whose name is not a Hub repo
+id, or whose scan fails for any reason, is skipped; a bad fact (card, config, timestamp, header)
+is dropped.  Each is recorded in :attr:`RepoStore.skipped` and logged once, one line, on the
+``pedigree.hub_server`` logger; the other repos are served.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
+import logging
 import os
-import struct
 import threading
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import cards
+from . import cards, facts
 from .errors import repo_not_found, revision_not_found
+from .facts import iso, to_utc
+from .paths import Found, open_regular, shown, subfolders, valid_repo_id, walk_repo
+
+log = logging.getLogger("pedigree.hub_server")
+__all__ = ["Repo", "RepoFile", "RepoStore", "ScanReport", "iso", "to_utc"]
 
 LFS_SUFFIXES = (
     ".safetensors",
@@ -59,7 +69,6 @@ DEFAULT_LARGE_FILE_THRESHOLD = 10 * 2**20
 
 MAIN_REFS = ("main", "refs/heads/main")
 _CHUNK = 1 << 20
-_SUMMARY_HEADER_CAP = 25_000_000
 
 
 @dataclass(frozen=True)
@@ -141,63 +150,6 @@ def git_blob_oid(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
-def to_utc(value: Any) -> datetime | None:
-    """A card/override timestamp (ISO string, datetime, date, epoch number) as an aware UTC datetime."""
-    if isinstance(value, datetime):
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=UTC)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, tz=UTC)
-    if isinstance(value, str):
-        try:
-            return to_utc(datetime.fromisoformat(value.strip().replace("Z", "+00:00")))
-        except ValueError:
-            return None
-    return None
-
-
-def iso(dt: datetime) -> str:
-    """The Hub's timestamp format, ``2024-03-01T00:00:00.000Z``."""
-    dt = dt.astimezone(UTC)
-    return f"{dt:%Y-%m-%dT%H:%M:%S}.{dt.microsecond // 1000:03d}Z"
-
-
-def _gated_value(value: Any) -> bool | str:
-    if value is True or (isinstance(value, str) and value.lower() in ("true", "yes")):
-        return "auto"
-    if isinstance(value, str) and value.lower() in ("auto", "manual"):
-        return value.lower()
-    return False
-
-
-def _safetensors_params(path: Path, size: int) -> dict[str, int] | None:
-    """Parameter counts by dtype from one safetensors header, ``None`` if it does not parse."""
-    try:
-        with open(path, "rb") as f:
-            first = f.read(8)
-            if len(first) < 8:
-                return None
-            (n,) = struct.unpack("<Q", first)
-            if n > min(_SUMMARY_HEADER_CAP, size - 8):
-                return None
-            header = json.loads(f.read(n))
-    except (OSError, ValueError, RecursionError):
-        return None
-    counts: dict[str, int] = {}
-    try:
-        for name, entry in header.items() if isinstance(header, dict) else ():
-            if name == "__metadata__" or not isinstance(entry, dict):
-                continue
-            numel = 1
-            for d in entry.get("shape") or []:
-                numel *= int(d)
-            counts[str(entry.get("dtype"))] = counts.get(str(entry.get("dtype")), 0) + numel
-    except (TypeError, ValueError):
-        return None
-    return counts
-
-
 class RepoStore:
     """All repos under ``root``, rescanned on demand; thread-safe snapshot reads."""
 
@@ -213,6 +165,9 @@ class RepoStore:
         self._overrides: dict[str, Override] = {}
         self._digests: dict[Path, tuple[tuple[int, int, int, int], str, str]] = {}
         self._param_cache: dict[str, dict[str, int] | None] = {}
+        self._real_root = Path(os.path.realpath(self.root))
+        self.skipped: dict[str, str] = {}
+        """What the last scan left out: ``org/name[/file]`` -> one-line reason."""
         self.rescan()
 
     # ---- reads -------------------------------------------------------------------------------
@@ -269,11 +224,16 @@ class RepoStore:
         with self._lock:
             now = datetime.now(UTC)
             new: dict[str, Repo] = {}
-            for folder in self._repo_folders():
-                repo_id = f"{folder.parent.name}/{folder.name}"
-                repo = self._scan_repo(repo_id, folder)
+            skipped: dict[str, str] = {}
+            for repo_id, folder in self._repo_folders(skipped):
+                try:
+                    repo = self._scan_repo(repo_id, folder, skipped)
+                except Exception as e:  # noqa: BLE001 - one hostile repo must not stop the others
+                    skipped[repo_id] = f"repo skipped: {shown(f'{type(e).__name__}: {e}', 200)}"
+                    continue
                 if repo is not None:
                     new[repo_id] = repo
+            self._log_new(skipped)
             old = self._repos
             added = tuple(sorted(set(new) - set(old)))
             removed = tuple(sorted(set(old) - set(new)))
@@ -295,14 +255,27 @@ class RepoStore:
             self._digests = {p: d for p, d in self._digests.items() if p in live}
             return ScanReport(added, changed, removed)
 
+    def _log_new(self, skipped: dict[str, str]) -> None:
+        """Keep what this scan left out; log each reason once (one line each)."""
+        for where, reason in skipped.items():
+            if self.skipped.get(where) != reason:
+                log.warning("hub server: %s: %s", where, reason)
+        self.skipped = skipped
+
     # ---- scanning ----------------------------------------------------------------------------
-    def _repo_folders(self) -> list[Path]:
-        out: list[Path] = []
-        if not self.root.is_dir():
+    def _repo_folders(self, skipped: dict[str, str]) -> list[tuple[str, Path]]:
+        """(repo id, resolved folder) of every ``ORG/NAME`` folder that may be served."""
+        out: list[tuple[str, Path]] = []
+        self._real_root = Path(os.path.realpath(self.root))
+        if not self._real_root.is_dir():
             return out
-        for org in sorted(self.root.iterdir()):
-            if org.is_dir() and not org.name.startswith((".", "_")):
-                out.extend(p for p in sorted(org.iterdir()) if p.is_dir() and not p.name.startswith((".", "_")))
+        for org_name, org in subfolders(self._real_root, self._real_root, "", skipped):
+            for name, folder in subfolders(org, self._real_root, f"{org_name}/", skipped):
+                repo_id = f"{org_name}/{name}"
+                if valid_repo_id(repo_id):
+                    out.append((repo_id, folder))
+                else:
+                    skipped[shown(repo_id)] = "folder skipped: not a repo id (org/name of letters, digits, - _ .)"
         return out
 
     def _digest(self, path: Path, st: os.stat_result) -> tuple[str, str]:
@@ -313,45 +286,49 @@ class RepoStore:
             return hit[1], hit[2]
         sha1 = hashlib.sha1(b"blob %d\0" % st.st_size)
         sha256 = hashlib.sha256()
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             while chunk := f.read(_CHUNK):
                 sha1.update(chunk)
                 sha256.update(chunk)
         self._digests[path] = (key, sha1.hexdigest(), sha256.hexdigest())
         return sha1.hexdigest(), sha256.hexdigest()
 
-    def _scan_files(self, folder: Path) -> dict[str, RepoFile]:
+    def _scan_files(self, folder: Path, repo_id: str, skipped: dict[str, str]) -> dict[str, RepoFile]:
         files: dict[str, RepoFile] = {}
-        for dirpath, dirnames, filenames in os.walk(folder):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in sorted(filenames):
-                if name.startswith(".") and name != ".gitattributes":
-                    continue
-                path = Path(dirpath) / name
-                try:
-                    st = path.stat()
-                    raw_oid, sha256 = self._digest(path, st)
-                except OSError:
-                    continue  # vanished or unreadable mid-scan
-                rel = path.relative_to(folder).as_posix()
-                lfs = name.endswith(LFS_SUFFIXES) or st.st_size >= self.large_file_threshold
-                oid = git_blob_oid(lfs_pointer(sha256, st.st_size)) if lfs else raw_oid
-                files[rel] = RepoFile(rel, st.st_size, oid, sha256, lfs, path, st.st_mtime)
-        return dict(sorted(files.items()))
+        for found in walk_repo(folder, self._real_root, skipped, repo_id):
+            files[found.rel] = self._repo_file(found, repo_id, skipped)
+        return {k: v for k, v in files.items() if v is not None}
 
-    def _scan_repo(self, repo_id: str, folder: Path) -> Repo | None:
-        files = self._scan_files(folder)
+    def _repo_file(self, found: Found, repo_id: str, skipped: dict[str, str]) -> Any:
+        st = found.st
+        try:
+            raw_oid, sha256 = self._digest(found.real, st)
+        except OSError as e:  # vanished, unreadable or replaced mid-scan
+            skipped[shown(f"{repo_id}/{found.rel}")] = f"unreadable: {e.strerror or type(e).__name__}"
+            return None
+        lfs = found.rel.endswith(LFS_SUFFIXES) or st.st_size >= self.large_file_threshold
+        oid = git_blob_oid(lfs_pointer(sha256, st.st_size)) if lfs else raw_oid
+        return RepoFile(found.rel, st.st_size, oid, sha256, lfs, found.real, st.st_mtime)
+
+    def _scan_repo(self, repo_id: str, folder: Path, skipped: dict[str, str]) -> Repo | None:
+        files = self._scan_files(folder, repo_id, skipped)
         if not files:
             return None
         digest = hashlib.sha1(repo_id.encode() + b"\n")
         for f in files.values():
             digest.update(f"{f.path}\0{f.sha256}\n".encode())
-        card = cards.read_front_matter(folder / "README.md") if "README.md" in files else {}
-        config = _read_json(folder / "config.json") if "config.json" in files else None
+        card, why = cards.read_card(files["README.md"].abs_path) if "README.md" in files else ({}, None)
+        if why:
+            skipped[f"{repo_id}/README.md"] = why
+        config, why = facts.read_json(files["config.json"].abs_path) if "config.json" in files else (None, None)
+        if why:
+            skipped[f"{repo_id}/config.json"] = f"config ignored: {why}"
         ov = self._overrides.get(repo_id, Override())
+        created = ov.created_at or self._card_time(card, "created_at", repo_id, skipped)
+        modified = ov.last_modified or self._card_time(card, "last_modified", repo_id, skipped)
         mtimes = [f.mtime for f in files.values()]
-        created = ov.created_at or to_utc(card.get("created_at")) or datetime.fromtimestamp(min(mtimes), tz=UTC)
-        modified = ov.last_modified or to_utc(card.get("last_modified")) or datetime.fromtimestamp(max(mtimes), tz=UTC)
+        created = created or facts.to_utc(min(mtimes)) or datetime.now(UTC)
+        modified = modified or facts.to_utc(max(mtimes)) or datetime.now(UTC)
         base_models, relation = cards.base_models(card)
         library = card.get("library_name") if isinstance(card.get("library_name"), str) else None
         pipeline = card.get("pipeline_tag") if isinstance(card.get("pipeline_tag"), str) else None
@@ -364,31 +341,44 @@ class RepoStore:
             card=card,
             created_at=created,
             last_modified=modified,
-            gated=_gated_value(card.get("gated")),
+            gated=facts.gated_value(card.get("gated")),
             private=card.get("private") is True,
-            downloads=ov.downloads if ov.downloads is not None else _int(card.get("downloads")),
-            likes=ov.likes if ov.likes is not None else _int(card.get("likes")),
+            downloads=ov.downloads if ov.downloads is not None else facts.count(card.get("downloads")),
+            likes=ov.likes if ov.likes is not None else facts.count(card.get("likes")),
             library_name=library,
             pipeline_tag=pipeline,
             base_models=tuple(base_models),
             base_model_relation=relation,
             tags=tuple(cards.computed_tags(card, config, files, library, pipeline, base_models, relation)),
-            config=_config_summary(config),
-            safetensors=self._summary(files),
+            config=facts.config_summary(config),
+            safetensors=self._summary(files, repo_id, skipped),
             folder=folder,
         )
 
-    def _summary(self, files: dict[str, RepoFile]) -> dict[str, Any] | None:
-        """The Hub's ``safetensors`` field: parameters by dtype and total, over all shards."""
+    @staticmethod
+    def _card_time(card: dict[str, Any], key: str, repo_id: str, skipped: dict[str, str]) -> datetime | None:
+        """A card timestamp, or None (with a reason when the card has one that is not a date)."""
+        value = card.get(key)
+        when = to_utc(value)
+        if value is not None and when is None:
+            skipped[f"{repo_id}/README.md:{key}"] = f"{key} ignored: not a date ({shown(repr(value), 60)})"
+        return when
+
+    def _summary(self, files: dict[str, RepoFile], repo_id: str, skipped: dict[str, str]) -> dict[str, Any] | None:
+        """The Hub's ``safetensors`` field: parameters by dtype and total, over the shards whose
+        header parses (one that does not is left out, with a reason)."""
         params: dict[str, int] = {}
         seen = False
         for f in files.values():
             if not f.path.endswith(".safetensors"):
                 continue
             if f.sha256 not in self._param_cache:
-                self._param_cache[f.sha256] = _safetensors_params(f.abs_path, f.size)
+                self._param_cache[f.sha256] = facts.safetensors_params(f.abs_path, f.size)
             counts = self._param_cache[f.sha256]
             if counts is None:
+                skipped[shown(f"{repo_id}/{f.path}")] = (
+                    "parameter count ignored: header does not parse or names a bad shape"
+                )
                 continue
             seen = True
             for dtype, n in counts.items():
@@ -404,21 +394,3 @@ class RepoStore:
                 counts = out.setdefault(parent, {})
                 counts[rel] = counts.get(rel, 0) + 1
         return out
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def _config_summary(config: Any) -> dict[str, Any] | None:
-    """The trimmed ``config`` the Hub returns (architectures, model_type)."""
-    if not isinstance(config, dict):
-        return None
-    return {k: config[k] for k in ("architectures", "model_type") if k in config}
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0

@@ -6,6 +6,9 @@
         assert hub.stats().count("cdn_get") == 0
 
 Tests and benchmarks that need a misbehaving Hub pass ``hooks`` (``bench/hub_faults.py``).
+The server binds 127.0.0.1 unless told otherwise; its admin endpoints (``/_pedigree/...``) exist
+only when it is given an ``admin_token`` (``--admin-token``), which every admin request must send
+as ``Authorization: Bearer <token>``.
 """
 
 from __future__ import annotations
@@ -53,6 +56,9 @@ class HubServer:
     LFS redirects to ``http://{cdn_host}:{port}`` (e.g. ``"localhost"``: a different origin, so
     huggingface_hub's HEAD stops at the 302 as with the real CDN) instead of the request's host.
     ``link``: simulated latency and shared bandwidth (:class:`~crawler.hub_server.link.Link`).
+    ``admin_token``: enables the ``/_pedigree/`` admin endpoints for requests that send it (tests,
+    benchmarks); ``None`` (the default): they do not exist.  ``idle_timeout``: seconds a
+    connection may stay idle before the server closes it.
     """
 
     def __init__(
@@ -70,7 +76,13 @@ class HubServer:
         cdn_host: str | None = None,
         cdn_ttl: int = 3600,
         link: Link | None = None,
+        admin_token: str | None = None,
+        idle_timeout: float = 60.0,
     ) -> None:
+        if admin_token is not None and not admin_token.strip():
+            raise ValueError("admin_token must not be empty")
+        if not 0 < idle_timeout <= 3600:
+            raise ValueError("idle_timeout must be in (0, 3600] seconds")
         self.root = Path(root)
         self.host, self._port = host, port
         self.store = RepoStore(self.root, large_file_threshold=large_file_threshold)
@@ -81,6 +93,8 @@ class HubServer:
             cdn_host=cdn_host,
             cdn_ttl=cdn_ttl,
             link=link or Link(),
+            admin_token=admin_token,
+            idle_timeout=idle_timeout,
         )
         self.app = HubApp(self.store, hooks or ServerHooks(), Access(tokens), settings)
         self._httpd: _HTTPServer | None = None
@@ -125,6 +139,15 @@ class HubServer:
         return self._bind().server_address[1]
 
     @property
+    def admin_token(self) -> str | None:
+        return self.app.settings.admin_token
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        """``{"Authorization": "Bearer <admin token>"}`` for admin requests (empty without a token)."""
+        return {"Authorization": f"Bearer {self.admin_token}"} if self.admin_token else {}
+
+    @property
     def url(self) -> str:
         """``http://host:port`` (no trailing slash): pass it as ``HfApi(endpoint=...)``."""
         return f"http://{self.host}:{self.port}"
@@ -165,7 +188,9 @@ def serve(
     is told the server once it listens (default: one line on stdout)."""
     server = HubServer(root, host=host, port=port, tokens=tokens, **options)
     if announce is None:
-        print(f"pedigree hub server: {len(server.store.repos())} repos from {server.root} at {server.url}", flush=True)
+        repos, skipped = len(server.store.repos()), len(server.store.skipped)
+        left_out = f" ({skipped} folders/files left out, reasons on stderr)" if skipped else ""
+        print(f"pedigree hub server: {repos} repos from {server.root} at {server.url}{left_out}", flush=True)
     else:
         announce(server)
     try:
