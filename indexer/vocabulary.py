@@ -182,7 +182,8 @@ def _tokenizer_style(spec: dict[str, Any]) -> str:
             for key in ("pretokenizers", "decoders", "normalizers"):
                 children = component.get(key)
                 pending.extend(children if isinstance(children, list) else [])
-    model = spec.get("model") if isinstance(spec.get("model"), dict) else {}
+    found = spec.get("model")
+    model: dict[str, Any] = found if isinstance(found, dict) else {}
     if "ByteLevel" in names:
         return "byte_level"
     if model.get("type") == "WordPiece" or "WordPiece" in names or "BertPreTokenizer" in names:
@@ -208,9 +209,10 @@ def _from_tokenizer_json(spec: object, digest: str) -> Vocabulary:
         raise CheckpointError("tokenizer.json has no 'model' object")
     model = spec["model"]
     vocab = model.get("vocab")
+    entries = spec.get("added_tokens")
     added = [
         (entry["content"], entry["id"], bool(entry.get("special")))
-        for entry in (spec.get("added_tokens") if isinstance(spec.get("added_tokens"), list) else [])
+        for entry in (entries if isinstance(entries, list) else [])
         if isinstance(entry, dict) and isinstance(entry.get("id"), int) and isinstance(entry.get("content"), str)
     ]
     specials = {token_id for _, token_id, special in added if special}
