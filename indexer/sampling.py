@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pedigree.errors import CheckpointError
 from pedigree.indexer.adapters.base import LayerRoles, MatrixLoader, MatrixRef, NormRef
 
 ATTENTION_ROWS = 64
@@ -58,9 +59,30 @@ class BlockSample:
         return self.kv_heads * self.head_dim
 
 
+def check_block(layer: LayerRoles) -> None:
+    """``CheckpointError`` unless the block has heads and units to sample: at least one query and
+    key/value head, heads at least one row wide, query heads a multiple of key/value heads and at
+    least one MLP unit (a config and tensors that agree on zero-width heads pass every shape check)."""
+    sizes = {
+        "query heads": layer.num_heads,
+        "key/value heads": layer.num_kv_heads,
+        "head width": layer.head_dim,
+        "MLP units": layer.mlp_size,
+    }
+    empty = [f"{what} = {n}" for what, n in sizes.items() if n < 1]
+    if empty:
+        raise CheckpointError(f"block {layer.index} has nothing to sample ({', '.join(empty)})")
+    if layer.num_heads % layer.num_kv_heads:
+        raise CheckpointError(
+            f"block {layer.index}: {layer.num_heads} query heads are not a multiple of "
+            f"{layer.num_kv_heads} key/value heads"
+        )
+
+
 def block_sample(layer: LayerRoles, size: SampleSize) -> BlockSample:
     """Whole GQA groups up to ``size.attention_rows`` query rows (at least one group), and
-    ``min(mlp_size, size.mlp_units)`` units."""
+    ``min(mlp_size, size.mlp_units)`` units (:func:`check_block` first)."""
+    check_block(layer)
     group = layer.num_heads // layer.num_kv_heads
     groups = max(1, min(layer.num_kv_heads, size.attention_rows // (group * layer.head_dim)))
     return BlockSample(groups, groups * group, min(layer.mlp_size, size.mlp_units), layer.head_dim)

@@ -3,19 +3,26 @@
 Everything fits the terminal's width (80 columns included): a table gives its key columns (model
 ids) their whole width and wraps the others at spaces; when even that does not fit it turns into
 records - one block per row - so an id is never cut in the middle.
+
+Nothing a checkpoint, a server or a folder name says reaches the terminal as a control character:
+both consoles write every control character of the text they show as ``\\xNN`` (an escape
+sequence in a folder name is shown, never obeyed), and table cells are text, never markup.
+``--json`` output is ``json.dumps``'s, which escapes control characters itself.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console, Group, RenderableType
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
@@ -33,13 +40,41 @@ STATUS_STYLE = {
 }
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+"""Control characters (C0 but tab and newline, DEL, C1): what a terminal would obey."""
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character written as ``\\xNN`` (four printable characters)."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def _printable_segments(buffer: Iterable[Segment]) -> Iterator[Segment]:
+    for segment in buffer:
+        text, style, control = segment
+        if control:  # rich's own cursor moves (progress display), not text
+            yield segment
+            continue
+        if style is not None and style.link and _CONTROL.search(style.link):
+            style = style.update_link(None)
+        yield Segment(printable(text), style, control)
+
+
+class SafeConsole(Console):
+    """A rich console that shows the control characters of what it prints instead of writing them
+    (rich itself drops only bell, backspace and carriage return; ESC passes)."""
+
+    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+        return super()._render_buffer(_printable_segments(buffer))
+
+
 def stdout() -> Console:
     """A console on standard output, sized to the terminal (or ``$COLUMNS``) at call time."""
-    return Console(highlight=False, soft_wrap=False)
+    return SafeConsole(highlight=False, soft_wrap=False)
 
 
 def stderr() -> Console:
-    return Console(stderr=True, highlight=False)
+    return SafeConsole(stderr=True, highlight=False)
 
 
 def emit_json(payload: object, *, line: bool = False) -> None:
@@ -94,7 +129,7 @@ def fitted(title: str, columns: Sequence[Column], rows: Sequence[Sequence[Cell]]
     others = [min(max([len(c.header), *(_width(r[i]) for r in rows)]), 8) for i, c in enumerate(columns) if not c.key]
     needed = sum(keys) + sum(others) + 3 * len(columns) + 1
     if needed <= width:
-        table = Table(title=title, title_justify="left")
+        table = Table(title=Text(title), title_justify="left")
         for column in columns:
             table.add_column(
                 column.header,
@@ -103,7 +138,7 @@ def fitted(title: str, columns: Sequence[Column], rows: Sequence[Sequence[Cell]]
                 overflow="fold",
             )
         for row in rows:
-            table.add_row(*row)
+            table.add_row(*(cell if isinstance(cell, Text) else Text(cell) for cell in row))
         return table
     return records(title, columns, rows)
 
@@ -151,4 +186,10 @@ def counts_line(counts: dict[str, Any]) -> str:
 
 
 def escaped(text: str) -> str:
+    """``text`` safe inside console markup (its own brackets shown, not interpreted)."""
     return escape(text)
+
+
+def plain(text: str) -> Text:
+    """``text`` as it is: no markup, no highlighting (model ids, reasons, paths)."""
+    return Text(text)

@@ -1,4 +1,8 @@
-"""How each result looks in a terminal (``width`` columns); ``--json`` prints ``result.to_json()``."""
+"""How each result looks in a terminal (``width`` columns); ``--json`` prints ``result.to_json()``.
+
+Model ids, paths, endpoints and reasons come from the world: they are shown as plain text
+(:func:`~pedigree.cli.render.plain`, or escaped inside markup), never interpreted as markup; the
+consoles escape their control characters (:mod:`pedigree.cli.render`)."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from rich.markup import escape
 from rich.text import Text
 from rich.tree import Tree
 
-from pedigree.cli.render import Cell, Column, counts_line, fitted, log10_p, number, size, styled_status
+from pedigree.cli.render import Cell, Column, counts_line, fitted, log10_p, number, plain, size, styled_status
 from pedigree.results import (
     Comparison,
     CrawlSummary,
@@ -191,22 +195,22 @@ def matrix(result: PairMatrix, width: int) -> RenderableType:
                 pair = scores.get(frozenset((a, b)))
                 cells.append(f"{'1.00' if a == b else '' if pair is None else f'{pair.score:.2f}':>{GRID_CELL}}")
             grid.append(f"{i:>{label}} " + "".join(cells))
-        legend = [f"{i:>{label}} {m}" for i, m in enumerate(models)]
+        legend = [plain(f"{i:>{label}} {m}") for i, m in enumerate(models)]
         return Group("pairwise fingerprint scores", *grid, "", *legend, *not_run(result.pairs))
     ranked = sorted(result.pairs, key=lambda p: (-p.score, p.a, p.b))
     with_p = any(p.log10_p is not None or p.test_error for p in ranked)
     head = "score" + ("  log10 p" if with_p else "") + "  pair"
-    out = [f"pairwise fingerprint scores ({len(ranked)} pairs, best first)", head]
+    out: list[RenderableType] = [f"pairwise fingerprint scores ({len(ranked)} pairs, best first)", head]
     for p in ranked:
         shown = "not run" if p.test_error else log10_p(p.log10_p)
         cell = f"{p.score:5.3f}" + (f"  {shown:>7}" if with_p else "")
-        out.append(f"{cell}  {p.a} ~ {p.b}")
+        out.append(plain(f"{cell}  {p.a} ~ {p.b}"))
     return Group(*out, *not_run(result.pairs))
 
 
-def not_run(pairs: tuple[PairScore, ...]) -> list[str]:
+def not_run(pairs: tuple[PairScore, ...]) -> list[Text]:
     """One line per pair whose tests could not run, with the reason."""
-    return [f"tests not run: {p.a} ~ {p.b}: {p.test_error}" for p in pairs if p.test_error]
+    return [plain(f"tests not run: {p.a} ~ {p.b}: {p.test_error}") for p in pairs if p.test_error]
 
 
 def models(records: list[ModelRecord], width: int) -> RenderableType:
@@ -251,7 +255,8 @@ def repos(reports: tuple[RepoReport, ...], width: int) -> RenderableType:
 
 
 def crawl(result: CrawlSummary, width: int) -> RenderableType:
-    return Group(repos(result.repos, width), counts_line(result.counts) + f"; high-water mark {result.high_water}")
+    summary = counts_line(result.counts) + f"; high-water mark {result.high_water}"
+    return Group(repos(result.repos, width), plain(summary))
 
 
 def refresh(result: RefreshSummary, width: int) -> RenderableType:
@@ -294,7 +299,7 @@ def status(report: StatusReport, width: int) -> RenderableType:
     marks = "; ".join(f"{m.endpoint}: {m.high_water}" for m in report.high_water) or "none yet"
     return Group(
         fitted("last runs", columns, rows, width) if rows else "no crawl or refresh run yet",
-        f"high-water mark: {marks}",
+        plain(f"high-water mark: {marks}"),
         f"index: {counts_line(report.models) or 'empty'}",
         evidence_line(report.evidence),
         f"crawl records: {counts_line(report.crawl) or 'none'}",
