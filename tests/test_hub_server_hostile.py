@@ -38,14 +38,19 @@ from tests.hostile_repos import (
 
 PEAK_RSS_MB = 100  # the server's peak RSS over any case here (it idles at ~25 MB; measured <= 29 MB)
 ADMIN = "admin-s3cret"
-ESCAPES = [
-    {"action": "delete_repo", "repo": "../victim"},
+ESCAPES = [  # "{outside}": the folder beside the served root (never a real system file: a broken server writes)
+    {"action": "delete_repo", "repo": "../outside"},
+    {"action": "delete_repo", "repo": "{outside}/victim"},
     {"action": "delete_repo", "repo": "outside/victim"},  # resolved through the 'outside' link below
     {"action": "delete_file", "repo": "good-lab/tiny-valid", "file": "../../../outside/victim/precious.txt"},
-    {"action": "change_file", "repo": "good-lab/tiny-valid", "file": "/etc/hostname"},
+    {"action": "change_file", "repo": "good-lab/tiny-valid", "file": "{outside}/victim/precious.txt"},
     {"action": "change_file", "repo": "link-lab/door", "file": "precious.txt"},  # a folder linked outside
     {"action": "delete_file", "repo": "link-lab/file-door", "file": "README.md"},  # a file linked outside
 ]
+
+
+def _aimed(escape: dict, outside: Path) -> dict:
+    return {k: v.replace("{outside}", str(outside)) if isinstance(v, str) else v for k, v in escape.items()}
 
 
 @pytest.fixture()
@@ -87,7 +92,7 @@ def test_without_an_admin_token_no_admin_endpoint_exists_and_nothing_outside_cha
     with FaultyHub(root) as hub, httpx.Client(timeout=10) as client:
         for method, path in [("GET", "stats"), ("POST", "stats/reset"), ("POST", "rescan"), ("GET", "faults")]:
             assert client.request(method, f"{hub.url}/_pedigree/{path}").status_code == 404, path
-        for escape in ESCAPES:
+        for escape in (_aimed(e, outside) for e in ESCAPES):
             r = client.post(f"{hub.url}/_pedigree/faults", json={"mutations": [{**escape, "after_list_page": 1}]})
             assert r.status_code == 404
             wrong = client.post(
@@ -116,6 +121,7 @@ def test_admin_endpoints_need_the_admin_token(world):
 @pytest.mark.parametrize("escape", ESCAPES, ids=[f"{e['action']}:{e['repo']}/{e.get('file', '')}" for e in ESCAPES])
 def test_with_the_admin_token_no_mutation_reaches_outside_the_root(world, escape: dict):
     root, outside = world
+    escape = _aimed(escape, outside)
     before = folder_state(outside)
     with FaultyHub(root, admin_token=ADMIN) as hub, httpx.Client(timeout=10) as client:
         body = {"mutations": [{**escape, "after_list_page": 1, "at_resolve": 1}]}
