@@ -654,3 +654,35 @@ def test_a_merged_adapter_hangs_under_the_model_it_is_exactly_low_rank_from():
         nodes[1], nodes[4], evidence[frozenset((1, 4))]
     )
     assert trained_step(nodes[1], nodes[2], evidence[frozenset((1, 2))])
+
+
+def test_relatedness_through_chains_of_confirmed_tests_takes_the_weakest_link_of_the_strongest_chain():
+    from types import SimpleNamespace
+
+    from bench.lineage import linked_scores, relatedness
+
+    def test(a: str, b: str, log10_p: float, confirmed: bool) -> SimpleNamespace:
+        return SimpleNamespace(a=a, b=b, log10_p=log10_p, confirmed=confirmed)
+
+    tests = [
+        test("r", "c1", -40.0, True),
+        test("c1", "g", -15.0, True),
+        test("r", "g", -1.0, False),  # the grandchild's direct test is weak
+        test("r", "g2", -13.0, True),
+        test("g2", "g", -30.0, True),  # a second chain r - g2 - g: weakest link 13 < 15
+        test("r", "u", -0.5, False),  # unrelated, tested
+    ]
+    scores = linked_scores(tests)
+    # c1 - g2: chains c1-r-g2 (min 13) and c1-g-g2 (min 15): the forest keeps the stronger
+    assert scores[frozenset(("c1", "g2"))] == 15.0
+    assert scores[frozenset(("r", "g"))] == 15.0
+    assert frozenset(("r", "u")) not in scores
+    truth = {
+        "r": {"parents": []},
+        "c1": {"parents": ["r"]},
+        "g": {"parents": ["c1"]},
+        "g2": {"parents": ["r"]},
+        "u": {"parents": []},
+    }
+    direct, chained = relatedness(truth, tests), relatedness(truth, tests, linked=True)
+    assert direct["auc"] < 1.0 and chained["auc"] == 1.0
