@@ -150,7 +150,9 @@ def config_int(config: Mapping, *keys: str, default: int | None = None, low: int
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise CheckpointError(f"config.json field {key!r} = {value!r} is not an integer in [{low}, {high}]")
+            shown = repr(value)  # a hostile value can be megabytes: shown cut short
+            shown = shown if len(shown) <= 80 else shown[:77] + "..."
+            raise CheckpointError(f"config.json field {key!r} = {shown} is not an integer in [{low}, {high}]")
         return value
     if default is None:
         raise CheckpointError(f"config.json lacks {' / '.join(keys)}")
