@@ -188,10 +188,11 @@ class LocalCheckpoint(TensorSource):
 
     def revision(self) -> str:
         """sha256 over sorted ``(name, size, sha256)`` of the weight files (and the index) and the
-        known metadata files present.  Reads every byte of them (counted in ``bytes_read``);
-        computed once per instance."""
+        known metadata files present (regular files: a FIFO or device under a metadata name is
+        left to whoever reads it, which fails or - a card - ignores it).  Reads every byte of them
+        (counted in ``bytes_read``); computed once per instance."""
         if self._revision is None:
-            names = set(self._files) | {n for n in METADATA_FILES if (self.root / n).exists()}
+            names = set(self._files) | {n for n in METADATA_FILES if (self.root / n).is_file()}
             if self.index is not None:
                 names.add(INDEX_FILE)
             entries = [(n, *self._hash_file(n)) for n in sorted(names)]
@@ -205,7 +206,7 @@ class LocalCheckpoint(TensorSource):
         Reads no file content: ingest uses it to skip recomputing :meth:`revision` (a full read)
         for a checkpoint whose files have not been touched since it was last indexed.
         """
-        names = set(self._files) | {n for n in METADATA_FILES if (self.root / n).exists()}
+        names = set(self._files) | {n for n in METADATA_FILES if (self.root / n).is_file()}
         if self.index is not None:
             names.add(INDEX_FILE)
         entries = []

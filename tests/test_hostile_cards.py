@@ -139,6 +139,12 @@ CARDS: dict[str, str | bytes] = {
 }
 """Card case -> README.md content."""
 
+ODD_READMES: dict[str, Callable[[Path], None]] = {
+    "readme-fifo": lambda path: os.mkfifo(path),
+    "readme-device": lambda path: path.symlink_to("/dev/zero"),
+}
+"""Card case -> how README.md is made something other than a regular file."""
+
 
 def _config(base: Path, tail: str) -> str:
     """The base config.json with ``"x": tail`` added (``tail`` raw JSON)."""
@@ -215,6 +221,10 @@ def hostile_run(small_zoo: Path, tmp_path_factory: pytest.TempPathFactory) -> Ho
     for case, content in CARDS.items():
         target = shutil.copytree(base, folder / "cards" / case)
         (target / "README.md").write_bytes(content if isinstance(content, bytes) else content.encode())
+    for case, make in ODD_READMES.items():
+        target = shutil.copytree(base, folder / "cards" / case)
+        (target / "README.md").unlink()
+        make(target / "README.md")
     for case, (files, _) in FILES.items():
         target = shutil.copytree(base, folder / "files" / case)
         for name, data in files(base).items():
@@ -249,7 +259,7 @@ def test_the_valid_neighbour_is_indexed_and_the_input_folder_untouched(hostile_r
     assert _tree(hostile_run.folder) == hostile_run.before
 
 
-@pytest.mark.parametrize("case", sorted(CARDS))
+@pytest.mark.parametrize("case", sorted(CARDS) + sorted(ODD_READMES))
 def test_a_bad_card_is_ignored_and_its_model_indexed(hostile_run: HostileRun, case: str) -> None:
     model_id = f"cards/{case}"
     assert hostile_run.outcomes[model_id]["status"] == "indexed", hostile_run.outcomes[model_id]
@@ -262,7 +272,7 @@ def test_a_bad_card_is_ignored_and_its_model_indexed(hostile_run: HostileRun, ca
 
 
 def test_card_reasons_say_what_was_wrong(hostile_run: HostileRun) -> None:
-    reasons = {case: hostile_run.cards[f"cards/{case}"]["card_error"] for case in CARDS}
+    reasons = {case: hostile_run.cards[f"cards/{case}"]["card_error"] for case in [*CARDS, *ODD_READMES]}
     assert "expand" in reasons["alias-expansion"] and "expand" in reasons["billion-laughs"]
     assert "refers to the node that contains it" in reasons["alias-loop"]
     assert "month must be in 1..12" in reasons["bad-date"]
@@ -272,6 +282,8 @@ def test_card_reasons_say_what_was_wrong(hostile_run: HostileRun) -> None:
     assert "python/object" in reasons["python-tag"]
     assert "README.md is not valid UTF-8" in reasons["not-utf8"]
     assert "larger than the 1048576-byte limit" in reasons["too-large"]
+    assert "README.md is not a regular file" in reasons["readme-fifo"]
+    assert "README.md is not a regular file" in reasons["readme-device"]
 
 
 def test_the_neighbours_good_card_is_kept(hostile_run: HostileRun) -> None:
