@@ -1,31 +1,42 @@
-"""The crawl: list what changed, then index each changed repo through HTTP range reads.
+"""The crawl: list what changed, and index each changed repo through HTTP range reads as its
+listing page arrives.
 
 Scheduler, downloader and pipeline are kept apart (as in scrapy): :mod:`crawler.listing` decides
 *what* to fetch, :mod:`crawler.http_source` *how* bytes are fetched (ranges, retries, budget), and
 ``indexer.pipeline.ingest_source`` what is done with them.  This module only walks the listing
 and keeps the state:
 
-- repos are worked through oldest change first; each is pinned to the sha it was listed at;
-- a repo already crawled at that sha to a final status costs nothing (no request at all);
+- the listing is read page by page (newest change first) and each page's repos are indexed before
+  the next page is asked for, so a listing that breaks off (a loop, a page that cannot be read)
+  still leaves the repos of the pages before it indexed; the stop is reported as ``(listing)``
+  with its reason, and the next run lists again (a failure of the first page fails the run);
+- each repo is pinned to the sha it was listed at; a repo already crawled at that sha to a final
+  status costs nothing (no request at all);
 - gated / private (401, 403), deleted (404), pickle-only and unsupported repos are recorded with
   their reason and retried only when their sha changes; transient failures (rate limits, 5xx,
   cut bodies, after the retries) are recorded as ``retry`` and taken up by the next run;
-- after each repo the high-water mark advances to the newest ``lastModified`` below which every
-  listed repo is settled - so a run killed at any point loses at most the repo in hand, and the
-  next run finishes the job.
+- an entry of the listing that does not describe a model is set aside with its reason and holds
+  nothing up;
+- once the listing has been read to its end (or to the first repo older than the high-water
+  mark), the mark moves to the ``lastModified`` of the oldest repo still unsettled (a ``retry``,
+  one left over by ``--limit``), or to the newest one listed when every repo is settled; it never
+  moves back.  A run killed at any point loses at most the repo in hand: every repo's record is
+  written when it is done, and the next run skips what is settled.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from pedigree.crawler.http_client import hub_client
 from pedigree.crawler.http_retry import RetryPolicy
 from pedigree.crawler.http_source import HubCheckpoint
-from pedigree.crawler.listing import ListedRepo, list_changed
+from pedigree.crawler.listing import ListedRepo, listing_pages
 from pedigree.crawler.remote import hub_uri
+from pedigree.errors import RemoteError
 from pedigree.indexer.pipeline import ingest_source
 from pedigree.results import CrawlSummary, IngestOutcome, RepoReport
 from pedigree.storage.crawl import (
@@ -43,6 +54,7 @@ DEFAULT_BUDGET_FACTOR = (
     1.05  # a model may read at most its weights' size (+5 %, + metadata): a runaway server cannot make us read more
 )
 METADATA_ALLOWANCE = 64 * 2**20
+LISTING = "(listing)"  # the report's id for the listing itself
 
 RepoStart = Callable[[int, int, str], None]
 RepoDone = Callable[[CrawledRepo], None]
@@ -52,6 +64,49 @@ def resolve_endpoint(endpoint: str | None) -> str:
     from huggingface_hub import constants
 
     return (endpoint or os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
+
+
+@dataclass
+class _Frontier:
+    """What the high-water mark may become, in constant memory: the oldest ``lastModified`` of a
+    repo left unsettled and the newest one listed (``blocked``: an unsettled repo had no time)."""
+
+    oldest_unsettled: datetime | None = None
+    newest: datetime | None = None
+    blocked: bool = False
+
+    def saw(self, repo: ListedRepo, settled: bool) -> None:
+        when = naive_utc(repo.last_modified)
+        if when is not None and (self.newest is None or when > self.newest):
+            self.newest = when
+        if settled:
+            return
+        if when is None:
+            self.blocked = True
+        elif self.oldest_unsettled is None or when < self.oldest_unsettled:
+            self.oldest_unsettled = when
+
+    def mark(self, previous: datetime | None) -> datetime | None:
+        """The new mark (``previous`` when it cannot move)."""
+        if self.blocked:
+            return previous
+        candidate = self.oldest_unsettled if self.oldest_unsettled is not None else self.newest
+        if candidate is None or (previous is not None and candidate <= previous):
+            return previous
+        return candidate
+
+
+@dataclass
+class _Run:
+    counts: dict[str, int] = field(default_factory=lambda: {"listed": 0, "skipped": 0})
+    repos: list[CrawledRepo] = field(default_factory=list)
+    outcomes: list[IngestOutcome] = field(default_factory=list)
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+    stopped: str | None = None
+    started: int = 0
+
+    def count(self, key: str, n: int = 1) -> None:
+        self.counts[key] = self.counts.get(key, 0) + n
 
 
 def crawl(
@@ -65,56 +120,83 @@ def crawl(
     on_start: RepoStart | None = None,
     on_done: RepoDone | None = None,
 ) -> CrawlSummary:
-    """One crawl of ``endpoint``: list changes since the high-water mark and index them
-    (``retry``: the backoff policy for listing and range reads)."""
+    """One crawl of ``endpoint``: list changes since the high-water mark and index them as the
+    listing's pages arrive (``retry``: the backoff policy for listing and range reads; ``limit``:
+    at most that many repos indexed, the newest changes first)."""
     endpoint = resolve_endpoint(endpoint)
     token = token or os.environ.get("HF_TOKEN") or None
-    mark = high_water(store, endpoint)
+    previous = high_water(store, endpoint)
+    run, frontier = _Run(), _Frontier()
     with hub_client(token) as client:
-        changed = list_changed(client, endpoint, mark, token=token, retry=retry)
-        listing = sorted(changed.repos, key=lambda r: (naive_utc(r.last_modified) or datetime.min, r.repo_id))
-        repos: list[CrawledRepo] = []
-        outcomes: list[IngestOutcome] = []
-        settled = [is_done(crawled(store, endpoint, r.repo_id), r.sha) for r in listing]
-        pending = [i for i, done in enumerate(settled) if not done]
-        counts = {"listed": len(listing), "skipped": len(listing) - len(pending)}
-        if changed.rejected:
-            counts["rejected"] = len(changed.rejected)
-        pending = pending[:limit] if limit is not None else pending
-        frontier = _advance(store, endpoint, listing, settled, 0)
-        for position, index in enumerate(pending, start=1):
-            repo = listing[index]
-            if on_start:
-                on_start(position, len(pending), repo.repo_id)
-            state, outcome = crawl_repo(
-                store, endpoint, repo, client=client, token=token, budget_factor=budget_factor, retry=retry
-            )
-            repos.append(state)
-            counts[state.status] = counts.get(state.status, 0) + 1
-            if outcome is not None:
-                outcomes.append(outcome)
-            settled[index] = state.status != Status.RETRY
-            frontier = _advance(store, endpoint, listing, settled, frontier)
-            if on_done:
-                on_done(state)
-    mark = high_water(store, endpoint)
-    reports = tuple(RepoReport(r.repo_id, r.sha, r.status, r.reason, r.bytes_read, r.size_bytes) for r in repos)
-    reports += tuple(
-        RepoReport(name, None, Status.FAILED, f"listing entry set aside: {why}", 0, None)
-        for name, why in changed.rejected
+        pages_read = 0
+        try:
+            for page in listing_pages(client, endpoint, previous, token=token, retry=retry):
+                pages_read += 1
+                run.rejected.extend(page.rejected)
+                for repo in page.repos:
+                    settled = _crawl_listed(
+                        store, endpoint, repo, run, client, token, limit, budget_factor, retry, on_start, on_done
+                    )
+                    frontier.saw(repo, settled)
+        except RemoteError as error:
+            if pages_read == 0:
+                raise
+            run.stopped = f"listing stopped after page {pages_read}: {error}; the next run lists again"
+    if run.stopped is None:
+        mark = frontier.mark(previous)
+        if mark != previous:
+            set_high_water(store, endpoint, mark)
+    return _summary(store, endpoint, run)
+
+
+def _crawl_listed(
+    store: Store,
+    endpoint: str,
+    repo: ListedRepo,
+    run: _Run,
+    client,
+    token: str | None,
+    limit: int | None,
+    budget_factor: float,
+    retry: RetryPolicy | None,
+    on_start: RepoStart | None,
+    on_done: RepoDone | None,
+) -> bool:
+    """Index one listed repo unless it is settled at its sha or the limit is reached; True when
+    it is settled afterwards."""
+    run.count("listed")
+    if is_done(crawled(store, endpoint, repo.repo_id), repo.sha):
+        run.count("skipped")
+        return True
+    if limit is not None and run.started >= limit:
+        return False
+    run.started += 1
+    if on_start:
+        on_start(run.started, run.counts["listed"] - run.counts["skipped"], repo.repo_id)
+    state, outcome = crawl_repo(
+        store, endpoint, repo, client=client, token=token, budget_factor=budget_factor, retry=retry
     )
-    return CrawlSummary(endpoint, counts, str(mark) if mark else None, reports, tuple(outcomes))
+    run.repos.append(state)
+    run.count(state.status)
+    if outcome is not None:
+        run.outcomes.append(outcome)
+    if on_done:
+        on_done(state)
+    return state.status != Status.RETRY
 
 
-def _advance(store: Store, endpoint: str, listing: list[ListedRepo], settled: list[bool], frontier: int) -> int:
-    """Move the high-water mark to the newest ``lastModified`` below which every listed repo is
-    settled; returns the new frontier (index of the first unsettled repo)."""
-    start = frontier
-    while frontier < len(listing) and settled[frontier]:
-        frontier += 1
-    if frontier > start and listing[frontier - 1].last_modified is not None:
-        set_high_water(store, endpoint, naive_utc(listing[frontier - 1].last_modified))
-    return frontier
+def _summary(store: Store, endpoint: str, run: _Run) -> CrawlSummary:
+    if run.rejected:
+        run.counts["rejected"] = len(run.rejected)
+    reports = [RepoReport(r.repo_id, r.sha, r.status, r.reason, r.bytes_read, r.size_bytes) for r in run.repos]
+    reports += [
+        RepoReport(name, None, Status.FAILED, f"listing entry set aside: {why}", 0, None) for name, why in run.rejected
+    ]
+    if run.stopped is not None:
+        run.counts["listing_stopped"] = 1
+        reports.append(RepoReport(LISTING, None, Status.FAILED, run.stopped, 0, None))
+    mark = high_water(store, endpoint)
+    return CrawlSummary(endpoint, run.counts, str(mark) if mark else None, tuple(reports), tuple(run.outcomes))
 
 
 ERROR_STATUS = {"GatedRepoError": Status.GATED, "RepoGoneError": Status.GONE}

@@ -15,7 +15,7 @@ from pedigree.crawler.http_client import hub_client
 from pedigree.crawler.http_fetch import Fetcher
 from pedigree.crawler.http_retry import RetryPolicy
 from pedigree.crawler.http_source import HubCheckpoint
-from pedigree.crawler.listing import MAX_PAGE_BYTES, BadEntry, listed_repo
+from pedigree.crawler.listing import MAX_INFO_BYTES, SHA, BadEntry, listed_repo, valid_repo_id
 from pedigree.errors import ModelNotFoundError, RemoteError
 from pedigree.indexer.openers import register_opener
 from pedigree.indexer.sources import TensorSource
@@ -26,11 +26,12 @@ def hub_uri(endpoint: str, repo_id: str, sha: str) -> str:
 
 
 def parse_hub_uri(uri: str) -> tuple[str, str, str]:
-    """(endpoint, repo id, sha) of a crawled model's source."""
+    """(endpoint, repo id, sha) of a crawled model's source; the id and the sha are checked as the
+    listing checks them (a stored URI naming ``o/../../r4`` is refused, not fetched)."""
     endpoint, _, rest = uri.partition("#")
     repo_id, _, sha = rest.rpartition("@")
-    if not endpoint or not repo_id or not sha:
-        raise ModelNotFoundError(f"not a Hub source: {uri!r}")
+    if not endpoint or not valid_repo_id(repo_id) or not (SHA.fullmatch(sha) or sha == "main"):
+        raise ModelNotFoundError(f"not a Hub source: {uri[:300]!r}")
     return endpoint, repo_id, sha
 
 
@@ -42,7 +43,7 @@ def open_hub(uri: str, token: str | None = None) -> TensorSource:
     try:
         fetcher = Fetcher(client, endpoint, token=token, retry=RetryPolicy(), budget=None, label=repo_id)
         url = f"{endpoint}/api/models/{quote(repo_id, safe='/')}/revision/{quote(sha, safe='')}"
-        info, _ = fetcher.read_json(url, f"{repo_id}@{sha}", MAX_PAGE_BYTES)
+        info, _ = fetcher.read_json(url, f"{repo_id}@{sha}", MAX_INFO_BYTES)
         files = listed_repo(info).files
     except BadEntry as error:
         client.close()
