@@ -6,7 +6,14 @@ huggingface_hub 2.4.0 (``list_models``, ``model_info``, ``list_repo_tree``, ``hf
 (:mod:`.stats`).  Fault injection is a test harness outside the package (``bench/hub_faults.py``)
 that plugs into :mod:`.hooks`.
 
-Modules: :mod:`.repos` (scanning, shas, revisions), :mod:`.cards` (front matter, tags),
+Hostile input: admin endpoints (``/_pedigree/...``) exist only with an ``admin_token`` and need it;
+only regular files inside the served root are served; a hostile repo is skipped, or loses the bad
+fact, with a logged reason (:attr:`RepoStore.skipped`); idle connections time out; numeric headers
+and cursors are bounded (4xx, never 500).
+
+Modules: :mod:`.repos` (scanning, shas, revisions), :mod:`.paths` (repo ids, containment, safe
+opening, the file walk), :mod:`.facts` (bounded card/config/header facts), :mod:`.cards` (front
+matter with bounds, tags),
 :mod:`.api` (JSON endpoints), :mod:`.files` (resolve, CDN, ranges), :mod:`.auth` (tokens, gated,
 private), :mod:`.hooks`, :mod:`.stats`, :mod:`.app` (HTTP handler, routes, admin),
 :mod:`.server` (:class:`HubServer`, :func:`serve`).
