@@ -17,6 +17,7 @@ where keys must be unique - is a :class:`~pedigree.errors.CheckpointError` about
 from __future__ import annotations
 
 import json
+from itertools import compress
 from typing import Any
 
 from pedigree.errors import CheckpointError
@@ -24,6 +25,7 @@ from pedigree.errors import CheckpointError
 MAX_JSON_CONTAINERS = 2_000_000
 MAX_JSON_ITEMS = 8_000_000
 MAX_JSON_DEPTH = 64
+_CONTAINERS = frozenset({dict, list})
 
 
 class _DuplicateKey(Exception):
@@ -41,17 +43,19 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def json_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> int:
-    """How deeply ``value`` (parsed JSON) nests, counted up to ``limit + 1`` (iterative)."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        children = node.values() if isinstance(node, dict) else node
-        deepest = max(deepest, depth)
-        if depth > limit:
-            return depth
-        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
-    return deepest if isinstance(value, (dict, list)) else 0
+    """How deeply ``value`` (parsed JSON) nests, counted up to ``limit + 1``: level by level,
+    the containers of each level picked out in C (``compress``/``map``), so a 250k-token
+    vocabulary costs a fraction of its parse."""
+    level = [value] if type(value) in _CONTAINERS else []
+    depth = 0
+    while level and depth <= limit:
+        depth += 1
+        below: list[Any] = []
+        for node in level:
+            children = node.values() if type(node) is dict else node
+            below.extend(compress(children, map(_CONTAINERS.__contains__, map(type, children))))
+        level = below
+    return depth
 
 
 def loads_json(
