@@ -128,20 +128,25 @@ def crawl(
     previous = high_water(store, endpoint)
     run, frontier = _Run(), _Frontier()
     with hub_client(token) as client:
+        walk = listing_pages(client, endpoint, previous, token=token, retry=retry)
         pages_read = 0
-        try:
-            for page in listing_pages(client, endpoint, previous, token=token, retry=retry):
-                pages_read += 1
-                run.rejected.extend(page.rejected)
-                for repo in page.repos:
-                    settled = _crawl_listed(
-                        store, endpoint, repo, run, client, token, limit, budget_factor, retry, on_start, on_done
-                    )
-                    frontier.saw(repo, settled)
-        except RemoteError as error:
-            if pages_read == 0:
-                raise
-            run.stopped = f"listing stopped after page {pages_read}: {error}; the next run lists again"
+        while True:
+            try:
+                page = next(walk)
+            except StopIteration:
+                break
+            except RemoteError as error:  # the listing's fault: what came before it stands
+                if pages_read == 0:
+                    raise
+                run.stopped = f"listing stopped after page {pages_read}: {error}; the next run lists again"
+                break
+            pages_read += 1
+            run.rejected.extend(page.rejected)
+            for repo in page.repos:
+                settled = _crawl_listed(
+                    store, endpoint, repo, run, client, token, limit, budget_factor, retry, on_start, on_done
+                )
+                frontier.saw(repo, settled)
     if run.stopped is None:
         mark = frontier.mark(previous)
         if mark != previous:
