@@ -24,7 +24,7 @@ class Expired(Exception):
 
 def answer_error(status: int, headers: httpx.Headers, where: str, *, cached: bool = False) -> Exception:
     """The exception a non-success answer stands for (raise it)."""
-    code = headers.get("x-error-code", "")
+    code = headers.get("x-error-code", "")[:100]
     message = headers.get("x-error-message", "")[:200]
     said = f"HTTP {status}" + (f" {code}" if code else "") + (f": {message}" if message else "")
     if status == 429:

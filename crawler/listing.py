@@ -318,7 +318,7 @@ def pages(client: httpx.Client, endpoint: str, token: str | None, retry: RetryPo
 
 def _entry_name(entry: object, position: int) -> str:
     name = entry.get("id") if isinstance(entry, dict) else None
-    return name[:100] if isinstance(name, str) and name and not _CONTROL.search(name) else f"entry {position}"
+    return name if isinstance(name, str) and valid_repo_id(name) else f"entry {position}"
 
 
 def listing_pages(

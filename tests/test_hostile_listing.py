@@ -455,3 +455,22 @@ def test_redirects_to_file_and_redirect_loops_fail_their_repo_for_good(
         again = crawl(evil.url, home, child=False)
         assert_bounded(again)
         assert again.result["repos"] == []  # not retried while their sha stands
+
+
+def test_a_listing_that_never_ends_stops_at_the_page_limit(monkeypatch: pytest.MonkeyPatch):
+    """Every page lists new repos and names a new cursor: the walk ends at MAX_PAGES (lowered here)."""
+    from pedigree.crawler import listing
+    from pedigree.crawler.http_client import hub_client
+
+    monkeypatch.setattr(listing, "MAX_PAGES", 3)
+
+    def page(n: int, path: str) -> Answer:
+        entry = {"id": f"fake/repo-{n}", "lastModified": "2024-03-01T00:00:00.000Z", "siblings": []}
+        return json_page([entry], f"/api/models?cursor={n + 1}")
+
+    read: list[listing.ListingPage] = []
+    with EvilHub(page) as evil, hub_client() as client:
+        with pytest.raises(listing.ListingStopped, match="past 3 pages"):
+            read.extend(listing.listing_pages(client, evil.url, None))
+        assert len(evil.listing_requests()) == 3
+    assert [r.repo_id for p in read for r in p.repos] == ["fake/repo-1", "fake/repo-2", "fake/repo-3"]
