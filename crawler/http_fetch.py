@@ -379,7 +379,10 @@ class Fetcher:
             except (UnicodeDecodeError, ValueError) as e:
                 raise RemoteError(f"answer is not JSON: {e}", path=where) from None
 
-        return self.with_retries(where, once)
+        try:
+            return self.with_retries(where, once)
+        except (Missing, Expired) as e:  # a page has no cached URL to resolve again: the answer is final
+            raise RemoteError(f"not found: {e}", path=where, status=404) from None
 
 
 def _too_slow(got: int, expected: int | None) -> str:
