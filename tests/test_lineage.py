@@ -656,33 +656,33 @@ def test_a_merged_adapter_hangs_under_the_model_it_is_exactly_low_rank_from():
     assert trained_step(nodes[1], nodes[2], evidence[frozenset((1, 2))])
 
 
-def test_relatedness_through_chains_of_confirmed_tests_takes_the_weakest_link_of_the_strongest_chain():
+def test_relatedness_through_the_graph_is_shared_ancestry_with_the_weakest_link_of_the_strongest_path():
     from types import SimpleNamespace
 
-    from bench.lineage import linked_scores, relatedness
+    from bench.lineage import graph_scores, relatedness
 
-    def test(a: str, b: str, log10_p: float, confirmed: bool) -> SimpleNamespace:
-        return SimpleNamespace(a=a, b=b, log10_p=log10_p, confirmed=confirmed)
-
-    tests = [
-        test("r", "c1", -40.0, True),
-        test("c1", "g", -15.0, True),
-        test("r", "g", -1.0, False),  # the grandchild's direct test is weak
-        test("r", "g2", -13.0, True),
-        test("g2", "g", -30.0, True),  # a second chain r - g2 - g: weakest link 13 < 15
-        test("r", "u", -0.5, False),  # unrelated, tested
-    ]
-    scores = linked_scores(tests)
-    # c1 - g2: chains c1-r-g2 (min 13) and c1-g-g2 (min 15): the forest keeps the stronger
-    assert scores[frozenset(("c1", "g2"))] == 15.0
-    assert scores[frozenset(("r", "g"))] == 15.0
-    assert frozenset(("r", "u")) not in scores
+    graph = nx.DiGraph()
+    graph.add_nodes_from(["r", "c1", "g", "g2", "u", "m", "s1", "s2"])
+    for parent, child, log10_p in [("r", "c1", -40.0), ("c1", "g", -15.0), ("r", "g2", -13.0)]:
+        graph.add_edge(parent, child, log10_p=log10_p, directed=True)
+    graph.add_edge("r", "m", log10_p=-20.0, directed=True)  # m merges r and the unrelated root u
+    graph.add_edge("u", "m", log10_p=-25.0, directed=True)
+    graph.add_edge("s1", "s2", log10_p=-30.0, directed=False)  # siblings of an unindexed ancestor
+    scores = graph_scores(graph)
+    assert scores[frozenset(("r", "g"))] == 15.0 and scores[frozenset(("g", "g2"))] == 13.0
+    assert scores[frozenset(("m", "u"))] == 25.0 and scores[frozenset(("m", "g"))] == 15.0
+    assert frozenset(("r", "u")) not in scores and frozenset(("g", "u")) not in scores  # not through a merge
+    assert scores[frozenset(("s1", "s2"))] == 30.0 and frozenset(("s1", "r")) not in scores
     truth = {
         "r": {"parents": []},
         "c1": {"parents": ["r"]},
         "g": {"parents": ["c1"]},
         "g2": {"parents": ["r"]},
         "u": {"parents": []},
+        "m": {"parents": ["r", "u"]},
+        "s1": {"parents": [], "latent_parent": "x"},
+        "s2": {"parents": [], "latent_parent": "x"},
     }
-    direct, chained = relatedness(truth, tests), relatedness(truth, tests, linked=True)
-    assert direct["auc"] < 1.0 and chained["auc"] == 1.0
+    tests = [SimpleNamespace(a="r", b="g", log10_p=-1.0), SimpleNamespace(a="r", b="u", log10_p=-0.5)]
+    direct, through_graph = relatedness(truth, tests), relatedness(truth, tests, graph=graph)
+    assert direct["auc"] < 1.0 and through_graph["auc"] == 1.0
