@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from pedigree.errors import CheckpointError, PedigreeError, UnsupportedModelError
+from pedigree.errors import CheckpointError, PedigreeError, UnsupportedModelError, clip
 from pedigree.indexer.adapters import MatrixLoader, ModelRoles, roles_for
 from pedigree.indexer.block_signatures import block_signatures
 from pedigree.indexer.card import MAX_CARD_BYTES, parse_card
@@ -147,9 +147,13 @@ def _failure(error: BaseException) -> tuple[str, str]:
     if isinstance(error, UnsupportedModelError):
         return Status.UNSUPPORTED, f"unsupported: {error}"
     if isinstance(error, PedigreeError):
-        return Status.FAILED, str(error)
+        return Status.FAILED, clip(str(error))
+    if isinstance(error, RecursionError):
+        return Status.FAILED, "a file of the checkpoint is nested too deeply to read (recursion limit reached)"
+    if isinstance(error, MemoryError):
+        return Status.FAILED, "out of memory while indexing this model"
     detail = traceback.format_exception_only(type(error), error)[-1].strip()
-    return Status.FAILED, f"internal error while indexing: {detail}"
+    return Status.FAILED, clip(f"internal error while indexing: {detail}")
 
 
 def _unchanged(store: Store, existing: ModelRecord, record: ModelRecord, version: str) -> bool:
@@ -262,7 +266,11 @@ def _record_failure(
 ) -> IngestOutcome:
     if getattr(error, "transient", False):  # the remote failed us, not the model: keep what we had, try again later
         return IngestOutcome(
-            record.id, Status.RETRY, str(error), seconds=time.perf_counter() - started, error_kind=type(error).__name__
+            record.id,
+            Status.RETRY,
+            clip(str(error)),
+            seconds=time.perf_counter() - started,
+            error_kind=type(error).__name__,
         )
     record.status, record.error = _failure(error)
     same = existing is not None and (existing.status, existing.error, existing.revision) == (
