@@ -16,11 +16,8 @@ It is the remote twin of :class:`~indexer.local_checkpoint.LocalCheckpoint` and 
   index) are requested in parallel the moment the source opens, and shard headers in parallel
   with each other, so metadata costs a few round trips, not one per file; each is still bounded
   by its ``HEAD`` size and the reader's limit;
-* a model's reads are bounded by what it will read, not by what the server claims: once the
-  pipeline knows its read plan (:meth:`HubCheckpoint.limit_reads`), the byte budget shrinks to
-  that plan (with a margin) and the model's wall-clock deadline to the plan's bytes at a minimum
-  rate (:class:`~crawler.http_deadline.Deadlines`); before that, the metadata phase has its own
-  deadline;
+* bounded by what is read, not what is claimed: given the read plan (:meth:`HubCheckpoint.limit_reads`)
+  the byte budget and the model's deadline (:mod:`.http_deadline`) shrink to it;
 * an optional byte budget per model is checked before every request; bodies that end early, 429
   and 5xx are retried (:class:`~crawler.http_retry.RetryPolicy`), then raise a
   :class:`~pedigree.errors.RemoteError` subclass naming the repo/file and why.
@@ -74,11 +71,8 @@ EARLY_FILES = {"README.md": MAX_CARD_BYTES, "config.json": DEFAULT_TEXT_LIMIT, I
 """Small files read by every index and the most bytes fetched of each, requested as soon as a
 source opens (with the first of :data:`~indexer.vocabulary.VOCABULARY_FILES` the revision lists)."""
 _SHA = re.compile(r"^[0-9a-f]{40}$")
-PLAN_MARGIN = 3
-"""Times its read plan a model may read (a tensor read whole can be evicted from the cache and read
-again by a later stage)."""
-PLAN_ALLOWANCE = MAX_TOKENIZER_BYTES + 32 * 2**20
-"""Bytes beyond the plan: the small files (tokenizer, card, config) still to come."""
+PLAN_MARGIN = 3  # times its read plan a model may read (a whole tensor evicted from the cache is read again)
+PLAN_ALLOWANCE = MAX_TOKENIZER_BYTES + 32 * 2**20  # bytes beyond the plan: the small files still to come
 
 
 class HubCheckpoint(TensorSource):
