@@ -250,6 +250,8 @@ class HubCheckpoint(TensorSource):
 
     def _read_into(self, file: str, begin: int, buf: memoryview) -> None:
         rf = self._check_span(file, begin, begin + len(buf))
+        if len(buf) > MAX_COALESCED:  # the read plan keeps every tensor's share below this
+            raise CheckpointError(f"refusing to read {len(buf)} bytes at once", path=self._where(file))
         if buf and not self._cache.copy_into(file, begin, buf):
             self._http.read_range(rf, begin, buf, self._where(file))
 
