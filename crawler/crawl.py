@@ -55,6 +55,7 @@ DEFAULT_BUDGET_FACTOR = (
 )
 METADATA_ALLOWANCE = 64 * 2**20
 LISTING = "(listing)"  # the report's id for the listing itself
+MAX_REJECTED_REPORTED = 1000  # entries set aside that a run reports one by one (all are counted)
 
 RepoStart = Callable[[int, int, str], None]
 RepoDone = Callable[[CrawledRepo], None]
@@ -102,6 +103,7 @@ class _Run:
     repos: list[CrawledRepo] = field(default_factory=list)
     outcomes: list[IngestOutcome] = field(default_factory=list)
     rejected: list[tuple[str, str]] = field(default_factory=list)
+    rejected_count: int = 0
     stopped: str | None = None
     started: int = 0
 
@@ -141,7 +143,8 @@ def crawl(
                 run.stopped = f"listing stopped after page {pages_read}: {error}; the next run lists again"
                 break
             pages_read += 1
-            run.rejected.extend(page.rejected)
+            run.rejected.extend(page.rejected[: max(0, MAX_REJECTED_REPORTED - len(run.rejected))])
+            run.rejected_count += page.rejected_count
             for repo in page.repos:
                 settled = _crawl_listed(
                     store, endpoint, repo, run, client, token, limit, budget_factor, retry, on_start, on_done
@@ -191,8 +194,8 @@ def _crawl_listed(
 
 
 def _summary(store: Store, endpoint: str, run: _Run) -> CrawlSummary:
-    if run.rejected:
-        run.counts["rejected"] = len(run.rejected)
+    if run.rejected_count:
+        run.counts["rejected"] = run.rejected_count
     reports = [RepoReport(r.repo_id, r.sha, r.status, r.reason, r.bytes_read, r.size_bytes) for r in run.repos]
     reports += [
         RepoReport(name, None, Status.FAILED, f"listing entry set aside: {why}", 0, None) for name, why in run.rejected

@@ -14,7 +14,7 @@ The listing is hostile input:
 - the walk ends with :class:`ListingStopped` when a next link leaves the endpoint's origin (the
   token would follow it), repeats a URL or a ``cursor`` already read, brings a page whose repos were
   all on an earlier page, or passes :data:`MAX_PAGES`; or when a page is nested past the parser's
-  recursion limit;
+  recursion limit or holding more entries than the page size asked for;
 - each entry is validated on its own (:func:`listed_repo`): an id that is not ``name`` or
   ``org/name`` (ASCII letters, digits, ``-_.``, no ``--`` or ``..``), a sha that is not hex, a time
   that is not an ISO timestamp or lies in the future, file names that are absolute or climb out
@@ -41,7 +41,9 @@ from pedigree.errors import RateLimitedError, RemoteError, RemoteServerError
 
 EXPAND = ("sha", "lastModified", "createdAt", "cardData", "siblings", "gated", "private")
 PAGE_SIZE = 1000
-MAX_PAGE_BYTES = 32 * 2**20  # a Hub page of 1,000 models with their file names is a few MB
+MAX_PAGE_BYTES = 16 * 2**20  # a Hub page of 1,000 models with their file names is a few MB; parsed,
+# 16 MiB of ``[{},{},...]`` is 5.6 million dicts (+430 MiB): the cap bounds the parse, not only the read
+MAX_REJECTED_SHOWN = 100  # reasons kept per page; the rest of a page's bad entries are only counted
 MAX_INFO_BYTES = 16 * 2**20  # one model's info (100,000 file names fit)
 MAX_PAGES = 10_000  # 10 million repos
 MAX_SIBLINGS = 100_000
@@ -86,7 +88,13 @@ class ListingPage:
 
     number: int
     repos: list[ListedRepo] = field(default_factory=list)
-    rejected: list[tuple[str, str]] = field(default_factory=list)
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # the first MAX_REJECTED_SHOWN
+    rejected_count: int = 0
+
+    def reject(self, name: str, reason: str) -> None:
+        self.rejected_count += 1
+        if len(self.rejected) < MAX_REJECTED_SHOWN:
+            self.rejected.append((name, reason))
 
 
 @dataclass
@@ -95,6 +103,7 @@ class Listing:
 
     repos: list[ListedRepo] = field(default_factory=list)
     rejected: list[tuple[str, str]] = field(default_factory=list)
+    rejected_count: int = 0
     pages: int = 0
 
 
@@ -304,6 +313,8 @@ def pages(client: httpx.Client, endpoint: str, token: str | None, retry: RetryPo
             raise ListingStopped("the listing page is nested too deeply to parse", path=where) from None
         if not isinstance(page, list):
             raise ListingStopped("the listing page is not a JSON list", path=where)
+        if len(page) > PAGE_SIZE:
+            raise ListingStopped(f"the page has {len(page)} entries, more than the {PAGE_SIZE} asked for", path=where)
         walk.check_page(_page_ids(page), number)
         yield page
         following = response.links.get("next", {}).get("url")
@@ -346,7 +357,7 @@ def listing_pages(
                 if since is not None and error.last_modified is not None and error.last_modified < since:
                     older = True
                     break
-                out.rejected.append((_entry_name(entry, position), str(error)))
+                out.reject(_entry_name(entry, position), str(error))
                 continue
             if since is not None and repo.last_modified is not None and repo.last_modified < since:
                 older = True
@@ -371,4 +382,5 @@ def list_changed(
         listing.pages += 1
         listing.repos.extend(page.repos)
         listing.rejected.extend(page.rejected)
+        listing.rejected_count += page.rejected_count
     return listing

@@ -32,6 +32,7 @@ import duckdb
 import pytest
 
 from pedigree.crawler.hub_server import HubServer
+from pedigree.crawler.listing import MAX_PAGE_BYTES
 
 ROOT = Path(__file__).resolve().parents[1]
 NEIGHBOUR = "good/neighbour"
@@ -347,6 +348,11 @@ HOSTILE_SECOND_PAGES: dict[str, tuple[Callable[[bytes], Answer], str, bool]] = {
         True,
     ),
     "over the page limit": (lambda _: (200, {}, b"[" + b"0," * (20 * 2**20) + b"0]"), "limit", True),
+    "millions of empty objects under the byte cap": (
+        lambda _: (200, {}, b"[" + b"{}," * ((MAX_PAGE_BYTES - 2) // 3 - 1) + b"{}]"),
+        "more than the 1000 asked for",
+        True,
+    ),
     "not a list": (lambda _: (200, {}, b'{"error": "x"}'), "not a JSON list", False),
     "redirect loop": (lambda _: (302, {"Location": "/api/models?cursor=2"}, b""), "redirected too many times", False),
     "redirect to a file": (lambda _: (302, {"Location": "file:///etc/passwd"}, b""), "not http(s)", False),
