@@ -16,6 +16,7 @@ from pedigree.indexer.independence.logp import (
     log10_factorial,
     log10_fisher,
     log10_fixed_points_sf,
+    log10_holm,
     log10_spearman_sf,
     spearman_rho,
 )
@@ -80,6 +81,20 @@ def test_fisher_matches_scipy(ps):
 def test_fisher_never_underflows():
     value = log10_fisher([-5000.0] * 32)
     assert math.isfinite(value) and value < -150_000
+
+
+def test_holm_matches_the_definition_and_ignores_the_number_of_discoveries():
+    ps = np.array([1e-50, 1e-40, 2e-3, 0.03, 0.5])
+    m = len(ps)
+    expected = np.maximum.accumulate(np.minimum(1.0, (m - np.arange(m)) * ps))
+    assert np.allclose([10**q for q in log10_holm(np.log10(ps).tolist())], expected)
+    # many strong discoveries loosen Benjamini-Hochberg's bar but not Holm's: an independent pair at
+    # p = 0.0055 among 76 related pairs and 55 other independent ones (the full zoo A at suite ind5)
+    strong, weak, null = [-100.0] * 76, [math.log10(0.0055)], [math.log10(p) for p in np.linspace(0.04, 1, 55)]
+    pairs = strong + weak + null
+    assert log10_benjamini_hochberg(pairs)[76] < -2.0 and log10_holm(pairs)[76] > -2.0
+    assert log10_holm([-300.0, -1e4]) == [-300.0 + math.log10(1), -1e4 + math.log10(2)]
+    assert log10_holm([]) == [] and all(q <= 0 for q in log10_holm([0.0, -0.1]))
 
 
 def test_benjamini_hochberg_matches_the_definition():

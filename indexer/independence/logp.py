@@ -142,6 +142,27 @@ def log10_benjamini_hochberg(log10_ps: Sequence[float]) -> list[float]:
     return adjusted.tolist()
 
 
+def log10_holm(log10_ps: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (log10), in the input order.
+
+    p̃_(i) = max_{j <= i} min(1, (m − j + 1) · p_(j)) over the ascending order; rejecting every
+    p̃ < α controls the family-wise error rate - the probability of *any* false rejection - at α,
+    whatever the dependence between the tests.
+    """
+    m = len(log10_ps)
+    if m == 0:
+        return []
+    order = np.argsort(np.asarray(log10_ps, dtype=float), kind="stable")
+    adjusted = np.empty(m)
+    running = -math.inf
+    for rank in range(1, m + 1):
+        index = order[rank - 1]
+        candidate = min(log10_ps[index] + math.log10(m - rank + 1), 0.0)
+        running = max(running, candidate)
+        adjusted[index] = running
+    return adjusted.tolist()
+
+
 def spearman_rho(x: np.ndarray, y: np.ndarray) -> float:
     """Spearman's ρ: the Pearson correlation of the ranks of x and y (no ties expected)."""
     if len(x) < 3:
