@@ -24,8 +24,8 @@ Schema 2 adds the independence tests:
 - ``pair_tests``: one row per (pair, test): test name, suite version, the revisions of both
   inputs, log10 p and a JSON detail.  ``model_a`` is the model whose initialisation the
   constrained tests assume exchangeable.
-- ``relations``: one row per tested pair: the combined log10 p, the Benjamini-Hochberg adjusted
-  log10 q over all pairs tested with the same suite version, and whether that makes the pair
+- ``relations``: one row per tested pair: the combined log10 p, the Holm-adjusted
+  log10 p (column ``log10_q``) over all pairs tested with the same suite version, and whether that makes the pair
   ``confirmed`` related; the block map the tests support.
 
 Schema 6 adds the evidence store (``indexer.evidence_store``): ``evidence`` names, per model, the file

@@ -1,7 +1,7 @@
 """Build the lineage graph from DuckDB: families, evidence, assembly, a versioned build.
 
 1. **Families** are the connected components of the *confirmed related* pairs (the independence
-   tests under Benjamini-Hochberg control, ``indexer.confirm``); a model with no confirmed
+   tests under Holm family-wise control, ``indexer.confirm``); a model with no confirmed
    relative is a family of one (its own root).
 2. **Evidence** for every confirmed pair - fingerprint distance and raw-weight evidence - and
    merge fits are read from DuckDB, computed (through the tensor sources) where missing or stale,

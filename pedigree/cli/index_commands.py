@@ -27,7 +27,7 @@ def ingest(
     as_json: Json = False,
 ) -> None:
     """Index checkpoints: fingerprint and store them (unchanged ones are skipped), then confirm each
-    against its best candidates with the independence tests (Benjamini-Hochberg, FDR 1 %)."""
+    against its best candidates with the independence tests (Holm, family-wise error 1 %)."""
     home, as_json = options(ctx, home, as_json)
     with reporting(as_json), workspace(home, create=True) as ws, render.progress() as bars:
         models = bars.add_task("models", total=None)

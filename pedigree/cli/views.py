@@ -52,7 +52,7 @@ def ingest(result: IngestResult, width: int) -> RenderableType:
         confirmed = sum(bool(c.confirmed) for c in result.confirmations)
         line = (
             f"{len(result.confirmations) - len(failed)} candidate pairs tested, {confirmed} confirmed related "
-            "(Benjamini-Hochberg, FDR 1 %)"
+            "(Holm, family-wise error 1 %)"
         )
         if failed:
             line += f"; {len(failed)} could not be tested"
