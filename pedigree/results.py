@@ -60,7 +60,8 @@ class IngestOutcome(JsonResult):
 
 @dataclass(frozen=True)
 class Confirmation(JsonResult):
-    """One candidate pair tested at ingest: combined log10 p, BH q-value, decision (or why not)."""
+    """One candidate pair tested at ingest: combined log10 p, Holm-adjusted log10 p (``log10_q``),
+    decision (or why not)."""
 
     a: str
     b: str

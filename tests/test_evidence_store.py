@@ -243,7 +243,7 @@ def test_compare_an_id_whose_folder_is_gone_with_a_folder(home_copy: Path, small
 
 def test_compare_asked_twice_gives_the_same_decision(home_copy: Path):
     """Two indexed models whose folders are gone are tested from the store; asking again reads the
-    cached result - and must not turn an undecided pair (no Benjamini-Hochberg run yet, log10 q
+    cached result - and must not turn an undecided pair (no Holm decision yet, log10 q
     null) into "not confirmed"."""
     home = str(home_copy)
     first = cli("compare", QWEN, QWEN_CODE, "--home", home)

@@ -171,7 +171,7 @@ def comparison(result: Comparison, width: int) -> RenderableType:
         parts.append(fitted("independence tests", test_columns, test_rows, width))
         verdict = f"combined log10 p {log10_p(result.log10_p)} (Bonferroni over the tests)"
         if result.confirmed is not None:
-            verdict += f"; BH log10 q {log10_p(result.log10_q)}: " + (
+            verdict += f"; Holm-adjusted log10 p {log10_p(result.log10_q)}: " + (
                 "confirmed related" if result.confirmed else "not confirmed"
             )
         parts.append(verdict)
