@@ -18,7 +18,7 @@ from pathlib import Path
 from pedigree.errors import CheckpointError, PedigreeError, UnsupportedModelError, clip
 from pedigree.indexer.adapters import MatrixLoader, ModelRoles, roles_for
 from pedigree.indexer.block_signatures import block_signatures
-from pedigree.indexer.card import MAX_CARD_BYTES, parse_card
+from pedigree.indexer.card import read_card
 from pedigree.indexer.evidence_store import record_capture, write_capture
 from pedigree.indexer.fingerprint import (
     DEFAULT_DIM,
@@ -74,7 +74,7 @@ def discover(path: str | os.PathLike[str], model_id: str | None = None) -> list[
 
 def describe(source: TensorSource, record: ModelRecord) -> ModelRoles:
     """Fill ``record`` with what config.json, the card and the tensors say; return the roles."""
-    card = parse_card(source.read_text("README.md", MAX_CARD_BYTES))
+    card = read_card(source)  # a README too large or not UTF-8 is an ignored card, never a failed model
     record.card = card.as_json()
     record.created_at = card.created_at
     config = source.read_json("config.json")
