@@ -42,6 +42,7 @@ from pedigree.crawler.http_retry import Retryable, RetryPolicy, retrying
 from pedigree.crawler.link_estimate import LinkEstimate
 from pedigree.errors import (
     ByteBudgetExceededError,
+    CheckpointError,
     DeadlineExceededError,
     RangeNotSupportedError,
     RemoteError,
@@ -347,9 +348,13 @@ class Fetcher:
             self._refreshing(rf, where, once)
         return bytes(out)
 
-    def read_json(self, url: str, where: str, max_bytes: int) -> tuple[object, httpx.Response]:
+    def read_json(
+        self, url: str, where: str, max_bytes: int, parse: Callable[[bytearray], object] = json.loads
+    ) -> tuple[object, httpx.Response]:
         """A JSON document of at most ``max_bytes`` (not decompressed: we ask for ``identity``),
-        parsed; returns it with the response (its headers, for paging)."""
+        parsed by ``parse`` (a bounded parser such as :func:`~pedigree.indexer.bounded_json.loads_json`
+        caps what the parse costs, not only the bytes); returns it with the response (its headers,
+        for paging)."""
 
         def once() -> tuple[object, httpx.Response]:
             with self._send("GET", url, follow=True, expect=max_bytes) as r:
@@ -375,7 +380,9 @@ class Fetcher:
                         raise Retryable("slow", _too_slow(len(body), declared)) from None
                     raise Retryable("truncated", f"body ended after {len(body)} bytes ({type(e).__name__})") from None
             try:
-                return json.loads(body), r
+                return parse(body), r
+            except CheckpointError as e:  # a bounded parser's refusal says what was wrong
+                raise RemoteError(str(e), path=where) from None
             except (UnicodeDecodeError, ValueError) as e:
                 raise RemoteError(f"answer is not JSON: {e}", path=where) from None
 

@@ -48,7 +48,7 @@ from pedigree.errors import CheckpointError, RepoGoneError
 from pedigree.indexer import safetensors_format as fmt
 from pedigree.indexer.card import MAX_CARD_BYTES
 from pedigree.indexer.safetensors_format import INDEX_FILE, TensorInfo, check_plain_name
-from pedigree.indexer.sources import DEFAULT_TEXT_LIMIT, TensorSource
+from pedigree.indexer.sources import DEFAULT_TEXT_LIMIT, MAX_CONFIG_BYTES, TensorSource
 from pedigree.indexer.vocabulary import MAX_TOKENIZER_BYTES, VOCABULARY_FILES
 
 __all__ = ["HubCheckpoint", "RetryPolicy", "hub_client"]
@@ -67,7 +67,7 @@ MAX_GAP = 4 * 2**20
 """The largest gap skipped to save a request, however slow the link's round trips."""
 DEFAULT_CONCURRENCY = 8
 """Parallel range requests of one prefetch (the crawler's client allows 4 connections per host)."""
-EARLY_FILES = {"README.md": MAX_CARD_BYTES, "config.json": DEFAULT_TEXT_LIMIT, INDEX_FILE: DEFAULT_TEXT_LIMIT}
+EARLY_FILES = {"README.md": MAX_CARD_BYTES, "config.json": MAX_CONFIG_BYTES, INDEX_FILE: DEFAULT_TEXT_LIMIT}
 """Small files read by every index and the most bytes fetched of each, requested as soon as a
 source opens (with the first of :data:`~indexer.vocabulary.VOCABULARY_FILES` the revision lists)."""
 _SHA = re.compile(r"^[0-9a-f]{40}$")

@@ -13,8 +13,10 @@ The listing is hostile input:
   with the crawler's backoff (four times as patiently as a range read);
 - the walk ends with :class:`ListingStopped` when a next link leaves the endpoint's origin (the
   token would follow it), repeats a URL or a ``cursor`` already read, brings a page whose repos were
-  all on an earlier page, or passes :data:`MAX_PAGES`; or when a page is nested past the parser's
-  recursion limit or holding more entries than the page size asked for;
+  all on an earlier page, or passes :data:`MAX_PAGES`; or when a page holds more entries than the
+  page size asked for; a page is parsed within :mod:`~pedigree.indexer.bounded_json`'s bounds on
+  containers, items and depth (:func:`parse_page`), so a page that would cost more to parse than
+  its bytes suggest, or nests too deeply, is a :class:`~pedigree.errors.RemoteError` that stops it too;
 - each entry is validated on its own (:func:`listed_repo`): an id that is not ``name`` or
   ``org/name`` (ASCII letters, digits, ``-_.``, no ``--`` or ``..``), a sha that is not hex, a time
   that is not an ISO timestamp or lies in the future, file names that are absolute or climb out
@@ -38,11 +40,12 @@ from pedigree.crawler.http_client import origin
 from pedigree.crawler.http_fetch import Fetcher
 from pedigree.crawler.http_retry import RetryPolicy
 from pedigree.errors import RateLimitedError, RemoteError, RemoteServerError
+from pedigree.indexer.bounded_json import loads_json
 
 EXPAND = ("sha", "lastModified", "createdAt", "cardData", "siblings", "gated", "private")
 PAGE_SIZE = 1000
-MAX_PAGE_BYTES = 16 * 2**20  # a Hub page of 1,000 models with their file names is a few MB; parsed,
-# 16 MiB of ``[{},{},...]`` is 5.6 million dicts (+430 MiB): the cap bounds the parse, not only the read
+MAX_PAGE_BYTES = 16 * 2**20  # a Hub page of 1,000 models with their file names is a few MB; what its
+# parse may build is bounded apart (bounded_json: 16 MiB of ``[{},{},...]`` would be 5.6 million dicts)
 MAX_REJECTED_SHOWN = 100  # reasons kept per page; the rest of a page's bad entries are only counted
 MAX_INFO_BYTES = 16 * 2**20  # one model's info (100,000 file names fit)
 MAX_PAGES = 10_000  # 10 million repos
@@ -293,6 +296,13 @@ class _Walk:
         self.pages.add(digest)
 
 
+def parse_page(body: bytearray) -> object:
+    """A listing page or a model's info, parsed within :mod:`~pedigree.indexer.bounded_json`'s
+    bounds on containers, items and depth (a repeated key keeps the last value, as the Hub's
+    clients do)."""
+    return loads_json(body, "the answer", None, unique_keys=False)
+
+
 def _page_ids(page: list[Any]) -> list[str]:
     return [e["id"] if isinstance(e, dict) and isinstance(e.get("id"), str) else "" for e in page]
 
@@ -307,10 +317,7 @@ def pages(client: httpx.Client, endpoint: str, token: str | None, retry: RetryPo
     while url is not None:
         number += 1
         where = f"{endpoint} listing page {number}"
-        try:
-            page, response = _patiently(partial(fetcher.read_json, url, where, MAX_PAGE_BYTES))
-        except RecursionError:
-            raise ListingStopped("the listing page is nested too deeply to parse", path=where) from None
+        page, response = _patiently(partial(fetcher.read_json, url, where, MAX_PAGE_BYTES, parse_page))
         if not isinstance(page, list):
             raise ListingStopped("the listing page is not a JSON list", path=where)
         if len(page) > PAGE_SIZE:

@@ -15,7 +15,7 @@ from pedigree.crawler.http_client import hub_client
 from pedigree.crawler.http_fetch import Fetcher
 from pedigree.crawler.http_retry import RetryPolicy
 from pedigree.crawler.http_source import HubCheckpoint
-from pedigree.crawler.listing import MAX_INFO_BYTES, SHA, BadEntry, listed_repo, valid_repo_id
+from pedigree.crawler.listing import MAX_INFO_BYTES, SHA, BadEntry, listed_repo, parse_page, valid_repo_id
 from pedigree.errors import ModelNotFoundError, RemoteError
 from pedigree.indexer.openers import register_opener
 from pedigree.indexer.sources import TensorSource
@@ -43,7 +43,7 @@ def open_hub(uri: str, token: str | None = None) -> TensorSource:
     try:
         fetcher = Fetcher(client, endpoint, token=token, retry=RetryPolicy(), budget=None, label=repo_id)
         url = f"{endpoint}/api/models/{quote(repo_id, safe='/')}/revision/{quote(sha, safe='')}"
-        info, _ = fetcher.read_json(url, f"{repo_id}@{sha}", MAX_INFO_BYTES)
+        info, _ = fetcher.read_json(url, f"{repo_id}@{sha}", MAX_INFO_BYTES, parse_page)
         files = listed_repo(info).files
     except BadEntry as error:
         client.close()

@@ -97,3 +97,22 @@ def test_home_and_json_are_accepted_before_or_after_the_command(indexed_home: Pa
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["models"]
+
+
+def test_a_repo_id_in_the_crawl_progress_line_is_shown_literally():
+    """The crawl's progress line used to put the repo id into rich markup: ``[/]`` in it raised a
+    MarkupError mid-crawl and ``[bold]`` restyled the line.  It is shown as it is now, its control
+    characters written as ``\\xNN`` by the console."""
+    import io
+
+    from pedigree.cli import render
+    from pedigree.cli.hub_commands import _repo_progress
+
+    bars = render.progress()
+    bars.console.file = io.StringIO()
+    on_start, _ = _repo_progress(bars)
+    on_start(1, 2, "evil/[/]x[bold]y\x1b[31mz")
+    bars.console.print(bars.get_renderable())
+    shown = bars.console.file.getvalue()
+    assert "repos (evil/[/]x[bold]y\\x1b[31mz)" in shown, shown
+    assert "\x1b" not in shown

@@ -33,6 +33,7 @@ import pytest
 
 from pedigree.crawler.hub_server import HubServer
 from pedigree.crawler.listing import MAX_PAGE_BYTES
+from pedigree.indexer.bounded_json import MAX_JSON_CONTAINERS
 
 ROOT = Path(__file__).resolve().parents[1]
 NEIGHBOUR = "good/neighbour"
@@ -350,6 +351,11 @@ HOSTILE_SECOND_PAGES: dict[str, tuple[Callable[[bytes], Answer], str, bool]] = {
     "over the page limit": (lambda _: (200, {}, b"[" + b"0," * (20 * 2**20) + b"0]"), "limit", True),
     "millions of empty objects under the byte cap": (
         lambda _: (200, {}, b"[" + b"{}," * ((MAX_PAGE_BYTES - 2) // 3 - 1) + b"{}]"),
+        "JSON objects and arrays",  # counted before the parse (bounded_json), not after
+        True,
+    ),
+    "just under the container bound": (
+        lambda _: (200, {}, b"[" + b"{}," * (MAX_JSON_CONTAINERS - 2) + b"{}]"),
         "more than the 1000 asked for",
         True,
     ),

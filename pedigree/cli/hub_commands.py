@@ -59,7 +59,7 @@ def _repo_progress(bars: Any) -> tuple[Any, Any]:
     task = bars.add_task("repos", total=None)
 
     def on_start(position: int, total: int, repo_id: str) -> None:
-        bars.update(task, total=total, completed=position - 1, description=f"repos ({repo_id})")
+        bars.update(task, total=total, completed=position - 1, description=f"repos ({render.escaped(repo_id)})")
 
     def on_done(_state: object) -> None:
         bars.advance(task)
