@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from pedigree._version import __version__
+from pedigree.crawler.http_deadline import DeadlineTransport
 
 USER_AGENT = f"pedigree/{__version__} (provenance index crawler) httpx/{httpx.__version__}"
 
@@ -20,19 +21,17 @@ USER_AGENT = f"pedigree/{__version__} (provenance index crawler) httpx/{httpx.__
 def hub_client(token: str | None = None, *, max_connections: int = 8, timeout: float = 30.0) -> httpx.Client:
     """HTTP/1.1 keep-alive client with bounded connections (per pool, i.e. per host for a crawler
     talking to one Hub), a pedigree User-Agent, ``Authorization: Bearer <token>`` when given,
-    ``follow_redirects=True``."""
+    ``follow_redirects=True``; its transport bounds every request by the wall-clock
+    :func:`~.http_deadline.deadline` it runs under (:class:`~.http_deadline.DeadlineTransport`)."""
     headers = {"User-Agent": USER_AGENT}
     if token:
         headers["Authorization"] = f"Bearer {token}"
     limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
     return _CookielessClient(
         headers=headers,
-        limits=limits,
         timeout=httpx.Timeout(timeout),
-        verify=_tls_context(),
         follow_redirects=True,
-        http1=True,
-        http2=False,
+        transport=DeadlineTransport(_tls_context(), limits),
     )
 
 

@@ -3,14 +3,16 @@
 httpx's timeouts are per socket operation: a server that sends one byte every two seconds never
 trips a 30 s read timeout, in the status line, the headers or the body.  Here every request runs
 under an absolute deadline (:func:`deadline`, a thread-local monotonic time): the network streams
-of a client passed to :func:`install` bound each read, write and connect by the time left, and
-fail it as a timeout once none is.  :class:`Deadlines` says how long a request and a model may take
-(``PEDIGREE_REQUEST_DEADLINE`` / ``PEDIGREE_MODEL_DEADLINE`` override the base seconds).
+of a :class:`DeadlineTransport` (the crawler's client is built on one) bound each read, write and
+connect by the time left, and fail it as a timeout once none is.  :class:`Deadlines` says how long
+a request and a model may take (``PEDIGREE_REQUEST_DEADLINE`` / ``PEDIGREE_MODEL_DEADLINE``
+override the base seconds).
 """
 
 from __future__ import annotations
 
 import os
+import ssl
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -144,13 +146,82 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
-def install(client: httpx.Client) -> bool:
-    """Make ``client``'s new connections honour :func:`deadline` (idempotent).  False when the
-    client's transport is not httpx's default one (then only the body loops check the deadline)."""
-    pool = getattr(getattr(client, "_transport", None), "_pool", None)
-    backend = getattr(pool, "_network_backend", None)
-    if backend is None:
-        return False
-    if not isinstance(backend, _DeadlineBackend):
-        pool._network_backend = _DeadlineBackend(backend)  # type: ignore[union-attr]
-    return True
+_ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
+    # httpcore's errors as httpx's, the most specific first (what httpx's own transport raises)
+    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
+    (httpcore.ReadTimeout, httpx.ReadTimeout),
+    (httpcore.WriteTimeout, httpx.WriteTimeout),
+    (httpcore.PoolTimeout, httpx.PoolTimeout),
+    (httpcore.TimeoutException, httpx.TimeoutException),
+    (httpcore.ConnectError, httpx.ConnectError),
+    (httpcore.ReadError, httpx.ReadError),
+    (httpcore.WriteError, httpx.WriteError),
+    (httpcore.NetworkError, httpx.NetworkError),
+    (httpcore.ProxyError, httpx.ProxyError),
+    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
+    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
+    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
+    (httpcore.ProtocolError, httpx.ProtocolError),
+)
+
+
+@contextmanager
+def _as_httpx_errors() -> Iterator[None]:
+    try:
+        yield
+    except Exception as error:
+        mapped = next((to for source, to in _ERRORS if isinstance(error, source)), None)
+        if mapped is None:
+            raise
+        raise mapped(str(error)) from error
+
+
+class _Body(httpx.SyncByteStream):
+    def __init__(self, stream: Iterable[bytes]) -> None:
+        self._stream = stream
+
+    def __iter__(self) -> Iterator[bytes]:
+        with _as_httpx_errors():
+            yield from self._stream
+
+    def close(self) -> None:
+        close = getattr(self._stream, "close", None)
+        if close is not None:
+            close()
+
+
+class DeadlineTransport(httpx.BaseTransport):
+    """An HTTP/1.1 transport whose connections honour :func:`deadline`: an
+    ``httpcore.ConnectionPool`` given a network backend that bounds every connect, read and write
+    by the time left (httpx's own ``HTTPTransport`` takes no backend)."""
+
+    def __init__(self, ssl_context: ssl.SSLContext, limits: httpx.Limits) -> None:
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=ssl_context,
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            http1=True,
+            http2=False,
+            network_backend=_DeadlineBackend(httpcore.SyncBackend()),
+        )
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        assert isinstance(request.stream, httpx.SyncByteStream)
+        url = request.url
+        core = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,
+        )
+        with _as_httpx_errors():
+            answer = self._pool.handle_request(core)
+        assert isinstance(answer.stream, Iterable)
+        return httpx.Response(
+            answer.status, headers=answer.headers, stream=_Body(answer.stream), extensions=answer.extensions
+        )
+
+    def close(self) -> None:
+        self._pool.close()

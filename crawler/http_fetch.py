@@ -36,7 +36,7 @@ from typing import TypeVar
 import httpx
 
 from pedigree.crawler.http_client import origin, parsed_url
-from pedigree.crawler.http_deadline import Deadlines, deadline, expired, install
+from pedigree.crawler.http_deadline import Deadlines, deadline, expired
 from pedigree.crawler.http_errors import Expired, Missing, answer_error
 from pedigree.crawler.http_retry import Retryable, RetryPolicy, retrying
 from pedigree.crawler.link_estimate import LinkEstimate
@@ -94,7 +94,6 @@ class Fetcher:
         self.client, self.retry, self.budget, self.label = client, retry, budget, label
         self.deadlines = deadlines or Deadlines.from_env()
         self.model_deadline: float | None = None  # monotonic time after which no request is sent
-        install(client)
         self._origin = origin(httpx.URL(endpoint))
         self._token = token
         self._lock = threading.Lock()
