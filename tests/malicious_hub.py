@@ -15,12 +15,8 @@ a child past the time or memory bound is killed (so a failing run cannot take th
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import struct
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -225,53 +221,3 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             repo.sent += 1
             hub._stop.wait(hub.trickle_interval)
-
-
-@dataclass
-class CliRun:
-    returncode: int
-    stdout: str
-    stderr: str
-    seconds: float
-    peak_rss: int  # bytes
-    killed: str | None  # why the runner killed it (time / memory), None when it ended by itself
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float, max_rss: int) -> CliRun:
-    """``python -m pedigree ARGS`` in a subprocess, killed past ``timeout`` seconds or ``max_rss`` bytes."""
-    out_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"pedigree-cli-{os.getpid()}-{time.monotonic_ns()}"
-    child_env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(ROOT), **(env or {})}
-    started = time.monotonic()
-    with open(f"{out_path}.out", "wb") as out, open(f"{out_path}.err", "wb") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "pedigree", *args], stdout=out, stderr=err, env=child_env)
-        killed: list[str] = []
-
-        def watch() -> None:
-            while proc.returncode is None and not killed:
-                if time.monotonic() - started > timeout:
-                    killed.append(f"still running after {timeout} s")
-                elif _rss_peak(proc.pid) > max_rss:
-                    killed.append(f"resident memory over {max_rss >> 20} MiB")
-                if killed:
-                    os.kill(proc.pid, signal.SIGKILL)
-                    return
-                time.sleep(0.05)
-
-        watcher = threading.Thread(target=watch, daemon=True)
-        watcher.start()
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        seconds = time.monotonic() - started
-    stdout, stderr = (Path(f"{out_path}.{s}").read_text(errors="replace") for s in ("out", "err"))
-    for s in ("out", "err"):
-        Path(f"{out_path}.{s}").unlink()
-    return CliRun(proc.returncode, stdout, stderr, seconds, usage.ru_maxrss * 1024, killed[0] if killed else None)
-
-
-def _rss_peak(pid: int) -> int:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0
-    match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
-    return int(match.group(1)) * 1024 if match else 0

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from malicious_hub import CliRun, MaliciousHub, RemoteFile, run_cli
+from bounded_cli import BoundedRun, run_cli_bounded
+from malicious_hub import MaliciousHub, RemoteFile
 from safetensors.torch import load_file, save_file
 
 from pedigree.errors import MAX_ERROR_CHARS
@@ -66,9 +67,9 @@ def _llama_tensors(hidden: int, heads: int, kv: int, head_dim: int, mlp: int, la
     return shapes
 
 
-def _crawl(hub: MaliciousHub, home: Path, env: dict[str, str] | None = None) -> tuple[dict[str, dict], CliRun]:
-    run = run_cli(
-        "crawl", "--endpoint", hub.url, "--home", str(home), "--json", env=env, timeout=TIME_BOUND, max_rss=MAX_RSS
+def _crawl(hub: MaliciousHub, home: Path, env: dict[str, str] | None = None) -> tuple[dict[str, dict], BoundedRun]:
+    run = run_cli_bounded(
+        ["crawl", "--endpoint", hub.url, "--home", str(home), "--json"], env=env, timeout=TIME_BOUND, kill_rss=MAX_RSS
     )
     assert run.killed is None, f"{run.killed}; stderr: {run.stderr[-2000:]}"
     assert run.returncode == 0, run.stderr[-2000:]
@@ -121,7 +122,9 @@ def _huge_plan(small_zoo: Path) -> dict[str, RemoteFile]:
 
 
 @pytest.fixture(scope="module")
-def claims(small_zoo: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[MaliciousHub, dict[str, dict], CliRun]:
+def claims(
+    small_zoo: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[MaliciousHub, dict[str, dict], BoundedRun]:
     """One crawl of a Hub serving, beside the valid neighbour, repos whose claims are hostile."""
     hub = MaliciousHub()
     hub.add("hostile/wide-head", _wide_head(small_zoo))
@@ -135,7 +138,9 @@ def claims(small_zoo: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[M
 
 
 @pytest.fixture(scope="module")
-def trickles(small_zoo: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[MaliciousHub, dict[str, dict], CliRun]:
+def trickles(
+    small_zoo: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[MaliciousHub, dict[str, dict], BoundedRun]:
     """One crawl (deadlines of 1 s per request, 4 s per model) of a Hub whose weight files answer
     one byte every half second - their body, or their status line and headers."""
     hub = MaliciousHub(trickle_interval=0.5)
@@ -246,9 +251,13 @@ def local(small_zoo: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
     _long_shape(small_zoo, root / "models/hostile/long-shape")
     shutil.copytree(small_zoo / NEIGHBOUR, root / "models/org" / ESCAPED_NAME)
     runs = {
-        "ingest": run_cli("ingest", str(root / "models"), "--home", str(home), timeout=TIME_BOUND, max_rss=MAX_RSS),
-        "models": run_cli("models", "--home", str(home), env={"COLUMNS": "200"}, timeout=TIME_BOUND, max_rss=MAX_RSS),
-        "json": run_cli("models", "--home", str(home), "--json", timeout=TIME_BOUND, max_rss=MAX_RSS),
+        "ingest": run_cli_bounded(
+            ["ingest", str(root / "models"), "--home", str(home)], timeout=TIME_BOUND, kill_rss=MAX_RSS
+        ),
+        "models": run_cli_bounded(
+            ["models", "--home", str(home)], env={"COLUMNS": "200"}, timeout=TIME_BOUND, kill_rss=MAX_RSS
+        ),
+        "json": run_cli_bounded(["models", "--home", str(home), "--json"], timeout=TIME_BOUND, kill_rss=MAX_RSS),
     }
     for name, run in runs.items():
         assert run.killed is None, f"{name}: {run.killed}"

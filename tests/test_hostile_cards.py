@@ -20,11 +20,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +28,9 @@ from typing import Any
 import duckdb
 import pytest
 
+from tests import bounded_cli
+from tests.bounded_cli import BoundedRun
+
 ROOT = Path(__file__).resolve().parents[1]
 BASE_MODEL = "llama-lab/tiny-llama-s1"
 PEAK_RSS = 1 * 2**30  # the whole run, torch and DuckDB included (a clean run peaks near 0.55 GiB)
@@ -40,68 +38,9 @@ KILL_RSS = 3 * 2**30
 RUN_TIMEOUT = 240
 
 
-@dataclass(frozen=True)
-class Run:
-    returncode: int
-    stdout: str
-    stderr: str
-    peak_rss: int  # bytes
-    seconds: float
-    killed_for_memory: bool
-
-
-def run_cli_bounded(args: list[str], *, timeout: float = RUN_TIMEOUT, kill_rss: int = KILL_RSS) -> Run:
-    """``python -m pedigree ARGS`` in a child process: its exit, output, and peak RSS (from
-    ``wait4``); killed past ``timeout`` seconds or ``kill_rss`` bytes of resident memory."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    started = time.monotonic()
-    child = subprocess.Popen(
-        [sys.executable, "-m", "pedigree", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    over = threading.Event()
-    done = threading.Event()
-
-    def watch() -> None:
-        status = Path(f"/proc/{child.pid}/status")
-        while not done.wait(0.05):
-            try:
-                rss_kb = next(
-                    int(line.split()[1]) for line in status.read_text().splitlines() if line.startswith("VmRSS")
-                )
-            except (OSError, StopIteration, ValueError):
-                continue
-            if rss_kb * 1024 > kill_rss or time.monotonic() - started > timeout:
-                over.set()
-                child.send_signal(signal.SIGKILL)
-                return
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    outputs: dict[str, str] = {}
-    readers = [
-        threading.Thread(target=lambda name=name, pipe=pipe: outputs.__setitem__(name, pipe.read()), daemon=True)
-        for name, pipe in (("stdout", child.stdout), ("stderr", child.stderr))
-    ]
-    for reader in readers:
-        reader.start()
-    _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
-    done.set()
-    for reader in readers:
-        reader.join()
-    return Run(
-        child.returncode,
-        outputs.get("stdout", ""),
-        outputs.get("stderr", ""),
-        usage.ru_maxrss * 1024,
-        time.monotonic() - started,
-        over.is_set(),
-    )
+def run_cli_bounded(args: list[str], *, timeout: float = RUN_TIMEOUT, kill_rss: int = KILL_RSS) -> BoundedRun:
+    """``python -m pedigree ARGS`` in a child, bounded (``tests.bounded_cli``)."""
+    return bounded_cli.run_cli_bounded(args, timeout=timeout, kill_rss=kill_rss)
 
 
 # -- the hostile files -------------------------------------------------------------------------
@@ -194,7 +133,7 @@ WRONG_TYPES = {
 class HostileRun:
     folder: Path
     home: Path
-    run: Run
+    run: BoundedRun
     outcomes: dict[str, dict[str, Any]]
     cards: dict[str, dict[str, Any]]
     before: dict[str, tuple[int, int]]
@@ -239,7 +178,7 @@ def hostile_run(small_zoo: Path, tmp_path_factory: pytest.TempPathFactory) -> Ho
     home = folder.parent / "home"
     run = run_cli_bounded(["ingest", str(folder), "--home", str(home), "--confirm", "0", "--json"])
     outcomes: dict[str, dict[str, Any]] = {}
-    if run.returncode == 0 and not run.killed_for_memory:
+    if run.returncode == 0 and not run.killed:
         outcomes = {m["id"]: m for m in json.loads(run.stdout)["models"]}
     cards = _stored_cards(home) if (home / "pedigree.duckdb").exists() and outcomes else {}
     return HostileRun(folder, home, run, outcomes, cards, before)
@@ -248,7 +187,7 @@ def hostile_run(small_zoo: Path, tmp_path_factory: pytest.TempPathFactory) -> Ho
 def test_the_run_ends_by_itself_within_memory_and_without_traceback(hostile_run: HostileRun) -> None:
     run = hostile_run.run
     print(f"hostile cards run: {run.seconds:.1f} s, peak RSS {run.peak_rss / 2**20:.0f} MiB")
-    assert not run.killed_for_memory, f"killed past {KILL_RSS} bytes or {RUN_TIMEOUT} s"
+    assert not run.killed, run.killed
     assert run.returncode == 0, run.stderr[-2000:]
     assert "Traceback" not in run.stdout + run.stderr
     assert run.peak_rss < PEAK_RSS, f"peak RSS {run.peak_rss / 2**20:.0f} MiB"

@@ -34,7 +34,7 @@ def test_an_alias_bomb_card_is_ignored_by_the_crawl_and_the_neighbour_indexed(sm
     with HubServer(root) as hub:
         run = cards.run_cli_bounded(["crawl", "--endpoint", hub.url, "--home", str(home), "--json"])
     print(f"crawl with an alias-bomb card: {run.seconds:.1f} s, peak RSS {run.peak_rss / 2**20:.0f} MiB")
-    assert not run.killed_for_memory, f"killed past {cards.KILL_RSS} bytes or {cards.RUN_TIMEOUT} s"
+    assert not run.killed, run.killed
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert "Traceback" not in run.stdout + run.stderr
     assert "internal error" not in run.stdout + run.stderr

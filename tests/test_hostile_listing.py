@@ -14,11 +14,7 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -34,6 +30,8 @@ import pytest
 from pedigree.crawler.hub_server import HubServer
 from pedigree.crawler.listing import MAX_PAGE_BYTES
 from pedigree.indexer.bounded_json import MAX_JSON_CONTAINERS
+from tests import bounded_cli
+from tests.bounded_cli import BoundedRun
 
 ROOT = Path(__file__).resolve().parents[1]
 NEIGHBOUR = "good/neighbour"
@@ -47,74 +45,12 @@ TOKEN = "hf_secret_listing_token"
 # -- running the CLI with bounds ----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Run:
-    returncode: int
-    stdout: str
-    stderr: str
-    peak_rss: int  # bytes
-    seconds: float
-    killed: bool  # past KILL_RSS or the timeout
-
-    @property
-    def result(self) -> dict[str, Any]:
-        return json.loads(self.stdout)
-
-    def report(self) -> dict[str, dict[str, Any]]:
-        return {r["id"]: r for r in self.result["repos"]}
+def run_cli_bounded(args: list[str], *, timeout: float = RUN_TIMEOUT) -> BoundedRun:
+    """``python -m pedigree ARGS`` in a child, bounded (``tests.bounded_cli``), without HF_TOKEN."""
+    return bounded_cli.run_cli_bounded(args, timeout=timeout, kill_rss=KILL_RSS, drop_env=("HF_TOKEN",))
 
 
-def run_cli_bounded(args: list[str], *, timeout: float = RUN_TIMEOUT) -> Run:
-    """``python -m pedigree ARGS`` in a child: exit, output, peak RSS (``wait4``); killed past
-    ``timeout`` seconds or :data:`KILL_RSS` bytes resident."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    env.pop("HF_TOKEN", None)
-    started = time.monotonic()
-    child = subprocess.Popen(
-        [sys.executable, "-m", "pedigree", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    over, done = threading.Event(), threading.Event()
-
-    def watch() -> None:
-        status = Path(f"/proc/{child.pid}/status")
-        while not done.wait(0.05):
-            try:
-                rss_kb = next(int(x.split()[1]) for x in status.read_text().splitlines() if x.startswith("VmRSS"))
-            except (OSError, StopIteration, ValueError):
-                rss_kb = 0
-            if rss_kb * 1024 > KILL_RSS or time.monotonic() - started > timeout:
-                over.set()
-                child.send_signal(signal.SIGKILL)
-                return
-
-    outputs: dict[str, str] = {}
-    threads = [threading.Thread(target=watch, daemon=True)] + [
-        threading.Thread(target=lambda n=n, p=p: outputs.__setitem__(n, p.read()), daemon=True)
-        for n, p in (("stdout", child.stdout), ("stderr", child.stderr))
-    ]
-    for thread in threads:
-        thread.start()
-    _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
-    done.set()
-    for thread in threads[1:]:
-        thread.join()
-    return Run(
-        child.returncode,
-        outputs.get("stdout", ""),
-        outputs.get("stderr", ""),
-        usage.ru_maxrss * 1024,
-        time.monotonic() - started,
-        over.is_set(),
-    )
-
-
-def run_cli_in_process(args: list[str]) -> Run:
+def run_cli_in_process(args: list[str]) -> BoundedRun:
     """The same CLI in this process (typer's runner): for the cases where memory is not at stake,
     without the child's start-up (peak RSS is not measured: 0)."""
     from cli_runner import runner
@@ -126,12 +62,12 @@ def run_cli_in_process(args: list[str]) -> Run:
     stderr = result.stderr
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         stderr += f"Traceback: {result.exception!r}"
-    return Run(result.exit_code, result.stdout, stderr, 0, time.monotonic() - started, False)
+    return BoundedRun(result.exit_code, result.stdout, stderr, 0, time.monotonic() - started, None)
 
 
-def assert_bounded(run: Run, *, exit_code: int = 0) -> None:
+def assert_bounded(run: BoundedRun, *, exit_code: int = 0) -> None:
     print(f"crawl: {run.seconds:.1f} s, peak RSS {run.peak_rss / 2**20:.0f} MiB")
-    assert not run.killed, f"killed past {KILL_RSS} bytes or {RUN_TIMEOUT} s"
+    assert not run.killed, run.killed
     assert run.returncode == exit_code, run.stdout[-2000:] + run.stderr[-2000:]
     assert "Traceback" not in run.stdout + run.stderr
     assert "internal error" not in run.stdout + run.stderr
@@ -262,7 +198,7 @@ def like(entry: dict[str, Any], **changes: Any) -> dict[str, Any]:
     return {**entry, **changes}
 
 
-def crawl(endpoint: str, home: Path, *extra: str, timeout: float = RUN_TIMEOUT, child: bool = True) -> Run:
+def crawl(endpoint: str, home: Path, *extra: str, timeout: float = RUN_TIMEOUT, child: bool = True) -> BoundedRun:
     """``pedigree crawl --json``: in a child process (memory and time measured) or in this one."""
     args = ["crawl", "--endpoint", endpoint, "--home", str(home), "--json", *extra]
     return run_cli_bounded(args, timeout=timeout) if child else run_cli_in_process(args)
