@@ -27,6 +27,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.bounded_cli import peak_rss
+
 VALID_ID = "good-lab/tiny-valid"
 SECRET = "pedigree-outside-secret-7f3a"
 CONFIG = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 2}
@@ -221,12 +223,7 @@ def _memory_cap(cap: int) -> Callable[[], None]:
 
 
 def _peak_rss_mb(pid: int) -> float:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0.0
-    m = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
-    return int(m.group(1)) / 1024 if m else 0.0
+    return peak_rss(pid) / 2**20
 
 
 def _first_line(process: subprocess.Popen, deadline: float) -> str:
