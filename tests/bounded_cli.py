@@ -1,8 +1,10 @@
 """Run the real ``pedigree`` CLI in a child process with bounds: the hostile suites' one runner.
 
-The child's peak resident memory comes from its own rusage (``os.wait4``); a watchdog kills it
-past ``timeout`` seconds or ``kill_rss`` bytes of peak resident memory (so a regression fails the
-test instead of taking the machine down), and says why.
+The child's peak resident memory is its own address space's high-water mark (VmHWM): written by
+the child itself at exit and sampled every 50 ms by a watchdog that kills it past ``timeout``
+seconds or ``kill_rss`` bytes (so a regression fails the test instead of taking the machine down)
+and says why.  (Not ``wait4``'s ``ru_maxrss``: Linux carries the forking process's high-water mark
+into the child's at exec, so a child of a large pytest worker would report the worker's memory.)
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -21,6 +24,22 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+# runs ``python -m pedigree ARGS`` and writes the process's VmHWM (kB) to argv[1] at exit
+LAUNCHER = """
+import atexit, runpy, sys
+out = sys.argv[1]
+def record():
+    try:
+        with open("/proc/self/status") as status:
+            peak = next(line.split()[1] for line in status if line.startswith("VmHWM"))
+        with open(out, "w") as f:
+            f.write(peak)
+    except (OSError, StopIteration):
+        pass
+atexit.register(record)
+sys.argv = ["pedigree", *sys.argv[2:]]
+runpy.run_module("pedigree", run_name="__main__", alter_sys=True)
+"""
 
 
 @dataclass(frozen=True)
@@ -66,8 +85,9 @@ def run_cli_bounded(
     for name in drop_env:
         child_env.pop(name, None)
     started = time.monotonic()
+    peak_file = Path(tempfile.mkstemp(prefix="pedigree-peak-")[1])
     child = subprocess.Popen(
-        [sys.executable, "-m", "pedigree", *args],
+        [sys.executable, "-c", LAUNCHER, str(peak_file), *args],
         cwd=ROOT,
         env=child_env,
         stdout=subprocess.PIPE,
@@ -76,13 +96,15 @@ def run_cli_bounded(
         errors="replace",
     )
     killed: list[str] = []
+    sampled = [0]
     done = threading.Event()
 
     def watch() -> None:
         while not done.wait(0.05):
+            sampled[0] = max(sampled[0], peak_rss(child.pid))
             if time.monotonic() - started > timeout:
                 killed.append(f"still running after {timeout} s")
-            elif peak_rss(child.pid) > kill_rss:
+            elif sampled[0] > kill_rss:
                 killed.append(f"resident memory over {kill_rss >> 20} MiB")
             if killed:
                 child.send_signal(signal.SIGKILL)
@@ -95,16 +117,18 @@ def run_cli_bounded(
     ]
     for thread in [threading.Thread(target=watch, daemon=True), *readers]:
         thread.start()
-    _, status, usage = os.wait4(child.pid, 0)
+    _, status, _ = os.wait4(child.pid, 0)
     child.returncode = os.waitstatus_to_exitcode(status)
     done.set()
     for reader in readers:
         reader.join()
+    recorded = peak_file.read_text().strip()
+    peak_file.unlink()
     return BoundedRun(
         child.returncode,
         outputs.get("stdout", ""),
         outputs.get("stderr", ""),
-        usage.ru_maxrss * 1024,
+        max(sampled[0], int(recorded) * 1024 if recorded.isdigit() else 0),
         time.monotonic() - started,
         killed[0] if killed else None,
     )

@@ -1,10 +1,11 @@
 """Hostile model cards, config.json and tokenizer files, through the real CLI in a subprocess.
 
 One ``pedigree ingest`` run over a folder of hostile checkpoints beside a valid neighbour (all
-copies of one small-zoo model with one file replaced), its peak memory read from the child's own
-rusage while a watchdog kills it past :data:`KILL_RSS` (so a regression fails the test instead of
-the machine).  Each test then asserts on that run: it ended by itself, under :data:`PEAK_RSS`, with
-no traceback; the neighbour is indexed; nothing in the input folder changed.
+copies of one small-zoo model with one file replaced), its peak memory the child's own
+high-water mark (VmHWM, ``tests.bounded_cli``) while a watchdog kills it past :data:`KILL_RSS`
+(so a regression fails the test instead of the machine).  Each test then asserts on that run: it
+ended by itself, under :data:`PEAK_RSS`, with no traceback; the neighbour is indexed; nothing in
+the input folder changed.
 
 - A bad card never fails its model: the model is indexed without the card's facts and the
   stored card says ``card ignored: <reason>`` (alias bombs that expand when the card is written

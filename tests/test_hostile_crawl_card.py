@@ -1,7 +1,7 @@
 """A hostile model card on the crawl path: the bundled Hub server on 127.0.0.1 serves a repo whose
 README front matter is the probe's alias bomb (a ~1 MB card, one 500 kB string referenced 60,000
 times) beside a valid small-zoo model, and ``pedigree crawl`` runs in a child process (peak RSS from
-``wait4``, a watchdog kill past the bound).  The issue: "a ~1 MB model card kills a whole ingest or
+VmHWM, a watchdog kill past the bound).  The issue: "a ~1 MB model card kills a whole ingest or
 crawl"; tests/test_hostile_cards.py covers ingest, this the crawl.
 
 The run must end by itself, under the memory bound, without a traceback; the neighbour is indexed,

@@ -5,7 +5,7 @@ answers ``/api/models`` from a script - bad entries, a gzip bomb, a ``Link`` bac
 cursors that cycle, a ``Link`` to another origin, redirect loops, a redirect to ``file://`` - and
 sends the valid neighbour's file requests on to the bundled Hub server (as the Hub sends them to
 its CDN).  Each crawl runs as ``python -m pedigree crawl`` in a child process whose peak RSS is
-read from ``wait4`` (a watchdog kills it past :data:`KILL_RSS` or :data:`RUN_TIMEOUT`), and each
+read from its VmHWM (``tests.bounded_cli``) (a watchdog kills it past :data:`KILL_RSS` or :data:`RUN_TIMEOUT`), and each
 test asserts: the run ends by itself, under :data:`PEAK_RSS`, without a traceback, the valid
 neighbour is indexed, and nothing outside the data folder is touched.
 """
