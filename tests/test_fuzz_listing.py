@@ -10,7 +10,7 @@ The properties:
   requests, either normally or with pedigree's :class:`~pedigree.errors.RemoteError`; a token is
   never sent to another origin; every page it yields holds only valid repos.
 
-Budget: CI runs :data:`EXAMPLES` examples per test (a few seconds), derandomized.  A longer,
+Budget: CI runs a fixed number of examples per test (``tests.fuzz_budget``) (a few seconds), derandomized.  A longer,
 randomized run::
 
     PEDIGREE_FUZZ_EXAMPLES=20000 .venv/bin/python -m pytest -q -p no:cacheprovider tests/test_fuzz_listing.py
@@ -19,7 +19,6 @@ randomized run::
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -27,7 +26,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from fuzz_budget import fuzz_settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from pedigree.crawler.http_client import hub_client
@@ -43,19 +43,11 @@ from pedigree.crawler.listing import (
 )
 from pedigree.errors import RemoteError
 
-LONG_RUN = int(os.environ.get("PEDIGREE_FUZZ_EXAMPLES", "0"))
-EXAMPLES = LONG_RUN or 150
 MAX_REASON_CHARS = 400
 MAX_REQUESTS = 12  # a fuzzed walk: a first page, a few followed links, never a loop
 TOKEN = "hf_fuzz_token"
 
-FUZZ = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    derandomize=not LONG_RUN,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
-)
+FUZZ = fuzz_settings(150)
 
 # -- entries ------------------------------------------------------------------------------------
 

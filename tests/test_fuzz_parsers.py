@@ -6,8 +6,8 @@ The property, for every input: the parser returns a valid result or raises pedig
 other exception - and its memory stays bounded (the process's peak RSS may not grow by more than
 :data:`MEMORY_GROWTH` during one fuzz test).  A card never raises at all: a bad one is ignored.
 
-Budget: CI runs :data:`EXAMPLES` examples per test (a few seconds in all), derandomized so that a
-run is repeatable.  A longer, randomized run::
+Budget (``tests.fuzz_budget``): CI runs a fixed number of examples per test (a few seconds in all),
+derandomized so that a run is repeatable.  A longer, randomized run::
 
     PEDIGREE_FUZZ_EXAMPLES=20000 .venv/bin/python -m pytest -q -p no:cacheprovider tests/test_fuzz_parsers.py
 
@@ -18,7 +18,6 @@ finds to a minimal failing input and prints it.)
 from __future__ import annotations
 
 import json
-import os
 import resource
 import struct
 from collections.abc import Callable, Iterator
@@ -26,10 +25,13 @@ from contextlib import contextmanager
 
 import torch
 import yaml
+from fuzz_budget import fuzz_settings
 from hostile import TINY_LLAMA_CONFIG, tiny_llama_state_dict
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from safetensors.torch import save
+from test_hostile_headers import parse_all
+from test_vocabulary import _varint
 
 from pedigree.errors import CheckpointError, PedigreeError
 from pedigree.indexer import safetensors_format as fmt
@@ -39,18 +41,10 @@ from pedigree.indexer.probes import select_probes
 from pedigree.indexer.sources import StateDictSource
 from pedigree.indexer.vocabulary import VOCABULARY_FILES, parse_vocabulary
 
-LONG_RUN = int(os.environ.get("PEDIGREE_FUZZ_EXAMPLES", "0"))
-EXAMPLES = LONG_RUN or 120
 MAX_MESSAGE_CHARS = 1200
 MEMORY_GROWTH = 512 * 2**20
 
-FUZZ = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    derandomize=not LONG_RUN,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
-)
+FUZZ = fuzz_settings(120)
 
 
 @contextmanager
@@ -119,14 +113,6 @@ _VALID = save(
 )
 
 
-def _parse_safetensors(blob: bytes) -> None:
-    n = fmt.header_length(blob[:8], len(blob), "fuzz")
-    tensors, _ = fmt.parse_header(blob[8 : 8 + n], file_size=len(blob), file="f", path="fuzz")
-    for t in tensors.values():
-        assert 8 + n <= t.begin <= t.end <= len(blob)
-        fmt.decode(blob[t.begin : t.end], t.dtype, t.shape)
-
-
 _entry = st.fixed_dictionaries(
     {
         "dtype": st.one_of(st.sampled_from(sorted(fmt.DTYPES)), _scalars),
@@ -144,7 +130,7 @@ _header = st.dictionaries(
 def test_fuzz_safetensors_headers(body: bytes, data: bytes) -> None:
     blob = body if body[:8] == _VALID[:8] and len(body) > 8 else struct.pack("<Q", len(body)) + body + data
     with bounded_memory():
-        only_pedigree_errors(lambda: _parse_safetensors(blob))
+        only_pedigree_errors(lambda: parse_all(blob))
 
 
 # -- config.json and the adapters ----------------------------------------------------------------
@@ -242,17 +228,9 @@ _tokenizer_json = st.fixed_dictionaries(
 
 
 def _protobuf_field(number: int, value: bytes | int) -> bytes:
-    def varint(n: int) -> bytes:
-        out = bytearray()
-        while True:
-            out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
-            n >>= 7
-            if not n:
-                return bytes(out)
-
     if isinstance(value, int):
-        return varint(number << 3) + varint(value)
-    return varint(number << 3 | 2) + varint(len(value)) + value
+        return _varint(number << 3) + _varint(value)
+    return _varint(number << 3 | 2) + _varint(len(value)) + value
 
 
 _piece = st.builds(

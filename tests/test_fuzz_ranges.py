@@ -14,7 +14,6 @@ a longer run: ``PEDIGREE_FUZZ_EXAMPLES=20000 pytest tests/test_fuzz_ranges.py``.
 
 from __future__ import annotations
 
-import os
 import socket
 import socketserver
 import threading
@@ -23,7 +22,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from fuzz_budget import fuzz_settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from pedigree.crawler.http_client import hub_client
@@ -32,7 +32,6 @@ from pedigree.crawler.http_fetch import Fetcher, RemoteFile
 from pedigree.crawler.http_retry import RetryPolicy
 from pedigree.errors import PedigreeError
 
-EXAMPLES = int(os.environ.get("PEDIGREE_FUZZ_EXAMPLES", "120"))
 FILE = bytes(range(256)) * 4  # the true file: 1024 bytes
 DEADLINE = 2.0  # seconds a request may take
 QUICK = RetryPolicy(attempts=2, base_delay=0.0, max_delay=0.0, jitter=0.0)
@@ -145,7 +144,7 @@ def _bounded(started: float) -> None:
     assert time.monotonic() - started < QUICK.attempts * (DEADLINE + 1) + 1
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=False)
+@fuzz_settings(120)
 @given(data=st.data(), span=st.tuples(st.integers(0, 1023), st.integers(1, 300)))
 def test_range_reads_return_exactly_a_correct_answer_or_raise_a_reason(server: _Server, data: st.DataObject, span):
     begin, n = span[0], min(span[1], len(FILE) - span[0])
@@ -167,7 +166,7 @@ def test_range_reads_return_exactly_a_correct_answer_or_raise_a_reason(server: _
     _bounded(started)
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@fuzz_settings(120)
 @given(data=st.data())
 def test_heads_and_json_pages_give_a_size_a_document_or_a_reason(server: _Server, data: st.DataObject):
     answer = data.draw(answers(0, len(FILE)))
