@@ -3,9 +3,9 @@
 Bottom to top: shared base (errors, settings, types, result records) -> checkpoint formats and tensor sources (local
 folders and HTTP range reads) -> the analysis (fingerprints, independence tests, lineage maths) ->
 storage -> the indexing pipeline that writes to storage -> the crawler -> query answers -> the
-library API -> the CLI.  A module may import its own layer and the layers below it.  Every module
-of the package must be placed; imports are read from the source (function-level imports count,
-``if TYPE_CHECKING:`` blocks do not).
+library API -> the service (HTTP API and web page) -> the CLI.  A module may import its own layer
+and the layers below it.  Every module of the package must be placed; imports are read from the
+source (function-level imports count, ``if TYPE_CHECKING:`` blocks do not).
 """
 
 from __future__ import annotations
@@ -78,6 +78,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("crawler", ("pedigree.crawler.crawl", "pedigree.crawler.hub_server")),
     ("query", ("pedigree.query",)),
     ("library API", ("pedigree.workspace", "pedigree.schedule", "pedigree.demo", "pedigree.zoo")),
+    ("service", ("pedigree.service",)),
     ("CLI", ("pedigree.cli", "pedigree.__main__")),
 ]
 # the package __init__ (lazy re-exports of the public API) and package markers sit on top
