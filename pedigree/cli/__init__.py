@@ -12,7 +12,13 @@ from __future__ import annotations
 import os
 import sys
 
-from pedigree.cli import graph_commands, hub_commands, index_commands  # noqa: F401 - register the commands
+from pedigree.cli import (  # noqa: F401 - register the commands
+    graph_commands,
+    hub_commands,
+    image_commands,
+    index_commands,
+    serve_commands,
+)
 from pedigree.cli.app import app
 
 __all__ = ["app", "main"]

@@ -26,7 +26,9 @@ def create_app(home: str | Path | None = None, *, admin_token: str | None = None
         version=__version__,
         description="What is this model derived from? Lineage answers from the weights themselves.",
     )
+    # order matters: model ids hold slashes, so the routes with a fixed suffix
+    # (``/api/models/{id}/fingerprint.svg``) come before the API's own, and the page last
+    images.install(app, home)
     api.install(app, home, admin_token=admin_token)
-    images.install(app)
     web.install(app)
     return app

@@ -1,0 +1,3 @@
+"""Placeholder: replaced by the module's owner (registers its commands on import)."""
+
+from __future__ import annotations
