@@ -305,3 +305,21 @@ class GGUFCheckpoint(TensorSource):
 def open_gguf_folder(root: str | os.PathLike[str], name: str) -> GGUFCheckpoint:
     """The GGUF checkpoint of file ``name`` in folder ``root``."""
     return GGUFCheckpoint(LocalGGUFFile(root, name))
+
+
+def gguf_weights(names: Iterable[str], path: str) -> str | None:
+    """The ``.gguf`` a folder with these file names is read from: its only weights are one GGUF
+    (safetensors, when present, win); None otherwise."""
+    names = list(names)
+    if any(n.endswith(".safetensors") or n == "model.safetensors.index.json" for n in names):
+        return None
+    return only_gguf(names, path)
+
+
+def open_gguf_checkpoint(root: str | os.PathLike[str]) -> GGUFCheckpoint | None:
+    """The GGUF checkpoint of folder ``root`` when its only weights are one ``.gguf``, else None."""
+    path = Path(root)
+    if not path.is_dir():
+        return None
+    name = gguf_weights((p.name for p in path.iterdir()), str(path))
+    return None if name is None else open_gguf_folder(path, name)

@@ -15,12 +15,15 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from pedigree.errors import CheckpointError
 from pedigree.indexer import safetensors_format as fmt
 from pedigree.indexer.safetensors_format import INDEX_FILE, TensorInfo, check_plain_name
 from pedigree.indexer.sources import DEFAULT_TEXT_LIMIT, TensorSource
+
+if TYPE_CHECKING:
+    from pedigree.indexer.gguf_checkpoint import GGUFCheckpoint
 
 METADATA_FILES = (
     "config.json",
@@ -231,6 +234,9 @@ class LocalCheckpoint(TensorSource):
             os.close(fd)
 
 
-def open_checkpoint(path: str | os.PathLike[str]) -> LocalCheckpoint:
-    """Open a checkpoint folder (``CheckpointError`` if it is not a folder or has no weights)."""
-    return LocalCheckpoint(path)
+def open_checkpoint(path: str | os.PathLike[str]) -> LocalCheckpoint | GGUFCheckpoint:
+    """Open a checkpoint folder (``CheckpointError`` if it is not a folder or has no weights); a
+    folder whose only weights are one ``.gguf`` opens as a GGUF checkpoint."""
+    from pedigree.indexer.gguf_checkpoint import open_gguf_checkpoint  # it imports this module
+
+    return open_gguf_checkpoint(path) or LocalCheckpoint(path)

@@ -28,6 +28,7 @@ from pedigree.indexer.fingerprint import (
     compute_fingerprint,
     fingerprint_version,
 )
+from pedigree.indexer.gguf_checkpoint import GGUFCheckpoint
 from pedigree.indexer.independence.inputs import ModelTensors
 from pedigree.indexer.local_checkpoint import LocalCheckpoint, open_checkpoint
 from pedigree.indexer.pipeline_plan import read_plan
@@ -51,7 +52,7 @@ def is_checkpoint_folder(path: Path) -> bool:
         return False
     names = {p.name for p in path.iterdir()}
     return bool({"config.json", SINGLE_FILE, INDEX_FILE} & names) or any(
-        n.endswith((".safetensors", ".bin")) for n in names
+        n.endswith((".safetensors", ".bin", ".gguf")) for n in names
     )
 
 
@@ -177,7 +178,7 @@ def ingest_checkpoint(
     version = fingerprint_version(dim)
     record = ModelRecord(id=model_id, status=Status.INDEXED, source=str(Path(folder).resolve()))
     existing = store.get_model(model_id)
-    source: LocalCheckpoint | None = None
+    source: LocalCheckpoint | GGUFCheckpoint | None = None
     try:
         source = open_checkpoint(folder)
         record.source_signature = source.stat_signature()
