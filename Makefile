@@ -11,7 +11,7 @@ TORCH ?= torch==2.13.0
 # pyproject.toml's package-dir) from this tree of links, rebuilt by every `make check`.
 TYPECHECK := build/typecheck
 
-.PHONY: install test check quality typecheck demo bench-accuracy clean
+.PHONY: install test check quality typecheck demo serve bench-accuracy clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ test: install check
 
 demo: install
 	$(BIN)/pedigree demo
+
+# the HTTP API (docs at /docs) and the web page over the demo's data folder, on 127.0.0.1:8000
+serve: install
+	$(BIN)/pedigree serve --home pedigree-data
 
 bench-accuracy: install
 	$(BIN)/python -m bench.accuracy

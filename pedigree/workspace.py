@@ -12,6 +12,11 @@ directly and get typed results (:mod:`pedigree.results`, each with ``to_json()``
 
 Opening a workspace costs a DuckDB connection; torch, faiss and the crawler load only when an
 operation needs them (``status`` and ``models`` never do).
+
+A workspace that changed the index (ingest, crawl, refresh, a graph build, a newly stored test)
+publishes a read-only snapshot of the data folder when it closes (:mod:`pedigree.storage.snapshot`);
+the HTTP service reads only snapshots, through ``Workspace(settings, read_only=True)`` over a
+snapshot folder, so a refresh in another process never blocks it.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from pedigree.results import (
     RefreshSummary,
     Related,
     RepoError,
+    RepoReport,
     StatusReport,
 )
 from pedigree.storage.crawl import crawl_counts, finish_run, high_waters, last_runs, start_run
@@ -73,27 +79,65 @@ def _errors(result: CrawlSummary) -> tuple[RepoError, ...]:
 
 
 class Workspace:
-    """One data folder: ``Workspace(settings, create=False)`` refuses a folder with no index."""
+    """One data folder: ``Workspace(settings, create=False)`` refuses a folder with no index.
 
-    def __init__(self, settings: Settings, *, create: bool = True) -> None:
+    ``read_only=True`` opens a published snapshot folder (or any folder) without writing: no
+    migration, FAISS indexes rebuilt in memory when stale (``indexes``: share one such set between
+    workspaces over the same snapshot), comparisons not stored, operations that write refused.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        create: bool = True,
+        read_only: bool = False,
+        indexes: VectorIndexes | None = None,
+    ) -> None:
         self.settings = settings
+        self.read_only = read_only
         if settings.home.exists() and not settings.home.is_dir():
             raise StorageError(f"--home {settings.home} is a file, not a data folder")
-        if not create and not settings.db_path.exists():
+        if (read_only or not create) and not settings.db_path.exists():
             raise StorageError(
                 f"no index at {settings.db_path}: run `pedigree ingest PATH` first (or set --home / PEDIGREE_HOME)"
             )
-        self.store = Store(settings.db_path)
-        self._indexes: VectorIndexes | None = None
+        self.store = Store(settings.db_path, read_only=read_only)
+        self._indexes = indexes
+        self._changed = False  # publish a snapshot on close
 
-    def close(self) -> None:
-        self.store.close()
+    def _writes(self) -> None:
+        """Called by every operation that writes: refused read-only, else published on close."""
+        if self.read_only:
+            raise StorageError(f"{self.settings.home} is open read-only (a published snapshot)")
+        self._changed = True
+
+    def publish(self) -> None:
+        """Publish a snapshot of the data folder now (:func:`pedigree.storage.snapshot.publish_snapshot`)."""
+        from pedigree.storage.snapshot import publish_snapshot
+
+        publish_snapshot(self.store, self.settings.faiss_dir, self.settings.home)
+        self._changed = False
+
+    def close(self, *, publish: bool = True) -> None:
+        """Close the database, publishing a snapshot first if this workspace changed the index."""
+        try:
+            if publish and self._changed:
+                self.publish()
+        finally:
+            self.store.close()
 
     def __enter__(self) -> Workspace:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        if exc[0] is None:
+            self.close()
+            return
+        try:  # an operation failed: what it wrote before failing is published, best effort
+            self.close()
+        except Exception:  # noqa: BLE001 - the operation's own error is the one to report
+            self.store.close()
 
     @cached_property
     def version(self) -> str:
@@ -105,9 +149,14 @@ class Workspace:
     @property
     def indexes(self) -> VectorIndexes:
         if self._indexes is None:
-            from pedigree.storage.vectors import VectorIndexes
+            if self.read_only:
+                from pedigree.storage.snapshot import SnapshotIndexes
 
-            self._indexes = VectorIndexes(self.store, self.settings.faiss_dir, self.settings.vectors)
+                self._indexes = SnapshotIndexes(self.store, self.settings.faiss_dir, self.settings.vectors)
+            else:
+                from pedigree.storage.vectors import VectorIndexes
+
+                self._indexes = VectorIndexes(self.store, self.settings.faiss_dir, self.settings.vectors)
         return self._indexes
 
     # ---- ingest ---------------------------------------------------------------------------
@@ -128,6 +177,7 @@ class Workspace:
         (0: no tests) and rebuild the lineage graph of the families that changed."""
         from pedigree.indexer.pipeline import discover, ingest_checkpoint
 
+        self._writes()
         found = discover(path, model_id)
         outcomes = []
         for position, (found_id, folder) in enumerate(found, start=1):
@@ -170,6 +220,7 @@ class Workspace:
         """List what changed on the Hub (or a mirror) since the last crawl and index it by range reads."""
         from pedigree.crawler.crawl import crawl, resolve_endpoint
 
+        self._writes()
         run = start_run(self.store, "crawl", resolve_endpoint(endpoint))
         try:
             result = crawl(
@@ -197,6 +248,7 @@ class Workspace:
         """crawl -> ingest -> confirm -> graph, recorded as one run."""
         from pedigree.crawler.crawl import crawl, resolve_endpoint
 
+        self._writes()
         run = start_run(self.store, "refresh", resolve_endpoint(endpoint))
         edges_before = self._edge_count()
         try:
@@ -223,6 +275,40 @@ class Workspace:
         errors = _errors(crawled) + untested
         finish_run(self.store, run, RunStatus.OK, counts, [e.to_json() for e in errors])
         return RefreshSummary(run, crawled.endpoint, counts, errors, crawled.high_water, after.graph, crawled.repos)
+
+    def ingest_hub_repo(
+        self,
+        repo_id: str,
+        endpoint: str | None = None,
+        *,
+        token: str | None = None,
+        confirm: int = CONFIRM_CANDIDATES,
+        retry: RetryPolicy | None = None,
+    ) -> RefreshSummary:
+        """Index one Hub repo by id at its current revision (no listing), confirm it and rebuild
+        the graph of its family: a refresh of one repo, recorded as a run of kind ``ingest``."""
+        from pedigree.crawler.crawl import crawl_repo, resolve_endpoint
+        from pedigree.crawler.crawl_one import fetch_listed_repo
+        from pedigree.crawler.http_client import hub_client
+
+        self._writes()
+        endpoint = resolve_endpoint(endpoint)
+        token = token or os.environ.get("HF_TOKEN") or None
+        run = start_run(self.store, "ingest", endpoint)
+        try:
+            with hub_client(token) as client:
+                listed = fetch_listed_repo(client, endpoint, repo_id, token=token, retry=retry)
+                state, outcome = crawl_repo(self.store, endpoint, listed, client=client, token=token, retry=retry)
+            fresh = [outcome] if outcome is not None and outcome.status in (Status.INDEXED, Status.UNCHANGED) else []
+            after = self._after_ingest(fresh, confirm, None) if fresh else IngestResult((), {})
+        except BaseException as error:
+            finish_run(self.store, run, RunStatus.FAILED, {}, [{"error": f"{type(error).__name__}: {error}"}])
+            raise
+        report = RepoReport(state.repo_id, state.sha, state.status, state.reason, state.bytes_read, state.size_bytes)
+        counts = {state.status: 1, "new_models": len(fresh), "pairs_tested": len(after.confirmations)}
+        errors = () if state.status == Status.INDEXED else (RepoError(state.repo_id, state.status, state.reason),)
+        finish_run(self.store, run, RunStatus.OK, counts, [e.to_json() for e in errors])
+        return RefreshSummary(run, endpoint, counts, errors, None, after.graph, (report,))
 
     def _edge_count(self) -> int:
         build = latest_build(self.store, "full")
@@ -269,6 +355,7 @@ class Workspace:
         import pedigree.crawler.remote  # noqa: F401 - registers the reader of crawled (http) sources
         from pedigree.indexer.lineage.build import build_graph
 
+        self._writes()
         return build_graph(self.store, self.version, mode=mode, progress=progress)
 
     def family_graph(self, model_id: str, mode: str = "full") -> nx.DiGraph | None:
@@ -353,7 +440,10 @@ class Workspace:
         from pedigree.indexer.confirm import report_json, tested_pair
         from pedigree.indexer.independence.suite import run_battery
 
-        if record_a is not None and record_b is not None:
+        if record_a is not None and record_b is not None and self.read_only:
+            result = self._tested_read_only(record_a, record_b, hint)
+        elif record_a is not None and record_b is not None:
+            self._changed = True  # the result is stored
             result = tested_pair(self.store, record_a, record_b, hint=hint)
         else:  # an indexed model answers from its stored evidence; only the folder is read
             with ExitStack() as stack:
@@ -362,6 +452,22 @@ class Workspace:
                 result = report_json(run_battery(model_a, model_b, hint=hint))
                 result["tested_as"] = [a, b]
         result["flipped"] = result["tested_as"][0] != a
+        return result
+
+    def _tested_read_only(self, a: ModelRecord, b: ModelRecord, hint: list[tuple[int, int]] | None) -> dict[str, Any]:
+        """The battery on two indexed models' stored evidence files, not stored (read-only: a
+        model whose evidence file is missing is refused rather than captured)."""
+        from pedigree.errors import EvidenceMissingError
+        from pedigree.indexer.confirm import report_json
+        from pedigree.indexer.evidence_store import current_file, open_evidence
+        from pedigree.indexer.independence.suite import run_battery
+
+        for record in (a, b):
+            if current_file(self.store, record) is None:
+                raise EvidenceMissingError(f"{record.id}: no stored evidence to test (read-only index)")
+        with closing(open_evidence(self.store, a)) as model_a, closing(open_evidence(self.store, b)) as model_b:
+            result = report_json(run_battery(model_a, model_b, hint=hint))
+        result["tested_as"] = [a.id, b.id]
         return result
 
     def _folder(self, ref: str) -> str:
