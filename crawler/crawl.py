@@ -239,7 +239,7 @@ def crawl_repo(
         save_crawled(store, crawled_repo)
         return crawled_repo
 
-    if not repo.has_safetensors:
+    if not repo.has_safetensors and not repo.has_torch_weights:
         reason = "pickle weights only (never unpickled)" if repo.pickle_only else "no safetensors weights"
         return state(Status.NO_SAFETENSORS, reason), None
     opened: list[HubCheckpoint] = []

@@ -5,7 +5,10 @@ It is the remote twin of :class:`~indexer.local_checkpoint.LocalCheckpoint` and 
 (:mod:`indexer.safetensors_format`), so a hostile header served over HTTP can only ever produce a
 :class:`~pedigree.errors.CheckpointError`.  Safety rules:
 
-* pickle checkpoints are never downloaded, let alone unpickled; only safetensors are read;
+* pickles are never unpickled: safetensors are read, and with no safetensors PyTorch zip checkpoints
+  (``pytorch_model.bin``), whose ``data.pkl`` the restricted interpreter of
+  :mod:`indexer.torch_zip_format` reads by range (end records, central directory, local headers),
+  a legacy pickle refused by its first bytes;
 * every file's size is known (``HEAD``) before any range of it is trusted, and every read is
   bounded by a span checked against that size; a header costs at most two range reads (a
   speculative first read of 64 KiB covers small headers) and is validated strictly;
@@ -46,8 +49,9 @@ from pedigree.crawler.http_retry import RetryPolicy
 from pedigree.crawler.span_cache import SpanCache, coalesce
 from pedigree.errors import CheckpointError, RepoGoneError
 from pedigree.indexer import safetensors_format as fmt
+from pedigree.indexer import torch_zip_format
 from pedigree.indexer.card import MAX_CARD_BYTES
-from pedigree.indexer.safetensors_format import INDEX_FILE, TensorInfo, check_plain_name
+from pedigree.indexer.safetensors_format import INDEX_FILE, TORCH_INDEX, TensorInfo, check_plain_name
 from pedigree.indexer.sources import DEFAULT_TEXT_LIMIT, MAX_CONFIG_BYTES, TensorSource
 from pedigree.indexer.vocabulary import MAX_TOKENIZER_BYTES, VOCABULARY_FILES
 
@@ -67,7 +71,12 @@ MAX_GAP = 4 * 2**20
 """The largest gap skipped to save a request, however slow the link's round trips."""
 DEFAULT_CONCURRENCY = 8
 """Parallel range requests of one prefetch (the crawler's client allows 4 connections per host)."""
-EARLY_FILES = {"README.md": MAX_CARD_BYTES, "config.json": MAX_CONFIG_BYTES, INDEX_FILE: DEFAULT_TEXT_LIMIT}
+EARLY_FILES = {
+    "README.md": MAX_CARD_BYTES,
+    "config.json": MAX_CONFIG_BYTES,
+    INDEX_FILE: DEFAULT_TEXT_LIMIT,
+    TORCH_INDEX: DEFAULT_TEXT_LIMIT,
+}
 """Small files read by every index and the most bytes fetched of each, requested as soon as a
 source opens (with the first of :data:`~indexer.vocabulary.VOCABULARY_FILES` the revision lists)."""
 _SHA = re.compile(r"^[0-9a-f]{40}$")
@@ -144,10 +153,8 @@ class HubCheckpoint(TensorSource):
             self.close()
             raise
 
-    def _missing_index(self) -> Exception:
-        return RepoGoneError(
-            f"{INDEX_FILE} is listed at this revision but the server does not have it", path=self.label
-        )
+    def _missing_index(self, name: str = INDEX_FILE) -> Exception:
+        return RepoGoneError(f"{name} is listed at this revision but the server does not have it", path=self.label)
 
     # -- accounting -------------------------------------------------------------------------
     @property
@@ -227,6 +234,10 @@ class HubCheckpoint(TensorSource):
         self._weights[file] = rf
         first = bytearray(min(rf.size, SPECULATIVE_HEADER_READ))
         self._http.read_range(rf, 0, memoryview(first), where)
+        if fmt.is_torch_file(file):
+            return torch_zip_format.read_header(
+                rf.size, lambda spans: self._read_spans(file, rf, spans), file=file, path=where, head=bytes(first)
+            )
         n = fmt.header_length(first[:8], rf.size, where)
         if 8 + n <= len(first):
             header = first[8 : 8 + n]
@@ -235,6 +246,24 @@ class HubCheckpoint(TensorSource):
             self._http.read_range(rf, len(first), memoryview(rest), where)
             header = first[8:] + rest
         return fmt.parse_header(header, file_size=rf.size, file=file, path=where)
+
+    def _read_spans(self, file: str, rf: RemoteFile, spans: Sequence[tuple[int, int]]) -> list[bytes]:
+        """Spans of a weight file for a header parse: nearby ones merged into one range request
+        (:data:`PREFETCH_GAP`), the requests in parallel."""
+        groups = coalesce(((file, b, e) for b, e in spans), PREFETCH_GAP, MIN_PART, MAX_COALESCED)
+
+        def fetch(begin: int, end: int) -> bytes:
+            buf = bytearray(end - begin)
+            self._http.read_range(rf, begin, memoryview(buf), self._where(file))
+            return bytes(buf)
+
+        futures = [self._ranges.submit(fetch, b, e) for _, b, e in groups]
+        got = [(b, future.result()) for (_, b, _), future in zip(groups, futures)]
+        out = []
+        for begin, end in spans:
+            start, data = next((s, d) for s, d in got if s <= begin and end <= s + len(d))
+            out.append(data[begin - start : end - start])
+        return out
 
     # -- TensorSource -----------------------------------------------------------------------
     def tensors(self) -> Mapping[str, TensorInfo]:

@@ -41,6 +41,7 @@ from pedigree.crawler.http_fetch import Fetcher
 from pedigree.crawler.http_retry import RetryPolicy
 from pedigree.errors import RateLimitedError, RemoteError, RemoteServerError
 from pedigree.indexer.bounded_json import loads_json
+from pedigree.indexer.safetensors_format import TORCH_INDEX, is_torch_weights
 
 EXPAND = ("sha", "lastModified", "createdAt", "cardData", "siblings", "gated", "private")
 PAGE_SIZE = 1000
@@ -79,9 +80,19 @@ class ListedRepo:
         return any(f.endswith(".safetensors") or f.endswith(".safetensors.index.json") for f in self.files)
 
     @property
+    def has_torch_weights(self) -> bool:
+        """Root ``.bin``/``.pt``/``.pth`` weights (or their index), read as PyTorch zip checkpoints
+        when there are no safetensors (a legacy pickle among them is refused when read)."""
+        return any("/" not in f and (f == TORCH_INDEX or is_torch_weights(f)) for f in self.files)
+
+    @property
     def pickle_only(self) -> bool:
-        return not self.has_safetensors and any(
-            f.endswith((".bin", ".pt", ".pth", ".ckpt", ".pkl")) for f in self.files
+        """Pickle files only, none of them a candidate PyTorch zip checkpoint (``.ckpt``, ``.pkl``,
+        trainer files)."""
+        return (
+            not self.has_safetensors
+            and not self.has_torch_weights
+            and any(f.endswith((".bin", ".pt", ".pth", ".ckpt", ".pkl")) for f in self.files)
         )
 
 

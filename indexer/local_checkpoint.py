@@ -1,8 +1,11 @@
-"""``LocalCheckpoint``: a :class:`~indexer.sources.TensorSource` over a folder of safetensors files.
+"""``LocalCheckpoint``: a :class:`~indexer.sources.TensorSource` over a folder of safetensors files
+(or, with no safetensors, of PyTorch zip checkpoints: ``pytorch_model.bin``, ``*.pt``).
 
-Safety rules: pickle checkpoints are never opened; every header is read as exactly 8 + N bytes
-and validated strictly (:mod:`indexer.safetensors_format`); every read is bounded by the file
-size seen at open time, and a short read (the file shrank) is an error, never a partial tensor.
+Safety rules: pickles are never unpickled - a PyTorch zip checkpoint's ``data.pkl`` is read by
+the restricted interpreter of :mod:`indexer.torch_zip_format` and a legacy pickle is refused by
+its first bytes; every safetensors header is read as exactly 8 + N bytes and validated strictly
+(:mod:`indexer.safetensors_format`); every read is bounded by the file size seen at open time,
+and a short read (the file shrank) is an error, never a partial tensor.
 """
 
 from __future__ import annotations
@@ -13,13 +16,14 @@ import os
 import stat
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 from pedigree.errors import CheckpointError
 from pedigree.indexer import safetensors_format as fmt
-from pedigree.indexer.safetensors_format import INDEX_FILE, TensorInfo, check_plain_name
+from pedigree.indexer import torch_zip_format
+from pedigree.indexer.safetensors_format import TensorInfo, check_plain_name
 from pedigree.indexer.sources import DEFAULT_TEXT_LIMIT, TensorSource
 
 if TYPE_CHECKING:
@@ -114,6 +118,13 @@ class LocalCheckpoint(TensorSource):
 
     def _read_header(self, file: str) -> tuple[dict[str, TensorInfo], dict[str, str]]:
         display = str(self.root / file)
+        if fmt.is_torch_file(file):
+            with self._lock:
+                self._fd(file)
+                size = self._sizes[file]
+            return torch_zip_format.read_header(
+                size, lambda spans: self._pread_spans(file, spans), file=file, path=display
+            )
         with self._lock:
             fd = self._fd(file)
             size = self._sizes[file]
@@ -124,6 +135,14 @@ class LocalCheckpoint(TensorSource):
             _pread_into(fd, memoryview(header), 8, display)
             self.bytes_read += 8 + n
         return fmt.parse_header(header, file_size=size, file=file, path=display)
+
+    def _pread_spans(self, file: str, spans: Sequence[tuple[int, int]]) -> list[bytes]:
+        out = []
+        for begin, end in spans:
+            buf = bytearray(end - begin)
+            self._read_into(file, begin, memoryview(buf))
+            out.append(bytes(buf))
+        return out
 
     # -- file handles -----------------------------------------------------------------------
 
@@ -196,8 +215,8 @@ class LocalCheckpoint(TensorSource):
         (counted in ``bytes_read``); computed once per instance."""
         if self._revision is None:
             names = set(self._files) | {n for n in METADATA_FILES if (self.root / n).is_file()}
-            if self.index is not None:
-                names.add(INDEX_FILE)
+            if self.index_file is not None:
+                names.add(self.index_file)
             entries = [(n, *self._hash_file(n)) for n in sorted(names)]
             blob = json.dumps(entries, separators=(",", ":")).encode()
             self._revision = hashlib.sha256(blob).hexdigest()
@@ -210,8 +229,8 @@ class LocalCheckpoint(TensorSource):
         for a checkpoint whose files have not been touched since it was last indexed.
         """
         names = set(self._files) | {n for n in METADATA_FILES if (self.root / n).is_file()}
-        if self.index is not None:
-            names.add(INDEX_FILE)
+        if self.index_file is not None:
+            names.add(self.index_file)
         entries = []
         for name in sorted(names):
             stat = os.stat(self.root / name)

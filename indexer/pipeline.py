@@ -47,12 +47,12 @@ LayerProgress = Callable[[int, int], None]
 
 
 def is_checkpoint_folder(path: Path) -> bool:
-    """A folder that holds a config.json or safetensors weights (or pickle weights, to reject)."""
+    """A folder that holds a config.json, safetensors or PyTorch weights (a legacy pickle is rejected when read)."""
     if not path.is_dir():
         return False
     names = {p.name for p in path.iterdir()}
     return bool({"config.json", SINGLE_FILE, INDEX_FILE} & names) or any(
-        n.endswith((".safetensors", ".bin", ".gguf")) for n in names
+        n.endswith((".safetensors", ".bin", ".pt", ".pth", ".gguf")) for n in names
     )
 
 

@@ -36,6 +36,14 @@ METADATA_KEY = "__metadata__"
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+TORCH_SINGLE = "pytorch_model.bin"
+TORCH_INDEX = "pytorch_model.bin.index.json"
+TORCH_SUFFIXES = (".bin", ".pt", ".pth")
+"""Weight files read as PyTorch zip checkpoints (:mod:`indexer.torch_zip_format`) when a folder
+has no safetensors; ``.ckpt``/``.pkl`` are not (Lightning and plain pickles hold more than a
+state dict)."""
+TRAINER_FILES = ("training_args.bin", "optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state")
+"""Name starts of trainer files beside the weights (pickles of Python objects, never weights)."""
 
 
 @dataclass(frozen=True)
@@ -317,10 +325,22 @@ def check_plain_name(name: Any, *, what: str, path: str) -> str:
     return name
 
 
+def is_torch_file(name: str) -> bool:
+    """Whether a weight file is read as a PyTorch zip checkpoint (by its name)."""
+    return name.lower().endswith(TORCH_SUFFIXES)
+
+
+def is_torch_weights(name: str) -> bool:
+    """A ``.bin``/``.pt``/``.pth`` name that is not a trainer file (``training_args.bin``, ...)."""
+    return is_torch_file(name) and not name.lower().startswith(TRAINER_FILES)
+
+
 def choose_weight_files(names: list[str], path: str) -> list[str]:
     """Pick the weights among a checkpoint's root file names: ``[INDEX_FILE]`` (sharded; the
-    index wins when present), else ``model.safetensors``, else the only ``*.safetensors``.
-    Pickle-only folders get an error saying they are never read."""
+    index wins when present), else ``model.safetensors``, else the only ``*.safetensors``; with
+    no safetensors, ``[TORCH_INDEX]``, else ``pytorch_model.bin``, else the only other
+    ``.bin``/``.pt``/``.pth`` (PyTorch zip checkpoints; a legacy pickle is refused when read).
+    Folders with only other pickles get an error saying they are never read."""
     if INDEX_FILE in names:
         return [INDEX_FILE]
     if SINGLE_FILE in names:
@@ -333,22 +353,38 @@ def choose_weight_files(names: list[str], path: str) -> list[str]:
         raise CheckpointError(
             f"{len(found)} safetensors files ({', '.join(found[:5])}{more}) but no {INDEX_FILE}", path=path
         )
+    if TORCH_INDEX in names:
+        return [TORCH_INDEX]
+    if TORCH_SINGLE in names:
+        return [TORCH_SINGLE]
+    torch_files = sorted(n for n in names if is_torch_weights(n))
+    if len(torch_files) == 1:
+        return torch_files
+    if torch_files:
+        more = ", ..." if len(torch_files) > 5 else ""
+        raise CheckpointError(
+            f"{len(torch_files)} PyTorch files ({', '.join(torch_files[:5])}{more}) but no {TORCH_INDEX}", path=path
+        )
     if any(n.lower().endswith(PICKLE_SUFFIXES) for n in names):
         raise CheckpointError(
-            "no safetensors weights; pickle checkpoints (pytorch_model.bin) are never read", path=path
+            "no safetensors or PyTorch zip weights; pickle checkpoints (.ckpt, .pkl, trainer files) are never read",
+            path=path,
         )
-    raise CheckpointError("no weights found (no *.safetensors file)", path=path)
+    raise CheckpointError("no weights found (no *.safetensors or pytorch_model.bin file)", path=path)
 
 
-def parse_index(index: Any, path: str) -> dict[str, str]:
-    """The validated ``weight_map`` (tensor -> plain shard file name) of a parsed index."""
+def parse_index(index: Any, path: str, name: str = INDEX_FILE) -> dict[str, str]:
+    """The validated ``weight_map`` (tensor -> plain shard file name) of a parsed index (``name``:
+    the index file, :data:`INDEX_FILE` or :data:`TORCH_INDEX`)."""
     if not isinstance(index, dict) or not isinstance(index.get("weight_map"), dict):
-        raise CheckpointError(f"{INDEX_FILE} has no weight_map object", path=path)
+        raise CheckpointError(f"{name} has no weight_map object", path=path)
     weight_map: dict[str, str] = index["weight_map"]
     if not weight_map:
-        raise CheckpointError(f"{INDEX_FILE} has an empty weight_map", path=path)
-    for name, f in weight_map.items():
-        check_plain_name(f, what=f"shard file of tensor {name[:200]!r}", path=path)
+        raise CheckpointError(f"{name} has an empty weight_map", path=path)
+    for tensor, f in weight_map.items():
+        check_plain_name(f, what=f"shard file of tensor {tensor[:200]!r}", path=path)
+        if name == TORCH_INDEX and not is_torch_file(f):
+            raise CheckpointError(f"{name} names shard {f[:200]!r}, which is not a .bin/.pt/.pth file", path=path)
     return weight_map
 
 

@@ -19,7 +19,7 @@ import torch
 
 from pedigree.errors import CheckpointError
 from pedigree.indexer import safetensors_format as fmt
-from pedigree.indexer.safetensors_format import INDEX_FILE, TensorInfo, check_plain_name
+from pedigree.indexer.safetensors_format import INDEX_FILE, TORCH_INDEX, TensorInfo, check_plain_name
 
 DEFAULT_TEXT_LIMIT = 64 * 2**20
 MAX_CONFIG_BYTES = 4 * 2**20
@@ -37,6 +37,7 @@ class TensorSource(ABC):
     # set by sources that read safetensors headers (:meth:`_load_weight_headers`)
     metadata: dict[str, str]
     index: dict[str, Any] | None
+    index_file: str | None = None  # the shard index read (INDEX_FILE or TORCH_INDEX), if any
     _files: list[str]
 
     @abstractmethod
@@ -92,24 +93,27 @@ class TensorSource(ABC):
         """:meth:`_read_header` of every file (one after the other; remote sources overlap them)."""
         return {f: self._read_header(f) for f in files}
 
-    def _missing_index(self) -> Exception:
-        return CheckpointError(f"{INDEX_FILE} is listed but could not be read", path=self.label)
+    def _missing_index(self, name: str = INDEX_FILE) -> Exception:
+        return CheckpointError(f"{name} is listed but could not be read", path=self.label)
 
     def _load_weight_headers(self, names: list[str], has_file: Callable[[str], bool]) -> Mapping[str, TensorInfo]:
         """Choose the weight files among the checkpoint's root ``names`` (the sharded index first,
-        pickle-only refused), read and validate every header and merge them; sets ``_files``,
-        ``index`` and ``metadata``.  ``has_file`` says whether a shard the index names exists."""
+        safetensors before PyTorch zip files, other pickles refused), read and validate every
+        header and merge them; sets ``_files``, ``index``, ``index_file`` and ``metadata``.
+        ``has_file`` says whether a shard the index names exists.  Shards are read by their name:
+        ``.bin``/``.pt``/``.pth`` as PyTorch zip checkpoints, the rest as safetensors."""
         self._files = fmt.choose_weight_files(names, self.label)
         weight_map = None
-        if self._files == [INDEX_FILE]:
-            self.index = self.read_json(INDEX_FILE)
+        if self._files in ([INDEX_FILE], [TORCH_INDEX]):
+            self.index_file = self._files[0]
+            self.index = self.read_json(self.index_file)
             if self.index is None:
-                raise self._missing_index()
-            weight_map = fmt.parse_index(self.index, self.label)
+                raise self._missing_index(self.index_file)
+            weight_map = fmt.parse_index(self.index, self.label, self.index_file)
             self._files = sorted(set(weight_map.values()))
             for f in self._files:
                 if not has_file(f):
-                    raise CheckpointError(f"shard file {f} listed in {INDEX_FILE} is missing", path=self.label)
+                    raise CheckpointError(f"shard file {f} listed in {self.index_file} is missing", path=self.label)
         headers = self._read_headers(self._files)
         tensors = fmt.merge_shards(headers, weight_map, self.label)
         for _, meta in headers.values():

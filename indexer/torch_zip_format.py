@@ -28,14 +28,7 @@ from pedigree.indexer import zip_archive as zipf
 from pedigree.indexer.restricted_pickle import ITEM_BYTES, MAX_PICKLE_BYTES, read_state_dict
 from pedigree.indexer.safetensors_format import TensorInfo
 
-TORCH_SUFFIXES = (".bin", ".pt", ".pth")
-"""File names read as PyTorch zip checkpoints (``.ckpt``/``.pkl`` are not: Lightning and plain
-pickles hold more than a state dict)."""
-TORCH_SINGLE = "pytorch_model.bin"
-TORCH_INDEX = "pytorch_model.bin.index.json"
-NOT_WEIGHTS = ("training_args.bin", "optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state")
-"""Trainer files beside the weights (pickles of Python objects, never weights)."""
-SNIFF_BYTES = 4
+SNIFF_BYTES = 8
 LOCAL_WINDOW = 192
 """Bytes read after a local header's fixed part and name: torch's padding extra field (at most
 64 + 4 bytes) and a ZIP64 extra field fit."""
@@ -43,16 +36,6 @@ MAX_SMALL_RECORD = 64
 
 SpanReader = Callable[[Sequence[tuple[int, int]]], list[bytes]]
 """Reads a batch of ``[begin, end)`` spans of one file (every span inside the file)."""
-
-
-def is_torch_name(name: str) -> bool:
-    """Whether a weight file name is read as a PyTorch zip checkpoint."""
-    return name.lower().endswith(TORCH_SUFFIXES)
-
-
-def is_weight_name(name: str) -> bool:
-    """A ``.bin``/``.pt``/``.pth`` name that is not a trainer file (``training_args.bin``, ...)."""
-    return is_torch_name(name) and not name.lower().startswith(NOT_WEIGHTS)
 
 
 def sniff(first: bytes, path: str) -> None:

@@ -211,7 +211,8 @@ def write_no_weights(d: Path) -> Path:
 
 
 def write_pickle_only(d: Path) -> Path:
-    """Only ``pytorch_model.bin`` (garbage bytes: it must never be opened, let alone unpickled)."""
+    """Only ``pytorch_model.bin`` holding a legacy (non-zip) pickle: refused by its first bytes,
+    never unpickled (issue 16 reads zip checkpoints)."""
     d = _prepare(d)
     (d / "pytorch_model.bin").write_bytes(b"\x80\x04NOT-A-REAL-PICKLE. never open me")
     return d
@@ -370,7 +371,7 @@ HOSTILE_MESSAGES: dict[str, str] = {
     "huge_shape": "need more than 16 bytes",
     "subbyte_misaligned": "does not fill whole bytes",
     "no_weights": "no weights found",
-    "pickle_only": "pickle checkpoints (pytorch_model.bin) are never read",
+    "pickle_only": "a legacy (non-zip) PyTorch pickle, which is never unpickled",
     "weights_is_directory": "not a regular file",
     "fifo_weights": "not a regular file",
     "ambiguous_shards": "but no model.safetensors.index.json",

@@ -499,7 +499,7 @@ def test_missing_repo_revision_and_files(hub: FaultyHub) -> None:
         with pytest.raises(CheckpointError, match="larger than the 100-byte limit"):
             src.read_bytes("tokenizer.json", max_bytes=100)  # fetched when the source opened: the same limit holds
     with pytest.raises(CheckpointError, match="pickle checkpoints"):
-        HubCheckpoint(hub.url, SINGLE, sha, ["pytorch_model.bin", "config.json"])
+        HubCheckpoint(hub.url, SINGLE, sha, ["model.ckpt", "training_args.bin", "config.json"])
 
 
 def test_files_that_vanish_from_the_server(fresh: FaultyHub) -> None:

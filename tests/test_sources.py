@@ -175,7 +175,10 @@ def test_missing_tensor_named(tmp_path: Path) -> None:
 
 
 def test_pickle_files_are_never_opened(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pickles that are not PyTorch zip candidates (.ckpt, .pkl, trainer files) are never opened."""
     write_pickle_only(tmp_path)
+    (tmp_path / "pytorch_model.bin").rename(tmp_path / "model.ckpt")
+    (tmp_path / "training_args.bin").write_bytes(b"\x80\x04NOT-A-REAL-PICKLE. never open me")
     opened: list[str] = []
     real_os_open, real_open = os.open, builtins.open
 
@@ -191,7 +194,14 @@ def test_pickle_files_are_never_opened(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setattr(builtins, "open", spy_open)
     with pytest.raises(CheckpointError, match="pickle checkpoints"):
         open_checkpoint(tmp_path)
-    assert not any(p.endswith(".bin") for p in opened)
+    assert not any(p.endswith((".bin", ".ckpt")) for p in opened)
+
+
+def test_a_legacy_pickle_is_refused_by_its_first_bytes(tmp_path: Path) -> None:
+    """A pytorch_model.bin that is a legacy (non-zip) pickle: only its first bytes are read."""
+    write_pickle_only(tmp_path)
+    with pytest.raises(CheckpointError, match=r"legacy \(non-zip\) PyTorch pickle"):
+        open_checkpoint(tmp_path)
 
 
 # -- row reads -----------------------------------------------------------------------------
