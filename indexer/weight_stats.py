@@ -12,6 +12,8 @@
   BENCHMARKS.md).
 - ``int8_grid``: fraction of sampled rows lying on a symmetric per-row int8 grid (step =
   max|w|/127), with a tolerance that survives half-precision storage - a quantised round trip.
+  A matrix the checkpoint stores block-quantized (GGUF Q8_0, Q4_0, K-quants: per-block scales,
+  which no per-row grid sees) counts as on the grid.
 - ``attention_norm``: Σ over blocks of ‖W_q,S‖² + ‖W_k,S‖² over the sampled heads S (canonical,
   gains folded).
   Training moves weights by updates roughly orthogonal to them, so the norm grows from parent to
@@ -95,6 +97,9 @@ class StatsAccumulator:
         self.kurtosis.append(qk_spectral_kurtosis(layer, roles.head_dim))
         self.norm += sum(float((m * m).sum(dtype=torch.float64)) for m in (layer.q, layer.k))
         for ref in (roles.up, roles.q):
+            if getattr(self.loader.source.info(ref.name), "quantized", False):
+                self.grid.append(1.0)  # stored block-quantized (a GGUF Q8_0, Q4_K, ...): on its grid by construction
+                continue
             if ref.transpose or ref.parts != 1:
                 rows = self.loader.matrix(ref)[:GRID_ROWS]
             else:  # raw rows (gains not folded), one small range read

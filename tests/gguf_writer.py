@@ -97,5 +97,5 @@ def gguf_folder(source: Path, root: Path, qtype: str) -> Path:
     """A checkpoint folder holding only ``model-{qtype}.gguf`` and a card naming ``source``."""
     root.mkdir(parents=True, exist_ok=True)
     write_llama_gguf(source, root / f"model-{qtype}.gguf", qtype)
-    (root / "README.md").write_text(f"---\nbase_model: {source.parent.name}/{source.name}\n---\n# {qtype} GGUF\n")
+    (root / "README.md").write_text(f"# {source.name} as {qtype} GGUF\n")  # no base_model: direction from the weights
     return root
