@@ -26,6 +26,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "pedigree.indexer.bounded_json",
             "pedigree.indexer.safetensors_format",
+            "pedigree.indexer.zip_archive",
+            "pedigree.indexer.restricted_pickle",
+            "pedigree.indexer.torch_zip_format",
             "pedigree.indexer.sources",
             "pedigree.indexer.local_checkpoint",
             "pedigree.indexer.openers",
