@@ -5,7 +5,7 @@
 //   #/discrepancies         model cards the weights contradict, with suggested card snippets
 //   #/status                the last crawl / refresh runs and what the index holds
 
-import { ApiError, badge, copyText, el, facts, formatLog10p, getJson, modelHref, table } from "./dom.js";
+import { ApiError, badge, copyText, el, facts, formatLog10p, getJson, modelHref, put, table } from "./dom.js";
 import { modelView } from "./model.js";
 import { pairView } from "./pair.js";
 
@@ -42,7 +42,7 @@ export function route(hash) {
 
 async function searchView(root, q, cursor) {
   searchBox.value = q;
-  root.replaceChildren(el("p", { class: "loading" }, "Searching…"));
+  put(root, el("p", { class: "loading" }, "Searching…"));
   const params = new URLSearchParams({ q, limit: "50" });
   if (cursor) params.set("cursor", cursor);
   const answer = await getJson(`/api/models?${params}`);
@@ -62,7 +62,7 @@ async function searchView(root, q, cursor) {
         el(
           "span",
           { class: "result-facts" },
-          [m.architecture, m.declared_base ? `declares ${[].concat(m.declared_base).join(", ")}` : null, m.created_at ? String(m.created_at).slice(0, 10) : null]
+          [m.architecture, [].concat(m.declared_base || []).length ? `declares ${[].concat(m.declared_base).join(", ")}` : null, m.created_at ? String(m.created_at).slice(0, 10) : null]
             .filter(Boolean)
             .join(" · "),
         ),
@@ -72,7 +72,7 @@ async function searchView(root, q, cursor) {
   const next = answer.next
     ? el("p", {}, el("a", { href: `#/search?${new URLSearchParams({ q, cursor: answer.next })}`, class: "button" }, "Next page →"))
     : null;
-  root.replaceChildren(
+  put(root, 
     el("h1", {}, heading),
     el("p", { class: "muted" }, count),
     models.length ? list : el("p", { class: "muted" }, "Nothing matches: try part of an id, e.g. an organisation name."),
@@ -119,7 +119,7 @@ function weightsParents(parents) {
 }
 
 async function discrepanciesView(root) {
-  root.replaceChildren(el("p", { class: "loading" }, "Reading the cards…"));
+  put(root, el("p", { class: "loading" }, "Reading the cards…"));
   const answer = await getJson("/api/discrepancies");
   const items = answer.discrepancies || [];
   const undeclared = answer.undeclared || [];
@@ -137,7 +137,7 @@ async function discrepanciesView(root) {
       ]),
       d.suggested_card ? snippet(d.suggested_card, d.model) : el("p", { class: "muted" }, "No card to suggest: the weights show no parent."),
     );
-  root.replaceChildren(
+  put(root, 
     el("h1", {}, "Cards vs weights"),
     el("p", { class: "muted" }, `Graph build ${answer.graph_build ?? "—"}. Each suggested card snippet can be pasted into the model's README front matter.`),
     el("section", { "aria-labelledby": "d-title" }, el("h2", { id: "d-title" }, `Contradicted (${items.length})`), items.length ? items.map((d) => card(d, KINDS[d.kind] || "")) : el("p", { class: "muted" }, "None.")),
@@ -166,11 +166,11 @@ function counts(map) {
 }
 
 async function statusView(root) {
-  root.replaceChildren(el("p", { class: "loading" }, "Reading the status…"));
+  put(root, el("p", { class: "loading" }, "Reading the status…"));
   const status = await getJson("/api/status");
   const runs = status.runs || [];
   const snapshot = status.snapshot && typeof status.snapshot === "object" ? status.snapshot : null;
-  root.replaceChildren(
+  put(root, 
     el("h1", {}, "Status"),
     el(
       "div",
@@ -217,7 +217,7 @@ async function statusView(root) {
 function showError(root, error) {
   const message = error instanceof ApiError ? error.message : `Something went wrong: ${error && error.message ? error.message : error}`;
   const hint = error instanceof ApiError && error.status === 404 ? " Search for it instead?" : "";
-  root.replaceChildren(el("h1", {}, error instanceof ApiError && error.status === 404 ? "Not found" : "Error"), el("p", { class: "error", role: "alert" }, message + hint));
+  put(root, el("h1", {}, error instanceof ApiError && error.status === 404 ? "Not found" : "Error"), el("p", { class: "error", role: "alert" }, message + hint));
 }
 
 function markNavigation(view) {
@@ -233,6 +233,7 @@ async function render() {
   const token = ++renderToken;
   const where = route(location.hash);
   markNavigation(where.view);
+  if (where.view !== "search") searchBox.value = "";
   const root = el("div", { class: "view", "data-view": where.view });
   main.replaceChildren(root);
   main.setAttribute("aria-busy", "true");

@@ -24,11 +24,17 @@ function fill(node, attrs, children) {
       node.setAttribute(name, value === true ? "" : String(value));
     }
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
     node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
   return node;
+}
+
+/** Replace the children of ``root`` (nested arrays flattened; null, undefined and false left out). */
+export function put(root, ...children) {
+  root.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
+  return root;
 }
 
 /** An API error with the server's one-line message and the HTTP status. */
@@ -98,7 +104,7 @@ export function table(caption, headers, rows, attrs = {}) {
     el(
       "tbody",
       {},
-      rows.map((cells) => el("tr", {}, cells.map((c) => el("td", {}, c)))),
+      rows.map((cells) => el("tr", {}, cells.map((c, k) => el("td", { "data-label": headers[k] || null }, c)))),
     ),
   );
 }

@@ -2,7 +2,7 @@
 // lineage (/api/models/{id}/lineage: parents with relation, confidence, log10 p and evidence in
 // plain words; ancestors; children; relatives), its fingerprint image and the family tree.
 
-import { badge, el, facts, fixed, formatLog10p, getJson, modelHref, modelPath, pairHref, shortName, table } from "./dom.js";
+import { badge, el, facts, fixed, formatLog10p, getJson, modelHref, modelPath, pairHref, put, shortName, table } from "./dom.js";
 import { evidenceText } from "./evidence.js";
 import { familyTree } from "./tree.js";
 
@@ -77,10 +77,15 @@ function configFacts(detail) {
 }
 
 function cardBlock(detail) {
-  const card = detail.card_text ?? detail.card;
-  if (card === null || card === undefined || card === "") return null;
-  const text = typeof card === "string" ? card : JSON.stringify(card, null, 2);
-  return el("details", { class: "card" }, el("summary", {}, "Model card"), el("pre", {}, text));
+  const card = detail.card;
+  if (!card || (typeof card === "object" && !Object.keys(card).length)) return null;
+  const text =
+    typeof card === "string"
+      ? card
+      : Object.entries(card)
+          .map(([key, value]) => `${key}: ${Array.isArray(value) ? value.join(", ") : typeof value === "object" && value !== null ? JSON.stringify(value) : value}`)
+          .join("\n");
+  return el("details", { class: "card" }, el("summary", {}, "Model card (front matter)"), el("pre", {}, text));
 }
 
 function familySection(model, family, navigate) {
@@ -97,7 +102,7 @@ function familySection(model, family, navigate) {
 
 /** Render the model page for ``model`` into ``root``; ``navigate(id)`` opens another model. */
 export async function modelView(root, model, navigate) {
-  root.replaceChildren(el("p", { class: "loading" }, `Loading ${model}…`));
+  put(root, el("p", { class: "loading" }, `Loading ${model}…`));
   const path = modelPath(model);
   const [detail, lineage, family] = await Promise.all([
     getJson(path),
@@ -119,7 +124,7 @@ export async function modelView(root, model, navigate) {
     ["revision", detail.revision || null],
     ["family", answer.family_size ? `${answer.family_size} models` : null],
   ]);
-  root.replaceChildren(
+  put(root, 
     el("h1", { class: "model-id" }, el("span", { class: "org" }, model.includes("/") ? model.slice(0, model.lastIndexOf("/") + 1) : ""), shortName(model)),
     el(
       "div",

@@ -1,7 +1,7 @@
 // The pair page: two models compared (/api/compare) - the fingerprint score, the layer map as a
 // heatmap (block i of A against block j of B, coloured by cosine) and each test's log10 p.
 
-import { el, facts, fixed, formatLog10p, getJson, modelHref, modelPath, svg, table } from "./dom.js";
+import { el, facts, fixed, formatLog10p, getJson, modelHref, modelPath, put, svg, table } from "./dom.js";
 
 // viridis at 9 stops: a perceptual palette, readable in grey and by most colour-blind readers
 const VIRIDIS = ["#440154", "#472d7b", "#3b528b", "#2c728e", "#21918c", "#28ae80", "#5ec962", "#addc30", "#fde725"];
@@ -130,7 +130,7 @@ function verdict(result) {
 
 /** Render the pair page for models a and b into ``root``. */
 export async function pairView(root, a, b) {
-  root.replaceChildren(el("p", { class: "loading" }, "Comparing…"));
+  put(root, el("p", { class: "loading" }, "Comparing…"));
   const result = await getJson(`/api/compare?a=${encodeURIComponent(a)}&b=${encodeURIComponent(b)}`);
   const withLocal = (result.tests || []).filter(
     (t) => t.detail && Array.isArray(t.detail.localized) && t.detail.localized.length && Array.isArray(t.detail.localized[0]),
@@ -148,7 +148,7 @@ export async function pairView(root, a, b) {
     ),
   );
   const layers = Array.isArray(result.layers) ? result.layers : [null, null];
-  root.replaceChildren(
+  put(root, 
     el("h1", {}, "Pair"),
     el("p", { class: "pair-ids" }, "A ", el("a", { href: modelHref(a) }, a), " · B ", el("a", { href: modelHref(b) }, b)),
     verdict(result),

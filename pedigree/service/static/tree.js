@@ -95,8 +95,14 @@ function drawEdge(e, placed) {
     : `M${x1},${y1} C${x1},${mid} ${x2},${mid} ${x2},${y2}`;
   const classes = ["edge", e.directed === false ? "undirected" : "", e.relation === "merge" ? "merge" : ""];
   const label = `${e.relation} · ${formatLog10p(e.log10_p)}`;
-  const lx = (x1 + x2) / 2;
-  const ly = sameRow ? y1 + 46 : mid;
+  // the label sits three quarters of the way down the curve, near its child: the edges of a
+  // parent with many children fan out there, so their labels do not pile up at one height
+  const t = sameRow ? 0.5 : 0.72;
+  const u = 1 - t;
+  const cy1 = sameRow ? y1 + 60 : mid;
+  const cy2 = sameRow ? y2 + 60 : mid;
+  const lx = u * u * u * x1 + 3 * u * u * t * x1 + 3 * u * t * t * x2 + t * t * t * x2;
+  const ly = u * u * u * y1 + 3 * u * u * t * cy1 + 3 * u * t * t * cy2 + t * t * t * y2;
   return svg(
     "g",
     { class: classes.join(" ").trim(), "data-source": e.source, "data-target": e.target },
@@ -158,7 +164,8 @@ function interactive(canvas, viewport, bounds, focus) {
     if (view.k < 0.55 && focus) {
       view.k = 0.8;
       view.x = w / 2 - (focus.x + NODE_W / 2) * view.k;
-      view.y = h / 2 - (focus.y + NODE_H / 2) * view.k;
+      const tall = bounds.height * view.k > h - 2 * pad;
+      view.y = tall ? h / 2 - (focus.y + NODE_H / 2) * view.k : (h - bounds.height * view.k) / 2;
     } else {
       view.x = (w - bounds.width * view.k) / 2;
       view.y = (h - bounds.height * view.k) / 2;
