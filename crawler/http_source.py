@@ -67,6 +67,9 @@ MIN_PART = 2**20
 """A prefetch batch is spread over the connections in requests of at least this many bytes."""
 PREFETCH_GAP = 64 * 1024
 """Row spans closer than this are always read by one request (a request costs more than 64 KiB)."""
+HEADER_GAP = 4096
+"""Header spans closer than this are read by one request (a zip entry's data descriptor and the
+next local header are adjacent; tensors in between are skipped unless they are this small)."""
 MAX_GAP = 4 * 2**20
 """The largest gap skipped to save a request, however slow the link's round trips."""
 DEFAULT_CONCURRENCY = 8
@@ -248,9 +251,9 @@ class HubCheckpoint(TensorSource):
         return fmt.parse_header(header, file_size=rf.size, file=file, path=where)
 
     def _read_spans(self, file: str, rf: RemoteFile, spans: Sequence[tuple[int, int]]) -> list[bytes]:
-        """Spans of a weight file for a header parse: nearby ones merged into one range request
-        (:data:`PREFETCH_GAP`), the requests in parallel."""
-        groups = coalesce(((file, b, e) for b, e in spans), PREFETCH_GAP, MIN_PART, MAX_COALESCED)
+        """Spans of a weight file for a header parse (a zip's local headers): those closer than
+        :data:`HEADER_GAP` merged into one range request, the requests in parallel."""
+        groups = coalesce(((file, b, e) for b, e in spans), HEADER_GAP, MIN_PART, MAX_COALESCED)
 
         def fetch(begin: int, end: int) -> bytes:
             buf = bytearray(end - begin)
