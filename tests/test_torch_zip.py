@@ -5,8 +5,12 @@ without unpickling (the restricted reader of ``indexer.torch_zip_format``)."""
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
+import struct
+import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -148,3 +152,42 @@ def test_refresh_indexes_a_repo_whose_weights_are_only_a_bin(root: Path, tmp_pat
     (edge,) = answer["parents"] + answer["siblings"]
     assert edge["id"] == SOURCE and edge["relation"] == "copy"
     assert edge["evidence"]["directed"] == ("time" in edge["evidence"]["signals"])
+
+
+def zip64_archive(entries: list[tuple[str, bytes]]) -> bytes:
+    """A stored archive as torch writes files over 4 GiB, small: every size and offset in ZIP64
+    extra fields (0xFFFFFFFF in the 32-bit ones), 8-byte data descriptors, a ZIP64 end record and
+    locator before an end record of 0xFFFF counts."""
+    out, records = bytearray(), []
+    for name, data in entries:
+        offset, raw, crc = len(out), name.encode(), zlib.crc32(data)
+        extra = struct.pack("<HHQQ", 1, 16, len(data), len(data))
+        out += struct.pack("<IHHHHHIIIHH", 0x04034B50, 45, 8, 0, 0, 0, 0, 2**32 - 1, 2**32 - 1, len(raw), len(extra))
+        out += raw + extra + data + struct.pack("<IIQQ", 0x08074B50, crc, len(data), len(data))
+        big = struct.pack("<HHQQQ", 1, 24, len(data), len(data), offset)
+        records.append(
+            struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 45, 45, 8, 0, 0, 0, crc, 2**32 - 1, 2**32 - 1, len(raw),
+                        len(big), 0, 0, 0, 0, 2**32 - 1) + raw + big
+        )  # fmt: skip
+    directory, start = b"".join(records), len(out)
+    out += directory
+    end = len(out)
+    out += struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, 45, 45, 0, 0, len(entries), len(entries), len(directory), start)
+    out += struct.pack("<IIQI", 0x07064B50, 0, end, 1)
+    return bytes(out + struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 0xFFFF, 0xFFFF, 2**32 - 1, 2**32 - 1, 0))
+
+
+def test_a_zip64_archive_reads_like_the_plain_one(tmp_path: Path) -> None:
+    state = {"a": torch.arange(12, dtype=torch.bfloat16).reshape(3, 4), "b": torch.tensor([1.5, -2.0])}
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    with zipfile.ZipFile(buf) as z:  # the records as bytes, never unpickled
+        entries = [(i.filename, z.read(i)) for i in z.infolist()]
+    blob = zip64_archive(entries)
+    with zipfile.ZipFile(io.BytesIO(blob)) as z:
+        assert z.testzip() is None  # a valid archive by Python's own reader
+    (tmp_path / "model.pt").write_bytes(blob)
+    with LocalCheckpoint(tmp_path) as ck:
+        assert ck.files == ["model.pt"]
+        for name, expected in state.items():
+            assert torch.equal(ck.read(name), expected)
