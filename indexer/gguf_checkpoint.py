@@ -17,6 +17,7 @@ import hashlib
 import json
 import math
 import os
+import stat
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -31,7 +32,6 @@ from pedigree.errors import CheckpointError
 from pedigree.indexer import gguf_names
 from pedigree.indexer.gguf_format import GGMLType, GGUFHeader, parse_gguf
 from pedigree.indexer.gguf_quant import QUANTIZED, check_supported, dequantize
-from pedigree.indexer.local_checkpoint import _open_regular, _pread_into
 from pedigree.indexer.safetensors_format import TensorInfo, check_plain_name
 from pedigree.indexer.sources import DEFAULT_TEXT_LIMIT, TensorSource
 
@@ -39,6 +39,33 @@ SUFFIX = ".gguf"
 SYNTHESISED = ("config.json", "tokenizer.json")
 _OTHER_VOCABULARIES = ("vocab.json", "vocab.txt", "tokenizer.model")
 _HASH_CHUNK = 8 * 2**20
+
+
+def _open_regular(path: Path) -> tuple[int, int]:
+    """(fd, size) of a regular file opened read-only without blocking on a FIFO (a local twin of
+    :mod:`indexer.local_checkpoint`'s, which dispatches to this module and so cannot be imported)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except OSError as e:
+        raise CheckpointError(f"cannot open: {e.strerror}", path=str(path)) from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise CheckpointError("is not a regular file", path=str(path))
+    return fd, st.st_size
+
+
+def _pread_into(fd: int, buf: memoryview, offset: int, display: str) -> None:
+    """Fill all of ``buf`` from ``offset``; a short read (the file shrank) is an error."""
+    done = 0
+    while done < len(buf):
+        try:
+            n = os.preadv(fd, [buf[done:]], offset + done)
+        except OSError as e:
+            raise CheckpointError(f"read failed at byte {offset + done}: {e.strerror}", path=display) from None
+        if n == 0:
+            raise CheckpointError(f"file ended at byte {offset + done} (it shrank after it was opened)", path=display)
+        done += n
 
 
 @dataclass(frozen=True)

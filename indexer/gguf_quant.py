@@ -24,6 +24,7 @@ with a one-line :class:`~pedigree.errors.CheckpointError` naming it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -67,7 +68,7 @@ def _scale_min_k4(scales: U8Array) -> tuple[F32Array, F32Array]:
     return sc.astype(np.float32), mn.astype(np.float32)
 
 
-def _k_quant(blocks: U8Array, q: npt.NDArray[np.uint8]) -> F32Array:
+def _k_quant(blocks: U8Array, q: npt.NDArray[Any]) -> F32Array:
     """x = d*sc*q - dmin*m over 8 sub-blocks of 32, ``q`` shaped (blocks, 8, 32)."""
     d, dmin = _half(blocks, 0), _half(blocks, 2)
     sc, mn = _scale_min_k4(blocks[:, 4:16])
@@ -102,7 +103,8 @@ def _q6_k(blocks: U8Array) -> F32Array:
     q = (low | (high << 4)).astype(np.float32) - 32.0  # (n, 2 halves, 4 quarters, 32)
     scales = blocks[:, 192:208].view(np.int8).astype(np.float32).reshape(n, 16)
     d = _half(blocks, 208)
-    return (d * scales).repeat(16, axis=1) * q.reshape(n, 256)
+    out: F32Array = (d * scales).repeat(16, axis=1) * q.reshape(n, 256)
+    return out
 
 
 _DEQUANT: dict[str, Callable[[U8Array], F32Array]] = {
