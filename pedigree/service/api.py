@@ -46,6 +46,7 @@ from pedigree.service.snapshots import NoSnapshotError, SnapshotReader, reader_f
 from pedigree.types import Status
 from pedigree.workspace import Workspace
 
+SNAPSHOT_HEADER = "X-Pedigree-Snapshot"  # the snapshot an answer was read from
 MAX_RELATED = 100
 MAX_RUNS = 100
 Mode = Annotated[str, Query(pattern="^(full|time|weights)$", description="Evidence used: full, time or weights.")]
@@ -100,11 +101,12 @@ class Answers:
 
     def json(self, request: Request, answer: Callable[[Workspace], Any], *, cached: bool = False) -> Response:
         with self.reader.workspace() as (ws, facts):
-            tag = etag_of(facts["version"], request) if cached else None
-            if tag is not None and tag in _tags(request.headers.get("if-none-match")):
-                return Response(status_code=304, headers={"ETag": tag, "Cache-Control": "no-cache"})
+            headers = {SNAPSHOT_HEADER: facts["name"]}
+            if cached:
+                headers |= {"ETag": etag_of(facts["version"], request), "Cache-Control": "no-cache"}
+                if headers["ETag"] in _tags(request.headers.get("if-none-match")):
+                    return Response(status_code=304, headers=headers)
             content = finite(answer(ws))
-        headers = {"ETag": tag, "Cache-Control": "no-cache"} if tag else {}
         return JSONResponse(content, headers=headers)
 
 
@@ -188,16 +190,13 @@ def install(app: FastAPI, home: str | os.PathLike[str] | None = None, *, admin_t
         if format == "json":
             return answers.json(request, lambda ws: family_json(ws, model_id, mode), cached=True)
         with reader.workspace() as (ws, facts):
-            tag = etag_of(facts["version"], request)
-            if tag in _tags(request.headers.get("if-none-match")):
-                return Response(status_code=304, headers={"ETag": tag})
+            headers = {SNAPSHOT_HEADER: facts["name"], "ETag": etag_of(facts["version"], request)}
+            headers["Cache-Control"] = "no-cache"
+            if headers["ETag"] in _tags(request.headers.get("if-none-match")):
+                return Response(status_code=304, headers=headers)
             body = family_file(ws, model_id, format, mode)
-        disposition = f'attachment; filename="{download_name(model_id, format)}"'
-        return Response(
-            body,
-            media_type=GRAPH_FORMATS[format],
-            headers={"ETag": tag, "Cache-Control": "no-cache", "Content-Disposition": disposition},
-        )
+        headers["Content-Disposition"] = f'attachment; filename="{download_name(model_id, format)}"'
+        return Response(body, media_type=GRAPH_FORMATS[format], headers=headers)
 
     @app.get("/api/models/{model_id:path}", tags=["models"], summary="A model: status, config, card, declared base")
     def model(request: Request, model_id: str) -> Response:
