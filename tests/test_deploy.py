@@ -129,6 +129,7 @@ def test_compose_runs_serve_and_schedule_on_one_data_volume():
         assert service["build"] == {"context": "..", "dockerfile": "deploy/Dockerfile"}, name
     assert list(spec["volumes"]) == ["pedigree-data"]
     _, (_, runtime) = dockerfile()
+    assert services["serve"]["command"] == exec_form(runtime.last("CMD")), "the image's default command"
     assert services["serve"]["healthcheck"]["test"] == ["CMD", *healthcheck(runtime)[1]]
     assert services["schedule"]["healthcheck"] == {"disable": True}
     assert services["schedule"]["stop_signal"] == "SIGINT"
