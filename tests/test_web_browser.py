@@ -358,3 +358,55 @@ def test_an_unknown_model_says_so_on_the_page(page: Watched, base_url: str):
     assert "nobody/no-such-model" in view.locator("p.error").inner_text()
     # the 404 answer is the expected one; nothing else failed
     assert [p for p in page.problems if "404" not in p and "Failed to load resource" not in p] == []
+
+
+def _link(source: str, target: str, relation: str, log10_p: float | None) -> dict:
+    return {"source": source, "target": target, "relation": relation, "confidence": 0.9, "log10_p": log10_p}
+
+
+LATENT = "latent:org/base#1"
+LATENT_FAMILY = {  # org/base -> an ancestor that is not indexed -> org/left, org/right
+    "nodes": [
+        {"id": "org/base", "latent": False, "root": True},
+        {"id": LATENT, "latent": True, "root": False},
+        {"id": "org/left", "latent": False, "root": False},
+        {"id": "org/right", "latent": False, "root": False},
+    ],
+    "links": [
+        {**_link("org/base", LATENT, "ancestor", None), "directed": True},
+        {**_link(LATENT, "org/left", "finetune", -40.0), "directed": True},
+        {**_link(LATENT, "org/right", "finetune", -41.0), "directed": True},
+    ],
+}
+
+
+def test_the_tree_draws_an_unseen_ancestor_dashed_and_labelled(page: Watched, base_url: str, shots):
+    """The small zoo has no latent node, so the page's own tree module draws a family that has one
+    (the node-link shape pedigree.query.graph gives an ancestor that is not indexed)."""
+    view = page.open(base_url, "#/status")
+    drawn = view.evaluate(
+        """async (graph) => {
+          const { familyTree } = await import("/static/tree.js");
+          const tree = familyTree(graph, "org/left", () => {});
+          document.querySelector("main").append(tree);
+          await new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)));
+          const latent = tree.querySelector('g.node[data-id="latent:org/base#1"]');
+          const rows = [...tree.querySelectorAll("g.node")].map((n) => [n.dataset.id, n.transform.baseVal[0].matrix.f]);
+          return {
+            latentClass: latent.getAttribute("class"),
+            latentText: latent.textContent,
+            dash: getComputedStyle(latent.querySelector("rect")).strokeDasharray,
+            focusable: latent.hasAttribute("tabindex"),
+            current: tree.querySelector("g.node.current").dataset.id,
+            y: Object.fromEntries(rows),
+          };
+        }""",
+        LATENT_FAMILY,
+    )
+    assert "latent" in drawn["latentClass"] and "unseen ancestor" in drawn["latentText"]
+    assert drawn["dash"] not in ("", "none") and not drawn["focusable"]
+    assert drawn["current"] == "org/left"
+    y = drawn["y"]  # layered: the base above its unseen descendant, above the two children
+    assert y["org/base"] < y["latent:org/base#1"] < y["org/left"] == y["org/right"]
+    view.locator("div.tree").last.screenshot(path=str(shots[0] / "tree-latent.png"))
+    assert page.problems == []

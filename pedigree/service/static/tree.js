@@ -80,7 +80,7 @@ function edgeTitle(e) {
   return `${e.source} → ${e.target}: ${e.relation}${direction}${confidence}, log10 p ${formatLog10p(e.log10_p)}`;
 }
 
-function drawEdge(e, placed) {
+function drawEdge(e, placed, inDegree) {
   const from = placed.get(e.source);
   const to = placed.get(e.target);
   if (!from || !to) return null;
@@ -94,10 +94,11 @@ function drawEdge(e, placed) {
     ? `M${x1},${y1} C${x1},${y1 + 60} ${x2},${y2 + 60} ${x2},${y2}`
     : `M${x1},${y1} C${x1},${mid} ${x2},${mid} ${x2},${y2}`;
   const classes = ["edge", e.directed === false ? "undirected" : "", e.relation === "merge" ? "merge" : ""];
-  const label = `${e.relation} · ${formatLog10p(e.log10_p)}`;
+  const label = e.log10_p === null || e.log10_p === undefined ? e.relation : `${e.relation} · ${formatLog10p(e.log10_p)}`;
   // the label sits three quarters of the way down the curve, near its child: the edges of a
   // parent with many children fan out there, so their labels do not pile up at one height
-  const t = sameRow ? 0.5 : 0.72;
+  // (a child with several parents, e.g. a merge, takes its labels halfway, where its edges are apart)
+  const t = sameRow || (inDegree.get(e.target) || 0) > 1 ? 0.5 : 0.72;
   const u = 1 - t;
   const cy1 = sameRow ? y1 + 60 : mid;
   const cy2 = sameRow ? y2 + 60 : mid;
@@ -231,7 +232,9 @@ export function familyTree(graph, current, navigate) {
   const ids = nodes.map((n) => n.id);
   const { placed, width, height } = layout(ids, edges);
   const viewport = svg("g", { class: "viewport" });
-  viewport.append(...edges.map((e) => drawEdge(e, placed)).filter(Boolean));
+  const inDegree = new Map();
+  for (const e of edges) inDegree.set(e.target, (inDegree.get(e.target) || 0) + 1);
+  viewport.append(...edges.map((e) => drawEdge(e, placed, inDegree)).filter(Boolean));
   viewport.append(...nodes.map((n) => drawNode(n, placed.get(n.id), current, navigate)));
   const canvas = svg(
     "svg",
