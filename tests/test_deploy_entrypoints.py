@@ -163,8 +163,12 @@ def test_serve_command_is_healthy_for_the_image_probe_and_stops_on_sigterm(
         assert probe.returncode == 0, probe.stderr
         models = httpx.get(f"{served.url}/api/models", params={"q": "qwen-lab/"}, timeout=30)
         assert models.status_code == 200 and NEW_MODEL_SOURCE in {m["id"] for m in models.json()["models"]}
-        refused = httpx.post(f"{served.url}/api/admin/refresh", timeout=30)
-        assert refused.status_code == 401, refused.text  # the env file's token is required
+        # the env file's PEDIGREE_ADMIN_TOKEN reached serve: required, checked, accepted
+        jobs = f"{served.url}/api/admin/jobs/no-such-job"
+        assert httpx.post(f"{served.url}/api/admin/refresh", timeout=30).status_code == 401
+        assert httpx.get(jobs, headers={"Authorization": "Bearer wrong"}, timeout=30).status_code == 403
+        accepted = httpx.get(jobs, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30)
+        assert accepted.status_code == 404 and "no job" in accepted.json()["error"], accepted.text
     finally:
         code = served.stop()
     served.assert_stopped_cleanly(code)
@@ -245,15 +249,6 @@ def test_refresh_unit_runs_once_against_the_hub_while_serve_answers(home: Path, 
     assert poller.requests > 0 and poller.failures == []
     served.assert_stopped_cleanly(code)
     assert NEW_MODEL in indexed_ids(home) and refresh_runs(home)[-1] == ("refresh", "ok")
-
-
-def test_refresh_unit_alone_indexes_the_new_hub_model(home: Path, hub: HubServer, tmp_path: Path):
-    """The timer's service on its own (no API running): exit 0 and the data folder changed."""
-    before = indexed_ids(home)
-    done = run_refresh_unit(home, hub, tmp_path / "refresh.log")
-    assert done.returncode == 0, (tmp_path / "refresh.log").read_text(errors="replace")[-3000:]
-    assert indexed_ids(home) == before | {NEW_MODEL}
-    assert refresh_runs(home) == [("refresh", "ok")]
 
 
 def _lines(stream: IO[bytes], into: queue.Queue[str]) -> None:
