@@ -249,6 +249,8 @@ def local_extent(head: bytes, e: Entry, path: str) -> int:
     """Bytes from ``e.offset`` to the end of its local header (``head`` holds its first 30)."""
     if len(head) < LOCAL_SIZE:
         raise _err(f"entry {e.name!r}: local header cut short at offset {e.offset}", path)
+    nlen: int
+    xlen: int
     nlen, xlen = struct.unpack_from("<HH", head, 26)
     return LOCAL_SIZE + nlen + xlen
 
