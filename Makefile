@@ -11,7 +11,7 @@ TORCH ?= torch==2.13.0
 # pyproject.toml's package-dir) from this tree of links, rebuilt by every `make check`.
 TYPECHECK := build/typecheck
 
-.PHONY: install test check quality typecheck demo serve bench-accuracy clean
+.PHONY: install test check quality typecheck demo vendor-swagger-ui serve bench-accuracy clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,16 @@ demo: install
 # the HTTP API (docs at /docs) and the web page over the demo's data folder, on 127.0.0.1:8000
 serve: install
 	$(BIN)/pedigree serve --home pedigree-data
+
+# Swagger UI for /docs, vendored into package data from the npm registry (no CDN at run time)
+SWAGGER_UI_VERSION ?= 5.35.0
+vendor-swagger-ui:
+	rm -rf build/swagger-ui && mkdir -p build/swagger-ui
+	cd build/swagger-ui && npm pack -q swagger-ui-dist@$(SWAGGER_UI_VERSION) && tar xzf swagger-ui-dist-*.tgz
+	cd build/swagger-ui/package && cp swagger-ui-bundle.js swagger-ui-bundle.js.LICENSE.txt swagger-ui.css LICENSE NOTICE \
+		$(CURDIR)/pedigree/service/static/vendor/swagger-ui/
+	echo "swagger-ui-dist $(SWAGGER_UI_VERSION) from the npm registry (make vendor-swagger-ui)" \
+		> pedigree/service/static/vendor/swagger-ui/VERSION
 
 bench-accuracy: install
 	$(BIN)/python -m bench.accuracy
