@@ -263,3 +263,20 @@ def test_gguf_quantizations_are_quantized_children_of_their_source(
         answer = ws.query(copy)  # a bit-for-bit copy in F16: no signal says which came first
         links = answer.parents + answer.children + answer.siblings
         assert [(link.id, link.relation) for link in links] == [("llama-lab/tiny-llama-s1", "copy")]
+
+
+def test_a_gguf_repo_reads_the_same_over_http_range_requests(ggufs: dict[str, Path], tmp_path: Path) -> None:
+    from pedigree.crawler.http_gguf import open_hub_gguf
+    from pedigree.crawler.hub_server import HubServer
+
+    shutil.copytree(ggufs["Q4_0"], tmp_path / "ggufers" / "q4")
+    with HubServer(tmp_path) as server, opened(ggufs["Q4_0"]) as local:
+        repo = server.store.get("ggufers/q4")
+        with open_hub_gguf(server.url, "ggufers/q4", repo.sha, list(repo.files)) as remote:
+            assert set(remote.tensors()) == set(local.tensors())
+            for name in local.tensors():
+                assert torch.equal(remote.read_rows(name, 0, 3), local.read_rows(name, 0, 3))
+            assert remote.read_json("config.json") == local.read_json("config.json")
+            assert remote.read_bytes("README.md") == (ggufs["Q4_0"] / "README.md").read_bytes()
+            assert remote.read_bytes("tokenizer.model") is None
+            assert remote.revision() == repo.sha
