@@ -25,12 +25,15 @@ from pedigree.errors import CheckpointError
 MAX_PICKLE_BYTES = 64 * 2**20
 """The largest data.pkl read (a 400 B-parameter shard's is a few MB)."""
 MAX_MEMO = 1_000_000
-MAX_STACK = 1_000_000
+MAX_STACK = 100_000
+MAX_CONTAINERS = 600_000
+"""Most containers one data.pkl may build (torch builds about four per tensor); each is kept
+alive while the reader runs, so this bounds its memory whatever the file's length."""
 MAX_MARKS = 64
 MAX_DEPTH = 32
 """Deepest container nesting (torch's state dicts nest 3 deep)."""
 MAX_STRING = 64 * 1024
-MAX_TENSORS = 200_000
+MAX_TENSORS = 100_000
 MAX_DIMS = 16
 
 STORAGE_DTYPES = {
@@ -179,6 +182,8 @@ class _Reader:
         nothing here walks a container recursively, so cycles and stale depths are harmless)."""
         deepest = max((self.depth.get(id(v), 0) for v in items), default=0)
         if id(container) not in self.depth:
+            if len(self.keep) >= MAX_CONTAINERS:
+                raise self.fail(f"more than {MAX_CONTAINERS} containers")
             self.keep.append(container)
         level = max(self.depth.get(id(container), 1), deepest + 1)
         if level > MAX_DEPTH:

@@ -36,7 +36,7 @@ MAX_COMMENT = 0xFFFF
 TAIL_BYTES = EOCD_SIZE + MAX_COMMENT + ZIP64_LOCATOR_SIZE + ZIP64_EOCD_SIZE
 """Bytes at the end of a file that always hold the EOCD, the ZIP64 locator and the ZIP64 record
 (when the record sits right before its locator, as every writer puts it)."""
-MAX_ENTRIES = 200_000
+MAX_ENTRIES = 100_000
 """More entries than any checkpoint shard has (a 1 T-parameter MoE shard holds a few thousand)."""
 MAX_CENTRAL_BYTES = 32 * 2**20
 """The largest central directory read."""
