@@ -119,8 +119,12 @@ CASES: dict[str, Case] = {
         lambda f: f["served"],
     ),
     "status": Case(lambda f: ["status", "--home", str(f["home"])], {"runs", "high_water", "crawl", "models"}),
+    "fingerprint-image": Case(
+        lambda f: ["fingerprint-image", f["child"], "-o", str(f["tmp"] / "picture.svg"), "--home", str(f["home"])],
+        {"model", "file", "format", "bytes", "width", "height", "blocks"},
+    ),
 }
-PROCESS_COMMANDS = {"hub serve", "schedule"}  # blocking: tested as processes below
+PROCESS_COMMANDS = {"hub serve", "schedule", "serve"}  # blocking: tested as processes below
 
 
 def test_every_command_has_a_case():
@@ -240,3 +244,30 @@ def test_schedule_starts_then_stops_on_ctrl_c(fixtures: dict, as_json: bool):
         _, err = _interrupt(process)
     assert "refresh scheduled '0 2 * * *'" in err
     assert json.loads((home / "schedule.json").read_text())["cron"] == "0 2 * * *"
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_serve_answers_then_stops_on_ctrl_c(fixtures: dict, as_json: bool):
+    """``pedigree serve`` prints its address (one JSON line under --json), answers the API and the
+    page, and stops on Ctrl-C without a traceback."""
+    process = _process("serve", "--port", "0", "--home", str(fixtures["home"]), *(["--json"] if as_json else []))
+    try:
+        first = process.stdout.readline()
+        url = json.loads(first)["url"] if as_json else first.split(" at ")[1].split()[0]
+        assert url.startswith("http://127.0.0.1:"), first
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                listed = httpx.get(f"{url}/api/models?q={fixtures['child']}", timeout=10)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "serve did not answer"
+                time.sleep(0.2)
+        assert listed.status_code == 200, listed.text
+        assert fixtures["child"] in {m["id"] for m in listed.json()["models"]}
+        assert httpx.get(f"{url}/", timeout=10).status_code == 200
+    finally:
+        if process.poll() is None and not process.stdout.closed:
+            _interrupt(process)
+    if not as_json:
+        check_text(first, [])

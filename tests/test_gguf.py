@@ -25,19 +25,21 @@ from pedigree.indexer.vocabulary import read_vocabulary
 from pedigree.workspace import Workspace
 from tests.gguf_writer import gguf_folder, source_tensors, write_llama_gguf
 
-ZOO = Path(__file__).resolve().parents[1] / ".zoo-cache" / "small"
-SOURCE = ZOO / "llama-lab" / "tiny-llama-s1"
-OTHER = ZOO / "llama-lab" / "tiny-llama-s2"
+SOURCE_ID, OTHER_ID = "llama-lab/tiny-llama-s1", "llama-lab/tiny-llama-s2"
 QTYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0")
 TYPE = {t.name: t for t in GGML_TYPES.values()}
 
-pytestmark = pytest.mark.skipif(not SOURCE.is_dir(), reason="small zoo not built (pedigree zoo build)")
+
+@pytest.fixture(scope="session")
+def source(small_zoo: Path) -> Path:
+    """The zoo Llama every GGUF here is made from (the session's zoo fixture builds it when missing)."""
+    return small_zoo / SOURCE_ID
 
 
 @pytest.fixture(scope="session")
-def ggufs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def ggufs(source: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("gguf")
-    return {q: gguf_folder(SOURCE, root / f"tiny-llama-s1-{q}", q) for q in QTYPES}
+    return {q: gguf_folder(source, root / f"tiny-llama-s1-{q}", q) for q in QTYPES}
 
 
 def opened(folder: Path) -> GGUFCheckpoint:
@@ -55,8 +57,8 @@ def block_bound(reference: np.ndarray, qtype: str) -> np.ndarray:
 
 
 @pytest.mark.parametrize("qtype", QTYPES)
-def test_rows_read_equal_the_source(ggufs: dict[str, Path], qtype: str) -> None:
-    reference = source_tensors(SOURCE)
+def test_rows_read_equal_the_source(ggufs: dict[str, Path], source: Path, qtype: str) -> None:
+    reference = source_tensors(source)
     with opened(ggufs[qtype]) as source:
         assert set(source.tensors()) == set(reference)
         for name, info in source.tensors().items():
@@ -76,9 +78,9 @@ def test_rows_read_equal_the_source(ggufs: dict[str, Path], qtype: str) -> None:
                 assert np.all(np.abs(got.numpy() - want) <= block_bound(want, qtype)), name
 
 
-def test_metadata_gives_config_and_vocabulary(ggufs: dict[str, Path]) -> None:
-    config = json.loads((SOURCE / "config.json").read_text())
-    reference = read_vocabulary(LocalCheckpoint(SOURCE))
+def test_metadata_gives_config_and_vocabulary(ggufs: dict[str, Path], source: Path) -> None:
+    config = json.loads((source / "config.json").read_text())
+    reference = read_vocabulary(LocalCheckpoint(source))
     with opened(ggufs["Q8_0"]) as source:
         built = source.read_json("config.json")
         for key in ("hidden_size", "num_hidden_layers", "intermediate_size", "num_attention_heads"):
@@ -99,8 +101,8 @@ def test_only_the_blocks_of_the_rows_asked_are_read(ggufs: dict[str, Path]) -> N
         assert source.bytes_read - before == 2 * info.row_nbytes
 
 
-def test_an_unsupported_type_is_refused_naming_it(tmp_path: Path) -> None:
-    write_llama_gguf(SOURCE, tmp_path / "model.gguf", "Q4_1")
+def test_an_unsupported_type_is_refused_naming_it(source: Path, tmp_path: Path) -> None:
+    write_llama_gguf(source, tmp_path / "model.gguf", "Q4_1")
     with opened(tmp_path) as source:
         with pytest.raises(CheckpointError, match="ggml type Q4_1, which pedigree does not decode"):
             source.read_rows("model.layers.0.self_attn.q_proj.weight", 0, 1)
@@ -235,11 +237,11 @@ def test_q8_0_and_q4_0_agree_with_the_writers_quantizer() -> None:
 
 
 def test_gguf_quantizations_are_quantized_children_of_their_source(
-    ggufs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+    ggufs: dict[str, Path], small_zoo: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     root = tmp_path_factory.mktemp("gguf-ingest")
     models = root / "models"
-    for folder in (SOURCE, OTHER):
+    for folder in (small_zoo / SOURCE_ID, small_zoo / OTHER_ID):
         shutil.copytree(folder, models / "llama-lab" / folder.name)
     for qtype in ("F16", "Q8_0", "Q4_0"):
         shutil.copytree(ggufs[qtype], models / "ggufers" / ggufs[qtype].name)

@@ -57,4 +57,4 @@ def fingerprint_image(
             f"wrote {out} ({summary['format']}, {summary['width']} x {summary['height']}, "
             f"{picture.blocks} blocks, {len(body)} bytes)"
         )
-        render.stdout().print(render.plain(line), soft_wrap=True)  # one line, however long the path
+        render.show(render.plain(line))  # wrapped at the terminal's width, as `graph export` does

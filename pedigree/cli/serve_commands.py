@@ -66,7 +66,10 @@ def serve_command(
         if as_json:
             render.emit_json({"url": url, "home": str(settings.home), "snapshot": message}, line=True)
         else:
-            render.show(f"pedigree serving {settings.home} at {url} (API docs at {url}/docs; Ctrl-C stops)")
+            # the address first, on a line of its own (it fits 80 columns; scripts read it)
+            render.show(
+                f"pedigree serving at {url}", f"data folder {settings.home}", f"API docs at {url}/docs; Ctrl-C stops"
+            )
             render.stderr().print(message, soft_wrap=True)
         config = uvicorn.Config(
             create_app(settings.home), log_level="warning", access_log=access_log, timeout_graceful_shutdown=5
