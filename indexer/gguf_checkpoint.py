@@ -17,7 +17,6 @@ import hashlib
 import json
 import math
 import os
-import stat
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -32,40 +31,14 @@ from pedigree.errors import CheckpointError
 from pedigree.indexer import gguf_names
 from pedigree.indexer.gguf_format import GGMLType, GGUFHeader, parse_gguf
 from pedigree.indexer.gguf_quant import QUANTIZED, check_supported, dequantize
+from pedigree.indexer.local_files import open_regular, pread_into, read_small_file
 from pedigree.indexer.safetensors_format import TensorInfo, check_plain_name
-from pedigree.indexer.sources import DEFAULT_TEXT_LIMIT, TensorSource
+from pedigree.indexer.sources import DEFAULT_TEXT_LIMIT, TensorSource, check_row_bounds
 
 SUFFIX = ".gguf"
 SYNTHESISED = ("config.json", "tokenizer.json")
 _OTHER_VOCABULARIES = ("vocab.json", "vocab.txt", "tokenizer.model")
 _HASH_CHUNK = 8 * 2**20
-
-
-def _open_regular(path: Path) -> tuple[int, int]:
-    """(fd, size) of a regular file opened read-only without blocking on a FIFO (a local twin of
-    :mod:`indexer.local_checkpoint`'s, which dispatches to this module and so cannot be imported)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    except OSError as e:
-        raise CheckpointError(f"cannot open: {e.strerror}", path=str(path)) from None
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        os.close(fd)
-        raise CheckpointError("is not a regular file", path=str(path))
-    return fd, st.st_size
-
-
-def _pread_into(fd: int, buf: memoryview, offset: int, display: str) -> None:
-    """Fill all of ``buf`` from ``offset``; a short read (the file shrank) is an error."""
-    done = 0
-    while done < len(buf):
-        try:
-            n = os.preadv(fd, [buf[done:]], offset + done)
-        except OSError as e:
-            raise CheckpointError(f"read failed at byte {offset + done}: {e.strerror}", path=display) from None
-        if n == 0:
-            raise CheckpointError(f"file ended at byte {offset + done} (it shrank after it was opened)", path=display)
-        done += n
 
 
 @dataclass(frozen=True)
@@ -136,31 +109,22 @@ class LocalGGUFFile:
         self.label = str(self.root)
         self.bytes_read = 0
         self._lock = threading.Lock()
-        self._fd, self.size = _open_regular(self.root / name)
+        self._fd, self.size = open_regular(self.root / name)
 
     def read(self, begin: int, end: int) -> bytes:
         if not 0 <= begin <= end <= self.size:
             raise CheckpointError(f"span [{begin}, {end}) is outside the file (size {self.size})", path=self.label)
         buf = bytearray(end - begin)
         with self._lock:
-            _pread_into(self._fd, memoryview(buf), begin, str(self.root / self.name))
+            pread_into(self._fd, memoryview(buf), begin, str(self.root / self.name))
             self.bytes_read += len(buf)
         return bytes(buf)
 
     def read_side(self, filename: str, max_bytes: int) -> bytes | None:
-        path = self.root / filename
-        if not os.path.lexists(path):
-            return None
-        fd, size = _open_regular(path)
-        try:
-            if size > max_bytes:
-                raise CheckpointError(f"is {size} bytes, larger than the {max_bytes}-byte limit", path=str(path))
-            buf = bytearray(size)
-            _pread_into(fd, memoryview(buf), 0, str(path))
-            self.bytes_read += size
-            return bytes(buf)
-        finally:
-            os.close(fd)
+        data = read_small_file(self.root / filename, max_bytes)
+        if data is not None:
+            self.bytes_read += len(data)
+        return data
 
     def prefetch(self, spans: list[tuple[int, int]]) -> None:
         """Nothing to do locally."""
@@ -174,13 +138,13 @@ class LocalGGUFFile:
         return out
 
     def _hash(self, name: str) -> str:
-        fd, size = _open_regular(self.root / name)
+        fd, size = open_regular(self.root / name)
         try:
             h = hashlib.sha256()
             buf = bytearray(min(_HASH_CHUNK, size))
             for off in range(0, size, _HASH_CHUNK):
                 mv = memoryview(buf)[: min(_HASH_CHUNK, size - off)]
-                _pread_into(fd, mv, off, str(self.root / name))
+                pread_into(fd, mv, off, str(self.root / name))
                 h.update(mv)
             self.bytes_read += size
             return h.hexdigest()
@@ -285,13 +249,7 @@ class GGUFCheckpoint(TensorSource):
 
     def read_rows(self, name: str, start: int, stop: int) -> torch.Tensor:
         t = self.gguf_info(name)
-        for v in (start, stop):
-            if not isinstance(v, int) or isinstance(v, bool):
-                raise TypeError(f"row bounds must be ints, got {v!r}")
-        if not 0 <= start <= stop <= t.rows:
-            raise CheckpointError(
-                f"rows [{start}, {stop}) out of range for tensor {name!r} with {t.rows} rows", path=self.label
-            )
+        check_row_bounds(name, start, stop, t.rows, self.label)
         check_supported(t.ggml_type, f"tensor {t.gguf_name!r}", self.label)
         a, b, begin, end = self._stored_span(t, start, stop)
         per_row = math.prod(t.shape[1:])

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import stat
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Self
 from pedigree.errors import CheckpointError
 from pedigree.indexer import safetensors_format as fmt
 from pedigree.indexer import torch_zip_format
+from pedigree.indexer.local_files import open_regular, pread_into, read_small_file
 from pedigree.indexer.safetensors_format import TensorInfo, check_plain_name
 from pedigree.indexer.sources import DEFAULT_TEXT_LIMIT, TensorSource
 
@@ -44,45 +44,6 @@ METADATA_FILES = (
 """Files besides the weights whose size and time make up a folder's stat signature."""
 _HASH_CHUNK = 8 * 2**20
 _MAX_OPEN_FILES = 8
-
-
-def _open_regular(path: Path, expect_size: int | None = None) -> tuple[int, int]:
-    """Open ``path`` read-only without blocking on FIFOs; return ``(fd, size)`` of a regular file
-    (whose size must be ``expect_size`` when given)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    except OSError as e:
-        raise CheckpointError(f"cannot open: {e.strerror}", path=str(path)) from None
-    st = os.fstat(fd)
-    problem = None if stat.S_ISREG(st.st_mode) else "is not a regular file"
-    if problem is None and expect_size not in (None, st.st_size):
-        problem = f"size changed from {expect_size} to {st.st_size} bytes since it was opened"
-    if problem:
-        os.close(fd)
-        raise CheckpointError(problem, path=str(path))
-    return fd, st.st_size
-
-
-def _pread_into(fd: int, buf: memoryview, offset: int, display: str) -> None:
-    """Fill all of ``buf`` from ``offset``; a short read is an error."""
-    done = 0
-    while done < len(buf):
-        try:
-            if hasattr(os, "preadv"):
-                n = os.preadv(fd, [buf[done:]], offset + done)
-            else:  # pragma: no cover - non-POSIX fallback
-                chunk = os.pread(fd, len(buf) - done, offset + done)
-                n = len(chunk)
-                buf[done : done + n] = chunk
-        except OSError as e:
-            raise CheckpointError(f"read failed at byte {offset + done}: {e.strerror}", path=display) from None
-        if n == 0:
-            raise CheckpointError(
-                f"file ended at byte {offset + done} while reading [{offset}, {offset + len(buf)}) "
-                "(it shrank after it was opened)",
-                path=display,
-            )
-        done += n
 
 
 class LocalCheckpoint(TensorSource):
@@ -129,10 +90,10 @@ class LocalCheckpoint(TensorSource):
             fd = self._fd(file)
             size = self._sizes[file]
             first8 = bytearray(min(8, size))
-            _pread_into(fd, memoryview(first8), 0, display)
+            pread_into(fd, memoryview(first8), 0, display)
             n = fmt.header_length(first8, size, display)
             header = bytearray(n)
-            _pread_into(fd, memoryview(header), 8, display)
+            pread_into(fd, memoryview(header), 8, display)
             self.bytes_read += 8 + n
         return fmt.parse_header(header, file_size=size, file=file, path=display)
 
@@ -152,7 +113,7 @@ class LocalCheckpoint(TensorSource):
             if fd is not None:
                 self._fds.move_to_end(file)
                 return fd
-            fd, self._sizes[file] = _open_regular(self.root / file, self._sizes.get(file))
+            fd, self._sizes[file] = open_regular(self.root / file, self._sizes.get(file))
             self._fds[file] = fd
             while len(self._fds) > _MAX_OPEN_FILES:
                 os.close(self._fds.popitem(last=False)[1])
@@ -187,24 +148,15 @@ class LocalCheckpoint(TensorSource):
     def _read_into(self, file: str, begin: int, buf: memoryview) -> None:
         self._check_span(file, begin, begin + len(buf))
         with self._lock:  # an fd evicted from the cache mid-read could be reused by the OS
-            _pread_into(self._fd(file), buf, begin, str(self.root / file))
+            pread_into(self._fd(file), buf, begin, str(self.root / file))
             self.bytes_read += len(buf)
 
     def read_bytes(self, filename: str, max_bytes: int = DEFAULT_TEXT_LIMIT) -> bytes | None:
         check_plain_name(filename, what="metadata file", path=self.label)
-        path = self.root / filename
-        if not os.path.lexists(path):
-            return None
-        fd, size = _open_regular(path)
-        try:
-            if size > max_bytes:
-                raise CheckpointError(f"is {size} bytes, larger than the {max_bytes}-byte limit", path=str(path))
-            buf = bytearray(size)
-            _pread_into(fd, memoryview(buf), 0, str(path))
-            self.bytes_read += size
-            return bytes(buf)
-        finally:
-            os.close(fd)
+        data = read_small_file(self.root / filename, max_bytes)
+        if data is not None:
+            self.bytes_read += len(data)
+        return data
 
     # -- identity ---------------------------------------------------------------------------
 
@@ -239,13 +191,13 @@ class LocalCheckpoint(TensorSource):
 
     def _hash_file(self, name: str) -> tuple[int, str]:
         display = str(self.root / name)
-        fd, size = _open_regular(self.root / name, self._sizes.get(name))  # own fd: no cache race
+        fd, size = open_regular(self.root / name, self._sizes.get(name))  # own fd: no cache race
         try:
             h = hashlib.sha256()
             buf = bytearray(min(_HASH_CHUNK, size))
             for off in range(0, size, _HASH_CHUNK):
                 mv = memoryview(buf)[: min(_HASH_CHUNK, size - off)]
-                _pread_into(fd, mv, off, display)
+                pread_into(fd, mv, off, display)
                 h.update(mv)
             self.bytes_read += size
             return size, h.hexdigest()

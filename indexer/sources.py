@@ -29,6 +29,15 @@ the label names of 21k classes about 1 MB); a larger one fails the model rather 
 costing hundreds of MB and every later read of the record."""
 
 
+def check_row_bounds(name: str, start: int, stop: int, rows: int, label: str) -> None:
+    """``TypeError`` unless both bounds are ints; ``CheckpointError`` unless 0 <= start <= stop <= rows."""
+    for v in (start, stop):
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise TypeError(f"row bounds must be ints, got {v!r}")
+    if not 0 <= start <= stop <= rows:
+        raise CheckpointError(f"rows [{start}, {stop}) out of range for tensor {name!r} with {rows} rows", path=label)
+
+
 class TensorSource(ABC):
     """A checkpoint I can read tensors from (local folder now; HTTP range requests later)."""
 
@@ -136,13 +145,7 @@ class TensorSource(ABC):
         """Rows ``[start, stop)`` of dim 0 as one contiguous read; shape
         ``(stop - start, *shape[1:])`` (a scalar counts as one row)."""
         t = self.info(name)
-        for v in (start, stop):
-            if not isinstance(v, int) or isinstance(v, bool):
-                raise TypeError(f"row bounds must be ints, got {v!r}")
-        if not 0 <= start <= stop <= t.rows:
-            raise CheckpointError(
-                f"rows [{start}, {stop}) out of range for tensor {name!r} with {t.rows} rows", path=self.label
-            )
+        check_row_bounds(name, start, stop, t.rows, self.label)
         if t.row_bits % 8:
             raise CheckpointError(f"rows of {t.dtype} tensor {name!r} are not byte-aligned", path=self.label)
         rb = t.row_nbytes

@@ -34,6 +34,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "pedigree.indexer.gguf_names",
             "pedigree.indexer.gguf_checkpoint",
             "pedigree.indexer.sources",
+            "pedigree.indexer.local_files",
             "pedigree.indexer.local_checkpoint",
             "pedigree.indexer.openers",
             "pedigree.indexer.vocabulary",
