@@ -167,13 +167,14 @@ def test_distance_falls_as_cosine_rises(
 
 
 def invoke(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(cli_app, list(args), terminal_width=200)
+    result = runner.invoke(cli_app, list(args), terminal_width=200, env={"COLUMNS": "200"})
     return result.exit_code, result.stdout, result.stderr
 
 
 def test_cli_writes_png_and_svg(indexed_home: Path, tmp_path: Path, pictures: dict[str, fi.FingerprintPicture]) -> None:
     png, svg = tmp_path / "s1.png", tmp_path / "s1.SVG"
     code, out, _ = invoke("fingerprint-image", ROOT_MODEL, "-o", str(png), "--home", str(indexed_home))
+    # one line at 200 columns (it wraps at the terminal's width: the 80-column case is in test_cli_commands)
     assert code == 0 and out.startswith(f"wrote {png} (png, 176 x 208, 4 blocks")
     assert png.read_bytes() == fi.png_bytes(pictures[ROOT_MODEL])
     code, out, _ = invoke(
