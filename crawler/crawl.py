@@ -12,6 +12,9 @@ and keeps the state:
   with its reason, and the next run lists again (a failure of the first page fails the run);
 - each repo is pinned to the sha it was listed at; a repo already crawled at that sha to a final
   status costs nothing (no request at all);
+- a repo whose weights are one ``.gguf`` (no safetensors, no PyTorch weights) is read from it by
+  range requests (:mod:`.http_gguf`) under the same byte budget and deadlines; several ``.gguf``
+  files (quantization variants, split files) are ``unsupported`` with their names;
 - gated / private (401, 403), deleted (404), pickle-only and unsupported repos are recorded with
   their reason and retried only when their sha changes; transient failures (rate limits, 5xx,
   cut bodies, after the retries) are recorded as ``retry`` and taken up by the next run;
@@ -32,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from pedigree.crawler.http_client import hub_client
+from pedigree.crawler.http_gguf import HubGGUFCheckpoint, HubGGUFFile
 from pedigree.crawler.http_retry import RetryPolicy
 from pedigree.crawler.http_source import HubCheckpoint
 from pedigree.crawler.listing import ListedRepo, listing_pages
@@ -210,6 +214,12 @@ def _summary(store: Store, endpoint: str, run: _Run) -> CrawlSummary:
 ERROR_STATUS = {"GatedRepoError": Status.GATED, "RepoGoneError": Status.GONE}
 
 
+def gguf_variants(names: tuple[str, ...]) -> str:
+    """Why a repo with several root ``.gguf`` files is not read (their first names shown)."""
+    shown = ", ".join(n[:100] for n in names[:5]) + (", ..." if len(names) > 5 else "")
+    return f"{len(names)} GGUF files ({shown}); pedigree reads a repo whose weights are one .gguf"
+
+
 def crawl_repo(
     store: Store,
     endpoint: str,
@@ -239,12 +249,21 @@ def crawl_repo(
         save_crawled(store, crawled_repo)
         return crawled_repo
 
-    if not repo.has_safetensors and not repo.has_torch_weights:
+    if repo.gguf_only and len(repo.gguf_files) > 1:
+        return state(Status.UNSUPPORTED, f"unsupported: {gguf_variants(repo.gguf_files)}"), None
+    if not repo.has_safetensors and not repo.has_torch_weights and not repo.gguf_only:
         reason = "pickle weights only (never unpickled)" if repo.pickle_only else "no safetensors weights"
         return state(Status.NO_SAFETENSORS, reason), None
-    opened: list[HubCheckpoint] = []
+    opened: list[HubCheckpoint | HubGGUFFile] = []
 
-    def open_source() -> HubCheckpoint:
+    def open_source() -> HubCheckpoint | HubGGUFCheckpoint:
+        if repo.gguf_only:  # the budget is set from the file's HEAD, before its header is read
+            file = HubGGUFFile(
+                endpoint, repo.repo_id, repo.sha or "main", repo.files, token=token, client=client, retry=retry
+            )
+            opened.append(file)
+            file.budget_bytes = int(budget_factor * file.weight_bytes) + METADATA_ALLOWANCE
+            return HubGGUFCheckpoint(file)
         source = HubCheckpoint(
             endpoint, repo.repo_id, repo.sha or "main", repo.files, token=token, client=client, retry=retry
         )

@@ -4,12 +4,19 @@
 Same rules as :mod:`.http_source`: the file's size comes from a ``HEAD`` before any range of it is
 trusted, every range is checked against it and is a strict ``206`` (:class:`~.http_fetch.Fetcher`),
 small files beside the weights are read only when the revision lists them and their ``HEAD`` size
-is within the reader's limit.  The header is read in growing chunks (64 KiB first) by the GGUF
-parser; the rows a stage is about to read are prefetched as coalesced spans into a bounded cache.
+is within the reader's limit; a ``HEAD`` answered for another commit than the one asked for is
+:class:`~pedigree.errors.RepoGoneError`.  The header is read in growing chunks (64 KiB first) by the
+GGUF parser; the rows a stage is about to read are prefetched as coalesced spans into a bounded cache.
+
+A crawl bounds a GGUF repo as it bounds a safetensors one (:mod:`.crawl`): the byte budget is set
+from the file's ``HEAD`` size before its header is read, the metadata phase runs under the model's
+base deadline, and :meth:`HubGGUFCheckpoint.limit_reads` shrinks both to the read plan.
 """
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
@@ -17,8 +24,10 @@ from urllib.parse import quote
 import httpx
 
 from pedigree.crawler.http_client import hub_client
+from pedigree.crawler.http_deadline import Deadlines
 from pedigree.crawler.http_fetch import Fetcher, RemoteFile
 from pedigree.crawler.http_retry import RetryPolicy
+from pedigree.crawler.http_source import PLAN_ALLOWANCE, PLAN_MARGIN
 from pedigree.crawler.span_cache import SpanCache, coalesce
 from pedigree.errors import CheckpointError, RepoGoneError
 from pedigree.indexer.gguf_checkpoint import GGUFCheckpoint, only_gguf
@@ -28,6 +37,7 @@ MAX_REQUEST = 256 * 2**20
 GAP = 64 * 1024
 """Row spans closer than this are fetched by one request."""
 CONCURRENCY = 8
+_SHA = re.compile(r"^[0-9a-f]{40}$")
 
 
 class HubGGUFFile:
@@ -44,6 +54,8 @@ class HubGGUFFile:
         client: httpx.Client | None = None,
         budget_bytes: int | None = None,
         retry: RetryPolicy | None = None,
+        own_client: bool | None = None,
+        deadlines: Deadlines | None = None,
     ) -> None:
         self.endpoint, self.repo_id, self.commit = endpoint.rstrip("/"), repo_id, revision
         self.label = f"{self.endpoint}/{repo_id}@{revision}"
@@ -52,7 +64,7 @@ class HubGGUFFile:
         if found is None:
             raise CheckpointError("no .gguf file at the repo root", path=self.label)
         self.name = found
-        self._own_client = client is None
+        self._own_client = client is None if own_client is None else own_client
         self._client = client if client is not None else hub_client(token)
         self._http = Fetcher(
             self._client,
@@ -61,10 +73,16 @@ class HubGGUFFile:
             retry=retry or RetryPolicy(),
             budget=budget_bytes,
             label=self.label,
+            deadlines=deadlines,
         )
+        self._http.start_clock(self._http.deadlines.model_base)  # the metadata phase: HEAD, header, card
         self._cache = SpanCache(CACHE_LIMIT, MAX_REQUEST)
         self._pool = ThreadPoolExecutor(max_workers=CONCURRENCY, thread_name_prefix="hub-gguf")
-        rf = self._head(self.name)
+        try:
+            rf = self._head(self.name)
+        except BaseException:
+            self.close()
+            raise
         if rf is None:
             self.close()
             raise RepoGoneError("the .gguf is listed at this revision but the server does not have it", path=self.label)
@@ -80,6 +98,27 @@ class HubGGUFFile:
     def requests(self) -> int:
         return self._http.requests
 
+    @property
+    def weight_bytes(self) -> int:
+        """The ``.gguf``'s size (from its ``HEAD``)."""
+        return self.size
+
+    @property
+    def budget_bytes(self) -> int | None:
+        """The cap on body bytes this file may receive (None: no cap)."""
+        return self._http.budget
+
+    @budget_bytes.setter
+    def budget_bytes(self, value: int | None) -> None:
+        self._http.budget = value
+
+    def limit_reads(self, planned: int) -> None:
+        """Bound the rest of this model by its read plan exactly as
+        :meth:`~.http_source.HubCheckpoint.limit_reads` does (bytes and wall clock)."""
+        allowed = self.bytes_read + PLAN_MARGIN * max(0, planned) + PLAN_ALLOWANCE
+        self.budget_bytes = allowed if self.budget_bytes is None else min(self.budget_bytes, allowed)
+        self._http.model_deadline = time.monotonic() + self._http.deadlines.for_model(planned)
+
     def _url(self, file: str) -> str:
         return (
             f"{self.endpoint}/{quote(self.repo_id, safe='/')}/resolve/"
@@ -87,7 +126,18 @@ class HubGGUFFile:
         )
 
     def _head(self, file: str) -> RemoteFile | None:
-        return self._http.head(file, self._url(file), f"{self.label}/{file}")
+        where = f"{self.label}/{file}"
+        rf = self._http.head(file, self._url(file), where)
+        if (
+            rf is not None
+            and rf.commit
+            and _SHA.match(self.commit.lower())
+            and rf.commit.lower() != self.commit.lower()
+        ):
+            raise RepoGoneError(
+                f"asked for revision {self.commit} but the server answered with commit {rf.commit}", path=where
+            )
+        return rf
 
     def read(self, begin: int, end: int) -> bytes:
         if not 0 <= begin <= end <= self.size:
@@ -134,8 +184,37 @@ class HubGGUFFile:
             self._client.close()
 
 
+class HubGGUFCheckpoint(GGUFCheckpoint):
+    """A GGUF checkpoint read from a Hub repo: :class:`GGUFCheckpoint` with the crawler's
+    accounting and bounds (``budget_bytes``, ``weight_bytes``, ``requests``, ``limit_reads``)."""
+
+    file: HubGGUFFile
+
+    def __init__(self, file: HubGGUFFile) -> None:
+        super().__init__(file)  # type: ignore[arg-type]  # bytes_read is a read-only property here
+
+    @property
+    def budget_bytes(self) -> int | None:
+        return self.file.budget_bytes
+
+    @budget_bytes.setter
+    def budget_bytes(self, value: int | None) -> None:
+        self.file.budget_bytes = value
+
+    @property
+    def weight_bytes(self) -> int:
+        return self.file.weight_bytes
+
+    @property
+    def requests(self) -> int:
+        return self.file.requests
+
+    def limit_reads(self, planned: int) -> None:
+        self.file.limit_reads(planned)
+
+
 def open_hub_gguf(
     endpoint: str, repo_id: str, revision: str, files: Sequence[str], **options: object
-) -> GGUFCheckpoint:
+) -> HubGGUFCheckpoint:
     """The GGUF checkpoint of a repo revision whose weights are one ``.gguf``."""
-    return GGUFCheckpoint(HubGGUFFile(endpoint, repo_id, revision, files, **options))  # type: ignore[arg-type]
+    return HubGGUFCheckpoint(HubGGUFFile(endpoint, repo_id, revision, files, **options))  # type: ignore[arg-type]

@@ -86,6 +86,17 @@ class ListedRepo:
         return any("/" not in f and (f == TORCH_INDEX or is_torch_weights(f)) for f in self.files)
 
     @property
+    def gguf_files(self) -> tuple[str, ...]:
+        """The ``.gguf`` files at the repo root (sorted); a repo with neither safetensors nor
+        PyTorch weights is read from its GGUF when there is exactly one."""
+        return tuple(sorted(f for f in self.files if "/" not in f and f.lower().endswith(".gguf")))
+
+    @property
+    def gguf_only(self) -> bool:
+        """The repo's weights are GGUF files only (one or more at the root)."""
+        return not self.has_safetensors and not self.has_torch_weights and bool(self.gguf_files)
+
+    @property
     def pickle_only(self) -> bool:
         """Pickle files only, none of them a candidate PyTorch zip checkpoint (``.ckpt``, ``.pkl``,
         trainer files)."""

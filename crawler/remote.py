@@ -3,7 +3,8 @@
 An indexed model remembers where it was read from.  For a crawled model that is
 ``<endpoint>#<repo_id>@<sha>`` ('#' never occurs in an endpoint URL's path or in a repo id), so
 the independence tests and the lineage stage read exactly the revision that was fingerprinted,
-through the same range-reading source.
+through the same range-reading source (a repo whose weights are one ``.gguf`` through
+:mod:`.http_gguf`, as the crawl read it).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from urllib.parse import quote
 
 from pedigree.crawler.http_client import hub_client
 from pedigree.crawler.http_fetch import Fetcher
+from pedigree.crawler.http_gguf import HubGGUFCheckpoint, HubGGUFFile
 from pedigree.crawler.http_retry import RetryPolicy
 from pedigree.crawler.http_source import HubCheckpoint
 from pedigree.crawler.listing import MAX_INFO_BYTES, SHA, BadEntry, listed_repo, parse_page, valid_repo_id
@@ -44,7 +46,12 @@ def open_hub(uri: str, token: str | None = None) -> TensorSource:
         fetcher = Fetcher(client, endpoint, token=token, retry=RetryPolicy(), budget=None, label=repo_id)
         url = f"{endpoint}/api/models/{quote(repo_id, safe='/')}/revision/{quote(sha, safe='')}"
         info, _ = fetcher.read_json(url, f"{repo_id}@{sha}", MAX_INFO_BYTES, parse_page)
-        files = listed_repo(info).files
+        listed = listed_repo(info)
+        files = listed.files
+        if listed.gguf_only:
+            return HubGGUFCheckpoint(
+                HubGGUFFile(endpoint, repo_id, sha, files, token=token, client=client, own_client=True)
+            )
     except BadEntry as error:
         client.close()
         raise RemoteError(f"{repo_id}@{sha}: the Hub's model info is unusable: {error}") from None
