@@ -188,29 +188,28 @@ class HubGGUFCheckpoint(GGUFCheckpoint):
     """A GGUF checkpoint read from a Hub repo: :class:`GGUFCheckpoint` with the crawler's
     accounting and bounds (``budget_bytes``, ``weight_bytes``, ``requests``, ``limit_reads``)."""
 
-    file: HubGGUFFile
-
     def __init__(self, file: HubGGUFFile) -> None:
+        self.hub_file = file
         super().__init__(file)  # type: ignore[arg-type]  # bytes_read is a read-only property here
 
     @property
     def budget_bytes(self) -> int | None:
-        return self.file.budget_bytes
+        return self.hub_file.budget_bytes
 
     @budget_bytes.setter
     def budget_bytes(self, value: int | None) -> None:
-        self.file.budget_bytes = value
+        self.hub_file.budget_bytes = value
 
     @property
     def weight_bytes(self) -> int:
-        return self.file.weight_bytes
+        return self.hub_file.weight_bytes
 
     @property
     def requests(self) -> int:
-        return self.file.requests
+        return self.hub_file.requests
 
     def limit_reads(self, planned: int) -> None:
-        self.file.limit_reads(planned)
+        self.hub_file.limit_reads(planned)
 
 
 def open_hub_gguf(
