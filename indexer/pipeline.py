@@ -31,6 +31,8 @@ from pedigree.indexer.fingerprint import (
 from pedigree.indexer.gguf_checkpoint import GGUFCheckpoint
 from pedigree.indexer.independence.inputs import ModelTensors
 from pedigree.indexer.local_checkpoint import LocalCheckpoint, open_checkpoint
+from pedigree.indexer.peft_adapter import is_adapter_folder
+from pedigree.indexer.pipeline_adapter import ingest_adapter
 from pedigree.indexer.pipeline_plan import read_plan
 from pedigree.indexer.probes import select_probes
 from pedigree.indexer.safetensors_format import INDEX_FILE, SINGLE_FILE
@@ -178,6 +180,11 @@ def ingest_checkpoint(
     version = fingerprint_version(dim)
     record = ModelRecord(id=model_id, status=Status.INDEXED, source=str(Path(folder).resolve()))
     existing = store.get_model(model_id)
+    if is_adapter_folder(folder):  # a PEFT adapter: an `adapter` edge to its base, no fingerprint
+        try:
+            return ingest_adapter(store, record, folder, started)
+        except Exception as error:  # noqa: BLE001 - one model's failure must never stop the others
+            return _record_failure(store, record, existing, error, started)
     source: LocalCheckpoint | GGUFCheckpoint | None = None
     try:
         source = open_checkpoint(folder)

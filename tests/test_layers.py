@@ -42,6 +42,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "pedigree.indexer.evidence_file",
             "pedigree.indexer.probes",
             "pedigree.indexer.adapters",
+            "pedigree.indexer.peft_adapter",
             "pedigree.crawler.http",
             "pedigree.crawler.link_estimate",
             "pedigree.crawler.remote",
@@ -76,6 +77,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "indexing pipeline",
         (
             "pedigree.indexer.pipeline",
+            "pedigree.indexer.pipeline_adapter",
             "pedigree.indexer.confirm",
             "pedigree.indexer.evidence_store",
             "pedigree.indexer.lineage.build",

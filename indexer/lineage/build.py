@@ -33,6 +33,7 @@ from pedigree.indexer.lineage.assemble import (
 )
 from pedigree.indexer.lineage.gather import candidate_pairs, ensure_merges, ensure_pair_evidence
 from pedigree.indexer.lineage.workers import FamilyJob, Models, assemble_families
+from pedigree.indexer.pipeline_adapter import ADAPTER_STATUS, adapter_base
 from pedigree.indexer.weight_stats import WeightStats
 from pedigree.results import GraphBuild
 from pedigree.storage.db import ModelRecord, Store, utc_now
@@ -48,7 +49,7 @@ from pedigree.storage.lineage import (
     write_families,
 )
 from pedigree.storage.relations import confirmed_pairs
-from pedigree.types import Status
+from pedigree.types import Edge, Status
 
 Progress = Callable[[str, int, int], None]
 
@@ -147,6 +148,7 @@ def build_graph(
     for r in store.models(Status.INDEXED, with_config=False):
         assert r.pk is not None  # a record read from the store
         records[r.pk] = r
+    adapters = _adapters(store, {r.id: pk for pk, r in records.items()})
     decide(store)  # pairs tested since the last decision (compare, matrix) count too
     confirmed = [(a, b, p) for a, b, p in confirmed_pairs(store, SUITE_VERSION) if a in records and b in records]
     links = [(a, b) for a, b, _ in confirmed]
@@ -181,6 +183,9 @@ def build_graph(
             pairs = {k: pair_of(e, log10_p.get(k)) for k, e in family_evidence.items()}
             family_merges = {pk: merges[pk] for pk in group if pk in merges}
             digest = _family_hash(mode, nodes, records, pairs, family_merges)
+            attached = sorted(a for a in adapters.values() if a[1] in group)
+            if attached:
+                digest = hashlib.sha256(json.dumps([digest, attached]).encode()).hexdigest()
             if digest in previous:
                 kept.append(previous[digest].family_id)
                 continue
@@ -204,6 +209,10 @@ def build_graph(
             progress("assembling families", done, len(jobs))
         if compute_evidence:
             edges = _with_p_values(store, records, edges)
+        attached = [a for a in sorted(adapters.values()) if a[1] in group]
+        if attached:
+            group = [*group, *(pk for pk, _, _, _ in attached)]
+            edges = [*edges, *(Edge(base, pk, "adapter", 1.0, None, ev) for pk, base, _, ev in attached)]
         assembled.append((digest, root, group, edges))
     if compute_evidence:
         decide(store)
@@ -214,6 +223,20 @@ def build_graph(
     new_ids = write_families(store, build_id, assembled)
     finish_build(store, build_id, kept + new_ids, rebuilt=len(new_ids))
     return _summary(build_info(store, build_id), len(records), len(groups), rebuilt=len(new_ids), reused=len(kept))
+
+
+def _adapters(store: Store, pks: dict[str, int]) -> dict[int, tuple[int, int, str | None, dict]]:
+    """Indexed PEFT adapters whose base is indexed: adapter pk -> (adapter pk, base pk, revision,
+    edge evidence).  Their ``adapter`` edge is declared and checked at ingest, not inferred."""
+    out = {}
+    for record in store.models(ADAPTER_STATUS):
+        base = adapter_base(record)
+        if record.pk is None or base not in pks:
+            continue
+        peft = (record.config or {}).get("peft") or {}
+        evidence = {"peft": True, "rank": peft.get("r"), "target_modules": peft.get("target_modules")}
+        out[record.pk] = (record.pk, pks[base], record.revision, evidence)
+    return out
 
 
 def evidence_files(store: Store, records: dict[int, ModelRecord]) -> dict[int, str]:
