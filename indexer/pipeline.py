@@ -72,6 +72,7 @@ def discover(path: str | os.PathLike[str], model_id: str | None = None) -> list[
         for name in sorted(p for p in org.iterdir() if p.is_dir() and not p.name.startswith(".")):
             if is_checkpoint_folder(name):
                 found.append((f"{org.name}/{name.name}", name))
+    found.sort(key=lambda item: is_adapter_folder(item[1]))  # adapters after the bases they are checked against
     return found
 
 
@@ -182,7 +183,7 @@ def ingest_checkpoint(
     existing = store.get_model(model_id)
     if is_adapter_folder(folder):  # a PEFT adapter: an `adapter` edge to its base, no fingerprint
         try:
-            return ingest_adapter(store, record, folder, started)
+            return ingest_adapter(store, record, existing, folder, started)
         except Exception as error:  # noqa: BLE001 - one model's failure must never stop the others
             return _record_failure(store, record, existing, error, started)
     source: LocalCheckpoint | GGUFCheckpoint | None = None

@@ -37,9 +37,12 @@ def adapter_base(record: ModelRecord) -> str | None:
     return base if isinstance(base, str) else None
 
 
-def ingest_adapter(store: Store, record: ModelRecord, folder: str | os.PathLike[str], started: float) -> IngestOutcome:
+def ingest_adapter(
+    store: Store, record: ModelRecord, existing: ModelRecord | None, folder: str | os.PathLike[str], started: float
+) -> IngestOutcome:
     """Validate the adapter at ``folder`` against its base in ``store`` and record it (raises
-    PedigreeError for a malformed adapter, UnsupportedModelError when it cannot be placed)."""
+    PedigreeError for a malformed adapter, UnsupportedModelError when it cannot be placed); the same
+    adapter on the same base revision as ``existing`` is ``unchanged`` and writes nothing."""
     info = read_adapter(folder)
     record.model_type = ADAPTER_MODEL_TYPE
     record.architecture = ADAPTER_ARCHITECTURE
@@ -63,9 +66,16 @@ def ingest_adapter(store: Store, record: ModelRecord, folder: str | os.PathLike[
         raise UnsupportedModelError(f"adapter base {base.id} cannot be read to check the fit ({error})") from None
     check_fit(info, base.id, shapes)
     record.config["peft"]["base_id"] = base.id
+    record.config["peft"]["base_revision"] = base.revision
     record.family = base.family
     record.hidden_size = base.hidden_size
     record.num_layers = base.num_layers
     record.status = ADAPTER_STATUS
+    if existing is not None and (existing.status, existing.source, existing.config) == (
+        record.status,
+        record.source,
+        record.config,
+    ):  # the same adapter on the same base: nothing to write
+        return IngestOutcome(record.id, Status.UNCHANGED, seconds=time.perf_counter() - started)
     store.save_model(record, None, None)
     return IngestOutcome(record.id, Status.INDEXED, seconds=time.perf_counter() - started)

@@ -180,3 +180,21 @@ def test_full_checkpoint_with_a_leftover_adapter_config_is_read_as_a_full_model(
     assert workspace.store.count_model_vectors(record.pk, workspace.version) > 0
     merged, base = lineage(workspace.store, "peft-org/merged"), lineage(workspace.store, BASE)
     assert merged.family is not None and merged.family == base.family  # found related by its weights
+
+
+def test_reingesting_the_same_adapter_is_unchanged(workspace, tmp_path):
+    folder = write_adapter(tmp_path / "lora")
+    assert ingest_one(workspace, folder, "peft-org/again").status == Status.INDEXED
+    assert ingest_one(workspace, folder, "peft-org/again").status == Status.UNCHANGED
+    assert [p.relation for p in lineage(workspace.store, "peft-org/again").parents] == ["adapter"]
+
+
+def test_a_folder_of_base_and_adapter_indexes_the_adapter_after_its_base(small_zoo, tmp_path):
+    """``aaa-org/lora`` sorts before its base, yet is read after it."""
+    root = tmp_path / "zoo"
+    shutil.copytree(small_zoo / BASE, root / BASE)
+    write_adapter(root / "aaa-org" / "lora")
+    with Workspace(Settings(home=tmp_path / "home")) as ws:
+        result = ws.ingest(root)
+        assert [(o.id, o.status) for o in result.models] == [(BASE, Status.INDEXED), ("aaa-org/lora", Status.INDEXED)]
+        assert [(p.id, p.relation) for p in lineage(ws.store, "aaa-org/lora").parents] == [(BASE, "adapter")]
