@@ -162,6 +162,7 @@ class Workspace(Comparisons):
     ) -> IngestResult:
         """Index every checkpoint under ``path``, test each against its ``confirm`` best candidates
         (0: no tests) and rebuild the lineage graph of the families that changed."""
+        import pedigree.crawler.remote  # noqa: F401 - a PEFT adapter's crawled base is reopened by its URI
         from pedigree.indexer.pipeline import discover, ingest_checkpoint
 
         self._writes()
