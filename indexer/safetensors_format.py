@@ -341,30 +341,21 @@ def choose_weight_files(names: list[str], path: str) -> list[str]:
     no safetensors, ``[TORCH_INDEX]``, else ``pytorch_model.bin``, else the only other
     ``.bin``/``.pt``/``.pth`` (PyTorch zip checkpoints; a legacy pickle is refused when read).
     Folders with only other pickles get an error saying they are never read."""
-    if INDEX_FILE in names:
-        return [INDEX_FILE]
-    if SINGLE_FILE in names:
-        return [SINGLE_FILE]
-    found = sorted(n for n in names if n.endswith(".safetensors"))
-    if len(found) == 1:
-        return found
-    if found:
-        more = ", ..." if len(found) > 5 else ""
-        raise CheckpointError(
-            f"{len(found)} safetensors files ({', '.join(found[:5])}{more}) but no {INDEX_FILE}", path=path
-        )
-    if TORCH_INDEX in names:
-        return [TORCH_INDEX]
-    if TORCH_SINGLE in names:
-        return [TORCH_SINGLE]
-    torch_files = sorted(n for n in names if is_torch_weights(n))
-    if len(torch_files) == 1:
-        return torch_files
-    if torch_files:
-        more = ", ..." if len(torch_files) > 5 else ""
-        raise CheckpointError(
-            f"{len(torch_files)} PyTorch files ({', '.join(torch_files[:5])}{more}) but no {TORCH_INDEX}", path=path
-        )
+    formats = (
+        (INDEX_FILE, SINGLE_FILE, lambda n: n.endswith(".safetensors"), "safetensors"),
+        (TORCH_INDEX, TORCH_SINGLE, is_torch_weights, "PyTorch"),
+    )
+    for index, single, is_weights, label in formats:
+        if index in names:
+            return [index]
+        if single in names:
+            return [single]
+        found = sorted(n for n in names if is_weights(n))
+        if len(found) == 1:
+            return found
+        if found:
+            shown = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
+            raise CheckpointError(f"{len(found)} {label} files ({shown}) but no {index}", path=path)
     if any(n.lower().endswith(PICKLE_SUFFIXES) for n in names):
         raise CheckpointError(
             "no safetensors or PyTorch zip weights; pickle checkpoints (.ckpt, .pkl, trainer files) are never read",
