@@ -31,9 +31,20 @@ class MatrixRef:
     """A 2-D matrix inside a (possibly fused, possibly transposed) checkpoint tensor.
 
     ``transpose``: the tensor is stored [in, out] (GPT-2 Conv1D).  ``part``/``parts``: after
-    transposing, the rows split into ``parts`` equal blocks and this is block ``part``; with
-    ``interleave_heads`` = H the rows are laid out [H, parts, rows/H/parts] (GPT-NeoX) instead of
-    [parts, rows/parts].
+    transposing, the rows hold ``parts`` blocks and this is block ``part``.  The rows form
+    ``interleave_heads`` groups (0: one group), each group holding one block of every part in turn:
+    [groups, parts, rows/groups/parts] (GPT-NeoX's per-head q|k|v).  ``sizes`` gives the parts'
+    rows per group when they are not equal: Phi-3's ``qkv_proj`` is one group of sizes
+    (H·d, KV·d, KV·d) under GQA; Falcon's new decoder architecture has KV groups of sizes
+    (H/KV·d, d, d) - each key/value head's queries, then its key, then its value.
+
+    ``stack``: the matrix spans several same-shape tensors (``name`` is the first), concatenated by
+    rows - or by columns with ``stack_columns`` (a down projection, whose units are its columns).
+    A mixture-of-experts MLP is one: its units are its experts' units, expert after expert (build
+    it with :meth:`stacked`).  A stack of n tensors has ``parts = n``: like a fused tensor it is
+    not one stored matrix, so code that reads plain tensors by name (``not transpose and parts ==
+    1``) reads it through :class:`MatrixLoader`, which knows every piece
+    (:meth:`MatrixLoader.stored_reads`).
     """
 
     name: str
@@ -41,35 +52,87 @@ class MatrixRef:
     part: int = 0
     parts: int = 1
     interleave_heads: int = 0
+    sizes: tuple[int, ...] = ()
+    stack: tuple[str, ...] = ()
+    stack_columns: bool = False
+
+    def __post_init__(self) -> None:
+        if self.stack and (
+            self.stack[0] != self.name
+            or self.parts != len(self.stack)
+            or self.part
+            or self.transpose
+            or self.interleave_heads
+            or self.sizes
+        ):
+            raise ValueError(f"a stacked MatrixRef starts at its name and has parts = {len(self.stack)}, untransposed")
+
+    @classmethod
+    def stacked(cls, names: tuple[str, ...] | list[str], *, columns: bool = False) -> MatrixRef:
+        """The concatenation of ``names`` (same-shape tensors) by rows, or by ``columns``."""
+        if not names:
+            raise ValueError("a stack needs at least one tensor")
+        return cls(names[0], parts=len(names), stack=tuple(names), stack_columns=columns)
+
+    @property
+    def tensor_names(self) -> tuple[str, ...]:
+        """Every stored tensor this matrix is cut from."""
+        return self.stack or (self.name,)
+
+    def layout(self, part_rows: int) -> tuple[int, int, int, int]:
+        """(groups, rows per group, offset of this part in a group, rows of this part per group)
+        of the stored rows, for a matrix of ``part_rows`` rows."""
+        groups = self.interleave_heads or 1
+        if self.sizes:
+            return groups, sum(self.sizes), sum(self.sizes[: self.part]), self.sizes[self.part]
+        size = part_rows // groups
+        return groups, size * self.parts, size * self.part, size
+
+    def part_rows(self, stored_rows: int) -> int:
+        """Rows of this part in a fused tensor of ``stored_rows`` rows (after transposing)."""
+        if self.sizes:
+            return (self.interleave_heads or 1) * self.sizes[self.part]
+        return stored_rows // self.parts
+
+    def select(self, block: torch.Tensor) -> torch.Tensor:
+        """This part's rows of ``block``: whole groups of stored rows (after transposing)."""
+        if self.parts == 1:
+            return block
+        rows, cols = block.shape
+        _, group_rows, offset, size = self.layout(self.part_rows(rows))
+        return block.reshape(-1, group_rows, cols)[:, offset : offset + size].reshape(-1, cols)
 
     def extract(self, tensor: torch.Tensor) -> torch.Tensor:
-        matrix = tensor.t() if self.transpose else tensor
-        if self.parts == 1:
-            return matrix
-        rows, cols = matrix.shape
-        if self.interleave_heads:
-            heads = self.interleave_heads
-            blocks = matrix.reshape(heads, self.parts, rows // (heads * self.parts), cols)
-            return blocks[:, self.part].reshape(-1, cols)
-        return matrix.reshape(self.parts, rows // self.parts, cols)[self.part]
+        return self.select(tensor.t() if self.transpose else tensor)
 
     def stored_rows(self, start: int, stop: int, rows: int) -> tuple[int, int] | None:
         """The rows ``[a, b)`` of the stored tensor that hold rows ``[start, stop)`` of this
-        ``rows``-row matrix (for GPT-NeoX's interleaved layout: whole heads, every part), or
-        ``None`` when they are not contiguous in storage (a transposed tensor)."""
+        ``rows``-row matrix (for grouped layouts: whole groups, every part), or ``None`` when they
+        are not contiguous in storage (a transposed tensor, a span cutting a group)."""
+        if self.stack:  # the rows of its first tensor when they lie there (MatrixLoader.stored_reads: all)
+            per = rows // len(self.stack)
+            return (start, stop) if not self.stack_columns and stop <= per else None
         if self.transpose:
             return None
         if self.parts == 1:
             return start, stop
-        if self.interleave_heads:
-            per_head = rows // self.interleave_heads
-            if start % per_head or stop % per_head:
-                return None
-            return start * self.parts, stop * self.parts
-        return self.part * rows + start, self.part * rows + stop
+        groups, group_rows, offset, size = self.layout(rows)
+        if groups == 1:
+            return offset + start, offset + stop
+        if start % size or stop % size:
+            return None
+        return start // size * group_rows, stop // size * group_rows
 
     def expected_tensor_shape(self, rows: int, cols: int) -> tuple[int, int]:
-        full = (rows * self.parts, cols)
+        """The stored shape that yields a [rows, cols] matrix (for a stack: of each of its tensors)."""
+        if self.stack:
+            n = len(self.stack)
+            return (rows, cols // n) if self.stack_columns else (rows // n, cols)
+        if self.sizes:
+            groups, group_rows, _, size = self.layout(rows)
+            full = (groups * group_rows if rows == groups * size else -1, cols)  # -1: the sizes disagree
+        else:
+            full = (rows * self.parts, cols)
         return (full[1], full[0]) if self.transpose else full
 
 
@@ -105,6 +168,9 @@ class LayerRoles:
     mlp_size: int
     q_norm: NormRef | None = None  # per-head query/key norms (Qwen3), folded into q/k rows
     k_norm: NormRef | None = None
+    # norms on what a block writes (Gemma2/3's post-attention and post-feed-forward norms): roles
+    # for inspection, not read by the canonical form (it reads what q/k/gate/up read)
+    out_norms: tuple[tuple[str, NormRef], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -122,9 +188,13 @@ class ModelRoles:
     layers: tuple[LayerRoles, ...]
     tied: bool = False
     notes: tuple[str, ...] = field(default=())
+    extras: tuple[tuple[str, str], ...] = field(default=())
+    """(tensor, role) of tensors recognised but not read by the canonical form (a mixture-of-
+    experts router, T5's cross-attention): listed by :meth:`role_map`, never fingerprinted."""
 
     def role_map(self) -> dict[str, str]:
-        """Tensor name -> role string (``layers.3.q``, ``embedding``, ...), for inspection."""
+        """Tensor name -> role string (``layers.3.q``, ``embedding``, ``layers.3.up[2]`` for the
+        third tensor of a stack, ...), for inspection."""
         roles: dict[str, str] = {self.embedding.name: "embedding"}
         if self.head is not None:
             roles[self.head.name] = "head"
@@ -134,12 +204,20 @@ class ModelRoles:
             prefix = f"layers.{layer.index}."
             for role in ("q", "k", "v", "o", "up", "down", "gate"):
                 ref = getattr(layer, role)
-                if ref is not None:
+                if ref is not None and ref.stack:
+                    for piece, name in enumerate(ref.stack):
+                        roles.setdefault(name, f"{prefix}{role}[{piece}]")
+                elif ref is not None:
                     roles.setdefault(ref.name, prefix + role)
             for role in ("attn_norm", "mlp_norm", "q_norm", "k_norm"):
                 norm = getattr(layer, role)
                 if norm is not None and norm.weight:
                     roles.setdefault(norm.weight, prefix + role)
+            for role, norm in layer.out_norms:
+                if norm.weight:
+                    roles.setdefault(norm.weight, prefix + role)
+        for name, role in self.extras:
+            roles.setdefault(name, role)
         return roles
 
 
@@ -168,13 +246,14 @@ def strip_prefix(names: Mapping[str, TensorInfo], candidates: tuple[str, ...], p
 
 
 def check_matrix(tensors: Mapping[str, TensorInfo], ref: MatrixRef, rows: int, cols: int) -> None:
-    """Raise unless ``ref.name`` exists with the shape that yields a [rows, cols] matrix."""
-    info = tensors.get(ref.name)
-    if info is None:
-        raise CheckpointError(f"missing tensor {ref.name!r}")
+    """Raise unless ``ref``'s tensors exist with the shape that yields a [rows, cols] matrix."""
     expected = ref.expected_tensor_shape(rows, cols)
-    if tuple(info.shape) != expected:
-        raise CheckpointError(f"tensor {ref.name!r} has shape {list(info.shape)}, expected {list(expected)}")
+    for name in ref.tensor_names:
+        info = tensors.get(name)
+        if info is None:
+            raise CheckpointError(f"missing tensor {name!r}")
+        if tuple(info.shape) != expected:
+            raise CheckpointError(f"tensor {name!r} has shape {list(info.shape)}, expected {list(expected)}")
 
 
 def embedding_rows(tensors: Mapping[str, TensorInfo], ref: MatrixRef, hidden: int) -> int:
@@ -219,6 +298,7 @@ def check_layer(tensors: Mapping[str, TensorInfo], layer: LayerRoles, hidden: in
         (layer.mlp_norm, hidden),
         (layer.q_norm, layer.head_dim),
         (layer.k_norm, layer.head_dim),
+        *((out, hidden) for _, out in layer.out_norms),
     ):
         check_vector(tensors, norm.weight if norm else None, size)
 
@@ -269,7 +349,7 @@ def assemble_roles(
 def layer_tensor_names(layer: LayerRoles) -> list[str]:
     """Every tensor a block's canonical form reads (matrices, norm gains and biases)."""
     refs = [layer.q, layer.k, layer.v, layer.o, layer.up, layer.down, layer.gate]
-    names = {ref.name for ref in refs if ref is not None}
+    names = {name for ref in refs if ref is not None for name in ref.tensor_names}
     for norm in (layer.attn_norm, layer.mlp_norm, layer.q_norm, layer.k_norm):
         if norm is not None:
             names |= {n for n in (norm.weight, norm.bias) if n}
@@ -291,11 +371,31 @@ class MatrixLoader:
         return tensor
 
     def matrix(self, ref: MatrixRef) -> torch.Tensor:
+        if ref.stack:
+            return torch.cat([self.source.read(name).float() for name in ref.stack], dim=int(ref.stack_columns))
         return ref.extract(self.tensor(ref.name))
 
     def matrix_row_count(self, ref: MatrixRef) -> int:
         shape = self.source.info(ref.name).shape
-        return (shape[-1] if ref.transpose else shape[0]) // ref.parts
+        if ref.stack:
+            return shape[0] if ref.stack_columns else shape[0] * len(ref.stack)
+        return ref.part_rows(shape[-1] if ref.transpose else shape[0])
+
+    def stored_reads(self, ref: MatrixRef, start: int, stop: int) -> list[tuple[str, int, int]]:
+        """(tensor, first stored row, end row) of every read that rows ``[start, stop)`` of
+        ``ref`` take: one for a plain or fused tensor (:meth:`stored_span`), one per stacked
+        tensor they reach for a stack."""
+        if not ref.stack:
+            return [(ref.name, *self.stored_span(ref, start, stop))]
+        if ref.stack_columns:
+            return [(name, start, stop) for name in ref.stack if stop > start]
+        per = self.source.info(ref.name).shape[0]
+        reads = []
+        for piece, name in enumerate(ref.stack):
+            a, b = max(start - piece * per, 0), min(stop - piece * per, per)
+            if b > a:
+                reads.append((name, a, b))
+        return reads
 
     def stored_span(self, ref: MatrixRef, start: int, stop: int) -> tuple[int, int]:
         """Stored rows to read for rows ``[start, stop)`` of ``ref`` (the whole tensor if they
@@ -306,6 +406,9 @@ class MatrixLoader:
     def matrix_rows(self, ref: MatrixRef, start: int, stop: int) -> torch.Tensor:
         """Rows ``[start, stop)`` of a matrix, reading only the stored rows that hold them (the
         whole tensor for a transposed one); the last span read is kept for fused siblings."""
+        if ref.stack:  # the rows of each stacked tensor that hold them
+            blocks = [self.source.read_rows(name, a, b).float() for name, a, b in self.stored_reads(ref, start, stop)]
+            return torch.cat(blocks, dim=int(ref.stack_columns)) if blocks else self.matrix(ref)[start:stop]
         span = ref.stored_rows(start, stop, self.matrix_row_count(ref))
         if span is None:
             return self.matrix(ref)[start:stop]
@@ -315,12 +418,10 @@ class MatrixLoader:
         else:
             block = self.source.read_rows(ref.name, *span).float()
             self._last = (key, block)
-        if ref.parts == 1:
-            return block
-        if ref.interleave_heads:  # [heads, parts, per_head, cols] -> this part's rows
-            per_head = self.matrix_row_count(ref) // ref.interleave_heads
-            return block.reshape(-1, ref.parts, per_head, block.shape[-1])[:, ref.part].reshape(-1, block.shape[-1])
-        return block
+        if ref.parts == 1 or (ref.interleave_heads or 1) == 1:
+            return block  # the span holds this part's rows alone
+        _, group_rows, offset, size = ref.layout(self.matrix_row_count(ref))  # whole groups -> this part's rows
+        return block.reshape(-1, group_rows, block.shape[-1])[:, offset : offset + size].reshape(-1, block.shape[-1])
 
     def rows(self, ref: MatrixRef, row_ids: torch.Tensor) -> torch.Tensor:
         """Selected rows of an unfused, untransposed matrix (embedding / head): reads them only."""

@@ -13,7 +13,8 @@ RoPE, GQA; ``model.`` prefix optional::
 
   Gemma's RMSNorm multiplies by ``1 + weight`` (a gain offset of 1); Gemma2's
   ``post_attention_layernorm`` normalises the attention *output*, so its MLP reads
-  ``pre_feedforward_layernorm``; Qwen3's per-head ``q_norm``/``k_norm`` are folded into q and k.
+  ``pre_feedforward_layernorm`` (the post-attention and ``post_feedforward_layernorm`` norms are
+  mapped as output norms, not read); Qwen3's per-head ``q_norm``/``k_norm`` are folded into q and k.
 
 GPT-2: pre-LayerNorm, GELU MLP; ``Conv1D`` weights stored ``[in, out]`` (transposed) and q|k|v
 fused in ``attn.c_attn.weight`` ``[hidden, 3*hidden]``; ``transformer.`` prefix optional (the
@@ -32,6 +33,29 @@ BERT encoders: POST-LayerNorm - the LayerNorm sits after each residual add, so l
 read ``embeddings.LayerNorm`` (i = 0) or layer i-1's ``output.LayerNorm``, and its MLP reads the
 same layer's ``attention.output.LayerNorm``; TensorFlow-converted checkpoints spell the gains
 ``gamma``/``beta``; the MLM decoder is tied to the word embeddings (no separate head).
+
+Phi-3 / Phi-4 (``phi3``): Llama's layout with q|k|v fused in ``self_attn.qkv_proj.weight``
+``[(H + 2·KV)·d, hidden]`` (all query rows, then the key rows, then the value rows: unequal parts
+under GQA) and gate|up fused in ``mlp.gate_up_proj.weight`` ``[2·mlp, hidden]`` (gate first, as
+``Phi3MLP`` chunks it)::
+
+    model.layers.{i}.input_layernorm -> self_attn.qkv_proj (q, k, v), self_attn.o_proj (o)
+    model.layers.{i}.post_attention_layernorm -> mlp.gate_up_proj (gate, up), mlp.down_proj (down)
+
+Falcon (``falcon``; ``RefinedWebModel`` configs of the first Falcon-7B uploads): LayerNorm, GELU
+MLP, ``transformer.h.{i}.``; ``self_attention.query_key_value`` holds q|k|v in one of three
+layouts chosen by config.json as ``FalconAttention`` does - ``new_decoder_architecture``: per
+key/value head (``num_kv_heads``, old name ``n_head_kv``) its queries, key and value;
+``multi_query`` (the default): all queries then one key and one value head; neither: per head.
+Parallel attention and MLP read ``ln_attn`` / ``ln_mlp`` when the block has two norms, else both
+read ``input_layernorm``; a sequential block (``parallel_attn`` false) has its MLP read
+``post_attention_layernorm``; ``lm_head`` is tied to ``word_embeddings`` by default::
+
+    transformer.h.{i}.(ln_attn | input_layernorm) -> self_attention.query_key_value, self_attention.dense (o)
+    transformer.h.{i}.(ln_mlp | post_attention_layernorm | input_layernorm) -> mlp.dense_h_to_4h, mlp.dense_4h_to_h
+
+StarCoder2 (``starcoder2``): Llama's names and GQA with LayerNorm (biases everywhere, ignored)
+and an ungated GELU MLP ``mlp.c_fc`` (up) / ``mlp.c_proj`` (down); head tied by default.
 
 MPNet encoders (sentence-transformers' all-mpnet-base-v2): post-LayerNorm like BERT, with the
 projections under ``attention.attn.{q,k,v,o}`` and the attention residual's norm at
@@ -65,8 +89,12 @@ LLAMA = Scheme(
     attn_norm="layers.{i}.input_layernorm",
     mlp_norm=("layers.{i}.pre_feedforward_layernorm", "layers.{i}.post_attention_layernorm"),
     qk_norms=("layers.{i}.self_attn.q_norm", "layers.{i}.self_attn.k_norm"),
+    out_norms=(
+        ("attn_out_norm", "layers.{i}.post_attention_layernorm"),
+        ("mlp_out_norm", "layers.{i}.post_feedforward_layernorm"),
+    ),
     mlp_default_ratio=None,
-    kv_heads_key="num_key_value_heads",
+    kv_heads_keys=("num_key_value_heads",),
     head_dim_key="head_dim",
 )
 
@@ -103,7 +131,7 @@ GPT_NEOX = Scheme(
         "down": "mlp.dense_4h_to_h.weight",
     },
     fused_qkv="attention.query_key_value.weight",
-    interleaved_heads=True,
+    qkv_layout="per_head",
     attn_norm="layers.{i}.input_layernorm",
     mlp_norm=("layers.{i}.post_attention_layernorm",),
 )
@@ -147,6 +175,76 @@ MPNET = Scheme(
     notes=("post-LayerNorm encoder: each block reads the previous block's output LayerNorm",),
 )
 
+PHI3 = Scheme(
+    family="phi3",
+    norm_kind="rms",
+    prefixes=("model.", ""),
+    embedding="embed_tokens.weight",
+    head="lm_head.weight",
+    final_norm="norm",
+    block="layers.{i}.",
+    projections={"o": "self_attn.o_proj.weight", "down": "mlp.down_proj.weight"},
+    fused_qkv="self_attn.qkv_proj.weight",
+    qkv_layout="q_k_v",
+    fused_gate_up="mlp.gate_up_proj.weight",
+    attn_norm="layers.{i}.input_layernorm",
+    mlp_norm=("layers.{i}.post_attention_layernorm",),
+    mlp_default_ratio=None,
+    kv_heads_keys=("num_key_value_heads",),
+    head_dim_key="head_dim",
+)
+
+FALCON = Scheme(
+    family="falcon",
+    norm_kind="layer",
+    prefixes=("transformer.", ""),
+    embedding="word_embeddings.weight",
+    head="lm_head.weight",
+    final_norm="ln_f",
+    block="h.{i}.",
+    projections={
+        "o": "self_attention.dense.weight",
+        "up": "mlp.dense_h_to_4h.weight",
+        "down": "mlp.dense_4h_to_h.weight",
+    },
+    fused_qkv="self_attention.query_key_value.weight",
+    qkv_layout="per_head",  # neither flag: multi-head attention, q/k/v interleaved per head
+    attn_norm=("h.{i}.ln_attn", "h.{i}.input_layernorm"),
+    mlp_norm=("h.{i}.ln_mlp", "h.{i}.post_attention_layernorm", "h.{i}.input_layernorm"),
+    hidden_keys=("hidden_size", "n_embed"),
+    heads_keys=("num_attention_heads", "n_head"),
+    depth_keys=("num_hidden_layers", "n_layer"),
+    mlp_keys=("ffn_hidden_size",),
+    variants=(
+        (
+            "new_decoder_architecture",
+            False,
+            {"qkv_layout": "kv_groups", "kv_heads_keys": ("num_kv_heads", "n_head_kv")},
+        ),
+        ("multi_query", True, {"qkv_layout": "q_k_v", "kv_heads": 1}),
+    ),
+)
+
+STARCODER2 = Scheme(
+    family="starcoder2",
+    norm_kind="layer",
+    prefixes=("model.", ""),
+    embedding="embed_tokens.weight",
+    head="lm_head.weight",
+    final_norm="norm",
+    block="layers.{i}.",
+    projections={
+        **{role: f"self_attn.{role}_proj.weight" for role in ("q", "k", "v", "o")},
+        "up": "mlp.c_fc.weight",
+        "down": "mlp.c_proj.weight",
+    },
+    attn_norm="layers.{i}.input_layernorm",
+    mlp_norm=("layers.{i}.post_attention_layernorm",),
+    mlp_default_ratio=None,
+    kv_heads_keys=("num_key_value_heads",),
+    head_dim_key="head_dim",
+)
+
 # model_type -> scheme
 FAMILIES: dict[str, Scheme] = {
     **dict.fromkeys(("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text"), LLAMA),
@@ -154,6 +252,9 @@ FAMILIES: dict[str, Scheme] = {
     "gpt_neox": GPT_NEOX,
     "bert": BERT,
     "mpnet": MPNET,
+    "phi3": PHI3,
+    **dict.fromkeys(("falcon", "RefinedWebModel"), FALCON),
+    "starcoder2": STARCODER2,
 }
 
 
