@@ -67,6 +67,7 @@ from pedigree.indexer.adapters.base import LayerRoles, MatrixLoader, ModelRoles
 from pedigree.indexer.canonical import canonical_layer
 from pedigree.indexer.sampling import SampleSize, block_sample
 from pedigree.indexer.sketch import gaussian_matrix
+from pedigree.indexer.unit_selection import WIDE_FIRST_UNITS, contiguous_units
 
 RECIPE = "bsig1"
 SIGNATURE_DIM = 512
@@ -96,9 +97,15 @@ SIGNATURE_BAR = 0.55
 PROPOSAL_BAR = 0.35
 
 
-def block_signature_version() -> str:
-    """Names the recipe, dimension and sample: any change re-indexes every model."""
+def _projection_seed() -> str:
+    """Seeds the fixed projection (unchanged since bsig1, so signatures of blocks read alike stay equal)."""
     return f"{RECIPE}-d{SIGNATURE_DIM}-a{ATTENTION_ROWS}u{MAX_UNITS}b{TAIL_BETA:g}"
+
+
+def block_signature_version() -> str:
+    """Names the recipe, dimension and sample: any change re-indexes every model.  ``w``: a wide
+    gated MLP is described by its first ``WIDE_FIRST_UNITS`` units (``indexer.unit_selection``)."""
+    return f"{_projection_seed()}w{WIDE_FIRST_UNITS}"
 
 
 @dataclass(frozen=True)
@@ -123,7 +130,11 @@ def read_block_rows(
     loader: MatrixLoader, roles: ModelRoles, layer: LayerRoles, *, units: int | None = MAX_UNITS, down: bool = False
 ) -> BlockRows:
     """Read the sampled heads and the first ``units`` MLP units of a block (None: every unit),
-    and with ``down`` their down columns (the whole down matrix is read: its units are columns)."""
+    and with ``down`` their down columns (the whole down matrix is read: its units are columns).
+    A wide gated MLP gives at most its first units (``indexer.unit_selection.contiguous_units``)."""
+    first = contiguous_units(layer)
+    if units is not None and first is not None:
+        units = min(units, first)
     sample = block_sample(layer, SampleSize(ATTENTION_ROWS, layer.mlp_size if units is None else units))
     canonical = canonical_layer(loader, roles, layer, sample)
     gain = loader.gain(layer.attn_norm, roles.hidden_size)
@@ -276,7 +287,7 @@ def signature_of(descriptors: np.ndarray) -> np.ndarray:
     """The block's unit-length float32 signature: :func:`tail_profiles` through the fixed
     projection (cosine-preserving, standard error about 1/√SIGNATURE_DIM)."""
     raw = tail_profiles(descriptors)
-    projection = gaussian_matrix(block_signature_version(), len(raw), SIGNATURE_DIM).double().numpy()
+    projection = gaussian_matrix(_projection_seed(), len(raw), SIGNATURE_DIM).double().numpy()
     sketch = raw @ projection
     norm = float(np.linalg.norm(sketch))
     return (sketch / norm if norm > 0 else sketch).astype(np.float32)

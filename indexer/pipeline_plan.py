@@ -25,13 +25,14 @@ from pedigree.indexer.probes import probe_keys
 from pedigree.indexer.sampling import MLP_UNITS, SampleSize, block_sample
 from pedigree.indexer.sources import TensorSource
 from pedigree.indexer.stored_model import GATED_DOWN_BYTES, UNITS, WHOLE_BLOCK_BYTES
+from pedigree.indexer.unit_selection import CANONICAL_UNITS, DOWN_ROWS, WIDE_FIRST_UNITS, canonical_eligible
 from pedigree.indexer.weight_stats import GRID_ROWS
 
 MAX_TENSOR_READ = 256 * 2**20
 """The most bytes any one tensor may cost a model (a GPT-NeoX-12B down projection, read whole, is 200 MB)."""
 MAX_MODEL_READ = 16 * 2**30
 """The most bytes one model's plan may add up to."""
-UNIT_ROWS = max(MLP_UNITS, UNITS, MAX_UNITS, GRID_ROWS)
+UNIT_ROWS = max(MLP_UNITS, UNITS, MAX_UNITS, GRID_ROWS, WIDE_FIRST_UNITS + CANONICAL_UNITS)
 
 
 def _size(n: int) -> str:
@@ -104,6 +105,8 @@ def read_plan(source: TensorSource, roles: ModelRoles) -> int:
         plan.rows(layer.gate, UNIT_ROWS)
         if layer.gate is None or source.info(layer.down.name).nbytes <= GATED_DOWN_BYTES:
             plan.whole(layer.down.name, "an MLP's down projection is read whole")
+        elif canonical_eligible(layer):  # the rows that choose the canonical units (as many bytes as the first rows)
+            plan.rows(layer.down, DOWN_ROWS)
         for norm in (layer.attn_norm, layer.mlp_norm, layer.q_norm, layer.k_norm):
             plan.whole(norm.weight if norm else None, "a norm gain")
     probes = len(probe_keys())

@@ -6,7 +6,9 @@ everything the independence tests (``indexer.independence.suite``) and the linea
 
 - the config and the tensor headers (so the roles are rebuilt exactly), the vocabulary's pieces;
 - the probe tokens and their embedding and output-head rows;
-- per block, the first ``Budget.unit_block`` MLP units' raw gate/up rows and the MLP norm gain
+- per block, the MLP's raw gate/up rows and norm gain: every unit of a narrow MLP, the first units
+  of a wide one and, for wide gated MLPs, the canonical units (``indexer.unit_selection``: chosen
+  by a permutation- and rescaling-invariant rule, so a unit-permuted derivative keeps most of them)
   (their down columns too: always for ungated MLPs, whose tests need them; for gated ones up to
   :data:`GATED_DOWN_BYTES`, for pairs with an ungated model), and their embedding-free unit
   descriptors;
@@ -32,7 +34,7 @@ import numpy as np
 import torch
 
 from pedigree.errors import EvidenceMissingError
-from pedigree.indexer.adapters import MatrixRef, ModelRoles, roles_for
+from pedigree.indexer.adapters import LayerRoles, MatrixRef, ModelRoles, roles_for
 from pedigree.indexer.block_signatures import ATTENTION_ROWS
 from pedigree.indexer.evidence_file import EvidenceFile, compact
 from pedigree.indexer.fingerprint import FINGERPRINT_PROBES
@@ -41,12 +43,19 @@ from pedigree.indexer.independence.suite import Budget
 from pedigree.indexer.probes import ProbeSelection
 from pedigree.indexer.safetensors_format import TensorInfo
 from pedigree.indexer.sampling import MLP_UNITS, SampleSize, block_sample
+from pedigree.indexer.unit_selection import (
+    CANONICAL_UNITS,
+    DOWN_ROWS,
+    WIDE_FIRST_UNITS,
+    canonical_eligible,
+    contiguous_units,
+)
 from pedigree.indexer.vocabulary import Vocabulary
 
 UNITS = Budget().unit_block
 GATED_DOWN_BYTES = 4 * 2**20  # a gated MLP's down columns (only a pair with an ungated MLP needs them) up to this
 WHOLE_BLOCK_BYTES = 4 * 2**20  # whole-block vectors are captured when the three blocks are this small
-CAPTURE_VERSION = f"ev1-u{UNITS}-p{TEST_PROBES or 'all'}-r{RAW_ROWS}"
+CAPTURE_VERSION = f"ev2-u{UNITS}w{WIDE_FIRST_UNITS}c{CANONICAL_UNITS}j{DOWN_ROWS}-p{TEST_PROBES or 'all'}-r{RAW_ROWS}"
 
 
 def whole_layers(depth: int) -> list[int]:
@@ -85,7 +94,7 @@ def capture_plan(model: ModelTensors, units: int = UNITS) -> list[tuple[str, int
             plan.append((ref.name, start, stop))
 
     for layer in model.roles.layers:
-        first, kept = min(layer.mlp_size, MLP_UNITS), min(layer.mlp_size, units)
+        first, kept = min(layer.mlp_size, MLP_UNITS), _kept_units(layer, units)
         rows(layer.up, first, kept)
         rows(layer.gate, first, kept)
         value_rows = max(RAW_ROWS, block_sample(layer, SampleSize(ATTENTION_ROWS, 1)).kv_rows)
@@ -100,10 +109,32 @@ def capture_plan(model: ModelTensors, units: int = UNITS) -> list[tuple[str, int
     return plan
 
 
+def _kept_units(layer: LayerRoles, units: int) -> int:
+    """The first units a capture keeps: all of a narrow MLP, else its first sample (``indexer.unit_selection``)."""
+    if layer.mlp_size <= units:
+        return layer.mlp_size
+    first = contiguous_units(layer)
+    return units if first is None else min(first, units)
+
+
+def _prefetch_canonical(model: ModelTensors) -> None:
+    """Two rounds of coalesced reads for the canonical units: the down-projection rows that choose
+    them, then their gate and up rows (scattered single rows)."""
+    layers = [i for i, layer in enumerate(model.roles.layers) if canonical_eligible(layer)]
+    model.source.prefetch_rows([read for i in layers for read in model.down_rows_for_selection(i)[1]], gap=1)
+    rows: list[tuple[str, int, int]] = []
+    for i in layers:
+        layer, chosen = model.roles.layers[i], model.canonical_units(i)
+        assert layer.gate is not None and chosen is not None  # eligible blocks are gated and choose units
+        rows += [(ref.name, int(u), int(u) + 1) for ref in (layer.gate, layer.up) for u in chosen]
+    model.source.prefetch_rows(rows, gap=1)
+
+
 def capture(model: ModelTensors, units: int = UNITS) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """(manifest, arrays) of one model's evidence (module docstring), read through ``model``."""
     roles = model.roles
     model.source.prefetch_rows(capture_plan(model, units), gap=1)  # touching spans merge, gaps are never read
+    _prefetch_canonical(model)
     arrays: dict[str, torch.Tensor] = {}
     probes = model.probes
     arrays["probe_positions"] = torch.from_numpy(probes.positions)
@@ -118,8 +149,8 @@ def capture(model: ModelTensors, units: int = UNITS) -> tuple[dict[str, Any], di
     layers = []
     for i, layer in enumerate(roles.layers):
         total = layer.mlp_size
-        kept = min(total, units)
-        span = (0, kept) if total > units else (None, None)
+        kept = _kept_units(layer, units)
+        span = (0, kept) if total > kept else (None, None)
         glu = layer.gate is not None
         arrays[f"up.{i}"] = compact(model.raw_rows(layer.up, 0, kept))
         if glu:
@@ -130,7 +161,14 @@ def capture(model: ModelTensors, units: int = UNITS) -> tuple[dict[str, Any], di
             assert mlp.down_t is not None  # asked for
             arrays[f"down_t.{i}"] = compact(mlp.down_t)
         arrays[f"mlp_gain.{i}"] = compact(model.loader.gain(layer.mlp_norm, roles.hidden_size))
-        first, second = model.unit_descriptors(i, kept if total > units else None)
+        first, second = model.unit_descriptors(i, kept if total > kept else None)
+        canonical = model.canonical_rows(i)
+        if canonical is not None:
+            chosen = model.canonical_units(i)
+            assert chosen is not None  # rows come with their units
+            arrays[f"canonical_units.{i}"] = torch.from_numpy(chosen.astype(np.int64))
+            arrays[f"canonical_gate.{i}"] = compact(canonical[0])
+            arrays[f"canonical_up.{i}"] = compact(canonical[1])
         arrays[f"desc_read.{i}"] = torch.from_numpy(first)
         arrays[f"desc_write.{i}"] = torch.from_numpy(second)
         for name, raw in zip("qkv", model.raw_attention_rows(i)):
@@ -231,6 +269,18 @@ class StoredModel(ShapeFacts):
 
     def raw_up_rows(self, layer: int, start: int, stop: int) -> torch.Tensor:
         return self._get(f"up.{layer}")[self._kept(layer, start, stop)].float()
+
+    def canonical_units(self, layer: int) -> np.ndarray | None:
+        if f"canonical_units.{layer}" not in self.evidence:
+            return None
+        return self._get(f"canonical_units.{layer}").numpy()
+
+    def canonical_mlp(self, layer: int) -> Mlp | None:
+        if self.canonical_units(layer) is None:
+            return None
+        gain = self._get(f"mlp_gain.{layer}").float()
+        gate = self._get(f"canonical_gate.{layer}").float() * gain
+        return Mlp(gate=gate, up=self._get(f"canonical_up.{layer}").float() * gain, down_t=None)
 
     def raw_attention_rows(self, layer: int) -> list[torch.Tensor]:
         return [self._get(f"raw_{name}.{layer}").float() for name in "qkv"]

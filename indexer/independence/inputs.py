@@ -22,6 +22,7 @@ from pedigree.indexer.canonical import normalize_rows
 from pedigree.indexer.fingerprint import whole_block_vectors
 from pedigree.indexer.probes import ProbeSelection, select_probes
 from pedigree.indexer.sources import TensorSource
+from pedigree.indexer.unit_selection import canonical_eligible, residual_dims, select_units
 from pedigree.indexer.vocabulary import Vocabulary, read_vocabulary, vocabulary_sample
 
 EXACT_DESCRIPTORS = 1 << 24  # unit descriptors of blocks up to this many MLP weights are computed in float64
@@ -63,6 +64,8 @@ class ModelEvidence(Protocol):
     def mlp(self, layer: int, start: int | None = None, stop: int | None = None, *, down: bool = True) -> Mlp: ...
     def unit_descriptors(self, layer: int, units: int | None = None) -> tuple[np.ndarray, np.ndarray]: ...
     def raw_up_rows(self, layer: int, start: int, stop: int) -> torch.Tensor: ...
+    def canonical_units(self, layer: int) -> np.ndarray | None: ...
+    def canonical_mlp(self, layer: int) -> Mlp | None: ...
     def raw_attention_rows(self, layer: int) -> list[torch.Tensor]: ...
     def whole_block_vectors(self, layers: list[int]) -> torch.Tensor: ...
     def vocabulary_rows(self, *, read: bool = True) -> tuple[list[str], np.ndarray, torch.Tensor]: ...
@@ -105,6 +108,7 @@ class ModelTensors(ShapeFacts):
         self.loader = MatrixLoader(source)
         self._mlp: dict[tuple[int, int | None, int | None, bool], Mlp] = {}
         self._units: dict[tuple[int, int | None], tuple[np.ndarray, np.ndarray]] = {}
+        self._canonical: dict[int, np.ndarray | None] = {}
 
     @cached_property
     def roles(self) -> ModelRoles:
@@ -184,6 +188,44 @@ class ModelTensors(ShapeFacts):
                 first, second = matching_descriptors(rows)
             self._units[key] = (first.numpy(), second.numpy())
         return self._units[key]
+
+    def down_rows_for_selection(self, layer: int) -> tuple[np.ndarray, list[tuple[str, int, int]]]:
+        """(J, the row reads of W_down[J]) for the block's canonical units (``indexer.unit_selection``)."""
+        roles = self.roles.layers[layer]
+        dims = residual_dims(self.loader.gain(roles.mlp_norm, self.roles.hidden_size).numpy())
+        return dims, [(roles.down.name, int(j), int(j) + 1) for j in dims]
+
+    def canonical_units(self, layer: int) -> np.ndarray | None:
+        """The block's canonical MLP units (sorted ids), None when it has none (not a wide gated
+        MLP with a plainly stored down projection): ``indexer.unit_selection``."""
+        if layer not in self._canonical:
+            roles = self.roles.layers[layer]
+            chosen = None
+            if canonical_eligible(roles):
+                dims, reads = self.down_rows_for_selection(layer)
+                down = torch.cat([self.source.read_rows(name, a, b).float() for name, a, b in reads])
+                chosen = select_units(down.numpy())
+            self._canonical[layer] = chosen
+        return self._canonical[layer]
+
+    def canonical_rows(self, layer: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Raw (unfolded) gate and up rows of the canonical units, one row read each."""
+        units = self.canonical_units(layer)
+        if units is None:
+            return None
+        roles = self.roles.layers[layer]
+        assert roles.gate is not None  # canonical units are a gated MLP's
+        gate = torch.cat([self.source.read_rows(roles.gate.name, int(u), int(u) + 1).float() for u in units])
+        up = torch.cat([self.source.read_rows(roles.up.name, int(u), int(u) + 1).float() for u in units])
+        return gate, up
+
+    def canonical_mlp(self, layer: int) -> Mlp | None:
+        """The canonical units' gate and up rows, gain folded (no down columns)."""
+        rows = self.canonical_rows(layer)
+        if rows is None:
+            return None
+        gain = self.loader.gain(self.roles.layers[layer].mlp_norm, self.roles.hidden_size)
+        return Mlp(gate=rows[0] * gain, up=rows[1] * gain, down_t=None)
 
     def raw_attention_rows(self, layer: int) -> list[torch.Tensor]:
         """The first :data:`RAW_ROWS` rows of the block's q, k and v, raw (unfolded, own coordinates)."""

@@ -26,12 +26,17 @@ Tests (each with its own null hypothesis, see ``indexer.independence.statistics`
   zoo's independent pairs at α = 0.01.)
 
 The pair's ``log10_p`` is the Bonferroni combination (m · min p) over the tests that ran, valid
-whatever their dependence.  Large MLPs are tested on a contiguous block of each model's units, the first
-``Budget.unit_block`` of A's and of B's (the units the evidence store keeps,
-``indexer.stored_model``): one range read per matrix, and the nulls are unchanged because units
-are exchangeable under them.  A derivative in its parent's coordinates keeps every unit of the
-block in place; a unit-permuted one shares about unit_block² / width units with it, which the
-matchings still find (the test then rests on those).
+whatever their dependence.
+
+MLPs wider than ``Budget.unit_block`` are tested on a sample of each model's units - the ones
+the evidence store keeps (``indexer.stored_model``, ``indexer.unit_selection``): a contiguous
+block of first units (one range read per matrix; a derivative in its parent's coordinates keeps
+every unit of it in place), and for wide gated MLPs also canonical units chosen by a
+permutation- and rescaling-invariant rule, so that a unit-permuted derivative keeps most of them
+too (two position-based samples share only about k² / width units).  φ_MATCH runs on each part
+and the two are Bonferroni-combined per block pair.  The nulls are unchanged: each model's sample
+depends on its own weights only and treats its units symmetrically, and units are exchangeable
+under the nulls.
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ from pedigree.indexer.independence.statistics import (
     robust_mlp_stat,
 )
 from pedigree.indexer.independence.summary import SHARED_BLOCK_FAMILYWISE
+from pedigree.indexer.unit_selection import contiguous_units
 
 MIN_SHARED_PROBES = 16
 
@@ -67,7 +73,7 @@ MIN_SHARED_PROBES = 16
 class Budget:
     """How much of a pair the battery reads and computes."""
 
-    unit_block: int = 256  # MLPs wider than this are tested on their units [0, unit_block) (A's and B's)
+    unit_block: int = 256  # MLPs wider than this are tested on a sample of units (indexer.unit_selection)
     robust_layers: int = 8  # at most this many block pairs of the plan (evenly spaced) for φ_MATCH
     localized_max_cells: int = 400  # compute the full block-by-block matrix up to this many cells
     probe_limit: int = 512  # unit responses are measured on at most this many shared probe tokens
@@ -117,9 +123,18 @@ def _plan(
     return pairs
 
 
+def first_units(model: ModelEvidence, layer: int, budget: Budget) -> int | None:
+    """How many first MLP units of the block the tests use: None for all (at most
+    ``budget.unit_block``), else the first units the evidence keeps (``indexer.unit_selection``)."""
+    if model.mlp_units(layer) <= budget.unit_block:
+        return None
+    first = contiguous_units(model.roles.layers[layer])
+    return budget.unit_block if first is None else min(first, budget.unit_block)
+
+
 def _block(model: ModelEvidence, layer: int, budget: Budget) -> tuple[int, int] | None:
-    units = model.mlp_units(layer)
-    return None if units <= budget.unit_block else (0, budget.unit_block)
+    units = first_units(model, layer, budget)
+    return None if units is None else (0, units)
 
 
 class _Profiles:
@@ -129,6 +144,7 @@ class _Profiles:
         self.model, self.x, self.budget = model, x, budget
         self.glu_pair = glu_pair  # gate-vs-up needs no down projection
         self.cache: dict[int, dict[str, torch.Tensor]] = {}
+        self.canonical_cache: dict[int, dict[str, torch.Tensor] | None] = {}
 
     def __call__(self, layer: int) -> dict[str, torch.Tensor]:
         if layer not in self.cache:
@@ -137,6 +153,37 @@ class _Profiles:
             profiles = mlp_profiles(mlp.gate, mlp.up, mlp.down_t, self.x)
             self.cache[layer] = {name: unit_rows(p) for name, p in profiles.items()}  # normalised once per block
         return self.cache[layer]
+
+    def canonical(self, layer: int) -> dict[str, torch.Tensor] | None:
+        """Responses of the block's canonical units (gated pairs only; None when it has none)."""
+        if not self.glu_pair:
+            return None
+        if layer not in self.canonical_cache:
+            mlp = self.model.canonical_mlp(layer)
+            self.canonical_cache[layer] = (
+                None
+                if mlp is None
+                else {name: unit_rows(p) for name, p in mlp_profiles(mlp.gate, mlp.up, None, self.x).items()}
+            )
+        return self.canonical_cache[layer]
+
+
+def _robust_cell(prof_a: _Profiles, prof_b: _Profiles, pair: tuple[int, int]) -> PairStat:
+    """φ_MATCH on one block pair: on the first units, and - when both blocks have canonical units
+    (``indexer.unit_selection``) - also on those, the two Bonferroni-combined (the stronger
+    statistic reported, with both log10 p)."""
+    first = robust_mlp_stat(prof_a(pair[0]), prof_b(pair[1]), layers=pair, normalized=True)
+    canon_a, canon_b = prof_a.canonical(pair[0]), prof_b.canonical(pair[1])
+    if canon_a is None or canon_b is None:
+        return first
+    canonical = robust_mlp_stat(canon_a, canon_b, layers=pair, normalized=True)
+    best = min(first, canonical, key=lambda s: s.log10_p)
+    extra = {
+        **best.extra,
+        "log10_p_first_units": round(first.log10_p, 4),
+        "log10_p_canonical_units": round(canonical.log10_p, 4),
+    }
+    return PairStat(pair[0], pair[1], best.n, best.rho, log10_bonferroni_min([first.log10_p, canonical.log10_p]), extra)
 
 
 def _robust_mlp(
@@ -150,15 +197,13 @@ def _robust_mlp(
     glu_pair = a.glu and b.glu
     prof_a = _Profiles(a, xa, budget, glu_pair=glu_pair)
     prof_b = _Profiles(b, xb, budget, glu_pair=glu_pair)
-    stats: dict[tuple[int, int], PairStat] = {
-        pair: robust_mlp_stat(prof_a(pair[0]), prof_b(pair[1]), layers=pair, normalized=True) for pair in plan
-    }
+    stats: dict[tuple[int, int], PairStat] = {pair: _robust_cell(prof_a, prof_b, pair) for pair in plan}
     localized = None
     if a.depth * b.depth <= budget.localized_max_cells:
         for i in range(a.depth):
             for j in range(b.depth):
                 if (i, j) not in stats:
-                    stats[(i, j)] = robust_mlp_stat(prof_a(i), prof_b(j), layers=(i, j), normalized=True)
+                    stats[(i, j)] = _robust_cell(prof_a, prof_b, (i, j))
         localized = [[round(stats[(i, j)].log10_p, 4) for j in range(b.depth)] for i in range(a.depth)]
     cells = list(stats.values())
     parts = [log10_bonferroni_min([s.log10_p for s in cells])]
@@ -220,7 +265,7 @@ def block_units_test(
         cells = [(i, j) for i in range(a.depth) for j in range(b.depth)]
 
     def span(model: ModelEvidence, layer: int) -> int | None:
-        return None if model.mlp_units(layer) <= budget.unit_block else budget.unit_block
+        return first_units(model, layer, budget)
 
     def standardized(model: ModelEvidence, layer: int) -> tuple[np.ndarray, np.ndarray]:
         read, write = model.unit_descriptors(layer, span(model, layer))
@@ -257,7 +302,7 @@ def _constrained_mlp(
         return None, []
     blocks = []
     for i, j in plan:
-        units = min(a.mlp_units(i), b.mlp_units(j), budget.unit_block)
+        units = min(first_units(a, i, budget) or a.mlp_units(i), first_units(b, j, budget) or b.mlp_units(j))
         m = match(a.raw_up_rows(i, 0, units), b.raw_up_rows(j, 0, units))
         blocks.append(against_identity(m, layers=(i, j)))
     outcome = Outcome(
