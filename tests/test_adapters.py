@@ -190,7 +190,7 @@ def test_unknown_and_moe_architectures_are_unsupported():
     with pytest.raises(UnsupportedModelError, match="no adapter for model_type 'mamba'"):
         roles_for({"model_type": "mamba"}, tensors)
     with pytest.raises(UnsupportedModelError, match="mixture-of-experts"):
-        roles_for(dict(LLAMA, model_type="mixtral", num_local_experts=8), tensors)
+        roles_for(dict(LLAMA, model_type="olmoe", num_experts=64), tensors)  # Mixtral and Qwen-MoE are read (moe.py)
     with pytest.raises(UnsupportedModelError, match="no model_type"):
         roles_for({}, tensors)
 

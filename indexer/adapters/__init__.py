@@ -18,13 +18,21 @@ from pedigree.indexer.adapters.base import (
     NormRef,
 )
 from pedigree.indexer.adapters.families import FAMILIES, roles_of_family
+from pedigree.indexer.adapters.moe import MOE_FAMILIES, roles_of_moe
+from pedigree.indexer.adapters.t5 import T5_TYPES, roles_of_t5
 from pedigree.indexer.safetensors_format import TensorInfo
 
 __all__ = ["LayerRoles", "MatrixLoader", "MatrixRef", "ModelRoles", "NormRef", "roles_for", "SUPPORTED_MODEL_TYPES"]
 
-SUPPORTED_MODEL_TYPES = tuple(sorted(FAMILIES))
+SUPPORTED_MODEL_TYPES = tuple(sorted({*FAMILIES, *MOE_FAMILIES, *T5_TYPES}))
 
 _ARCHITECTURE_PREFIXES = {
+    "Mixtral": "mixtral",
+    "Qwen2Moe": "qwen2_moe",
+    "Qwen3Moe": "qwen3_moe",
+    "UMT5": "umt5",
+    "MT5": "mt5",
+    "T5": "t5",
     "Llama": "llama",
     "Mistral": "mistral",
     "Qwen2": "qwen2",
@@ -64,6 +72,10 @@ def roles_for(config: object, tensors: Mapping[str, TensorInfo]) -> ModelRoles:
     model_type, architecture = _model_type(config)
     if model_type is None:
         raise UnsupportedModelError("config.json names no model_type or known architecture")
+    if model_type in MOE_FAMILIES:
+        return roles_of_moe(model_type, config, tensors, architecture)
+    if model_type in T5_TYPES:
+        return roles_of_t5(config, tensors, architecture)
     if config.get("num_local_experts") or config.get("num_experts"):
         raise UnsupportedModelError(f"mixture-of-experts {model_type} models are not supported yet")
     if model_type not in FAMILIES:
