@@ -20,11 +20,12 @@ from pedigree.indexer.adapters.base import (
 from pedigree.indexer.adapters.families import FAMILIES, roles_of_family
 from pedigree.indexer.adapters.moe import MOE_FAMILIES, roles_of_moe
 from pedigree.indexer.adapters.t5 import T5_TYPES, roles_of_t5
+from pedigree.indexer.adapters.vision import VISION_ARCHITECTURES, VISION_FAMILIES, roles_of_vision
 from pedigree.indexer.safetensors_format import TensorInfo
 
 __all__ = ["LayerRoles", "MatrixLoader", "MatrixRef", "ModelRoles", "NormRef", "roles_for", "SUPPORTED_MODEL_TYPES"]
 
-SUPPORTED_MODEL_TYPES = tuple(sorted({*FAMILIES, *MOE_FAMILIES, *T5_TYPES}))
+SUPPORTED_MODEL_TYPES = tuple(sorted({*FAMILIES, *MOE_FAMILIES, *T5_TYPES, *VISION_FAMILIES}))
 
 _ARCHITECTURE_PREFIXES = {
     "Mixtral": "mixtral",
@@ -46,6 +47,7 @@ _ARCHITECTURE_PREFIXES = {
     "GPT2": "gpt2",
     "GPTNeoX": "gpt_neox",
     "Bert": "bert",
+    **VISION_ARCHITECTURES,
 }
 
 
@@ -76,6 +78,8 @@ def roles_for(config: object, tensors: Mapping[str, TensorInfo]) -> ModelRoles:
         return roles_of_moe(model_type, config, tensors, architecture)
     if model_type in T5_TYPES:
         return roles_of_t5(config, tensors, architecture)
+    if model_type in VISION_FAMILIES:
+        return roles_of_vision(model_type, config, tensors, architecture)
     if config.get("num_local_experts") or config.get("num_experts"):
         raise UnsupportedModelError(f"mixture-of-experts {model_type} models are not supported yet")
     if model_type not in FAMILIES:

@@ -14,6 +14,7 @@ so that GPT-2's transposed Conv1D weights, fused ``c_attn`` and GPT-NeoX's per-h
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -24,6 +25,8 @@ from pedigree.indexer.safetensors_format import TensorInfo
 from pedigree.indexer.sources import TensorSource
 
 MAX_LAYERS = 4096  # a config claiming more layers than this is not a checkpoint we can trust
+TOKEN_PROBES = "tokens"  # probe rows: rows of a token embedding, named by the tokenizer's pieces
+PIXEL_PROBES = "pixels"  # probe rows: a patch embedding's responses to single pixels (no tokenizer)
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,10 @@ class MatrixRef:
     not one stored matrix, so code that reads plain tensors by name (``not transpose and parts ==
     1``) reads it through :class:`MatrixLoader`, which knows every piece
     (:meth:`MatrixLoader.stored_reads`).
+
+    ``flatten``: the tensor has more than two dimensions (a convolution kernel [out, C, kh, kw]) and
+    is read as [out, C·kh·kw] before transposing: a ViT / CLIP patch embedding then has one row per
+    input pixel (``indexer.adapters.vision``).
     """
 
     name: str
@@ -55,6 +62,7 @@ class MatrixRef:
     sizes: tuple[int, ...] = ()
     stack: tuple[str, ...] = ()
     stack_columns: bool = False
+    flatten: bool = False
 
     def __post_init__(self) -> None:
         if self.stack and (
@@ -103,7 +111,13 @@ class MatrixRef:
         return block.reshape(-1, group_rows, cols)[:, offset : offset + size].reshape(-1, cols)
 
     def extract(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self.flatten:
+            tensor = tensor.reshape(tensor.shape[0], -1)
         return self.select(tensor.t() if self.transpose else tensor)
+
+    def matrix_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The stored tensor's ``shape`` as this reference reads it (flattened, not transposed)."""
+        return (shape[0], math.prod(shape[1:])) if self.flatten and len(shape) > 2 else shape
 
     def stored_rows(self, start: int, stop: int, rows: int) -> tuple[int, int] | None:
         """The rows ``[a, b)`` of the stored tensor that hold rows ``[start, stop)`` of this
@@ -191,6 +205,9 @@ class ModelRoles:
     extras: tuple[tuple[str, str], ...] = field(default=())
     """(tensor, role) of tensors recognised but not read by the canonical form (a mixture-of-
     experts router, T5's cross-attention): listed by :meth:`role_map`, never fingerprinted."""
+    probe_kind: str = TOKEN_PROBES
+    """What the probe rows are: :data:`TOKEN_PROBES` (embedding rows of tokenizer pieces) or
+    :data:`PIXEL_PROBES` (a patch embedding's pixel columns, ``indexer.probes.pixel_vocabulary``)."""
 
     def role_map(self) -> dict[str, str]:
         """Tensor name -> role string (``layers.3.q``, ``embedding``, ``layers.3.up[2]`` for the
@@ -261,7 +278,7 @@ def embedding_rows(tensors: Mapping[str, TensorInfo], ref: MatrixRef, hidden: in
     info = tensors.get(ref.name)
     if info is None:
         raise CheckpointError(f"missing tensor {ref.name!r}")
-    shape = tuple(info.shape)
+    shape = ref.matrix_shape(tuple(info.shape))
     if ref.transpose:
         shape = shape[::-1]
     if len(shape) != 2 or shape[1] != hidden or shape[0] < 1:
@@ -315,15 +332,18 @@ def assemble_roles(
     final_norm: NormRef | None,
     layers: list[LayerRoles],
     notes: tuple[str, ...] = (),
+    patch_embedding: bool = False,
 ) -> ModelRoles:
     """Check every layer, the embedding and the (optional) head, and build the ModelRoles.
 
     ``head`` names the LM head tensor if the architecture has one; absent from the checkpoint
-    means tied to the embedding.  ``final_norm`` is kept only if its gain tensor exists.
+    means tied to the embedding.  ``final_norm`` is kept only if its gain tensor exists.  With
+    ``patch_embedding`` the embedding is a patch convolution [hidden, C, p, p], probed at its C·p·p
+    pixel columns (:data:`PIXEL_PROBES`).
     """
     for layer in layers:
         check_layer(tensors, layer, hidden)
-    embedding_ref = MatrixRef(embedding)
+    embedding_ref = MatrixRef(embedding, transpose=True, flatten=True) if patch_embedding else MatrixRef(embedding)
     vocab = embedding_rows(tensors, embedding_ref, hidden)
     head_ref = MatrixRef(head) if head is not None and head in tensors else None
     if head_ref is not None:
@@ -343,6 +363,7 @@ def assemble_roles(
         layers=tuple(layers),
         tied=head_ref is None,
         notes=notes,
+        probe_kind=PIXEL_PROBES if patch_embedding else TOKEN_PROBES,
     )
 
 
@@ -376,7 +397,7 @@ class MatrixLoader:
         return ref.extract(self.tensor(ref.name))
 
     def matrix_row_count(self, ref: MatrixRef) -> int:
-        shape = self.source.info(ref.name).shape
+        shape = ref.matrix_shape(tuple(self.source.info(ref.name).shape))
         if ref.stack:
             return shape[0] if ref.stack_columns else shape[0] * len(ref.stack)
         return ref.part_rows(shape[-1] if ref.transpose else shape[0])

@@ -53,6 +53,8 @@ class Scheme:
     applied to what a block writes (Gemma2's post-attention and post-feed-forward norms), mapped
     when present and not already read.  ``variants``: (config flag, its default, field overrides) -
     the first flag that is true in config.json replaces those fields (Falcon's three layouts).
+    ``patch_embedding``: the embedding is a vision encoder's patch convolution, probed at pixel
+    tokens (``indexer.adapters.vision``).
     """
 
     family: str
@@ -82,6 +84,7 @@ class Scheme:
     head_dim_key: str | None = None
     variants: tuple[tuple[str, bool, Mapping[str, Any]], ...] = ()
     notes: tuple[str, ...] = ()
+    patch_embedding: bool = False
 
     def for_config(self, config: Mapping) -> Scheme:
         """The scheme with the overrides of the first variant whose flag ``config`` sets."""
@@ -202,4 +205,5 @@ def roles_from_scheme(
         final_norm=norm(scheme.final_norm) if scheme.final_norm is not None else None,
         layers=layers,
         notes=scheme.notes,
+        patch_embedding=scheme.patch_embedding,
     )
