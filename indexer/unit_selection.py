@@ -1,16 +1,17 @@
 """Which MLP units of a wide block are read and stored: a fixed first block plus canonical units.
 
 A block whose MLP has at most :data:`WIDE_MLP` units is read whole.  A wider one is sampled, and
-the sample has two parts:
+the sample has up to two parts:
 
 * **the first units** ``[0, contiguous_units(layer))`` - one range read per matrix; a derivative
   that kept its parent's coordinates (fine-tunes, merges, quantisation) is read at the very same
   units;
-* **canonical units** (gated MLPs): :data:`CANONICAL_UNITS` units chosen by *what they are*, not
-  where they sit, so that a unit-permuted (and residual-permuted, rescaled) copy stores mostly the
-  same units as its parent.  Two position-based samples of k units out of W share only about
-  k²/W units under a unit permutation (11 of 256 for a 1B-shaped MLP of 5632 units), which is why
-  the permuted children of the refresh benchmark went unconfirmed from the stored evidence.
+* **canonical units** (gated MLPs wider than :data:`CANONICAL_FROM`): :data:`CANONICAL_UNITS`
+  units chosen by *what they are*, not where they sit, so that a unit-permuted (and
+  residual-permuted, rescaled) copy stores mostly the same units as its parent.  Two
+  position-based samples of k units out of W share only about k²/W units under a unit
+  permutation (11 of 256 for a 1B-shaped MLP of 5632 units), which is why the permuted children
+  of the refresh benchmark went unconfirmed from the stored evidence.
 
 The canonical rule (:func:`residual_dims`, :func:`select_units`):
 
@@ -39,16 +40,19 @@ WIDE_MLP = 256  # MLPs up to this many units are read and stored whole
 WIDE_FIRST_UNITS = 128  # a wide gated MLP with canonical units keeps only its first units [0, this)
 CANONICAL_UNITS = 64  # canonical units kept per wide gated block
 DOWN_ROWS = 16  # residual dimensions (down-projection rows) that describe every unit
+CANONICAL_FROM = WIDE_MLP**2 // CANONICAL_UNITS  # 1024: narrower MLPs keep their first WIDE_MLP units only
 
 
 def canonical_eligible(layer: LayerRoles) -> bool:
-    """A wide gated MLP whose down projection is stored plainly ([hidden, units], rows contiguous)."""
+    """A gated MLP wider than :data:`CANONICAL_FROM` units whose down projection is stored plainly
+    ([hidden, units], rows contiguous).  Up to that width, the first :data:`WIDE_MLP` units of a
+    unit-permuted copy still share about WIDE_MLP² / width >= :data:`CANONICAL_UNITS` units with
+    its parent's - as many as the canonical sample would add - so such blocks are kept as before."""
     return (
-        layer.mlp_size > WIDE_MLP
+        layer.mlp_size > CANONICAL_FROM
         and layer.gate is not None
         and not layer.down.transpose
         and layer.down.parts == 1
-        and layer.mlp_size > CANONICAL_UNITS
     )
 
 
