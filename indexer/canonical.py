@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from pedigree.indexer.adapters.base import (
+    PIXEL_PROBES,
     LayerRoles,
     MatrixLoader,
     MatrixRef,
@@ -103,8 +104,8 @@ def probe_rows(loader: MatrixLoader, roles: ModelRoles, token_ids: torch.Tensor)
 
 def head_ref(roles: ModelRoles) -> MatrixRef | None:
     """The matrix the output head reads tokens from: the LM head, the embedding when tied, None
-    for encoders without one."""
-    if roles.family == "bert":
+    for encoders without one (and for vision encoders, whose probes are pixels, not labels)."""
+    if roles.family == "bert" or roles.probe_kind == PIXEL_PROBES:
         return None
     return roles.head if roles.head is not None else roles.embedding
 

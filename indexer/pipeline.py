@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pedigree.errors import CheckpointError, PedigreeError, UnsupportedModelError, clip
 from pedigree.indexer.adapters import MatrixLoader, ModelRoles, roles_for
+from pedigree.indexer.adapters.base import PIXEL_PROBES
 from pedigree.indexer.block_signatures import block_signatures
 from pedigree.indexer.card import read_card
 from pedigree.indexer.evidence_store import record_capture, write_capture
@@ -34,7 +35,7 @@ from pedigree.indexer.local_checkpoint import LocalCheckpoint, open_checkpoint
 from pedigree.indexer.peft_adapter import is_adapter_folder
 from pedigree.indexer.pipeline_adapter import ingest_adapter
 from pedigree.indexer.pipeline_plan import read_plan
-from pedigree.indexer.probes import select_probes
+from pedigree.indexer.probes import pixel_vocabulary, select_probes
 from pedigree.indexer.safetensors_format import INDEX_FILE, SINGLE_FILE
 from pedigree.indexer.sampling import SampleSize
 from pedigree.indexer.sources import TensorSource
@@ -114,10 +115,13 @@ def fingerprint_source(
     limit_reads = getattr(source, "limit_reads", None)
     if callable(limit_reads):
         limit_reads(planned)
-    tokenizer_file = find_vocabulary_file(source)
-    if tokenizer_file is None:
-        raise UnsupportedModelError("no tokenizer files (tokenizer.json, vocab.json, vocab.txt or tokenizer.model)")
-    vocabulary = parse_vocabulary(*tokenizer_file)
+    if roles.probe_kind == PIXEL_PROBES:  # a vision encoder: pixel tokens, no tokenizer
+        vocabulary = pixel_vocabulary(roles.vocab_size)
+    else:
+        tokenizer_file = find_vocabulary_file(source)
+        if tokenizer_file is None:
+            raise UnsupportedModelError("no tokenizer files (tokenizer.json, vocab.json, vocab.txt or tokenizer.model)")
+        vocabulary = parse_vocabulary(*tokenizer_file)
     record.tokenizer_hash = vocabulary.digest
     probes = select_probes(vocabulary, roles.vocab_size, FINGERPRINT_PROBES)
     loader = MatrixLoader(source)

@@ -7,6 +7,11 @@ vocabulary contains; the others are absent (zero rows in the token-space matrice
 HuRef's idea of reading the input embedding at fixed tokens, with the fix from the reference notes:
 tokens are matched by normalised string rather than by id or frequency rank, so vocabulary
 extension or re-ordering does not move them.
+
+Vision encoders have no tokenizer: their probe rows are *pixel tokens*, the patch embedding's
+responses to single lit pixels (``indexer.adapters.vision``).  :func:`pixel_vocabulary` names
+pixel ``j`` by the ``j``-th key of the global list, so the probe machinery runs unchanged and two
+encoders with the same patch geometry share every pixel.
 """
 
 from __future__ import annotations
@@ -54,6 +59,15 @@ class ProbeSelection:
         """The probes among the first ``count`` keys of the global list."""
         keep = self.positions < count
         return ProbeSelection(self.positions[keep], self.token_ids[keep])
+
+
+def pixel_vocabulary(pixels: int) -> Vocabulary:
+    """The synthetic vocabulary of a model probed at ``pixels`` pixel tokens (C·p·p of a patch
+    embedding): pixel ``j`` (row ``j``) is the ``j``-th probe key; beyond the list's length the
+    remaining pixels are not probed."""
+    keys = probe_keys()[:pixels]
+    digest = hashlib.sha256(f"pixel-tokens:{pixels}".encode()).hexdigest()
+    return Vocabulary(dict(zip(keys, range(len(keys)))), "plain", pixels, digest, f"{pixels} pixel tokens")
 
 
 def select_probes(vocabulary: Vocabulary, vocab_rows: int, count: int | None = None) -> ProbeSelection:

@@ -17,10 +17,11 @@ import torch
 
 from pedigree.errors import UnsupportedModelError
 from pedigree.indexer.adapters import MatrixLoader, MatrixRef, ModelRoles, roles_for
+from pedigree.indexer.adapters.base import PIXEL_PROBES
 from pedigree.indexer.block_signatures import BlockRows, matching_descriptors, read_attention
 from pedigree.indexer.canonical import normalize_rows
 from pedigree.indexer.fingerprint import whole_block_vectors
-from pedigree.indexer.probes import ProbeSelection, select_probes
+from pedigree.indexer.probes import ProbeSelection, pixel_vocabulary, select_probes
 from pedigree.indexer.sources import TensorSource
 from pedigree.indexer.unit_selection import canonical_eligible, residual_dims, select_units
 from pedigree.indexer.vocabulary import Vocabulary, read_vocabulary, vocabulary_sample
@@ -116,6 +117,8 @@ class ModelTensors(ShapeFacts):
 
     @cached_property
     def vocabulary(self) -> Vocabulary | None:
+        if self.roles.probe_kind == PIXEL_PROBES:  # a vision encoder: pixel tokens, no tokenizer
+            return pixel_vocabulary(self.roles.vocab_size)
         return read_vocabulary(self.source)
 
     @cached_property
