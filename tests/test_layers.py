@@ -86,7 +86,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "pedigree.indexer.lineage.workers",
         ),
     ),
-    ("crawler", ("pedigree.crawler.crawl", "pedigree.crawler.hub_server")),
+    ("crawler", ("pedigree.crawler.crawl", "pedigree.crawler.hub_server", "pedigree.crawler.executor")),
     ("query", ("pedigree.query",)),
     ("library API", ("pedigree.workspace", "pedigree.schedule", "pedigree.demo", "pedigree.zoo")),
     ("service", ("pedigree.service",)),
