@@ -71,6 +71,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "pedigree.indexer.lineage.signals",
             "pedigree.indexer.lineage.structure",
             "pedigree.indexer.stored_model",
+            "pedigree.indexer.unet",
         ),
     ),
     ("storage", ("pedigree.storage",)),
