@@ -52,6 +52,7 @@ from pedigree.workspace_compare import Comparisons
 if TYPE_CHECKING:
     import networkx as nx
 
+    from pedigree.crawler.executor import Executor
     from pedigree.crawler.http_retry import RetryPolicy
     from pedigree.storage.vectors import VectorIndexes
 
@@ -177,8 +178,15 @@ class Workspace(Comparisons):
                 on_done(outcome)
         return self._after_ingest(outcomes, confirm, on_pair)
 
-    def _after_ingest(self, outcomes: list[IngestOutcome], confirm: int, on_pair: PairProgress | None) -> IngestResult:
-        """FAISS catch-up, then the tests for the models just seen and the graph of their families."""
+    def _after_ingest(
+        self,
+        outcomes: list[IngestOutcome],
+        confirm: int,
+        on_pair: PairProgress | None,
+        executor: Executor | None = None,
+    ) -> IngestResult:
+        """FAISS catch-up, then the tests for the models just seen (on ``executor``, by default
+        here) and the graph of their families."""
         self.sync_indexes()
         confirmations: tuple[Confirmation, ...] = ()
         graph = None
@@ -186,7 +194,7 @@ class Workspace(Comparisons):
             from pedigree.indexer.confirm import confirm_new_models
 
             ready = [o.id for o in outcomes if o.status in (Status.INDEXED, Status.UNCHANGED)]
-            confirmations = confirm_new_models(
+            confirmations = (executor.confirm if executor else confirm_new_models)(
                 self.store, lambda m: self.related(m, confirm).related, ready, progress=on_pair, indexes=self.indexes
             )
             graph = self.build_graph()
@@ -232,20 +240,22 @@ class Workspace(Comparisons):
         on_start: RepoStart | None = None,
         on_done: RepoDone | None = None,
         on_pair: PairProgress | None = None,
+        executor: Executor | None = None,
     ) -> RefreshSummary:
-        """crawl -> ingest -> confirm -> graph, recorded as one run."""
+        """crawl -> ingest -> confirm -> graph, recorded as one run; ``executor`` runs the crawl
+        and the tests (:mod:`pedigree.crawler.executor`: ``local`` by default, or Ray)."""
         from pedigree.crawler.crawl import crawl, resolve_endpoint
 
         self._writes()
         run = start_run(self.store, "refresh", resolve_endpoint(endpoint))
         edges_before = self._edge_count()
         try:
-            crawled = crawl(
+            crawled = (executor.crawl if executor else crawl)(
                 self.store, endpoint, token=token, limit=limit, retry=retry, on_start=on_start, on_done=on_done
             )
             fresh = [o for o in crawled.outcomes if o.status == Status.INDEXED]
             if fresh:
-                after = self._after_ingest(fresh, confirm, on_pair)
+                after = self._after_ingest(fresh, confirm, on_pair, executor)
             else:
                 self.sync_indexes()
                 after = IngestResult((), {})

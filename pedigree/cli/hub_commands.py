@@ -93,21 +93,63 @@ def refresh_command(
     confirm: Annotated[
         int, typer.Option("--confirm", min=0, help="Test each new model against its K best candidates.")
     ] = 5,
+    executor: Annotated[
+        str,
+        typer.Option(
+            "--executor",
+            help="Where the reads and tests run: local (this process) or ray (pip install 'pedigree[ray]').",
+        ),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address", help="Ray cluster to join: auto or HOST:PORT [default: a local Ray].", show_default=False
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers", min=1, help="Ray tasks at work at once [default: the cluster's CPUs].", show_default=False
+        ),
+    ] = None,
+    hub_rate: Annotated[
+        float | None,
+        typer.Option(
+            "--hub-rate",
+            min=0,
+            help="Requests per second per Hub host, all Ray workers together (0: no rate) [default: 10].",
+            show_default=False,
+        ),
+    ] = None,
     home: Home = None,
     as_json: Json = False,
 ) -> None:
     """crawl -> ingest -> confirm (independence tests) -> lineage graph, with a summary."""
     home, as_json = options(ctx, home, as_json)
-    with reporting(as_json), workspace(home, create=True) as ws, render.progress() as bars:
-        on_start, on_done = _repo_progress(bars)
-        pairs = bars.add_task("tests", total=None, visible=False)
+    with reporting(as_json):
+        from pedigree.crawler.executor import make_executor
 
-        def on_pair(done: int, total: int, label: str) -> None:
-            bars.update(pairs, completed=done - 1, total=total, visible=True, description=f"tests ({label})")
+        runner = make_executor(executor, address=address, workers=workers, hub_rate=hub_rate)
+        try:
+            with workspace(home, create=True) as ws, render.progress() as bars:
+                on_start, on_done = _repo_progress(bars)
+                pairs = bars.add_task("tests", total=None, visible=False)
 
-        summary = ws.refresh(
-            endpoint, token=token, limit=limit, confirm=confirm, on_start=on_start, on_done=on_done, on_pair=on_pair
-        )
+                def on_pair(done: int, total: int, label: str) -> None:
+                    bars.update(pairs, completed=done - 1, total=total, visible=True, description=f"tests ({label})")
+
+                summary = ws.refresh(
+                    endpoint,
+                    token=token,
+                    limit=limit,
+                    confirm=confirm,
+                    on_start=on_start,
+                    on_done=on_done,
+                    on_pair=on_pair,
+                    executor=runner,
+                )
+        finally:
+            runner.close()
     emit(as_json, summary, views.refresh)
 
 
