@@ -35,6 +35,7 @@ from pedigree.indexer.local_checkpoint import LocalCheckpoint, open_checkpoint
 from pedigree.indexer.peft_adapter import is_adapter_folder
 from pedigree.indexer.pipeline_adapter import ingest_adapter
 from pedigree.indexer.pipeline_plan import read_plan
+from pedigree.indexer.pipeline_unet import ingest_unet, is_unet_folder
 from pedigree.indexer.probes import pixel_vocabulary, select_probes
 from pedigree.indexer.safetensors_format import INDEX_FILE, SINGLE_FILE
 from pedigree.indexer.sampling import SampleSize
@@ -188,6 +189,11 @@ def ingest_checkpoint(
     if is_adapter_folder(folder):  # a PEFT adapter: an `adapter` edge to its base, no fingerprint
         try:
             return ingest_adapter(store, record, existing, folder, started)
+        except Exception as error:  # noqa: BLE001 - one model's failure must never stop the others
+            return _record_failure(store, record, existing, error, started)
+    if is_unet_folder(folder):  # a diffusers UNet: its own evidence and lineage (indexer.pipeline_unet)
+        try:
+            return ingest_unet(store, record, existing, folder, started)
         except Exception as error:  # noqa: BLE001 - one model's failure must never stop the others
             return _record_failure(store, record, existing, error, started)
     source: LocalCheckpoint | GGUFCheckpoint | None = None

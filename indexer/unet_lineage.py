@@ -15,6 +15,8 @@ Pure: evidence and pair tests in, a ``networkx.DiGraph`` out (nodes carry ``fami
    λ = 0.3, with d the relative sketch distance and P from the *growth* signal: training adds
    updates nearly orthogonal to the weights, so a child's tensors are larger than its parent's;
    P(u → v) = (1 + g) / 2 with g the mean sign of ‖v_t‖ − ‖u_t‖ over the tensors that differ.
+   With creation dates (mode ``time``) a parent is never newer than its child: such an edge
+   costs more than any spanning tree without one (the LM lineage stage's time constraint).
 4. **Relation**: ``merge``; ``adapter`` when every tensor that differs is an attention q/k/v/out
    matrix and each of their differences has rank ≤ :data:`ADAPTER_RANK` on the sketched rows,
    counting singular values above float32 storage rounding (a merged LoRA); otherwise ``finetune``.
@@ -23,6 +25,8 @@ Pure: evidence and pair tests in, a ``networkx.DiGraph`` out (nodes carry ``fami
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from datetime import datetime
 from itertools import combinations
 
 import networkx as nx
@@ -138,10 +142,23 @@ def _merges(members: list[str], evidence: dict[str, UNetEvidence]) -> dict[str, 
     return found
 
 
+def _newer(created: Mapping[str, datetime | None] | None, u: str, v: str) -> bool:
+    """u was created after v (both dates known)."""
+    if created is None:
+        return False
+    a, b = created.get(u), created.get(v)
+    return a is not None and b is not None and a > b
+
+
 def unet_lineage(
-    evidence: dict[str, UNetEvidence], tests: dict[frozenset[str], dict], *, alpha: float = 0.01
+    evidence: dict[str, UNetEvidence],
+    tests: dict[frozenset[str], dict],
+    *,
+    alpha: float = 0.01,
+    created: Mapping[str, datetime | None] | None = None,
 ) -> nx.DiGraph:
-    """The lineage graph of the UNets in ``evidence`` (module docstring)."""
+    """The lineage graph of the UNets in ``evidence`` (module docstring); with ``created`` (mode
+    ``time``), an edge from a newer to an older model costs more than any tree without one."""
     graph = nx.DiGraph()
     ids = sorted(evidence)
     index = {m: i for i, m in enumerate(ids)}
@@ -157,10 +174,11 @@ def unet_lineage(
         distance = {(u, v): sketch_distance(evidence[u], evidence[v]) for u in placed for v in placed if u != v}
         mean = sum(distance.values()) / len(distance) if distance else 0.0
         costs, confidence = {}, {}
+        late = 2.0 * len(placed) * (max(distance.values(), default=0.0) + LAMBDA * mean * 2.0 + 1.0)
         for (u, v), d in distance.items():
             p = (1.0 + growth(evidence[u], evidence[v])) / 2.0
             confidence[(u, v)] = p
-            costs[(u, v)] = d + LAMBDA * mean * 2.0 * (1.0 - p)
+            costs[(u, v)] = d + LAMBDA * mean * 2.0 * (1.0 - p) + (late if _newer(created, u, v) else 0.0)
         for u, v in minimum_spanning_arborescence(placed, costs) if len(placed) > 1 else []:
             graph.add_edge(
                 u,
