@@ -15,6 +15,10 @@ and keeps the state:
 - a repo whose weights are one ``.gguf`` (no safetensors, no PyTorch weights) is read from it by
   range requests (:mod:`.http_gguf`) under the same byte budget and deadlines; several ``.gguf``
   files (quantization variants, split files) are ``unsupported`` with their names;
+- a PEFT adapter repo (``adapter_config.json``, no full weights) is read by range requests
+  (:mod:`.crawl_adapter`: its config and weights header only) and checked against its indexed
+  base; adapter repos are crawled after the rest of the listing, so a base listed in the same run
+  is indexed first;
 - gated / private (401, 403), deleted (404), pickle-only and unsupported repos are recorded with
   their reason and retried only when their sha changes; transient failures (rate limits, 5xx,
   cut bodies, after the retries) are recorded as ``retry`` and taken up by the next run;
@@ -34,6 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from pedigree.crawler.crawl_adapter import AdapterQueue, ingest_hub_adapter, waiting_adapters
 from pedigree.crawler.http_client import hub_client
 from pedigree.crawler.http_gguf import HubGGUFCheckpoint, HubGGUFFile
 from pedigree.crawler.http_retry import RetryPolicy
@@ -132,7 +137,7 @@ def crawl(
     endpoint = resolve_endpoint(endpoint)
     token = token or os.environ.get("HF_TOKEN") or None
     previous = high_water(store, endpoint)
-    run, frontier = _Run(), _Frontier()
+    run, frontier, adapters = _Run(), _Frontier(), AdapterQueue()
     with hub_client(token) as client:
         walk = listing_pages(client, endpoint, previous, token=token, retry=retry)
         pages_read = 0
@@ -150,10 +155,21 @@ def crawl(
             run.rejected.extend(page.rejected[: max(0, MAX_REJECTED_REPORTED - len(run.rejected))])
             run.rejected_count += page.rejected_count
             for repo in page.repos:
+                if adapters.defer(repo):  # crawled after the rest: their bases first
+                    continue
                 settled = _crawl_listed(
                     store, endpoint, repo, run, client, token, limit, budget_factor, retry, on_start, on_done
                 )
                 frontier.saw(repo, settled)
+        for repo in adapters.drain():
+            settled = _crawl_listed(
+                store, endpoint, repo, run, client, token, limit, budget_factor, retry, on_start, on_done
+            )
+            frontier.saw(repo, settled)
+        for repo in waiting_adapters(store, endpoint):  # settled earlier, their base indexed since
+            _crawl_listed(
+                store, endpoint, repo, run, client, token, limit, budget_factor, retry, on_start, on_done, again=True
+            )
     if run.stopped is None:
         mark = frontier.mark(previous)
         if mark != previous:
@@ -173,13 +189,16 @@ def _crawl_listed(
     retry: RetryPolicy | None,
     on_start: RepoStart | None,
     on_done: RepoDone | None,
+    *,
+    again: bool = False,
 ) -> bool:
     """Index one listed repo unless it is settled at its sha or the limit is reached; True when
-    it is settled afterwards."""
-    run.count("listed")
-    if is_done(crawled(store, endpoint, repo.repo_id), repo.sha):
-        run.count("skipped")
-        return True
+    it is settled afterwards (``again``: a settled repo taken up again, not a listed one)."""
+    if not again:
+        run.count("listed")
+        if is_done(crawled(store, endpoint, repo.repo_id), repo.sha):
+            run.count("skipped")
+            return True
     if limit is not None and run.started >= limit:
         return False
     run.started += 1
@@ -249,6 +268,9 @@ def crawl_repo(
         save_crawled(store, crawled_repo)
         return crawled_repo
 
+    if repo.adapter_only:  # a PEFT adapter: checked against its base, no fingerprint of its own
+        outcome, reader = ingest_hub_adapter(store, endpoint, repo, client=client, token=token, retry=retry)
+        return state(_crawl_status(outcome), outcome.error, reader.bytes_read, reader.weights_size), outcome
     if repo.gguf_only and len(repo.gguf_files) > 1:
         return state(Status.UNSUPPORTED, f"unsupported: {gguf_variants(repo.gguf_files)}"), None
     if not repo.has_safetensors and not repo.has_torch_weights and not repo.gguf_only:
@@ -281,11 +303,13 @@ def crawl_repo(
     )
     read = opened[0].bytes_read if opened else 0
     size = opened[0].weight_bytes if opened else None
-    # UNCHANGED: the model is already indexed at this revision - a run killed after the model's
-    # commit and before this crawl record's; the record then says what a clean run says
-    status = (
-        Status.INDEXED
-        if outcome.status == Status.UNCHANGED
-        else ERROR_STATUS.get(outcome.error_kind or "", outcome.status)
-    )
-    return state(status, outcome.error, read, size), outcome
+    return state(_crawl_status(outcome), outcome.error, read, size), outcome
+
+
+def _crawl_status(outcome: IngestOutcome) -> str:
+    """The crawl record's status of an ingest outcome.  UNCHANGED: the model is already indexed at
+    this revision - a run killed after the model's commit and before this crawl record's; the
+    record then says what a clean run says."""
+    if outcome.status == Status.UNCHANGED:
+        return Status.INDEXED
+    return ERROR_STATUS.get(outcome.error_kind or "", outcome.status)

@@ -41,6 +41,7 @@ from pedigree.crawler.http_fetch import Fetcher
 from pedigree.crawler.http_retry import RetryPolicy
 from pedigree.errors import RateLimitedError, RemoteError, RemoteServerError
 from pedigree.indexer.bounded_json import loads_json
+from pedigree.indexer.peft_adapter import adapter_only
 from pedigree.indexer.safetensors_format import TORCH_INDEX, is_torch_weights
 
 EXPAND = ("sha", "lastModified", "createdAt", "cardData", "siblings", "gated", "private")
@@ -95,6 +96,12 @@ class ListedRepo:
     def gguf_only(self) -> bool:
         """The repo's weights are GGUF files only (one or more at the root)."""
         return not self.has_safetensors and not self.has_torch_weights and bool(self.gguf_files)
+
+    @property
+    def adapter_only(self) -> bool:
+        """A PEFT adapter repo: ``adapter_config.json`` and no full weights at the root
+        (:func:`~pedigree.indexer.peft_adapter.adapter_only`, the rule for local folders too)."""
+        return adapter_only(self.files)
 
     @property
     def pickle_only(self) -> bool:

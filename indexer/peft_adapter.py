@@ -1,9 +1,11 @@
-"""PEFT LoRA adapter folders (issue 16, part 3): ``adapter_config.json`` + ``adapter_model.safetensors``.
+"""PEFT LoRA adapters (issue 16, parts 3 and 6): ``adapter_config.json`` + ``adapter_model.safetensors``
+(or ``adapter_model.bin``), in a local folder or a Hub repo (``crawler.http_adapter``).
 
 Layout followed (PEFT's ``save_pretrained`` for ``peft_type: LORA``, see peft ``utils/save_and_load.py``
 and ``tuners/lora``): the config names ``r``, ``lora_alpha``, ``target_modules`` and
 ``base_model_name_or_path``; the weights file is a safetensors file (format:
-huggingface/safetensors README) holding, per adapted module,
+huggingface/safetensors README), or with ``safe_serialization=False`` a ``torch.save`` zip read
+by :mod:`indexer.torch_zip_format` (never unpickled), holding, per adapted module,
 ``base_model.model.<module path>.lora_A.weight`` of shape ``[r, in]`` and
 ``.lora_B.weight`` of shape ``[out, r]``; the module's own weight in the base is
 ``<module path>.weight`` of shape ``[out, in]``.
@@ -19,25 +21,28 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pedigree.errors import CheckpointError, UnsupportedModelError
+from pedigree.indexer import torch_zip_format
 from pedigree.indexer.bounded_json import loads_json
 from pedigree.indexer.local_files import open_regular, pread_into, read_small_file
 from pedigree.indexer.safetensors_format import (
     INDEX_FILE,
-    SINGLE_FILE,
     TORCH_INDEX,
-    TORCH_SINGLE,
     header_length,
+    is_torch_weights,
     parse_header,
 )
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
+ADAPTER_BIN = "adapter_model.bin"
+ADAPTER_WEIGHT_FILES = (ADAPTER_WEIGHTS, ADAPTER_BIN)
+"""The adapter's own weights, in the order they are looked for (PEFT writes one of them)."""
 MAX_ADAPTER_CONFIG_BYTES = 1 * 2**20
 MAX_ADAPTER_HEADER_BYTES = 16 * 2**20
 MAX_ADAPTER_TENSORS = 20_000
@@ -67,6 +72,7 @@ class AdapterInfo:
     alpha: float
     target_modules: tuple[str, ...]
     modules: tuple[LoraModule, ...]
+    weights: str = ADAPTER_WEIGHTS
 
     def as_config(self) -> dict[str, Any]:
         """What is stored as the adapter model's ``config`` (``ModelRecord.config``)."""
@@ -78,6 +84,7 @@ class AdapterInfo:
                 "lora_alpha": self.alpha,
                 "target_modules": list(self.target_modules),
                 "modules": len(self.modules),
+                "weights": self.weights,
             },
         }
 
@@ -85,14 +92,33 @@ class AdapterInfo:
         return {"peft": True, "rank": self.rank, "target_modules": list(self.target_modules)}
 
 
+def _full_weights(name: str) -> bool:
+    lower = name.lower()
+    return name in (INDEX_FILE, TORCH_INDEX) or lower.endswith((".safetensors", ".gguf")) or is_torch_weights(name)
+
+
+def adapter_only(names: Iterable[str]) -> bool:
+    """Whether a checkpoint's file names are a PEFT adapter's: an ``adapter_config.json`` at the
+    root and no full weights there (no safetensors, PyTorch or GGUF weights, or their index, other
+    than :data:`ADAPTER_WEIGHT_FILES`) - one rule for local folders and Hub repos.  A full
+    checkpoint beside a leftover adapter config is read as a full model, so a merged adapter is
+    still found by its weights; the adapter's own weights are checked when read."""
+    root = [n for n in names if "/" not in n]
+    return ADAPTER_CONFIG in root and not any(_full_weights(n) for n in root if n not in ADAPTER_WEIGHT_FILES)
+
+
+def adapter_weights_file(names: Iterable[str]) -> str | None:
+    """The adapter weights file among a root's names (safetensors first), None when there is none."""
+    present = set(names)
+    return next((n for n in ADAPTER_WEIGHT_FILES if n in present), None)
+
+
 def is_adapter_folder(path: str | os.PathLike[str]) -> bool:
-    """A folder with a PEFT ``adapter_config.json`` and no full weights (its own weights are checked
-    when read); a full checkpoint beside a leftover adapter config is read as a full model, so a
-    merged adapter is still found by its weights."""
+    """A local folder that :func:`adapter_only` takes for a PEFT adapter."""
     root = Path(path)
     if not (root / ADAPTER_CONFIG).is_file():
         return False
-    return not any((root / name).exists() for name in (SINGLE_FILE, INDEX_FILE, TORCH_SINGLE, TORCH_INDEX))
+    return adapter_only(p.name for p in root.iterdir())
 
 
 def _clean_name(value: Any, what: str, path: str) -> str:
@@ -128,8 +154,6 @@ def parse_adapter_config(raw: bytes, path: str) -> tuple[str, int, float, tuple[
 def read_adapter_header(path: Path) -> dict[str, tuple[int, ...]]:
     """Tensor name -> shape from the safetensors header of the adapter weights (header only)."""
     display = str(path)
-    if not os.path.lexists(path):
-        raise CheckpointError(f"adapter folder has {ADAPTER_CONFIG} but no {ADAPTER_WEIGHTS}", path=str(path.parent))
     fd, size = open_regular(path)
     try:
         first = bytearray(8)
@@ -144,8 +168,27 @@ def read_adapter_header(path: Path) -> dict[str, tuple[int, ...]]:
     finally:
         os.close(fd)
     tensors, _ = parse_header(header, file_size=size, file=ADAPTER_WEIGHTS, path=display)
-    if len(tensors) > MAX_ADAPTER_TENSORS:
-        raise CheckpointError(f"adapter has {len(tensors)} tensors, over {MAX_ADAPTER_TENSORS}", path=display)
+    return {name: info.shape for name, info in tensors.items()}
+
+
+def read_adapter_zip_header(path: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape of an ``adapter_model.bin`` (a ``torch.save`` zip: its directory and
+    ``data.pkl`` read by the restricted interpreter, never the tensor values)."""
+    display = str(path)
+    fd, size = open_regular(path)
+
+    def spans(wanted: Iterable[tuple[int, int]]) -> list[bytes]:
+        out = []
+        for begin, end in wanted:
+            buf = bytearray(end - begin)
+            pread_into(fd, memoryview(buf), begin, display)
+            out.append(bytes(buf))
+        return out
+
+    try:
+        tensors, _ = torch_zip_format.read_header(size, spans, file=ADAPTER_BIN, path=display)
+    finally:
+        os.close(fd)
     return {name: info.shape for name, info in tensors.items()}
 
 
@@ -179,15 +222,34 @@ def lora_modules(
     return tuple(modules)
 
 
+def adapter_info(
+    raw_config: bytes, config_path: str, shapes: Mapping[str, tuple[int, ...]], weights_path: str, weights: str
+) -> AdapterInfo:
+    """Validate a LoRA adapter from its config's bytes and its weights' tensor shapes (wherever
+    they were read: a folder here, a Hub repo in ``crawler.http_adapter``)."""
+    base, rank, alpha, targets = parse_adapter_config(raw_config, config_path)
+    if len(shapes) > MAX_ADAPTER_TENSORS:
+        raise CheckpointError(f"adapter has {len(shapes)} tensors, over {MAX_ADAPTER_TENSORS}", path=weights_path)
+    return AdapterInfo(base, rank, alpha, targets, lora_modules(shapes, rank, targets, weights_path), weights)
+
+
+def no_weights_error(where: str) -> CheckpointError:
+    return CheckpointError(f"adapter has {ADAPTER_CONFIG} but no {' or '.join(ADAPTER_WEIGHT_FILES)}", path=where)
+
+
 def read_adapter(folder: str | os.PathLike[str]) -> AdapterInfo:
     """Read and validate an adapter folder (config + weights header); never reads tensor values."""
     root = Path(folder)
     raw = read_small_file(root / ADAPTER_CONFIG, MAX_ADAPTER_CONFIG_BYTES)
     if raw is None:
         raise CheckpointError(f"no {ADAPTER_CONFIG}", path=str(root))
-    base, rank, alpha, targets = parse_adapter_config(raw, str(root / ADAPTER_CONFIG))
-    shapes = read_adapter_header(root / ADAPTER_WEIGHTS)
-    return AdapterInfo(base, rank, alpha, targets, lora_modules(shapes, rank, targets, str(root / ADAPTER_WEIGHTS)))
+    parse_adapter_config(raw, str(root / ADAPTER_CONFIG))  # a bad config is reported before the weights
+    weights = adapter_weights_file(n for n in ADAPTER_WEIGHT_FILES if os.path.lexists(root / n))
+    if weights is None:
+        raise no_weights_error(str(root))
+    path = root / weights
+    shapes = read_adapter_header(path) if weights == ADAPTER_WEIGHTS else read_adapter_zip_header(path)
+    return adapter_info(raw, str(root / ADAPTER_CONFIG), shapes, str(path), weights)
 
 
 def base_candidates(base: str) -> list[str]:

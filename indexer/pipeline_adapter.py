@@ -1,10 +1,12 @@
-"""Ingest of a PEFT LoRA adapter folder (issue 16, part 3; the format: ``indexer.peft_adapter``).
+"""Ingest of a PEFT LoRA adapter (issue 16, parts 3 and 6; the format: ``indexer.peft_adapter``):
+a local folder here, a Hub repo through ``crawler.crawl_adapter``.
 
 An adapter has no fingerprint of its own: it is recorded (status :data:`ADAPTER_STATUS`, its
 ``config`` the declared LoRA settings and the base's model id) once its factors are shown to fit
-the named base's weights, read from the base's tensor headers.  The lineage build
-(``indexer.lineage.build``) adds the fixed ``adapter`` edge base -> adapter.  A base that is not
-indexed, or that the factors do not fit, makes the adapter ``unsupported`` with the reason.
+the named base's weights.  The base's tensor shapes come from its evidence file (captured at its
+ingest, so a crawled base costs no request), or from its source when it has none.  The lineage
+build (``indexer.lineage.build``) adds the fixed ``adapter`` edge base -> adapter.  A base that is
+not indexed, or that the factors do not fit, makes the adapter ``unsupported`` with the reason.
 """
 
 from __future__ import annotations
@@ -13,10 +15,13 @@ import os
 import time
 
 from pedigree.errors import PedigreeError, UnsupportedModelError
+from pedigree.indexer.evidence_file import EvidenceFile
+from pedigree.indexer.evidence_store import current_file
 from pedigree.indexer.openers import open_location
 from pedigree.indexer.peft_adapter import (
     ADAPTER_ARCHITECTURE,
     ADAPTER_MODEL_TYPE,
+    AdapterInfo,
     base_candidates,
     check_fit,
     read_adapter,
@@ -40,28 +45,61 @@ def adapter_base(record: ModelRecord) -> str | None:
 def ingest_adapter(
     store: Store, record: ModelRecord, existing: ModelRecord | None, folder: str | os.PathLike[str], started: float
 ) -> IngestOutcome:
-    """Validate the adapter at ``folder`` against its base in ``store`` and record it (raises
-    PedigreeError for a malformed adapter, UnsupportedModelError when it cannot be placed); the same
-    adapter on the same base revision as ``existing`` is ``unchanged`` and writes nothing."""
-    info = read_adapter(folder)
+    """Validate the adapter folder at ``folder`` against its base in ``store`` and record it (see
+    :func:`place_adapter`)."""
+    return place_adapter(store, record, existing, read_adapter(folder), started)
+
+
+def base_shapes(store: Store, base: ModelRecord) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape of an indexed base: from the tensor headers its evidence file keeps
+    (no read of the base), else read from its source."""
+    path = current_file(store, base)
+    if path is not None:
+        try:
+            evidence = EvidenceFile(path)
+            try:
+                return {str(row[0]): tuple(int(n) for n in row[2]) for row in evidence.manifest["tensors"]}
+            finally:
+                evidence.close()
+        except (PedigreeError, KeyError, IndexError, TypeError, ValueError):
+            pass  # unreadable or of another layout: the source says
+    source = open_location(base.source, base.id)
+    try:
+        return {name: t.shape for name, t in source.tensors().items()}
+    finally:
+        source.close()
+
+
+def base_missing(declared: str) -> str:
+    """Why an adapter whose declared base is not indexed is ``unsupported``."""
+    return f"adapter base {declared} is not indexed"
+
+
+def find_base(store: Store, declared: str, adapter_id: str) -> ModelRecord | None:
+    """The indexed model an adapter's declared base (``base_model_name_or_path``) names (see
+    ``base_candidates``)."""
+    for candidate in base_candidates(declared):
+        found = store.get_model(candidate)
+        if found is not None and found.status == Status.INDEXED and found.id != adapter_id:
+            return found
+    return None
+
+
+def place_adapter(
+    store: Store, record: ModelRecord, existing: ModelRecord | None, info: AdapterInfo, started: float
+) -> IngestOutcome:
+    """Check the adapter ``info`` against its base in ``store`` and record it (raises
+    UnsupportedModelError when it cannot be placed); the same adapter on the same base revision as
+    ``existing`` is ``unchanged`` and writes nothing."""
     record.model_type = ADAPTER_MODEL_TYPE
     record.architecture = ADAPTER_ARCHITECTURE
     record.config = info.as_config()
     record.num_parameters = sum(m.a_shape[0] * m.a_shape[1] + m.b_shape[0] * m.b_shape[1] for m in info.modules)
-    base = None
-    for candidate in base_candidates(info.base):
-        found = store.get_model(candidate)
-        if found is not None and found.status == Status.INDEXED and found.id != record.id:
-            base = found
-            break
+    base = find_base(store, info.base, record.id)
     if base is None:
-        raise UnsupportedModelError(f"adapter base {info.base} is not indexed")
+        raise UnsupportedModelError(base_missing(info.base))
     try:
-        source = open_location(base.source, base.id)
-        try:
-            shapes = {name: t.shape for name, t in source.tensors().items()}
-        finally:
-            source.close()
+        shapes = base_shapes(store, base)
     except PedigreeError as error:
         raise UnsupportedModelError(f"adapter base {base.id} cannot be read to check the fit ({error})") from None
     check_fit(info, base.id, shapes)
