@@ -171,9 +171,11 @@ def markdown(result: dict, command: str) -> str:
         "(`pedigree.zoo.unet_zoo`: 3 independent bases, 4 fine-tunes incl. a second generation, a merged LoRA on "
         f"to_q/to_v, a 50/50 soup); {result['pairs']} pairs, {result['blocks_per_model']} transformer blocks per "
         "model.  Relatedness: the UNet test (`indexer.unet`: per block, constrained φ_U on GEGLU units - exact "
-        "null - and embedding-free φ_BLOCK, Bonferroni) and the block-signature cosine.  Lineage: "
-        "`indexer.unet_lineage` (weights only).  A small zoo: this shows the path works on real trained UNets, "
-        "not how it does on Stable Diffusion.",
+        "null - and embedding-free φ_BLOCK, Bonferroni) and the block-signature cosine.  Lineage "
+        "(`indexer.unet_lineage`): `weights` uses the weights alone (raw-weight sketch distances, the growth "
+        "signal, merge fits, the LM stage's update geometry); `time` adds the cards' creation dates as a "
+        "constraint; MoTHer is given the true families.  A small zoo: this shows the path works on real trained "
+        "UNets, not how it does on Stable Diffusion.",
         "",
         "| score | AUC | TPR @ 1 % FPR | weakest related | strongest unrelated |",
         "|---|---|---|---|---|",

@@ -15,7 +15,10 @@ Pure: evidence and pair tests in, a ``networkx.DiGraph`` out (nodes carry ``fami
    λ = 0.3, with d the relative sketch distance and P from the *growth* signal: training adds
    updates nearly orthogonal to the weights, so a child's tensors are larger than its parent's;
    P(u → v) = (1 + g) / 2 with g the mean sign of ‖v_t‖ − ‖u_t‖ over the tensors that differ.
-   With creation dates (mode ``time``) a parent is never newer than its child: such an edge
+   The tree is then refined by the family's update geometry exactly as the LM lineage stage does
+   (``indexer.lineage.geometry``: a child's own step is nearly orthogonal to its parent's, two
+   siblings' updates share a direction; re-root, move a model hung under a sibling up, re-root),
+   on the sketches.  With creation dates (mode ``time``) a parent is never newer than its child: such an edge
    costs more than any spanning tree without one (the LM lineage stage's time constraint).
 4. **Relation**: ``merge``; ``adapter`` when every tensor that differs is an attention q/k/v/out
    matrix and each of their differences has rank ≤ :data:`ADAPTER_RANK` on the sketched rows,
@@ -33,6 +36,7 @@ import networkx as nx
 import torch
 
 from pedigree.indexer.lineage.arborescence import components, minimum_spanning_arborescence
+from pedigree.indexer.lineage.geometry import orient, siblings_not_children
 from pedigree.indexer.unet import UNetEvidence
 
 LAMBDA = 0.3
@@ -142,6 +146,58 @@ def _merges(members: list[str], evidence: dict[str, UNetEvidence]) -> dict[str, 
     return found
 
 
+def update_cosines(c: UNetEvidence, p: UNetEvidence, g: UNetEvidence) -> tuple[float, float] | None:
+    """(fresh, shared) = (cos(p − g, c − p), cos(p − g, c − g)) on the shared sketches: the
+    ``Geometry`` of ``indexer.lineage.geometry`` (c a child of p, p of g)."""
+    names = [n for n in _shared(c, p) if n in g.sketch and g.sketch[n].shape == c.sketch[n].shape]
+    x, y, z = _flat(c, names), _flat(p, names), _flat(g, names)
+    step, fresh, shared = y - z, x - y, x - z
+
+    def cosine(a: torch.Tensor, b: torch.Tensor) -> float | None:
+        scale = float(torch.linalg.vector_norm(a)) * float(torch.linalg.vector_norm(b))
+        return float(a @ b) / scale if scale > 0 else None
+
+    first, second = cosine(step, fresh), cosine(step, shared)
+    return None if first is None or second is None else (first, second)
+
+
+def _tree(
+    placed: list[str],
+    costs: dict[tuple[str, str], float],
+    evidence: dict[str, UNetEvidence],
+    confidence: dict[tuple[str, str], float],
+    created: Mapping[str, datetime | None] | None,
+) -> list[tuple[str, str]]:
+    """The arborescence, then the LM lineage stage's refinement by update geometry
+    (``indexer.lineage.geometry``: re-rooted where growth and the angles agree best, a model hung
+    under a sibling moved up, re-rooted again); time (when given) is never violated."""
+    if len(placed) < 2:
+        return []
+    edges = minimum_spanning_arborescence(placed, costs)
+    if len(placed) < 3:
+        return edges
+    tree = nx.DiGraph([(placed.index(u), placed.index(v)) for u, v in edges])
+
+    def geometry(c: int, p: int, g: int) -> tuple[float, float] | None:
+        return update_cosines(evidence[placed[c]], evidence[placed[p]], evidence[placed[g]])
+
+    def edge_logp(u: int, v: int) -> float:
+        if _newer(created, placed[u], placed[v]):
+            return -1e6
+        return math.log(max(confidence[(placed[u], placed[v])], 1e-6))
+
+    def allowed(g: int, v: int) -> bool:
+        return not _newer(created, placed[g], placed[v])
+
+    def trained(u: int, v: int) -> bool:
+        return True
+
+    tree, _ = orient(tree, edge_logp, trained, geometry)
+    tree = siblings_not_children(tree, allowed, geometry)
+    tree, _ = orient(tree, edge_logp, trained, geometry)
+    return [(placed[u], placed[v]) for u, v in tree.edges()]
+
+
 def _newer(created: Mapping[str, datetime | None] | None, u: str, v: str) -> bool:
     """u was created after v (both dates known)."""
     if created is None:
@@ -179,7 +235,7 @@ def unet_lineage(
             p = (1.0 + growth(evidence[u], evidence[v])) / 2.0
             confidence[(u, v)] = p
             costs[(u, v)] = d + LAMBDA * mean * 2.0 * (1.0 - p) + (late if _newer(created, u, v) else 0.0)
-        for u, v in minimum_spanning_arborescence(placed, costs) if len(placed) > 1 else []:
+        for u, v in _tree(placed, costs, evidence, confidence, created):
             graph.add_edge(
                 u,
                 v,
