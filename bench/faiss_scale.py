@@ -284,15 +284,16 @@ def specs(args: argparse.Namespace, kind: str, train_logs: dict[str, dict[str, A
         Spec(
             "ivf-flat 4*sqrt(n) lists (pedigree)",
             "pedigree's approximate_kind='ivf'; flat coarse quantizer",
-            _ivf(args.ivf_train, False, train_logs.setdefault(kind, {})),
+            _ivf(args.ivf_train, False, train_logs.setdefault(f"{kind}/{args.ivf_flat_n or 'all'}", {})),
             "nprobe",
             s.ivf_probe,
             probe_sweep,
+            prefix=args.ivf_flat_n,
         ),
         Spec(
             "ivf-flat 4*sqrt(n) lists, hnsw quantizer",
             "same lists; vectors assigned through an HNSW over the centroids",
-            _ivf(args.ivf_train, True, train_logs.setdefault(kind, {})),
+            _ivf(args.ivf_train, True, train_logs.setdefault(f"{kind}/all", {})),
             "nprobe",
             s.ivf_probe,
             probe_sweep,
@@ -419,6 +420,13 @@ def extrapolations(rows: list[dict[str, Any]], full: int, train_logs: dict[str, 
             out[f"model/{row['index']}: build s at {full:,} vectors (from {row['vectors']:,})"] = round(
                 row["build_s"] * scale
             )
+    for row in rows:
+        log = train_logs.get(f"model/{row['vectors']}", {})
+        if row["kind"] == "model" and row["index"].startswith("ivf-flat 4*sqrt(n) lists (pedigree)") and log:
+            add_s = max(row["build_s"] - log.get("seconds", 0), 0)  # assignment to lists: n * 4 sqrt(n)
+            out[f"model/{row['index']}: adding {full:,} vectors s (from {row['vectors']:,}, ~n^1.5)"] = round(
+                add_s * (full / row["vectors"]) ** 1.5
+            )
     for kind, log in train_logs.items():
         if log.get("seconds"):
             points = min(log["n"], 256 * log["lists"])
@@ -486,17 +494,18 @@ GPU_NOTE = (
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m bench.faiss_scale", description=__doc__.split("\n\n")[0])
     p.add_argument("--models", type=int, default=1_000_000, help="model vectors in the index")
-    p.add_argument("--block-models", type=int, default=40_000, help="models whose block vectors are indexed")
+    p.add_argument("--block-models", type=int, default=8_000, help="models whose block vectors are indexed")
     p.add_argument("--blocks", type=int, default=25, help="block vectors per model")
-    p.add_argument("--queries", type=int, default=1000)
-    p.add_argument("--latency-queries", type=int, default=300)
+    p.add_argument("--queries", type=int, default=500)
+    p.add_argument("--latency-queries", type=int, default=100)
     p.add_argument("--singletons", type=float, default=0.35)
-    p.add_argument("--hnsw-n", type=int, default=20_000, help="prefix the efConstruction-200 HNSW is built on")
+    p.add_argument("--hnsw-n", type=int, default=10_000, help="prefix the efConstruction-200 HNSW is built on")
     p.add_argument("--fast-ef-construction", type=int, default=40)
-    p.add_argument("--fast-hnsw-n", type=int, default=0, help="prefix of the fast HNSW (0: all)")
-    p.add_argument("--ivf-train", type=int, default=64_000, help="k-means training sample")
+    p.add_argument("--fast-hnsw-n", type=int, default=50_000, help="prefix of the fast HNSW (0: all)")
+    p.add_argument("--ivf-train", type=int, default=32_000, help="k-means training sample")
+    p.add_argument("--ivf-flat-n", type=int, default=200_000, help="prefix the flat-quantizer IVF is built on (0: all)")
     p.add_argument(
-        "--indexes", default="2,3,0,1", help="model indexes, in order (0 hnsw, 1 fast hnsw, 2 ivf, 3 ivf+hnswq)"
+        "--indexes", default="3,0,1,2", help="model indexes, in order (0 hnsw, 1 fast hnsw, 2 ivf, 3 ivf+hnswq)"
     )
     p.add_argument("--block-indexes", default="3", help="block-vector indexes, in order (same numbering)")
     p.add_argument("--threads", type=int, default=2)
