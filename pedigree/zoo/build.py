@@ -16,6 +16,7 @@ finished one.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import multiprocessing
@@ -30,7 +31,7 @@ from typing import Literal
 import torch
 
 from .architectures import ARCHITECTURES
-from .corpus import build_corpus
+from .corpus import Corpus, build_corpus
 from .ops import Task, run_task
 from .recipes import ZOO_A
 from .recipes_b import ZOO_B
@@ -42,12 +43,32 @@ ZOOS: dict[str, ZooSpec] = {"a": ZOO_A, "b": ZOO_B}
 Progress = Callable[[str, int, int], None]
 
 
+BUILD_MODULES = (
+    "architectures",
+    "build",
+    "cards",
+    "corpus",
+    "hf_layout",
+    "lossy",
+    "models",
+    "ops",
+    "recipes",
+    "recipes_b",
+    "spec",
+    "tokenization",
+    "training",
+    "transforms",
+)
+"""The modules zoo A and B are built from.  Other zoos (the families, vision, Mixtral/T5 and UNet
+zoos) live in their own modules with their own cache keys, so adding one never rebuilds these."""
+
+
 def code_fingerprint() -> str:
     """SHA-256 of the zoo's own source files (everything that shapes its content)."""
     digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        if path.name not in ("__init__.py", "testing.py", "__main__.py"):
-            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    folder = Path(__file__).parent
+    for path in sorted(folder / f"{name}.py" for name in BUILD_MODULES):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
 
@@ -223,6 +244,26 @@ def build_zoo(
     cached = cached_manifest(out_dir, key)
     if cached is not None:
         return cached
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(out_dir.parent / f".{out_dir.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one builder at a time; the others wait and reuse its build
+        cached = cached_manifest(out_dir, key)
+        if cached is not None:
+            return cached
+        return _build(spec, out_dir, size, key, corpus, start, progress, workers)
+
+
+def _build(
+    spec: ZooSpec,
+    out_dir: Path,
+    size: Literal["small", "full"],
+    key: str,
+    corpus: Corpus,
+    start: float,
+    progress: Progress | None,
+    workers: int | None,
+) -> dict:
+    """Build every recipe of ``spec`` into ``out_dir`` (under the caller's lock) and write the manifest."""
     hidden_dir = spec.hidden_dir(out_dir)
     for folder, recipes in ((out_dir, spec.visible), (hidden_dir, [r for r in spec.recipes if r.hidden])):
         for name in ("zoo.json", "truth.json"):
