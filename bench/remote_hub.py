@@ -51,8 +51,7 @@ class RemoteHub:
             str(self.latency_ms),
             "--bandwidth-mbs",
             str(self.bandwidth_mbs),
-            "--admin-token",
-            self.admin_token,
+            f"--admin-token={self.admin_token}",  # one token in 64 starts with "-": never a separate argument
         ]
         self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + STARTUP_TIMEOUT
