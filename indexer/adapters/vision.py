@@ -138,8 +138,9 @@ def roles_of_vision(
     ``vision_config``), with the tensors the canonical form does not read as ``extras``."""
     scheme = VISION_FAMILIES[model_type]
     if model_type == "clip":
-        config = config.get("vision_config")
-        if not isinstance(config, Mapping):
+        tower = config.get("vision_config")
+        if not isinstance(tower, Mapping):
             raise CheckpointError("a CLIP config.json without a vision_config object")
+        config = tower
     roles = roles_from_scheme(scheme, config, tensors, architecture)
     return replace(roles, extras=_extras(roles, scheme, tensors))

@@ -18,7 +18,7 @@ has the true lineage in the LLM zoos' format (``pedigree.zoo.build.truth_entry``
 
 Cache: zoo.json records ``recipe_hash`` over this module, ``models``, the data file, the
 torch version and the recipes; :func:`build_vision_zoo` returns a finished build with the same
-hash without rebuilding (tests and benchmarks: ``bench/vision_lineage.vision_zoo_path``).
+hash without rebuilding (tests and benchmarks cache it with ``bench/vision_zoo_cache.py``).
 """
 
 from __future__ import annotations
@@ -208,7 +208,8 @@ def train(model: VisionModel, r: VisionRecipe, data: Digits) -> dict:
         head = model.classifier if hasattr(model, "classifier") else model.probe
         params = list(head.parameters())
         for linear in _lora_targets(model):
-            lora = LoRA(*linear.weight.shape, rank=r.lora_rank)
+            rows, cols = linear.weight.shape
+            lora = LoRA(rows, cols, rank=r.lora_rank)
             parametrize.register_parametrization(linear, "weight", lora)
             params += [lora.a, lora.b]
         for p in params:
