@@ -3,7 +3,8 @@
 A scan turns each repo folder into a :class:`Repo` (an immutable snapshot).  The commit ``sha``
 is a deterministic 40-hex id: sha1 over the repo id and the sorted (path, content sha256) pairs,
 so it moves exactly when a file is added, removed, renamed or changed.  Content digests are
-cached by ``(size, mtime_ns, ctime_ns, inode)``, so a rescan only rehashes files that changed.
+cached by ``(size, mtime_ns, ctime_ns, inode)``, so a rescan only rehashes files that changed, and
+hard links of one file (a benchmark serving one checkpoint under many repos) are hashed once.
 
 Revisions: the store keeps, per repo id, the list of shas it has had while the server ran.  Old
 content is **not** kept: reading at a superseded sha answers ``RevisionNotFound`` (the message
@@ -164,6 +165,7 @@ class RepoStore:
         self._changed_at: dict[str, datetime] = {}
         self._overrides: dict[str, Override] = {}
         self._digests: dict[Path, tuple[tuple[int, int, int, int], str, str]] = {}
+        self._inodes: dict[tuple[int, int], tuple[tuple[int, int, int, int], str, str]] = {}
         self._param_cache: dict[str, dict[str, int] | None] = {}
         self._real_root = Path(os.path.realpath(self.root))
         self.skipped: dict[str, str] = {}
@@ -253,6 +255,8 @@ class RepoStore:
             self._children = self._count_children(new)
             live = {f.abs_path for r in new.values() for f in r.files.values()}
             self._digests = {p: d for p, d in self._digests.items() if p in live}
+            kept = set(self._digests.values())
+            self._inodes = {i: d for i, d in self._inodes.items() if d in kept}
             return ScanReport(added, changed, removed)
 
     def _log_new(self, skipped: dict[str, str]) -> None:
@@ -282,7 +286,11 @@ class RepoStore:
         """(git blob sha1 of the raw content, sha256), cached by stat key."""
         key = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
         hit = self._digests.get(path)
+        if hit is None or hit[0] != key:  # a hard link of a file already hashed: the same content
+            linked = self._inodes.get((st.st_dev, st.st_ino))
+            hit = linked if linked is not None and linked[0] == key else None
         if hit is not None and hit[0] == key:
+            self._digests[path] = hit
             return hit[1], hit[2]
         sha1 = hashlib.sha1(b"blob %d\0" % st.st_size)
         sha256 = hashlib.sha256()
@@ -291,6 +299,8 @@ class RepoStore:
                 sha1.update(chunk)
                 sha256.update(chunk)
         self._digests[path] = (key, sha1.hexdigest(), sha256.hexdigest())
+        if st.st_nlink > 1:
+            self._inodes[(st.st_dev, st.st_ino)] = self._digests[path]
         return sha1.hexdigest(), sha256.hexdigest()
 
     def _scan_files(self, folder: Path, repo_id: str, skipped: dict[str, str]) -> dict[str, RepoFile]:
