@@ -37,6 +37,7 @@ dependence between blocks).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -165,7 +166,7 @@ def signature_similarity(a: UNetEvidence, b: UNetEvidence) -> float:
     return float(np.mean([float(x.signature @ y.signature) for x, y in pairs]))
 
 
-def unet_test(a: UNetEvidence, b: UNetEvidence) -> dict:
+def unet_test(a: UNetEvidence, b: UNetEvidence) -> dict[str, Any]:
     """The relatedness test of two UNets (module docstring): per block pair at the same position
     and shape, constrained φ_U (exact null) and φ_BLOCK (approximate null); combined log10 p is
     the Bonferroni minimum (0 when no block pair is comparable)."""

@@ -31,6 +31,7 @@ import math
 from collections.abc import Mapping
 from datetime import datetime
 from itertools import combinations
+from typing import Any
 
 import networkx as nx
 import torch
@@ -121,7 +122,7 @@ def relation(parent: UNetEvidence, child: UNetEvidence) -> str:
     return "adapter"
 
 
-def related_pairs(tests: dict[frozenset[str], dict], alpha: float = 0.01) -> list[tuple[str, str]]:
+def related_pairs(tests: dict[frozenset[str], dict[str, Any]], alpha: float = 0.01) -> list[tuple[str, str]]:
     """Pairs whose log10 p clears Bonferroni over every tested pair at family-wise ``alpha``."""
     if not tests:
         return []
@@ -208,7 +209,7 @@ def _newer(created: Mapping[str, datetime | None] | None, u: str, v: str) -> boo
 
 def unet_lineage(
     evidence: dict[str, UNetEvidence],
-    tests: dict[frozenset[str], dict],
+    tests: dict[frozenset[str], dict[str, Any]],
     *,
     alpha: float = 0.01,
     created: Mapping[str, datetime | None] | None = None,

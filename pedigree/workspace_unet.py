@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import combinations
+from typing import Any
 
 import networkx as nx
 
@@ -27,7 +28,7 @@ class UNetGraph:
     """The UNets' lineage graph, every pair's test and the UNets whose folder could not be read."""
 
     graph: nx.DiGraph
-    tests: dict[frozenset[str], dict]
+    tests: dict[frozenset[str], dict[str, Any]]
     unreadable: dict[str, str]
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from pedigree.errors import CheckpointError, UnsupportedModelError
 from pedigree.indexer.safetensors_format import TensorInfo
@@ -116,7 +117,7 @@ def _order(match: re.Match[str]) -> tuple[int, int, int, int]:
     return (1, 0, int(match["a"]), int(match["t"]))
 
 
-def _heads_per_level(config: Mapping) -> list[int] | int:
+def _heads_per_level(config: Mapping[str, Any]) -> list[int] | int:
     value = config.get("num_attention_heads") or config.get("attention_head_dim")
     if isinstance(value, bool) or not isinstance(value, (int, list)):
         raise CheckpointError("config.json names no attention head count (num_attention_heads, attention_head_dim)")
@@ -125,7 +126,7 @@ def _heads_per_level(config: Mapping) -> list[int] | int:
     return value
 
 
-def _heads(config: Mapping, order: tuple[int, int, int, int]) -> int:
+def _heads(config: Mapping[str, Any], order: tuple[int, int, int, int]) -> int:
     value = _heads_per_level(config)
     if isinstance(value, int):
         return value
@@ -150,7 +151,13 @@ def _shape(tensors: Mapping[str, TensorInfo], name: str, ndim: int) -> tuple[int
     return tuple(info.shape)
 
 
-def _block(config: Mapping, tensors: Mapping[str, TensorInfo], prefix: str, order: tuple, index: int) -> UNetBlock:
+def _block(
+    config: Mapping[str, Any],
+    tensors: Mapping[str, TensorInfo],
+    prefix: str,
+    order: tuple[int, int, int, int],
+    index: int,
+) -> UNetBlock:
     def attention(which: str) -> UNetAttention:
         return UNetAttention(*(f"{prefix}.{which}.{p}.weight" for p in ("to_q", "to_k", "to_v", "to_out.0")))
 
