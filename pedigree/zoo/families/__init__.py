@@ -4,6 +4,7 @@ Phi-3, Falcon, StarCoder2, Gemma 2 and Gemma 3, each a base pre-trained on the z
 fine-tune of it and an independently seeded unrelated model of the same family, built on CPU:
 
 * ``decoders`` - the five architectures as one functional forward over canonical names;
+* ``configs``  - their config.json files;
 * ``layouts``  - Hugging Face state-dict names <-> canonical names (Phi-3's and Falcon's fused tensors);
 * ``transforms`` - function-preserving permutations and gain rescalings (invariance tests);
 * ``recipes``  - ``FamilyRecipe``, ``ARCHS`` (model_type -> architecture) and ``RECIPES``: plain lists

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .decoders import ARCHITECTURES, DecoderDims, init_canonical, make_config, spec_from_config
+from .configs import make_config
+from .decoders import ARCHITECTURES, DecoderDims, init_canonical, spec_from_config
 from .decoders import forward as decoder_forward
 from .layouts import to_canonical, to_hf
 
