@@ -103,6 +103,7 @@ def _qkv_refs(scheme: Scheme, name: str, heads: int, kv_heads: int, head_dim: in
         raise CheckpointError(f"a {layout} fused q|k|v needs as many key/value heads as heads ({kv_heads} != {heads})")
     if kv_heads < 1 or heads % kv_heads:
         raise CheckpointError(f"{heads} query heads are not a multiple of {kv_heads} key/value heads")
+    sizes: tuple[int, ...]
     if layout == "q_k_v":
         sizes, groups = (heads * head_dim, kv_heads * head_dim, kv_heads * head_dim), 0
     elif layout == "kv_groups":
