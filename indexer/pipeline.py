@@ -55,8 +55,10 @@ def is_checkpoint_folder(path: Path) -> bool:
     if not path.is_dir():
         return False
     names = {p.name for p in path.iterdir()}
-    return bool({"config.json", SINGLE_FILE, INDEX_FILE} & names) or any(
-        n.endswith((".safetensors", ".bin", ".pt", ".pth", ".gguf")) for n in names
+    return (
+        bool({"config.json", SINGLE_FILE, INDEX_FILE} & names)
+        or any(n.endswith((".safetensors", ".bin", ".pt", ".pth", ".gguf")) for n in names)
+        or ("model_index.json" in names and is_unet_folder(path))  # a diffusers pipeline's unet/
     )
 
 

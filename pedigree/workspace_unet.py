@@ -17,7 +17,7 @@ import networkx as nx
 
 from pedigree.errors import PedigreeError
 from pedigree.indexer.local_checkpoint import open_checkpoint
-from pedigree.indexer.pipeline_unet import UNET_STATUS
+from pedigree.indexer.pipeline_unet import UNET_STATUS, unet_folder
 from pedigree.indexer.unet import UNetEvidence, unet_evidence, unet_test
 from pedigree.indexer.unet_lineage import unet_lineage
 from pedigree.storage.db import Store
@@ -37,11 +37,12 @@ def unet_graph(store: Store, *, alpha: float = 0.01) -> UNetGraph:
     evidence: dict[str, UNetEvidence] = {}
     unreadable: dict[str, str] = {}
     for record in store.models(UNET_STATUS):
-        if not record.source:
-            unreadable[record.id] = "no recorded source folder"
+        folder = unet_folder(record.source) if record.source else None
+        if folder is None:
+            unreadable[record.id] = "its recorded folder holds no UNet any more"
             continue
         try:
-            with open_checkpoint(record.source) as source:
+            with open_checkpoint(folder) as source:
                 evidence[record.id] = unet_evidence(source, record.id)
         except PedigreeError as error:
             unreadable[record.id] = str(error)

@@ -236,3 +236,36 @@ def test_cli_ingest_records_unets_and_the_library_relates_them(
         assert (test["log10_p"] < -20) if same else (test["log10_p"] > math.log10(0.01 / len(found.tests)))
     _families_right(found.graph, unet_truth)
     assert found.graph.has_edge(BASE, FINETUNE)
+
+
+def test_pipeline_folder_unet_is_ingested(unet_zoo: Path, tmp_path: Path) -> None:
+    """A diffusers pipeline repo (model_index.json, unet/, other components) is ingested by its
+    UNet, with the pipeline's card; its UNet is related to the zoo model it copies."""
+    import shutil
+
+    from cli_runner import cli
+
+    from pedigree.config import load_settings
+    from pedigree.workspace import Workspace
+    from pedigree.workspace_unet import unet_graph
+
+    models = tmp_path / "models"
+    pipeline = models / "sd-fans" / "tiny-pipeline"
+    shutil.copytree(unet_zoo / FINETUNE, pipeline / "unet")
+    (pipeline / "unet" / "README.md").unlink()
+    (pipeline / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+    (pipeline / "README.md").write_text(
+        '---\nbase_model: "pixel-lab/tiny-unet"\ncreated_at: "2024-06-01T00:00:00Z"\n---\n'
+    )
+    shutil.copytree(unet_zoo / BASE, models / "pixel-lab" / "tiny-unet")
+    home = tmp_path / "home"
+    result = cli("ingest", str(models), "--home", str(home))
+    assert result["counts"]["indexed"] == 2, result
+    with Workspace(load_settings(home)) as ws:
+        record = ws.store.get_model("sd-fans/tiny-pipeline")
+        assert record is not None and record.family == "unet" and record.created_at is not None
+        assert (record.card or {}).get("base_model") in (["pixel-lab/tiny-unet"], "pixel-lab/tiny-unet")
+        found = unet_graph(ws.store)
+    (test,) = found.tests.values()
+    assert test["log10_p"] < -20
+    assert found.graph.has_edge("pixel-lab/tiny-unet", "sd-fans/tiny-pipeline")
