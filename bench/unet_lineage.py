@@ -122,6 +122,26 @@ def relatedness(truth: dict, scores: dict[frozenset, float]) -> dict:
     }
 
 
+def calibration(truth: dict, tests: dict[frozenset, dict]) -> dict:
+    """Per statistic, the share of unrelated block pairs below p = 0.05 and 0.01 (a valid null
+    gives at most about 5 % and 1 %)."""
+    out = {}
+    for kind in ("unet_constrained", "unet_block"):
+        values = [
+            t["log10_p"]
+            for pair, test in tests.items()
+            if len({truth[m]["family"] for m in pair}) == 2
+            for t in test["tests"]
+            if t["test"] == kind
+        ]
+        out[kind] = {
+            "block_pairs": len(values),
+            "below_0.05": round(float(np.mean([v < np.log10(0.05) for v in values])), 4),
+            "below_0.01": round(float(np.mean([v < np.log10(0.01) for v in values])), 4),
+        }
+    return out
+
+
 def run(zoo: Path) -> dict:
     truth = json.loads((zoo / "truth.json").read_text())
     models = sorted(truth)
@@ -147,6 +167,7 @@ def run(zoo: Path) -> dict:
             "test (-log10 p)": relatedness(truth, {p: -t["log10_p"] for p, t in tests.items()}),
             "block-signature cosine": relatedness(truth, {p: t["signature_cosine"] for p, t in tests.items()}),
         },
+        "null_calibration": calibration(truth, tests),
         "lineage": {
             "weights": score(truth, graph, None),
             "time (card dates)": score(truth, timed, None),
@@ -182,6 +203,15 @@ def markdown(result: dict, command: str) -> str:
     ]
     for name, r in result["relatedness"].items():
         lines.append(f"| {name} | {r['auc']} | {r['tpr_at_1pct_fpr']} | {r['min_positive']} | {r['max_negative']} |")
+    calibrated = result["null_calibration"]
+    lines.append(
+        "\nNull check on the unrelated pairs' block statistics (a valid null: at most ~5 % / ~1 %): "
+        + "; ".join(
+            f"{kind} {c['below_0.05']:.1%} below p = 0.05, {c['below_0.01']:.1%} below 0.01 of {c['block_pairs']}"
+            for kind, c in calibrated.items()
+        )
+        + "."
+    )
     lines += [
         "",
         "| lineage | precision | recall | **F1** | direction acc. | relation acc. | family ARI | "

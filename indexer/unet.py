@@ -130,12 +130,6 @@ class UNetEvidence:
     def signatures(self) -> np.ndarray:
         return np.stack([b.signature for b in self.blocks]) if self.blocks else np.zeros((0, 0), np.float32)
 
-    def fingerprint(self) -> np.ndarray:
-        """The model vector: the block signatures concatenated, unit length (cosine = mean block cosine)."""
-        flat = self.signatures.reshape(-1).astype(np.float64)
-        norm = float(np.linalg.norm(flat))
-        return (flat / norm if norm > 0 else flat).astype(np.float32)
-
 
 def block_evidence(rows: BlockRows, shape: tuple[int, int, int]) -> BlockEvidence:
     with torch.no_grad():
