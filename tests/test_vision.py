@@ -19,12 +19,15 @@ import torch
 from cli_runner import cli
 from safetensors.torch import load_file, save_file
 
+from pedigree.config import load_settings
+from pedigree.crawler.hub_server import HubServer
 from pedigree.indexer.adapters import MatrixLoader, roles_for
 from pedigree.indexer.adapters.base import PIXEL_PROBES
 from pedigree.indexer.fingerprint import FINGERPRINT_PROBES, compute_fingerprint
 from pedigree.indexer.independence.inputs import ModelTensors
 from pedigree.indexer.local_checkpoint import LocalCheckpoint
 from pedigree.indexer.probes import pixel_vocabulary, probe_keys, select_probes
+from pedigree.workspace import Workspace
 from pedigree.zoo.vision.build import SHAPES, augment, digits_dataset
 from pedigree.zoo.vision.models import load
 
@@ -202,6 +205,20 @@ def test_function_preserving_permutations_leave_the_fingerprint(zoo: Path, tmp_p
     home = tmp_path / "home"
     result = cli("compare", str(zoo / VIT), str(tmp_path / "whole"), "--home", str(home))
     assert result["log10_p"] < RELATED and result["shared"]["blocks"]
+
+
+def test_the_crawler_reads_vision_repos(zoo: Path, tmp_path: Path) -> None:
+    """Vision repos (no tokenizer) served by the bundled Hub server are indexed through HTTP range
+    reads, and the fine-tune is placed under its base."""
+    low, other = "vit-lab/tiny-vit-low", "other-lab/tiny-vit-s2"
+    for model in (VIT, low, other, CLIP):
+        shutil.copytree(zoo / model, tmp_path / "hub" / model)
+    with HubServer(tmp_path / "hub") as server, Workspace(load_settings(tmp_path / "home")) as ws:
+        summary = ws.refresh(server.url)
+        assert {r.id: r.status for r in summary.repos} == dict.fromkeys((VIT, low, other, CLIP), "indexed")
+        parents = ws.query(low).parents
+        assert [p.id for p in parents] == [VIT] and parents[0].log10_p < RELATED
+        assert not ws.query(other).parents
 
 
 @pytest.fixture(scope="module")
