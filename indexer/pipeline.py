@@ -195,7 +195,7 @@ def ingest_checkpoint(
             return _record_failure(store, record, existing, error, started)
     if is_unet_folder(folder):  # a diffusers UNet: its own evidence and lineage (indexer.pipeline_unet)
         try:
-            return ingest_unet(store, record, existing, folder, started)
+            return ingest_unet(store, record, existing, folder, started, force=force)
         except Exception as error:  # noqa: BLE001 - one model's failure must never stop the others
             return _record_failure(store, record, existing, error, started)
     source: LocalCheckpoint | GGUFCheckpoint | None = None

@@ -69,17 +69,30 @@ def _pipeline_card(root: Path) -> CardInfo:
 
 
 def ingest_unet(
-    store: Store, record: ModelRecord, existing: ModelRecord | None, folder: str | os.PathLike[str], started: float
+    store: Store,
+    record: ModelRecord,
+    existing: ModelRecord | None,
+    folder: str | os.PathLike[str],
+    started: float,
+    *,
+    force: bool = False,
 ) -> IngestOutcome:
-    """Record the UNet at ``folder`` (module docstring); an unchanged revision writes nothing.
+    """Record the UNet at ``folder`` (module docstring); unchanged files (same sizes and times, or
+    else the same content hash) write nothing unless ``force``.
     Raises ``PedigreeError`` for a UNet that cannot be read (the caller records the failure)."""
     found = unet_folder(folder)
     if found is None:
         raise UnsupportedModelError("no diffusers UNet2DConditionModel config.json in this folder")
     with open_checkpoint(found) as source:
         record.source_signature = source.stat_signature()
-        record.revision = source.revision()
-        if existing is not None and existing.status == UNET_STATUS and existing.revision == record.revision:
+        known = existing is not None and existing.status == UNET_STATUS and not force
+        if known and existing is not None and existing.source_signature == record.source_signature:
+            record.revision = existing.revision  # same sizes and times: not hashed again
+        else:
+            record.revision = source.revision()
+        if known and existing is not None and existing.revision == record.revision:
+            if existing.source_signature != record.source_signature and existing.pk is not None:
+                store.set_source_signature(existing.pk, record.source_signature)  # touched, not changed
             return IngestOutcome(
                 record.id, Status.UNCHANGED, layers=existing.num_layers, seconds=time.perf_counter() - started
             )
