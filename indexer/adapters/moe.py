@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 from pedigree.errors import CheckpointError, UnsupportedModelError
 from pedigree.indexer.adapters.base import (
@@ -105,7 +106,9 @@ QWEN2_MOE = replace(
 MOE_FAMILIES: dict[str, MoeScheme] = {"mixtral": MIXTRAL, "qwen2_moe": QWEN2_MOE, "qwen3_moe": QWEN3_MOE}
 
 
-def roles_of_moe(model_type: str, config: Mapping, tensors: Mapping[str, TensorInfo], architecture: str) -> ModelRoles:
+def roles_of_moe(
+    model_type: str, config: Mapping[str, Any], tensors: Mapping[str, TensorInfo], architecture: str
+) -> ModelRoles:
     """The roles of a mixture-of-experts checkpoint of a known ``model_type`` (module docstring)."""
     moe = MOE_FAMILIES[model_type]
     experts = config_int(config, *moe.experts_keys, high=MAX_EXPERTS)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from typing import Any
 
 from pedigree.errors import CheckpointError
 from pedigree.indexer.adapters.base import (
@@ -79,7 +80,7 @@ def _block(
     )
 
 
-def roles_of_t5(config: Mapping, tensors: Mapping[str, TensorInfo], architecture: str) -> ModelRoles:
+def roles_of_t5(config: Mapping[str, Any], tensors: Mapping[str, TensorInfo], architecture: str) -> ModelRoles:
     """The roles of a T5-style encoder-decoder checkpoint (module docstring)."""
     hidden = config_int(config, "d_model")
     heads = config_int(config, "num_heads")
