@@ -217,7 +217,8 @@ def _build(out_dir: Path, recipes: tuple[Recipe, ...]) -> dict:
     for r in recipes:
         shutil.rmtree(out_dir / r.id, ignore_errors=True)
     tok = train_tokenizer("llama", "\n\n".join(corpus.domains[d] for d in ("code", "prose")), VOCAB_SIZE)
-    truth, seconds = {}, {}
+    truth: dict[str, dict] = {}
+    seconds: dict[str, float] = {}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the bytes of a model do not depend on the machine's core count
     try:
