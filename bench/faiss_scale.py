@@ -43,7 +43,7 @@ import resource
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import faiss
 import numpy as np
@@ -201,7 +201,7 @@ class Spec:
 
 def _set(index: faiss.Index, knob: str, value: int) -> None:
     if knob == "efSearch":
-        faiss.downcast_index(index).hnsw.efSearch = value
+        cast(Any, faiss.downcast_index(index)).hnsw.efSearch = value
     elif knob == "nprobe":
         faiss.extract_index_ivf(index).nprobe = value
 
@@ -241,17 +241,19 @@ def _ivf(train: int, hnsw_quantizer: bool, train_log: dict[str, Any]) -> Callabl
     def build(x: np.ndarray) -> faiss.Index:
         centroids = _centroids(x, train, train_log)
         lists = len(centroids)
+        quantizer: faiss.Index
         if hnsw_quantizer:
-            quantizer = faiss.IndexHNSWFlat(x.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
-            quantizer.hnsw.efConstruction = 200
-            quantizer.hnsw.efSearch = 128
+            hnsw = faiss.IndexHNSWFlat(x.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+            hnsw.hnsw.efConstruction = 200
+            hnsw.hnsw.efSearch = 128
+            quantizer = hnsw
         else:
             quantizer = faiss.IndexFlatIP(x.shape[1])
         quantizer.add(centroids)
         index = faiss.IndexIVFFlat(quantizer, x.shape[1], lists, faiss.METRIC_INNER_PRODUCT)
         index.is_trained = True
         index.own_fields = True
-        quantizer.this.disown()
+        cast(Any, quantizer).this.disown()  # the IVF owns it (SWIG proxy attribute)
         index.add(x)
         return index
 
