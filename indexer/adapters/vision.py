@@ -41,6 +41,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from typing import Any
 
 from pedigree.errors import CheckpointError
 from pedigree.indexer.adapters.base import ModelRoles
@@ -132,7 +133,7 @@ def _extras(roles: ModelRoles, scheme: Scheme, names: Mapping[str, object]) -> t
 
 
 def roles_of_vision(
-    model_type: str, config: Mapping, tensors: Mapping[str, TensorInfo], architecture: str
+    model_type: str, config: Mapping[str, Any], tensors: Mapping[str, TensorInfo], architecture: str
 ) -> ModelRoles:
     """The roles of a ViT or CLIP vision encoder (a full CLIP checkpoint: its vision tower, sized by
     ``vision_config``), with the tensors the canonical form does not read as ``extras``."""
