@@ -83,14 +83,15 @@ def block_rows(source: TensorSource, block: UNetBlock, units: int | None = MAX_U
     def reader(name: str, gain: torch.Tensor) -> torch.Tensor:
         return _centred(source.read(name).double() * gain)
 
-    ff_in = source.read(block.ff_in).double()
+    gate = source.read_rows(block.ff_in, block.units, block.units + n).double()  # two contiguous reads
+    value = source.read_rows(block.ff_in, 0, n).double()
     return BlockRows(
         q=reader(attn.q, g1),
         k=reader(attn.k, g1),
         v=reader(attn.v, g1),
         head_dim=block.head_dim,
-        read=_centred(ff_in[block.units : block.units + n] * g3),
-        up=_centred(ff_in[:n] * g3),
+        read=_centred(gate * g3),
+        up=_centred(value * g3),
         down_t=source.read(block.ff_out).double()[:, :n].t().contiguous(),
     )
 

@@ -269,3 +269,52 @@ def test_pipeline_folder_unet_is_ingested(unet_zoo: Path, tmp_path: Path) -> Non
     (test,) = found.tests.values()
     assert test["log10_p"] < -20
     assert found.graph.has_edge("pixel-lab/tiny-unet", "sd-fans/tiny-pipeline")
+
+
+SD_LAYOUTS = {
+    # name: (shape arguments, config head entry, tensors, parameters, blocks, head widths)
+    "sd-1.5": ({}, {"attention_head_dim": 8}, 686, 859_520_964, 16, {40, 80, 160}),
+    "sd-2": (
+        {"cross": 1024, "linear_projection": True},
+        {"attention_head_dim": [5, 10, 20, 20]},
+        686,
+        865_910_724,
+        16,
+        {64},
+    ),
+    "sdxl": (
+        {
+            "channels": (320, 640, 1280),
+            "attention": (False, True, True),
+            "cross": 2048,
+            "linear_projection": True,
+            "depth": (1, 2, 10),
+            "add_embedding": 2816,
+        },
+        {"attention_head_dim": [5, 10, 20]},
+        None,
+        2_567_463_684,
+        70,
+        {64},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SD_LAYOUTS))
+def test_roles_of_stable_diffusion_layouts(name: str) -> None:
+    """The roles of SD 1.5, SD 2.x and SDXL UNets (names and shapes generated as diffusers builds
+    them, checked against the published parameter counts): every tensor mapped, the transformer
+    blocks in forward order with their heads and GEGLU units."""
+    from unet_layouts import tensor_infos, unet_shapes
+
+    arguments, heads, count, parameters, blocks, head_widths = SD_LAYOUTS[name]
+    tensors = tensor_infos(unet_shapes(**arguments))
+    assert sum(t.numel for t in tensors.values()) == parameters
+    if count is not None:
+        assert len(tensors) == count
+    roles = unet_roles({"_class_name": "UNet2DConditionModel", **heads}, tensors)
+    assert set(roles.roles) == set(tensors)
+    assert len(roles.blocks) == blocks
+    assert {b.head_dim for b in roles.blocks} == head_widths
+    assert all(b.units == 4 * b.width and b.heads * b.head_dim == b.width for b in roles.blocks)
+    assert roles.blocks[0].prefix.startswith("down_blocks.") and roles.blocks[-1].prefix.startswith("up_blocks.")
