@@ -318,3 +318,25 @@ def test_roles_of_stable_diffusion_layouts(name: str) -> None:
     assert {b.head_dim for b in roles.blocks} == head_widths
     assert all(b.units == 4 * b.width and b.heads * b.head_dim == b.width for b in roles.blocks)
     assert roles.blocks[0].prefix.startswith("down_blocks.") and roles.blocks[-1].prefix.startswith("up_blocks.")
+
+
+def test_unet_outside_the_layout_is_unsupported_with_the_reason(unet_zoo: Path, tmp_path: Path) -> None:
+    """A UNet folder with a tensor outside the layout is recorded ``unsupported``, naming it; the
+    others of the folder are indexed."""
+    import shutil
+
+    from cli_runner import cli
+    from safetensors.torch import save_file
+
+    models = tmp_path / "models"
+    shutil.copytree(unet_zoo / BASE, models / "pixel-lab" / "tiny-unet")
+    odd = models / "odd" / "tiny-unet-controlnet"
+    shutil.copytree(unet_zoo / BASE, odd)
+    state = load_file(str(odd / WEIGHTS_FILE))
+    state["controlnet_cond_embedding.conv_in.weight"] = torch.zeros(16, 3, 3, 3)
+    save_file(state, str(odd / WEIGHTS_FILE))
+    result = cli("ingest", str(models), "--home", str(tmp_path / "home"))
+    by_id = {m["id"]: m for m in result["models"]}
+    assert by_id["pixel-lab/tiny-unet"]["status"] == "indexed"
+    assert by_id["odd/tiny-unet-controlnet"]["status"] == "unsupported"
+    assert "controlnet_cond_embedding.conv_in.weight" in by_id["odd/tiny-unet-controlnet"]["error"]
