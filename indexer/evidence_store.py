@@ -42,15 +42,16 @@ def write_capture(store: Store, record: ModelRecord, source: TensorSource) -> tu
     return name, write_evidence(evidence_folder(store) / name, manifest, arrays)
 
 
-def record_capture(store: Store, record: ModelRecord, name: str, size: int) -> None:
-    """Point the ``evidence`` row of a saved model at file ``name`` (dropping a superseded file)."""
+def record_capture(store: Store, record: ModelRecord, name: str, size: int, version: str = CAPTURE_VERSION) -> None:
+    """Point the ``evidence`` row of a saved model at file ``name`` captured by recipe ``version``
+    (a UNet's: ``indexer.unet_evidence``), dropping a superseded file."""
     assert record.pk is not None  # a saved record
     old = store.conn.execute("SELECT file FROM evidence WHERE model_pk = ?", [record.pk]).fetchone()
     with store.transaction() as conn:
         conn.execute("DELETE FROM evidence WHERE model_pk = ?", [record.pk])
         conn.execute(
             "INSERT INTO evidence VALUES (?, ?, ?, ?, ?, ?)",
-            [record.pk, record.revision, CAPTURE_VERSION, name, size, utc_now()],
+            [record.pk, record.revision, version, name, size, utc_now()],
         )
     if old is not None and old[0] != name:
         (evidence_folder(store) / old[0]).unlink(missing_ok=True)
@@ -63,10 +64,10 @@ def capture_source(store: Store, record: ModelRecord, source: TensorSource) -> i
     return size
 
 
-def current_file(store: Store, record: ModelRecord) -> Path | None:
-    """The model's evidence file if one of this recipe and revision is recorded and present."""
+def current_file(store: Store, record: ModelRecord, version: str = CAPTURE_VERSION) -> Path | None:
+    """The model's evidence file if one of this recipe (``version``) and revision is recorded and present."""
     row = store.conn.execute("SELECT file, revision, version FROM evidence WHERE model_pk = ?", [record.pk]).fetchone()
-    if row is None or row[2] != CAPTURE_VERSION or row[1] != record.revision:
+    if row is None or row[2] != version or row[1] != record.revision:
         return None
     path = evidence_folder(store) / row[0]
     return path if path.is_file() else None
