@@ -8,8 +8,11 @@ status :data:`UNET_STATUS`, reported as ``indexed``) once its roles map every te
 descriptors, raw-weight sketches); ``num_layers`` is its number of transformer blocks,
 ``hidden_size`` its widest block.  Like an adapter's, the status keeps the LM machinery
 (candidate search, the independence battery, the LM lineage build) from taking it for a
-fingerprinted language model.  Relatedness and lineage of the indexed UNets come from
-``pedigree.workspace_unet`` (which reads their evidence again from the recorded folders).
+fingerprinted language model.  Its evidence (``indexer.unet_evidence``) is captured at ingest
+into the evidence store (``indexer.evidence_store``: one content-addressed file per revision,
+recipe ``UNET_CAPTURE_VERSION``); relatedness and lineage of the indexed UNets
+(``pedigree.workspace_unet``, the UNet families of the lineage build, ``indexer.lineage.build``)
+read only that file (:func:`stored_unet`), so deleting the folder after ingest changes no answer.
 """
 
 from __future__ import annotations
@@ -18,14 +21,20 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
-from pedigree.errors import CheckpointError, UnsupportedModelError
+import torch
+
+from pedigree.errors import CheckpointError, EvidenceMissingError, PedigreeError, UnsupportedModelError
 from pedigree.indexer.adapters.unet import UNET_CLASS, UNET_FAMILY, is_unet_config
 from pedigree.indexer.card import CARD_FILE, MAX_CARD_BYTES, CardInfo, read_card
+from pedigree.indexer.evidence_file import EvidenceFile, write_evidence
+from pedigree.indexer.evidence_store import current_file, evidence_folder, file_name, record_capture
 from pedigree.indexer.local_checkpoint import open_checkpoint
 from pedigree.indexer.local_files import read_small_file
-from pedigree.indexer.sources import StateDictSource
+from pedigree.indexer.sources import StateDictSource, TensorSource
 from pedigree.indexer.unet import unet_evidence
+from pedigree.indexer.unet_evidence import UNET_CAPTURE_VERSION, StoredUNet, capture_unet
 from pedigree.results import IngestOutcome
 from pedigree.storage.db import ModelRecord, Store
 from pedigree.types import Status
@@ -93,6 +102,8 @@ def ingest_unet(
         if known and existing is not None and existing.revision == record.revision:
             if existing.source_signature != record.source_signature and existing.pk is not None:
                 store.set_source_signature(existing.pk, record.source_signature)  # touched, not changed
+            if current_file(store, existing, UNET_CAPTURE_VERSION) is None:  # indexed before the store: backfill
+                capture_unet_source(store, existing, source)
             return IngestOutcome(
                 record.id, Status.UNCHANGED, layers=existing.num_layers, seconds=time.perf_counter() - started
             )
@@ -107,6 +118,50 @@ def ingest_unet(
         record.num_layers = len(evidence.blocks)
         record.hidden_size = max(evidence.roles.widths, default=0)
         record.num_parameters = sum(info.numel for info in source.tensors().values())
+        captured = capture_unet(evidence, record.config or {}, source.tensors())
     record.status = UNET_STATUS
-    store.save_model(record, None, None)
+    record.pk = store.save_model(record, None, None)
+    save_unet_evidence(store, record, *captured)
     return IngestOutcome(record.id, Status.INDEXED, layers=record.num_layers, seconds=time.perf_counter() - started)
+
+
+def save_unet_evidence(
+    store: Store, record: ModelRecord, manifest: dict[str, Any], arrays: dict[str, torch.Tensor]
+) -> int:
+    """Write a saved UNet's evidence file (``indexer.unet_evidence.capture_unet``) and record it
+    in the evidence store; its bytes."""
+    name = file_name(record.id, record.revision, UNET_CAPTURE_VERSION)
+    size = write_evidence(evidence_folder(store) / name, manifest, arrays)
+    record_capture(store, record, name, size, UNET_CAPTURE_VERSION)
+    return size
+
+
+def capture_unet_source(store: Store, record: ModelRecord, source: TensorSource) -> int:
+    """Read a saved UNet's evidence through an open ``source`` and capture it; its bytes."""
+    evidence = unet_evidence(source, record.id)
+    return save_unet_evidence(store, record, *capture_unet(evidence, source.read_json("config.json"), source.tensors()))
+
+
+def stored_unet(store: Store, record: ModelRecord) -> StoredUNet:
+    """A UNet's stored evidence.  Captured at ingest; a UNet indexed before the evidence store (or
+    under an older recipe) is backfilled from its recorded folder when that still holds it, else
+    EvidenceMissingError ("evidence missing: source unavailable").  A damaged file is dropped and
+    captured again when the folder can still be read."""
+    path = current_file(store, record, UNET_CAPTURE_VERSION)
+    if path is not None:
+        try:
+            return StoredUNet(EvidenceFile(path), record.id)
+        except EvidenceMissingError:
+            path.unlink(missing_ok=True)
+    found = unet_folder(record.source) if record.source else None
+    if found is None:
+        raise EvidenceMissingError(f"{record.id}: evidence missing: source unavailable (no UNet at {record.source})")
+    try:
+        with open_checkpoint(found) as source:
+            capture_unet_source(store, record, source)
+    except (PedigreeError, OSError) as error:
+        raise EvidenceMissingError(f"{record.id}: evidence missing: source unavailable ({error})") from None
+    path = current_file(store, record, UNET_CAPTURE_VERSION)
+    if path is None:  # cannot happen: just written
+        raise EvidenceMissingError(f"{record.id}: evidence missing after capture")
+    return StoredUNet(EvidenceFile(path), record.id)

@@ -34,6 +34,7 @@ from pedigree.indexer.lineage.assemble import (
 from pedigree.indexer.lineage.gather import candidate_pairs, ensure_merges, ensure_pair_evidence
 from pedigree.indexer.lineage.workers import FamilyJob, Models, assemble_families
 from pedigree.indexer.pipeline_adapter import ADAPTER_STATUS, adapter_base
+from pedigree.indexer.pipeline_unet_graph import unet_families
 from pedigree.indexer.weight_stats import WeightStats
 from pedigree.results import GraphBuild
 from pedigree.storage.db import ModelRecord, Store, utc_now
@@ -216,13 +217,16 @@ def build_graph(
         assembled.append((digest, root, group, edges))
     if compute_evidence:
         decide(store)
+    unets = unet_families(store, mode, previous)  # UNets: their own stored evidence, test and lineage
+    kept, assembled = kept + unets.kept, assembled + unets.assembled
+    models, families = len(records) + unets.models, len(groups) + unets.families
     if last is not None and not assembled and len(kept) == len(previous):
         info = build_info(store, last)  # nothing changed: the latest build stands, no new version
-        return _summary(info, len(records), len(groups), rebuilt=0, reused=len(kept))
+        return _summary(info, models, families, rebuilt=0, reused=len(kept))
     build_id = start_build(store, mode, {"lambda": LAMBDA, "weights": WEIGHTS, "suite": SUITE_VERSION}, started)
     new_ids = write_families(store, build_id, assembled)
     finish_build(store, build_id, kept + new_ids, rebuilt=len(new_ids))
-    return _summary(build_info(store, build_id), len(records), len(groups), rebuilt=len(new_ids), reused=len(kept))
+    return _summary(build_info(store, build_id), models, families, rebuilt=len(new_ids), reused=len(kept))
 
 
 def _adapters(store: Store, pks: dict[str, int]) -> dict[int, tuple[int, int, str | None, dict]]:
