@@ -245,8 +245,10 @@ def build_zoo(
     if cached is not None:
         return cached
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with open(out_dir.parent / f".{out_dir.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one builder at a time; the others wait and reuse its build
+    # one builder at a time; the others wait and reuse its build (not bench.zoo_cache's ".<name>.lock",
+    # which callers may already hold: flock on a second descriptor of one file would wait on itself)
+    with open(out_dir.parent / f".{out_dir.name}.build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         cached = cached_manifest(out_dir, key)
         if cached is not None:
             return cached
