@@ -182,3 +182,60 @@ def test_cli_relates_each_fine_tune_to_its_base_only(moe_t5_zoo: Path, tmp_path_
         assert cli("query", base, "--home", str(home))["parents"] == []
     assert not any(c["confirmed"] for c in tests.values()), [c for c in tests.values() if c["confirmed"]]
     assert min(c["log10_p"] for c in tests.values()) > -12  # unrelated and cross-family pairs
+
+
+def _transformers_folder(tmp_path: Path, name: str, model) -> Path:
+    folder = tmp_path / name
+    model.save_pretrained(folder)
+    return folder
+
+
+def test_transformers_checkpoints_map_every_tensor(tmp_path: Path) -> None:
+    """Checkpoints saved by transformers itself (random tiny configs): Qwen2-MoE (shared expert as
+    extras; its q/k/v biases are, as for Qwen2, not roles), Qwen3-MoE (``num_local_experts`` as
+    transformers 5 writes it), mT5, UMT5 (a position bias per block) and a ReLU T5 (``wi``)."""
+    transformers = pytest.importorskip("transformers")
+    small = dict(vocab_size=64, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1)
+    moe = dict(small, intermediate_size=24, moe_intermediate_size=8, num_experts=3)
+    t5 = dict(vocab_size=64, d_model=16, d_kv=4, d_ff=8, num_layers=2, num_heads=2)
+    cases = {
+        "qwen2_moe": transformers.Qwen2MoeForCausalLM(
+            transformers.Qwen2MoeConfig(**moe, shared_expert_intermediate_size=12)
+        ),
+        "qwen3_moe": transformers.Qwen3MoeForCausalLM(transformers.Qwen3MoeConfig(**moe, head_dim=8)),
+        "mt5": transformers.MT5ForConditionalGeneration(transformers.MT5Config(**t5, feed_forward_proj="gated-gelu")),
+        "umt5": transformers.UMT5ForConditionalGeneration(transformers.UMT5Config(**t5)),
+        "t5": transformers.T5ForConditionalGeneration(transformers.T5Config(**t5, num_decoder_layers=3)),
+    }
+    for name, model in cases.items():
+        with open_checkpoint(_transformers_folder(tmp_path, name, model)) as source:
+            tensors = source.tensors()
+            roles = roles_for(source.read_json("config.json"), tensors)
+            unmapped = set(tensors) - set(roles.role_map())
+        if name == "qwen2_moe":
+            assert unmapped and all(n.endswith(("q_proj.bias", "k_proj.bias", "v_proj.bias")) for n in unmapped)
+            assert (
+                roles.role_map()["model.layers.1.mlp.shared_expert.up_proj.weight"] == "layers.1.shared_expert.up_proj"
+            )
+        else:
+            assert not unmapped, (name, sorted(unmapped))
+        if name.endswith("moe"):
+            assert roles.layers[0].mlp_size == 3 * 8 and roles.layers[0].up.stack
+        else:
+            assert len(roles.layers) == (5 if name == "t5" else 4)
+            assert (roles.layers[0].gate is None) == (name == "t5")  # T5Config's default is ReLU (``wi``)
+
+
+def test_zoo_forward_matches_transformers(moe_t5_zoo: Path) -> None:
+    """The zoo's plain-torch forward is transformers' own on the saved folders."""
+    transformers = pytest.importorskip("transformers")
+    ids = torch.randint(0, 500, (2, 16), generator=torch.Generator().manual_seed(1))
+    config, state, _ = load(moe_t5_zoo / MIXTRAL)
+    hf = transformers.MixtralForCausalLM.from_pretrained(moe_t5_zoo / MIXTRAL).eval()
+    with torch.no_grad():
+        assert torch.allclose(hf(ids).logits, models.mixtral_logits(config, state, ids), atol=1e-4)
+    config, state, _ = load(moe_t5_zoo / T5)
+    hf = transformers.T5ForConditionalGeneration.from_pretrained(moe_t5_zoo / T5).eval()
+    with torch.no_grad():
+        got = hf(input_ids=ids[:, :8], decoder_input_ids=ids[:, 8:]).logits
+        assert torch.allclose(got, models.t5_logits(config, state, ids[:, :8], ids[:, 8:]), atol=1e-4)
