@@ -125,6 +125,14 @@ def index_task(job: RepoJob, budget: Any, run_key: str) -> RepoWork:
 # ---- driver side ------------------------------------------------------------------------------
 
 
+def _quietly(call: Callable[..., object], *args: Any, **kwargs: Any) -> None:
+    """Clean-up that must not hide the error that made it necessary."""
+    try:
+        call(*args, **kwargs)
+    except Exception as error:  # noqa: BLE001 - best effort: a task already done, Ray shutting down
+        log.debug("ray clean-up %s failed: %s", getattr(call, "__name__", call), error)
+
+
 @dataclass
 class _Slot:
     repo: ListedRepo
@@ -301,11 +309,11 @@ class RayExecutor:
             self.budget_stats = ray.get(budget.stats.remote())
             if self.keep_events:
                 self.budget_events = ray.get(budget.events.remote())
-        finally:
+        finally:  # a run stopped early (an error, Ctrl-C): its repos in flight are not recorded
             for slot in pending:
                 if slot.ref is not None:
-                    ray.cancel(slot.ref, force=True)
-            ray.kill(budget)
+                    _quietly(ray.cancel, slot.ref, force=True)
+            _quietly(ray.kill, budget)
         if run.stopped is None:
             mark = frontier.mark(previous)
             if mark != previous:

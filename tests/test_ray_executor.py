@@ -14,17 +14,17 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import duckdb
 import pytest
 from cli_runner import cli
 
-from bench.hub_faults import FaultyHub, RateLimit
+from bench.hub_faults import FaultyHub, RateLimit, Slow
 from pedigree.crawler.executor_budget import HostBudget, budgeted
 from pedigree.crawler.http_client import hub_client
 from pedigree.crawler.http_retry import RetryPolicy
-from pedigree.crawler.hub_server import HubServer
 from pedigree.storage.db import Store
 
 FAMILIES = ("qwen-lab/tiny-qwen2", "neox-lab/tiny-neox")
@@ -40,11 +40,26 @@ def hub_root(small_zoo: Path, truth: dict, tmp_path_factory: pytest.TempPathFact
     return root
 
 
+@pytest.fixture(scope="module")
+def hub(hub_root: Path):
+    """One server for the module's runs (the same endpoint: the same source URIs in both databases);
+    a test that injects faults clears them when it is done."""
+    with FaultyHub(hub_root) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def local_run(hub: FaultyHub, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """The reference: the refresh by the local executor (data folder, summary)."""
+    home = tmp_path_factory.mktemp("local") / "home"
+    return home, cli("refresh", "--endpoint", hub.url, "--home", str(home))
+
+
 @pytest.fixture(scope="session")
 def ray_address() -> str:
     """A local Ray with 2 CPUs for the session (the executor uses the Ray this process started)."""
     ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'pedigree[ray]')")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=200 * 2**20)
     try:
         yield ray.get_runtime_context().gcs_address
     finally:
@@ -83,15 +98,15 @@ def contents(home: Path) -> dict[str, object]:
         conn.close()
 
 
-def test_a_ray_refresh_writes_the_database_a_local_refresh_writes(hub_root: Path, ray_address: str, tmp_path: Path):
-    local_home, ray_home = tmp_path / "local", tmp_path / "ray"
+def test_a_ray_refresh_writes_the_database_a_local_refresh_writes(
+    hub: FaultyHub, local_run: tuple[Path, dict], ray_address: str, tmp_path: Path
+):
+    (local_home, local), ray_home = local_run, tmp_path / "ray"
     ray_options = ("--executor", "ray", "--address", ray_address, "--workers", "2", "--hub-rate", "0")
-    with HubServer(hub_root) as hub:
-        local = cli("refresh", "--endpoint", hub.url, "--home", str(local_home))
-        remote = cli("refresh", "--endpoint", hub.url, "--home", str(ray_home), *ray_options)
-        hub.reset_stats()
-        again = cli("refresh", "--endpoint", hub.url, "--home", str(ray_home), *ray_options)
-        files = sum(hub.stats().count(kind) for kind in ("resolve_head", "resolve_get", "cdn_head", "cdn_get"))
+    remote = cli("refresh", "--endpoint", hub.url, "--home", str(ray_home), *ray_options)
+    hub.reset_stats()
+    again = cli("refresh", "--endpoint", hub.url, "--home", str(ray_home), *ray_options)
+    files = sum(hub.stats().count(kind) for kind in ("resolve_head", "resolve_get", "cdn_head", "cdn_get"))
     assert local["counts"]["new_models"] == len(local["repos"]) == 5 and local["errors"] == []
     assert remote["counts"] == local["counts"] and remote["errors"] == []
     assert [(r["id"], r["status"], r["sha"]) for r in remote["repos"]] == [
@@ -106,18 +121,53 @@ def test_a_ray_refresh_writes_the_database_a_local_refresh_writes(hub_root: Path
     assert again["repos"] == [] and again["counts"]["new_models"] == 0 and files == 0
 
 
+def test_a_killed_ray_refresh_resumes_to_the_database_of_an_uninterrupted_one(
+    hub: FaultyHub, local_run: tuple[Path, dict], ray_address: str, tmp_path: Path
+):
+    """The driver killed (SIGKILL) while its tasks are at work: what it committed stands, the next
+    run does the rest, and the result is the database of a run never killed (its models, vectors,
+    evidence and crawl records; the tests of a refresh are those of the models it indexed itself)."""
+    home = tmp_path / "killed"
+    options = ("--confirm", "0", "--executor", "ray", "--address", ray_address, "--hub-rate", "0")
+    command = [sys.executable, "-m", "pedigree", "refresh", "--endpoint", hub.url, "--home", str(home), *options]
+    hub.set_faults(slow=[Slow(scope="cdn_get", delay=0.05)])
+    try:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:  # killed once the workers have written evidence: tasks are at work, some repos maybe committed
+            while process.poll() is None and len(list((home / "evidence").glob("*.npz"))) < 2:
+                time.sleep(0.05)
+            killed = process.poll() is None
+        finally:
+            process.kill()
+            process.wait()
+    finally:
+        hub.set_faults()
+    done = cli("refresh", "--endpoint", hub.url, "--home", str(home), *options)
+    assert killed, "the refresh finished before it could be killed: slow the server down"
+    assert done["errors"] == [] and {r["status"] for r in done["repos"]} <= {"indexed"}
+    expected, got = contents(local_run[0]), contents(home)
+    for table in ("vectors", "crawl", "evidence"):
+        assert got[table] == expected[table], table
+    assert [m[1:] for m in got["models"]] == [m[1:] for m in expected["models"]]  # keys aside
+
+
 def test_one_budget_holds_every_worker_through_the_pause_a_429_asks_for(
-    hub_root: Path, ray_address: str, tmp_path: Path
+    hub: FaultyHub, ray_address: str, tmp_path: Path
 ):
     from pedigree.crawler.executor_ray import RayExecutor
 
     executor = RayExecutor(workers=2, hub_rate=0)
     executor.keep_events = 100_000
     storm = RateLimit(scope="files", count=6, after=40, reset=1)  # 429, Retry-After: 1, on 6 requests in a row
-    with FaultyHub(hub_root) as hub, Store(tmp_path / "home" / "pedigree.duckdb") as store:
-        hub.set_faults(rate_limits=[storm])
-        summary = executor.crawl(store, hub.url, retry=RetryPolicy(attempts=10, base_delay=0.01, max_delay=2.0))
+    hub.set_faults(rate_limits=[storm])
+    hub.reset_stats()
+    try:
+        with Store(tmp_path / "home" / "pedigree.duckdb") as store:
+            retry = RetryPolicy(attempts=10, base_delay=0.01, max_delay=2.0)
+            summary = executor.crawl(store, hub.url, retry=retry)
         stats = hub.stats()
+    finally:
+        hub.set_faults()
     assert {r.status for r in summary.repos} == {"indexed"} and len(summary.repos) == 5
     assert stats.status.get(429) == 6
     events = executor.budget_events
@@ -177,9 +227,9 @@ def test_budgeted_client_asks_before_every_request_and_pauses_the_host_on_retry_
         with budgeted(hub_client(None), budget.reserve, tell) as client:
             first = client.get(f"{hub.url}/api/models")
             second = client.get(f"{hub.url}/api/models")
-        served = len(hub.stats().log)
+        served, host = len(hub.stats().log), f"127.0.0.1:{hub.port}"
     assert first.status_code == 429 and second.status_code == 200
-    assert told == [(f"127.0.0.1:{hub.port}", 1.0)]  # Retry-After / RateLimit t=1
+    assert told == [(host, 1.0)]  # Retry-After / RateLimit t=1
     assert budget.stats().grants == served == 2
     pause, grant = budget.events()[1], budget.events()[2]
     assert pause.kind == "pause" and grant.at == pytest.approx(pause.until)
