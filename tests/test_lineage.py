@@ -398,6 +398,18 @@ def test_a_weight_average_gets_both_parents():
     assert nx.is_directed_acyclic_graph(graph)
 
 
+@pytest.mark.parametrize(("mode", "merged"), [("weights", True), ("time", False), ("full", False)])
+def test_a_weight_average_fit_naming_a_newer_model_is_no_merge_when_time_is_known(mode: str, merged: bool):
+    # 2 is fitted as an average of 1 and 4, but 4 is newer than 2: with time evidence 4 cannot be its parent
+    nodes = {1: node(1, 0), 2: node(2, 1), 3: node(3, 2), 4: node(4, 5)}
+    evidence = pairs((1, 2, 0.1), (1, 3, 0.1), (2, 3, 0.14), (1, 4, 0.12), (2, 4, 0.05), (3, 4, 0.13))
+    _, edges = assemble(nodes, evidence, {2: [(1, 4, 0.5, 0.02)]}, mode)
+    found = parents_of(edges)
+    assert (found.get(2) == {1, 4}) is merged
+    if not merged:
+        assert all(e.relation != "merge" for e in edges) and 4 not in found.get(2, set())
+
+
 def test_a_declared_base_breaks_a_near_tie_but_not_a_clear_placement():
     # 2 and 3 are both 0.10 from 1; 3 is 0.104 from 2: the weights alone chain 3 under 2 or 1 by a hair
     nodes = {1: node(1, 0), 2: node(2, 1), 3: node(3, 2, declared=("org/m1",))}

@@ -52,13 +52,14 @@ from pedigree.indexer.lineage.signals import (
     direction,
     low_rank_step,
     relation,
+    time_order,
     trained_step,
 )
 from pedigree.types import Edge
 
 __all__ = ["ASSEMBLY_VERSION", "LAMBDA", "MODES", "WEIGHTS", "Node", "Pair", "assemble"]
 
-ASSEMBLY_VERSION = "mother-fused-11"  # bump when the assembly changes (families are rebuilt)
+ASSEMBLY_VERSION = "mother-fused-12"  # bump when the assembly changes (families are rebuilt)
 LAMBDA = 0.3
 MERGE_RESIDUAL, MERGE_ALPHA = 0.25, (0.15, 0.85)
 DECLARED_DISCOUNT = 0.25  # mode full: a declared base_model's distance counts 25 % less
@@ -86,8 +87,12 @@ def placement_distances(pairs: dict[frozenset, Pair], nodes: dict[int, Node]) ->
     return out
 
 
-def merge_fits(nodes: dict[int, Node], merges: dict[int, list]) -> dict[int, tuple[int, int, float, float]]:
-    """child -> its best weight-average fit (a, b, α, residual ratio), where one is good enough."""
+def merge_fits(
+    nodes: dict[int, Node], merges: dict[int, list], mode: str = "weights"
+) -> dict[int, tuple[int, int, float, float]]:
+    """child -> its best weight-average fit (a, b, α, residual ratio), where one is good enough.
+    With time evidence (``time``/``full``) a fit naming a parent newer than the child is no fit:
+    time is a constraint, a parent is never newer than its child."""
     best = {}
     for child, fits in merges.items():
         good = [
@@ -98,6 +103,7 @@ def merge_fits(nodes: dict[int, Node], merges: dict[int, list]) -> dict[int, tup
             and f[1] in nodes
             and f[3] < MERGE_RESIDUAL
             and MERGE_ALPHA[0] < f[2] < MERGE_ALPHA[1]
+            and not (mode in ("time", "full") and any(time_order(nodes[p], nodes[child]) < 0 for p in f[:2]))
         ]
         if good:
             best[child] = min(good, key=lambda f: f[3])
@@ -241,7 +247,7 @@ def _assemble_group(
         if pair.same_coordinates:
             for pk in key:
                 peers[pk] += 1
-    merged = merge_fits(nodes, merges)
+    merged = merge_fits(nodes, merges, mode)
     merge_parents = {child: (f[0], f[1]) for child, f in merged.items()}
     decided: dict[tuple[int, int], Direction] = {}
     for key, pair in pairs.items():
