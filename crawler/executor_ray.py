@@ -6,10 +6,11 @@ after the rest).  Each repo whose weights must be read becomes a task (:func:`~.
 header reads, fingerprint, block signatures, evidence written to the data folder's shared
 ``evidence/``); the repos the driver settles without weights (already indexed at this sha, PEFT
 adapters checked against their base, repos with no weights pedigree reads) stay on the driver.
-Results are committed **in listing order** as they come (a window of ``2 x workers`` tasks in
-flight), one repo per commit: the database is the one the single-process crawl writes, model
-keys included, and a run killed at any point loses at most the repos in flight (they are not
-recorded, so the next run does them).  A worker lost mid-task leaves its repo ``retry``.
+At most ``workers`` tasks are at work at once and their results are committed **in listing
+order** as they come (:class:`~.executor_window.OrderedWindow`), one repo per commit: the database
+is the one the single-process crawl writes, model keys included, and a run killed at any point
+loses at most the repos in flight (they are not recorded, so the next run does them).  A worker
+lost mid-task leaves its repo ``retry``.
 
 The tests: the driver plans the pairs as :func:`~pedigree.indexer.confirm.confirm_new_models` does
 (:func:`~.executor_work.plan_pairs`), makes sure both evidence files exist, and sends each pair to
@@ -27,9 +28,7 @@ import logging
 import os
 import socket
 import uuid
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -45,6 +44,7 @@ from pedigree.crawler.crawl import (
 )
 from pedigree.crawler.crawl_adapter import AdapterQueue
 from pedigree.crawler.executor_budget import DEFAULT_BURST, DEFAULT_RATE, HostBudget, budgeted
+from pedigree.crawler.executor_window import OrderedWindow
 from pedigree.crawler.executor_work import (
     RepoJob,
     RepoWork,
@@ -64,7 +64,7 @@ from pedigree.indexer.evidence_store import ensure_evidence, evidence_folder
 from pedigree.indexer.independence.summary import SUITE_VERSION
 from pedigree.results import Confirmation, CrawlSummary
 from pedigree.storage.crawl import crawled, high_water, is_done, set_high_water
-from pedigree.storage.db import Store
+from pedigree.storage.db import ModelRecord, Store
 from pedigree.storage.relations import save_report, stored_result
 from pedigree.storage.vectors import VectorIndexes
 from pedigree.types import Status
@@ -131,12 +131,6 @@ def _quietly(call: Callable[..., object], *args: Any, **kwargs: Any) -> None:
         call(*args, **kwargs)
     except Exception as error:  # noqa: BLE001 - best effort: a task already done, Ray shutting down
         log.debug("ray clean-up %s failed: %s", getattr(call, "__name__", call), error)
-
-
-@dataclass
-class _Slot:
-    repo: ListedRepo
-    ref: Any  # the ObjectRef of a worker's RepoWork; None: the driver settles the repo itself
 
 
 class RayExecutor:
@@ -234,34 +228,34 @@ class RayExecutor:
             .remote(self.hub_rate, self.burst, max_pause, keep_events=self.keep_events)
         )
         task = ray.remote(index_task).options(num_cpus=1, max_retries=1)
-        run_key, window = uuid.uuid4().hex, 2 * self.workers
-        pending: deque[_Slot] = deque()
+        run_key = uuid.uuid4().hex
         client = budgeted(hub_client(token), *_budget_calls(budget))
 
-        def settle_head() -> None:
-            slot = pending.popleft()
-            if slot.ref is None:
+        def settle(repo: ListedRepo, ref: Any) -> None:
+            if ref is None:
                 state, outcome = crawl_repo(
-                    store, endpoint, slot.repo, client=client, token=token, budget_factor=budget_factor, retry=retry
+                    store, endpoint, repo, client=client, token=token, budget_factor=budget_factor, retry=retry
                 )
             else:
                 try:
-                    work = ray.get(slot.ref)
+                    work = ray.get(ref)
                 except ray.exceptions.RayError as error:
-                    work = lost_work(slot.repo, endpoint, f"worker lost: {type(error).__name__}: {error}"[:500])
-                state, outcome = commit_repo(store, endpoint, slot.repo, work)
+                    work = lost_work(repo, endpoint, f"worker lost: {type(error).__name__}: {error}"[:500])
+                state, outcome = commit_repo(store, endpoint, repo, work)
             run.repos.append(state)
             run.count(state.status)
             if outcome is not None:
                 run.outcomes.append(outcome)
             if on_done:
                 on_done(state)
-            frontier.saw(slot.repo, state.status != Status.RETRY)
+            frontier.saw(repo, state.status != Status.RETRY)
+
+        pending: OrderedWindow[ListedRepo] = OrderedWindow(ray.wait, self.workers, settle)
 
         def listed(repo: ListedRepo) -> None:
             run.count("listed")
-            while any(slot.repo.repo_id == repo.repo_id for slot in pending):  # listed twice: as one process sees it
-                settle_head()
+            while any(r.repo_id == repo.repo_id for r in pending.items()):  # listed twice: as one process sees it
+                pending.settle_head()
             if is_done(crawled(store, endpoint, repo.repo_id), repo.sha):
                 run.count("skipped")
                 frontier.saw(repo, True)
@@ -276,9 +270,7 @@ class RayExecutor:
             if needs_worker(store, endpoint, repo):
                 job = RepoJob(endpoint, repo, evidence_dir, token, retry, budget_factor)
                 ref = task.remote(job, budget, run_key)
-            pending.append(_Slot(repo, ref))
-            while len(pending) >= window:
-                settle_head()
+            pending.add(repo, ref)
 
         try:
             with client:
@@ -300,19 +292,16 @@ class RayExecutor:
                     for repo in page.repos:
                         if not adapters.defer(repo):  # adapters after the rest: their bases first
                             listed(repo)
-                while pending:
-                    settle_head()
+                pending.drain()
                 for repo in adapters.drain():
                     listed(repo)
-                while pending:
-                    settle_head()
+                pending.drain()
             self.budget_stats = ray.get(budget.stats.remote())
             if self.keep_events:
                 self.budget_events = ray.get(budget.events.remote())
         finally:  # a run stopped early (an error, Ctrl-C): its repos in flight are not recorded
-            for slot in pending:
-                if slot.ref is not None:
-                    _quietly(ray.cancel, slot.ref, force=True)
+            for ref in pending.pending():
+                _quietly(ray.cancel, ref, force=True)
             _quietly(ray.kill, budget)
         if run.stopped is None:
             mark = frontier.mark(previous)
@@ -346,20 +335,28 @@ class RayExecutor:
             except EvidenceMissingError:
                 continue  # confirm_new_models reports the pair with its reason
             jobs.append((first, second, (str(path_a), first.id, str(path_b), second.id, oriented)))
-        window, submitted = 2 * self.workers, 0
-        refs: deque[Any] = deque()
-        for done, (first, second, _) in enumerate(jobs, start=1):
-            while submitted < len(jobs) and submitted - (done - 1) < window:
-                refs.append(task.remote(*jobs[submitted][2]))
-                submitted += 1
+        done = 0
+
+        def settle(pair: tuple[ModelRecord, ModelRecord], ref: Any) -> None:
+            nonlocal done
+            done += 1
+            first, second = pair
             if progress:
                 progress(done, len(jobs), f"{first.id} ~ {second.id}")
-            ref = refs.popleft()
             try:
                 result = ray.get(ref)
             except ray.exceptions.RayError as error:  # the driver tests the pair itself below
                 log.warning("pair %s ~ %s: worker failed (%s); tested on the driver", first.id, second.id, error)
-                continue
+                return
             if result is not None:
                 save_report(store, first, second, SUITE_VERSION, result)
+
+        window: OrderedWindow[tuple[ModelRecord, ModelRecord]] = OrderedWindow(ray.wait, self.workers, settle)
+        try:
+            for first, second, args in jobs:
+                window.add((first, second), task.remote(*args))
+            window.drain()
+        finally:
+            for ref in window.pending():
+                _quietly(ray.cancel, ref, force=True)
         return confirm_new_models(store, candidates, model_ids, indexes=indexes)

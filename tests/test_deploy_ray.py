@@ -56,6 +56,10 @@ def test_the_submitted_command_is_a_ray_refresh_the_cli_accepts():
     params = refresh.make_context("refresh", refresh_args(), parent=parent).params
     assert params["executor"] == "ray" and params["address"] == "auto" and str(params["home"]) == DATA
     assert params["as_json"] and params["hub_rate"] and params["hub_rate"] > 0
+    # the worker group scales from 0, so the run asks for the tasks it wants at once: every worker CPU
+    (group,) = manifests("cluster.yaml")["RayCluster"]["spec"]["workerGroupSpecs"]
+    cpus = int(group["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"])
+    assert params["workers"] == group["maxReplicas"] * cpus
     pytest.importorskip("ray", reason="Ray is not installed (pip install 'pedigree[ray]')")
     from pedigree.crawler.executor import make_executor
 

@@ -183,6 +183,30 @@ def test_one_budget_holds_every_worker_through_the_pause_a_429_asks_for(
     assert any(g.who != p.who for g, p in held)  # a process held by a pause another one's 429 started
 
 
+def test_the_window_keeps_at_most_workers_tasks_at_work_and_settles_in_submission_order(ray_address: str):
+    import ray
+
+    from pedigree.crawler.executor_window import OrderedWindow
+
+    def interval(seconds: float) -> tuple[float, float]:  # a local function: sent to the workers by value
+        """Sleep, and say when it ran (wall clock, shared by the processes of this machine)."""
+        start = time.time()
+        time.sleep(seconds)
+        return start, time.time()
+
+    task = ray.remote(interval).options(num_cpus=1)
+    settled: list[tuple[int, tuple[float, float] | None]] = []
+    window: OrderedWindow[int] = OrderedWindow(
+        ray.wait, 1, lambda i, ref: settled.append((i, None if ref is None else ray.get(ref))), backlog=2
+    )
+    for i, seconds in enumerate([0.3, 0.05, 0.2, 0.0, 0.05]):
+        window.add(i, None if i == 3 else task.remote(seconds))  # entry 3: settled by the driver itself
+    window.drain()
+    assert [i for i, _ in settled] == [0, 1, 2, 3, 4]
+    ran = sorted(interval for _, interval in settled if interval is not None)
+    assert all(end <= next_start for (_, end), (next_start, _) in zip(ran, ran[1:]))  # one at a time on 2 CPUs
+
+
 # ---- the budget without Ray -----------------------------------------------------------------------
 
 
