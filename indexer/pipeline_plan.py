@@ -58,6 +58,10 @@ class _Plan:
         if ref is None:
             return
         count = min(count, self.loader.matrix_row_count(ref))
+        if ref.stack:  # experts stacked as one matrix: the rows of every piece they reach
+            for name, start, stop in self.loader.stored_reads(ref, 0, count):
+                self.spans.setdefault(name, []).append((start, stop))
+            return
         span = ref.stored_rows(0, count, self.loader.matrix_row_count(ref))
         if span is None:
             self.whole(ref.name, "its rows are not contiguous in storage")

@@ -100,7 +100,7 @@ def block_reads(loader: MatrixLoader, layer: LayerRoles, sample: BlockSample) ->
         (layer.up, sample.units),
         (layer.gate, sample.units),
     ]
-    reads = [(ref.name, *loader.stored_span(ref, 0, rows)) for ref, rows in wanted if ref is not None]
+    reads = [read for ref, rows in wanted if ref is not None for read in loader.stored_reads(ref, 0, rows)]
     for name in _norm_names(layer.attn_norm, layer.mlp_norm, layer.q_norm, layer.k_norm):
         reads.append((name, 0, loader.source.info(name).rows))
     return reads

@@ -65,7 +65,7 @@ def whole_layers(depth: int) -> list[int]:
 
 def _block_bytes(model: ModelTensors, layer: int) -> int:
     roles = model.roles.layers[layer]
-    names = {ref.name for ref in vars(roles).values() if isinstance(ref, MatrixRef)}
+    names = {name for ref in vars(roles).values() if isinstance(ref, MatrixRef) for name in ref.tensor_names}
     return sum(model.source.info(name).nbytes for name in names)
 
 
@@ -90,7 +90,11 @@ def capture_plan(model: ModelTensors, units: int = UNITS) -> list[tuple[str, int
     plan: list[tuple[str, int, int]] = []
 
     def rows(ref: MatrixRef | None, start: int, stop: int) -> None:
-        if ref is not None and not ref.transpose and ref.parts == 1 and stop > start:
+        if ref is None or stop <= start:
+            return
+        if ref.stack:  # experts stacked as one matrix: the rows of every piece they reach
+            plan.extend(model.loader.stored_reads(ref, start, stop))
+        elif not ref.transpose and ref.parts == 1:
             plan.append((ref.name, start, stop))
 
     for layer in model.roles.layers:

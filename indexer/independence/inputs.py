@@ -154,8 +154,8 @@ class ModelTensors(ShapeFacts):
                     return None
                 if start is None:
                     return self.loader.matrix(ref) * gain
-                if ref.transpose or ref.parts != 1:
-                    return self.loader.matrix(ref)[start:stop] * gain
+                if ref.transpose or ref.parts != 1:  # fused or stacked: only the stored rows that hold them
+                    return self.loader.matrix_rows(ref, start, stop) * gain
                 assert stop is not None  # a unit block has both ends
                 return self.source.read_rows(ref.name, start, stop).float() * gain
 
@@ -252,7 +252,7 @@ class ModelTensors(ShapeFacts):
     def raw_rows(self, ref: MatrixRef, start: int, stop: int) -> torch.Tensor:
         """Unfolded rows [start, stop) of a matrix (one range read unless it is transposed or fused)."""
         if ref.transpose or ref.parts != 1:
-            return self.loader.matrix(ref)[start:stop]
+            return self.loader.matrix_rows(ref, start, stop)
         return self.source.read_rows(ref.name, start, stop).float()
 
     def raw_up_rows(self, layer: int, start: int, stop: int) -> torch.Tensor:
