@@ -148,11 +148,14 @@ def test_refresh_indexes_adapter_repos_with_the_statuses_and_edge_of_a_local_ada
 def test_a_crawled_adapter_is_recorded_as_the_same_adapter_ingested_from_a_folder(
     hub_root: Path, tmp_path: Path
 ) -> None:
-    """The folder and the repo give the same record (config, family, sizes) and the same edge."""
-    with HubServer(hub_root) as server, Workspace(Settings(home=tmp_path / "home")) as ws:
-        ws.crawl(server.url)
+    """The folder and the repo give the same record (config, family, sizes) and the same edge.  The
+    folder is ingested once the server is gone: the crawled base's shapes come from its evidence."""
+    with Workspace(Settings(home=tmp_path / "home")) as ws:
+        with HubServer(hub_root) as server:
+            ws.crawl(server.url)
         crawled = ws.store.get_model(LORA)
-        ws.ingest(hub_root / LORA, "local/llama-lora")
+        (outcome,) = ws.ingest(hub_root / LORA, "local/llama-lora").models
+        assert (outcome.status, outcome.error) == ("indexed", None)
         local = ws.store.get_model("local/llama-lora")
         fields = ("status", "model_type", "architecture", "family", "hidden_size", "num_layers", "num_parameters")
         assert [getattr(crawled, f) for f in fields] == [getattr(local, f) for f in fields]
