@@ -138,8 +138,8 @@ def save_unet_evidence(
 
 def capture_unet_source(store: Store, record: ModelRecord, source: TensorSource) -> int:
     """Read a saved UNet's evidence through an open ``source`` and capture it; its bytes."""
-    evidence = unet_evidence(source, record.id)
-    return save_unet_evidence(store, record, *capture_unet(evidence, source.read_json("config.json"), source.tensors()))
+    evidence, config = unet_evidence(source, record.id), source.read_json("config.json") or {}
+    return save_unet_evidence(store, record, *capture_unet(evidence, config, source.tensors()))
 
 
 def stored_unet(store: Store, record: ModelRecord) -> StoredUNet:

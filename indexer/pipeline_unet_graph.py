@@ -54,7 +54,7 @@ class UNetFamilies:
     """What the lineage build takes: reused family ids, new family versions, counts."""
 
     kept: list[int] = field(default_factory=list)
-    assembled: list[tuple[str, int | None, list[int], list[Edge]]] = field(default_factory=list)
+    assembled: list[tuple[str, int, list[int], list[Edge]]] = field(default_factory=list)
     models: int = 0
     families: int = 0
 

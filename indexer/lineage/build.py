@@ -218,15 +218,16 @@ def build_graph(
     if compute_evidence:
         decide(store)
     unets = unet_families(store, mode, previous)  # UNets: their own stored evidence, test and lineage
-    kept, assembled = kept + unets.kept, assembled + unets.assembled
-    models, families = len(records) + unets.models, len(groups) + unets.families
+    kept.extend(unets.kept)
+    assembled.extend(unets.assembled)
+    model_count, family_count = len(records) + unets.models, len(groups) + unets.families
     if last is not None and not assembled and len(kept) == len(previous):
         info = build_info(store, last)  # nothing changed: the latest build stands, no new version
-        return _summary(info, models, families, rebuilt=0, reused=len(kept))
+        return _summary(info, model_count, family_count, rebuilt=0, reused=len(kept))
     build_id = start_build(store, mode, {"lambda": LAMBDA, "weights": WEIGHTS, "suite": SUITE_VERSION}, started)
     new_ids = write_families(store, build_id, assembled)
     finish_build(store, build_id, kept + new_ids, rebuilt=len(new_ids))
-    return _summary(build_info(store, build_id), models, families, rebuilt=len(new_ids), reused=len(kept))
+    return _summary(build_info(store, build_id), model_count, family_count, rebuilt=len(new_ids), reused=len(kept))
 
 
 def _adapters(store: Store, pks: dict[str, int]) -> dict[int, tuple[int, int, str | None, dict]]:
