@@ -168,9 +168,9 @@ def capture(model: ModelTensors, units: int = UNITS) -> tuple[dict[str, Any], di
         first, second = model.unit_descriptors(i, kept if total > kept else None)
         canonical = model.canonical_rows(i)
         if canonical is not None:
-            chosen = model.canonical_units(i)
-            assert chosen is not None  # rows come with their units
-            arrays[f"canonical_units.{i}"] = torch.from_numpy(chosen.astype(np.int64))
+            units_kept = model.canonical_units(i)
+            assert units_kept is not None  # rows come with their units
+            arrays[f"canonical_units.{i}"] = torch.from_numpy(units_kept.astype(np.int64))
             arrays[f"canonical_gate.{i}"] = compact(canonical[0])
             arrays[f"canonical_up.{i}"] = compact(canonical[1])
         arrays[f"desc_read.{i}"] = torch.from_numpy(first)

@@ -154,9 +154,9 @@ class ModelTensors(ShapeFacts):
                     return None
                 if start is None:
                     return self.loader.matrix(ref) * gain
+                assert stop is not None  # a unit block has both ends
                 if ref.transpose or ref.parts != 1:  # fused or stacked: only the stored rows that hold them
                     return self.loader.matrix_rows(ref, start, stop) * gain
-                assert stop is not None  # a unit block has both ends
                 return self.source.read_rows(ref.name, start, stop).float() * gain
 
             down_t = self.loader.matrix(roles.down).t()[start:stop].contiguous() if down else None
