@@ -125,6 +125,17 @@ def index_task(job: RepoJob, budget: Any, run_key: str) -> RepoWork:
 # ---- driver side ------------------------------------------------------------------------------
 
 
+def _check_reachable(address: str) -> None:
+    """A ``HOST:PORT`` address that does not answer is one line now, not Ray's minutes of retries."""
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():
+        return  # "auto", "ray://...": Ray says itself, at once, when there is nothing there
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as error:
+        raise UsageError(f"cannot reach the Ray cluster at {address}: {error}") from None
+
+
 def _quietly(call: Callable[..., object], *args: Any, **kwargs: Any) -> None:
     """Clean-up that must not hide the error that made it necessary."""
     try:
@@ -173,6 +184,8 @@ class RayExecutor:
             }
             if self.address is None:
                 options["num_cpus"] = self._workers or os.cpu_count() or 1
+            else:
+                _check_reachable(self.address)
             try:
                 ray.init(address=self.address, **options)
             except (ConnectionError, ValueError, RuntimeError) as error:

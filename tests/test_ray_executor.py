@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -269,6 +270,20 @@ def test_ray_options_are_refused_for_the_local_executor_and_unknown_executors_na
     out = cli("refresh", "--home", home, "--executor", "spark", ok=False)
     assert out["error"] == "unknown executor 'spark': choose one of local, ray"
     assert not (tmp_path / "home").exists()  # refused before the data folder is touched
+
+
+def test_a_ray_cluster_address_that_does_not_answer_is_one_line(tmp_path: Path):
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'pedigree[ray]')")
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{closed.getsockname()[1]}"
+    command = [sys.executable, "-m", "pedigree", "refresh", "--home", str(tmp_path / "home"), "--json"]
+    # a process of its own: this one may have started Ray for the other tests
+    run = subprocess.run(
+        [*command, "--executor", "ray", "--address", address], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    assert json.loads(run.stdout)["error"].startswith(f"cannot reach the Ray cluster at {address}: ")
 
 
 def test_without_ray_the_ray_executor_is_one_line_naming_the_extra(tmp_path: Path):
