@@ -66,6 +66,7 @@ BuildProgress = Callable[[str, int, int], None]
 
 CONFIRM_CANDIDATES = 5  # each new model is tested against its 5 best candidates
 COUNTED = (Status.INDEXED, Status.UNCHANGED, Status.FAILED, Status.UNSUPPORTED)
+LINEAGE_ONLY = ("adapter", "unet")  # stored statuses of models placed in the graph without a fingerprint
 
 
 def _errors(result: CrawlSummary) -> tuple[RepoError, ...]:
@@ -342,9 +343,14 @@ class Workspace(Comparisons):
         return related(self.store, self.indexes, self.version, model_id, limit)
 
     def query(self, model_id: str, limit: int = 10, mode: str = "full") -> LineageAnswer:
-        """Related models plus the model's place in the lineage graph (parents, ancestors, ...)."""
+        """Related models plus the model's place in the lineage graph (parents, ancestors, ...).
+        A PEFT adapter or a UNet has no fingerprint to search with (``LINEAGE_ONLY``): its answer
+        is its place in the graph, with no related list."""
         from pedigree.query.graph import lineage
 
+        record = self.store.get_model(model_id)
+        if record is not None and str(record.status) in LINEAGE_ONLY:
+            return LineageAnswer.of(Related(model_id, ()), lineage(self.store, model_id, mode))
         return LineageAnswer.of(self.related(model_id, limit), lineage(self.store, model_id, mode))
 
     # ---- the lineage graph ----------------------------------------------------------------

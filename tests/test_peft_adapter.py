@@ -82,6 +82,16 @@ def test_adapter_is_a_child_of_its_base_with_relation_adapter(workspace, tmp_pat
     assert parent.evidence == {"peft": True, "rank": 4, "target_modules": ["q_proj", "v_proj"]}
     base_answer = lineage(workspace.store, BASE)
     assert "peft-org/llama-lora" in [c.id for c in base_answer.children]
+    answer = workspace.query("peft-org/llama-lora")  # `pedigree query`: no fingerprint to search, lineage only
+    assert answer.related == () and [(p.id, p.relation) for p in answer.parents] == [(BASE, "adapter")]
+
+
+def test_the_statuses_answered_by_lineage_alone_are_the_adapter_and_unet_statuses():
+    from pedigree.indexer.pipeline_adapter import ADAPTER_STATUS
+    from pedigree.indexer.pipeline_unet import UNET_STATUS
+    from pedigree.workspace import LINEAGE_ONLY
+
+    assert set(LINEAGE_ONLY) == {ADAPTER_STATUS, UNET_STATUS}
 
 
 def test_adapter_whose_base_is_not_indexed_is_unsupported(workspace, tmp_path):
