@@ -118,7 +118,7 @@ def ingest_unet(
         record.num_layers = len(evidence.blocks)
         record.hidden_size = max(evidence.roles.widths, default=0)
         record.num_parameters = sum(info.numel for info in source.tensors().values())
-        captured = capture_unet(evidence, record.config or {}, source.tensors())
+        captured = capture_unet(evidence, record.config or {}, source)
     record.status = UNET_STATUS
     record.pk = store.save_model(record, None, None)
     save_unet_evidence(store, record, *captured)
@@ -139,7 +139,7 @@ def save_unet_evidence(
 def capture_unet_source(store: Store, record: ModelRecord, source: TensorSource) -> int:
     """Read a saved UNet's evidence through an open ``source`` and capture it; its bytes."""
     evidence, config = unet_evidence(source, record.id), source.read_json("config.json") or {}
-    return save_unet_evidence(store, record, *capture_unet(evidence, config, source.tensors()))
+    return save_unet_evidence(store, record, *capture_unet(evidence, config, source))
 
 
 def stored_unet(store: Store, record: ModelRecord) -> StoredUNet:

@@ -158,12 +158,6 @@ def test_lineage_of_a_unet_names_its_parent(gone_home: Path) -> None:
     assert body["family_size"] == 6
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Workspace.query (pedigree/workspace.py, not this task's file) asks the fingerprint index for "
-    "related models first, and a UNet has no fingerprint: 'is in the index but unet'. The service's "
-    "lineage endpoint already answers lineage only for such models; Workspace.query needs the same branch.",
-)
 def test_cli_query_of_a_unet_names_its_parent(gone_home: Path) -> None:
     from cli_runner import cli, cli_text
 
