@@ -616,6 +616,12 @@ def main(argv: list[str] | None = None) -> None:
     else:
         result = run(args)
     text = markdown(result)
+    if args.from_json:
+        text = text.replace(
+            " in all)\n",
+            " in all; this section re-rendered from its JSON by `python -m bench.faiss_scale --from-json`)\n",
+            1,
+        )
     if not args.no_report:
         update_section("faiss-scale", text)
     print(text)
