@@ -354,6 +354,10 @@ def test_a_passthrough_merge_gets_a_parent_in_each_family_it_took_blocks_from():
     merge = [e for e in edges if e.child == 5]
     assert all(e.relation == "merge" and e.evidence["directed"] for e in merge)
     assert {e.parent: e.evidence["passthrough"]["blocks"] for e in merge} == {2: [0, 1], 4: [2, 3]}
+    # with time evidence, a model older than one of the "parents" is no passthrough merge of them
+    dated = {pk: node(pk, days) for pk, days in ((1, 0), (2, 1), (3, 0), (4, 9), (5, 5))}
+    _, edges = assemble(dated, evidence, {}, "time")
+    assert all(e.relation != "merge" for e in edges) and 4 not in parents_of(edges).get(5, set())
 
 
 def test_close_relatives_splitting_a_models_blocks_do_not_make_it_a_passthrough_merge():

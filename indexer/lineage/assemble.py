@@ -299,6 +299,8 @@ def assemble(
     if len(nodes) > 2:
         for pk, node in nodes.items():
             found = None if pk in copied else passthrough_parents(node, pairs, depths)
+            if found and mode in ("time", "full") and any(time_order(nodes[p], node) < 0 for p in found):
+                found = None  # time is a constraint: blocks "taken from" a newer model were not taken from it
             if found:
                 passthrough[pk] = found
     # a passthrough merge's parents are placed models (not merges themselves), and something is left to place
