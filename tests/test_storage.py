@@ -152,3 +152,13 @@ def test_approximate_index_above_threshold_finds_exact_neighbours(tmp_path, kind
         assert (found[:, 0] == ids).mean() > 0.95
         assert indexes.index("model", VERSION).ntotal == 30  # 30 model vectors: still exact
         assert '"index_type": "flat"' in (tmp_path / "faiss" / "manifest.json").read_text()
+
+
+def test_ivf_trains_on_an_evenly_spaced_sample_of_a_large_index() -> None:
+    from pedigree.storage.vectors import training_sample
+
+    vectors = np.arange(1000, dtype=np.float32).reshape(500, 2)
+    assert training_sample(vectors, 600) is vectors  # small enough: every vector
+    sample = training_sample(vectors, 50)
+    assert sample.shape == (50, 2) and sample[0, 0] == 0 and sample[-1, 0] == 998
+    assert len(np.unique(sample[:, 0])) == 50 and sample.flags["C_CONTIGUOUS"]
