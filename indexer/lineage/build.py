@@ -9,6 +9,9 @@
 3. Each family whose members and evidence are unchanged since the last build of the same mode is
    **reused**; the others are **assembled** (``indexer.lineage.assemble``) and written as new
    family versions.  The build is recorded with its time and counts.
+4. **UNets** (stored status ``unet``: no fingerprint, their own relatedness test) join as their own
+   families, built from their stored evidence alone (``indexer.pipeline_unet_graph``) with the
+   same edge rows.
 """
 
 from __future__ import annotations
