@@ -17,7 +17,6 @@ read only that file (:func:`stored_unet`), so deleting the folder after ingest c
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ import torch
 
 from pedigree.errors import CheckpointError, EvidenceMissingError, PedigreeError, UnsupportedModelError
 from pedigree.indexer.adapters.unet import UNET_CLASS, UNET_FAMILY, is_unet_config
+from pedigree.indexer.bounded_json import loads_json
 from pedigree.indexer.card import CARD_FILE, MAX_CARD_BYTES, CardInfo, read_card
 from pedigree.indexer.evidence_file import EvidenceFile, write_evidence
 from pedigree.indexer.evidence_store import current_file, evidence_folder, file_name, record_capture
@@ -46,8 +46,8 @@ CONFIG_BYTES = 1 << 20
 def _unet_config(path: Path) -> bool:
     try:
         raw = read_small_file(path, CONFIG_BYTES) if path.is_file() else None
-        return raw is not None and is_unet_config(json.loads(raw))
-    except (OSError, ValueError):
+        return raw is not None and is_unet_config(loads_json(raw, "config.json", str(path)))
+    except (OSError, ValueError, CheckpointError):  # too large, not a file, not JSON: not a UNet (the LM path says why)
         return False
 
 
