@@ -13,7 +13,7 @@ loses at most the repos in flight (they are not recorded, so the next run does t
 lost mid-task leaves its repo ``retry``.
 
 The tests: the driver plans the pairs as :func:`~pedigree.indexer.confirm.confirm_new_models` does
-(:func:`~.executor_work.plan_pairs`), makes sure both evidence files exist, and sends each pair to
+(:func:`~pedigree.indexer.confirm.plan_pairs`), makes sure both evidence files exist, and sends each pair to
 a task (:func:`~.executor_work.battery_on_evidence`); it stores each result, then runs
 ``confirm_new_models`` itself, which finds every result stored and makes the decisions (Holm).
 
@@ -53,13 +53,12 @@ from pedigree.crawler.executor_work import (
     index_repo,
     lost_work,
     needs_worker,
-    plan_pairs,
 )
 from pedigree.crawler.http_client import hub_client
 from pedigree.crawler.http_retry import RetryPolicy
 from pedigree.crawler.listing import ListedRepo, listing_pages
 from pedigree.errors import EvidenceMissingError, RemoteError, UsageError
-from pedigree.indexer.confirm import confirm_new_models, default_indexes
+from pedigree.indexer.confirm import confirm_new_models, default_indexes, plan_pairs
 from pedigree.indexer.evidence_store import ensure_evidence, evidence_folder
 from pedigree.indexer.independence.summary import SUITE_VERSION
 from pedigree.results import Confirmation, CrawlSummary

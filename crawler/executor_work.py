@@ -11,15 +11,14 @@ A worker gets plain data and returns plain data:
 
 The driver is the single writer: :func:`commit_repo` stores a :class:`RepoWork` exactly as the
 single-process crawl stores the same repo (the model and its vectors in one transaction, its
-evidence row, then the crawl record: the same idempotent per-repo commits), and
-:func:`plan_pairs` chooses the pairs to test as :func:`~pedigree.indexer.confirm.confirm_new_models`
-does.  Nothing here imports Ray.
+evidence row, then the crawl record: the same idempotent per-repo commits); the pairs to test are
+chosen by :func:`~pedigree.indexer.confirm.plan_pairs`, as ``confirm_new_models`` chooses them.
+Nothing here imports Ray.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from pedigree.crawler.http_source import HubCheckpoint
 from pedigree.crawler.listing import ListedRepo
 from pedigree.crawler.remote import hub_uri
 from pedigree.errors import EvidenceMissingError, clip
-from pedigree.indexer.confirm import block_candidates, report_json
+from pedigree.indexer.confirm import report_json
 from pedigree.indexer.evidence_file import EvidenceFile, write_evidence
 from pedigree.indexer.evidence_store import file_name, record_capture
 from pedigree.indexer.fingerprint import DEFAULT_DIM, fingerprint_version
@@ -41,10 +40,9 @@ from pedigree.indexer.independence.suite import run_battery
 from pedigree.indexer.pipeline import _failure, _unchanged, fingerprint_rows, fingerprint_source, signature_rows
 from pedigree.indexer.sources import TensorSource
 from pedigree.indexer.stored_model import StoredModel, capture, capture_plan
-from pedigree.results import IngestOutcome, RelatedModel
+from pedigree.results import IngestOutcome
 from pedigree.storage.crawl import CrawledRepo, save_crawled
 from pedigree.storage.db import ModelRecord, Store
-from pedigree.storage.vectors import VectorIndexes
 from pedigree.types import Status, VectorRow
 
 Hint = list[tuple[int, int]]
@@ -204,39 +202,6 @@ def commit_repo(store: Store, endpoint: str, repo: ListedRepo, work: RepoWork) -
 
 
 # ---- pair tests -----------------------------------------------------------------------------
-
-
-def plan_pairs(
-    store: Store,
-    candidates: Callable[[str], Sequence[RelatedModel]],
-    model_ids: Sequence[str],
-    indexes: VectorIndexes,
-) -> list[tuple[ModelRecord, ModelRecord, Hint]]:
-    """The pairs :func:`~pedigree.indexer.confirm.confirm_new_models` tests for ``model_ids``, in
-    its order and with its block hints: each new model's fingerprint candidates, then the models
-    sharing a block with it by block signature."""
-    planned: dict[frozenset[int | None], tuple[ModelRecord, ModelRecord, Hint]] = {}
-
-    def add(record: ModelRecord, other_id: str, hint: Hint) -> None:
-        other = store.get_model(other_id)
-        if other is None or other.status != Status.INDEXED or other.pk == record.pk:
-            return
-        key = frozenset((record.pk, other.pk))
-        if key not in planned:
-            planned[key] = (record, other, [])
-        first, _, pairs = planned[key]
-        oriented = hint if first.pk == record.pk else [(j, i) for i, j in hint]
-        pairs.extend(pair for pair in oriented if pair not in pairs)
-
-    for model_id in model_ids:
-        record = store.get_model(model_id)
-        if record is None or record.status != Status.INDEXED:
-            continue
-        for row in candidates(model_id):
-            add(record, row.id, [(i, j) for i, j, _ in row.layers])
-        for other_id, pairs in block_candidates(store, indexes, model_id):
-            add(record, other_id, [(i, j) for i, j, _ in pairs])
-    return list(planned.values())
 
 
 def battery_on_evidence(path_a: str, id_a: str, path_b: str, id_b: str, hint: Hint) -> dict | None:

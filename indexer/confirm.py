@@ -155,20 +155,16 @@ def default_indexes(store: Store) -> VectorIndexes:
     return VectorIndexes(store, Path(store.path).parent / "faiss")
 
 
-def confirm_new_models(
+def plan_pairs(
     store: Store,
     candidates: Callable[[str], Sequence[RelatedModel]],
-    model_ids: list[str],
-    *,
-    progress: PairProgress | None = None,
-    indexes: VectorIndexes | None = None,
-) -> tuple[Confirmation, ...]:
-    """Test each new model against its candidates (``candidates(id)`` -> related models, and the
-    models sharing a block by block signature, found through ``indexes`` - by default the FAISS
-    folder beside the store), then decide; a pair whose test could not run is reported with its
-    error, never as unrelated."""
+    model_ids: Sequence[str],
+    indexes: VectorIndexes,
+) -> list[tuple[ModelRecord, ModelRecord, list[tuple[int, int]]]]:
+    """The pairs :func:`confirm_new_models` tests for ``model_ids``, in order, with their block
+    hints (oriented from the pair's first model): each new model's fingerprint candidates, then the
+    models sharing a block with it by block signature (the Ray executor plans with it too)."""
     planned: dict[frozenset, tuple[ModelRecord, ModelRecord, list[tuple[int, int]]]] = {}
-    indexes = indexes if indexes is not None else default_indexes(store)
 
     def add(record: ModelRecord, other_id: str, hint: list[tuple[int, int]]) -> None:
         other = store.get_model(other_id)
@@ -189,7 +185,23 @@ def confirm_new_models(
             add(record, row.id, [(i, j) for i, j, _ in row.layers])
         for other_id, pairs in block_candidates(store, indexes, model_id):
             add(record, other_id, [(i, j) for i, j, _ in pairs])
-    plan = list(planned.values())
+    return list(planned.values())
+
+
+def confirm_new_models(
+    store: Store,
+    candidates: Callable[[str], Sequence[RelatedModel]],
+    model_ids: list[str],
+    *,
+    progress: PairProgress | None = None,
+    indexes: VectorIndexes | None = None,
+) -> tuple[Confirmation, ...]:
+    """Test each new model against its candidates (``candidates(id)`` -> related models, and the
+    models sharing a block by block signature, found through ``indexes`` - by default the FAISS
+    folder beside the store), then decide; a pair whose test could not run is reported with its
+    error, never as unrelated."""
+    indexes = indexes if indexes is not None else default_indexes(store)
+    plan = plan_pairs(store, candidates, model_ids, indexes)
     tested: list[tuple[ModelRecord, ModelRecord, str | None]] = []
     for done, (a, b, hint) in enumerate(plan, start=1):
         if progress:
