@@ -208,3 +208,14 @@ def test_a_folder_of_base_and_adapter_indexes_the_adapter_after_its_base(small_z
         result = ws.ingest(root)
         assert [(o.id, o.status) for o in result.models] == [(BASE, Status.INDEXED), ("aaa-org/lora", Status.INDEXED)]
         assert [(p.id, p.relation) for p in lineage(ws.store, "aaa-org/lora").parents] == [(BASE, "adapter")]
+
+
+def test_the_text_view_of_an_answer_without_related_models_says_so() -> None:
+    from rich.console import Console
+
+    from pedigree.cli.views import related
+    from pedigree.results import Lineage, LineageAnswer, Related
+
+    console = Console(width=80, record=True)
+    console.print(related(LineageAnswer.of(Related("peft-org/llama-lora", ()), Lineage()), 80))
+    assert console.export_text().strip() == "models related to peft-org/llama-lora by fingerprint: none"

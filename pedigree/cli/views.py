@@ -133,6 +133,8 @@ def family_tree(graph: nx.DiGraph, highlight: str) -> Tree:
 
 
 def related(answer: LineageAnswer, width: int) -> RenderableType:
+    if not answer.related:  # nothing near it, or nothing to search with (an adapter or UNet has no fingerprint)
+        return Text(f"models related to {answer.model} by fingerprint: none")
     rows = [
         [str(rank), r.id, f"{r.score:.3f}", ", ".join(f"{i}->{j}" for i, j, _ in r.layers) or "-"]
         for rank, r in enumerate(answer.related, start=1)
