@@ -33,7 +33,7 @@ from pedigree.crawler.remote import hub_uri
 from pedigree.errors import EvidenceMissingError, clip
 from pedigree.indexer.confirm import report_json
 from pedigree.indexer.evidence_file import EvidenceFile, write_evidence
-from pedigree.indexer.evidence_store import file_name, record_capture
+from pedigree.indexer.evidence_store import file_name, save_with_evidence
 from pedigree.indexer.fingerprint import DEFAULT_DIM, fingerprint_version
 from pedigree.indexer.independence.inputs import ModelTensors
 from pedigree.indexer.independence.suite import run_battery
@@ -164,8 +164,7 @@ def commit_repo(store: Store, endpoint: str, repo: ListedRepo, work: RepoWork) -
     in one transaction, its evidence row, then the crawl record), and say what happened."""
     record, version = work.record, fingerprint_version()
     if work.failure is None and work.rows is not None and work.evidence is not None:
-        record.pk = store.save_model(record, work.rows, version)
-        record_capture(store, record, *work.evidence)
+        record.pk = save_with_evidence(store, record, work.rows, version, *work.evidence)
         outcome = IngestOutcome(record.id, Status.INDEXED, layers=work.layers, seconds=work.seconds)
     elif work.transient:  # the remote failed us, not the model: keep what we had, try again later
         reason = work.failure[1] if work.failure else "transient failure"

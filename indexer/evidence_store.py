@@ -21,6 +21,7 @@ from pedigree.indexer.openers import open_location
 from pedigree.indexer.sources import TensorSource
 from pedigree.indexer.stored_model import CAPTURE_VERSION, StoredModel, capture
 from pedigree.storage.db import ModelRecord, Store, utc_now
+from pedigree.types import VectorRow
 
 FOLDER = "evidence"
 
@@ -55,6 +56,26 @@ def record_capture(store: Store, record: ModelRecord, name: str, size: int, vers
         )
     if old is not None and old[0] != name:
         (evidence_folder(store) / old[0]).unlink(missing_ok=True)
+
+
+def save_with_evidence(
+    store: Store,
+    record: ModelRecord,
+    rows: list[VectorRow] | None,
+    version: str | None,
+    name: str,
+    size: int,
+    recipe: str = CAPTURE_VERSION,
+) -> int:
+    """Save a model, its vectors and its evidence row in one transaction (a run killed in between
+    leaves neither), dropping a superseded file; the model's primary key."""
+    old = store.conn.execute(
+        "SELECT e.file FROM evidence e JOIN models m ON m.pk = e.model_pk WHERE m.id = ?", [record.id]
+    ).fetchone()
+    pk = store.save_model(record, rows, version, evidence=(name, size, recipe))
+    if old is not None and old[0] != name:
+        (evidence_folder(store) / old[0]).unlink(missing_ok=True)
+    return pk
 
 
 def capture_source(store: Store, record: ModelRecord, source: TensorSource) -> int:

@@ -20,7 +20,7 @@ from pedigree.indexer.adapters import MatrixLoader, ModelRoles, roles_for
 from pedigree.indexer.adapters.base import PIXEL_PROBES
 from pedigree.indexer.block_signatures import block_signatures
 from pedigree.indexer.card import read_card
-from pedigree.indexer.evidence_store import record_capture, write_capture
+from pedigree.indexer.evidence_store import save_with_evidence, write_capture
 from pedigree.indexer.fingerprint import (
     DEFAULT_DIM,
     DEFAULT_SAMPLE,
@@ -275,8 +275,7 @@ def _index(
     source.prefetch_rows(capture_plan(ModelTensors(source, record.id)), gap=1)
     rows = fingerprint_rows(fingerprint) + signature_rows(source, record)
     evidence = write_capture(store, record, source)  # what the tests and lineage will read: never the source again
-    record.pk = store.save_model(record, rows, version)
-    record_capture(store, record, *evidence)
+    record.pk = save_with_evidence(store, record, rows, version, *evidence)
     return IngestOutcome(
         record.id, Status.INDEXED, layers=len(fingerprint.layers), seconds=time.perf_counter() - started
     )

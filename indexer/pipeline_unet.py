@@ -29,7 +29,13 @@ from pedigree.indexer.adapters.unet import UNET_CLASS, UNET_FAMILY, is_unet_conf
 from pedigree.indexer.bounded_json import loads_json
 from pedigree.indexer.card import CARD_FILE, MAX_CARD_BYTES, CardInfo, read_card
 from pedigree.indexer.evidence_file import EvidenceFile, write_evidence
-from pedigree.indexer.evidence_store import current_file, evidence_folder, file_name, record_capture
+from pedigree.indexer.evidence_store import (
+    current_file,
+    evidence_folder,
+    file_name,
+    record_capture,
+    save_with_evidence,
+)
 from pedigree.indexer.local_checkpoint import open_checkpoint
 from pedigree.indexer.local_files import read_small_file
 from pedigree.indexer.sources import StateDictSource, TensorSource
@@ -120,8 +126,9 @@ def ingest_unet(
         record.num_parameters = sum(info.numel for info in source.tensors().values())
         captured = capture_unet(evidence, record.config or {}, source)
     record.status = UNET_STATUS
-    record.pk = store.save_model(record, None, None)
-    save_unet_evidence(store, record, *captured)
+    name = file_name(record.id, record.revision, UNET_CAPTURE_VERSION)
+    size = write_evidence(evidence_folder(store) / name, *captured)
+    record.pk = save_with_evidence(store, record, None, None, name, size, UNET_CAPTURE_VERSION)
     return IngestOutcome(record.id, Status.INDEXED, layers=record.num_layers, seconds=time.perf_counter() - started)
 
 

@@ -136,10 +136,18 @@ class Store:
         assert row is not None  # the migration inserts the generation row
         return int(row[0])
 
-    def save_model(self, record: ModelRecord, vectors: Sequence[VectorRow] | None, version: str | None) -> int:
+    def save_model(
+        self,
+        record: ModelRecord,
+        vectors: Sequence[VectorRow] | None,
+        version: str | None,
+        evidence: tuple[str, int, str] | None = None,
+    ) -> int:
         """Insert or update ``record`` and replace all its vectors with ``vectors``, atomically.
 
         ``vectors`` None (a failed or unsupported model) removes whatever vectors the model had.
+        ``evidence`` (file, bytes, capture recipe) points the model's ``evidence`` row at its
+        captured file in the same transaction: a run killed mid-commit leaves neither or both.
         Returns the model's primary key.
         """
         import numpy as np
@@ -190,6 +198,12 @@ class Store:
                         [v.layer for v in vectors],
                         [np.asarray(v.vector, dtype=np.float32) for v in vectors],
                     ],
+                )
+            if evidence is not None:
+                conn.execute("DELETE FROM evidence WHERE model_pk = ?", [pk])
+                conn.execute(
+                    "INSERT INTO evidence VALUES (?, ?, ?, ?, ?, ?)",
+                    [pk, record.revision, evidence[2], evidence[0], evidence[1], utc_now()],
                 )
             conn.execute("UPDATE meta SET value = ? WHERE key = 'generation'", [str(generation)])
         record.pk = pk

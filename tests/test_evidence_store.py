@@ -509,3 +509,26 @@ def test_a_damaged_evidence_file_is_captured_again_while_its_source_is_there(sma
         finally:
             model.close()
         assert path.read_bytes()[:2] == b"PK"  # a zip again
+
+
+def test_a_model_and_its_evidence_row_are_committed_together(tmp_path: Path):
+    """save_with_evidence is one transaction: when the evidence row cannot be written, the model and
+    its vectors are not either (a run killed between the two would otherwise leave an indexed model
+    that the next run skips as unchanged, with no evidence row)."""
+    from pedigree.indexer.evidence_store import save_with_evidence
+    from pedigree.storage.db import ModelRecord, Store
+    from pedigree.types import Status, VectorRow
+
+    store = Store(tmp_path / "pedigree.duckdb")
+    try:
+        record = ModelRecord(id="lab/model", status=Status.INDEXED, source="/nowhere", revision="r1")
+        rows = [VectorRow("model", -1, np.ones(8, dtype=np.float32))]
+        with pytest.raises(duckdb.Error):  # bytes NOT NULL: the evidence insert fails inside the transaction
+            save_with_evidence(store, record, rows, "v1", "a.npz", None)  # type: ignore[arg-type]
+        assert store.get_model("lab/model") is None
+        assert store.conn.execute("SELECT count(*) FROM fingerprints").fetchone() == (0,)
+        pk = save_with_evidence(store, record, rows, "v1", "a.npz", 123)
+        assert store.conn.execute("SELECT model_pk, file, bytes FROM evidence").fetchall() == [(pk, "a.npz", 123)]
+        assert store.count_model_vectors(pk, "v1") == 1
+    finally:
+        store.close()
