@@ -22,6 +22,7 @@ rebuilds, and nothing else does.  ``build_trained(arch, count)`` builds the firs
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
 import shutil
@@ -99,10 +100,21 @@ def corpus_slice(domains: dict[str, str], index: int) -> str:
 
 
 def _train_one(task: tuple[str, int, str, str]) -> dict:
-    """Worker: train model ``index`` of ``arch`` on ``text`` and write its folder."""
+    """Worker: train model ``index`` of ``arch`` on ``text`` and write its folder (under a file lock,
+    so two builders never write one folder; the second reuses the first's model)."""
     arch_name, index, text, folder_name = task
+    folder = Path(folder_name)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f".{folder.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (folder / "train.json").exists():
+            return json.loads((folder / "train.json").read_text())
+        return _train_locked(arch_name, index, text, folder)
+
+
+def _train_locked(arch_name: str, index: int, text: str, folder: Path) -> dict:
     torch.set_num_threads(1)
-    arch, folder = ARCHS[arch_name], Path(folder_name)
+    arch = ARCHS[arch_name]
     start = time.perf_counter()
     from tokenizers import Tokenizer
 
@@ -181,8 +193,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--arch", choices=sorted(ARCHS), action="append")
     args = parser.parse_args(argv)
-    for name in args.arch or sorted(ARCHS):
-        folders = build_trained(name, args.count, args.workers)
+    names = args.arch or sorted(ARCHS)
+    for count in sorted({min(4, args.count), args.count}):  # a quick run's prefix of every architecture first
+        built = {name: build_trained(name, count, args.workers) for name in names}
+    for name, folders in built.items():
         print(name, json.dumps(training_summary(folders)))
 
 
