@@ -1,0 +1,432 @@
+"""Calibration of the independence battery's p-values on every architecture variant (issue 18).
+
+    python -m bench.calibration [--pairs 200] [--workers 2] [--live] [--quick] [--group NAME ...]
+
+Groups of *independent* pairs (``bench.calibration_set``):
+
+- 12 synthetic groups, ``--pairs`` pairs each, every pair two fresh initialisations of its own
+  (no model in two pairs, so the p-values are independent samples): Llama MHA / GQA / MQA /
+  tied, Qwen2 (GQA, qkv biases), GPT-2 (non-GLU, tied, pre-LN), GPT-NeoX (parallel residual),
+  BERT (post-LN), and pairs that differ in depth, MLP width, hidden size (only the shape-free
+  tests run) or tokenizer (partial probe overlap); shapes, dtype and init scheme drawn per pair.
+- trained: 21 independently trained Llama-GQA and 21 GPT-2 models (``bench.calibration_trained``);
+  all C(21, 2) = 210 pairs of an architecture are *clustered* (each model is in 20 pairs): FPR is
+  reported on all of them, KS on a matching of disjoint pairs (10 independent pairs) as well.
+- zoo A roots / zoo B roots: every cross-family pair of each zoo (models descending from
+  different, independently trained roots) - clustered (a family's members are near-copies).
+
+Per group and test (mlp_match, embedding_dims, head_dims, mlp_up, block_units - reported, not
+deciding - and the combined p): n, KS statistic and p against U(0,1), FPR at α = 0.01 and 0.001
+with counts, the smallest log10 p and the non-finite count.  Power: every same-family pair of zoo
+A and zoo B (count, the weakest combined log10 p, all < −12, non-finite count).
+
+Batteries run from stored evidence (``capture`` -> ``write_evidence`` -> ``StoredModel``), as
+the product runs them; ``--live`` runs them on the checkpoints directly.  Held-out rules: nothing
+in the battery is tuned on this set or on zoo B; zoo B contributes tokenizer files (cross-tokenizer
+group), its cross-family pairs and its same-family pairs (power) only.
+Results: bench/results/calibration.json and the BENCHMARKS.md section (not with ``--quick``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import tempfile
+import time
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from bench.calibration_set import (
+    SYNTHETIC_GROUPS,
+    ZOOS,
+    FolderPair,
+    PairSpec,
+    all_pairs,
+    disjoint_pairs,
+    shape_of,
+    synthetic_pairs,
+    zoo_pairs,
+)
+from bench.report import environment, publish
+
+TESTS = ("mlp_match", "embedding_dims", "head_dims", "mlp_up", "block_units", "combined")
+EXACT_NULL = ("embedding_dims", "head_dims", "mlp_up")
+BARS = {"fpr_0.01": 0.01, "fpr_0.001": 0.002, "min_pairs": 200, "ks_p": 0.01, "power_log10_p": -12.0}
+QUICK = {"pairs": 6, "trained": 4, "zoo_pairs": 12}
+
+
+def p_values(report) -> dict[str, float]:
+    values = {t.name: t.log10_p for t in report.tests}
+    values["combined"] = report.log10_p
+    return values
+
+
+def calibration_stats(rows: list[dict[str, float]]) -> dict[str, dict]:
+    """Per test (in :data:`TESTS` order, those present): n, KS statistic and p against U(0,1) (on
+    the finite values), FPR at 0.01 and 0.001 as k/n (p = 10^log10_p; a non-finite value counts as
+    a rejection), the smallest log10 p and how many values were not finite."""
+    out: dict[str, dict] = {}
+    for name in [t for t in TESTS if any(t in row for row in rows)]:
+        values = np.array([row[name] for row in rows if name in row], dtype=float)
+        finite = values[np.isfinite(values)]
+        ps = np.power(10.0, finite)
+        entry: dict = {"n": int(len(values))}
+        if len(ps):
+            ks = stats.kstest(ps, "uniform")
+            entry.update(ks_statistic=round(float(ks.statistic), 4), ks_p=float(f"{ks.pvalue:.3g}"))
+        for alpha, key in ((0.01, "fpr_0.01"), (0.001, "fpr_0.001")):
+            k = int(np.sum(ps < alpha)) + int(len(values) - len(finite))
+            entry[key] = {"k": k, "n": int(len(values)), "rate": round(k / len(values), 4)}
+        entry["min_log10_p"] = round(float(finite.min()), 3) if len(finite) else None
+        entry["non_finite"] = int(len(values) - len(finite))
+        out[name] = entry
+    return out
+
+
+def bars(group_stats: dict[str, dict], *, independent: bool) -> dict:
+    """The issue's bars for one group: combined FPR, the pair count (independent groups) and KS
+    of the exact-null tests (independent samples only)."""
+    combined = group_stats.get("combined", {})
+    out = {
+        "combined_fpr_0.01_ok": combined.get("fpr_0.01", {}).get("rate", 1.0) <= BARS["fpr_0.01"],
+        "combined_fpr_0.001_ok": combined.get("fpr_0.001", {}).get("rate", 1.0) <= BARS["fpr_0.001"],
+    }
+    if independent:
+        out["pairs_ok"] = combined.get("n", 0) >= BARS["min_pairs"]
+        out["ks_exact_nulls_ok"] = all(
+            group_stats[t].get("ks_p", 0.0) >= BARS["ks_p"] for t in EXACT_NULL if t in group_stats
+        )
+    return out
+
+
+# ---- workers -----------------------------------------------------------------------------------
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _stored(model, folder: Path):
+    """Capture ``model`` (a live ModelTensors) into an evidence file and open it as the product does."""
+    from pedigree.indexer.evidence_file import EvidenceFile, write_evidence
+    from pedigree.indexer.stored_model import StoredModel, capture
+
+    path = folder / f"{model.label.replace('/', '__').replace(':', '_')}.npz"
+    manifest, arrays = capture(model)
+    write_evidence(path, manifest, arrays)
+    return StoredModel(EvidenceFile(path), model.label)
+
+
+def synthetic_live(spec) -> object:
+    from pedigree.indexer.independence.inputs import ModelTensors
+    from pedigree.indexer.sources import StateDictSource
+
+    return ModelTensors(StateDictSource(spec.state_dict(), spec.texts(), spec.label), spec.label)
+
+
+def run_synthetic(job: tuple[PairSpec, bool]) -> dict:
+    """Worker: one synthetic pair's battery (from stored evidence unless ``live``)."""
+    from pedigree.indexer.independence.inputs import shared_probes
+    from pedigree.indexer.independence.suite import run_battery
+
+    pair, live = job
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="calibration-") as tmp:
+        a, b = synthetic_live(pair.a), synthetic_live(pair.b)
+        if not live:
+            a, b = _stored(a, Path(tmp)), _stored(b, Path(tmp))
+        report = run_battery(a, b)
+        probes = len(shared_probes(a, b)[0])
+        a.close()
+        b.close()
+    return {
+        "group": pair.group,
+        "index": pair.index,
+        "scheme": pair.scheme,
+        "a": {**shape_of(pair.a.config), "tokenizer": pair.a.tokenizer, "init": pair.a.init},
+        "b": {**shape_of(pair.b.config), "tokenizer": pair.b.tokenizer, "init": pair.b.init},
+        "shared_probes": probes,
+        "log10_p": p_values(report),
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+
+
+def capture_folder(job: tuple[str, str, str]) -> tuple[str, str]:
+    """Worker: capture one checkpoint folder into an evidence file; (label, path)."""
+    from pedigree.indexer.evidence_file import write_evidence
+    from pedigree.indexer.independence.inputs import ModelTensors
+    from pedigree.indexer.local_checkpoint import open_checkpoint
+    from pedigree.indexer.stored_model import capture
+
+    label, folder, out = job
+    model = ModelTensors(open_checkpoint(folder), label)
+    try:
+        write_evidence(Path(out), *capture(model))
+    finally:
+        model.close()
+    return label, out
+
+
+def run_folder_pair(job: tuple[FolderPair, str, str, bool]) -> dict:
+    """Worker: the battery on two models given as evidence files (or, ``live``, checkpoint folders)."""
+    from pedigree.indexer.evidence_file import EvidenceFile
+    from pedigree.indexer.independence.inputs import ModelTensors
+    from pedigree.indexer.independence.suite import run_battery
+    from pedigree.indexer.local_checkpoint import open_checkpoint
+    from pedigree.indexer.stored_model import StoredModel
+
+    pair, path_a, path_b, live = job
+    start = time.perf_counter()
+    if live:
+        a, b = ModelTensors(open_checkpoint(path_a), pair.a), ModelTensors(open_checkpoint(path_b), pair.b)
+    else:
+        a, b = StoredModel(EvidenceFile(Path(path_a)), pair.a), StoredModel(EvidenceFile(Path(path_b)), pair.b)
+    try:
+        report = run_battery(a, b)
+    finally:
+        a.close()
+        b.close()
+    return {"a": pair.a, "b": pair.b, "log10_p": p_values(report), "seconds": round(time.perf_counter() - start, 3)}
+
+
+# ---- driver ------------------------------------------------------------------------------------
+
+
+class Runner:
+    """A pool of ``workers`` processes, and the evidence of folder models captured once per run."""
+
+    def __init__(self, workers: int, live: bool, tmp: Path) -> None:
+        self.pool = get_context("spawn").Pool(workers, initializer=_init_worker)
+        self.live, self.tmp = live, tmp
+        self.evidence: dict[str, str] = {}  # label -> evidence file (or folder when live)
+
+    def close(self) -> None:
+        self.pool.close()
+        self.pool.join()
+
+    def synthetic(self, pairs: list[PairSpec]) -> list[dict]:
+        rows = list(self.pool.imap(run_synthetic, [(p, self.live) for p in pairs], chunksize=1))
+        return sorted(rows, key=lambda r: (r["group"], r["index"]))
+
+    def folder_pairs(self, pairs: list[FolderPair], folders: dict[str, Path]) -> list[dict]:
+        labels = sorted({x for p in pairs for x in (p.a, p.b)} - set(self.evidence))
+        if self.live:
+            self.evidence.update({m: str(folders[m]) for m in labels})
+        else:
+            jobs = [(m, str(folders[m]), str(self.tmp / f"{k}-{len(self.evidence)}.npz")) for k, m in enumerate(labels)]
+            self.evidence.update(self.pool.imap_unordered(capture_folder, jobs))
+        jobs = [(p, self.evidence[p.a], self.evidence[p.b], self.live) for p in pairs]
+        return list(self.pool.imap(run_folder_pair, jobs, chunksize=2))
+
+
+def _group(rows: list[dict], *, independent: bool, note: str = "") -> dict:
+    group_stats = calibration_stats([r["log10_p"] for r in rows])
+    out = {"pairs": len(rows), "independent_samples": independent, "stats": group_stats}
+    out["bars"] = bars(group_stats, independent=independent)
+    if note:
+        out["note"] = note
+    return out
+
+
+def _thin(pairs: list, count: int | None) -> list:
+    """``count`` pairs spread over the list (all when None)."""
+    if count is None or len(pairs) <= count:
+        return pairs
+    return [pairs[i] for i in np.linspace(0, len(pairs) - 1, count).round().astype(int)]
+
+
+def run(pairs: int, workers: int, live: bool, quick: bool, only: list[str] | None) -> dict:
+    from bench.calibration_trained import ARCHS, MODELS_PER_ARCH, build_trained, training_summary
+    from pedigree.zoo.build import build_zoo
+
+    wanted = (lambda name: name in only) if only else (lambda name: True)
+    trained_count = QUICK["trained"] if quick else MODELS_PER_ARCH
+    zoo_limit = QUICK["zoo_pairs"] if quick else None
+    result: dict = {"mode": "live" if live else "stored evidence", "quick": quick, "groups": {}, "timing": {}}
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="calibration-evidence-") as tmp:
+        runner = Runner(workers, live, Path(tmp))
+        try:
+            variants = tuple(v for v in SYNTHETIC_GROUPS if wanted(v.name))
+            for variant in variants:
+                t0 = time.perf_counter()
+                rows = runner.synthetic(synthetic_pairs(pairs, (variant,)))
+                result["groups"][variant.name] = {
+                    **_group(rows, independent=True),
+                    "description": variant.description,
+                    "shared_probes_min": min(r["shared_probes"] for r in rows),
+                    "init_schemes": sorted({r["scheme"] for r in rows}),
+                    "raw": rows,
+                }
+                result["timing"][variant.name] = _timing(rows, time.perf_counter() - t0)
+            for arch in ARCHS:
+                name = f"trained {arch}"
+                if not wanted(name):
+                    continue
+                t0 = time.perf_counter()
+                built = build_trained(arch, trained_count, workers)
+                folders = {f"{arch}/{f.name}": f for f in built}
+                labels = sorted(folders)
+                rows = runner.folder_pairs(all_pairs(name, labels), folders)
+                matched = {(p.a, p.b) for p in disjoint_pairs(name, labels)}
+                result["groups"][f"{name} (all pairs, clustered)"] = {
+                    **_group(rows, independent=False, note=f"each model in {len(labels) - 1} pairs"),
+                    "training": training_summary(built),
+                    "raw": rows,
+                }
+                result["groups"][f"{name} (matching, independent)"] = _group(
+                    [r for r in rows if (r["a"], r["b"]) in matched], independent=True, note="disjoint pairs only"
+                )
+                result["timing"][name] = _timing(rows, time.perf_counter() - t0)
+            power_rows: list[dict] = []
+            for prefix, zoo_name, size in (("A", "a", "full"), ("B", "b", "b-full")):
+                name = f"zoo {prefix} roots"
+                if not (wanted(name) or wanted("power")):
+                    continue
+                t0 = time.perf_counter()
+                zoo = ZOOS / size
+                build_zoo(zoo, "full", zoo=zoo_name)
+                cross, same = zoo_pairs(zoo, prefix)
+                folders = {
+                    f"{prefix}:{m}": zoo / m for m in {x.split(":", 1)[1] for p in cross + same for x in (p.a, p.b)}
+                }
+                if wanted(name):
+                    rows = runner.folder_pairs(_thin(cross, zoo_limit), folders)
+                    result["groups"][name] = {
+                        **_group(rows, independent=False, note="cross-family pairs; a family's members move together"),
+                        "raw": rows,
+                    }
+                if wanted("power"):
+                    power_rows += runner.folder_pairs(_thin(same, zoo_limit), folders)
+                result["timing"][name] = round(time.perf_counter() - t0, 1)
+            if power_rows:
+                result["power"] = power(power_rows)
+        finally:
+            runner.close()
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    result["environment"] = environment()
+    return result
+
+
+def _timing(rows: list[dict], wall: float) -> dict:
+    worker = sum(r["seconds"] for r in rows)
+    return {
+        "pairs": len(rows),
+        "wall_seconds": round(wall, 1),
+        "worker_seconds_per_pair": round(worker / max(1, len(rows)), 3),
+        "wall_seconds_per_pair": round(wall / max(1, len(rows)), 3),
+    }
+
+
+def power(rows: list[dict]) -> dict:
+    """Every same-family pair: count, the weakest combined log10 p, all below the bar, non-finite."""
+    combined = [r["log10_p"]["combined"] for r in rows]
+    finite = [(v, r) for v, r in zip(combined, rows) if math.isfinite(v)]
+    worst = max(finite, key=lambda x: x[0]) if finite else (None, None)
+    return {
+        "pairs": len(rows),
+        "max_combined_log10_p": None if worst[0] is None else round(worst[0], 3),
+        "weakest_pair": None if worst[1] is None else f"{worst[1]['a']} / {worst[1]['b']}",
+        "all_below_minus_12": all(math.isfinite(v) and v < BARS["power_log10_p"] for v in combined),
+        "non_finite": sum(not math.isfinite(v) for r in rows for v in r["log10_p"].values()),
+        "raw": [{"a": r["a"], "b": r["b"], "combined": round(r["log10_p"]["combined"], 3)} for r in rows],
+    }
+
+
+# ---- report ------------------------------------------------------------------------------------
+
+
+def _cell(entry: dict, key: str) -> str:
+    value = entry.get(key)
+    return "–" if value is None else f"{value['k']}/{value['n']} ({value['rate']:.2%})"
+
+
+def markdown(result: dict, command: str) -> str:
+    env = result["environment"]
+    lines = [
+        "## Calibration of the independence tests on every architecture variant (issue 18)",
+        "",
+        f"Command: `{command}`  (commit {env['commit']}, {env['date']}; {result['seconds']} s; "
+        f"batteries from {result['mode']})",
+        "",
+        "Held out: nothing in the battery was tuned on this set or on zoo B; zoo B contributes only tokenizer "
+        "files (cross-tokenizer group), its cross-family pairs (calibration) and its same-family pairs (power). "
+        "Synthetic groups: every pair is two fresh initialisations of its own (independent samples); trained and "
+        "zoo groups reuse each model in many pairs (clustered: KS assumes independent samples, so it is only "
+        "valid on the matching rows).",
+        "",
+        "| group | pairs | combined FPR α=0.01 | combined FPR α=0.001 | ≥ 200 pairs | KS exact nulls ≥ 0.01 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, group in result["groups"].items():
+        combined, ok = group["stats"].get("combined", {}), group["bars"]
+        lines.append(
+            f"| {name} | {group['pairs']} | {_cell(combined, 'fpr_0.01')} | {_cell(combined, 'fpr_0.001')} | "
+            f"{ok.get('pairs_ok', '(clustered)')} | {ok.get('ks_exact_nulls_ok', '(clustered)')} |"
+        )
+    lines += [
+        "",
+        "| group | test | n | KS statistic | KS p | FPR α=0.01 | FPR α=0.001 | min log10 p | non-finite |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, group in result["groups"].items():
+        for test, e in group["stats"].items():
+            lines.append(
+                f"| {name} | {test} | {e['n']} | {e.get('ks_statistic', '–')} | {e.get('ks_p', '–')} | "
+                f"{_cell(e, 'fpr_0.01')} | {_cell(e, 'fpr_0.001')} | {e['min_log10_p']} | {e['non_finite']} |"
+            )
+    if "power" in result:
+        p = result["power"]
+        lines += [
+            "",
+            f"**Power.** {p['pairs']} same-family pairs of zoo A and zoo B: weakest combined log10 p = "
+            f"{p['max_combined_log10_p']} ({p['weakest_pair']}); all < −12: {p['all_below_minus_12']}; "
+            f"non-finite values: {p['non_finite']}.",
+        ]
+    for name, group in result["groups"].items():
+        if "training" in group:
+            t = group["training"]
+            lines.append(
+                f"\n**{name.split(' (')[0]}**: {t['models']} models, {t['steps']} steps ({t['tokens_seen']} tokens), "
+                f"own corpus slice of {t['train_tokens_min_mean_max'][1]:.0f} tokens; held-out loss "
+                f"{t['initial_heldout_loss_min_mean_max'][1]} → {t['final_heldout_loss_min_mean_max'][1]} (mean; "
+                f"final min–max {t['final_heldout_loss_min_mean_max'][0]}–{t['final_heldout_loss_min_mean_max'][2]}); "
+                f"{t['seconds_per_model_min_mean_max'][1]} s per model on one core."
+            )
+    timing = "; ".join(
+        f"{k}: {v['worker_seconds_per_pair']} s/pair" for k, v in result["timing"].items() if isinstance(v, dict)
+    )
+    lines += ["", f"Seconds per pair (one worker, capture included): {timing}."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", type=int, default=200, help="independent pairs per synthetic group")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--live", action="store_true", help="run the battery on the checkpoints, not stored evidence")
+    parser.add_argument("--quick", action="store_true", help="a few pairs per group; nothing published")
+    parser.add_argument("--group", action="append", help="only these groups (repeatable; 'power' for power)")
+    parser.add_argument("--no-report", action="store_true", help="write the JSON, leave BENCHMARKS.md")
+    parser.add_argument("--json", type=Path, help="with --quick or --group: also write the JSON here")
+    args = parser.parse_args(argv)
+    pairs = QUICK["pairs"] if args.quick else args.pairs
+    result = run(pairs, args.workers, args.live, args.quick, args.group)
+    command = "python -m bench.calibration" + (f" --pairs {args.pairs}" if args.pairs != 200 else "")
+    command += " --live" * args.live
+    if args.quick or args.group:
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
+        print(markdown(result, command + (" --quick" if args.quick else "")))
+        return
+    publish("calibration", result, markdown(result, command), report=not args.no_report)
+
+
+if __name__ == "__main__":
+    main()
