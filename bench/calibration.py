@@ -243,7 +243,6 @@ def _thin(pairs: list, count: int | None) -> list:
 
 def run(pairs: int, workers: int, live: bool, quick: bool, only: list[str] | None) -> dict:
     from bench.calibration_trained import ARCHS, MODELS_PER_ARCH, build_trained, training_summary
-    from pedigree.zoo.build import build_zoo
 
     wanted = (lambda name: name in only) if only else (lambda name: True)
     trained_count = QUICK["trained"] if quick else MODELS_PER_ARCH
@@ -291,15 +290,20 @@ def run(pairs: int, workers: int, live: bool, quick: bool, only: list[str] | Non
                     continue
                 t0 = time.perf_counter()
                 zoo = ZOOS / size
-                build_zoo(zoo, "full", zoo=zoo_name)
-                cross, same = zoo_pairs(zoo, prefix)
+                result.setdefault("zoos", {})[prefix] = zoo_build(zoo, zoo_name)
+                cross, same, neither = zoo_pairs(zoo, prefix)
                 folders = {
                     f"{prefix}:{m}": zoo / m for m in {x.split(":", 1)[1] for p in cross + same for x in (p.a, p.b)}
                 }
                 if wanted(name):
                     rows = runner.folder_pairs(_thin(cross, zoo_limit), folders)
                     result["groups"][name] = {
-                        **_group(rows, independent=False, note="cross-family pairs; a family's members move together"),
+                        **_group(
+                            rows,
+                            independent=False,
+                            note=f"pairs with no common root ancestor; a family's members move together; {neither} "
+                            "cross-family pairs that share a root (merges, passthrough) left out",
+                        ),
                         "raw": rows,
                     }
                 if wanted("power"):
@@ -312,6 +316,21 @@ def run(pairs: int, workers: int, live: bool, quick: bool, only: list[str] | Non
     result["seconds"] = round(time.perf_counter() - started, 1)
     result["environment"] = environment()
     return result
+
+
+def zoo_build(zoo: Path, name: str) -> dict:
+    """The zoo's build as cached: built when absent, else used as it is (its recipe hash is
+    recorded, and whether it matches the current zoo code - a full rebuild takes hours)."""
+    from pedigree.zoo.build import ZOOS as SPECS
+    from pedigree.zoo.build import build_zoo, recipe_hash
+    from pedigree.zoo.corpus import build_corpus
+
+    if not (zoo / "truth.json").exists():
+        build_zoo(zoo, "full", zoo=name)  # type: ignore[arg-type]
+    spec = SPECS[name]
+    current = recipe_hash(spec, "full", build_corpus(spec.sizes["full"].chars_per_domain, salt=spec.corpus_salt).sha256)
+    built = json.loads((zoo / "zoo.json").read_text()).get("recipe_hash") if (zoo / "zoo.json").exists() else None
+    return {"folder": str(zoo.relative_to(ZOOS.parent.parent)), "recipe_hash": built, "current_code": built == current}
 
 
 def _timing(rows: list[dict], wall: float) -> dict:
@@ -389,6 +408,12 @@ def markdown(result: dict, command: str) -> str:
             f"{p['max_combined_log10_p']} ({p['weakest_pair']}); all < −12: {p['all_below_minus_12']}; "
             f"non-finite values: {p['non_finite']}.",
         ]
+    for prefix, zoo in result.get("zoos", {}).items():
+        if not zoo["current_code"]:
+            lines.append(
+                f"\nZoo {prefix} ({zoo['folder']}) is the cached build (recipe hash {str(zoo['recipe_hash'])[:12]}), "
+                "made by older zoo code than this commit; it was used as it is."
+            )
     for name, group in result["groups"].items():
         if "training" in group:
             t = group["training"]

@@ -286,13 +286,36 @@ def disjoint_pairs(group: str, labels: list[str]) -> list[FolderPair]:
     return [FolderPair(group, labels[i], labels[i + 1]) for i in range(0, len(labels) - 1, 2)]
 
 
-def zoo_pairs(zoo: Path, prefix: str) -> tuple[list[FolderPair], list[FolderPair]]:
-    """(cross-family pairs, same-family pairs) of a built zoo; labels are ``prefix:model``."""
+def zoo_roots(zoo: Path) -> dict[str, frozenset[str]]:
+    """Each visible model's root ancestors (through ``parents`` and a hidden ``latent_parent``)."""
     truth = json.loads((zoo / "truth.json").read_text())
+    hidden_truth = zoo.parent / f"{zoo.name}-hidden" / "truth.json"
+    everything = {**(json.loads(hidden_truth.read_text()) if hidden_truth.exists() else {}), **truth}
+
+    @cache
+    def roots(model: str) -> frozenset[str]:
+        entry = everything[model]
+        parents = [*entry["parents"], *([entry["latent_parent"]] if entry.get("latent_parent") else [])]
+        return frozenset({model}) if not parents else frozenset().union(*(roots(p) for p in parents))
+
+    return {m: roots(m) for m in truth}
+
+
+def zoo_pairs(zoo: Path, prefix: str) -> tuple[list[FolderPair], list[FolderPair], int]:
+    """(independent pairs, same-family pairs, how many pairs are neither) of a built zoo; labels are
+    ``prefix:model``.  Independent: no common root ancestor (a cross-family merge or passthrough
+    model shares weights with both its parents' families, so family alone does not decide)."""
+    truth = json.loads((zoo / "truth.json").read_text())
+    roots = zoo_roots(zoo)
     names = sorted(m for m in truth if (zoo / m / "config.json").exists())
-    cross, same = [], []
+    independent, same, neither = [], [], 0
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
             pair = FolderPair(prefix, f"{prefix}:{a}", f"{prefix}:{b}")
-            (same if truth[a]["family"] == truth[b]["family"] else cross).append(pair)
-    return cross, same
+            if truth[a]["family"] == truth[b]["family"]:
+                same.append(pair)
+            elif roots[a].isdisjoint(roots[b]):
+                independent.append(pair)
+            else:
+                neither += 1
+    return independent, same, neither

@@ -165,3 +165,35 @@ def test_stored_evidence_equals_live_battery(groups):
         assert stored["log10_p"] == live["log10_p"]
         assert set(stored["log10_p"]) >= {"mlp_match", "mlp_up", "combined"}
         assert all(np.isfinite(v) for v in stored["log10_p"].values())
+
+
+def test_zoo_pairs_split_by_common_root(tmp_path: Path):
+    import json
+
+    def entry(family: str, parents: list[str], **extra) -> dict:
+        return {"family": family, "parents": parents, "relation": "root" if not parents else "finetune", **extra}
+
+    zoo = tmp_path / "z"
+    truth = {
+        "a/root": entry("a/root", []),
+        "a/ft": entry("a/root", ["a/root"]),
+        "b/root": entry("b/root", []),
+        "b/sft": entry("b/root", [], latent_parent="b/hidden"),
+        "m/passthrough": entry("a/root", ["a/ft", "b/root"]),
+    }
+    for model in truth:
+        (zoo / model).mkdir(parents=True)
+        (zoo / model / "config.json").write_text("{}")
+    (zoo / "truth.json").write_text(json.dumps(truth))
+    (tmp_path / "z-hidden").mkdir()
+    (tmp_path / "z-hidden" / "truth.json").write_text(json.dumps({"b/hidden": entry("b/root", ["b/root"])}))
+    assert cs.zoo_roots(zoo)["b/sft"] == {"b/root"}
+    independent, same, neither = cs.zoo_pairs(zoo, "Z")
+    assert {(p.a, p.b) for p in independent} == {
+        ("Z:a/ft", "Z:b/root"),
+        ("Z:a/ft", "Z:b/sft"),
+        ("Z:a/root", "Z:b/root"),
+        ("Z:a/root", "Z:b/sft"),
+    }
+    assert len(same) == 4  # family a: three models (the passthrough is in it), family b: two
+    assert neither == 2  # the passthrough (family a) with b/root and b/sft
