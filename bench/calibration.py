@@ -87,16 +87,17 @@ def calibration_stats(rows: list[dict[str, float]]) -> dict[str, dict]:
     return out
 
 
-def bars(group_stats: dict[str, dict], *, independent: bool) -> dict:
-    """The issue's bars for one group: combined FPR, the pair count (independent groups) and KS
-    of the exact-null tests (independent samples only)."""
+def bars(group_stats: dict[str, dict], *, independent: bool, variant: bool = True) -> dict:
+    """The issue's bars for one group: combined FPR, KS of the exact-null tests (independent samples
+    only) and, for a variant group (``variant``), at least 200 pairs."""
     combined = group_stats.get("combined", {})
     out = {
         "combined_fpr_0.01_ok": combined.get("fpr_0.01", {}).get("rate", 1.0) <= BARS["fpr_0.01"],
         "combined_fpr_0.001_ok": combined.get("fpr_0.001", {}).get("rate", 1.0) <= BARS["fpr_0.001"],
     }
-    if independent:
+    if independent and variant:
         out["pairs_ok"] = combined.get("n", 0) >= BARS["min_pairs"]
+    if independent:
         out["ks_exact_nulls_ok"] = all(
             group_stats[t].get("ks_p", 0.0) >= BARS["ks_p"] for t in EXACT_NULL if t in group_stats
         )
@@ -152,7 +153,7 @@ def run_synthetic(job: tuple[PairSpec, bool]) -> dict:
         "a": {**shape_of(pair.a.config), "tokenizer": pair.a.tokenizer, "init": pair.a.init},
         "b": {**shape_of(pair.b.config), "tokenizer": pair.b.tokenizer, "init": pair.b.init},
         "shared_probes": probes,
-        "log10_p": p_values(report),
+        "log10_p": {k: round(v, 4) for k, v in p_values(report).items()},
         "seconds": round(time.perf_counter() - start, 3),
     }
 
@@ -192,7 +193,8 @@ def run_folder_pair(job: tuple[FolderPair, str, str, bool]) -> dict:
     finally:
         a.close()
         b.close()
-    return {"a": pair.a, "b": pair.b, "log10_p": p_values(report), "seconds": round(time.perf_counter() - start, 3)}
+    values = {k: round(v, 4) for k, v in p_values(report).items()}
+    return {"a": pair.a, "b": pair.b, "log10_p": values, "seconds": round(time.perf_counter() - start, 3)}
 
 
 # ---- driver ------------------------------------------------------------------------------------
@@ -225,10 +227,10 @@ class Runner:
         return list(self.pool.imap(run_folder_pair, jobs, chunksize=2))
 
 
-def _group(rows: list[dict], *, independent: bool, note: str = "") -> dict:
+def _group(rows: list[dict], *, independent: bool, variant: bool = False, note: str = "") -> dict:
     group_stats = calibration_stats([r["log10_p"] for r in rows])
     out = {"pairs": len(rows), "independent_samples": independent, "stats": group_stats}
-    out["bars"] = bars(group_stats, independent=independent)
+    out["bars"] = bars(group_stats, independent=independent, variant=variant)
     if note:
         out["note"] = note
     return out
@@ -257,7 +259,7 @@ def run(pairs: int, workers: int, live: bool, quick: bool, only: list[str] | Non
                 t0 = time.perf_counter()
                 rows = runner.synthetic(synthetic_pairs(pairs, (variant,)))
                 result["groups"][variant.name] = {
-                    **_group(rows, independent=True),
+                    **_group(rows, independent=True, variant=True),
                     "description": variant.description,
                     "shared_probes_min": min(r["shared_probes"] for r in rows),
                     "init_schemes": sorted({r["scheme"] for r in rows}),
@@ -313,9 +315,28 @@ def run(pairs: int, workers: int, live: bool, quick: bool, only: list[str] | Non
                 result["power"] = power(power_rows)
         finally:
             runner.close()
+    result["bars"] = summary(result)
     result["seconds"] = round(time.perf_counter() - started, 1)
     result["environment"] = environment()
     return result
+
+
+def summary(result: dict) -> dict:
+    """Whether the issue's bars hold: over the variant groups, the independent groups and power."""
+    variants = {n: g["bars"] for n, g in result["groups"].items() if "pairs_ok" in g["bars"]}
+    independent = {n: g["bars"] for n, g in result["groups"].items() if g["independent_samples"]}
+    out = {
+        "variant_groups_combined_fpr_ok": all(
+            b["combined_fpr_0.01_ok"] and b["combined_fpr_0.001_ok"] for b in variants.values()
+        ),
+        "variant_groups_200_pairs": all(b["pairs_ok"] for b in variants.values()),
+        "ks_exact_nulls_not_rejected": all(b["ks_exact_nulls_ok"] for b in independent.values()),
+        "failing": sorted(n for n, b in result["groups"].items() if not all(b.values())),
+    }
+    if "power" in result:
+        out["power_all_below_minus_12"] = result["power"]["all_below_minus_12"]
+        out["power_non_finite"] = result["power"]["non_finite"]
+    return out
 
 
 def zoo_build(zoo: Path, name: str) -> dict:
@@ -387,8 +408,16 @@ def markdown(result: dict, command: str) -> str:
         combined, ok = group["stats"].get("combined", {}), group["bars"]
         lines.append(
             f"| {name} | {group['pairs']} | {_cell(combined, 'fpr_0.01')} | {_cell(combined, 'fpr_0.001')} | "
-            f"{ok.get('pairs_ok', '(clustered)')} | {ok.get('ks_exact_nulls_ok', '(clustered)')} |"
+            f"{ok.get('pairs_ok', '–')} | {ok.get('ks_exact_nulls_ok', '(clustered)')} |"
         )
+    b = result["bars"]
+    lines += [
+        "",
+        f"Bars: combined FPR ≤ 1 % at α = 0.01 and ≤ 0.2 % at α = 0.001 on every variant group: "
+        f"{b['variant_groups_combined_fpr_ok']}; ≥ 200 pairs per variant group: {b['variant_groups_200_pairs']}; "
+        f"KS not rejected at 0.01 for embedding_dims, head_dims, mlp_up on every independent group: "
+        f"{b['ks_exact_nulls_not_rejected']}; groups missing a bar: {', '.join(b['failing']) or 'none'}.",
+    ]
     lines += [
         "",
         "| group | test | n | KS statistic | KS p | FPR α=0.01 | FPR α=0.001 | min log10 p | non-finite |",
