@@ -331,7 +331,7 @@ def summary(result: dict) -> dict:
         ),
         "variant_groups_200_pairs": all(b["pairs_ok"] for b in variants.values()),
         "ks_exact_nulls_not_rejected": all(b["ks_exact_nulls_ok"] for b in independent.values()),
-        "failing": sorted(n for n, b in result["groups"].items() if not all(b.values())),
+        "failing": sorted(n for n, g in result["groups"].items() if not all(g["bars"].values())),
     }
     if "power" in result:
         out["power_all_below_minus_12"] = result["power"]["all_below_minus_12"]
