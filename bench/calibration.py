@@ -263,7 +263,7 @@ def run(pairs: int, workers: int, live: bool, quick: bool, only: list[str] | Non
                     "description": variant.description,
                     "shared_probes_min": min(r["shared_probes"] for r in rows),
                     "init_schemes": sorted({r["scheme"] for r in rows}),
-                    "raw": rows,
+                    "raw": compact_rows(rows),
                 }
                 result["timing"][variant.name] = _timing(rows, time.perf_counter() - t0)
             for arch in ARCHS:
@@ -279,7 +279,7 @@ def run(pairs: int, workers: int, live: bool, quick: bool, only: list[str] | Non
                 result["groups"][f"{name} (all pairs, clustered)"] = {
                     **_group(rows, independent=False, note=f"each model in {len(labels) - 1} pairs"),
                     "training": training_summary(built),
-                    "raw": rows,
+                    "raw": compact_rows(rows),
                 }
                 result["groups"][f"{name} (matching, independent)"] = _group(
                     [r for r in rows if (r["a"], r["b"]) in matched], independent=True, note="disjoint pairs only"
@@ -306,7 +306,7 @@ def run(pairs: int, workers: int, live: bool, quick: bool, only: list[str] | Non
                             note=f"pairs with no common root ancestor; a family's members move together; {neither} "
                             "cross-family pairs that share a root (merges, passthrough) left out",
                         ),
-                        "raw": rows,
+                        "raw": compact_rows(rows),
                     }
                 if wanted("power"):
                     power_rows += runner.folder_pairs(_thin(same, zoo_limit), folders)
@@ -354,6 +354,32 @@ def zoo_build(zoo: Path, name: str) -> dict:
     return {"folder": str(zoo.relative_to(ZOOS.parent.parent)), "recipe_hash": built, "current_code": built == current}
 
 
+def _model(shape: dict) -> str:
+    """One model of a synthetic pair in a few words, e.g. ``llama h64 L4 H8/kv4 I176 V1024 tied A-llama normal``."""
+    return (
+        f"{shape['model_type']} h{shape['hidden']} L{shape['layers']} H{shape['heads']}/kv{shape['kv_heads']} "
+        f"I{shape['intermediate']} V{shape['vocab_size']}{' tied' if shape['tied'] else ''} {shape['tokenizer']} "
+        f"{shape['init']}"
+    )
+
+
+def compact_rows(rows: list[dict]) -> dict:
+    """The raw rows as one line each (the JSON stays small): ``columns`` names the ``|``-separated
+    fields; a test that did not run is empty."""
+    columns = ["a", "b", *(["scheme", "shared_probes"] if rows and "scheme" in rows[0] else []), *TESTS]
+    lines = []
+    for r in rows:
+        fields = [
+            _model(r["a"]) if isinstance(r["a"], dict) else r["a"],
+            _model(r["b"]) if isinstance(r["b"], dict) else r["b"],
+        ]
+        if "scheme" in columns:
+            fields += [r["scheme"], str(r["shared_probes"])]
+        fields += [str(r["log10_p"][t]) if t in r["log10_p"] else "" for t in TESTS]
+        lines.append("|".join(fields))
+    return {"columns": "|".join(columns), "rows": lines}
+
+
 def _timing(rows: list[dict], wall: float) -> dict:
     worker = sum(r["seconds"] for r in rows)
     return {
@@ -375,7 +401,7 @@ def power(rows: list[dict]) -> dict:
         "weakest_pair": None if worst[1] is None else f"{worst[1]['a']} / {worst[1]['b']}",
         "all_below_minus_12": all(math.isfinite(v) and v < BARS["power_log10_p"] for v in combined),
         "non_finite": sum(not math.isfinite(v) for r in rows for v in r["log10_p"].values()),
-        "raw": [{"a": r["a"], "b": r["b"], "combined": round(r["log10_p"]["combined"], 3)} for r in rows],
+        "raw": compact_rows(rows),
     }
 
 
