@@ -251,17 +251,17 @@ def block_units_test(
     hint: list[tuple[int, int]] | None = None,
     budget: Budget | None = None,
     plan: list[tuple[int, int]] | None = None,
-    localized: bool = True,
+    whole_matrix: bool = True,
 ) -> tuple[Outcome | None, list[PairStat]]:
     """φ_BLOCK (embedding-free) on the plan (default: the battery's), the hinted block pairs and,
-    for small models with ``localized``, every block pair; the outcome and every cell's statistic.
+    for small models with ``whole_matrix``, every block pair; the outcome and every cell's statistic.
     None when one MLP is gated and the other is not (their units are not alike)."""
     if not a.depth or not b.depth or a.glu != b.glu:
         return None, []
     budget = budget or Budget()
     plan = plan if plan is not None else _plan(a, b, hint, budget)
     cells = sorted(set(plan) | {(i, j) for i, j in hint or [] if 0 <= i < a.depth and 0 <= j < b.depth})
-    localized_run = localized and a.depth * b.depth <= budget.localized_max_cells
+    localized_run = whole_matrix and a.depth * b.depth <= budget.localized_max_cells
     if localized_run:
         cells = [(i, j) for i in range(a.depth) for j in range(b.depth)]
 
@@ -366,7 +366,7 @@ def run_battery(
     # embedding); when φ_MATCH's own matrix already maps every block of the shallower model, the
     # embedding-free test runs on the plan and hints only (its off-plan cells would not change the map)
     explained = localized is not None and len(_layer_map(cells)) == min(a.depth, b.depth)
-    block_units, block_cells = block_units_test(a, b, hint=hint, budget=budget, plan=plan, localized=not explained)
+    block_units, block_cells = block_units_test(a, b, hint=hint, budget=budget, plan=plan, whole_matrix=not explained)
     if block_units is not None:
         tests.append(block_units)  # reported, and its cells feed the block map - but it does not decide
     combined = log10_bonferroni_min([t.log10_p for t in deciding]) if deciding else 0.0
