@@ -328,8 +328,10 @@ def summary(result: dict) -> dict:
     out = {
         "variant_groups_combined_fpr_ok": all(
             b["combined_fpr_0.01_ok"] and b["combined_fpr_0.001_ok"] for b in variants.values()
-        ),
-        "variant_groups_200_pairs": all(b["pairs_ok"] for b in variants.values()),
+        )
+        if variants
+        else None,
+        "variant_groups_200_pairs": all(b["pairs_ok"] for b in variants.values()) if variants else None,
         "ks_exact_nulls_not_rejected": all(b["ks_exact_nulls_ok"] for b in independent.values()),
         "failing": sorted(n for n, g in result["groups"].items() if not all(g["bars"].values())),
     }
