@@ -53,6 +53,7 @@ from bench.calibration_set import (
     zoo_pairs,
 )
 from bench.report import environment, publish
+from pedigree.indexer.block_signatures import PROPOSAL_BAR, block_signature_alignment
 
 EXACT_NULL = ("embedding_dims", "head_dims", "mlp_up")
 BARS = {"fpr_0.01": 0.01, "fpr_0.001": 0.002, "min_pairs": 200, "ks_p": 0.01, "power_log10_p": -12.0}
@@ -160,6 +161,7 @@ def run_synthetic(job: tuple[PairSpec, bool]) -> dict:
 
 def capture_folder(job: tuple[str, str, str]) -> tuple[str, str]:
     """Worker: capture one checkpoint folder into an evidence file; (label, path)."""
+    from pedigree.indexer.block_signatures import block_signatures
     from pedigree.indexer.evidence_file import write_evidence
     from pedigree.indexer.independence.inputs import ModelTensors
     from pedigree.indexer.local_checkpoint import open_checkpoint
@@ -169,32 +171,46 @@ def capture_folder(job: tuple[str, str, str]) -> tuple[str, str]:
     model = ModelTensors(open_checkpoint(folder), label)
     try:
         write_evidence(Path(out), *capture(model))
+        np.save(_signature_file(out), block_signatures(model.loader, model.roles))
     finally:
         model.close()
     return label, out
 
 
-def run_folder_pair(job: tuple[FolderPair, str, str, bool]) -> dict:
-    """Worker: the battery on two models given as evidence files (or, ``live``, checkpoint folders)."""
+def _signature_file(evidence: str) -> Path:
+    """Where a captured model's block signatures lie: beside its evidence file."""
+    return Path(evidence).with_suffix(".signatures.npy")
+
+
+def _hint(captured_a: str, captured_b: str) -> list[tuple[int, int]]:
+    """The block pairs the product hands the battery for these two models: the block-signature
+    alignment at the proposal bar (``indexer.confirm.candidates``), oriented a -> b."""
+    sigs_a, sigs_b = np.load(_signature_file(captured_a)), np.load(_signature_file(captured_b))
+    return [(i, j) for i, j, _ in block_signature_alignment(sigs_a, sigs_b, bar=PROPOSAL_BAR)]
+
+
+def run_folder_pair(job: tuple[FolderPair, str, str, bool, list[tuple[int, int]]]) -> dict:
+    """Worker: the battery on two models given as evidence files (or, ``live``, checkpoint folders),
+    with the block pairs the product would hint (:func:`_hint`)."""
     from pedigree.indexer.evidence_file import EvidenceFile
     from pedigree.indexer.independence.inputs import ModelTensors
     from pedigree.indexer.independence.suite import run_battery
     from pedigree.indexer.local_checkpoint import open_checkpoint
     from pedigree.indexer.stored_model import StoredModel
 
-    pair, path_a, path_b, live = job
+    pair, path_a, path_b, live, hint = job
     start = time.perf_counter()
     if live:
         a, b = ModelTensors(open_checkpoint(path_a), pair.a), ModelTensors(open_checkpoint(path_b), pair.b)
     else:
         a, b = StoredModel(EvidenceFile(Path(path_a)), pair.a), StoredModel(EvidenceFile(Path(path_b)), pair.b)
     try:
-        report = run_battery(a, b)
+        report = run_battery(a, b, hint=hint)
     finally:
         a.close()
         b.close()
     values = {k: round(v, 4) for k, v in p_values(report).items()}
-    return {"a": pair.a, "b": pair.b, "log10_p": values, "seconds": round(time.perf_counter() - start, 3)}
+    return {"a": pair.a, "b": pair.b, "hint": hint, "log10_p": values, "seconds": round(time.perf_counter() - start, 3)}
 
 
 # ---- driver ------------------------------------------------------------------------------------
@@ -207,6 +223,7 @@ class Runner:
         self.pool = get_context("spawn").Pool(workers, initializer=_init_worker)
         self.live, self.tmp = live, tmp
         self.evidence: dict[str, str] = {}  # label -> evidence file (or folder when live)
+        self.captured: dict[str, str] = {}  # label -> evidence file (block signatures beside it)
 
     def close(self) -> None:
         self.pool.close()
@@ -218,12 +235,14 @@ class Runner:
 
     def folder_pairs(self, pairs: list[FolderPair], folders: dict[str, Path]) -> list[dict]:
         labels = sorted({x for p in pairs for x in (p.a, p.b)} - set(self.evidence))
-        if self.live:
-            self.evidence.update({m: str(folders[m]) for m in labels})
-        else:
-            jobs = [(m, str(folders[m]), str(self.tmp / f"{k}-{len(self.evidence)}.npz")) for k, m in enumerate(labels)]
-            self.evidence.update(self.pool.imap_unordered(capture_folder, jobs))
-        jobs = [(p, self.evidence[p.a], self.evidence[p.b], self.live) for p in pairs]
+        jobs = [(m, str(folders[m]), str(self.tmp / f"{k}-{len(self.evidence)}.npz")) for k, m in enumerate(labels)]
+        captured = dict(self.pool.imap_unordered(capture_folder, jobs))
+        self.captured.update(captured)
+        self.evidence.update({m: str(folders[m]) for m in labels} if self.live else captured)
+        jobs = [
+            (p, self.evidence[p.a], self.evidence[p.b], self.live, _hint(self.captured[p.a], self.captured[p.b]))
+            for p in pairs
+        ]
         return list(self.pool.imap(run_folder_pair, jobs, chunksize=2))
 
 
