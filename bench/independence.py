@@ -126,10 +126,11 @@ def synthetic_pairs(zoo: Path, truth: dict, count: int) -> list[dict[str, float]
     return rows
 
 
-def run(size: str, zoo: Path, synthetic: int) -> dict:
+def run(size: str, zoo: Path, synthetic: int, cached: bool = False) -> dict:
     from pedigree.zoo.build import build_zoo
 
-    build_zoo(zoo, size)
+    if not (cached and (zoo / "truth.json").exists()):  # --cached: the zoo as built, even by older zoo code
+        build_zoo(zoo, size)
     truth = json.loads((zoo / "truth.json").read_text())
     models = {m: ModelTensors(open_checkpoint(zoo / m), m) for m in truth}
     started = time.perf_counter()
@@ -219,9 +220,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", choices=["small", "full"], default="full")
     parser.add_argument("--synthetic", type=int, default=400, help="synthetic independent pairs (fresh random inits)")
     parser.add_argument("--no-report", action="store_true")
+    parser.add_argument(
+        "--cached", action="store_true", help="use the cached zoo as it is (no rebuild when its recipe moved)"
+    )
     args = parser.parse_args(argv)
-    result = run(args.size, ROOT / "bench" / ".zoo" / args.size, args.synthetic)
-    command = f"python -m bench.independence --size {args.size} --synthetic {args.synthetic}"
+    result = run(args.size, ROOT / "bench" / ".zoo" / args.size, args.synthetic, args.cached)
+    command = f"python -m bench.independence --size {args.size} --synthetic {args.synthetic}" + (
+        " --cached" if args.cached else ""
+    )
     publish(f"independence-{args.size}", result, markdown(result, command), report=not args.no_report)
 
 
