@@ -1,8 +1,13 @@
 """``pedigree schedule``: run refresh on a cron schedule with apscheduler.
 
 - **No overlapping runs**: one job, ``max_instances=1``, ``coalesce=True`` (a run that is still
-  going when the next is due makes the next one wait, and a backlog collapses into one run).
-  Across processes the DuckDB file lock keeps a second writer out.
+  going when the next is due makes the next one wait, and a backlog collapses into one run); a
+  missed run is that same job brought forward, never a second job.  Across processes the DuckDB
+  file lock keeps a second writer out.
+- **Runs in the scheduler's thread** (apscheduler's ``DebugExecutor``): under ``BlockingScheduler``
+  that is the main thread, so Ctrl-C / SIGINT stops a running refresh at once instead of waiting
+  for a worker thread to finish it (a stopped refresh is resumed by the next one).  A run that
+  fails says why in one line and the schedule goes on.
 - **Persistent schedule**: the cron line, endpoint and limit are kept in the data folder
   (``schedule.json``), so ``pedigree schedule`` with no options after a restart resumes the same
   schedule; the job store itself is in memory (apscheduler 3's persistent stores need SQLAlchemy
@@ -18,11 +23,13 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from apscheduler.executors.debug import DebugExecutor
+from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from pedigree.config import Settings
-from pedigree.errors import UsageError
+from pedigree.errors import PedigreeError, UsageError
 from pedigree.results import RefreshSummary
 from pedigree.storage.crawl import last_runs
 from pedigree.workspace import Workspace
@@ -57,6 +64,57 @@ def refresh_once(settings: Settings, endpoint: str | None, limit: int | None, on
         on_run(summary)
 
 
+Message = Callable[[str], None]
+
+
+class ScheduledRefresh:
+    """The job: one refresh; a failure is a message, an interrupt is handed to the scheduler.
+
+    apscheduler's ``run_job`` catches every ``BaseException`` a job raises (and logs a traceback),
+    so Ctrl-C inside a run is caught here and marked; :class:`MainThreadScheduler` raises it again
+    once the job has been accounted for.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        endpoint: str | None,
+        limit: int | None,
+        on_run: RunDone | None,
+        on_message: Message | None,
+    ) -> None:
+        self.settings, self.endpoint, self.limit = settings, endpoint, limit
+        self.on_run, self.on_message = on_run, on_message
+        self.interrupted = False
+
+    def __call__(self) -> None:
+        try:
+            refresh_once(self.settings, self.endpoint, self.limit, self.on_run)
+        except KeyboardInterrupt:
+            self.interrupted = True
+        except PedigreeError as error:
+            if self.on_message is not None:
+                self.on_message(f"refresh failed: {error}")
+
+    def __repr__(self) -> str:  # apscheduler names the job by it in its log lines
+        return "refresh"
+
+
+class MainThreadScheduler(BlockingScheduler):
+    """A blocking scheduler whose jobs run in its own (the main) thread and whose loop re-raises a
+    Ctrl-C that arrived during a job, after apscheduler has updated the job's next run."""
+
+    def __init__(self, job: ScheduledRefresh) -> None:
+        super().__init__(timezone=UTC, executors={"default": DebugExecutor()})
+        self.job = job
+
+    def _process_jobs(self) -> float | None:
+        wait_seconds = super()._process_jobs()
+        if self.job.interrupted:
+            raise KeyboardInterrupt
+        return wait_seconds
+
+
 DEFAULT_CRON = "0 2 * * *"
 
 
@@ -72,10 +130,10 @@ def run_schedule(
     endpoint: str | None = None,
     limit: int | None = None,
     run_missed: bool = True,
-    scheduler: BlockingScheduler | None = None,
+    scheduler: BaseScheduler | None = None,
     on_run: RunDone | None = None,
-    on_message: Callable[[str], None] | None = None,
-) -> BlockingScheduler:
+    on_message: Message | None = None,
+) -> BaseScheduler:
     """Start the blocking scheduler (options not given come from the saved schedule)."""
     saved = saved_schedule(settings)
     cron = cron or saved.get("cron") or DEFAULT_CRON
@@ -87,21 +145,23 @@ def run_schedule(
     with Workspace(settings) as ws:
         runs = [r for r in last_runs(ws.store, 50) if r.kind == "refresh"]
     last_start = datetime.fromisoformat(runs[0].started_at) if runs else None
-    scheduler = scheduler or BlockingScheduler(timezone=UTC)
+    job = ScheduledRefresh(settings, endpoint, limit, on_run, on_message)
+    scheduler = scheduler or MainThreadScheduler(job)
+    made_up = run_missed and missed_run(cron, last_start, datetime.now(UTC))
     scheduler.add_job(
-        refresh_once,
+        job,
         trigger(cron),
-        args=[settings, endpoint, limit, on_run],
         id="refresh",
         max_instances=1,
         coalesce=True,
         misfire_grace_time=MISFIRE_GRACE_SECONDS,
         replace_existing=True,
+        **({"next_run_time": datetime.now(UTC)} if made_up else {}),
     )
-    if run_missed and missed_run(cron, last_start, datetime.now(UTC)):
-        scheduler.add_job(refresh_once, args=[settings, endpoint, limit, on_run], id="missed", max_instances=1)
     if on_message is not None:
         upcoming = trigger(cron).get_next_fire_time(None, datetime.now(UTC))
-        on_message(f"refresh scheduled '{cron}' (UTC); next at {upcoming}")
+        on_message(
+            f"refresh scheduled '{cron}' (UTC); next at {upcoming}" + ("; a missed run first" if made_up else "")
+        )
     scheduler.start()
     return scheduler

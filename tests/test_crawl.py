@@ -255,16 +255,56 @@ def test_schedule_runs_a_missed_refresh_and_records_it(hub: FaultyHub, tmp_path:
             "('refresh', ?, now() - INTERVAL 3 DAY, now() - INTERVAL 3 DAY, 'ok')",
             [hub.url],
         )
-    scheduler = run_schedule(settings, "0 2 * * *", endpoint=hub.url, scheduler=BackgroundScheduler(timezone=UTC))
+    runs: list = []
+    scheduler = run_schedule(
+        settings, "0 2 * * *", endpoint=hub.url, scheduler=BackgroundScheduler(timezone=UTC), on_run=runs.append
+    )
     try:
-        job = scheduler.get_job("refresh")
-        assert job.max_instances == 1 and job.coalesce
+        jobs = scheduler.get_jobs()
+        assert [job.id for job in jobs] == ["refresh"]  # the made-up run is the nightly job brought forward
+        assert jobs[0].max_instances == 1 and jobs[0].coalesce
         deadline = time.time() + 120
-        while scheduler.get_job("missed") is not None and time.time() < deadline:
+        while not runs and time.time() < deadline:
             time.sleep(0.5)
+        assert len(runs) == 1
+        assert scheduler.get_job("refresh").next_run_time > datetime.now(UTC)  # then back on the cron line
     finally:
         scheduler.shutdown(wait=True)
     assert json.loads((settings.home / "schedule.json").read_text())["cron"] == "0 2 * * *"
     status = cli("status", "--home", str(settings.home))
     assert status["runs"][0]["kind"] == "refresh" and status["runs"][0]["status"] == "ok"
     assert status["runs"][0]["counts"]["new_models"] == len(repos_of(hub.root))
+
+
+def test_sigint_stops_the_schedule_in_the_middle_of_a_refresh(hub: FaultyHub, tmp_path: Path):
+    """Compose stops the schedule with SIGINT: a refresh in progress stops with it (it runs in the
+    main thread), the process exits 0 without a traceback, and the next refresh completes the work."""
+    home = tmp_path / "home"
+    with Workspace(load_settings(home)) as ws:  # a missed nightly run: the schedule refreshes at once
+        ws.store.conn.execute(
+            "INSERT INTO runs (kind, endpoint, started_at, finished_at, status) VALUES "
+            "('refresh', ?, now() - INTERVAL 3 DAY, now() - INTERVAL 3 DAY, 'ok')",
+            [hub.url],
+        )
+    hub.set_faults(slow=[Slow(scope="cdn_get", delay=1.0)])  # every byte range waits: the run takes minutes
+    command = [sys.executable, "-m", "pedigree", "schedule", "--cron", "0 2 * * *", "--endpoint", hub.url]
+    process = subprocess.Popen([*command, "--home", str(home)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while hub.stats().count("cdn_get") < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert hub.stats().count("cdn_get") >= 2, "the made-up refresh never started reading"
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    text = output.decode(errors="replace")
+    assert process.returncode == 0, text
+    assert "Traceback" not in text and "schedule stopped" in text, text
+    assert "refresh run " not in text, text  # it was stopped, not finished
+    hub.set_faults()
+    done = cli("refresh", "--endpoint", hub.url, "--home", str(home))
+    assert done["errors"] == []
+    rows = crawl_rows(home)
+    assert rows.keys() == repos_of(hub.root) and {status for status, *_ in rows.values()} == {"indexed"}
