@@ -308,31 +308,10 @@ ZOO_C = ZooSpec(
 
 
 def build_zoo_c(out_dir: Path, size: Literal["small", "full"], *, workers: int | None = None) -> dict:
-    """Build (or reuse) zoo C like ``build.build_zoo`` builds zoo A and B.  Its cache key adds this
-    file's source to theirs, and this module is not among ``build.BUILD_MODULES``, so adding zoo C
-    (or changing it) never rebuilds zoo A or B."""
-    import fcntl
-    import hashlib
-    import time
+    """Build (or reuse) zoo C (``build_extra``: its own cache key, so zoo A and B are not rebuilt)."""
+    from .build_extra import build_extra_zoo
 
-    from .build import _build, cached_manifest, recipe_hash
-    from .corpus import build_corpus
-
-    out_dir = Path(out_dir)
-    start = time.perf_counter()
-    corpus = build_corpus(ZOO_C.sizes[size].chars_per_domain, salt=ZOO_C.corpus_salt)
-    own = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
-    key = hashlib.sha256(f"{recipe_hash(ZOO_C, size, corpus.sha256)}:{own}".encode()).hexdigest()
-    cached = cached_manifest(out_dir, key)
-    if cached is not None:
-        return cached
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with open(out_dir.parent / f".{out_dir.name}.build.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        cached = cached_manifest(out_dir, key)
-        if cached is not None:
-            return cached
-        return _build(ZOO_C, out_dir, size, key, corpus, start, None, workers)
+    return build_extra_zoo(ZOO_C, __file__, out_dir, size, workers)
 
 
 if __name__ == "__main__":  # python -m pedigree.zoo.recipes_c OUT [small|full]
