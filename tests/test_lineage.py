@@ -304,6 +304,32 @@ def test_a_grandchild_is_not_attached_past_its_indexed_parent():
         assert found[4] == (2, "rotated") and "copy_of" not in next(e for e in edges if e.child == 3).evidence
 
 
+@pytest.mark.parametrize("mode", ["time", "full"])
+def test_with_time_known_signals_that_grow_along_a_chain_do_not_pull_a_grandchild_to_the_root(mode: str):
+    # R -> p -> c, and s another child of R; c's own step is short and shrank the attention norm a
+    # little, so only R (two steps back) shows consistent growth towards c.  Growth accumulates along
+    # a chain - every ancestor looks like a parent by it - so once time orients the pairs it does
+    # not vote in placement and the closer, older p is c's parent (chains zoo: nodecay-gpt2/b-b)
+    nodes = {
+        1: node(1, 0, attention_norm=1.0),
+        2: node(2, 10, attention_norm=1.02),
+        3: node(3, 20, attention_norm=1.015),
+        4: node(4, 15, attention_norm=1.02),
+    }
+    evidence = {
+        frozenset((1, 2)): Pair(0.50, True, raw_distance=0.50, grown_child=2),
+        frozenset((2, 3)): Pair(0.45, True, raw_distance=0.45),
+        frozenset((1, 3)): Pair(0.62, True, raw_distance=0.62, grown_child=3),
+        frozenset((1, 4)): Pair(0.50, True, raw_distance=0.50, grown_child=4),
+        frozenset((2, 4)): Pair(0.65, True, raw_distance=0.65),
+        frozenset((3, 4)): Pair(0.75, True, raw_distance=0.75),
+    }
+    _, edges = assemble(nodes, evidence, {}, mode)
+    assert parents_of(edges) == {2: {1}, 3: {2}, 4: {1}}
+    growth = next(e for e in edges if e.child == 3).evidence["signals"]
+    assert growth["time"] == 1 and "norm_growth" in growth  # recorded, not voting
+
+
 def test_family_geometry_finds_the_base_when_a_child_has_more_children():
     # 1 is the base with children 2, 3; 2 has children 4, 5, 6.  Children of one model share a
     # direction (angle cosine ρ ≈ 0.35); a parent's update is orthogonal to its children's (≈ 0)
