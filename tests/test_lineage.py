@@ -330,6 +330,31 @@ def test_with_time_known_signals_that_grow_along_a_chain_do_not_pull_a_grandchil
     assert growth["time"] == 1 and "norm_growth" in growth  # recorded, not voting
 
 
+def test_direction_evidence_vetoes_a_placement_but_never_draws_a_model_to_a_far_ancestor():
+    # weights only: R -> p -> c with c's short step leaving the attention norm 0.5 % smaller; R,
+    # two steps back, shows consistent growth towards c and p a slight shrink.  Rewarding the
+    # evidence *for* R -> c placed c on the root (chains zoo: nodecay-gpt2/b-b); only evidence
+    # against a placement raises its cost, and p - closer, and not contradicted by any decisive
+    # signal - is c's parent
+    nodes = {
+        1: node(1, attention_norm=1.0),
+        2: node(2, attention_norm=1.02),
+        3: node(3, attention_norm=1.015),
+        4: node(4, attention_norm=1.02),
+    }
+    evidence = {
+        frozenset((1, 2)): Pair(0.035, True, raw_distance=0.50, grown_child=2),
+        frozenset((2, 3)): Pair(0.035, True, raw_distance=0.45),
+        frozenset((1, 3)): Pair(0.051, True, raw_distance=0.62, grown_child=3),
+        frozenset((1, 4)): Pair(0.035, True, raw_distance=0.50, grown_child=4),
+        frozenset((2, 4)): Pair(0.055, True, raw_distance=0.65),
+        frozenset((3, 4)): Pair(0.060, True, raw_distance=0.75),
+    }
+    _, edges = assemble(nodes, evidence, {}, "weights")
+    assert {frozenset((e.parent, e.child)) for e in edges} == {frozenset(k) for k in ((1, 2), (2, 3), (1, 4))}
+    assert parents_of(edges)[2] == {1} and parents_of(edges)[4] == {1}
+
+
 def test_family_geometry_finds_the_base_when_a_child_has_more_children():
     # 1 is the base with children 2, 3; 2 has children 4, 5, 6.  Children of one model share a
     # direction (angle cosine ρ ≈ 0.35); a parent's update is orthogonal to its children's (≈ 0)

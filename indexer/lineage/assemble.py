@@ -7,11 +7,13 @@
 2. **Placement.**  The originals are joined by a minimum spanning arborescence (MoTHer's recipe,
    Horwitz et al.) on fused costs
 
-       cost(u -> v) = d(u, v) + λ · mean(d) · 2 · (1 − P(u -> v)),    λ = 0.3 (MoTHer's value)
+       cost(u -> v) = d(u, v) + λ · mean(d) · 2 · (2σ(A(u -> v)) − 1),    λ = 0.3 (MoTHer's value)
 
    where d is the fingerprint distance, or for pairs that share coordinates the exact raw-weight
    distance rescaled to the fingerprint scale (median ratio over the family's pairs), and
-   P(u -> v) fuses the direction signals (``indexer.lineage.signals``).  Time is a constraint:
+   A(u -> v) sums the weight of the direction signals (``indexer.lineage.signals``) that say
+   v -> u.  Evidence *for* u -> v lowers no cost (MoTHer's 1 − P did): graded signals accumulate
+   along a chain, and rewarding them drew a grandchild past its parent to a far ancestor.  Time is a constraint:
    an edge from a newer to an older model costs more than any spanning tree.  A model that shares
    coordinates with relatives is not placed under a model in other coordinates (that would take a
    transform *and* training) - such an edge costs the full direction penalty.
@@ -59,7 +61,7 @@ from pedigree.types import Edge
 
 __all__ = ["ASSEMBLY_VERSION", "LAMBDA", "MODES", "WEIGHTS", "Node", "Pair", "assemble"]
 
-ASSEMBLY_VERSION = "mother-fused-13"  # bump when the assembly changes (families are rebuilt)
+ASSEMBLY_VERSION = "mother-fused-14"  # bump when the assembly changes (families are rebuilt)
 LAMBDA = 0.3
 MERGE_RESIDUAL, MERGE_ALPHA = 0.25, (0.15, 0.85)
 DECLARED_DISCOUNT = 0.25  # mode full: a declared base_model's distance counts 25 % less
@@ -172,7 +174,7 @@ def _costs(
             foreign = pair.same_coordinates is False and peers.get(child, 0) > 0 and direct
             if mode == "full" and nodes[parent].id in nodes[child].declared:
                 distance *= 1.0 - DECLARED_DISCOUNT
-            cost = distance + LAMBDA * mean_distance * 2.0 * ((1.0 - d.probability) + (1.0 if foreign else 0.0))
+            cost = distance + LAMBDA * mean_distance * 2.0 * (d.placement_penalty() + (1.0 if foreign else 0.0))
             cost += FORBIDDEN if d.forbidden else 0.0
             best[(parent, child)] = min(cost + 1e-9 * parent, best.get((parent, child), math.inf))
     return best

@@ -162,6 +162,16 @@ class Direction:
     forbidden: bool  # time says u is newer than v: a constraint, not a vote
     signals: dict
     declared: float = 0.0  # the card's logit (mode full)
+    against: float = 0.0  # the summed weight of the weights' signals that say v -> u
+
+    def placement_penalty(self) -> float:
+        """How strongly the weights' signals speak against u -> v, in [0, 1): 2σ(against) − 1.
+
+        Evidence *for* u -> v does not lower a placement cost: graded signals accumulate along a
+        chain, so rewarding them would prefer a far ancestor to the parent.  Evidence against it -
+        including one signal contradicting another - raises the cost.
+        """
+        return 2.0 * _sigmoid(self.against) - 1.0
 
     def orientation_logp(self) -> float:
         """log P(u -> v) with the card's declaration, for orienting a placed edge."""
@@ -189,27 +199,33 @@ def direction(
     if mode == "full" and (u.id in v.declared) != (v.id in u.declared):
         evidence["declared"] = 1 if u.id in v.declared else -1
         declared = WEIGHTS["declared"] * evidence["declared"]
+    against = 0.0
     for name, sign in structure(u, v, pair, coordinate_peers).items():
         evidence[name] = sign
         decisive += WEIGHTS["structure"] * sign
+        against += WEIGHTS["structure"] * max(-sign, 0)
     if pair.grown_child in (u.pk, v.pk) and "layer_map" not in evidence and "quantized" not in evidence:
         evidence["growth"] = 1 if pair.grown_child == v.pk else -1
         if not order:  # time orients the pair; growth, which accumulates along a chain, would favour ancestors
             decisive += WEIGHTS["growth"] * evidence["growth"]
+            against += WEIGHTS["growth"] * max(-evidence["growth"], 0)
     for merge_child, other, sign in ((v, u, 1), (u, v, -1)):
         if other.pk in merge_parents.get(merge_child.pk, ()):
             evidence["merge"] = sign
             decisive += WEIGHTS["structure"] * sign
+            against += WEIGHTS["structure"] * max(-sign, 0)
     logit = decisive
     nu, nv = u.stats.attention_norm, v.stats.attention_norm
     if nu and nv and nu != nv:
         evidence["norm_growth"] = round(math.log(nv / nu), 6)
         if not order:  # time orients the pair: the tie-breaker has nothing left to break
-            logit += WEIGHTS["norm_growth"] * math.tanh(math.log(nv / nu) / NORM_SCALE)
+            vote = WEIGHTS["norm_growth"] * math.tanh(math.log(nv / nu) / NORM_SCALE)
+            logit += vote
+            against += max(-vote, 0.0)
     ku, kv = u.stats.qk_kurtosis, v.stats.qk_kurtosis
     if ku is not None and kv is not None and ku != kv:
         evidence["kurtosis_drop"] = round(ku - kv, 4)  # recorded, no vote (no regime on the zoo)
-    return Direction(_sigmoid(logit), decisive, order < 0, evidence, declared)
+    return Direction(_sigmoid(logit), decisive, order < 0, evidence, declared, against)
 
 
 def _sigmoid(x: float) -> float:
