@@ -1,4 +1,5 @@
-"""Lineage benchmark on zoo A, the held-out zoo B and the real-checkpoint set: directed edges,
+"""Lineage benchmark on zoo A and the chains zoo (development), the held-out zoos B and C and the
+real-checkpoint set (zoo C and the chains zoo with ``--size small`` only): directed edges,
 families, directions, relation types, cards, relatedness - and MoTHer's recipe as a reference row.
 
     python -m bench.lineage [--size full|small]
@@ -261,7 +262,8 @@ def run_dataset(name: str, zoo: Path) -> dict:
 
 
 def datasets(size: str, real: bool = True) -> list[tuple[str, Path]]:
-    """Zoo A (development), zoo B (held out) and the real-checkpoint set (held out, unless
+    """Zoo A (development), zoo B (held out), with ``small`` zoo C (held out) and the chains zoo
+    (development), and the real-checkpoint set (held out, unless
     ``real`` is False), built or reused; a dataset whose builder is missing is left out with a
     note on stderr."""
     import sys
@@ -276,6 +278,15 @@ def datasets(size: str, real: bool = True) -> list[tuple[str, Path]]:
     folder_b = base / f"b-{size}"
     build_zoo(folder_b, size, zoo="b")
     out.append(("zoo B (held out)", folder_b))
+    if size == "small":  # zoo C and the chains zoo have no full build yet
+        from pedigree.zoo.recipes_c import build_zoo_c
+        from pedigree.zoo.recipes_chains import CHAINS, build_chains_zoo
+
+        build_zoo_c(base / "c-small", "small")
+        out.append(("zoo C (held out)", base / "c-small"))
+        for regime in CHAINS:
+            build_chains_zoo(base / "chains" / regime, regime)
+            out.append((f"{regime} (development)", base / "chains" / regime))
     if real:
         from bench.real_set import RealSetUnavailable, real_set_path
 
@@ -292,8 +303,10 @@ def markdown(result: dict, command: str) -> str:
         "",
         f"Command: `{command}`  (commit {result['environment']['commit']}, {result['environment']['date']})",
         "",
-        "Zoo A is where every weight and rule was set; zoo B and the real set are held out (reported, never tuned "
-        "on; bench/README.md).  Directed-edge scores count an edge only with the right parent, child and "
+        "Zoo A and the chains zoo (fine-tune chains and siblings, with and without weight decay) are where every "
+        "weight and rule was set; zoo B, zoo C and the real set are held out (reported, never tuned on; zoo C was "
+        "written after zoo B's error list had been read, before any rule it informed was measured; "
+        "bench/README.md).  Directed-edge scores count an edge only with the right parent, child and "
         "direction; undirected edges (siblings of an unindexed ancestor, copies of unknown direction) and the links "
         "from a latent (unindexed) node to its children are never parent claims and are counted apart (right / "
         "found).  MoTHer is given the true families.",
