@@ -20,7 +20,7 @@ from pedigree.indexer.independence.inputs import ModelTensors
 from pedigree.indexer.openers import open_location
 from pedigree.indexer.sources import TensorSource
 from pedigree.indexer.stored_model import CAPTURE_VERSION, StoredModel, capture
-from pedigree.storage.db import ModelRecord, Store, utc_now
+from pedigree.storage.db import ModelRecord, Store, put_evidence_row
 from pedigree.types import VectorRow
 
 FOLDER = "evidence"
@@ -49,11 +49,7 @@ def record_capture(store: Store, record: ModelRecord, name: str, size: int, vers
     assert record.pk is not None  # a saved record
     old = store.conn.execute("SELECT file FROM evidence WHERE model_pk = ?", [record.pk]).fetchone()
     with store.transaction() as conn:
-        conn.execute("DELETE FROM evidence WHERE model_pk = ?", [record.pk])
-        conn.execute(
-            "INSERT INTO evidence VALUES (?, ?, ?, ?, ?, ?)",
-            [record.pk, record.revision, version, name, size, utc_now()],
-        )
+        put_evidence_row(conn, record.pk, record.revision, version, name, size)
     if old is not None and old[0] != name:
         (evidence_folder(store) / old[0]).unlink(missing_ok=True)
 

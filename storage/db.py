@@ -67,6 +67,14 @@ _COLUMNS = [f.name for f in fields(ModelRecord) if f.name != "pk"]
 _JSON_COLUMNS = {"config", "card", "weight_stats"}
 
 
+def put_evidence_row(
+    conn: duckdb.DuckDBPyConnection, pk: int, revision: str | None, recipe: str, file: str, size: int
+) -> None:
+    """Point model ``pk``'s one ``evidence`` row at ``file`` (inside the caller's transaction)."""
+    conn.execute("DELETE FROM evidence WHERE model_pk = ?", [pk])
+    conn.execute("INSERT INTO evidence VALUES (?, ?, ?, ?, ?, ?)", [pk, revision, recipe, file, size, utc_now()])
+
+
 class Store:
     """A DuckDB file holding models and fingerprints (created and migrated on open)."""
 
@@ -200,11 +208,7 @@ class Store:
                     ],
                 )
             if evidence is not None:
-                conn.execute("DELETE FROM evidence WHERE model_pk = ?", [pk])
-                conn.execute(
-                    "INSERT INTO evidence VALUES (?, ?, ?, ?, ?, ?)",
-                    [pk, record.revision, evidence[2], evidence[0], evidence[1], utc_now()],
-                )
+                put_evidence_row(conn, pk, record.revision, evidence[2], evidence[0], evidence[1])
             conn.execute("UPDATE meta SET value = ? WHERE key = 'generation'", [str(generation)])
         record.pk = pk
         return pk
