@@ -355,6 +355,22 @@ def test_direction_evidence_vetoes_a_placement_but_never_draws_a_model_to_a_far_
     assert parents_of(edges)[2] == {1} and parents_of(edges)[4] == {1}
 
 
+@pytest.mark.parametrize("mode", ["time", "full"])
+def test_a_model_smaller_in_every_matrix_than_a_candidate_is_not_placed_under_it(mode: str):
+    # R, then an adapter-merged A of R (larger than R in every matrix), then c made from R (e.g. a
+    # trimmed vocabulary) and so smaller than A in every matrix.  A is c's nearest older model, but
+    # growth says c is A's ancestor, not its child: with time known growth no longer orients the
+    # pair, yet it still vetoes the placement (found on zoo B's vocabulary-pruned model, time mode)
+    nodes = {1: node(1, 0), 2: node(2, 5), 3: node(3, 10)}
+    evidence = {
+        frozenset((1, 2)): Pair(0.30, True, raw_distance=0.30, grown_child=2),
+        frozenset((2, 3)): Pair(0.25, True, raw_distance=0.25, grown_child=2),
+        frozenset((1, 3)): Pair(0.30, True, raw_distance=0.30),
+    }
+    _, edges = assemble(nodes, evidence, {}, mode)
+    assert {frozenset((e.parent, e.child)) for e in edges} == {frozenset((1, 2)), frozenset((1, 3))}
+
+
 def test_family_geometry_finds_the_base_when_a_child_has_more_children():
     # 1 is the base with children 2, 3; 2 has children 4, 5, 6.  Children of one model share a
     # direction (angle cosine ρ ≈ 0.35); a parent's update is orthogonal to its children's (≈ 0)

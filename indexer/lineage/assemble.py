@@ -61,7 +61,7 @@ from pedigree.types import Edge
 
 __all__ = ["ASSEMBLY_VERSION", "LAMBDA", "MODES", "WEIGHTS", "Node", "Pair", "assemble"]
 
-ASSEMBLY_VERSION = "mother-fused-14"  # bump when the assembly changes (families are rebuilt)
+ASSEMBLY_VERSION = "mother-fused-15"  # bump when the assembly changes (families are rebuilt)
 LAMBDA = 0.3
 MERGE_RESIDUAL, MERGE_ALPHA = 0.25, (0.15, 0.85)
 DECLARED_DISCOUNT = 0.25  # mode full: a declared base_model's distance counts 25 % less

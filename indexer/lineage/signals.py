@@ -26,9 +26,10 @@ norm_growth         1       the attention norm grew: a weak tie-breaker only (it
 ==================  ======  ===============================================================
 
 ``growth`` and ``norm_growth`` are graded: they accumulate along a chain, so every ancestor of v
-looks like its parent by them, the more so the further back.  When time orders the pair (modes
-``time``/``full``) they are recorded but do not vote: time already orients the pair, and in the
-placement cost they would pull a grandchild past its parent to the root.
+looks like its parent by them, the more so the further back.  So in placement a signal only ever
+*vetoes* (``Direction.against``: evidence that v is u's ancestor raises the cost of u -> v), and
+when time orders the pair (modes ``time``/``full``) the graded signals do not vote on its
+orientation either - time already orients it.
 
 A pair's direction is *decided* when the signals other than the weak tie-breaker reach
 |logit| ≥ ``DECISIVE``; otherwise the family geometry (``indexer.lineage.geometry``) may decide,
@@ -206,9 +207,9 @@ def direction(
         against += WEIGHTS["structure"] * max(-sign, 0)
     if pair.grown_child in (u.pk, v.pk) and "layer_map" not in evidence and "quantized" not in evidence:
         evidence["growth"] = 1 if pair.grown_child == v.pk else -1
-        if not order:  # time orients the pair; growth, which accumulates along a chain, would favour ancestors
+        against += WEIGHTS["growth"] * max(-evidence["growth"], 0)  # a veto, with or without time
+        if not order:  # time orients the pair: growth, which accumulates along a chain, does not vote
             decisive += WEIGHTS["growth"] * evidence["growth"]
-            against += WEIGHTS["growth"] * max(-evidence["growth"], 0)
     for merge_child, other, sign in ((v, u, 1), (u, v, -1)):
         if other.pk in merge_parents.get(merge_child.pk, ()):
             evidence["merge"] = sign
@@ -218,10 +219,10 @@ def direction(
     nu, nv = u.stats.attention_norm, v.stats.attention_norm
     if nu and nv and nu != nv:
         evidence["norm_growth"] = round(math.log(nv / nu), 6)
+        vote = WEIGHTS["norm_growth"] * math.tanh(math.log(nv / nu) / NORM_SCALE)
+        against += max(-vote, 0.0)
         if not order:  # time orients the pair: the tie-breaker has nothing left to break
-            vote = WEIGHTS["norm_growth"] * math.tanh(math.log(nv / nu) / NORM_SCALE)
             logit += vote
-            against += max(-vote, 0.0)
     ku, kv = u.stats.qk_kurtosis, v.stats.qk_kurtosis
     if ku is not None and kv is not None and ku != kv:
         evidence["kurtosis_drop"] = round(ku - kv, 4)  # recorded, no vote (no regime on the zoo)
