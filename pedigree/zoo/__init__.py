@@ -1,7 +1,9 @@
 """Deterministic zoos of small, really-trained transformers with known lineage (pedigree's ground truth).
 
-Two zoos from one builder: zoo A (``recipes``), the development zoo every rule is tuned on, and
-zoo B (``recipes_b``), held out — written apart, only ever reported.
+Zoos from one builder: zoo A (``recipes``), the development zoo every rule is tuned on, and
+zoo B (``recipes_b``), held out — written apart, only ever reported; zoo C (``recipes_c``), a
+second held-out zoo, and the chains zoo (``recipes_chains``), a development zoo of fine-tune
+chains and siblings, built by ``build_extra`` with their own cache keys.
 
 Modules, in the order a build uses them:
 
@@ -21,6 +23,7 @@ Modules, in the order a build uses them:
 * ``cards``         — Hub README.md with YAML front matter;
 * ``ops``           — making one model and writing its folder;
 * ``build``         — ``build_zoo`` (scheduling, cache, hidden models, truth.json, zoo.json);
+* ``build_extra``   — ``build_extra_zoo`` for zoos defined outside ``build.BUILD_MODULES`` (zoo C, chains);
 * (tests and benchmarks cache the small zoos with ``bench/zoo_cache.py``)
 
 CLI: ``python -m pedigree.zoo build [--zoo a|b] --size small|full --out DIR``.
