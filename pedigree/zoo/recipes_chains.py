@@ -87,7 +87,7 @@ def build_chains_zoo(out_dir: Path, name: str, size: Literal["small", "full"] = 
     """Build (or reuse) one regime of the chains zoo (``build_extra``: zoo A and B are not rebuilt)."""
     from .build_extra import build_extra_zoo
 
-    return build_extra_zoo(CHAINS[name], __file__, out_dir, size)
+    return build_extra_zoo(CHAINS[name], out_dir, size)
 
 
 if __name__ == "__main__":  # python -m pedigree.zoo.recipes_chains OUT_PARENT
