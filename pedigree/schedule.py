@@ -4,10 +4,13 @@
   going when the next is due makes the next one wait, and a backlog collapses into one run); a
   missed run is that same job brought forward, never a second job.  Across processes the DuckDB
   file lock keeps a second writer out.
-- **Runs in the scheduler's thread** (apscheduler's ``DebugExecutor``): under ``BlockingScheduler``
-  that is the main thread, so Ctrl-C / SIGINT stops a running refresh at once instead of waiting
-  for a worker thread to finish it (a stopped refresh is resumed by the next one).  A run that
-  fails says why in one line and the schedule goes on.
+- **Stops on Ctrl-C / SIGINT at once.**  The scheduler runs in a background thread and every run
+  in that thread (apscheduler's ``DebugExecutor``); the main thread only waits, so the interrupt
+  always reaches pedigree's code (apscheduler catches ``BaseException`` in its own loop, which
+  swallowed a Ctrl-C that landed there).  :func:`run_schedule` then pauses the scheduler (its
+  daemon thread ends with the process) and says whether a refresh was in progress; the CLI
+  abandons it (a stopped refresh is resumed by the next one, as after a kill).  A run that fails
+  says why in one line and the schedule goes on.
 - **Persistent schedule**: the cron line, endpoint and limit are kept in the data folder
   (``schedule.json``), so ``pedigree schedule`` with no options after a restart resumes the same
   schedule; the job store itself is in memory (apscheduler 3's persistent stores need SQLAlchemy
@@ -20,12 +23,13 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 from apscheduler.executors.debug import DebugExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
-from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from pedigree.config import Settings
@@ -57,23 +61,16 @@ def missed_run(cron: str, last_start: datetime | None, now: datetime) -> bool:
 RunDone = Callable[[RefreshSummary], None]
 
 
-def refresh_once(settings: Settings, endpoint: str | None, limit: int | None, on_run: RunDone | None = None) -> None:
+def refresh_once(settings: Settings, endpoint: str | None, limit: int | None) -> RefreshSummary:
     with Workspace(settings) as ws:
-        summary = ws.refresh(endpoint, limit=limit)
-    if on_run is not None:
-        on_run(summary)
+        return ws.refresh(endpoint, limit=limit)
 
 
 Message = Callable[[str], None]
 
 
 class ScheduledRefresh:
-    """The job: one refresh; a failure is a message, an interrupt is handed to the scheduler.
-
-    apscheduler's ``run_job`` catches every ``BaseException`` a job raises (and logs a traceback),
-    so Ctrl-C inside a run is caught here and marked; :class:`MainThreadScheduler` raises it again
-    once the job has been accounted for.
-    """
+    """The job: one refresh at a time; a failure is a message and the schedule goes on."""
 
     def __init__(
         self,
@@ -85,34 +82,23 @@ class ScheduledRefresh:
     ) -> None:
         self.settings, self.endpoint, self.limit = settings, endpoint, limit
         self.on_run, self.on_message = on_run, on_message
-        self.interrupted = False
+        self.running = threading.Event()
 
     def __call__(self) -> None:
+        self.running.set()
         try:
-            refresh_once(self.settings, self.endpoint, self.limit, self.on_run)
-        except KeyboardInterrupt:
-            self.interrupted = True
+            summary = refresh_once(self.settings, self.endpoint, self.limit)
         except PedigreeError as error:
+            summary = None
             if self.on_message is not None:
                 self.on_message(f"refresh failed: {error}")
+        finally:
+            self.running.clear()  # committed and closed: nothing left to abandon
+        if summary is not None and self.on_run is not None:
+            self.on_run(summary)
 
     def __repr__(self) -> str:  # apscheduler names the job by it in its log lines
         return "refresh"
-
-
-class MainThreadScheduler(BlockingScheduler):
-    """A blocking scheduler whose jobs run in its own (the main) thread and whose loop re-raises a
-    Ctrl-C that arrived during a job, after apscheduler has updated the job's next run."""
-
-    def __init__(self, job: ScheduledRefresh) -> None:
-        super().__init__(timezone=UTC, executors={"default": DebugExecutor()})
-        self.job = job
-
-    def _process_jobs(self) -> float | None:
-        wait_seconds = super()._process_jobs()
-        if self.job.interrupted:
-            raise KeyboardInterrupt
-        return wait_seconds
 
 
 DEFAULT_CRON = "0 2 * * *"
@@ -133,8 +119,10 @@ def run_schedule(
     scheduler: BaseScheduler | None = None,
     on_run: RunDone | None = None,
     on_message: Message | None = None,
-) -> BaseScheduler:
-    """Start the blocking scheduler (options not given come from the saved schedule)."""
+) -> bool:
+    """Run the schedule until Ctrl-C (options not given come from the saved schedule); returns
+    whether a refresh was in progress when it stopped.  With ``scheduler`` given (a started
+    background scheduler is the caller's to stop) it returns at once, False."""
     saved = saved_schedule(settings)
     cron = cron or saved.get("cron") or DEFAULT_CRON
     endpoint = endpoint or saved.get("endpoint")
@@ -146,7 +134,8 @@ def run_schedule(
         runs = [r for r in last_runs(ws.store, 50) if r.kind == "refresh"]
     last_start = datetime.fromisoformat(runs[0].started_at) if runs else None
     job = ScheduledRefresh(settings, endpoint, limit, on_run, on_message)
-    scheduler = scheduler or MainThreadScheduler(job)
+    blocking = scheduler is None
+    scheduler = scheduler or BackgroundScheduler(timezone=UTC, executors={"default": DebugExecutor()}, daemon=True)
     made_up = run_missed and missed_run(cron, last_start, datetime.now(UTC))
     scheduler.add_job(
         job,
@@ -164,4 +153,12 @@ def run_schedule(
             f"refresh scheduled '{cron}' (UTC); next at {upcoming}" + ("; a missed run first" if made_up else "")
         )
     scheduler.start()
-    return scheduler
+    if not blocking:
+        return False
+    idle = threading.Event()
+    try:
+        while scheduler.running:
+            idle.wait(1.0)  # the main thread waits in pedigree's code: Ctrl-C lands here
+    except KeyboardInterrupt:
+        scheduler.pause()  # no new run; not shutdown(), which joins the thread and so waits for a run to end
+    return job.running.is_set()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -200,15 +202,18 @@ def schedule_command(
         def on_message(line: str) -> None:
             render.stderr().print(line)
 
-        try:
-            run_schedule(
-                load_settings(home),
-                cron,
-                endpoint=endpoint,
-                limit=limit,
-                run_missed=once_missed,
-                on_run=on_run,
-                on_message=on_message,
-            )
-        except KeyboardInterrupt:
-            on_message("schedule stopped")
+        abandoned = run_schedule(
+            load_settings(home),
+            cron,
+            endpoint=endpoint,
+            limit=limit,
+            run_missed=once_missed,
+            on_run=on_run,
+            on_message=on_message,
+        )
+        if abandoned:  # the refresh thread cannot be interrupted: leave it, as a kill would (the next run resumes)
+            on_message("schedule stopped; the refresh in progress was abandoned (the next run resumes it)")
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
+        on_message("schedule stopped")
