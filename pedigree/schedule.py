@@ -23,8 +23,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from apscheduler.executors.debug import DebugExecutor
@@ -157,8 +159,26 @@ def run_schedule(
         return False
     idle = threading.Event()
     try:
-        while scheduler.running:
-            idle.wait(1.0)  # the main thread waits in pedigree's code: Ctrl-C lands here
+        with stop_signals():
+            while scheduler.running:
+                idle.wait(1.0)  # the main thread waits in pedigree's code: Ctrl-C lands here
     except KeyboardInterrupt:
         scheduler.pause()  # no new run; not shutdown(), which joins the thread and so waits for a run to end
     return job.running.is_set()
+
+
+@contextmanager
+def stop_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM raise ``KeyboardInterrupt`` here, even in a process started with SIGINT
+    ignored (a background job of a non-interactive shell, some process managers): the schedule is
+    stopped by them (compose's ``stop_signal``, systemd, ``docker stop``).  Main thread only."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

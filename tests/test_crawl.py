@@ -287,7 +287,13 @@ def test_sigint_stops_the_schedule_in_the_middle_of_a_refresh(hub: FaultyHub, tm
         )
     hub.set_faults(slow=[Slow(scope="cdn_get", delay=10.0)])  # every byte range waits: the run takes minutes
     command = [sys.executable, "-m", "pedigree", "schedule", "--cron", "0 2 * * *", "--endpoint", hub.url]
-    process = subprocess.Popen([*command, "--home", str(home)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(  # started with SIGINT ignored, as a background job of a script (or some
+        # pytest-xdist workers) starts it: the schedule must still stop on it
+        [*command, "--home", str(home)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
     try:
         deadline = time.monotonic() + 120
         while hub.stats().count("cdn_get") < 2 and time.monotonic() < deadline:
