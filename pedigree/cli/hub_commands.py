@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -211,6 +212,7 @@ def schedule_command(
             on_run=on_run,
             on_message=on_message,
         )
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C while stopping changes nothing
         if abandoned:  # the refresh thread cannot be interrupted: leave it, as a kill would (the next run resumes)
             on_message("schedule stopped; the refresh in progress was abandoned (the next run resumes it)")
             sys.stdout.flush()
