@@ -1,5 +1,5 @@
-"""Lineage benchmark on zoo A and the chains zoo (development), the held-out zoos B and C and the
-real-checkpoint set (zoo C and the chains zoo with ``--size small`` only): directed edges,
+"""Lineage benchmark on zoo A, the chains zoo and the merges zoo (development), the held-out zoos B
+and C and the real-checkpoint set (zoo C, the chains and the merges zoo with ``--size small`` only): directed edges,
 families, directions, relation types, cards, relatedness - and MoTHer's recipe as a reference row.
 
     python -m bench.lineage [--size full|small]
@@ -262,8 +262,8 @@ def run_dataset(name: str, zoo: Path) -> dict:
 
 
 def datasets(size: str, real: bool = True, cached: bool = False) -> list[tuple[str, Path]]:
-    """Zoo A (development), zoo B (held out), with ``small`` zoo C (held out) and the chains zoo
-    (development), and the real-checkpoint set (held out, unless
+    """Zoo A (development), zoo B (held out), with ``small`` zoo C (held out), the chains zoo and the
+    merges zoo (development), and the real-checkpoint set (held out, unless
     ``real`` is False), built or reused; a dataset whose builder is missing is left out with a
     note on stderr."""
     import sys
@@ -288,6 +288,10 @@ def datasets(size: str, real: bool = True, cached: bool = False) -> list[tuple[s
         for regime in CHAINS:
             build_chains_zoo(base / "chains" / regime, regime)
             out.append((f"{regime} (development)", base / "chains" / regime))
+        from pedigree.zoo.recipes_merges import build_merges_zoo
+
+        build_merges_zoo(base / "merges")
+        out.append(("merges (development)", base / "merges"))
     if real:
         from bench.real_set import RealSetUnavailable, real_set_path
 
@@ -304,7 +308,8 @@ def markdown(result: dict, command: str) -> str:
         "",
         f"Command: `{command}`  (commit {result['environment']['commit']}, {result['environment']['date']})",
         "",
-        "Zoo A and the chains zoo (fine-tune chains and siblings, with and without weight decay) are where every "
+        "Zoo A, the chains zoo (fine-tune chains and siblings, with and without weight decay) and the merges zoo "
+        "(passthrough and weight-average merges among relatives) are where every "
         "weight and rule was set; zoo B, zoo C and the real set are held out (reported, never tuned on; zoo C was "
         "written after zoo B's error list had been read, before any rule it informed was measured; "
         "bench/README.md).  Directed-edge scores count an edge only with the right parent, child and "

@@ -16,7 +16,9 @@
    along a chain, and rewarding them drew a grandchild past its parent to a far ancestor.  Time is a constraint:
    an edge from a newer to an older model costs more than any spanning tree.  A model that shares
    coordinates with relatives is not placed under a model in other coordinates (that would take a
-   transform *and* training) - such an edge costs the full direction penalty.
+   transform *and* training) - such an edge costs the full direction penalty.  Only pairs the
+   independence tests confirmed related are placement candidates (in families that carry test
+   results): the graph never names as parent a model the tests could not relate to the child.
 3. **Orientation and refinement** (``indexer.lineage.geometry``): the tree is re-rooted where
    the signals and the family's update geometry agree best; a model hung under a sibling is moved
    up; the tree is re-rooted again.  An edge whose orientation no signal or geometry decides is
@@ -25,7 +27,8 @@
    layer map does not derive from each other, ``unexplained_depth``) or, for copies, the copy
    relation with ``directed: false``.
 4. **Merges**: a model fitted as a weight average of two relatives (residual ratio < 0.25,
-   0.15 < α < 0.85) gets both as parents: the family becomes a DAG.
+   0.15 < α < 0.85) gets both as parents: the family becomes a DAG.  Passthrough merges, and the
+   models derived from them, are placed apart (``indexer.lineage.passthrough``).
 
 In mode ``full`` a declared base model's distance also counts 25 % less: the card can decide
 between candidates the weights place within 25 % of each other, not overrule a clear placement.
@@ -43,7 +46,12 @@ import networkx as nx
 
 from pedigree.indexer.lineage.arborescence import components, minimum_spanning_arborescence
 from pedigree.indexer.lineage.geometry import MARGIN, Geometry, latent_groups, orient, siblings_not_children
-from pedigree.indexer.lineage.passthrough import explained_blocks, passthrough_parents
+from pedigree.indexer.lineage.passthrough import (
+    accept_passthrough,
+    composite_descendants,
+    explained_blocks,
+    passthrough_parents,
+)
 from pedigree.indexer.lineage.signals import (
     ADAPTER_GAP,
     WEIGHTS,
@@ -61,7 +69,7 @@ from pedigree.types import Edge
 
 __all__ = ["ASSEMBLY_VERSION", "LAMBDA", "MODES", "WEIGHTS", "Node", "Pair", "assemble"]
 
-ASSEMBLY_VERSION = "mother-fused-15"  # bump when the assembly changes (families are rebuilt)
+ASSEMBLY_VERSION = "mother-fused-16"  # bump when the assembly changes (families are rebuilt)
 LAMBDA = 0.3
 MERGE_RESIDUAL, MERGE_ALPHA = 0.25, (0.15, 0.85)
 DECLARED_DISCOUNT = 0.25  # mode full: a declared base_model's distance counts 25 % less
@@ -157,8 +165,11 @@ def _costs(
     """(parent, child) -> placement cost between originals (module docstring)."""
     distances = placement_distances(pairs, nodes)
     mean_distance = max(sum(distances.values()) / max(len(distances), 1), 1e-6)
+    tested = any(pair.log10_p is not None for pair in pairs.values())
     best: dict[tuple[int, int], float] = {}
     for key, pair in sorted(pairs.items(), key=lambda kv: sorted(kv[0])):
+        if tested and pair.log10_p is None:
+            continue  # no parent edge where the independence tests did not confirm the pair related
         u, v = sorted(key)
         ru, rv = representative[u], representative[v]
         direct = (ru, rv) in ((u, v), (v, u))
@@ -295,7 +306,7 @@ def assemble(
         raise ValueError(f"mode must be one of {MODES}")
     if len(nodes) == 1:
         return next(iter(nodes)), []
-    passthrough = {}
+    candidates = {}
     depths = {pk: n.stats.layers for pk, n in nodes.items()}
     copied = {pk for k, p in pairs.items() if len(k) == 2 and copy_kind(nodes[min(k)], nodes[max(k)], p) for pk in k}
     if len(nodes) > 2:
@@ -304,12 +315,17 @@ def assemble(
             if found and mode in ("time", "full") and any(time_order(nodes[p], node) < 0 for p in found):
                 found = None  # time is a constraint: blocks "taken from" a newer model were not taken from it
             if found:
-                passthrough[pk] = found
+                candidates[pk] = found
     # a passthrough merge's parents are placed models (not merges themselves), and something is left to place
-    passthrough = {c: ps for c, ps in passthrough.items() if not set(ps) & set(passthrough)}
+    passthrough = accept_passthrough(candidates, pairs, depths)
     if len(passthrough) >= len(nodes) - 1:
         passthrough = {}
-    core = sorted(pk for pk in nodes if pk not in passthrough)
+    below = composite_descendants(passthrough, pairs, placement_distances(pairs, nodes)) if passthrough else {}
+    if mode in ("time", "full"):  # time is a constraint: a model older than the merge does not descend from it
+        below = {c: p for c, p in below.items() if time_order(nodes[p], nodes[c]) >= 0}
+        while any(p not in passthrough and p not in below for p in below.values()):
+            below = {c: p for c, p in below.items() if p in passthrough or p in below}
+    core = sorted(pk for pk in nodes if pk not in passthrough and pk not in below)
     placed = _Placed(passthrough=passthrough)
     groups = sorted(_related_groups(core, pairs) if passthrough else [core], key=len, reverse=True)
     for group in groups:
@@ -322,7 +338,7 @@ def assemble(
             geometry,
             placed,
         )
-    for child, parents in passthrough.items():
+    for child, parents in [*passthrough.items(), *((c, [p]) for c, p in below.items())]:
         placed.parents[child] = parents
         placed.representative[child] = child
         for parent in parents:

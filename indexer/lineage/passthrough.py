@@ -17,11 +17,26 @@ passthrough merge when
 
 Its parents are those relatives; they can come from different families, so a family that holds
 a passthrough merge may have several roots (one per family it took blocks from).
+
+The test above looks at one model at a time, so it can also fire *backwards*: a parent whose blocks
+were all taken by its descendants (a frankenmerge that took half of them, a weight average that is
+close to the rest) looks assembled from them.  Of two candidates that would be each other's parent
+(or parents' merge), the one whose blocks its parents explain more completely and more exactly
+(:func:`passthrough_strength`: the mean over its blocks of the explaining similarity, 0 for a block
+none explains) is the merge - a transplanted block is a kept copy, a parent's own blocks are only
+similar to its descendants' (:func:`accept_passthrough`).
+
+A model derived from a passthrough merge (a fine-tune of it) carries blocks of every family the
+merge took blocks from, so it is related to all of them and would join their families into one
+placement.  It is placed below the merge instead (:func:`composite_descendants`): a model whose
+nearest relative is the merge (or a model already placed below it), and not itself one of the
+merge's parents, descends from that merge.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 
 from pedigree.indexer.lineage.signals import Node, Pair
 
@@ -64,3 +79,57 @@ def passthrough_parents(child: Node, pairs: dict[frozenset, Pair], depths: dict[
             if pair is not None and 2 * len(pair.blocks_of(a)) >= max(depths.get(a, 0), 1):
                 return None  # a and b share most of their blocks: one lineage
     return parents
+
+
+def passthrough_strength(child: int, parents: list[int], pairs: dict[frozenset, Pair], depth: int) -> float:
+    """Mean over ``child``'s ``depth`` blocks of the similarity of the block to the parent that
+    explains it best (0 for a block no parent explains): 1 for blocks copied as they are."""
+    explained = explained_blocks(child, pairs)
+    total = 0.0
+    for block in range(depth):
+        total += max((explained.get(p, {}).get(block, 0.0) for p in parents), default=0.0)
+    return total / max(depth, 1)
+
+
+def accept_passthrough(
+    candidates: Mapping[int, list[int]], pairs: dict[frozenset, Pair], depths: Mapping[int, int]
+) -> dict[int, list[int]]:
+    """The candidates (child -> parents) kept as passthrough merges: strongest first
+    (:func:`passthrough_strength`), a candidate is dropped when it is a parent of a kept merge or
+    one of its parents is a kept merge (module docstring)."""
+    order = sorted(
+        candidates,
+        key=lambda c: (-passthrough_strength(c, candidates[c], pairs, depths.get(c, 0)), c),
+    )
+    kept: dict[int, list[int]] = {}
+    for child in order:
+        parents = candidates[child]
+        if any(child in ps for ps in kept.values()) or set(parents) & set(kept):
+            continue
+        kept[child] = parents
+    return kept
+
+
+def composite_descendants(
+    passthrough: Mapping[int, list[int]], pairs: dict[frozenset, Pair], distances: Mapping[frozenset, float]
+) -> dict[int, int]:
+    """child -> parent for the models placed below a passthrough merge (module docstring): a model,
+    not a merge nor a merge's parent, whose nearest relative (a pair with a test result, by placement
+    ``distances``) is a merge or a model already placed below one - repeated until nothing changes."""
+    relatives: dict[int, list[tuple[float, int]]] = {}
+    for key, pair in pairs.items():
+        if len(key) == 2 and pair.log10_p is not None and key in distances:
+            a, b = sorted(key)
+            relatives.setdefault(a, []).append((distances[key], b))
+            relatives.setdefault(b, []).append((distances[key], a))
+    nearest = {m: min(found)[1] for m, found in relatives.items()}
+    fixed = set(passthrough) | {p for parents in passthrough.values() for p in parents}
+    taken: dict[int, int] = {}
+    changed = True
+    while changed:
+        changed = False
+        for m in sorted(nearest):
+            if m not in fixed and m not in taken and (nearest[m] in passthrough or nearest[m] in taken):
+                taken[m] = nearest[m]
+                changed = True
+    return taken
