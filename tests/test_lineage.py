@@ -427,6 +427,95 @@ def test_a_passthrough_merge_gets_a_parent_in_each_family_it_took_blocks_from():
     assert all(e.relation != "merge" for e in edges) and 4 not in parents_of(edges).get(5, set())
 
 
+def _kept(own: int, other: int, rows: list[tuple[int, int, float]]) -> tuple:
+    """A pair's block map: ``own``'s blocks (own, other's, similarity) and the same rows seen from ``other``."""
+    return ((own, tuple(rows)), (other, tuple((j, i, c) for i, j, c in rows)))
+
+
+def _two_families_and_a_frankenmerge() -> tuple[dict, dict]:
+    """Families 1 -> 2, 1 -> 6 and 3 -> 4; 5 stacks blocks 0-1 of 2 and blocks 2-3 of 4 (copied as
+    they are).  6 is close to 2 in blocks 2-3, and 1 explains 2's blocks 0-2 (block 3 drifted)."""
+    nodes = {pk: node(pk) for pk in range(1, 7)}
+    evidence = {
+        frozenset((1, 2)): Pair(
+            0.1,
+            True,
+            log10_p=-40.0,
+            raw_distance=0.1,
+            block_map=_kept(2, 1, [(0, 0, 0.97), (1, 1, 0.97), (2, 2, 0.96)]),
+        ),
+        frozenset((1, 6)): Pair(
+            0.1, True, log10_p=-40.0, raw_distance=0.1, block_map=_kept(6, 1, [(b, b, 0.97) for b in range(4)])
+        ),
+        frozenset((2, 6)): Pair(
+            0.12, True, log10_p=-40.0, raw_distance=0.12, block_map=_kept(2, 6, [(2, 2, 0.985), (3, 3, 0.985)])
+        ),
+        frozenset((3, 4)): Pair(
+            0.1, True, log10_p=-40.0, raw_distance=0.1, block_map=_kept(4, 3, [(b, b, 0.97) for b in range(4)])
+        ),
+        frozenset((2, 5)): Pair(0.5, False, log10_p=-30.0, block_map=_kept(5, 2, [(0, 0, 1.0), (1, 1, 1.0)])),
+        frozenset((4, 5)): Pair(0.5, False, log10_p=-30.0, block_map=_kept(5, 4, [(2, 2, 1.0), (3, 3, 1.0)])),
+        frozenset((1, 5)): Pair(0.55, False, log10_p=-20.0, block_map=_kept(5, 1, [(0, 0, 0.97), (1, 1, 0.97)])),
+        frozenset((3, 5)): Pair(0.55, False, log10_p=-20.0, block_map=_kept(5, 3, [(2, 2, 0.97), (3, 3, 0.97)])),
+    }
+    for a in (1, 2, 6):
+        for b in (3, 4):
+            evidence[frozenset((a, b))] = Pair(1.0, False)  # the two families are unrelated (never confirmed)
+    return nodes, evidence
+
+
+def test_a_parent_whose_blocks_its_descendants_hold_is_not_taken_for_a_passthrough_merge():
+    # 2's blocks 0-1 are in its frankenmerge child 5 (as they are) and 2-3 are close to its sibling
+    # 6: seen alone, 2 looks assembled from 5 and 6.  5, whose parents explain its blocks exactly,
+    # is the merge; 2 is not - and 5 keeps both parents
+    nodes, evidence = _two_families_and_a_frankenmerge()
+    _, edges = assemble(nodes, evidence, {}, "weights")
+    found = parents_of(edges)
+    assert found[5] == {2, 4}
+    assert found[2] == {1} and found[6] == {1} and found[4] == {3}
+    assert 1 not in found and 3 not in found  # two independent roots
+
+
+def test_a_fine_tune_of_a_frankenmerge_hangs_under_it_and_keeps_the_two_families_apart():
+    # 7 is a fine-tune of the frankenmerge 5: related to both families, it would join them into one
+    # placement and hang one root under the other
+    nodes, evidence = _two_families_and_a_frankenmerge()
+    nodes[7] = node(7)
+    evidence[frozenset((5, 7))] = Pair(
+        0.05, True, log10_p=-60.0, raw_distance=0.05, block_map=_kept(7, 5, [(b, b, 0.99) for b in range(4)])
+    )
+    evidence[frozenset((2, 7))] = Pair(0.52, False, log10_p=-28.0, block_map=_kept(7, 2, [(0, 0, 0.98), (1, 1, 0.98)]))
+    evidence[frozenset((4, 7))] = Pair(0.52, False, log10_p=-28.0, block_map=_kept(7, 4, [(2, 2, 0.98), (3, 3, 0.98)]))
+    evidence[frozenset((1, 7))] = Pair(0.56, False, log10_p=-18.0)
+    evidence[frozenset((3, 7))] = Pair(0.56, False, log10_p=-18.0)
+    evidence[frozenset((6, 7))] = Pair(0.6, False)
+    for mode in ("weights", "time"):
+        dated = (
+            nodes if mode == "weights" else {pk: node(pk, days) for pk, days in zip(range(1, 8), (0, 2, 0, 3, 6, 2, 9))}
+        )
+        _, edges = assemble(dated, evidence, {}, mode)
+        found = parents_of(edges)
+        assert found[7] == {5} and found[5] == {2, 4}, mode
+        assert 1 not in found and 3 not in found, mode
+
+
+def test_no_parent_edge_between_models_the_tests_did_not_confirm_related():
+    # 1 -> 2 -> 3 confirmed; 1 and 3 are closest of all by the fingerprint, but their test did not
+    # reject independence: the graph never names as parent a model the tests could not relate
+    nodes = {pk: node(pk) for pk in (1, 2, 3)}
+    evidence = {
+        frozenset((1, 2)): Pair(0.3, True, log10_p=-40.0, raw_distance=0.3, grown_child=2),
+        frozenset((2, 3)): Pair(0.3, True, log10_p=-40.0, raw_distance=0.3, grown_child=3),
+        frozenset((1, 3)): Pair(0.05, True, raw_distance=0.05, grown_child=3, unrelated=True),
+    }
+    _, edges = assemble(nodes, evidence, {}, "weights")
+    assert {(e.parent, e.child) for e in edges} <= {(1, 2), (2, 1), (2, 3), (3, 2)} and len(edges) == 2
+    # untested, the close pair is a candidate like any other (the build tests the edges it places)
+    evidence[frozenset((1, 3))] = Pair(0.05, True, raw_distance=0.05, grown_child=3)
+    _, edges = assemble(nodes, evidence, {}, "weights")
+    assert (1, 3) in {(e.parent, e.child) for e in edges}
+
+
 def test_close_relatives_splitting_a_models_blocks_do_not_make_it_a_passthrough_merge():
     # 3 re-initialised one MLP: no relative explains all its blocks, and its parent 1 and sibling 2
     # (which share every block) split the others between them by a hair - one lineage, no stacking

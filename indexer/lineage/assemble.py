@@ -16,9 +16,10 @@
    along a chain, and rewarding them drew a grandchild past its parent to a far ancestor.  Time is a constraint:
    an edge from a newer to an older model costs more than any spanning tree.  A model that shares
    coordinates with relatives is not placed under a model in other coordinates (that would take a
-   transform *and* training) - such an edge costs the full direction penalty.  Only pairs the
-   independence tests confirmed related are placement candidates (in families that carry test
-   results): the graph never names as parent a model the tests could not relate to the child.
+   transform *and* training) - such an edge costs the full direction penalty.  A pair the
+   independence tests ran on and did not confirm related is no placement candidate: the graph
+   never names as parent a model the tests could not relate to the child (``indexer.lineage.build``
+   tests every edge placed on an untested pair, and places its family again if one fails).
 3. **Orientation and refinement** (``indexer.lineage.geometry``): the tree is re-rooted where
    the signals and the family's update geometry agree best; a model hung under a sibling is moved
    up; the tree is re-rooted again.  An edge whose orientation no signal or geometry decides is
@@ -165,10 +166,9 @@ def _costs(
     """(parent, child) -> placement cost between originals (module docstring)."""
     distances = placement_distances(pairs, nodes)
     mean_distance = max(sum(distances.values()) / max(len(distances), 1), 1e-6)
-    tested = any(pair.log10_p is not None for pair in pairs.values())
     best: dict[tuple[int, int], float] = {}
     for key, pair in sorted(pairs.items(), key=lambda kv: sorted(kv[0])):
-        if tested and pair.log10_p is None:
+        if pair.unrelated:
             continue  # no parent edge where the independence tests did not confirm the pair related
         u, v = sorted(key)
         ru, rv = representative[u], representative[v]
@@ -236,6 +236,7 @@ class _Placed:
     passthrough: dict[int, list[int]] = field(default_factory=dict)
     roots: list[int] = field(default_factory=list)
     latent: dict[int, tuple[int, tuple[int, ...]]] = field(default_factory=dict)
+    below: dict[int, int] = field(default_factory=dict)  # placed below a passthrough merge
 
 
 def _related_groups(members: list[int], pairs: dict[frozenset, Pair]) -> list[list[int]]:
@@ -308,25 +309,26 @@ def assemble(
         return next(iter(nodes)), []
     candidates = {}
     depths = {pk: n.stats.layers for pk, n in nodes.items()}
-    copied = {pk for k, p in pairs.items() if len(k) == 2 and copy_kind(nodes[min(k)], nodes[max(k)], p) for pk in k}
     if len(nodes) > 2:
         for pk, node in nodes.items():
-            found = None if pk in copied else passthrough_parents(node, pairs, depths)
+            found = passthrough_parents(node, pairs, depths)
             if found and mode in ("time", "full") and any(time_order(nodes[p], node) < 0 for p in found):
                 found = None  # time is a constraint: blocks "taken from" a newer model were not taken from it
             if found:
                 candidates[pk] = found
     # a passthrough merge's parents are placed models (not merges themselves), and something is left to place
-    passthrough = accept_passthrough(candidates, pairs, depths)
+    timed = mode in ("time", "full")
+    age = {pk: n.created_at.timestamp() for pk, n in nodes.items() if timed and n.created_at is not None}
+    passthrough = accept_passthrough(candidates, pairs, depths, age)
     if len(passthrough) >= len(nodes) - 1:
         passthrough = {}
     below = composite_descendants(passthrough, pairs, placement_distances(pairs, nodes)) if passthrough else {}
-    if mode in ("time", "full"):  # time is a constraint: a model older than the merge does not descend from it
+    if timed:  # time is a constraint: a model older than the merge does not descend from it
         below = {c: p for c, p in below.items() if time_order(nodes[p], nodes[c]) >= 0}
         while any(p not in passthrough and p not in below for p in below.values()):
             below = {c: p for c, p in below.items() if p in passthrough or p in below}
     core = sorted(pk for pk in nodes if pk not in passthrough and pk not in below)
-    placed = _Placed(passthrough=passthrough)
+    placed = _Placed(passthrough=passthrough, below=below)
     groups = sorted(_related_groups(core, pairs) if passthrough else [core], key=len, reverse=True)
     for group in groups:
         members = set(group)
@@ -367,7 +369,9 @@ def _edge(nodes: dict[int, Node], pairs: dict[frozenset, Pair], placed: _Placed,
     pair = pairs.get(frozenset((parent, child)), Pair(distance=math.nan))
     d = placed.decided.get((parent, child), Direction(0.5, 0.0, False, {}))
     merged, margins = placed.merged, placed.margins
-    is_copy = placed.representative[child] != child
+    is_copy = placed.representative[child] != child or (
+        child in placed.below and copy_kind(nodes[parent], nodes[child], pair) is not None
+    )
     is_merge = child in merged or child in placed.passthrough
     kind = "merge" if is_merge else relation(nodes[parent], nodes[child], pair)
     if is_copy:

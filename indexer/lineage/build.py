@@ -52,7 +52,7 @@ from pedigree.storage.lineage import (
     start_build,
     write_families,
 )
-from pedigree.storage.relations import confirmed_pairs
+from pedigree.storage.relations import confirmed_pairs, get_relation, relations
 from pedigree.types import Edge, Status
 
 Progress = Callable[[str, int, int], None]
@@ -70,8 +70,8 @@ def node_of(record: ModelRecord) -> Node:
     )
 
 
-def pair_of(evidence: PairEvidence, log10_p: float | None) -> Pair:
-    """The assembly's view of a pair's stored evidence."""
+def pair_of(evidence: PairEvidence, log10_p: float | None, unrelated: bool = False) -> Pair:
+    """The assembly's view of a pair's stored evidence (``unrelated``: tested, not confirmed)."""
     detail = evidence.detail or {}
     layers = detail.get("layer_map") or {}
     vocabulary = detail.get("vocabulary") or {}
@@ -92,6 +92,7 @@ def pair_of(evidence: PairEvidence, log10_p: float | None) -> Pair:
             for pk, rows in sorted((detail.get("block_map") or {}).items())
             if pk.isdigit()
         ),
+        unrelated=unrelated,
     )
 
 
@@ -132,6 +133,15 @@ def _family_hash(mode: str, nodes: list[Node], records, pairs: dict[frozenset, P
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _job_digest(mode: str, nodes: list[Node], records, pairs: dict[frozenset, Pair], merges, adapters, group) -> str:
+    """A family's digest: its :func:`_family_hash` and the adapters attached to its members."""
+    digest = _family_hash(mode, nodes, records, pairs, merges)
+    attached = sorted(a for a in adapters.values() if a[1] in group)
+    if attached:
+        digest = hashlib.sha256(json.dumps([digest, attached]).encode()).hexdigest()
+    return digest
+
+
 def build_graph(
     store: Store,
     version: str,
@@ -157,6 +167,7 @@ def build_graph(
     confirmed = [(a, b, p) for a, b, p in confirmed_pairs(store, SUITE_VERSION) if a in records and b in records]
     links = [(a, b) for a, b, _ in confirmed]
     log10_p = {frozenset((a, b)): p for a, b, p in confirmed}
+    unrelated = {frozenset((r.model_a, r.model_b)) for r in relations(store, SUITE_VERSION) if not r.confirmed}
     files = evidence_files(store, records) if compute_evidence else {}
     models = Models(records, files)
     try:
@@ -184,12 +195,9 @@ def build_graph(
             if compute_evidence and len(group) > 2:
                 ensure_merges(store, group, family_evidence, merges, models)
             nodes = [node_of(records[pk]) for pk in group]
-            pairs = {k: pair_of(e, log10_p.get(k)) for k, e in family_evidence.items()}
+            pairs = {k: pair_of(e, log10_p.get(k), k in unrelated) for k, e in family_evidence.items()}
             family_merges = {pk: merges[pk] for pk in group if pk in merges}
-            digest = _family_hash(mode, nodes, records, pairs, family_merges)
-            attached = sorted(a for a in adapters.values() if a[1] in group)
-            if attached:
-                digest = hashlib.sha256(json.dumps([digest, attached]).encode()).hexdigest()
+            digest = _job_digest(mode, nodes, records, pairs, family_merges, adapters, group)
             if digest in previous:
                 kept.append(previous[digest].family_id)
                 continue
@@ -208,11 +216,14 @@ def build_graph(
     finally:
         models.close()
     assembled = []
-    for done, (digest, root, group, edges) in enumerate(assemble_families(jobs, workers), start=1):
+
+    def rehash(job: FamilyJob, pairs: dict[frozenset, Pair]) -> str:
+        return _job_digest(mode, list(job.nodes.values()), records, pairs, job.merges, adapters, job.group)
+
+    placed = _verified(store, records, jobs, workers, compute_evidence, rehash)
+    for done, (digest, root, group, edges) in enumerate(placed, start=1):
         if progress:
             progress("assembling families", done, len(jobs))
-        if compute_evidence:
-            edges = _with_p_values(store, records, edges)
         attached = [a for a in sorted(adapters.values()) if a[1] in group]
         if attached:
             group = [*group, *(pk for pk, _, _, _ in attached)]
@@ -231,6 +242,42 @@ def build_graph(
     new_ids = write_families(store, build_id, assembled)
     finish_build(store, build_id, kept + new_ids, rebuilt=len(new_ids))
     return _summary(build_info(store, build_id), model_count, family_count, rebuilt=len(new_ids), reused=len(kept))
+
+
+VERIFY_ROUNDS = 3  # a family is placed again at most this often after an edge's new test failed
+
+
+def _verified(store: Store, records, jobs: list[FamilyJob], workers: int | None, test: bool, rehash) -> list:
+    """Assemble the jobs; with ``test``, every edge on an untested pair gets its test
+    (``_with_p_values``), and a family with an edge whose pair the tests then do not confirm
+    related (Holm over every tested pair, ``decide``) is placed again without that pair, under the
+    digest ``rehash(job, pairs)`` that the next build will compute for it."""
+    done: list = [None] * len(jobs)
+    pending = list(enumerate(jobs))
+    for round_ in range(VERIFY_ROUNDS + 1):
+        results = list(assemble_families([job for _, job in pending], workers))
+        if test:
+            results = [(d, root, group, _with_p_values(store, records, edges)) for d, root, group, edges in results]
+            decide(store)
+        retry = []
+        for (index, job), (digest, root, group, edges) in zip(pending, results):
+            done[index] = (digest, root, group, edges)
+            failed = {
+                key
+                for e in edges
+                if test
+                and (key := frozenset((e.parent, e.child))) in job.pairs
+                and not job.pairs[key].unrelated
+                and (relation := get_relation(store, e.parent, e.child)) is not None
+                and not relation.confirmed
+            }
+            if failed and round_ < VERIFY_ROUNDS:
+                pairs = {k: replace(p, unrelated=True) if k in failed else p for k, p in job.pairs.items()}
+                retry.append((index, replace(job, digest=rehash(job, pairs), pairs=pairs)))
+        if not retry:
+            break
+        pending = retry
+    return done
 
 
 def _adapters(store: Store, pks: dict[str, int]) -> dict[int, tuple[int, int, str | None, dict]]:

@@ -6,6 +6,7 @@ vectors, or from embedding-free block signatures when the embedding came from el
 passthrough merge when
 
 - no single relative explains all of m's blocks (else m is that relative's child - or parent),
+  unless that relative is itself split among the same parents (a copy or a fine-tune of m),
 - taking for each block the relative that explains it best (highest similarity: the block's
   source, not the source's ancestors or other descendants), at least two relatives each explain
   ``MIN_SHARE`` of m's blocks, and together they explain all but ``MAX_UNEXPLAINED`` of them;
@@ -35,6 +36,7 @@ merge's parents, descends from that merge.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Mapping
 
@@ -61,8 +63,10 @@ def passthrough_parents(child: Node, pairs: dict[frozenset, Pair], depths: dict[
     """The parents of ``child`` if it is a passthrough merge (module docstring), else None;
     ``depths``: every model's number of blocks."""
     depth = child.stats.layers
-    explained = explained_blocks(child.pk, pairs)
-    if depth < 2 or len(explained) < 2 or any(len(blocks) >= depth for blocks in explained.values()):
+    every = explained_blocks(child.pk, pairs)
+    whole = [other for other, blocks in every.items() if len(blocks) >= depth]  # a parent, a child or a copy
+    explained = {other: blocks for other, blocks in every.items() if other not in whole}
+    if depth < 2 or len(explained) < 2:
         return None
     best: dict[int, int] = {}
     for block in range(depth):
@@ -78,7 +82,17 @@ def passthrough_parents(child: Node, pairs: dict[frozenset, Pair], depths: dict[
             pair = pairs.get(frozenset((a, b)))
             if pair is not None and 2 * len(pair.blocks_of(a)) >= max(depths.get(a, 0), 1):
                 return None  # a and b share most of their blocks: one lineage
+    if not all(_composite_of(other, parents, pairs, depths) for other in whole):
+        return None  # a relative holds all of its blocks and is no merge of the same parents: its parent
     return parents
+
+
+def _composite_of(model: int, parents: list[int], pairs: dict[frozenset, Pair], depths: Mapping[int, int]) -> bool:
+    """``model``'s blocks are split among ``parents`` as a passthrough merge's are (each explains at
+    least ``MIN_SHARE`` of them): a copy or a derivative of a merge of those parents."""
+    explained = explained_blocks(model, pairs)
+    depth = max(depths.get(model, 0), 1)
+    return all(len(explained.get(p, {})) >= MIN_SHARE * depth for p in parents)
 
 
 def passthrough_strength(child: int, parents: list[int], pairs: dict[frozenset, Pair], depth: int) -> float:
@@ -92,20 +106,28 @@ def passthrough_strength(child: int, parents: list[int], pairs: dict[frozenset, 
 
 
 def accept_passthrough(
-    candidates: Mapping[int, list[int]], pairs: dict[frozenset, Pair], depths: Mapping[int, int]
+    candidates: Mapping[int, list[int]],
+    pairs: dict[frozenset, Pair],
+    depths: Mapping[int, int],
+    age: Mapping[int, float] | None = None,
 ) -> dict[int, list[int]]:
     """The candidates (child -> parents) kept as passthrough merges: strongest first
-    (:func:`passthrough_strength`), a candidate is dropped when it is a parent of a kept merge or
-    one of its parents is a kept merge (module docstring)."""
+    (:func:`passthrough_strength`; of equally strong ones - an exact copy - the older by ``age``,
+    a creation time in seconds, when known), a candidate is dropped when it is a parent of a kept
+    merge, one of its parents is a kept merge, or a kept merge holds all of its blocks."""
+    age = age or {}
     order = sorted(
         candidates,
-        key=lambda c: (-passthrough_strength(c, candidates[c], pairs, depths.get(c, 0)), c),
+        key=lambda c: (-passthrough_strength(c, candidates[c], pairs, depths.get(c, 0)), age.get(c, math.inf), c),
     )
     kept: dict[int, list[int]] = {}
     for child in order:
         parents = candidates[child]
         if any(child in ps for ps in kept.values()) or set(parents) & set(kept):
             continue
+        whole = {o for o, blocks in explained_blocks(child, pairs).items() if len(blocks) >= depths.get(child, 0)}
+        if whole & set(kept):
+            continue  # a kept merge holds all of its blocks: a copy or a derivative of that merge
         kept[child] = parents
     return kept
 

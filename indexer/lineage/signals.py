@@ -85,6 +85,7 @@ class Pair:
     grown_child: int | None = None  # larger than the other in every sampled matrix
     # per model of the pair: its blocks that are kept copies of the other's, (own, other's, similarity)
     block_map: tuple[tuple[int, tuple[tuple[int, int, float], ...]], ...] = ()
+    unrelated: bool = False  # tested, and the tests did not confirm the pair related
 
     def blocks_of(self, pk: int) -> tuple[tuple[int, int, float], ...]:
         """Model ``pk``'s blocks matched to the other model's blocks."""
@@ -103,6 +104,7 @@ class Pair:
             self.vocab_relation,
             self.grown_child,
             [[owner, [list(row) for row in rows]] for owner, rows in self.block_map],
+            *([True] if self.unrelated else []),
         ]
 
 

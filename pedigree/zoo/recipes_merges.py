@@ -5,8 +5,8 @@ where the models it took blocks from have fine-tunes, layer-dropped and merged r
 Two independently pre-trained Llama roots P and Q, eight blocks deep (so a passthrough merge of two
 parents has ten), each with fine-tunes and a chain; a layer-dropped (healed) copy of a root and of a
 fine-tune, whose kept blocks are near copies of blocks a frankenmerge also took; two frankenmerges
-across the families (one healed, one not), a fine-tune of a frankenmerge and a weight average of two
-fine-tunes.  Built by :func:`build_merges_zoo` (own cache key: zoo A and B are not rebuilt).
+across the families (one healed, one not), an identical re-upload and a fine-tune of a frankenmerge, and a
+weight average of two fine-tunes.  Built by :func:`build_merges_zoo` (own cache key: zoo A and B are not rebuilt).
 """
 
 from __future__ import annotations
@@ -80,6 +80,7 @@ RECIPES: tuple[ModelRecipe, ...] = (
     _derived("merges-x/qb-pb-passthrough", "frankenmerge", "merge", ("merges-q/b", "merges-p/b"), 7702),
     _ft("merges-x/pa-qa-passthrough-web", "merges-x/pa-qa-passthrough", ("web",), 7703, 0.2),
     _derived("merges-p/soup", "merge", "merge", ("merges-p/a", "merges-p/b"), 7531),
+    _derived("merges-y/pa-qa-passthrough", "copy", "copy", ("merges-x/pa-qa-passthrough",), 7704),
 )
 
 
