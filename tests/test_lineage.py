@@ -478,25 +478,54 @@ def test_a_parent_whose_blocks_its_descendants_hold_is_not_taken_for_a_passthrou
 
 def test_a_fine_tune_of_a_frankenmerge_hangs_under_it_and_keeps_the_two_families_apart():
     # 7 is a fine-tune of the frankenmerge 5: related to both families, it would join them into one
-    # placement and hang one root under the other
+    # placement and hang one root under the other.  (Its block map to 5 misses a block, as the
+    # merges zoo's healed fine-tune's does; one that held every block of 5 would hide the merge -
+    # a single relative explaining all of a model's blocks makes it that relative's child or parent.)
     nodes, evidence = _two_families_and_a_frankenmerge()
     nodes[7] = node(7)
     evidence[frozenset((5, 7))] = Pair(
-        0.05, True, log10_p=-60.0, raw_distance=0.05, block_map=_kept(7, 5, [(b, b, 0.99) for b in range(4)])
+        0.05, True, log10_p=-60.0, raw_distance=0.05, block_map=_kept(7, 5, [(b, b, 0.99) for b in range(3)])
     )
     evidence[frozenset((2, 7))] = Pair(0.52, False, log10_p=-28.0, block_map=_kept(7, 2, [(0, 0, 0.98), (1, 1, 0.98)]))
     evidence[frozenset((4, 7))] = Pair(0.52, False, log10_p=-28.0, block_map=_kept(7, 4, [(2, 2, 0.98), (3, 3, 0.98)]))
     evidence[frozenset((1, 7))] = Pair(0.56, False, log10_p=-18.0)
     evidence[frozenset((3, 7))] = Pair(0.56, False, log10_p=-18.0)
     evidence[frozenset((6, 7))] = Pair(0.6, False)
+    days = dict(zip(range(1, 8), (0, 2, 0, 3, 6, 2, 9)))
     for mode in ("weights", "time"):
-        dated = (
-            nodes if mode == "weights" else {pk: node(pk, days) for pk, days in zip(range(1, 8), (0, 2, 0, 3, 6, 2, 9))}
-        )
+        dated = nodes if mode == "weights" else {pk: node(pk, days[pk]) for pk in nodes}
         _, edges = assemble(dated, evidence, {}, mode)
         found = parents_of(edges)
         assert found[7] == {5} and found[5] == {2, 4}, mode
         assert 1 not in found and 3 not in found, mode
+
+
+def test_a_re_upload_of_a_frankenmerge_is_its_copy_and_the_merge_keeps_its_parents():
+    # 8 is 5 byte for byte: it holds all of 5's blocks, which alone would make 5 its child or parent
+    nodes, evidence = _two_families_and_a_frankenmerge()
+    nodes[8] = node(8)
+    evidence[frozenset((5, 8))] = Pair(
+        0.0, True, log10_p=-90.0, raw_distance=0.0, block_map=_kept(8, 5, [(b, b, 1.0) for b in range(4)])
+    )
+    for other, mirror in ((2, 5), (4, 5), (1, 5), (3, 5)):
+        twin = evidence[frozenset((other, mirror))]
+        rows = twin.blocks_of(mirror)
+        evidence[frozenset((other, 8))] = Pair(
+            twin.distance, False, log10_p=twin.log10_p, block_map=_kept(8, other, list(rows))
+        )
+    evidence[frozenset((6, 8))] = Pair(1.0, False)
+    _, edges = assemble(nodes, evidence, {}, "weights")
+    found = parents_of(edges)
+    merge = 5 if found.get(5) == {2, 4} else 8
+    copy = 13 - merge
+    assert found[merge] == {2, 4} and found[copy] == {merge}
+    edge = next(e for e in edges if e.child == copy)
+    assert edge.relation == "copy" and not edge.evidence["directed"]  # nothing in the weights says which came first
+    assert 1 not in found and 3 not in found
+    dated = {pk: node(pk, days) for pk, days in zip(range(1, 9), (0, 2, 0, 3, 6, 2, 9, 8))}
+    _, edges = assemble(dated, evidence, {}, "time")
+    found = parents_of(edges)
+    assert found[5] == {2, 4} and found[8] == {5}  # with time, the older one is the merge
 
 
 def test_no_parent_edge_between_models_the_tests_did_not_confirm_related():

@@ -309,9 +309,14 @@ def assemble(
         return next(iter(nodes)), []
     candidates = {}
     depths = {pk: n.stats.layers for pk, n in nodes.items()}
+    copies: dict[int, set[int]] = {pk: set() for pk in nodes}
+    for k, p in pairs.items():
+        if len(k) == 2 and copy_kind(nodes[min(k)], nodes[max(k)], p):
+            copies[min(k)].add(max(k))
+            copies[max(k)].add(min(k))
     if len(nodes) > 2:
         for pk, node in nodes.items():
-            found = passthrough_parents(node, pairs, depths)
+            found = passthrough_parents(node, pairs, depths, frozenset(copies[pk]))
             if found and mode in ("time", "full") and any(time_order(nodes[p], node) < 0 for p in found):
                 found = None  # time is a constraint: blocks "taken from" a newer model were not taken from it
             if found:

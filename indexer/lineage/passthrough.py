@@ -5,8 +5,8 @@ blocks as the block it is a kept copy of (``Pair.block_map``: from the fingerpri
 vectors, or from embedding-free block signatures when the embedding came from elsewhere).  m is a
 passthrough merge when
 
-- no single relative explains all of m's blocks (else m is that relative's child - or parent),
-  unless that relative is itself split among the same parents (a copy or a fine-tune of m),
+- no single relative explains all of m's blocks (else m is that relative's child - or parent;
+  m's own copies aside: a re-upload of a merge is found with it, and placed below the one kept),
 - taking for each block the relative that explains it best (highest similarity: the block's
   source, not the source's ancestors or other descendants), at least two relatives each explain
   ``MIN_SHARE`` of m's blocks, and together they explain all but ``MAX_UNEXPLAINED`` of them;
@@ -59,14 +59,15 @@ def explained_blocks(child: int, pairs: dict[frozenset, Pair]) -> dict[int, dict
     return out
 
 
-def passthrough_parents(child: Node, pairs: dict[frozenset, Pair], depths: dict[int, int]) -> list[int] | None:
+def passthrough_parents(
+    child: Node, pairs: dict[frozenset, Pair], depths: dict[int, int], copies: frozenset[int] = frozenset()
+) -> list[int] | None:
     """The parents of ``child`` if it is a passthrough merge (module docstring), else None;
-    ``depths``: every model's number of blocks."""
+    ``depths``: every model's number of blocks; ``copies``: ``child``'s exact or function-preserving
+    copies (they hold all of its blocks and say nothing of where they came from)."""
     depth = child.stats.layers
-    every = explained_blocks(child.pk, pairs)
-    whole = [other for other, blocks in every.items() if len(blocks) >= depth]  # a parent, a child or a copy
-    explained = {other: blocks for other, blocks in every.items() if other not in whole}
-    if depth < 2 or len(explained) < 2:
+    explained = {o: blocks for o, blocks in explained_blocks(child.pk, pairs).items() if o not in copies}
+    if depth < 2 or len(explained) < 2 or any(len(blocks) >= depth for blocks in explained.values()):
         return None
     best: dict[int, int] = {}
     for block in range(depth):
@@ -82,17 +83,7 @@ def passthrough_parents(child: Node, pairs: dict[frozenset, Pair], depths: dict[
             pair = pairs.get(frozenset((a, b)))
             if pair is not None and 2 * len(pair.blocks_of(a)) >= max(depths.get(a, 0), 1):
                 return None  # a and b share most of their blocks: one lineage
-    if not all(_composite_of(other, parents, pairs, depths) for other in whole):
-        return None  # a relative holds all of its blocks and is no merge of the same parents: its parent
     return parents
-
-
-def _composite_of(model: int, parents: list[int], pairs: dict[frozenset, Pair], depths: Mapping[int, int]) -> bool:
-    """``model``'s blocks are split among ``parents`` as a passthrough merge's are (each explains at
-    least ``MIN_SHARE`` of them): a copy or a derivative of a merge of those parents."""
-    explained = explained_blocks(model, pairs)
-    depth = max(depths.get(model, 0), 1)
-    return all(len(explained.get(p, {})) >= MIN_SHARE * depth for p in parents)
 
 
 def passthrough_strength(child: int, parents: list[int], pairs: dict[frozenset, Pair], depth: int) -> float:
