@@ -124,6 +124,23 @@ def test_time_is_a_constraint_that_no_signal_outvotes():
     assert root == 1 and edges[0].child == 2 and edges[0].relation == "quantized"
 
 
+def test_a_model_whose_every_possible_parent_is_newer_is_a_root_not_a_childs_child():
+    # 1 -> 2 (1 older); 3 is older than 2 and related to 2 only (its test with 1 did not confirm
+    # them): 2 cannot be its parent, so 3 is a root of its own - its parent is not indexed
+    nodes = {1: node(1, 0), 2: node(2, 4), 3: node(3, 2)}
+    evidence = {
+        frozenset((1, 2)): Pair(0.1, True, log10_p=-40.0, raw_distance=0.1),
+        frozenset((2, 3)): Pair(0.2, True, log10_p=-40.0, raw_distance=0.2),
+        frozenset((1, 3)): Pair(0.15, True, raw_distance=0.15, unrelated=True),
+    }
+    for mode in ("time", "full"):
+        _, edges = assemble(nodes, evidence, {}, mode)
+        assert all(nodes[e.parent].created_at <= nodes[e.child].created_at for e in edges), mode
+        assert parents_of(edges) == {2: {1}}, mode
+    _, edges = assemble(nodes, evidence, {}, "weights")  # without time, one tree
+    assert len(edges) == 2
+
+
 def test_layer_map_names_upscaled_and_pruned_children():
     # 1 has 4 blocks; 2 duplicated two of them (6 blocks, many-to-one); 3 kept two (injective)
     nodes = {1: node(1), 2: node(2, layers=6), 3: node(3, layers=2)}

@@ -86,15 +86,19 @@ def _arborescence(n: int, src: np.ndarray, dst: np.ndarray, cost: np.ndarray, ro
     return chosen
 
 
-def minimum_spanning_arborescence(nodes: Sequence[N], edges: Edges[N]) -> list[tuple[N, N]]:
+def minimum_spanning_arborescence(
+    nodes: Sequence[N], edges: Edges[N], root_cost: float | None = None
+) -> list[tuple[N, N]]:
     """The (parent, child) edges of a minimum-cost spanning arborescence with a free root.
 
     ``edges`` maps (parent, child) to a cost.  Raises ValueError when no node reaches all others.
+    With ``root_cost``, a minimum spanning *forest*: besides the free first root, any node may be
+    another root at that cost (taken only where every edge into its subtree costs more).
     """
     n = len(nodes)
     if n <= 1:
         return []
-    if n == 2:  # the commonest family: one edge, the cheaper direction
+    if n == 2 and root_cost is None:  # the commonest family: one edge, the cheaper direction
         u, v = nodes
         present = [k for k in ((u, v), (v, u)) if k in edges]
         if not present:
@@ -109,10 +113,10 @@ def minimum_spanning_arborescence(nodes: Sequence[N], edges: Edges[N]) -> list[t
     big = 1.0 + 2.0 * float(np.abs(cost).sum())
     src = np.concatenate([src, np.full(n, root)])
     dst = np.concatenate([dst, np.arange(n)])
-    cost = np.concatenate([cost, np.full(n, big)])
+    cost = np.concatenate([cost, np.full(n, big if root_cost is None else root_cost)])
     chosen = _arborescence(n + 1, src, dst, cost, root)
     picked = chosen[:n]
-    if (src[picked] == root).sum() != 1:
+    if root_cost is None and (src[picked] == root).sum() != 1:
         raise ValueError("no spanning arborescence: the graph has no node that reaches all others")
     return [keys[e] for e in sorted(picked) if src[e] != root]
 

@@ -14,7 +14,8 @@
    A(u -> v) sums the weight of the direction signals (``indexer.lineage.signals``) that say
    v -> u.  Evidence *for* u -> v lowers no cost (MoTHer's 1 − P did): graded signals accumulate
    along a chain, and rewarding them drew a grandchild past its parent to a far ancestor.  Time is a constraint:
-   an edge from a newer to an older model costs more than any spanning tree.  A model that shares
+   no edge runs from a newer to an older model - a model every candidate parent of which is newer
+   is a root of its own (its parent is not indexed), at a cost below any such edge.  A model that shares
    coordinates with relatives is not placed under a model in other coordinates (that would take a
    transform *and* training) - such an edge costs the full direction penalty.  A pair the
    independence tests ran on and did not confirm related is no placement candidate: the graph
@@ -70,11 +71,11 @@ from pedigree.types import Edge
 
 __all__ = ["ASSEMBLY_VERSION", "LAMBDA", "MODES", "WEIGHTS", "Node", "Pair", "assemble"]
 
-ASSEMBLY_VERSION = "mother-fused-16"  # bump when the assembly changes (families are rebuilt)
+ASSEMBLY_VERSION = "mother-fused-17"  # bump when the assembly changes (families are rebuilt)
 LAMBDA = 0.3
 MERGE_RESIDUAL, MERGE_ALPHA = 0.25, (0.15, 0.85)
 DECLARED_DISCOUNT = 0.25  # mode full: a declared base_model's distance counts 25 % less
-FORBIDDEN = 1e3  # cost added to an edge that time forbids (kept so a sparse family still spans)
+FORBIDDEN = 1e3  # cost added to an edge that time forbids; another root costs FORBIDDEN / 2
 MODES = ("weights", "time", "full")
 
 
@@ -201,7 +202,7 @@ def _place(
 ) -> tuple[nx.DiGraph, dict[tuple[int, int], float], dict[int, tuple[int, tuple[int, ...]]]]:
     """The originals' tree, each edge's orientation margin (nats) and the children that descend
     from their placed parent through an unindexed model (``geometry.latent_groups``)."""
-    tree = nx.DiGraph(minimum_spanning_arborescence(originals, costs))
+    tree = nx.DiGraph(minimum_spanning_arborescence(originals, costs, root_cost=FORBIDDEN / 2))
     tree.add_nodes_from(originals)
 
     def edge_logp(parent: int, child: int) -> float:
@@ -215,11 +216,19 @@ def _place(
     def allowed(parent: int, child: int) -> bool:
         return (parent, child) in costs and not decided[(parent, child)].forbidden
 
-    tree, margins = orient(tree, edge_logp, trained, geometry)
+    def orient_each(forest: nx.DiGraph) -> tuple[nx.DiGraph, dict[tuple[int, int], float]]:
+        out, margins = nx.DiGraph(), {}
+        for part in nx.weakly_connected_components(forest):
+            oriented, found = orient(forest.subgraph(part).copy(), edge_logp, trained, geometry)
+            out.update(oriented)
+            margins.update(found)
+        return out, margins
+
+    tree, margins = orient_each(tree)
     latent: dict[int, tuple[int, tuple[int, ...]]] = {}
     if geometry is not None and len(originals) > 2:
         tree = siblings_not_children(tree, allowed, geometry)
-        tree, margins = orient(tree, edge_logp, trained, geometry)
+        tree, margins = orient_each(tree)
         tree, latent = latent_groups(tree, trained, geometry)
     return tree, margins, latent
 
