@@ -48,12 +48,7 @@ import networkx as nx
 
 from pedigree.indexer.lineage.arborescence import components, minimum_spanning_arborescence
 from pedigree.indexer.lineage.geometry import MARGIN, Geometry, latent_groups, orient, siblings_not_children
-from pedigree.indexer.lineage.passthrough import (
-    accept_passthrough,
-    composite_descendants,
-    explained_blocks,
-    passthrough_parents,
-)
+from pedigree.indexer.lineage.passthrough import explained_blocks, set_aside
 from pedigree.indexer.lineage.signals import (
     ADAPTER_GAP,
     WEIGHTS,
@@ -316,31 +311,7 @@ def assemble(
         raise ValueError(f"mode must be one of {MODES}")
     if len(nodes) == 1:
         return next(iter(nodes)), []
-    candidates = {}
-    depths = {pk: n.stats.layers for pk, n in nodes.items()}
-    copies: dict[int, set[int]] = {pk: set() for pk in nodes}
-    for k, p in pairs.items():
-        if len(k) == 2 and copy_kind(nodes[min(k)], nodes[max(k)], p):
-            copies[min(k)].add(max(k))
-            copies[max(k)].add(min(k))
-    if len(nodes) > 2:
-        for pk, node in nodes.items():
-            found = passthrough_parents(node, pairs, depths, frozenset(copies[pk]))
-            if found and mode in ("time", "full") and any(time_order(nodes[p], node) < 0 for p in found):
-                found = None  # time is a constraint: blocks "taken from" a newer model were not taken from it
-            if found:
-                candidates[pk] = found
-    # a passthrough merge's parents are placed models (not merges themselves), and something is left to place
-    timed = mode in ("time", "full")
-    age = {pk: n.created_at.timestamp() for pk, n in nodes.items() if timed and n.created_at is not None}
-    passthrough = accept_passthrough(candidates, pairs, depths, age)
-    if len(passthrough) >= len(nodes) - 1:
-        passthrough = {}
-    below = composite_descendants(passthrough, pairs, placement_distances(pairs, nodes)) if passthrough else {}
-    if timed:  # time is a constraint: a model older than the merge does not descend from it
-        below = {c: p for c, p in below.items() if time_order(nodes[p], nodes[c]) >= 0}
-        while any(p not in passthrough and p not in below for p in below.values()):
-            below = {c: p for c, p in below.items() if p in passthrough or p in below}
+    passthrough, below = set_aside(nodes, pairs, mode, placement_distances(pairs, nodes))
     core = sorted(pk for pk in nodes if pk not in passthrough and pk not in below)
     placed = _Placed(passthrough=passthrough, below=below)
     groups = sorted(_related_groups(core, pairs) if passthrough else [core], key=len, reverse=True)

@@ -40,7 +40,7 @@ import math
 from collections import Counter
 from collections.abc import Mapping
 
-from pedigree.indexer.lineage.signals import Node, Pair
+from pedigree.indexer.lineage.signals import Node, Pair, copy_kind, time_order
 
 MIN_SHARE = 0.2
 MAX_UNEXPLAINED = 0.25
@@ -146,3 +146,35 @@ def composite_descendants(
                 taken[m] = nearest[m]
                 changed = True
     return taken
+
+
+def set_aside(
+    nodes: Mapping[int, Node], pairs: dict[frozenset, Pair], mode: str, distances: Mapping[frozenset, float]
+) -> tuple[dict[int, list[int]], dict[int, int]]:
+    """(passthrough merge -> its parents, model -> the merge or merge descendant it is placed below)
+    for a family (module docstring): the models placed apart from the arborescence.  In modes with
+    time (``time``, ``full``) time is a constraint: blocks "taken from" a newer model were not taken
+    from it, and a model older than a merge does not descend from it."""
+    timed = mode in ("time", "full")
+    depths = {pk: n.stats.layers for pk, n in nodes.items()}
+    copies: dict[int, set[int]] = {pk: set() for pk in nodes}
+    for k, p in pairs.items():
+        if len(k) == 2 and copy_kind(nodes[min(k)], nodes[max(k)], p):
+            copies[min(k)].add(max(k))
+            copies[max(k)].add(min(k))
+    candidates = {}
+    if len(nodes) > 2:
+        for pk, node in nodes.items():
+            found = passthrough_parents(node, pairs, depths, frozenset(copies[pk]))
+            if found and not (timed and any(time_order(nodes[p], node) < 0 for p in found)):
+                candidates[pk] = found
+    age = {pk: n.created_at.timestamp() for pk, n in nodes.items() if timed and n.created_at is not None}
+    passthrough = accept_passthrough(candidates, pairs, depths, age)
+    if len(passthrough) >= len(nodes) - 1:  # something is left to place
+        return {}, {}
+    below = composite_descendants(passthrough, pairs, distances) if passthrough else {}
+    if timed:
+        below = {c: p for c, p in below.items() if time_order(nodes[p], nodes[c]) >= 0}
+        while any(p not in passthrough and p not in below for p in below.values()):
+            below = {c: p for c, p in below.items() if p in passthrough or p in below}
+    return passthrough, below
