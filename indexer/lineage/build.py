@@ -244,17 +244,15 @@ def build_graph(
     return _summary(build_info(store, build_id), model_count, family_count, rebuilt=len(new_ids), reused=len(kept))
 
 
-VERIFY_ROUNDS = 3  # a family is placed again at most this often after an edge's new test failed
-
-
 def _verified(store: Store, records, jobs: list[FamilyJob], workers: int | None, test: bool, rehash) -> list:
     """Assemble the jobs; with ``test``, every edge on an untested pair gets its test
     (``_with_p_values``), and a family with an edge whose pair the tests then do not confirm
     related (Holm over every tested pair, ``decide``) is placed again without that pair, under the
-    digest ``rehash(job, pairs)`` that the next build will compute for it."""
+    digest ``rehash(job, pairs)`` that the next build will compute for it - until no edge of it is
+    refuted (every round excludes at least one more of its finitely many pairs)."""
     done: list = [None] * len(jobs)
     pending = list(enumerate(jobs))
-    for round_ in range(VERIFY_ROUNDS + 1):
+    while pending:
         results = list(assemble_families([job for _, job in pending], workers))
         if test:
             results = [(d, root, group, _with_p_values(store, records, edges)) for d, root, group, edges in results]
@@ -271,11 +269,9 @@ def _verified(store: Store, records, jobs: list[FamilyJob], workers: int | None,
                 and (relation := get_relation(store, e.parent, e.child)) is not None
                 and not relation.confirmed
             }
-            if failed and round_ < VERIFY_ROUNDS:
+            if failed:
                 pairs = {k: replace(p, unrelated=True) if k in failed else p for k, p in job.pairs.items()}
                 retry.append((index, replace(job, digest=rehash(job, pairs), pairs=pairs)))
-        if not retry:
-            break
         pending = retry
     return done
 
