@@ -75,6 +75,19 @@ def test_arborescence_refuses_a_graph_no_node_spans():
         minimum_spanning_arborescence([1, 2, 3], {(1, 2): 1.0})
 
 
+def test_with_a_root_cost_the_arborescence_is_a_forest_taking_roots_only_where_edges_cost_more():
+    edges = {(1, 2): 1.0, (2, 3): 1.0, (3, 4): 900.0, (4, 3): 5.0, (1, 5): 2.0}
+    # 4 can only be reached by an edge dearer than another root: it becomes one; the rest is one tree
+    assert sorted(minimum_spanning_arborescence([1, 2, 3, 4, 5], edges, root_cost=500.0)) == [(1, 2), (1, 5), (2, 3)]
+    # a node no edge reaches is a root of its own instead of an error
+    assert minimum_spanning_arborescence([1, 2, 3], {(1, 2): 1.0}, root_cost=500.0) == [(1, 2)]
+    # below every edge's cost, every node is its own root; above, the plain arborescence
+    assert minimum_spanning_arborescence([1, 2, 3], {(1, 2): 1.0, (2, 3): 1.0}, root_cost=0.5) == []
+    assert sorted(minimum_spanning_arborescence([1, 2, 3, 4, 5], edges, root_cost=1e4)) == sorted(
+        minimum_spanning_arborescence([1, 2, 3, 4, 5], edges)
+    )
+
+
 def test_components_are_connected_groups_and_singletons():
     assert components([1, 2, 3, 4, 5], [(1, 3), (3, 5), (9, 1)]) == [[1, 3, 5], [2], [4]]
 
