@@ -28,6 +28,7 @@ from typing import Any
 import networkx as nx
 
 from pedigree.errors import EvidenceMissingError
+from pedigree.indexer.independence.summary import SUITE_VERSION
 from pedigree.indexer.pipeline_unet import UNET_STATUS, stored_unet
 from pedigree.indexer.unet import UNetEvidence, unet_test
 from pedigree.indexer.unet_evidence import UNET_CAPTURE_VERSION, StoredUNet
@@ -101,6 +102,7 @@ def unet_relations(store: Store, *, alpha: float = ALPHA, mode: str = "weights")
 def _digest(records: dict[str, ModelRecord], mode: str) -> str:
     payload = {
         "recipe": UNET_CAPTURE_VERSION,
+        "suite": SUITE_VERSION,  # the tests' p-value functions
         "alpha": ALPHA,
         "mode": mode,
         "models": [

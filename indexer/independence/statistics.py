@@ -5,8 +5,9 @@ Two families, as in Zhu et al. (ICML 2025):
 **Constrained** ``φ_U``: match A's units to B's by their own weights and test the matching against
 the identity.  H0: θ_A ⊥ θ_B *and* A's initialisation is exchangeable over units (training is
 permutation-equivariant).  Then the matching is a uniform random permutation whatever B is, so
-Spearman's ρ against the identity has its permutation null exactly (p via the t approximation
-of that null, floored at the exact 1/n!), and so does the number of fixed points (exact tail).
+Spearman's ρ against the identity has its permutation null exactly (p: exact for n <= 8, else a
+Pearson type II curve with that null's exact variance and kurtosis, floored at the exact 1/n! -
+``logp.log10_spearman_permutation_sf``), and so does the number of fixed points (exact tail).
 Not robust: a function-preserving permutation or rotation of B destroys the signal (p ~ U(0,1)).
 
 **Robust** ``φ_MATCH``: two *independent* matchings of the same units, each invariant to the
@@ -49,6 +50,7 @@ import torch
 from pedigree.indexer.block_signatures import zscore_columns
 from pedigree.indexer.independence.logp import (
     log10_fixed_points_sf,
+    log10_spearman_permutation_sf,
     log10_spearman_sf,
     spearman_rho,
 )
@@ -107,7 +109,7 @@ def against_identity(
     if n == len(matching.b_of) and offset_a == offset_b:
         fixed = int(np.sum(a_index == b_index))
         extra = {"fixed_points": fixed, "log10_p_fixed_points": round(log10_fixed_points_sf(fixed, n), 4)}
-    return PairStat(layers[0], layers[1], n, rho, log10_spearman_sf(rho, n), extra)
+    return PairStat(layers[0], layers[1], n, rho, log10_spearman_permutation_sf(rho, n), extra)
 
 
 def agreement(first: Matching, second: Matching, *, layers: tuple[int, int] = (-1, -1)) -> PairStat:

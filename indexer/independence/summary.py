@@ -7,7 +7,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-SUITE_VERSION = "ind7"  # bump whenever a test, its parameters or the combination rule change
+SUITE_VERSION = "ind8"  # bump whenever a test, its parameters or the combination rule change
 SHARED_BLOCK_FAMILYWISE = 1e-4  # a block pair is "shared" if p < 1e-4 / (number of cells tested)
 
 
