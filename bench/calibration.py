@@ -1,6 +1,7 @@
 """Calibration of the independence battery's p-values on every architecture variant (issue 18).
 
     python -m bench.calibration [--pairs 200] [--workers 2] [--live] [--quick] [--group NAME ...]
+                                [--start K] [--pool EARLIER.json]
 
 Groups of *independent* pairs (``bench.calibration_set``):
 
@@ -40,7 +41,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from bench.calibration_report import TESTS, compact_rows, markdown
+from bench.calibration_report import TESTS, compact_rows, markdown, parse_compact_rows
 from bench.calibration_set import (
     SYNTHETIC_GROUPS,
     ZOOS,
@@ -262,7 +263,18 @@ def _thin(pairs: list, count: int | None) -> list:
     return [pairs[i] for i in np.linspace(0, len(pairs) - 1, count).round().astype(int)]
 
 
-def run(pairs: int, workers: int, live: bool, quick: bool, only: list[str] | None) -> dict:
+def run(
+    pairs: int,
+    workers: int,
+    live: bool,
+    quick: bool,
+    only: list[str] | None,
+    *,
+    start: int = 0,
+    pool: dict | None = None,
+) -> dict:
+    """Every wanted group (``only``: names); synthetic groups draw pairs ``[start, start + pairs)``
+    and, with ``pool`` (an earlier result), are pooled with that result's rows of the same group."""
     from bench.calibration_trained import ARCHS, MODELS_PER_ARCH, build_trained, training_summary
 
     wanted = (lambda name: name in only) if only else (lambda name: True)
@@ -276,15 +288,20 @@ def run(pairs: int, workers: int, live: bool, quick: bool, only: list[str] | Non
             variants = tuple(v for v in SYNTHETIC_GROUPS if wanted(v.name))
             for variant in variants:
                 t0 = time.perf_counter()
-                rows = runner.synthetic(synthetic_pairs(pairs, (variant,)))
+                rows = runner.synthetic(synthetic_pairs(pairs, (variant,), start))
+                earlier = parse_compact_rows(pool["groups"][variant.name]["raw"]) if pool else []
+                fresh_rows = rows
+                rows = earlier + rows
                 result["groups"][variant.name] = {
                     **_group(rows, independent=True, variant=True),
                     "description": variant.description,
                     "shared_probes_min": min(r["shared_probes"] for r in rows),
                     "init_schemes": sorted({r["scheme"] for r in rows}),
+                    "pair_indices": [start, start + pairs],
+                    **({"pooled": {"earlier_pairs": len(earlier), "fresh_pairs": len(fresh_rows)}} if pool else {}),
                     "raw": compact_rows(rows),
                 }
-                result["timing"][variant.name] = _timing(rows, time.perf_counter() - t0)
+                result["timing"][variant.name] = _timing(fresh_rows, time.perf_counter() - t0)
             for arch in ARCHS:
                 name = f"trained {arch}"
                 if not wanted(name):
@@ -409,10 +426,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--group", action="append", help="only these groups (repeatable; 'power' for power)")
     parser.add_argument("--no-report", action="store_true", help="write the JSON, leave BENCHMARKS.md")
     parser.add_argument("--json", type=Path, help="with --quick or --group: also write the JSON here")
+    parser.add_argument("--start", type=int, default=0, help="first pair index of the synthetic groups (fresh pairs)")
+    parser.add_argument("--pool", type=Path, help="an earlier result JSON: pool its rows of the same synthetic groups")
     args = parser.parse_args(argv)
     pairs = QUICK["pairs"] if args.quick else args.pairs
-    result = run(pairs, args.workers, args.live, args.quick, args.group)
+    if args.pool and not args.group:
+        parser.error("--pool needs --group (the groups of the earlier run to extend)")
+    pool = json.loads(args.pool.read_text()) if args.pool else None
+    if pool:
+        missing = [g for g in args.group if g in {v.name for v in SYNTHETIC_GROUPS} and g not in pool["groups"]]
+        if missing:
+            parser.error(f"{args.pool} has no group {missing[0]!r}")
+    result = run(pairs, args.workers, args.live, args.quick, args.group, start=args.start, pool=pool)
     command = "python -m bench.calibration" + (f" --pairs {args.pairs}" if args.pairs != 200 else "")
+    command += "".join(f' --group "{g}"' for g in args.group or [])
+    command += f" --start {args.start}" * bool(args.start) + f" --pool {args.pool}" * bool(args.pool)
     command += " --live" * args.live
     if args.quick or args.group:
         if args.json:

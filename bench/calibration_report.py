@@ -31,6 +31,21 @@ def compact_rows(rows: list[dict]) -> dict:
     return {"columns": "|".join(columns), "rows": lines}
 
 
+def parse_compact_rows(raw: dict) -> list[dict]:
+    """The rows of :func:`compact_rows` back as dicts (models as their one-line descriptions, and
+    the log10 p of the tests that ran) - to pool a later run's fresh pairs with an earlier one's."""
+    columns = raw["columns"].split("|")
+    rows = []
+    for line in raw["rows"]:
+        fields = dict(zip(columns, line.split("|")))
+        row: dict = {"a": fields["a"], "b": fields["b"]}
+        if "scheme" in fields:
+            row.update(scheme=fields["scheme"], shared_probes=int(fields["shared_probes"]))
+        row["log10_p"] = {t: float(fields[t]) for t in TESTS if fields.get(t, "") != ""}
+        rows.append(row)
+    return rows
+
+
 def _cell(entry: dict, key: str) -> str:
     value = entry.get(key)
     return "–" if value is None else f"{value['k']}/{value['n']} ({value['rate']:.2%})"

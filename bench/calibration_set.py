@@ -243,9 +243,10 @@ def pair_spec(variant: Variant, index: int, group_no: int) -> PairSpec:
     return PairSpec(variant.name, index, model(a, seed, init_a, "a"), model(b, seed + 1, init_b, "b"), scheme)
 
 
-def synthetic_pairs(pairs: int, groups: tuple[Variant, ...] = SYNTHETIC_GROUPS) -> list[PairSpec]:
-    """``pairs`` independent pairs of every synthetic group."""
-    return [pair_spec(v, k, SYNTHETIC_GROUPS.index(v)) for v in groups for k in range(pairs)]
+def synthetic_pairs(pairs: int, groups: tuple[Variant, ...] = SYNTHETIC_GROUPS, start: int = 0) -> list[PairSpec]:
+    """``pairs`` independent pairs of every synthetic group: indices ``[start, start + pairs)`` (a
+    later start draws fresh pairs - new seeds and shapes - that extend an earlier run)."""
+    return [pair_spec(v, k, SYNTHETIC_GROUPS.index(v)) for v in groups for k in range(start, start + pairs)]
 
 
 def shape_of(config: dict) -> dict:

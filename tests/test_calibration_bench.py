@@ -13,6 +13,7 @@ import torch
 
 from bench import calibration_set as cs
 from bench.calibration import bars, calibration_stats, run_synthetic
+from bench.calibration_report import compact_rows, parse_compact_rows
 from pedigree.zoo.architectures import spec_from_config
 
 PAIRS = 8  # per group, for the shape checks
@@ -121,6 +122,25 @@ def test_no_model_in_two_pairs(groups):
     assert len(clustered) == 210 and len(matching) == 10
     used = [m for p in matching for m in (p.a, p.b)]
     assert len(set(used)) == len(used) == 20
+
+
+def test_a_later_start_draws_fresh_pairs_that_extend_a_run(small_tokenizers):
+    variant = next(v for v in cs.SYNTHETIC_GROUPS if v.name == "qwen2 GQA")
+    first, later = cs.synthetic_pairs(4, (variant,)), cs.synthetic_pairs(4, (variant,), start=4)
+    assert [p.index for p in later] == [4, 5, 6, 7]
+    assert cs.synthetic_pairs(8, (variant,)) == first + later  # the same pairs as one longer run
+    seeds = [m.seed for p in first + later for m in (p.a, p.b)]
+    assert len(set(seeds)) == len(seeds)
+
+
+def test_compact_rows_parse_back_for_pooling():
+    rows = [
+        {"a": "m1", "b": "m2", "scheme": "mixed", "shared_probes": 443, "log10_p": {"mlp_up": -0.25, "combined": 0.0}},
+        {"a": "m3", "b": "m4", "scheme": "normal", "shared_probes": 390, "log10_p": {"mlp_match": -1.5}},
+    ]
+    parsed = parse_compact_rows(compact_rows(rows))
+    assert parsed == rows
+    assert calibration_stats([r["log10_p"] for r in parsed]) == calibration_stats([r["log10_p"] for r in rows])
 
 
 def test_statistics_known_answers():
