@@ -105,7 +105,9 @@ def read_plan(source: TensorSource, roles: ModelRoles) -> int:
         plan.rows(layer.q, max(fingerprint.q_rows, described.q_rows, RAW_ROWS, GRID_ROWS))
         plan.rows(layer.k, max(fingerprint.kv_rows, described.kv_rows, RAW_ROWS))
         plan.rows(layer.v, max(described.kv_rows, RAW_ROWS))
-        plan.rows(layer.up, UNIT_ROWS)
+        # an ungated block's canonical units are single up rows beyond its first WIDE_MLP (as many bytes)
+        ungated_canonical = layer.gate is None and canonical_eligible(layer)
+        plan.rows(layer.up, UNIT_ROWS + CANONICAL_UNITS * ungated_canonical)
         plan.rows(layer.gate, UNIT_ROWS)
         if layer.gate is None or source.info(layer.down.name).nbytes <= GATED_DOWN_BYTES:
             plan.whole(layer.down.name, "an MLP's down projection is read whole")

@@ -7,10 +7,10 @@ everything the independence tests (``indexer.independence.suite``) and the linea
 - the config and the tensor headers (so the roles are rebuilt exactly), the vocabulary's pieces;
 - the probe tokens and their embedding and output-head rows;
 - per block, the MLP's raw gate/up rows and norm gain: every unit of a narrow MLP, the first units
-  of a wide one and, for wide gated MLPs, the canonical units (``indexer.unit_selection``: chosen
-  by a permutation- and rescaling-invariant rule, so a unit-permuted derivative keeps most of them)
-  (their down columns too: always for ungated MLPs, whose tests need them; for gated ones up to
-  :data:`GATED_DOWN_BYTES`, for pairs with an ungated model), and their embedding-free unit
+  of a wide one and, for wide MLPs (gated or not), the canonical units (``indexer.unit_selection``:
+  chosen by a permutation- and rescaling-invariant rule, so a unit-permuted derivative keeps most
+  of them) (their down columns too: always for ungated MLPs, whose tests need them; for gated ones
+  up to :data:`GATED_DOWN_BYTES`, for pairs with an ungated model), and their embedding-free unit
   descriptors;
 - per block, the first ``RAW_ROWS`` raw rows of q, k and v (raw-weight distances, low-rank and
   merge fits, update geometry);
@@ -55,7 +55,7 @@ from pedigree.indexer.vocabulary import Vocabulary
 UNITS = Budget().unit_block
 GATED_DOWN_BYTES = 4 * 2**20  # a gated MLP's down columns (only a pair with an ungated MLP needs them) up to this
 WHOLE_BLOCK_BYTES = 4 * 2**20  # whole-block vectors are captured when the three blocks are this small
-CAPTURE_VERSION = f"ev2-u{UNITS}w{WIDE_FIRST_UNITS}c{CANONICAL_UNITS}j{DOWN_ROWS}-p{TEST_PROBES or 'all'}-r{RAW_ROWS}"
+CAPTURE_VERSION = f"ev3-u{UNITS}w{WIDE_FIRST_UNITS}c{CANONICAL_UNITS}j{DOWN_ROWS}-p{TEST_PROBES or 'all'}-r{RAW_ROWS}"
 
 
 def whole_layers(depth: int) -> list[int]:
@@ -125,12 +125,14 @@ def _prefetch_canonical(model: ModelTensors) -> None:
     """Two rounds of coalesced reads for the canonical units: the down-projection rows that choose
     them, then their gate and up rows (scattered single rows)."""
     layers = [i for i, layer in enumerate(model.roles.layers) if canonical_eligible(layer)]
-    model.source.prefetch_rows([read for i in layers for read in model.down_rows_for_selection(i)[1]], gap=1)
+    gated = [i for i in layers if model.roles.layers[i].gate is not None]  # ungated: down is read whole
+    model.source.prefetch_rows([read for i in gated for read in model.down_rows_for_selection(i)[1]], gap=1)
     rows: list[tuple[str, int, int]] = []
     for i in layers:
         layer, chosen = model.roles.layers[i], model.canonical_units(i)
-        assert layer.gate is not None and chosen is not None  # eligible blocks are gated and choose units
-        rows += [(ref.name, int(u), int(u) + 1) for ref in (layer.gate, layer.up) for u in chosen]
+        assert chosen is not None  # eligible blocks choose units
+        per_unit = [ref for ref in (layer.gate, layer.up) if ref is not None and not ref.transpose]
+        rows += [(ref.name, int(u), int(u) + 1) for ref in per_unit for u in chosen]
     model.source.prefetch_rows(rows, gap=1)
 
 
@@ -171,8 +173,12 @@ def capture(model: ModelTensors, units: int = UNITS) -> tuple[dict[str, Any], di
             units_kept = model.canonical_units(i)
             assert units_kept is not None  # rows come with their units
             arrays[f"canonical_units.{i}"] = torch.from_numpy(units_kept.astype(np.int64))
-            arrays[f"canonical_gate.{i}"] = compact(canonical[0])
-            arrays[f"canonical_up.{i}"] = compact(canonical[1])
+            if glu:
+                arrays[f"canonical_gate.{i}"] = compact(canonical[0])
+                arrays[f"canonical_up.{i}"] = compact(canonical[1])
+            else:  # raw up rows and the down columns
+                arrays[f"canonical_up.{i}"] = compact(canonical[0])
+                arrays[f"canonical_down_t.{i}"] = compact(canonical[1])
         arrays[f"desc_read.{i}"] = torch.from_numpy(first)
         arrays[f"desc_write.{i}"] = torch.from_numpy(second)
         for name, raw in zip("qkv", model.raw_attention_rows(i)):
@@ -283,8 +289,10 @@ class StoredModel(ShapeFacts):
         if self.canonical_units(layer) is None:
             return None
         gain = self._get(f"mlp_gain.{layer}").float()
-        gate = self._get(f"canonical_gate.{layer}").float() * gain
-        return Mlp(gate=gate, up=self._get(f"canonical_up.{layer}").float() * gain, down_t=None)
+        up = self._get(f"canonical_up.{layer}").float() * gain
+        if f"canonical_gate.{layer}" not in self.evidence:  # an ungated block: up rows and down columns
+            return Mlp(gate=None, up=up, down_t=self._get(f"canonical_down_t.{layer}").float())
+        return Mlp(gate=self._get(f"canonical_gate.{layer}").float() * gain, up=up, down_t=None)
 
     def raw_attention_rows(self, layer: int) -> list[torch.Tensor]:
         return [self._get(f"raw_{name}.{layer}").float() for name in "qkv"]

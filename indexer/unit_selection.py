@@ -6,9 +6,14 @@ the sample has up to two parts:
 * **the first units** ``[0, contiguous_units(layer))`` - one range read per matrix; a derivative
   that kept its parent's coordinates (fine-tunes, merges, quantisation) is read at the very same
   units;
-* **canonical units** (gated MLPs wider than :data:`CANONICAL_FROM`): :data:`CANONICAL_UNITS`
-  units chosen by *what they are*, not where they sit, so that a unit-permuted (and
-  residual-permuted, rescaled) copy stores mostly the same units as its parent.  Two
+* **canonical units** (MLPs wider than :data:`CANONICAL_FROM`): :data:`CANONICAL_UNITS` units
+  chosen by *what they are*, not where they sit, so that a unit-permuted (and
+  residual-permuted, rescaled) copy stores mostly the same units as its parent.  Gated MLPs keep
+  :data:`WIDE_FIRST_UNITS` first units beside them (their rows are read per unit); ungated ones
+  (GELU MLPs: GPT-2, BERT, GPT-NeoX, ...) keep their :data:`WIDE_MLP` first units as before and
+  add the canonical units - their down projection is read whole anyway (its units are its
+  columns), so choosing costs no read, and the canonical units' up rows are single-row reads
+  (or come from the whole up matrix where it is stored transposed, GPT-2's Conv1D).  Two
   position-based samples of k units out of W share only about k²/W units under a unit
   permutation (11 of 256 for a 1B-shaped MLP of 5632 units), which is why the permuted children
   of the refresh benchmark went unconfirmed from the stored evidence.
@@ -44,25 +49,26 @@ CANONICAL_FROM = WIDE_MLP**2 // CANONICAL_UNITS  # 1024: narrower MLPs keep thei
 
 
 def canonical_eligible(layer: LayerRoles) -> bool:
-    """A gated MLP wider than :data:`CANONICAL_FROM` units whose down projection is stored plainly
-    ([hidden, units], rows contiguous).  Up to that width, the first :data:`WIDE_MLP` units of a
-    unit-permuted copy still share about WIDE_MLP² / width >= :data:`CANONICAL_UNITS` units with
-    its parent's - as many as the canonical sample would add - so such blocks are kept as before."""
-    return (
-        layer.mlp_size > CANONICAL_FROM
-        and layer.gate is not None
-        and not layer.down.transpose
-        and layer.down.parts == 1
-    )
+    """An MLP wider than :data:`CANONICAL_FROM` units whose down projection is one matrix: gated
+    with the down projection stored plainly ([hidden, units], rows contiguous: |J| row reads
+    choose the units), or ungated (its down projection is read whole, plain or transposed).  Up to
+    that width, the first :data:`WIDE_MLP` units of a unit-permuted copy still share about
+    WIDE_MLP² / width >= :data:`CANONICAL_UNITS` units with its parent's - as many as the
+    canonical sample would add - so such blocks are kept as before."""
+    if layer.mlp_size <= CANONICAL_FROM or layer.down.parts != 1:
+        return False
+    if layer.gate is None:
+        return layer.up.parts == 1
+    return not layer.down.transpose
 
 
 def contiguous_units(layer: LayerRoles) -> int | None:
     """How many first units of the block are read and stored: None for all of them (a block of
-    at most :data:`WIDE_MLP` units), :data:`WIDE_FIRST_UNITS` beside canonical units, else
-    :data:`WIDE_MLP`."""
+    at most :data:`WIDE_MLP` units), :data:`WIDE_FIRST_UNITS` beside a gated block's canonical
+    units, else :data:`WIDE_MLP`."""
     if layer.mlp_size <= WIDE_MLP:
         return None
-    return WIDE_FIRST_UNITS if canonical_eligible(layer) else WIDE_MLP
+    return WIDE_FIRST_UNITS if canonical_eligible(layer) and layer.gate is not None else WIDE_MLP
 
 
 def residual_dims(gain: np.ndarray, count: int = DOWN_ROWS) -> np.ndarray:

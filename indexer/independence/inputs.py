@@ -199,35 +199,49 @@ class ModelTensors(ShapeFacts):
         return dims, [(roles.down.name, int(j), int(j) + 1) for j in dims]
 
     def canonical_units(self, layer: int) -> np.ndarray | None:
-        """The block's canonical MLP units (sorted ids), None when it has none (not a wide gated
-        MLP with a plainly stored down projection): ``indexer.unit_selection``."""
+        """The block's canonical MLP units (sorted ids), None when it has none (not a wide MLP
+        with one down matrix): ``indexer.unit_selection``.  A gated block reads the |J| down rows;
+        an ungated one takes them from its down projection, which its tests read whole."""
         if layer not in self._canonical:
             roles = self.roles.layers[layer]
             chosen = None
             if canonical_eligible(roles):
                 dims, reads = self.down_rows_for_selection(layer)
-                down = torch.cat([self.source.read_rows(name, a, b).float() for name, a, b in reads])
+                if roles.gate is None:
+                    down = self.loader.matrix(roles.down)[torch.from_numpy(dims)].float()
+                else:
+                    down = torch.cat([self.source.read_rows(name, a, b).float() for name, a, b in reads])
                 chosen = select_units(down.numpy())
             self._canonical[layer] = chosen
         return self._canonical[layer]
 
     def canonical_rows(self, layer: int) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Raw (unfolded) gate and up rows of the canonical units, one row read each."""
+        """Raw (unfolded) rows of the canonical units: (gate, up) of a gated block, one row read
+        each; (up, down columns) of an ungated one (its down projection is read whole)."""
         units = self.canonical_units(layer)
         if units is None:
             return None
         roles = self.roles.layers[layer]
-        assert roles.gate is not None  # canonical units are a gated MLP's
+        if roles.gate is None:
+            index = torch.from_numpy(units.astype(np.int64))
+            if roles.up.transpose:  # GPT-2's Conv1D: the up units are stored columns, read whole
+                up = self.loader.matrix(roles.up)[index].float()
+            else:
+                up = torch.cat([self.source.read_rows(roles.up.name, int(u), int(u) + 1).float() for u in units])
+            return up, self.loader.matrix(roles.down).t()[index].float().contiguous()
         gate = torch.cat([self.source.read_rows(roles.gate.name, int(u), int(u) + 1).float() for u in units])
         up = torch.cat([self.source.read_rows(roles.up.name, int(u), int(u) + 1).float() for u in units])
         return gate, up
 
     def canonical_mlp(self, layer: int) -> Mlp | None:
-        """The canonical units' gate and up rows, gain folded (no down columns)."""
+        """The canonical units, gain folded: gate and up rows of a gated block, up rows and down
+        columns of an ungated one."""
         rows = self.canonical_rows(layer)
         if rows is None:
             return None
         gain = self.loader.gain(self.roles.layers[layer].mlp_norm, self.roles.hidden_size)
+        if self.roles.layers[layer].gate is None:
+            return Mlp(gate=None, up=rows[0] * gain, down_t=rows[1])
         return Mlp(gate=rows[0] * gain, up=rows[1] * gain, down_t=None)
 
     def raw_attention_rows(self, layer: int) -> list[torch.Tensor]:

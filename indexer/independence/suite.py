@@ -155,15 +155,21 @@ class _Profiles:
         return self.cache[layer]
 
     def canonical(self, layer: int) -> dict[str, torch.Tensor] | None:
-        """Responses of the block's canonical units (gated pairs only; None when it has none)."""
-        if not self.glu_pair:
-            return None
+        """Responses of the block's canonical units: gate and up for a pair of gated blocks, up and
+        down for a pair of ungated ones; None when the block has none (or, in a gated-ungated
+        pair, for the gated block: its canonical units carry no down columns)."""
         if layer not in self.canonical_cache:
             mlp = self.model.canonical_mlp(layer)
+            usable = mlp is not None and (mlp.gate is not None if self.glu_pair else mlp.down_t is not None)
             self.canonical_cache[layer] = (
-                None
-                if mlp is None
-                else {name: unit_rows(p) for name, p in mlp_profiles(mlp.gate, mlp.up, None, self.x).items()}
+                {
+                    name: unit_rows(p)
+                    for name, p in mlp_profiles(
+                        mlp.gate if self.glu_pair else None, mlp.up, None if self.glu_pair else mlp.down_t, self.x
+                    ).items()
+                }
+                if mlp is not None and usable
+                else None
             )
         return self.canonical_cache[layer]
 
