@@ -88,6 +88,7 @@ class Variant:
     tied: bool | None = None  # llama/qwen2: tie_word_embeddings
     differ: str = ""  # "" | "depth" | "width" | "hidden" | "tokenizer"
     description: str = ""
+    wide: bool = False  # MLPs of WIDE_WIDTHS units: the tests' canonical-unit samples
 
 
 SYNTHETIC_GROUPS = (
@@ -112,7 +113,14 @@ SYNTHETIC_GROUPS = (
         differ="tokenizer",
         description="different zoo A / zoo B tokenizers and vocabulary sizes",
     ),
+    Variant(  # last: the groups before it keep their numbers, so their seeds
+        "wide MLP",
+        ("llama", "qwen2", "gpt2", "gpt_neox", "bert"),
+        wide=True,
+        description="MLPs of 1096-1536 units (> 1024): first units plus canonical units, gated and ungated",
+    ),
 )
+WIDE_WIDTHS = (1096, 1280, 1536)  # MLP units of the "wide MLP" group (indexer.unit_selection.CANONICAL_FROM = 1024)
 
 
 @cache
@@ -214,7 +222,8 @@ def pair_spec(variant: Variant, index: int, group_no: int) -> PairSpec:
         "vocab_pad": rng.choice((0, 0, 0, 64)),
     }
     own_tok = OWN_TOKENIZER[model_type]
-    a = dict(shared, hidden=hidden, layers=layers, intermediate=_width(model_type, hidden, rng), tokenizer=own_tok)
+    width = rng.choice(WIDE_WIDTHS) if variant.wide else _width(model_type, hidden, rng)
+    a = dict(shared, hidden=hidden, layers=layers, intermediate=width, tokenizer=own_tok)
     b = dict(a)
     if variant.differ == "depth":
         b["layers"] = rng.choice([n for n in range(2, 7) if n != layers])

@@ -14,6 +14,7 @@ import torch
 from bench import calibration_set as cs
 from bench.calibration import bars, calibration_stats, run_synthetic
 from bench.calibration_report import compact_rows, parse_compact_rows
+from pedigree.indexer.unit_selection import CANONICAL_FROM
 from pedigree.zoo.architectures import spec_from_config
 
 PAIRS = 8  # per group, for the shape checks
@@ -47,7 +48,7 @@ def specs(pair: cs.PairSpec):
 
 
 def test_variant_groups_make_what_they_claim(groups):
-    assert len(groups) == len(cs.SYNTHETIC_GROUPS) == 12
+    assert len(groups) == len(cs.SYNTHETIC_GROUPS) == 13
     for name, pairs in groups.items():
         assert len(pairs) == PAIRS
         for pair in pairs:
@@ -71,9 +72,12 @@ def test_variant_groups_make_what_they_claim(groups):
                 assert a.residual == "parallel" and not a.tied
             elif name == "bert":
                 assert a.residual == "post"
+            elif name == "wide MLP":  # canonical-unit samples (indexer.unit_selection), gated or not
+                assert a.intermediate in cs.WIDE_WIDTHS and a.intermediate > CANONICAL_FROM
             if not name.startswith("cross-"):
                 assert pair.a.config == pair.b.config  # one shape, two initialisations
     assert {a.glu for p in groups["llama GQA"] + groups["gpt2"] for a in specs(p)} == {True, False}
+    assert {a.glu for p in groups["wide MLP"] for a in specs(p)} == {True, False}
     assert all(specs(p)[0].layers != specs(p)[1].layers for p in groups["cross-depth"])
     for pair in groups["cross-width"]:
         a, b = specs(pair)
