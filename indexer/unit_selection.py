@@ -43,7 +43,7 @@ from pedigree.indexer.adapters.base import LayerRoles
 
 WIDE_MLP = 256  # MLPs up to this many units are read and stored whole
 WIDE_FIRST_UNITS = 128  # a wide gated MLP with canonical units keeps only its first units [0, this)
-CANONICAL_UNITS = 64  # canonical units kept per wide gated block
+CANONICAL_UNITS = 64  # canonical units kept per wide block (gated or not)
 DOWN_ROWS = 16  # residual dimensions (down-projection rows) that describe every unit
 CANONICAL_FROM = WIDE_MLP**2 // CANONICAL_UNITS  # 1024: narrower MLPs keep their first WIDE_MLP units only
 

@@ -31,7 +31,7 @@ whatever their dependence.
 MLPs wider than ``Budget.unit_block`` are tested on a sample of each model's units - the ones
 the evidence store keeps (``indexer.stored_model``, ``indexer.unit_selection``): a contiguous
 block of first units (one range read per matrix; a derivative in its parent's coordinates keeps
-every unit of it in place), and for wide gated MLPs also canonical units chosen by a
+every unit of it in place), and for MLPs wider than 1024 units also canonical units chosen by a
 permutation- and rescaling-invariant rule, so that a unit-permuted derivative keeps most of them
 too (two position-based samples share only about k² / width units).  φ_MATCH runs on each part
 and the two are Bonferroni-combined per block pair.  The nulls are unchanged: each model's sample
