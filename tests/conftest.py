@@ -20,6 +20,22 @@ def small_zoo() -> Path:
     return small_zoo_path()
 
 
+@pytest.fixture(scope="module")
+def small_tokenizers(small_zoo: Path):
+    """bench.calibration_set's tokenizers from the small zoos A and B (the full zoos are the bench's)."""
+    from bench import calibration_set as cs
+    from bench.zoo_cache import small_zoo_b_path
+
+    saved = dict(cs.TOKENIZER_ZOOS)
+    cs.TOKENIZER_ZOOS.update({"full": small_zoo, "b-full": small_zoo_b_path()})
+    cs.tokenizer_texts.cache_clear()
+    cs._tokenizer.cache_clear()
+    yield
+    cs.TOKENIZER_ZOOS.update(saved)
+    cs.tokenizer_texts.cache_clear()
+    cs._tokenizer.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def truth(small_zoo: Path) -> dict:
     return json.loads((small_zoo / "truth.json").read_text())

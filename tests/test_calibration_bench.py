@@ -21,21 +21,6 @@ PAIRS = 8  # per group, for the shape checks
 
 
 @pytest.fixture(scope="module")
-def small_tokenizers(small_zoo: Path):
-    """The calibration set's tokenizers from the small zoos A and B (the full zoos are the bench's)."""
-    from bench.zoo_cache import small_zoo_b_path
-
-    saved = dict(cs.TOKENIZER_ZOOS)
-    cs.TOKENIZER_ZOOS.update({"full": small_zoo, "b-full": small_zoo_b_path()})
-    cs.tokenizer_texts.cache_clear()
-    cs._tokenizer.cache_clear()
-    yield
-    cs.TOKENIZER_ZOOS.update(saved)
-    cs.tokenizer_texts.cache_clear()
-    cs._tokenizer.cache_clear()
-
-
-@pytest.fixture(scope="module")
 def groups(small_tokenizers) -> dict[str, list[cs.PairSpec]]:
     out: dict[str, list[cs.PairSpec]] = {}
     for pair in cs.synthetic_pairs(PAIRS):

@@ -13,8 +13,6 @@ with ``indexer.stored_model.capture`` into real evidence files.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -53,42 +51,31 @@ def _drift(state: dict[str, torch.Tensor], seed: int, scale: float = 0.05) -> di
 
 
 @pytest.fixture(scope="module")
-def family(small_zoo: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+def family(small_tokenizers, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     """Per model type: the parent, its permuted drifted child and an unrelated model - live
     readers and stored evidence - and the child's unit permutations."""
-    from bench.zoo_cache import small_zoo_b_path
-
-    saved = dict(cs.TOKENIZER_ZOOS)
-    cs.TOKENIZER_ZOOS.update({"full": small_zoo, "b-full": small_zoo_b_path()})
-    cs.tokenizer_texts.cache_clear()
-    cs._tokenizer.cache_clear()
     root = tmp_path_factory.mktemp("ungated")
     out: dict[str, dict] = {}
-    try:
-        for model_type, tokenizer in TYPES.items():
-            config = cs.model_config(model_type, tokenizer, hidden=HIDDEN, layers=LAYERS, heads=4, intermediate=WIDTH)
-            parent = _with_gains(cs.init_state(config, 11, "normal"), 3)
-            steps = plan_function_preserving(config, 7, KINDS)
-            _, child = apply_steps(config, _drift(parent, 5), steps)
-            states = {"parent": parent, "child": child, "other": _with_gains(cs.init_state(config, 99, "normal"), 4)}
-            models: dict[str, dict] = {}
-            for name, state in states.items():
-                folder = root / model_type / name
-                save_checkpoint(folder, config, state)
-                for file, text in cs.tokenizer_texts(tokenizer).items():
-                    (folder / file).write_text(text)
-                manifest, arrays = capture(ModelTensors(open_checkpoint(folder), name))
-                write_evidence(folder.with_suffix(".npz"), manifest, arrays)
-                models[name] = {
-                    "live": ModelTensors(open_checkpoint(folder), name),
-                    "stored": StoredModel(EvidenceFile(folder.with_suffix(".npz")), name),
-                }
-            perms = next(s for s in steps if s.kind == "mlp_permutation").params["perms"]
-            out[model_type] = {"models": models, "unit_perms": [p.numpy() for p in perms]}
-    finally:
-        cs.TOKENIZER_ZOOS.update(saved)
-        cs.tokenizer_texts.cache_clear()
-        cs._tokenizer.cache_clear()
+    for model_type, tokenizer in TYPES.items():
+        config = cs.model_config(model_type, tokenizer, hidden=HIDDEN, layers=LAYERS, heads=4, intermediate=WIDTH)
+        parent = _with_gains(cs.init_state(config, 11, "normal"), 3)
+        steps = plan_function_preserving(config, 7, KINDS)
+        _, child = apply_steps(config, _drift(parent, 5), steps)
+        states = {"parent": parent, "child": child, "other": _with_gains(cs.init_state(config, 99, "normal"), 4)}
+        models: dict[str, dict] = {}
+        for name, state in states.items():
+            folder = root / model_type / name
+            save_checkpoint(folder, config, state)
+            for file, text in cs.tokenizer_texts(tokenizer).items():
+                (folder / file).write_text(text)
+            manifest, arrays = capture(ModelTensors(open_checkpoint(folder), name))
+            write_evidence(folder.with_suffix(".npz"), manifest, arrays)
+            models[name] = {
+                "live": ModelTensors(open_checkpoint(folder), name),
+                "stored": StoredModel(EvidenceFile(folder.with_suffix(".npz")), name),
+            }
+        perms = next(s for s in steps if s.kind == "mlp_permutation").params["perms"]
+        out[model_type] = {"models": models, "unit_perms": [p.numpy() for p in perms]}
     return out
 
 

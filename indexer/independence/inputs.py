@@ -110,6 +110,7 @@ class ModelTensors(ShapeFacts):
         self._mlp: dict[tuple[int, int | None, int | None, bool], Mlp] = {}
         self._units: dict[tuple[int, int | None], tuple[np.ndarray, np.ndarray]] = {}
         self._canonical: dict[int, np.ndarray | None] = {}
+        self._canonical_down: dict[int, torch.Tensor] = {}  # an ungated block's canonical down columns
 
     @cached_property
     def roles(self) -> ModelRoles:
@@ -207,11 +208,13 @@ class ModelTensors(ShapeFacts):
             chosen = None
             if canonical_eligible(roles):
                 dims, reads = self.down_rows_for_selection(layer)
-                if roles.gate is None:
-                    down = self.loader.matrix(roles.down)[torch.from_numpy(dims)].float()
+                if roles.gate is None:  # the whole down projection, once: it also gives the units' columns
+                    whole = self.loader.matrix(roles.down).float()
+                    chosen = select_units(whole[torch.from_numpy(dims)].numpy())
+                    self._canonical_down[layer] = whole.t()[torch.from_numpy(chosen.astype(np.int64))].contiguous()
                 else:
                     down = torch.cat([self.source.read_rows(name, a, b).float() for name, a, b in reads])
-                chosen = select_units(down.numpy())
+                    chosen = select_units(down.numpy())
             self._canonical[layer] = chosen
         return self._canonical[layer]
 
@@ -228,7 +231,7 @@ class ModelTensors(ShapeFacts):
                 up = self.loader.matrix(roles.up)[index].float()
             else:
                 up = torch.cat([self.source.read_rows(roles.up.name, int(u), int(u) + 1).float() for u in units])
-            return up, self.loader.matrix(roles.down).t()[index].float().contiguous()
+            return up, self._canonical_down[layer]
         gate = torch.cat([self.source.read_rows(roles.gate.name, int(u), int(u) + 1).float() for u in units])
         up = torch.cat([self.source.read_rows(roles.up.name, int(u), int(u) + 1).float() for u in units])
         return gate, up
