@@ -434,7 +434,12 @@ def main(argv: list[str] | None = None) -> None:
     pairs = QUICK["pairs"] if args.quick else args.pairs
     if args.pool and not args.group:
         parser.error("--pool needs --group (the groups of the earlier run to extend)")
-    pool = json.loads(args.pool.read_text()) if args.pool else None
+    try:
+        pool = json.loads(args.pool.read_text()) if args.pool else None
+    except (OSError, ValueError) as error:
+        parser.error(f"--pool {args.pool}: {error}")
+    if pool is not None and not isinstance(pool.get("groups"), dict):
+        parser.error(f"--pool {args.pool}: not a bench.calibration result (no groups)")
     if pool:
         missing = [g for g in args.group if g in {v.name for v in SYNTHETIC_GROUPS} and g not in pool["groups"]]
         if missing:
