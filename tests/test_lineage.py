@@ -917,3 +917,49 @@ def test_relatedness_through_the_graph_is_shared_ancestry_with_the_weakest_link_
     tests = [SimpleNamespace(a="r", b="g", log10_p=-1.0), SimpleNamespace(a="r", b="u", log10_p=-0.5)]
     direct, through_graph = relatedness(truth, tests), relatedness(truth, tests, graph=graph)
     assert direct["auc"] < 1.0 and through_graph["auc"] == 1.0
+
+
+def _chain_and_its_average(child_of_average: bool) -> tuple[dict, dict, dict, object]:
+    # R -> C -> T -> W, each a unit step along its own axis; S = C + 0.3 (W − C) is a weight average
+    # of C and W, so it lies between them: closer to T (0.76) than C is (1.0).  X = S + 0.8 e4 is a
+    # fine-tune of the average.
+    vectors = {
+        1: [0, 0, 0, 0],  # R
+        2: [1, 0, 0, 0],  # C
+        3: [1, 1, 0, 0],  # T
+        4: [1, 1, 1, 0],  # W
+        5: [1, 0.3, 0.3, 0],  # S: the average
+    }
+    if child_of_average:
+        vectors[6] = [1, 0.3, 0.3, 0.8]  # X
+    points = {pk: np.array(v, dtype=float) for pk, v in vectors.items()}
+    nodes, evidence, geometry = _vector_family(points, {pk: pk for pk in points})
+    return nodes, evidence, {5: [(2, 4, 0.3, 0.0)]}, geometry
+
+
+def test_a_weight_average_does_not_cut_apart_the_chain_it_was_made_from():
+    # T sits between the average's parents C and W: hung under S, the chain C -> T -> W is cut (W then
+    # hangs on C, past its parent).  T cannot descend from S (S was made from W, which descends from T),
+    # so the average is placed after the others and keeps exactly its two parents.
+    nodes, evidence, merges, geometry = _chain_and_its_average(child_of_average=False)
+    _, edges = assemble(nodes, evidence, merges, "weights", geometry=geometry)
+    links = {frozenset((e.parent, e.child)) for e in edges if e.relation != "merge"}
+    assert links == {frozenset((1, 2)), frozenset((2, 3)), frozenset((3, 4))}
+    assert parents_of(edges)[5] == {2, 4}
+    assert all(e.relation == "merge" and e.evidence["directed"] for e in edges if e.child == 5)
+    graph = nx.DiGraph([(e.parent, e.child) for e in edges])
+    assert nx.is_directed_acyclic_graph(graph)
+
+
+def test_a_fine_tune_of_a_weight_average_hangs_under_it():
+    # X hangs where the average itself would (on C, the average's nearest relative) and the average
+    # explains it better (0.8 < 0.91): it is the average's child
+    nodes, evidence, merges, geometry = _chain_and_its_average(child_of_average=True)
+    _, edges = assemble(nodes, evidence, merges, "weights", geometry=geometry)
+    found = parents_of(edges)
+    assert found[5] == {2, 4} and found[6] == {5}
+    assert {frozenset((e.parent, e.child)) for e in edges if e.child not in (5, 6)} == {
+        frozenset((1, 2)),
+        frozenset((2, 3)),
+        frozenset((3, 4)),
+    }

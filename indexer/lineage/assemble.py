@@ -47,6 +47,7 @@ from typing import Any
 import networkx as nx
 
 from pedigree.indexer.lineage.arborescence import components, minimum_spanning_arborescence
+from pedigree.indexer.lineage.averages import attach_averages, merge_fits, placed_last
 from pedigree.indexer.lineage.geometry import MARGIN, Geometry, latent_groups, orient, siblings_not_children
 from pedigree.indexer.lineage.passthrough import explained_blocks, set_aside
 from pedigree.indexer.lineage.signals import (
@@ -59,16 +60,14 @@ from pedigree.indexer.lineage.signals import (
     direction,
     low_rank_step,
     relation,
-    time_order,
     trained_step,
 )
 from pedigree.types import Edge
 
 __all__ = ["ASSEMBLY_VERSION", "LAMBDA", "MODES", "WEIGHTS", "Node", "Pair", "assemble"]
 
-ASSEMBLY_VERSION = "mother-fused-17"  # bump when the assembly changes (families are rebuilt)
+ASSEMBLY_VERSION = "mother-fused-18"  # bump when the assembly changes (families are rebuilt)
 LAMBDA = 0.3
-MERGE_RESIDUAL, MERGE_ALPHA = 0.25, (0.15, 0.85)
 DECLARED_DISCOUNT = 0.25  # mode full: a declared base_model's distance counts 25 % less
 FORBIDDEN = 1e3  # cost added to an edge that time forbids; another root costs FORBIDDEN / 2
 MODES = ("weights", "time", "full")
@@ -92,29 +91,6 @@ def placement_distances(pairs: dict[frozenset, Pair], nodes: dict[int, Node]) ->
         else:
             out[key] = p.distance
     return out
-
-
-def merge_fits(
-    nodes: dict[int, Node], merges: dict[int, list], mode: str = "weights"
-) -> dict[int, tuple[int, int, float, float]]:
-    """child -> its best weight-average fit (a, b, α, residual ratio), where one is good enough.
-    With time evidence (``time``/``full``) a fit naming a parent newer than the child is no fit:
-    time is a constraint, a parent is never newer than its child."""
-    best = {}
-    for child, fits in merges.items():
-        good = [
-            f
-            for f in fits
-            if child in nodes
-            and f[0] in nodes
-            and f[1] in nodes
-            and f[3] < MERGE_RESIDUAL
-            and MERGE_ALPHA[0] < f[2] < MERGE_ALPHA[1]
-            and not (mode in ("time", "full") and any(time_order(nodes[p], nodes[child]) < 0 for p in f[:2]))
-        ]
-        if good:
-            best[child] = min(good, key=lambda f: f[3])
-    return best
 
 
 def copy_groups(
@@ -197,6 +173,8 @@ def _place(
 ) -> tuple[nx.DiGraph, dict[tuple[int, int], float], dict[int, tuple[int, tuple[int, ...]]]]:
     """The originals' tree, each edge's orientation margin (nats) and the children that descend
     from their placed parent through an unindexed model (``geometry.latent_groups``)."""
+    inside = set(originals)
+    costs = {k: c for k, c in costs.items() if k[0] in inside and k[1] in inside}
     tree = nx.DiGraph(minimum_spanning_arborescence(originals, costs, root_cost=FORBIDDEN / 2))
     tree.add_nodes_from(originals)
 
@@ -275,8 +253,14 @@ def _assemble_group(
     representative = copy_groups(nodes, pairs, peers, mode)
     originals = sorted(set(representative.values()))
     costs = _costs(nodes, pairs, representative, decided, peers, mode)
-    tree, margins, latent = _place(nodes, pairs, originals, costs, decided, geometry)
-    parents: dict[int, list[int]] = {child: [parent] for parent, child in tree.edges()}
+    last = placed_last(merged, originals)
+    placed_first = [pk for pk in originals if pk not in last]
+    tree, margins, latent = _place(nodes, pairs, placed_first, costs, decided, geometry)
+    if last:
+        now = {c: costs.get((p, c), -math.inf) for p, c in tree.edges()}  # no cost known: stays
+        now |= {pk: FORBIDDEN / 2 for pk in placed_first if tree.in_degree(pk) == 0}
+        tree = attach_averages(tree, last, merged, costs, now, set(latent))
+    parents: dict[int, list[int]] = {child: sorted(tree.predecessors(child)) for child in tree if tree.in_degree(child)}
     for pk, rep in representative.items():
         if pk != rep:
             parents[pk] = [rep]
