@@ -963,3 +963,32 @@ def test_a_fine_tune_of_a_weight_average_hangs_under_it():
         frozenset((2, 3)),
         frozenset((3, 4)),
     }
+
+
+def test_a_frankenmerge_whose_healed_blocks_land_nearer_its_sources_relatives_keeps_both_parents():
+    # families 1 -> 2, 1 -> 6 and 3 -> 4 (8 blocks each); 5 stacks 2's blocks 0-3 and 4's blocks 4-7,
+    # then is briefly healed: its blocks 1 and 3 now match 2's parent 1 and sibling 6 best, and its
+    # block 5 matches 4's parent 3 best.  2 and 4 alone explain 5 of 8 blocks; the other three are
+    # explained by relatives of their own lineages (each shares all its blocks with 2 or 4)
+    nodes = {pk: node(pk, layers=8) for pk in range(1, 7)}
+    same = [(b, b, 0.97) for b in range(8)]
+    evidence = {
+        frozenset((1, 2)): Pair(0.1, True, log10_p=-40.0, raw_distance=0.1, block_map=_kept(2, 1, same)),
+        frozenset((1, 6)): Pair(0.1, True, log10_p=-40.0, raw_distance=0.1, block_map=_kept(6, 1, same)),
+        frozenset((2, 6)): Pair(0.12, True, log10_p=-40.0, raw_distance=0.12, block_map=_kept(6, 2, same)),
+        frozenset((3, 4)): Pair(0.1, True, log10_p=-40.0, raw_distance=0.1, block_map=_kept(4, 3, same)),
+        frozenset((2, 5)): Pair(0.5, False, log10_p=-30.0, block_map=_kept(5, 2, [(0, 0, 0.99), (2, 2, 0.99)])),
+        frozenset((1, 5)): Pair(0.55, False, log10_p=-20.0, block_map=_kept(5, 1, [(1, 1, 0.96)])),
+        frozenset((5, 6)): Pair(0.55, False, log10_p=-20.0, block_map=_kept(5, 6, [(3, 3, 0.96)])),
+        frozenset((4, 5)): Pair(
+            0.5, False, log10_p=-30.0, block_map=_kept(5, 4, [(b, b - 2, 0.99) for b in (4, 6, 7)])
+        ),
+        frozenset((3, 5)): Pair(0.55, False, log10_p=-20.0, block_map=_kept(5, 3, [(5, 3, 0.96)])),
+    }
+    for a in (1, 2, 6):
+        for b in (3, 4):
+            evidence[frozenset((a, b))] = Pair(1.0, False)  # the two families are unrelated (never confirmed)
+    _, edges = assemble(nodes, evidence, {}, "weights")
+    found = parents_of(edges)
+    assert found[5] == {2, 4}
+    assert all(e.relation == "merge" for e in edges if e.child == 5)

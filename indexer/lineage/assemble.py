@@ -66,7 +66,7 @@ from pedigree.types import Edge
 
 __all__ = ["ASSEMBLY_VERSION", "LAMBDA", "MODES", "WEIGHTS", "Node", "Pair", "assemble"]
 
-ASSEMBLY_VERSION = "mother-fused-18"  # bump when the assembly changes (families are rebuilt)
+ASSEMBLY_VERSION = "mother-fused-19"  # bump when the assembly changes (families are rebuilt)
 LAMBDA = 0.3
 DECLARED_DISCOUNT = 0.25  # mode full: a declared base_model's distance counts 25 % less
 FORBIDDEN = 1e3  # cost added to an edge that time forbids; another root costs FORBIDDEN / 2

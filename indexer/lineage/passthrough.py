@@ -9,7 +9,10 @@ passthrough merge when
   m's own copies aside: a re-upload of a merge is found with it, and placed below the one kept),
 - taking for each block the relative that explains it best (highest similarity: the block's
   source, not the source's ancestors or other descendants), at least two relatives each explain
-  ``MIN_SHARE`` of m's blocks, and together they explain all but ``MAX_UNEXPLAINED`` of them;
+  ``MIN_SHARE`` of m's blocks, and together they explain all but ``MAX_UNEXPLAINED`` of them -
+  a block whose best explainer is of one lineage with one of them (its ancestor, copy or other
+  relative sharing most of its blocks: a briefly healed block can land nearer to a relative of its
+  source) counts as explained by that lineage;
 - those relatives do not share most of their blocks with each other (they come from different
   lineages).  Close relatives that split m's blocks between them by a hair - e.g. a parent and
   its other children, around a model whose re-initialised MLP matches none of them - are no
@@ -76,14 +79,26 @@ def passthrough_parents(
             best[block] = max(candidates, key=lambda t: (t[0], -t[1]))[1]
     shares = Counter(best.values())
     parents = sorted(o for o, n in shares.items() if n >= MIN_SHARE * depth)
-    if len(parents) < 2 or depth - sum(shares[o] for o in parents) > MAX_UNEXPLAINED * depth:
+    if len(parents) < 2:
         return None
     for i, a in enumerate(parents):
         for b in parents[i + 1 :]:
-            pair = pairs.get(frozenset((a, b)))
-            if pair is not None and 2 * len(pair.blocks_of(a)) >= max(depths.get(a, 0), 1):
+            if one_lineage(a, b, pairs, depths):
                 return None  # a and b share most of their blocks: one lineage
+    covered = [
+        block
+        for block, other in best.items()
+        if other in parents or any(one_lineage(other, p, pairs, depths) for p in parents)
+    ]
+    if depth - len(covered) > MAX_UNEXPLAINED * depth:
+        return None
     return parents
+
+
+def one_lineage(a: int, b: int, pairs: dict[frozenset, Pair], depths: Mapping[int, int]) -> bool:
+    """a and b share most of a's blocks (the block map holds at least half of them): one lineage."""
+    pair = pairs.get(frozenset((a, b)))
+    return pair is not None and 2 * len(pair.blocks_of(a)) >= max(depths.get(a, 0), 1)
 
 
 def passthrough_strength(child: int, parents: list[int], pairs: dict[frozenset, Pair], depth: int) -> float:
