@@ -919,6 +919,24 @@ def test_relatedness_through_the_graph_is_shared_ancestry_with_the_weakest_link_
     assert direct["auc"] < 1.0 and through_graph["auc"] == 1.0
 
 
+def test_a_chain_of_undirected_edges_shares_one_unindexed_ancestor_below_the_chains_parents():
+    # b - c - t undirected (direction undetermined), t -> w directed, p -> b directed: a model has one
+    # parent outside merges, so b, c and t share one ancestor, and it descends from b's parent p
+    from bench.lineage import graph_scores
+
+    graph = nx.DiGraph()
+    graph.add_edge("p", "b", log10_p=-50.0, directed=True)
+    graph.add_edge("b", "c", log10_p=-40.0, directed=False)
+    graph.add_edge("c", "t", log10_p=-30.0, directed=False)
+    graph.add_edge("t", "w", log10_p=-20.0, directed=True)
+    graph.add_node("x")  # unrelated
+    scores = graph_scores(graph)
+    assert scores[frozenset(("b", "t"))] == 30.0 and scores[frozenset(("b", "w"))] == 20.0
+    # (a member's link to the shared ancestor is its weakest undirected link: c's is 30)
+    assert scores[frozenset(("p", "w"))] == 20.0 and scores[frozenset(("p", "c"))] == 30.0
+    assert not any("x" in key for key in scores)
+
+
 def _chain_and_its_average(child_of_average: bool) -> tuple[dict, dict, dict, object]:
     # R -> C -> T -> W, each a unit step along its own axis; S = C + 0.3 (W − C) is a weight average
     # of C and W, so it lies between them: closer to T (0.76) than C is (1.0).  X = S + 0.8 e4 is a
