@@ -29,7 +29,9 @@
    layer map does not derive from each other, ``unexplained_depth``) or, for copies, the copy
    relation with ``directed: false``.
 4. **Merges**: a model fitted as a weight average of two relatives (residual ratio < 0.25,
-   0.15 < α < 0.85) gets both as parents: the family becomes a DAG.  Passthrough merges, and the
+   0.15 < α < 0.85) is placed after the rest (``indexer.lineage.averages``: it lies between its
+   parents, so it must not take the models between them as children) and gets both as parents: the
+   family becomes a DAG.  Passthrough merges, and the
    models derived from them, are placed apart (``indexer.lineage.passthrough``).
 
 In mode ``full`` a declared base model's distance also counts 25 % less: the card can decide

@@ -12,9 +12,12 @@ under the average, and the chain the average was made *from* is cut apart (w's c
 on u, past its parent).  That cannot be so: the average was made from v, v descends from w, so w
 cannot descend from the average - a cycle.  So the averages are set aside, the rest of the family
 is placed without them, each average is given its two fitted parents, and only then may a placed
-model move under an average: when that edge costs less than its placement, and the model is not
-an ancestor of the average (which holds by construction for its true children: a fine-tune of a
-merged model, a copy of one).  No threshold is involved beyond the fit's own.
+model move under an average: when it hangs where the average itself would (on the average's nearest
+placed relative - placed without the average, a child of it lands there), that edge costs less than
+its placement, and the model is not an ancestor of the average (which holds by construction for its
+true children: a fine-tune of a merged model, a copy of one).  No threshold is involved beyond the
+fit's own.  (A far model - e.g. a long continued pretraining, nearer an average than any other model
+because its step correlates with every fine-tune's - hangs elsewhere and is not taken.)
 """
 
 from __future__ import annotations
@@ -83,7 +86,8 @@ def attach_averages(
     keep: set[int],
 ) -> nx.DiGraph:
     """``tree`` (placed without the averages) with each average under its two fitted parents, then
-    every placed model that an average explains better moved under it (module docstring).
+    every placed model that hangs where an average would and that the average explains better moved
+    under it (module docstring).
 
     ``placement_cost``: each placed model's cost where it hangs now (a root's: its root cost);
     ``keep``: models not to move (a latent group's members, placed as such)."""
