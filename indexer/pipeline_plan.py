@@ -24,15 +24,22 @@ from pedigree.indexer.independence.inputs import RAW_ROWS, VOCAB_MIN_ROWS, VOCAB
 from pedigree.indexer.probes import probe_keys
 from pedigree.indexer.sampling import MLP_UNITS, SampleSize, block_sample
 from pedigree.indexer.sources import TensorSource
-from pedigree.indexer.stored_model import GATED_DOWN_BYTES, UNITS, WHOLE_BLOCK_BYTES
-from pedigree.indexer.unit_selection import CANONICAL_UNITS, DOWN_ROWS, WIDE_FIRST_UNITS, canonical_eligible
+from pedigree.indexer.stored_model import GATED_DOWN_BYTES, WHOLE_BLOCK_BYTES
+from pedigree.indexer.unit_selection import (
+    CANONICAL_UNITS,
+    DOWN_ROWS,
+    WHOLE_MLP,
+    WIDE_FIRST_UNITS,
+    WIDE_MLP,
+    canonical_eligible,
+)
 from pedigree.indexer.weight_stats import GRID_ROWS
 
 MAX_TENSOR_READ = 256 * 2**20
 """The most bytes any one tensor may cost a model (a GPT-NeoX-12B down projection, read whole, is 200 MB)."""
 MAX_MODEL_READ = 16 * 2**30
 """The most bytes one model's plan may add up to."""
-UNIT_ROWS = max(MLP_UNITS, UNITS, MAX_UNITS, GRID_ROWS, WIDE_FIRST_UNITS + CANONICAL_UNITS)
+UNIT_ROWS = max(MLP_UNITS, WIDE_MLP, MAX_UNITS, GRID_ROWS, WIDE_FIRST_UNITS + CANONICAL_UNITS)
 
 
 def _size(n: int) -> str:
@@ -107,8 +114,9 @@ def read_plan(source: TensorSource, roles: ModelRoles) -> int:
         plan.rows(layer.v, max(described.kv_rows, RAW_ROWS))
         # an ungated block's canonical units are single up rows beyond its first WIDE_MLP (as many bytes)
         ungated_canonical = layer.gate is None and canonical_eligible(layer)
-        plan.rows(layer.up, UNIT_ROWS + CANONICAL_UNITS * ungated_canonical)
-        plan.rows(layer.gate, UNIT_ROWS)
+        unit_rows = max(UNIT_ROWS, layer.mlp_size if layer.mlp_size <= WHOLE_MLP else 0)  # a narrow MLP: whole
+        plan.rows(layer.up, unit_rows + CANONICAL_UNITS * ungated_canonical)
+        plan.rows(layer.gate, unit_rows)
         if layer.gate is None or source.info(layer.down.name).nbytes <= GATED_DOWN_BYTES:
             plan.whole(layer.down.name, "an MLP's down projection is read whole")
         elif canonical_eligible(layer):  # the rows that choose the canonical units (as many bytes as the first rows)

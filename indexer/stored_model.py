@@ -55,7 +55,7 @@ from pedigree.indexer.vocabulary import Vocabulary
 UNITS = Budget().unit_block
 GATED_DOWN_BYTES = 4 * 2**20  # a gated MLP's down columns (only a pair with an ungated MLP needs them) up to this
 WHOLE_BLOCK_BYTES = 4 * 2**20  # whole-block vectors are captured when the three blocks are this small
-CAPTURE_VERSION = f"ev3-u{UNITS}w{WIDE_FIRST_UNITS}c{CANONICAL_UNITS}j{DOWN_ROWS}-p{TEST_PROBES or 'all'}-r{RAW_ROWS}"
+CAPTURE_VERSION = f"ev4-u{UNITS}w{WIDE_FIRST_UNITS}c{CANONICAL_UNITS}j{DOWN_ROWS}-p{TEST_PROBES or 'all'}-r{RAW_ROWS}"
 
 
 def whole_layers(depth: int) -> list[int]:

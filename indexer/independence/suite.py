@@ -64,7 +64,7 @@ from pedigree.indexer.independence.statistics import (
     robust_mlp_stat,
 )
 from pedigree.indexer.independence.summary import SHARED_BLOCK_FAMILYWISE
-from pedigree.indexer.unit_selection import contiguous_units
+from pedigree.indexer.unit_selection import WHOLE_MLP, contiguous_units
 
 MIN_SHARED_PROBES = 16
 
@@ -73,7 +73,7 @@ MIN_SHARED_PROBES = 16
 class Budget:
     """How much of a pair the battery reads and computes."""
 
-    unit_block: int = 256  # MLPs wider than this are tested on a sample of units (indexer.unit_selection)
+    unit_block: int = WHOLE_MLP  # MLPs wider than this are tested on a sample of units (indexer.unit_selection)
     robust_layers: int = 8  # at most this many block pairs of the plan (evenly spaced) for φ_MATCH
     localized_max_cells: int = 400  # compute the full block-by-block matrix up to this many cells
     probe_limit: int = 512  # unit responses are measured on at most this many shared probe tokens
