@@ -49,7 +49,7 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from pedigree.indexer.block_signatures import zscore_columns
+from pedigree.indexer.block_signatures import MAX_UNITS, zscore_columns
 from pedigree.indexer.independence.inputs import ModelEvidence, shared_probes
 from pedigree.indexer.independence.logp import log10_bonferroni_min, log10_fisher
 from pedigree.indexer.independence.matching import match, unit_rows
@@ -272,7 +272,13 @@ def block_units_test(
         cells = [(i, j) for i in range(a.depth) for j in range(b.depth)]
 
     def span(model: ModelEvidence, layer: int) -> int | None:
-        return first_units(model, layer, budget)
+        """The units described: at most the signature's Gram sample (``MAX_UNITS``, the first units),
+        whose forms count a unit's own row when it is in the sample - beyond it, units would be told
+        apart by their index, and independent blocks would match by position."""
+        units = first_units(model, layer, budget)
+        if units is None and model.mlp_units(layer) > MAX_UNITS:
+            return MAX_UNITS
+        return units
 
     def standardized(model: ModelEvidence, layer: int) -> tuple[np.ndarray, np.ndarray]:
         read, write = model.unit_descriptors(layer, span(model, layer))
