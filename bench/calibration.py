@@ -5,13 +5,14 @@
 
 Groups of *independent* pairs (``bench.calibration_set``):
 
-- 13 synthetic groups, ``--pairs`` pairs each, every pair two fresh initialisations of its own
+- 14 synthetic groups, ``--pairs`` pairs each, every pair two fresh initialisations of its own
   (no model in two pairs, so the p-values are independent samples): Llama MHA / GQA / MQA /
   tied, Qwen2 (GQA, qkv biases), GPT-2 (non-GLU, tied, pre-LN), GPT-NeoX (parallel residual),
   BERT (post-LN), pairs that differ in depth, MLP width, hidden size (only the shape-free
   tests run) or tokenizer (partial probe overlap), and "wide MLP" pairs (1096-1536 units, gated
-  and ungated: the tests' canonical-unit samples, ``indexer.unit_selection``); shapes, dtype and
-  init scheme drawn per pair.
+  and ungated: the tests' canonical-unit samples, ``indexer.unit_selection``) and "mid MLP" pairs
+  (288-512 units, stored and tested whole since capture ev4); shapes, dtype and init scheme drawn
+  per pair.
 - trained: 21 independently trained Llama-GQA and 21 GPT-2 models (``bench.calibration_trained``);
   all C(21, 2) = 210 pairs of an architecture are *clustered* (each model is in 20 pairs): FPR is
   reported on all of them, KS on a matching of disjoint pairs (10 independent pairs) as well.

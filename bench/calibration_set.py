@@ -88,7 +88,7 @@ class Variant:
     tied: bool | None = None  # llama/qwen2: tie_word_embeddings
     differ: str = ""  # "" | "depth" | "width" | "hidden" | "tokenizer"
     description: str = ""
-    wide: bool = False  # MLPs of WIDE_WIDTHS units: the tests' canonical-unit samples
+    widths: tuple[int, ...] = ()  # MLP widths drawn from (the unit-sampling regimes), else 2-4 x hidden
 
 
 SYNTHETIC_GROUPS = (
@@ -116,11 +116,16 @@ SYNTHETIC_GROUPS = (
     Variant(  # last: the groups before it keep their numbers, so their seeds
         "wide MLP",
         ("llama", "qwen2", "gpt2", "gpt_neox", "bert"),
-        wide=True,
+        widths=(1096, 1280, 1536),  # > indexer.unit_selection.CANONICAL_FROM = 1024
         description="MLPs of 1096-1536 units (> 1024): first units plus canonical units, gated and ungated",
     ),
+    Variant(
+        "mid MLP",
+        ("llama", "qwen2", "gpt2", "gpt_neox", "bert"),
+        widths=(288, 344, 448, 512),  # (WIDE_MLP, WHOLE_MLP] of indexer.unit_selection
+        description="MLPs of 288-512 units: stored and tested whole since capture ev4 (first 256 units before)",
+    ),
 )
-WIDE_WIDTHS = (1096, 1280, 1536)  # MLP units of the "wide MLP" group (indexer.unit_selection.CANONICAL_FROM = 1024)
 
 
 @cache
@@ -222,7 +227,7 @@ def pair_spec(variant: Variant, index: int, group_no: int) -> PairSpec:
         "vocab_pad": rng.choice((0, 0, 0, 64)),
     }
     own_tok = OWN_TOKENIZER[model_type]
-    width = rng.choice(WIDE_WIDTHS) if variant.wide else _width(model_type, hidden, rng)
+    width = rng.choice(variant.widths) if variant.widths else _width(model_type, hidden, rng)
     a = dict(shared, hidden=hidden, layers=layers, intermediate=width, tokenizer=own_tok)
     b = dict(a)
     if variant.differ == "depth":

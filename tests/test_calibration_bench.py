@@ -14,7 +14,7 @@ import torch
 from bench import calibration_set as cs
 from bench.calibration import bars, calibration_stats, run_synthetic
 from bench.calibration_report import compact_rows, parse_compact_rows
-from pedigree.indexer.unit_selection import CANONICAL_FROM
+from pedigree.indexer.unit_selection import CANONICAL_FROM, WHOLE_MLP, WIDE_MLP
 from pedigree.zoo.architectures import spec_from_config
 
 PAIRS = 8  # per group, for the shape checks
@@ -33,7 +33,7 @@ def specs(pair: cs.PairSpec):
 
 
 def test_variant_groups_make_what_they_claim(groups):
-    assert len(groups) == len(cs.SYNTHETIC_GROUPS) == 13
+    assert len(groups) == len(cs.SYNTHETIC_GROUPS) == 14
     for name, pairs in groups.items():
         assert len(pairs) == PAIRS
         for pair in pairs:
@@ -58,11 +58,14 @@ def test_variant_groups_make_what_they_claim(groups):
             elif name == "bert":
                 assert a.residual == "post"
             elif name == "wide MLP":  # canonical-unit samples (indexer.unit_selection), gated or not
-                assert a.intermediate in cs.WIDE_WIDTHS and a.intermediate > CANONICAL_FROM
+                assert a.intermediate in (1096, 1280, 1536) and a.intermediate > CANONICAL_FROM
+            elif name == "mid MLP":  # stored and tested whole since capture ev4 (indexer.unit_selection)
+                assert WIDE_MLP < a.intermediate <= WHOLE_MLP
             if not name.startswith("cross-"):
                 assert pair.a.config == pair.b.config  # one shape, two initialisations
     assert {a.glu for p in groups["llama GQA"] + groups["gpt2"] for a in specs(p)} == {True, False}
     assert {a.glu for p in groups["wide MLP"] for a in specs(p)} == {True, False}
+    assert {a.glu for p in groups["mid MLP"] for a in specs(p)} == {True, False}
     assert all(specs(p)[0].layers != specs(p)[1].layers for p in groups["cross-depth"])
     for pair in groups["cross-width"]:
         a, b = specs(pair)
