@@ -13,6 +13,8 @@ with ``indexer.stored_model.capture`` into real evidence files.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -50,6 +52,24 @@ def _drift(state: dict[str, torch.Tensor], seed: int, scale: float = 0.05) -> di
     return {k: v + noise[k] if k in noise else v for k, v in state.items()}
 
 
+def save_and_capture(folder: Path, config: dict, tokenizer: str, states: dict[str, dict]) -> dict[str, dict]:
+    """Each state written as a checkpoint folder under ``folder`` (with the tokenizer's files) and
+    captured into an evidence file beside it: {name: {"live": reader, "stored": evidence}}."""
+    models: dict[str, dict] = {}
+    for name, state in states.items():
+        path = folder / name
+        save_checkpoint(path, config, state)
+        for file, text in cs.tokenizer_texts(tokenizer).items():
+            (path / file).write_text(text)
+        manifest, arrays = capture(ModelTensors(open_checkpoint(path), name))
+        write_evidence(path.with_suffix(".npz"), manifest, arrays)
+        models[name] = {
+            "live": ModelTensors(open_checkpoint(path), name),
+            "stored": StoredModel(EvidenceFile(path.with_suffix(".npz")), name),
+        }
+    return models
+
+
 @pytest.fixture(scope="module")
 def family(small_tokenizers, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     """Per model type: the parent, its permuted drifted child and an unrelated model - live
@@ -62,18 +82,7 @@ def family(small_tokenizers, tmp_path_factory: pytest.TempPathFactory) -> dict[s
         steps = plan_function_preserving(config, 7, KINDS)
         _, child = apply_steps(config, _drift(parent, 5), steps)
         states = {"parent": parent, "child": child, "other": _with_gains(cs.init_state(config, 99, "normal"), 4)}
-        models: dict[str, dict] = {}
-        for name, state in states.items():
-            folder = root / model_type / name
-            save_checkpoint(folder, config, state)
-            for file, text in cs.tokenizer_texts(tokenizer).items():
-                (folder / file).write_text(text)
-            manifest, arrays = capture(ModelTensors(open_checkpoint(folder), name))
-            write_evidence(folder.with_suffix(".npz"), manifest, arrays)
-            models[name] = {
-                "live": ModelTensors(open_checkpoint(folder), name),
-                "stored": StoredModel(EvidenceFile(folder.with_suffix(".npz")), name),
-            }
+        models = save_and_capture(root / model_type, config, tokenizer, states)
         perms = next(s for s in steps if s.kind == "mlp_permutation").params["perms"]
         out[model_type] = {"models": models, "unit_perms": [p.numpy() for p in perms]}
     return out

@@ -16,15 +16,10 @@ import pytest
 
 from bench import calibration_set as cs
 from pedigree.indexer.block_signatures import MAX_UNITS
-from pedigree.indexer.evidence_file import EvidenceFile, write_evidence
-from pedigree.indexer.independence.inputs import ModelTensors
 from pedigree.indexer.independence.suite import Budget, run_battery
-from pedigree.indexer.local_checkpoint import open_checkpoint
-from pedigree.indexer.stored_model import StoredModel, capture
 from pedigree.indexer.unit_selection import WHOLE_MLP, WIDE_MLP, contiguous_units
-from pedigree.zoo.models import save_checkpoint
 from pedigree.zoo.transforms import apply_steps, plan_function_preserving
-from tests.test_canonical_units_ungated import _drift, _with_gains
+from tests.test_canonical_units_ungated import _drift, _with_gains, save_and_capture
 
 WIDTH = 344  # between WIDE_MLP and WHOLE_MLP: zoo A's Llama MLP width
 HIDDEN, LAYERS = 128, 2
@@ -43,19 +38,7 @@ def family(small_tokenizers, tmp_path_factory: pytest.TempPathFactory) -> dict[s
         parent = _with_gains(cs.init_state(config, 21, "normal"), 3)
         _, child = apply_steps(config, _drift(parent, 5), plan_function_preserving(config, 7, KINDS))
         states = {"parent": parent, "child": child, "other": _with_gains(cs.init_state(config, 77, "normal"), 4)}
-        models: dict[str, dict] = {}
-        for name, state in states.items():
-            folder = root / model_type / name
-            save_checkpoint(folder, config, state)
-            for file, text in cs.tokenizer_texts(tokenizer).items():
-                (folder / file).write_text(text)
-            manifest, arrays = capture(ModelTensors(open_checkpoint(folder), name))
-            write_evidence(folder.with_suffix(".npz"), manifest, arrays)
-            models[name] = {
-                "live": ModelTensors(open_checkpoint(folder), name),
-                "stored": StoredModel(EvidenceFile(folder.with_suffix(".npz")), name),
-            }
-        out[model_type] = models
+        out[model_type] = save_and_capture(root / model_type, config, tokenizer, states)
     return out
 
 
