@@ -44,7 +44,6 @@ from pedigree.indexer.block_signatures import (
     PROPOSAL_BAR,
     SIGNATURE_BAR,
     block_signature_alignment,
-    block_signature_version,
     block_signatures,
     read_block_rows,
 )
@@ -56,6 +55,7 @@ from pedigree.indexer.local_checkpoint import open_checkpoint
 from pedigree.indexer.pipeline import fingerprint_source
 from pedigree.indexer.scoring import align_layers
 from pedigree.indexer.sources import StateDictSource
+from pedigree.indexer.versions import block_signature_version
 from pedigree.storage.db import ModelRecord
 from pedigree.zoo.models import init_state_dict, load_model, save_checkpoint
 

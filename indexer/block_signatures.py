@@ -67,13 +67,11 @@ from pedigree.indexer.adapters.base import LayerRoles, MatrixLoader, ModelRoles
 from pedigree.indexer.canonical import canonical_layer
 from pedigree.indexer.sampling import SampleSize, block_sample
 from pedigree.indexer.sketch import gaussian_matrix
-from pedigree.indexer.unit_selection import WIDE_FIRST_UNITS, contiguous_units
+from pedigree.indexer.unit_selection import contiguous_units
+from pedigree.indexer.versions import SIGNATURE_ATTENTION_ROWS as ATTENTION_ROWS
+from pedigree.indexer.versions import SIGNATURE_DIM, TAIL_BETA, projection_seed
+from pedigree.indexer.versions import SIGNATURE_UNITS as MAX_UNITS
 
-RECIPE = "bsig1"
-SIGNATURE_DIM = 512
-ATTENTION_ROWS = 64  # query rows of the sampled heads (whole GQA groups, at least one)
-MAX_UNITS = 256  # MLP units described by the signature (and the Gram sample G of the test)
-TAIL_BETA = 4.0  # softmax sharpness over z-scored descriptors: weight on the few most extreme units
 FORMS = (
     "qk",
     "qk_qkT",
@@ -95,17 +93,6 @@ DESCRIPTOR_SIZE = 2 * len(FORMS) + 2
 # are above 0.35 always and above 0.55 in 96 % of pairs.
 SIGNATURE_BAR = 0.55
 PROPOSAL_BAR = 0.35
-
-
-def _projection_seed() -> str:
-    """Seeds the fixed projection (unchanged since bsig1, so signatures of blocks read alike stay equal)."""
-    return f"{RECIPE}-d{SIGNATURE_DIM}-a{ATTENTION_ROWS}u{MAX_UNITS}b{TAIL_BETA:g}"
-
-
-def block_signature_version() -> str:
-    """Names the recipe, dimension and sample: any change re-indexes every model.  ``w``: a wide
-    gated MLP is described by its first ``WIDE_FIRST_UNITS`` units (``indexer.unit_selection``)."""
-    return f"{_projection_seed()}w{WIDE_FIRST_UNITS}"
 
 
 @dataclass(frozen=True)
@@ -287,7 +274,7 @@ def signature_of(descriptors: np.ndarray) -> np.ndarray:
     """The block's unit-length float32 signature: :func:`tail_profiles` through the fixed
     projection (cosine-preserving, standard error about 1/√SIGNATURE_DIM)."""
     raw = tail_profiles(descriptors)
-    projection = gaussian_matrix(_projection_seed(), len(raw), SIGNATURE_DIM).double().numpy()
+    projection = gaussian_matrix(projection_seed(), len(raw), SIGNATURE_DIM).double().numpy()
     sketch = raw @ projection
     norm = float(np.linalg.norm(sketch))
     return (sketch / norm if norm > 0 else sketch).astype(np.float32)

@@ -37,7 +37,6 @@ import torch
 from pedigree.errors import CheckpointError
 from pedigree.indexer import bf16
 from pedigree.indexer.adapters.base import MatrixLoader, MatrixRef, ModelRoles
-from pedigree.indexer.block_signatures import block_signature_version
 from pedigree.indexer.canonical import (
     CanonicalLayer,
     canonical_layer,
@@ -48,25 +47,17 @@ from pedigree.indexer.canonical import (
 from pedigree.indexer.probes import MIN_PROBES, ProbeSelection, probe_keys, probe_list_digest
 from pedigree.indexer.sampling import SampleSize, block_reads, block_sample
 from pedigree.indexer.sketch import Projection, sketch_product, sketch_products, unit, unit_rows
+from pedigree.indexer.versions import (
+    DEFAULT_DIM,
+    DEFAULT_SAMPLE,
+    FINGERPRINT_PROBES,
+    FINGERPRINT_RECIPE,
+    fingerprint_version,
+    sketch_version,
+)
 
-RECIPE = "tsi3"  # token-space invariants, recipe 3 (sampled rows, bfloat16 products, 1024-key probe prefix)
-DEFAULT_DIM = 512
-DEFAULT_SAMPLE = SampleSize()
-FINGERPRINT_PROBES = 1024  # the fingerprint uses the probes among the first 1024 keys of the global list
 READ_AHEAD_BLOCKS = 16  # blocks whose sampled rows may be requested ahead of the maths (~25 MB for a 7B)
 SKETCH_BATCH = 4  # blocks sketched together: a few large tensor operations instead of many small ones
-
-
-def _sketch_version(dim: int, sample: SampleSize) -> str:
-    """The token-space recipe, dimension, sample size and probe list (it also seeds the sketches)."""
-    return f"{RECIPE}-d{dim}-{sample.tag}-n{FINGERPRINT_PROBES}-p{probe_list_digest()}"
-
-
-def fingerprint_version(dim: int = DEFAULT_DIM, sample: SampleSize = DEFAULT_SAMPLE) -> str:
-    """Names the recipe, dimension, sample size and probe list, and the recipe of the block
-    signatures stored with the fingerprint (``indexer.block_signatures``): any change re-indexes
-    every model."""
-    return f"{_sketch_version(dim, sample)}+{block_signature_version()}"
 
 
 @dataclass(frozen=True)
@@ -225,7 +216,7 @@ def compute_fingerprint(
     if len(probes) < MIN_PROBES:
         raise CheckpointError(f"only {len(probes)} probe tokens found in the vocabulary (need {MIN_PROBES})")
     version = fingerprint_version(dim, sample)
-    sketcher = _Sketcher(probes, dim, _sketch_version(dim, sample))
+    sketcher = _Sketcher(probes, dim, sketch_version(dim, sample))
     token_ids = torch.from_numpy(probes.token_ids)
     with torch.no_grad(), ReadAhead(loader, roles, token_ids, sample) as reads:
         sketcher.prepare(
@@ -270,7 +261,7 @@ def whole_block_vectors(
     quantity a sampled block vector estimates, exactly invariant under every function-preserving
     transform (a permuted copy scores 1.0).  For the lineage stage's copy test on a few blocks."""
     probes = probes.within(FINGERPRINT_PROBES)
-    sketcher = _Sketcher(probes, dim, f"{RECIPE}-whole-d{dim}-n{FINGERPRINT_PROBES}-p{probe_list_digest()}")
+    sketcher = _Sketcher(probes, dim, f"{FINGERPRINT_RECIPE}-whole-d{dim}-n{FINGERPRINT_PROBES}-p{probe_list_digest()}")
     with torch.no_grad():
         x16 = probe_rows(loader, roles, torch.from_numpy(probes.token_ids)).to(torch.bfloat16)
         vectors = [sketcher.blocks(x16, [canonical_layer(loader, roles, roles.layers[index])])[0] for index in layers]

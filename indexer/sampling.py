@@ -23,21 +23,9 @@ from dataclasses import dataclass
 
 from pedigree.errors import CheckpointError
 from pedigree.indexer.adapters.base import LayerRoles, MatrixLoader, MatrixRef, NormRef
+from pedigree.indexer.versions import ATTENTION_ROWS, MLP_UNITS, SampleSize
 
-ATTENTION_ROWS = 64
-MLP_UNITS = 128
-
-
-@dataclass(frozen=True)
-class SampleSize:
-    """How much of each block the fingerprint reads (part of the fingerprint version)."""
-
-    attention_rows: int = ATTENTION_ROWS
-    mlp_units: int = MLP_UNITS
-
-    @property
-    def tag(self) -> str:
-        return f"a{self.attention_rows}u{self.mlp_units}"
+__all__ = ["ATTENTION_ROWS", "MLP_UNITS", "BlockSample", "SampleSize", "block_reads", "block_sample", "check_block"]
 
 
 @dataclass(frozen=True)

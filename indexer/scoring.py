@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from pedigree.types import VectorRow
 
@@ -54,6 +53,8 @@ def align_layers(layers_a: np.ndarray, layers_b: np.ndarray) -> LayerAlignment:
     """Maximum-weight one-to-one block matching and the resulting score (module docstring)."""
     if len(layers_a) == 0 or len(layers_b) == 0:
         return LayerAlignment(0.0, [], np.zeros((len(layers_a), len(layers_b)), np.float32))
+    from scipy.optimize import linear_sum_assignment  # on first use: commands that align no blocks never load it
+
     cosines = np.clip(layers_a @ layers_b.T, -1.0, 1.0)
     rows, cols = linear_sum_assignment(cosines, maximize=True)
     pairs = [(int(i), int(j), float(cosines[i, j])) for i, j in zip(rows, cols)]

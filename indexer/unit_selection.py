@@ -42,9 +42,12 @@ need folded gains) are not cancelled: a rotated copy samples other units, as bef
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from pedigree.indexer.adapters.base import LayerRoles
+if TYPE_CHECKING:  # annotations only: this module (and indexer.versions) imports no torch
+    from pedigree.indexer.adapters.base import LayerRoles
 
 WHOLE_MLP = 512  # MLPs up to this many units are read and stored whole
 WIDE_MLP = 256  # first units kept of a wider MLP

@@ -21,11 +21,13 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pedigree.errors import CheckpointError
-from pedigree.indexer import safetensors_format as fmt
-from pedigree.indexer.sources import TensorSource
+from pedigree.indexer.bounded_json import loads_json
+
+if TYPE_CHECKING:  # annotations only: the vocabulary (and indexer.versions) imports no torch
+    from pedigree.indexer.sources import TensorSource
 
 WORD_BOUNDARY = "␣"
 _BYTE_PIECE = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
@@ -318,7 +320,7 @@ def parse_vocabulary(name: str, raw: bytes) -> Vocabulary:
         pairs = [(line, i, line.startswith("[") and line.endswith("]")) for i, line in enumerate(lines)]
         return _build(pairs, "wordpiece", len(pairs), hashlib.sha256(text.encode()).hexdigest(), "vocab.txt")
     if name == "vocab.json":
-        vocab_json = fmt.loads_json(text, name, None)
+        vocab_json = loads_json(text, name, None)
         if not isinstance(vocab_json, dict):
             raise CheckpointError("vocab.json is not a JSON object of token -> id")
         pairs = [(tok, tid, False) for tok, tid in vocab_json.items() if isinstance(tid, int)]
@@ -326,7 +328,7 @@ def parse_vocabulary(name: str, raw: bytes) -> Vocabulary:
         return _build(pairs, "byte_level", 1 + max((p[1] for p in pairs), default=-1), digest, "vocab.json")
     if name != "tokenizer.json":
         raise ValueError(f"not a vocabulary file: {name!r}")
-    spec = fmt.loads_json(text, name, None, unique_keys=False)  # bounded; a repeated key: the last wins, as before
+    spec = loads_json(text, name, None, unique_keys=False)  # bounded; a repeated key: the last wins, as before
     return _from_tokenizer_json(spec, hashlib.sha256(text.encode()).hexdigest())
 
 

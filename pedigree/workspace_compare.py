@@ -38,7 +38,7 @@ class Comparisons:
     @cached_property
     def version(self) -> str:
         """The fingerprint recipe version vectors are stored under."""
-        from pedigree.indexer.fingerprint import fingerprint_version
+        from pedigree.indexer.versions import fingerprint_version  # no torch: answers from the index need only the name
 
         return fingerprint_version()
 

@@ -28,7 +28,6 @@ from pedigree.indexer.block_signatures import (
     SIGNATURE_BAR,
     SIGNATURE_DIM,
     block_signature_alignment,
-    block_signature_version,
     block_signatures,
     read_block_rows,
     unit_descriptors,
@@ -40,6 +39,7 @@ from pedigree.indexer.independence.statistics import block_units_stat
 from pedigree.indexer.independence.suite import run_battery
 from pedigree.indexer.local_checkpoint import open_checkpoint
 from pedigree.indexer.sources import StateDictSource
+from pedigree.indexer.versions import block_signature_version
 from pedigree.zoo.transforms import available_kinds, random_function_preserving
 
 S1_TUNES = ("testsmith/tiny-llama-tests", "webcrafters/tiny-llama-web")

@@ -56,6 +56,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "pedigree.indexer.bf16",
             "pedigree.indexer.sampling",
             "pedigree.indexer.unit_selection",
+            "pedigree.indexer.versions",
             "pedigree.indexer.canonical",
             "pedigree.indexer.sketch",
             "pedigree.indexer.fingerprint",
