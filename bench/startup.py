@@ -1,9 +1,11 @@
-"""How fast the CLI starts: ``pedigree --help`` and ``pedigree status`` as a user runs them.
+"""How fast the CLI answers: ``pedigree --help``, ``status``, and the answers read from the index -
+``query`` and ``compare`` of a pair whose tests are stored - as a user runs them.
 
 Each command runs as a fresh process (the console script), ``--runs`` times, alternating with the
 baseline when one is given (``--baseline PATH``: another install's ``pedigree`` script, e.g. a
 checkout of an earlier commit), so both see the same machine; the median wall time is reported.
-Every run also records whether torch or faiss were imported (they must not be).
+Each command also records which of torch, faiss and scipy it imported: none of them for ``--help``
+and ``status``, and no torch for ``query`` and the stored ``compare`` (tests/test_answers_without_torch.py).
 
     python -m bench.startup --runs 15 --baseline /path/to/old/.venv/bin/pedigree
 """
@@ -28,7 +30,7 @@ PROBE = (
     "    runpy.run_path(sys.argv[0], run_name='__main__')\n"
     "except SystemExit:\n"
     "    pass\n"
-    "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'faiss'})\n"
+    "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'faiss', 'scipy'})\n"
     "sys.stderr.write('HEAVY=' + ','.join(heavy) + '\\n')\n"
 )
 
@@ -48,17 +50,22 @@ def heavy_imports(script: str, args: list[str]) -> list[str]:
     return [m for m in line[len("HEAVY=") :].split(",") if m]
 
 
+BASE, TUNED = "llama-lab/tiny-llama-s1", "testsmith/tiny-llama-tests"  # the small zoo's root and a fine-tune
+
+
 def data_folder(script: str, work: Path) -> Path:
-    """A small data folder (one model ingested) for ``status``."""
+    """A small data folder: the small zoo's root and one fine-tune of it ingested (the pair tested
+    at ingest), and one ``compare`` run so that its tests are stored before anything is timed."""
     from bench.zoo_cache import small_zoo_path
     from pedigree.zoo.build import build_zoo  # noqa: F401 - only to fail early without the zoo builder
 
     zoo = small_zoo_path()
     home = work / "home"
-    model = sorted(p.parent for p in zoo.glob("*/*/config.json"))[0]
-    subprocess.run(
-        [script, "ingest", str(model), "--id", "org/model", "--home", str(home)], check=True, capture_output=True
-    )
+    for model in (BASE, TUNED):
+        subprocess.run(
+            [script, "ingest", str(zoo / model), "--id", model, "--home", str(home)], check=True, capture_output=True
+        )
+    subprocess.run([script, "compare", BASE, TUNED, "--home", str(home)], check=True, capture_output=True)
     return home
 
 
@@ -67,7 +74,12 @@ def run(runs: int, baseline: str | None) -> dict:
     scripts = {"this commit": current, **({"baseline": baseline} if baseline else {})}
     with tempfile.TemporaryDirectory() as work:
         home = data_folder(current, Path(work))
-        commands = {"--help": ["--help"], "status": ["status", "--home", str(home)]}
+        commands = {
+            "--help": ["--help"],
+            "status": ["status", "--home", str(home)],
+            "query": ["query", TUNED, "--home", str(home)],
+            "compare (tests stored)": ["compare", BASE, TUNED, "--home", str(home)],
+        }
         times: dict[str, dict[str, list[float]]] = {label: {c: [] for c in commands} for label in scripts}
         for _ in range(runs):
             for label, script in scripts.items():
@@ -95,13 +107,15 @@ def markdown(result: dict) -> str:
         "",
         f"Command: `{env['command']}`  (commit {env['commit']}, {env['date']}, {env['cpus']} CPUs)",
         "",
-        f"Each command as a fresh process, {result['runs']} runs alternating between the installs; median wall time.",
+        f"Each command as a fresh process, {result['runs']} runs alternating between the installs; median wall time. "
+        f"`query` and `compare` answer from a data folder holding {BASE} and its fine-tune {TUNED} (the pair's "
+        "tests stored at ingest).",
         "",
-        "| install | command | median s | torch / faiss imported |",
+        "| install | command | median s | heavy modules imported |",
         "|---|---|---|---|",
     ]
     for row in result["rows"]:
-        heavy = ", ".join(row["heavy_imports"]) or "neither"
+        heavy = ", ".join(row["heavy_imports"]) or "none"
         lines.append(f"| {row['install']} | `{row['command']}` | **{row['median_s']}** | {heavy} |")
     return "\n".join(lines)
 
