@@ -1,0 +1,169 @@
+"""The lineage stage of another checkout on today's zoos, scored by today's scorer.
+
+    git worktree add /tmp/filing 9fec033      # the commit issue 12 was filed against
+    python -m bench.filing_baseline --checkout /tmp/filing [--size full|small] [--json PATH]
+
+Issue 12's bar "zoo A no worse than today (0.95 / 0.95 / 1.0)" quotes figures of a zoo A build
+that no longer exists: zoo A has been rebuilt since (other trained weights), so those figures and
+today's are measured on different models.  This benchmark puts the filing's code on the zoo
+builds that ``bench.lineage --cached`` scores today (zoo A and B, and with ``--size small`` zoo C,
+the chains and merges zoos), so the two are compared on the same models.
+
+The other checkout runs in its own process, with its folder first on ``PYTHONPATH`` (its packages
+shadow this one's): it ingests each zoo into a fresh data folder, builds the graph in the three
+evidence modes and prints each graph as JSON; nothing of the other checkout is imported here.  The
+graphs are scored by :func:`bench.lineage.score`, so an edge counts the same way in both.  The
+driver uses the API that checkout had (``Workspace.ingest``, ``Workspace.build_graph``,
+``query.graph.load_graph`` or ``pedigree.query.graph.load_graph``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import networkx as nx
+
+from bench.lineage import datasets, score
+from bench.report import RESULTS, environment, publish
+
+MODES = ("weights", "time", "full")
+
+DRIVER = r"""
+import json, sys, tempfile
+checkout, zoo = sys.argv[1], sys.argv[2]
+sys.path.insert(0, checkout)
+import pedigree
+assert pedigree.__file__.startswith(checkout), pedigree.__file__
+from pedigree.config import load_settings
+from pedigree.workspace import Workspace
+try:
+    from pedigree.query.graph import current_build, load_graph
+except ImportError:
+    from query.graph import current_build, load_graph
+out = {}
+with tempfile.TemporaryDirectory() as home, Workspace(load_settings(home)) as ws:
+    ws.ingest(zoo)
+    for mode in ("weights", "time", "full"):
+        ws.build_graph(mode)
+        graph = load_graph(ws.store, current_build(ws.store, mode))
+        nodes = {str(n): {k: d.get(k) for k in ("family", "latent")} for n, d in graph.nodes(data=True)}
+        edges = [
+            [str(u), str(v), {"relation": d.get("relation"), "directed": d.get("directed", True),
+                              "signals": (d.get("evidence") or {}).get("signals")}]
+            for u, v, d in graph.edges(data=True)
+        ]
+        out[mode] = {"nodes": nodes, "edges": edges}
+print("GRAPHS " + json.dumps(out, default=str))
+"""
+
+
+def other_checkout_graphs(checkout: Path, zoo: Path) -> dict[str, nx.DiGraph]:
+    """Ingest ``zoo`` with the code of ``checkout`` (own process) and return its graph per mode."""
+    env = {**os.environ, "PYTHONPATH": str(checkout)}
+    done = subprocess.run(
+        [sys.executable, "-c", DRIVER, str(checkout), str(zoo)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=checkout,
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("GRAPHS ")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"{checkout} on {zoo}: exit {done.returncode}: {done.stderr.strip()[-800:]}")
+    graphs = {}
+    for mode, dumped in json.loads(lines[-1][len("GRAPHS ") :]).items():
+        graph = nx.DiGraph()
+        for node, facts in dumped["nodes"].items():
+            graph.add_node(node, family=facts.get("family"), latent=facts.get("latent"))
+        for u, v, facts in dumped["edges"]:
+            graph.add_edge(
+                u, v, relation=facts["relation"], directed=facts["directed"], evidence={"signals": facts["signals"]}
+            )
+        graphs[mode] = graph
+    return graphs
+
+
+def checkout_commit(checkout: Path) -> str:
+    """The short commit a checkout (or worktree) is at; its folder name when it is no git checkout."""
+    done = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=checkout, capture_output=True, text=True, check=False
+    )
+    return done.stdout.strip() or checkout.name
+
+
+def run(checkout: Path, size: str) -> dict:
+    result: dict = {"checkout_commit": checkout_commit(checkout), "size": size, "datasets": []}
+    for name, zoo in datasets(size, real=False, cached=True):
+        truth = json.loads((zoo / "truth.json").read_text())
+        started = time.perf_counter()
+        graphs = other_checkout_graphs(checkout, zoo)
+        row: dict = {"dataset": name, "models": len(truth), "seconds": round(time.perf_counter() - started, 1)}
+        row["modes"] = {mode: score(truth, graphs[mode], None) for mode in MODES}
+        result["datasets"].append(row)
+        f1 = " / ".join(str(row["modes"][m]["f1"]) for m in MODES)
+        print(f"{name}: F1 weights / time / full = {f1} ({row['seconds']} s)", flush=True)
+    return result
+
+
+def today(size: str) -> dict[str, dict]:
+    """Today's figures on the same builds, from ``bench.lineage``'s last run (its JSON)."""
+    path = RESULTS / f"lineage-{size}.json"
+    if not path.exists():
+        return {}
+    stored = json.loads(path.read_text())
+    return {row["dataset"]: row for row in stored["datasets"]} | {"_commit": stored["environment"]["commit"]}
+
+
+def markdown(result: dict, command: str, current: dict) -> str:
+    commit = result["checkout_commit"]
+    lines = [
+        f"## Lineage: the filing code ({commit}) on today's {result['size']} zoo builds",
+        "",
+        f"Command: `{command}`  (commit {result['environment']['commit']}, {result['environment']['date']})",
+        "",
+        f"The lineage stage of {commit} (issue 12 was filed against it) ingests and assembles today's zoo builds - the "
+        "ones `bench.lineage --cached` scores - and today's scorer counts its edges, so its figures and today's are "
+        "measured on the same models (zoo A has been rebuilt since the filing's 0.95 / 0.95 / 1.0; "
+        "bench/filing_baseline.py).  "
+        f"Today's F1 is `bench.lineage`'s last run on the same builds (commit {current.get('_commit', '?')}).",
+        "",
+        "| dataset | evidence | F1, filing code | F1, today | precision / recall, filing code "
+        "| wrong edges, filing code |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in result["datasets"]:
+        now = current.get(row["dataset"], {}).get("modes", {})
+        for mode in MODES:
+            old = row["modes"][mode]
+            wrong = "; ".join(f"{e['parent']} → {e['child']}" for e in old["wrong_edges"]) or "none"
+            lines.append(
+                f"| {row['dataset']} ({row['models']}) | {mode} | **{old['f1']}** | "
+                f"{now.get(mode, {}).get('f1', 'n/a')} | {old['precision']} / {old['recall']} | {wrong} |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkout", type=Path, required=True, help="a worktree of the commit to compare with")
+    parser.add_argument("--size", choices=["small", "full"], default="full")
+    parser.add_argument("--json", type=Path, help="also write the result here")
+    parser.add_argument("--no-report", action="store_true")
+    args = parser.parse_args(argv)
+    result = run(args.checkout.resolve(), args.size)
+    result["environment"] = environment()
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    text = markdown(result, result["environment"]["command"], today(args.size))
+    publish(f"filing-baseline-{args.size}", result, text, report=not args.no_report)
+
+
+if __name__ == "__main__":
+    main()
