@@ -67,6 +67,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "pedigree.indexer.lineage",
             "pedigree.indexer.lineage.arborescence",
             "pedigree.indexer.lineage.assemble",
+            "pedigree.indexer.lineage.declared",
             "pedigree.indexer.lineage.evidence",
             "pedigree.indexer.lineage.geometry",
             "pedigree.indexer.lineage.signals",

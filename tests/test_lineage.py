@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -638,6 +639,42 @@ def test_a_declared_base_breaks_a_near_tie_but_not_a_clear_placement():
     nodes = {1: node(1, 0), 2: node(2, 1), 3: node(3, 2, declared=("org/m1",))}
     _, edges = assemble(nodes, pairs((1, 2, 0.10), (1, 3, 0.30), (2, 3, 0.05)), {}, "full")
     assert parents_of(edges)[3] == {2}
+
+
+def card_of_unindexed(pk: int, days: int, base: str = "gated/base") -> Node:
+    """A model whose card declares ``base``, which is not indexed (``lineage.declared``)."""
+    return replace(node(pk, days, declared=(base,)), unindexed_bases=(base,))
+
+
+def test_a_card_naming_an_unindexed_base_turns_a_placement_the_weights_do_not_settle_into_a_sibling_link():
+    # 2 and 3 are fine-tunes of gated/base (not indexed); 1 is an older relative with no card.  3 sits
+    # 0.100 from 2 and 0.105 from 1: the weights place it by a hair, its card names neither
+    nodes = {1: node(1, 0), 2: card_of_unindexed(2, 1), 3: card_of_unindexed(3, 2)}
+    evidence = pairs((1, 2, 0.10), (1, 3, 0.105), (2, 3, 0.10))
+    _, edges = assemble(nodes, evidence, {}, "full")
+    to_3 = [e for e in edges if e.child == 3]
+    assert [(e.relation, e.evidence["directed"], e.evidence["declared_base"]) for e in to_3] == [
+        ("sibling", False, ["gated/base"])
+    ]
+    # 2 has one candidate only (3 is newer): nothing contradicts the weights, its edge stays a parent edge
+    assert [(e.parent, e.evidence["directed"]) for e in edges if e.child == 2] == [(1, True)]
+    # without the cards (mode time) the same weights and times keep 3's parent edge
+    _, edges = assemble(nodes, evidence, {}, "time")
+    assert all(e.evidence["directed"] and "declared_base" not in e.evidence for e in edges)
+
+
+def test_a_card_naming_an_unindexed_far_ancestor_does_not_pull_a_model_from_its_clear_parent():
+    # 3 is 0.05 from 2 and 0.30 from 1 (nearer than 0.75 x the next candidate): the placement stands
+    nodes = {1: node(1, 0), 2: card_of_unindexed(2, 1), 3: card_of_unindexed(3, 2)}
+    _, edges = assemble(nodes, pairs((1, 2, 0.10), (1, 3, 0.30), (2, 3, 0.05)), {}, "full")
+    assert parents_of(edges)[3] == {2} and all("declared_base" not in e.evidence for e in edges)
+
+
+def test_a_card_naming_an_indexed_base_is_left_to_the_declared_discount():
+    # the same near tie, but the card names 1, which is indexed: 3 goes under 1 as a parent edge
+    nodes = {1: node(1, 0), 2: node(2, 1), 3: node(3, 2, declared=("org/m1",))}
+    _, edges = assemble(nodes, pairs((1, 2, 0.10), (1, 3, 0.105), (2, 3, 0.10)), {}, "full")
+    assert [(e.parent, e.evidence["directed"]) for e in edges if e.child == 3] == [(1, True)]
 
 
 @pytest.mark.parametrize(("fresh", "shared", "parent"), [(0.20, 0.30, 1), (0.02, 0.80, 2), (-0.25, 0.40, 1)])

@@ -50,6 +50,7 @@ import networkx as nx
 
 from pedigree.indexer.lineage.arborescence import components, minimum_spanning_arborescence
 from pedigree.indexer.lineage.averages import attach_averages, merge_fits, placed_last
+from pedigree.indexer.lineage.declared import DECLARED_DISCOUNT, declared_elsewhere
 from pedigree.indexer.lineage.geometry import MARGIN, Geometry, latent_groups, orient, siblings_not_children
 from pedigree.indexer.lineage.passthrough import explained_blocks, set_aside
 from pedigree.indexer.lineage.signals import (
@@ -68,9 +69,8 @@ from pedigree.types import Edge
 
 __all__ = ["ASSEMBLY_VERSION", "LAMBDA", "MODES", "WEIGHTS", "Node", "Pair", "assemble"]
 
-ASSEMBLY_VERSION = "mother-fused-19"  # bump when the assembly changes (families are rebuilt)
+ASSEMBLY_VERSION = "mother-fused-20"  # bump when the assembly changes (families are rebuilt)
 LAMBDA = 0.3
-DECLARED_DISCOUNT = 0.25  # mode full: a declared base_model's distance counts 25 % less
 FORBIDDEN = 1e3  # cost added to an edge that time forbids; another root costs FORBIDDEN / 2
 MODES = ("weights", "time", "full")
 
@@ -221,6 +221,7 @@ class _Placed:
     roots: list[int] = field(default_factory=list)
     latent: dict[int, tuple[int, tuple[int, ...]]] = field(default_factory=dict)
     below: dict[int, int] = field(default_factory=dict)  # placed below a passthrough merge
+    declared_base: dict[tuple[int, int], tuple[str, ...]] = field(default_factory=dict)  # lineage.declared
 
 
 def _related_groups(members: list[int], pairs: dict[frozenset, Pair]) -> list[list[int]]:
@@ -281,6 +282,17 @@ def _assemble_group(
     placed.merged.update(merged)
     placed.latent.update({c: found for c, found in latent.items() if c not in merged})
     placed.roots.append(next(pk for pk in originals if pk not in parents))
+    if mode == "full":
+        placed.declared_base.update(
+            declared_elsewhere(
+                parents,
+                nodes,
+                placement_distances(pairs, nodes),
+                set(originals),
+                lambda q, c: (q, c) in costs and not decided[(q, c)].forbidden,
+                set(latent) | set(merged),
+            )
+        )
 
 
 def assemble(
@@ -351,6 +363,9 @@ def _edge(nodes: dict[int, Node], pairs: dict[frozenset, Pair], placed: _Placed,
         directed = False  # neither is shown to derive from the other, whatever time says
     else:
         directed = is_merge or margins.get((parent, child), math.inf) >= MARGIN
+    declared_base = placed.declared_base.get((parent, child)) if not (is_copy or is_merge) else None
+    if declared_base:
+        directed = False  # the card names a base that is not indexed and the weights do not settle it
     if not directed and not is_copy:
         kind = "sibling"
     detail: dict[str, Any] = {
@@ -369,6 +384,8 @@ def _edge(nodes: dict[int, Node], pairs: dict[frozenset, Pair], placed: _Placed,
         detail["passthrough"] = {"blocks": sorted(explained_blocks(child, pairs).get(parent, {}))}
     if is_copy:
         detail["copy_of"] = nodes[parent].id
+    if declared_base:
+        detail["declared_base"] = list(declared_base)
     latent = placed.latent.get(child)
     if latent is not None and latent[0] == parent and directed and not is_copy and not is_merge:
         detail["latent_ancestor"] = [nodes[pk].id for pk in latent[1]]  # parent -> (unindexed) -> these

@@ -58,15 +58,19 @@ from pedigree.types import Edge, Status
 Progress = Callable[[str, int, int], None]
 
 
-def node_of(record: ModelRecord) -> Node:
+def node_of(record: ModelRecord, indexed: set[str] | None = None) -> Node:
+    """The assembly's view of a model; ``indexed``: the ids of every indexed model, to name the
+    declared bases that are not indexed (none named when not given)."""
     card = record.card or {}
     assert record.pk is not None  # a record read from the store
+    declared = tuple(card.get("base_model") or ())
     return Node(
         record.pk,
         record.id,
         record.created_at,
-        tuple(card.get("base_model") or ()),
+        declared,
         WeightStats.from_json(record.weight_stats),
+        tuple(base for base in declared if base not in indexed) if indexed is not None else (),
     )
 
 
@@ -118,7 +122,13 @@ def _family_hash(mode: str, nodes: list[Node], records, pairs: dict[frozenset, P
         "weights": WEIGHTS,
         "suite": SUITE_VERSION,
         "nodes": [
-            [n.pk, records[n.pk].revision, n.created_at.isoformat() if n.created_at else None, list(n.declared)]
+            [
+                n.pk,
+                records[n.pk].revision,
+                n.created_at.isoformat() if n.created_at else None,
+                list(n.declared),
+                list(n.unindexed_bases),
+            ]
             for n in nodes
         ],
         # the pairs' log10 p is carried onto edges but does not steer assembly: not hashed, so a
@@ -163,6 +173,7 @@ def build_graph(
         assert r.pk is not None  # a record read from the store
         records[r.pk] = r
     adapters = _adapters(store, {r.id: pk for pk, r in records.items()})
+    indexed = {r.id for r in records.values()}
     decide(store)  # pairs tested since the last decision (compare, matrix) count too
     confirmed = [(a, b, p) for a, b, p in confirmed_pairs(store, SUITE_VERSION) if a in records and b in records]
     links = [(a, b) for a, b, _ in confirmed]
@@ -194,7 +205,7 @@ def build_graph(
             family_evidence = by_family.get(index, {})
             if compute_evidence and len(group) > 2:
                 ensure_merges(store, group, family_evidence, merges, models)
-            nodes = [node_of(records[pk]) for pk in group]
+            nodes = [node_of(records[pk], indexed) for pk in group]
             pairs = {k: pair_of(e, log10_p.get(k), k in unrelated) for k, e in family_evidence.items()}
             family_merges = {pk: merges[pk] for pk in group if pk in merges}
             digest = _job_digest(mode, nodes, records, pairs, family_merges, adapters, group)

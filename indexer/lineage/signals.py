@@ -68,6 +68,7 @@ class Node:
     created_at: datetime | None = None
     declared: tuple[str, ...] = ()
     stats: WeightStats = field(default_factory=WeightStats)
+    unindexed_bases: tuple[str, ...] = ()  # the declared bases that are not indexed (``lineage.declared``)
 
 
 @dataclass(frozen=True)
