@@ -2,6 +2,7 @@
 
     git worktree add /tmp/filing 9fec033      # the commit issue 12 was filed against
     python -m bench.filing_baseline --checkout /tmp/filing [--size full|small] [--json PATH]
+    python -m bench.filing_baseline --checkout /tmp/filing --independence   # its test battery on zoo A
 
 Issue 12's bar "zoo A no worse than today (0.95 / 0.95 / 1.0)" quotes figures of a zoo A build
 that no longer exists: zoo A has been rebuilt since (other trained weights), so those figures and
@@ -15,6 +16,10 @@ evidence modes and prints each graph as JSON; nothing of the other checkout is i
 graphs are scored by :func:`bench.lineage.score`, so an edge counts the same way in both.  The
 driver uses the API that checkout had (``Workspace.ingest``, ``Workspace.build_graph``,
 ``query.graph.load_graph`` or ``pedigree.query.graph.load_graph``).
+
+``--independence`` does the same for issue 13's "independence benchmark with no figure worse": the
+other checkout's ``bench.independence`` (power, and the calibration of zoo A's cross-family pairs)
+on today's full zoo A, against today's ``bench.independence`` result on that build.
 """
 
 from __future__ import annotations
@@ -61,6 +66,68 @@ with tempfile.TemporaryDirectory() as home, Workspace(load_settings(home)) as ws
         out[mode] = {"nodes": nodes, "edges": edges}
 print("GRAPHS " + json.dumps(out, default=str))
 """
+
+
+INDEPENDENCE_DRIVER = r"""
+import json, sys, types
+checkout, zoo = sys.argv[1], sys.argv[2]
+sys.path.insert(0, checkout)
+import bench.independence as independence
+assert independence.__file__.startswith(checkout), independence.__file__
+for name in ("bench.zoo.build", "pedigree.zoo.build"):  # the zoo is built: never rebuild it in that layout
+    stub = types.ModuleType(name)
+    stub.build_zoo = lambda *args, **kwargs: None
+    sys.modules[name] = stub
+from pathlib import Path
+result = independence.run("full", Path(zoo), 0)
+print("INDEPENDENCE " + json.dumps({"calibration": result["calibration"], "power": result["power"]}, default=str))
+"""
+
+
+def other_checkout_independence(checkout: Path, zoo: Path) -> dict:
+    """The other checkout's ``bench.independence`` (power and the zoo's cross-family calibration;
+    no synthetic pairs - those do not depend on the zoo build) on ``zoo``, in its own process."""
+    env = {**os.environ, "PYTHONPATH": str(checkout)}
+    done = subprocess.run(
+        [sys.executable, "-c", INDEPENDENCE_DRIVER, str(checkout), str(zoo)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=checkout,
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("INDEPENDENCE ")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"{checkout} on {zoo}: exit {done.returncode}: {done.stderr.strip()[-800:]}")
+    return json.loads(lines[-1][len("INDEPENDENCE ") :])
+
+
+def independence_markdown(result: dict, command: str, today_run: dict) -> str:
+    """Zoo A's cross-family calibration rows: the other checkout's battery vs today's run."""
+    commit = result["checkout_commit"]
+    theirs, ours = result["calibration"]["zoo_cross_family_pairs"], today_run["calibration"]["zoo_cross_family_pairs"]
+    lines = [
+        f"## Independence tests: the filing code ({commit}) on today's full zoo A",
+        "",
+        f"Command: `{command}`  (commit {result['environment']['commit']}, {result['environment']['date']})",
+        "",
+        f"The battery of {commit} (the filing of issue 13) on today's zoo A build, against today's "
+        f"`bench.independence` run on the same build (commit {today_run['environment']['commit']}): zoo A's "
+        "cross-family pairs (clustered: KS p is descriptive).  Weakest same-family pair, filing code: "
+        f"{result['power']['max_log10_p']['log10_p']} ({result['power']['pairs']} pairs, all < -12: "
+        f"{result['power']['all_below_minus_12']}); today: {today_run['power']['max_log10_p']['log10_p']}.",
+        "",
+        "| test | n | KS p, filing code | KS p, today | FPR α=0.01, filing code | today "
+        "| FPR α=0.001, filing code | today |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for test in sorted(theirs):
+        a, b = theirs[test], ours.get(test, {})
+        lines.append(
+            f"| {test} | {a['n']} | {a['ks_p']} | {b.get('ks_p', 'n/a')} | {a['fpr_0.01']} "
+            f"| {b.get('fpr_0.01', 'n/a')} | {a['fpr_0.001']} | {b.get('fpr_0.001', 'n/a')} |"
+        )
+    return "\n".join(lines)
 
 
 def other_checkout_graphs(checkout: Path, zoo: Path) -> dict[str, nx.DiGraph]:
@@ -155,8 +222,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkout", type=Path, required=True, help="a worktree of the commit to compare with")
     parser.add_argument("--size", choices=["small", "full"], default="full")
     parser.add_argument("--json", type=Path, help="also write the result here")
+    parser.add_argument(
+        "--independence", action="store_true", help="the other checkout's test battery on today's full zoo A instead"
+    )
     parser.add_argument("--no-report", action="store_true")
     args = parser.parse_args(argv)
+    if args.independence:
+        checkout = args.checkout.resolve()
+        zoo = datasets("full", real=False, cached=True)[0][1]
+        result = {"checkout_commit": checkout_commit(checkout), **other_checkout_independence(checkout, zoo)}
+        result["environment"] = environment()
+        today_run = json.loads((RESULTS / "independence-full.json").read_text())
+        text = independence_markdown(result, result["environment"]["command"], today_run)
+        publish("filing-baseline-independence", result, text, report=not args.no_report)
+        return
     result = run(args.checkout.resolve(), args.size)
     result["environment"] = environment()
     if args.json:
