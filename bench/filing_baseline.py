@@ -84,22 +84,27 @@ print("INDEPENDENCE " + json.dumps({"calibration": result["calibration"], "power
 """
 
 
-def other_checkout_independence(checkout: Path, zoo: Path) -> dict:
-    """The other checkout's ``bench.independence`` (power and the zoo's cross-family calibration;
-    no synthetic pairs - those do not depend on the zoo build) on ``zoo``, in its own process."""
-    env = {**os.environ, "PYTHONPATH": str(checkout)}
+def run_driver(driver: str, tag: str, checkout: Path, zoo: Path) -> dict:
+    """Run ``driver`` (Python source) with ``checkout`` first on the path; the JSON it prints after
+    ``tag``.  A driver that fails raises RuntimeError with the end of its stderr."""
     done = subprocess.run(
-        [sys.executable, "-c", INDEPENDENCE_DRIVER, str(checkout), str(zoo)],
-        env=env,
+        [sys.executable, "-c", driver, str(checkout), str(zoo)],
+        env={**os.environ, "PYTHONPATH": str(checkout)},
         capture_output=True,
         text=True,
         check=False,
         cwd=checkout,
     )
-    lines = [line for line in done.stdout.splitlines() if line.startswith("INDEPENDENCE ")]
+    lines = [line for line in done.stdout.splitlines() if line.startswith(f"{tag} ")]
     if done.returncode != 0 or not lines:
         raise RuntimeError(f"{checkout} on {zoo}: exit {done.returncode}: {done.stderr.strip()[-800:]}")
-    return json.loads(lines[-1][len("INDEPENDENCE ") :])
+    return json.loads(lines[-1][len(tag) + 1 :])
+
+
+def other_checkout_independence(checkout: Path, zoo: Path) -> dict:
+    """The other checkout's ``bench.independence`` (power and the zoo's cross-family calibration;
+    no synthetic pairs - those do not depend on the zoo build) on ``zoo``, in its own process."""
+    return run_driver(INDEPENDENCE_DRIVER, "INDEPENDENCE", checkout, zoo)
 
 
 def independence_markdown(result: dict, command: str, today_run: dict) -> str:
@@ -132,20 +137,8 @@ def independence_markdown(result: dict, command: str, today_run: dict) -> str:
 
 def other_checkout_graphs(checkout: Path, zoo: Path) -> dict[str, nx.DiGraph]:
     """Ingest ``zoo`` with the code of ``checkout`` (own process) and return its graph per mode."""
-    env = {**os.environ, "PYTHONPATH": str(checkout)}
-    done = subprocess.run(
-        [sys.executable, "-c", DRIVER, str(checkout), str(zoo)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=checkout,
-    )
-    lines = [line for line in done.stdout.splitlines() if line.startswith("GRAPHS ")]
-    if done.returncode != 0 or not lines:
-        raise RuntimeError(f"{checkout} on {zoo}: exit {done.returncode}: {done.stderr.strip()[-800:]}")
     graphs = {}
-    for mode, dumped in json.loads(lines[-1][len("GRAPHS ") :]).items():
+    for mode, dumped in run_driver(DRIVER, "GRAPHS", checkout, zoo).items():
         graph = nx.DiGraph()
         for node, facts in dumped["nodes"].items():
             graph.add_node(node, family=facts.get("family"), latent=facts.get("latent"))
