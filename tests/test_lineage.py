@@ -831,6 +831,22 @@ def test_weights_only_graph_shows_undirected_relatives_in_query_and_export(index
         assert "direction undetermined" in text and u in text
 
 
+def test_query_names_a_base_that_cards_declare_and_the_index_lacks(small_zoo: Path, tmp_path: Path):
+    # three fine-tunes of tiny-llama-s1 without s1 itself (a gated base): cpt's long run leaves it no
+    # clear parent among the two older ones, and its card names s1, which is not indexed
+    zoo = tmp_path / "zoo"
+    for model in ("testsmith/tiny-llama-tests", "webcrafters/tiny-llama-web", "longrun/tiny-llama-cpt"):
+        (zoo / model).parent.mkdir(parents=True, exist_ok=True)
+        (zoo / model).symlink_to(small_zoo / model, target_is_directory=True)
+    home = str(tmp_path / "home")
+    cli("ingest", str(zoo), "--home", home)
+    answer = cli("query", "longrun/tiny-llama-cpt", "--home", home)
+    assert answer["parents"] == []
+    assert [s["evidence"].get("declared_base") for s in answer["siblings"]] == [["llama-lab/tiny-llama-s1"]]
+    text = cli_text("query", "longrun/tiny-llama-cpt", "--home", home)
+    assert "related through llama-lab/tiny-llama-s1: named by a card, not indexed" in " ".join(text.split())
+
+
 def test_models_of_different_depth_without_a_layer_map_are_siblings_whatever_time_says():
     # two students of one unindexed teacher: 3 and 6 blocks, no block of one a kept copy of the other's
     nodes = {1: node(1, 1, layers=6), 2: node(2, 9, layers=3)}

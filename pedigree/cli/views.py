@@ -83,6 +83,9 @@ def lineage_summary(answer: LineageAnswer) -> RenderableType:
     parents = ", ".join(_link(p) for p in answer.parents)
     if parents:
         text = f"{name}: derived from {escape(parents)}"
+    elif declared := sorted({b for s in answer.siblings for b in s.evidence.get("declared_base") or ()}):
+        bases = escape(", ".join(declared))
+        text = f"{name}: no parent shown (related through {bases}: named by a card, not indexed)"
     elif answer.siblings:
         text = f"{name}: no parent shown (the weights do not order it against its relatives)"
     else:
