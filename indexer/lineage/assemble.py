@@ -136,9 +136,10 @@ def _costs(
     decided: dict[tuple[int, int], Direction],
     peers: dict[int, int],
     mode: str,
+    distances: dict[frozenset, float],
 ) -> dict[tuple[int, int], float]:
-    """(parent, child) -> placement cost between originals (module docstring)."""
-    distances = placement_distances(pairs, nodes)
+    """(parent, child) -> placement cost between originals (module docstring); ``distances``: the
+    group's :func:`placement_distances`."""
     mean_distance = max(sum(distances.values()) / max(len(distances), 1), 1e-6)
     best: dict[tuple[int, int], float] = {}
     for key, pair in sorted(pairs.items(), key=lambda kv: sorted(kv[0])):
@@ -255,7 +256,8 @@ def _assemble_group(
             decided[(parent, child)] = direction(nodes[parent], nodes[child], pair, mode, peers, merge_parents)
     representative = copy_groups(nodes, pairs, peers, mode)
     originals = sorted(set(representative.values()))
-    costs = _costs(nodes, pairs, representative, decided, peers, mode)
+    distances = placement_distances(pairs, nodes)
+    costs = _costs(nodes, pairs, representative, decided, peers, mode, distances)
     last = placed_last(merged, originals)
     placed_first = [pk for pk in originals if pk not in last]
     tree, margins, latent = _place(nodes, pairs, placed_first, costs, decided, geometry)
@@ -287,7 +289,7 @@ def _assemble_group(
             declared_elsewhere(
                 parents,
                 nodes,
-                placement_distances(pairs, nodes),
+                distances,
                 set(originals),
                 lambda q, c: (q, c) in costs and not decided[(q, c)].forbidden,
                 set(latent) | set(merged),

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import networkx as nx
-
 from pedigree.indexer.lineage.signals import Node
 
 DECLARED_DISCOUNT = 0.25  # mode full: a declared base_model's distance counts 25 % less
@@ -41,8 +39,27 @@ def declared_elsewhere(
     edge between ``candidates`` (the family's originals: no copies) that the card contradicts and
     the weights do not settle (module docstring); children in ``fixed`` (a latent group's members)
     keep their edges.  ``distances``: placement distances by pair; ``allowed(q, c)``: q may be c's
-    parent (time, tested relatedness)."""
-    tree = nx.DiGraph([(p, c) for c, ps in parents.items() for p in ps])
+    parent (time, tested relatedness).  Each child looks at the pairs it has evidence for only (a
+    family's candidate pairs are sparse), so a family costs O(pairs · ancestors)."""
+    neighbours: dict[int, list[tuple[int, float]]] = {}
+    for key, distance in distances.items():
+        if len(key) == 2:
+            a, b = tuple(key)
+            neighbours.setdefault(a, []).append((b, distance))
+            neighbours.setdefault(b, []).append((a, distance))
+
+    def descends_from(model: int, ancestor: int) -> bool:
+        """``ancestor`` is above ``model`` in the placed graph (every parent, merges included)."""
+        seen, todo = set(), list(parents.get(model, ()))
+        while todo:
+            up = todo.pop()
+            if up == ancestor:
+                return True
+            if up not in seen:
+                seen.add(up)
+                todo.extend(parents.get(up, ()))
+        return False
+
     out: dict[tuple[int, int], tuple[str, ...]] = {}
     for child, placed in sorted(parents.items()):
         if child not in candidates or child in (fixed or set()) or len(placed) != 1 or placed[0] not in candidates:
@@ -50,12 +67,11 @@ def declared_elsewhere(
         parent, node = placed[0], nodes[child]
         if not node.unindexed_bases or len(node.unindexed_bases) != len(node.declared):
             continue  # no card, or a card that names an indexed base (the declared discount's case)
-        below = nx.descendants(tree, child) | {child} if child in tree else {child}
         placed_distance = distances.get(frozenset((parent, child)))
         others = [
             distance
-            for other in candidates - below - {parent}
-            if (distance := distances.get(frozenset((other, child)))) is not None and allowed(other, child)
+            for other, distance in neighbours.get(child, ())
+            if other != parent and other in candidates and allowed(other, child) and not descends_from(other, child)
         ]
         if placed_distance is None or not others:
             continue
