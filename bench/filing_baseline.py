@@ -84,6 +84,14 @@ print("INDEPENDENCE " + json.dumps({"calibration": result["calibration"], "power
 """
 
 
+def checkout_folder(value: str) -> Path:
+    """argparse type: a folder holding a pedigree checkout (its ``pedigree`` package)."""
+    folder = Path(value).resolve()
+    if not (folder / "pedigree" / "__init__.py").is_file():
+        raise argparse.ArgumentTypeError(f"{value}: not a pedigree checkout (no pedigree/__init__.py)")
+    return folder
+
+
 def run_driver(driver: str, tag: str, checkout: Path, zoo: Path) -> dict:
     """Run ``driver`` (Python source) with ``checkout`` first on the path; the JSON it prints after
     ``tag``.  A driver that fails raises RuntimeError with the end of its stderr."""
@@ -212,7 +220,9 @@ def markdown(result: dict, command: str, current: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkout", type=Path, required=True, help="a worktree of the commit to compare with")
+    parser.add_argument(
+        "--checkout", type=checkout_folder, required=True, help="a worktree of the commit to compare with"
+    )
     parser.add_argument("--size", choices=["small", "full"], default="full")
     parser.add_argument("--json", type=Path, help="also write the result here")
     parser.add_argument(

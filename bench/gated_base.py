@@ -28,7 +28,7 @@ import json
 import shutil
 from pathlib import Path
 
-from bench.filing_baseline import MODES, checkout_commit, other_checkout_graphs
+from bench.filing_baseline import MODES, checkout_commit, checkout_folder, other_checkout_graphs
 from bench.lineage import run_dataset, score
 from bench.report import ROOT, environment, publish
 
@@ -97,7 +97,7 @@ def markdown(result: dict, command: str) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=["small", "full"], default="full")
-    parser.add_argument("--checkout", type=Path, help="also score another checkout's lineage stage on it")
+    parser.add_argument("--checkout", type=checkout_folder, help="also score another checkout's lineage stage on it")
     parser.add_argument("--no-report", action="store_true")
     args = parser.parse_args(argv)
     base = ROOT / "bench" / ".zoo" if args.size == "full" else ROOT / ".zoo-cache"

@@ -58,3 +58,12 @@ def test_a_checkout_that_fails_is_reported_with_its_error(chain_zoo: Path, tmp_p
     (tmp_path / "pedigree" / "__init__.py").write_text("raise ImportError('not a pedigree checkout')\n")
     with pytest.raises(RuntimeError, match="not a pedigree checkout"):
         other_checkout_graphs(tmp_path, chain_zoo)
+
+
+def test_a_folder_that_is_no_checkout_is_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from bench.filing_baseline import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["--checkout", str(tmp_path / "missing")])
+    assert stopped.value.code == 2
+    assert "not a pedigree checkout" in capsys.readouterr().err
