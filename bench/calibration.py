@@ -13,9 +13,11 @@ Groups of *independent* pairs (``bench.calibration_set``):
   and ungated: the tests' canonical-unit samples, ``indexer.unit_selection``) and "mid MLP" pairs
   (288-512 units, stored and tested whole since capture ev4); shapes, dtype and init scheme drawn
   per pair.
-- trained: 21 independently trained Llama-GQA and 21 GPT-2 models (``bench.calibration_trained``);
-  all C(21, 2) = 210 pairs of an architecture are *clustered* (each model is in 20 pairs): FPR is
-  reported on all of them, KS on a matching of disjoint pairs (10 independent pairs) as well.
+- trained: 21 independently trained Llama-GQA and 21 GPT-2 models (``bench.calibration_trained``),
+  and a second batch of 21 GPT-2 (``gpt2-b``: own seeds, own cut of the corpus); all C(21, 2) = 210
+  pairs of a batch are *clustered* (each model is in 20 pairs): FPR is reported on all of them, KS
+  on a matching of disjoint pairs (10 independent pairs) as well.  With both GPT-2 batches, also
+  every pair of the 42 (861, clustered: ``trained gpt2, both batches``).
 - zoo A roots / zoo B roots: every cross-family pair of each zoo (models descending from
   different, independently trained roots) - clustered (a family's members are near-copies).
 
@@ -259,6 +261,30 @@ def _group(rows: list[dict], *, independent: bool, variant: bool = False, note: 
     return out
 
 
+# batches of one architecture trained apart (own seeds, own cut of the corpus), pooled: every pair
+# within each batch plus every pair across them (clustered, as each batch's own group)
+POOLED_TRAINED = {"trained gpt2, both batches (all pairs, clustered)": ("gpt2", "gpt2-b")}
+
+
+def _pooled_trained(
+    runner: Runner, name: str, batches: list[tuple[dict[str, Path], list[dict]]]
+) -> tuple[dict, list[dict]]:
+    """The group over every pair of the batches' models (within-batch rows reused, cross-batch pairs
+    run here) and the cross-batch rows."""
+    folders = {label: path for batch, _ in batches for label, path in batch.items()}
+    cross_pairs = [
+        FolderPair(name, a, b)
+        for i, (first, _) in enumerate(batches)
+        for second, _ in batches[i + 1 :]
+        for a in sorted(first)
+        for b in sorted(second)
+    ]
+    cross = runner.folder_pairs(cross_pairs, folders)
+    rows = [r for _, within in batches for r in within] + cross
+    note = f"{len(folders)} models in {len(batches)} batches; {len(cross)} cross-batch pairs"
+    return {**_group(rows, independent=False, note=note), "raw": compact_rows(rows)}, cross
+
+
 def _thin(pairs: list, count: int | None) -> list:
     """``count`` pairs spread over the list (all when None)."""
     if count is None or len(pairs) <= count:
@@ -305,6 +331,7 @@ def run(
                     "raw": compact_rows(rows),
                 }
                 result["timing"][variant.name] = _timing(fresh_rows, time.perf_counter() - t0)
+            trained: dict[str, tuple[dict[str, Path], list[dict]]] = {}
             for arch in ARCHS:
                 name = f"trained {arch}"
                 if not wanted(name):
@@ -314,6 +341,7 @@ def run(
                 folders = {f"{arch}/{f.name}": f for f in built}
                 labels = sorted(folders)
                 rows = runner.folder_pairs(all_pairs(name, labels), folders)
+                trained[arch] = (folders, rows)
                 matched = {(p.a, p.b) for p in disjoint_pairs(name, labels)}
                 result["groups"][f"{name} (all pairs, clustered)"] = {
                     **_group(rows, independent=False, note=f"each model in {len(labels) - 1} pairs"),
@@ -324,6 +352,11 @@ def run(
                     [r for r in rows if (r["a"], r["b"]) in matched], independent=True, note="disjoint pairs only"
                 )
                 result["timing"][name] = _timing(rows, time.perf_counter() - t0)
+            for name, batches in POOLED_TRAINED.items():
+                if all(b in trained for b in batches):
+                    t0 = time.perf_counter()
+                    result["groups"][name], cross = _pooled_trained(runner, name, [trained[b] for b in batches])
+                    result["timing"][name] = _timing(cross, time.perf_counter() - t0)
             power_rows: list[dict] = []
             for prefix, zoo_name, size in (("A", "a", "full"), ("B", "b", "b-full")):
                 name = f"zoo {prefix} roots"

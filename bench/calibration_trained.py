@@ -3,12 +3,15 @@
     python -m bench.calibration_trained [--count 21] [--workers 1]
 
 Two architectures, :data:`MODELS_PER_ARCH` models each: a gated (SwiGLU) Llama with grouped-query
-attention and a non-gated, tied GPT-2.  Model i of an architecture has its own initialisation seed,
-its own data seed and its own slice of the corpus: the i-th of :data:`MODELS_PER_ARCH` disjoint
-slices of every domain of a stdlib corpus cut with its own salt (:data:`CORPUS_SALT`, neither zoo
-A's nor zoo B's).  The tokenizers are zoo A's (its Llama and GPT-2 roots): the models of one
-architecture share a tokenizer, as independently trained models of one family on the Hub often do -
-every probe token is shared, the hardest case for the dimension tests.  Nothing here is taken from
+attention and a non-gated, tied GPT-2, and a second batch of the GPT-2 (``gpt2-b``: the same shape
+and recipe, its own seeds and its own cut of the corpus, salt :data:`CORPUS_SALT_B`) - a replication
+of the first, drawn after its figure was known.  Model i of an architecture has its own
+initialisation seed, its own data seed and its own slice of the corpus: the i-th of
+:data:`MODELS_PER_ARCH` disjoint slices of every domain of a stdlib corpus cut with its own salt
+(:data:`CORPUS_SALT`, neither zoo A's nor zoo B's).  The tokenizers are zoo A's (its Llama and
+GPT-2 roots): the models of one architecture share a tokenizer, as independently trained models of
+one family on the Hub often do - every probe token is shared, the hardest case for the dimension
+tests.  Nothing here is taken from
 zoo B.
 
 Each model is a Hub-layout folder under ``bench/.zoo/calibration/<arch>-<key>/model-NN`` (weights,
@@ -44,6 +47,7 @@ CACHE = ROOT / "bench" / ".zoo" / "calibration"
 ZOO_A = ROOT / "bench" / ".zoo" / "full"
 MODELS_PER_ARCH = 21
 CORPUS_SALT = "calibration-trained"
+CORPUS_SALT_B = "calibration-trained-b"  # the second GPT-2 batch's cut of the corpus
 CHARS_PER_DOMAIN = 600_000
 STEPS, LR, BATCH, SEQ_LEN = 600, 3e-3, 16, 64
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
@@ -57,6 +61,7 @@ class TrainedArch:
     tokenizer_root: str  # zoo A root whose tokenizer the models use
     dims: Dims
     seed_base: int
+    corpus_salt: str = CORPUS_SALT
 
 
 ARCHS = {
@@ -64,6 +69,9 @@ ARCHS = {
         "llama-gqa", "llama", "llama-lab/tiny-llama-s1", Dims(64, 4, 4, 176, kv_heads=2, max_positions=128), 50_000
     ),
     "gpt2": TrainedArch("gpt2", "gpt2", "gpt-lab/tiny-gpt2", Dims(64, 4, 4, 256, max_positions=128), 60_000),
+    "gpt2-b": TrainedArch(
+        "gpt2-b", "gpt2", "gpt-lab/tiny-gpt2", Dims(64, 4, 4, 256, max_positions=128), 70_000, CORPUS_SALT_B
+    ),
 }
 
 
@@ -135,7 +143,7 @@ def _train_locked(arch_name: str, index: int, text: str, folder: Path) -> dict:
         "index": index,
         "init_seed": seed,
         "data_seed": seed + 1000,
-        "slice": f"{index}/{MODELS_PER_ARCH} of every domain (salt {CORPUS_SALT!r})",
+        "slice": f"{index}/{MODELS_PER_ARCH} of every domain (salt {arch.corpus_salt!r})",
         "train_tokens": len(data.train),
         "heldout_tokens": len(data.heldout),
         **result.as_notes(),
@@ -150,7 +158,7 @@ def build_trained(arch_name: str, count: int = MODELS_PER_ARCH, workers: int = 1
     if not 0 < count <= MODELS_PER_ARCH:
         raise ValueError(f"count must be in 1..{MODELS_PER_ARCH}")
     arch = ARCHS[arch_name]
-    corpus = build_corpus(CHARS_PER_DOMAIN, salt=CORPUS_SALT)
+    corpus = build_corpus(CHARS_PER_DOMAIN, salt=arch.corpus_salt)
     root = CACHE / f"{arch_name}-{cache_key(arch, corpus.sha256)[:16]}"
     folders = [root / f"model-{i:02d}" for i in range(count)]
     todo = [(arch_name, i, corpus_slice(corpus.domains, i), str(f)) for i, f in enumerate(folders)]

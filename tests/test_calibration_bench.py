@@ -209,3 +209,21 @@ def test_zoo_pairs_split_by_common_root(tmp_path: Path):
     }
     assert len(same) == 4  # family a: three models (the passthrough is in it), family b: two
     assert neither == 2  # the passthrough (family a) with b/root and b/sft
+
+
+def test_the_second_gpt2_batch_is_the_same_recipe_with_its_own_seeds_and_corpus_cut():
+    from bench.calibration_trained import ARCHS, MODELS_PER_ARCH, corpus_slice
+    from pedigree.zoo.corpus import build_corpus
+
+    first, second = ARCHS["gpt2"], ARCHS["gpt2-b"]
+    assert (first.model_type, first.dims, first.tokenizer_root) == (
+        second.model_type,
+        second.dims,
+        second.tokenizer_root,
+    )
+    seeds = {a.name: set(range(a.seed_base, a.seed_base + MODELS_PER_ARCH)) for a in ARCHS.values()}
+    assert all(seeds[x].isdisjoint(seeds[y]) for x in seeds for y in seeds if x != y)  # no shared init seed
+    assert first.corpus_salt != second.corpus_salt
+    chars = 20_000
+    one, two = (build_corpus(chars, salt=a.corpus_salt).domains for a in (first, second))
+    assert corpus_slice(one, 0) != corpus_slice(two, 0)  # another cut of the stdlib text
