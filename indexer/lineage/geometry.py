@@ -9,6 +9,13 @@ zoo and follow from how fine-tuning works:
 - **siblings share a direction**: cos(c₁ − p, c₂ − p) ≈ ρ > 0 (ρ = 0.35-0.41 on the zoo) -
   fine-tunes of one model begin from the same point of the same loss surface.
 
+Both hold on zoo A, whose one trained chain has fresh 0.07.  The chains zoo (development, 30 true
+chain steps and 33 sibling pairs, with and without weight decay) shows how loosely: fresh −0.33 to
+0.41 (median 0.16) and the siblings' shared cosine 0.01 to 0.36 (median 0.17) - a child trained on
+data related to its parent's continues part of its direction, and the two ranges overlap, so these
+cosines settle a placement only where they are far apart (measured 2026-12-06, dev script; no
+constant was changed for it).
+
 So at a node u, the angle between the updates towards two neighbours is ≈ ρ when both are u's
 children and ≈ 0 when one of them is u's parent.  Every choice of root orients the tree and so
 names each node's parent neighbour; the root is chosen to maximise
