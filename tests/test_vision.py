@@ -276,10 +276,12 @@ def test_weights_lineage_groups_the_families(vision_home: tuple[Path, dict], tru
 
 
 @pytest.mark.xfail(
-    strict=True,
+    strict=False,
     reason="measured (bench/vision_lineage.py): with weights alone the graph puts longrun/tiny-vit-long under "
     "vit-lab/tiny-vit-low, reads vit-lab/tiny-vit-shift as a merge of its own child and the soup, and leaves the "
-    "CLIP and s2 fine-tunes undirected (edge F1 0.14); the lineage rules are zoo A's, not tuned here",
+    "CLIP and s2 fine-tunes undirected (edge F1 0.14); the lineage rules are zoo A's, not tuned here.  Not strict: "
+    "the vision zoo is trained where the tests run and its weights differ from machine to machine (float results "
+    "of the CPU kernels), and on some builds every fine-tune does land under its base (seen 2026-12-06)",
 )
 def test_weights_lineage_places_the_finetunes_under_their_bases(
     vision_home: tuple[Path, dict], truth: dict, tmp_path: Path
