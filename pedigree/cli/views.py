@@ -316,7 +316,8 @@ def demo(result: DemoResult, tree: nx.DiGraph | None, width: int) -> RenderableT
     parents = [p.id for p in result.answer.parents]
     parts: list[RenderableType] = [
         f"[bold]Refreshed[/] from the bundled Hub server at {result.endpoint} into {escape(result.home)}: "
-        f"{counts_line(result.refresh)} ({size(result.bytes_read)} read of {size(result.bytes_total)})",
+        f"{counts_line(result.refresh)} ({size(result.bytes_read)} read over HTTP, configs and tokenizers "
+        f"included; the weight files hold {size(result.bytes_total)})",
         "",
         f"[bold]Question:[/] where does [cyan]{escape(result.question)}[/] come from? "
         "Its model card declares no base model.",
