@@ -69,7 +69,7 @@ from pedigree.types import Edge
 
 __all__ = ["ASSEMBLY_VERSION", "LAMBDA", "MODES", "WEIGHTS", "Node", "Pair", "assemble"]
 
-ASSEMBLY_VERSION = "mother-fused-20"  # bump when the assembly changes (families are rebuilt)
+ASSEMBLY_VERSION = "mother-fused-21"  # bump when the assembly changes (families are rebuilt)
 LAMBDA = 0.3
 FORBIDDEN = 1e3  # cost added to an edge that time forbids; another root costs FORBIDDEN / 2
 MODES = ("weights", "time", "full")
