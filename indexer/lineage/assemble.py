@@ -69,7 +69,7 @@ from pedigree.types import Edge
 
 __all__ = ["ASSEMBLY_VERSION", "LAMBDA", "MODES", "WEIGHTS", "Node", "Pair", "assemble"]
 
-ASSEMBLY_VERSION = "mother-fused-21"  # bump when the assembly changes (families are rebuilt)
+ASSEMBLY_VERSION = "mother-fused-22"  # bump when the assembly changes (families are rebuilt)
 LAMBDA = 0.3
 FORBIDDEN = 1e3  # cost added to an edge that time forbids; another root costs FORBIDDEN / 2
 MODES = ("weights", "time", "full")
@@ -203,7 +203,7 @@ def _place(
     tree, margins = orient_each(tree)
     latent: dict[int, tuple[int, tuple[int, ...]]] = {}
     if geometry is not None and len(originals) > 2:
-        tree = siblings_not_children(tree, allowed, geometry)
+        tree = siblings_not_children(tree, allowed, geometry, trained)
         tree, margins = orient_each(tree)
         tree, latent = latent_groups(tree, trained, geometry)
     return tree, margins, latent

@@ -150,7 +150,12 @@ def orient(
     return directed, orientation.margins(root, scores)
 
 
-def siblings_not_children(tree: nx.DiGraph, allowed: Callable[[int, int], bool], geometry: Geometry) -> nx.DiGraph:
+def siblings_not_children(
+    tree: nx.DiGraph,
+    allowed: Callable[[int, int], bool],
+    geometry: Geometry,
+    trained: Callable[[int, int], bool] | None = None,
+) -> nx.DiGraph:
     """Move v from under u to under u's parent g when v looks like u's sibling, not its child.
 
     Two children of g whose updates are correlated (similar data, or one a long run that covers
@@ -159,11 +164,16 @@ def siblings_not_children(tree: nx.DiGraph, allowed: Callable[[int, int], bool],
     (fresh = cos(u − g, v − u) ≈ 0); a sibling shares with u the family's typical sibling cosine
     ρ (shared = cos(u − g, v − g) ≈ ρ).  v is moved up when |shared − ρ| < |fresh|, and keeps
     climbing while the same holds one level up.  Top-down; ``allowed(g, v)``: g may be v's parent.
+    Only a step that full training made is weighed (``trained(u, v)``, ``signals.trained_step``): a
+    merged adapter is *exactly* low-rank from its parent, which no angle outweighs - its large
+    rank-r update made it look like its parent's sibling on a rebuild of zoo C (2026-12-06).
     """
     rho = sibling_cosine(tree, geometry)
     tree = tree.copy()
     for u in list(nx.topological_sort(tree)):
         for v in list(tree.successors(u)):
+            if trained is not None and not trained(u, v):
+                continue  # an adapter, a quantized or re-cast copy: not a training step (docstring)
             parent = u
             while True:
                 grandparents = list(tree.predecessors(parent))
