@@ -34,7 +34,7 @@ from pathlib import Path
 
 import networkx as nx
 
-from bench.lineage import datasets, score
+from bench.lineage import datasets, score, wrong_edges_text
 from bench.report import RESULTS, environment, publish
 
 MODES = ("weights", "time", "full")
@@ -210,7 +210,7 @@ def markdown(result: dict, command: str, current: dict) -> str:
         now = current.get(row["dataset"], {}).get("modes", {})
         for mode in MODES:
             old = row["modes"][mode]
-            wrong = "; ".join(f"{e['parent']} → {e['child']}" for e in old["wrong_edges"]) or "none"
+            wrong = wrong_edges_text(old)
             lines.append(
                 f"| {row['dataset']} ({row['models']}) | {mode} | **{old['f1']}** | "
                 f"{now.get(mode, {}).get('f1', 'n/a')} | {old['precision']} / {old['recall']} | {wrong} |"

@@ -29,7 +29,7 @@ import shutil
 from pathlib import Path
 
 from bench.filing_baseline import MODES, checkout_commit, checkout_folder, other_checkout_graphs
-from bench.lineage import run_dataset, score
+from bench.lineage import run_dataset, score, wrong_edges_text
 from bench.report import ROOT, environment, publish
 
 BASE = "llama-lab/tiny-llama-s1"
@@ -86,7 +86,7 @@ def markdown(result: dict, command: str) -> str:
             if mode not in modes:
                 continue
             m = modes[mode]
-            wrong = "; ".join(f"{e['parent']} → {e['child']}" for e in m["wrong_edges"]) or "none"
+            wrong = wrong_edges_text(m)
             lines.append(
                 f"| {code} | {mode} | {m['precision']} | {m['recall']} | **{m['f1']}** | "
                 f"{m['undirected_right']}/{m['undirected_edges']} | {m['latent_nodes']} | {wrong} |"

@@ -146,6 +146,11 @@ def score(truth: dict, graph, discrepancies: dict | None) -> dict:
     return result
 
 
+def wrong_edges_text(scored: dict) -> str:
+    """A mode's wrong edges (``score``'s ``wrong_edges``) as "parent → child; ..." for a table cell."""
+    return "; ".join(f"{e['parent']} → {e['child']}" for e in scored["wrong_edges"]) or "none"
+
+
 def ancestry(truth: dict, model: str) -> set[str]:
     """The model, its true ancestors (every parent, latent parents and family roots included)."""
     seen, todo = set(), [model]

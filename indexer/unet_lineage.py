@@ -194,7 +194,7 @@ def _tree(
         return True
 
     tree, _ = orient(tree, edge_logp, trained, geometry)
-    tree = siblings_not_children(tree, allowed, geometry)
+    tree = siblings_not_children(tree, allowed, geometry, trained)
     tree, _ = orient(tree, edge_logp, trained, geometry)
     return [(placed[u], placed[v]) for u, v in tree.edges()]
 

@@ -13,8 +13,8 @@ Both hold on zoo A, whose one trained chain has fresh 0.07.  The chains zoo (dev
 chain steps and 33 sibling pairs, with and without weight decay) shows how loosely: fresh −0.33 to
 0.41 (median 0.16) and the siblings' shared cosine 0.01 to 0.36 (median 0.17) - a child trained on
 data related to its parent's continues part of its direction, and the two ranges overlap, so these
-cosines settle a placement only where they are far apart (measured 2026-12-06, dev script; no
-constant was changed for it).
+cosines settle a placement only where they are far apart (``python -m bench.lineage_geometry``,
+2026-12-06; no constant was changed for it).
 
 So at a node u, the angle between the updates towards two neighbours is ≈ ρ when both are u's
 children and ≈ 0 when one of them is u's parent.  Every choice of root orients the tree and so
@@ -154,7 +154,7 @@ def siblings_not_children(
     tree: nx.DiGraph,
     allowed: Callable[[int, int], bool],
     geometry: Geometry,
-    trained: Callable[[int, int], bool] | None = None,
+    trained: Callable[[int, int], bool],
 ) -> nx.DiGraph:
     """Move v from under u to under u's parent g when v looks like u's sibling, not its child.
 
@@ -172,7 +172,7 @@ def siblings_not_children(
     tree = tree.copy()
     for u in list(nx.topological_sort(tree)):
         for v in list(tree.successors(u)):
-            if trained is not None and not trained(u, v):
+            if not trained(u, v):
                 continue  # an adapter, a quantized or re-cast copy: not a training step (docstring)
             parent = u
             while True:
