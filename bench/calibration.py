@@ -453,6 +453,16 @@ def power(rows: list[dict]) -> dict:
     }
 
 
+def group_names() -> list[str]:
+    """What ``--group`` accepts: every synthetic variant, each trained architecture, the zoo groups and
+    ``power``."""
+    from bench.calibration_trained import ARCHS
+
+    return (
+        [v.name for v in SYNTHETIC_GROUPS] + [f"trained {a}" for a in ARCHS] + ["zoo A roots", "zoo B roots", "power"]
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=200, help="independent pairs per synthetic group")
@@ -466,6 +476,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pool", type=Path, help="an earlier result JSON: pool its rows of the same synthetic groups")
     args = parser.parse_args(argv)
     pairs = QUICK["pairs"] if args.quick else args.pairs
+    unknown = [g for g in args.group or [] if g not in group_names()]
+    if unknown:
+        parser.error(f"unknown --group {unknown[0]!r} (one of: {', '.join(group_names())})")
     if args.pool and not args.group:
         parser.error("--pool needs --group (the groups of the earlier run to extend)")
     try:

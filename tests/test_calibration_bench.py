@@ -227,3 +227,13 @@ def test_the_second_gpt2_batch_is_the_same_recipe_with_its_own_seeds_and_corpus_
     chars = 20_000
     one, two = (build_corpus(chars, salt=a.corpus_salt).domains for a in (first, second))
     assert corpus_slice(one, 0) != corpus_slice(two, 0)  # another cut of the stdlib text
+
+
+def test_an_unknown_group_is_a_one_line_usage_error(capsys):
+    from bench.calibration import group_names, main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["--group", "trained gpt2-c"])
+    assert stopped.value.code == 2
+    assert "unknown --group 'trained gpt2-c'" in capsys.readouterr().err
+    assert {"trained gpt2", "trained gpt2-b", "cross-width", "power"} <= set(group_names())
