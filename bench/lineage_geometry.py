@@ -13,6 +13,15 @@ distance the placement uses (rank 1: the nearest), which shows where a placement
 matter of geometry (the true parent is not the nearest) rather than of the assembly; the model's
 own descendants are left out of that ranking (they are near it by construction).
 
+*Centrality* answers what the gated-base case (``bench.gated_base``) asks of the weights: can the
+base of a family be told from its fine-tunes when it is missing?  A model r's centrality in its
+family is the median over pairs {a, b} of the other trained members of cos(a − r, b − r) (an
+update's direction from r; a base's children diverge from it, ≈ ρ, while from a sibling the
+others share the direction back to the base), with the median distance from r to them beside
+it.  Per true base with at least three trained members, the table lists every member as central as
+the base (centrality and median distance both no larger): such a member is where the geometry would
+put the base if the base were not indexed.
+
 Development data only (bench/README "The held-out rule"); nothing here sets a constant.
 """
 
@@ -100,7 +109,15 @@ def measure(zoo: Path) -> dict:
             near = sorted((d, m) for m in family if (d := distance(child, m)) is not None)
             if near and any(m == parent for _, m in near):
                 rank = 1 + [m for _, m in near].index(parent)
-                ranks.append({"child": child, "parent_rank": rank, "of": len(near), "nearest": near[0][1]})
+                found_rank = {"child": child, "parent_rank": rank, "of": len(near), "nearest": near[0][1]}
+                # as a child of each model nearer than its parent (g = the true parent): a true child's
+                # cosines (the chain steps above) would make the misplacement geometry, not assembly
+                found_rank["as_child_of_nearer"] = [
+                    {"model": m, "fresh": round(c[0], 4), "shared": round(c[1], 4)}
+                    for _, m in near[: rank - 1]
+                    if (c := cosines(child, m, parent))
+                ]
+                ranks.append(found_rank)
         by_parent: dict[str, list[str]] = {}
         for child in trained:
             by_parent.setdefault(parents[child][0], []).append(child)
@@ -110,13 +127,66 @@ def measure(zoo: Path) -> dict:
                     siblings.append(
                         {"pair": [c1, c2], "fresh_as_child": round(found[0], 4), "shared": round(found[1], 4)}
                     )
-    return {"chain_steps": chain_steps, "siblings": siblings, "parent_ranks": ranks}
+        centres = []
+        for base in sorted(m for m, ps in parents.items() if not ps and m in pk):
+            members = [m for m in pk if m in trained and base in ancestry(parents, m)]
+            if len(members) >= 3:
+                centres.append(centrality_row(base, members, samples))
+    return {"chain_steps": chain_steps, "siblings": siblings, "parent_ranks": ranks, "centres": centres}
+
+
+def ancestry(parents: dict[str, list[str]], model: str) -> set[str]:
+    """Every true ancestor of ``model``."""
+    found: set[str] = set()
+    todo = list(parents.get(model, []))
+    while todo:
+        current = todo.pop()
+        if current not in found:
+            found.add(current)
+            todo.extend(parents.get(current, []))
+    return found
+
+
+def centrality(at: str, others: list[str], samples: dict) -> tuple[float, float] | None:
+    """(median over pairs {a, b} of ``others`` of cos(a − at, b − at), median |a − at|) on raw
+    samples; None when fewer than two share ``at``'s shape."""
+    x = samples[at]
+    offsets = [samples[m] - x for m in others if samples[m].shape == x.shape]
+    if len(offsets) < 2:
+        return None
+    norms = [float(o.norm()) for o in offsets]
+    cosines = [float(a @ b) / (na * nb) for (a, na), (b, nb) in combinations(zip(offsets, norms), 2) if na and nb]
+    return statistics.median(cosines), statistics.median(norms)
+
+
+def centrality_row(base: str, members: list[str], samples: dict) -> dict:
+    """The base's centrality among its trained descendants, and each descendant's among the rest
+    with the base left out (as when the base is not indexed); members as central as the base."""
+    own = centrality(base, members, samples)
+    row: dict = {"base": base, "members": len(members), "base_centrality": None, "as_central": []}
+    if own is None:
+        return row
+    row["base_centrality"] = [round(own[0], 4), round(own[1], 4)]
+    for m in sorted(members):
+        found = centrality(m, [o for o in members if o != m], samples)
+        if found is not None and found[0] <= own[0] and found[1] <= own[1]:
+            row["as_central"].append({"model": m, "centrality": [round(found[0], 4), round(found[1], 4)]})
+    return row
 
 
 def _spread(values: list[float]) -> str:
     if not values:
         return "-"
     return f"{min(values):.2f} / {statistics.median(values):.2f} / {max(values):.2f}"
+
+
+def _as_child(rank: dict) -> str:
+    """ "; as a child of X: fresh / shared" for the model nearest to it, where the cosines were read."""
+    found = rank.get("as_child_of_nearer") or []
+    if not found:
+        return ""
+    first = found[0]
+    return f"; as a child of {first['model']}: fresh {first['fresh']:.2f}, shared {first['shared']:.2f}"
 
 
 def markdown(result: dict, command: str) -> str:
@@ -128,7 +198,9 @@ def markdown(result: dict, command: str) -> str:
         "fresh = cos(p − g, c − p) on true chain steps (c a trained child of p, itself a trained child of g); "
         "shared = cos(c₁ − g, c₂ − g) on true sibling pairs; raw q/k/v samples of the first, middle and last "
         "block, as `indexer.lineage.evidence.update_cosines` reads them. Parent rank: the true parent's place "
-        "among the model's same-shape family members but its own descendants, by raw distance (1 = nearest).",
+        "among the model's same-shape family members but its own descendants, by raw distance (1 = nearest); "
+        "for a model whose true parent is not the nearest, its fresh / shared cosines as a child of the nearest "
+        "(g = its true parent), to read against the true chain steps.",
         "",
         "| dataset | chain steps | fresh min / median / max | sibling pairs | shared min / median / max "
         "| trained models | true parent nearest | not nearest |",
@@ -136,12 +208,32 @@ def markdown(result: dict, command: str) -> str:
     ]
     for name, data in result["datasets"].items():
         ranks = data["parent_ranks"]
-        missed = [f"{r['child']} (rank {r['parent_rank']} of {r['of']})" for r in ranks if r["parent_rank"] > 1]
+        missed = [
+            f"{r['child']} (rank {r['parent_rank']} of {r['of']}{_as_child(r)})" for r in ranks if r["parent_rank"] > 1
+        ]
         lines.append(
             f"| {name} | {len(data['chain_steps'])} | {_spread([s['fresh'] for s in data['chain_steps']])} "
             f"| {len(data['siblings'])} | {_spread([s['shared'] for s in data['siblings']])} | {len(ranks)} "
             f"| {sum(r['parent_rank'] == 1 for r in ranks)} | {', '.join(missed) or '-'} |"
         )
+    lines += [
+        "",
+        "Centrality (module docstring): per true base with three or more trained descendants, the median cosine "
+        "between the offsets from the base to two of them and the median distance to them; beside it every "
+        "descendant whose own median cosine and median distance to the others (the base left out) are both no "
+        "larger - a model the weights cannot tell from the base when the base is not indexed.",
+        "",
+        "| dataset | base | trained descendants | base: median cos / median distance | as central as the base |",
+        "|---|---|---|---|---|",
+    ]
+    for name, data in result["datasets"].items():
+        for row in data.get("centres", []):
+            own = row["base_centrality"]
+            found = ", ".join(
+                f"{m['model']} ({m['centrality'][0]:.2f} / {m['centrality'][1]:.3g})" for m in row["as_central"]
+            )
+            own_text = f"{own[0]:.2f} / {own[1]:.3g}" if own else "-"
+            lines.append(f"| {name} | {row['base']} | {row['members']} | {own_text} | {found or '-'} |")
     return "\n".join(lines)
 
 
