@@ -22,6 +22,11 @@ it.  Per true base with at least three trained members, the table lists every me
 the base (centrality and median distance both no larger): such a member is where the geometry would
 put the base if the base were not indexed.
 
+*Growth signals*: two models alone (a base and its fine-tune, or two fine-tunes of a base that is
+not indexed) have no geometry; only the pair's growth signals could direct them.  The benchmark
+counts how often ``growth`` (larger in every sampled matrix) fires on true edges and on true sibling
+pairs, and how large the attention norm's change is on each.
+
 Development data only (bench/README "The held-out rule"); nothing here sets a constant.
 """
 
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import tempfile
 from itertools import combinations
@@ -36,9 +42,10 @@ from pathlib import Path
 
 from bench.report import ROOT, environment, publish
 from pedigree.config import load_settings
-from pedigree.indexer.lineage.build import evidence_files
+from pedigree.indexer.lineage.build import evidence_files, node_of
 from pedigree.indexer.lineage.evidence import _flat, _sample_layers, raw_sample, update_cosines
 from pedigree.indexer.lineage.workers import Models
+from pedigree.storage.lineage import pair_evidence
 from pedigree.workspace import Workspace
 
 TRAINED = ("finetune", "vocab_extended")  # relations made by training from the parent's weights
@@ -127,12 +134,59 @@ def measure(zoo: Path) -> dict:
                     siblings.append(
                         {"pair": [c1, c2], "fresh_as_child": round(found[0], 4), "shared": round(found[1], 4)}
                     )
+        signals = growth_signals(truth, parents, trained, pk, records, pair_evidence(ws.store, with_detail=True))
         centres = []
         for base in sorted(m for m, ps in parents.items() if not ps and m in pk):
             members = [m for m in pk if m in trained and base in ancestry(parents, m)]
             if len(members) >= 3:
                 centres.append(centrality_row(base, members, samples))
-    return {"chain_steps": chain_steps, "siblings": siblings, "parent_ranks": ranks, "centres": centres}
+    return {
+        "chain_steps": chain_steps,
+        "siblings": siblings,
+        "parent_ranks": ranks,
+        "centres": centres,
+        "growth": signals,
+    }
+
+
+def growth_signals(truth: dict, parents: dict, trained: list[str], pk: dict, records: dict, evidence: dict) -> dict:
+    """The two growth signals (``indexer.lineage.signals``) on true trained edges and true sibling
+    pairs: ``growth`` (larger in every sampled matrix: which model the pair evidence names grown)
+    and ``norm_growth`` (log of the attention norm's ratio, child over parent, or |·| for siblings)."""
+    stats = {m: node_of(records[key]).stats for m, key in pk.items()}
+
+    def grown(a: str, b: str) -> str | None:
+        found = evidence.get(frozenset((pk[a], pk[b])))
+        child = (found.detail or {}).get("grown_child") if found else None
+        return None if child is None else records[child].id
+
+    def log_ratio(a: str, b: str) -> float | None:
+        na, nb = stats[a].attention_norm, stats[b].attention_norm
+        return math.log(nb / na) if na and nb else None
+
+    edges = {"pairs": 0, "growth_to_child": 0, "growth_to_parent": 0, "norm_grew": 0, "log_norm": []}
+    for child in trained:
+        parent = parents[child][0]
+        if parent not in pk:
+            continue
+        edges["pairs"] += 1
+        flag = grown(parent, child)
+        edges["growth_to_child"] += flag == child
+        edges["growth_to_parent"] += flag == parent
+        if (r := log_ratio(parent, child)) is not None:
+            edges["norm_grew"] += r > 0
+            edges["log_norm"].append(round(r, 5))
+    pairs = {"pairs": 0, "growth_fired": 0, "log_norm": []}
+    by_parent: dict[str, list[str]] = {}
+    for child in trained:
+        by_parent.setdefault(parents[child][0], []).append(child)
+    for children in by_parent.values():
+        for a, b in combinations(sorted(children), 2):
+            pairs["pairs"] += 1
+            pairs["growth_fired"] += grown(a, b) is not None
+            if (r := log_ratio(a, b)) is not None:
+                pairs["log_norm"].append(round(abs(r), 5))
+    return {"true_edges": edges, "sibling_pairs": pairs}
 
 
 def ancestry(parents: dict[str, list[str]], model: str) -> set[str]:
@@ -174,10 +228,10 @@ def centrality_row(base: str, members: list[str], samples: dict) -> dict:
     return row
 
 
-def _spread(values: list[float]) -> str:
+def _spread(values: list[float], digits: int = 2) -> str:
     if not values:
         return "-"
-    return f"{min(values):.2f} / {statistics.median(values):.2f} / {max(values):.2f}"
+    return f"{min(values):.{digits}f} / {statistics.median(values):.{digits}f} / {max(values):.{digits}f}"
 
 
 def _as_child(rank: dict) -> str:
@@ -215,6 +269,26 @@ def markdown(result: dict, command: str) -> str:
             f"| {name} | {len(data['chain_steps'])} | {_spread([s['fresh'] for s in data['chain_steps']])} "
             f"| {len(data['siblings'])} | {_spread([s['shared'] for s in data['siblings']])} | {len(ranks)} "
             f"| {sum(r['parent_rank'] == 1 for r in ranks)} | {', '.join(missed) or '-'} |"
+        )
+    lines += [
+        "",
+        "Growth signals (`indexer.lineage.signals`): `growth` - one model larger than the other in every sampled "
+        "matrix - on true trained edges (pointing at the child / at the parent) and on true sibling pairs (fired "
+        "either way: a parent claim between two siblings); `norm_growth` - |log| of the attention norms' ratio, "
+        "min / median / max. Two models alone can be directed only by these.",
+        "",
+        "| dataset | true edges | growth → child / → parent | attention norm grew | \\|log ratio\\| on edges "
+        "| sibling pairs | growth fired | \\|log ratio\\| on siblings |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, data in result["datasets"].items():
+        if "growth" not in data:
+            continue
+        e, p = data["growth"]["true_edges"], data["growth"]["sibling_pairs"]
+        lines.append(
+            f"| {name} | {e['pairs']} | {e['growth_to_child']} / {e['growth_to_parent']} | {e['norm_grew']} "
+            f"| {_spread([abs(x) for x in e['log_norm']], 3)} | {p['pairs']} | {p['growth_fired']} "
+            f"| {_spread(p['log_norm'], 3)} |"
         )
     lines += [
         "",

@@ -62,3 +62,25 @@ def test_the_centrality_table_names_each_member_as_central_as_its_base():
     data = {"chain_steps": [], "siblings": [], "parent_ranks": [], "centres": [centre]}
     table = markdown({"datasets": {"zoo A": data}, "environment": {"commit": "abc", "date": "today"}}, "cmd")
     assert "| zoo A | f/root | 4 | 0.36 / 1 | f/w (0.34 / 0.983) |" in table.splitlines()
+
+
+def test_growth_signals_count_true_edges_and_sibling_pairs_apart():
+    from types import SimpleNamespace
+
+    from bench.lineage_geometry import growth_signals
+
+    parents = {"f/root": [], "f/a": ["f/root"], "f/b": ["f/root"]}
+    truth = {m: {"parents": ps, "relation": "finetune" if ps else "root"} for m, ps in parents.items()}
+    norms = {"f/root": 1.0, "f/a": 1.1, "f/b": 0.9}
+    pk = {m: i for i, m in enumerate(sorted(parents))}
+    records = {
+        i: SimpleNamespace(pk=i, id=m, card={}, created_at=None, weight_stats={"attention_norm": norms[m]})
+        for m, i in pk.items()
+    }
+    grown = {frozenset((pk["f/root"], pk["f/a"])): pk["f/a"], frozenset((pk["f/a"], pk["f/b"])): pk["f/a"]}
+    evidence = {key: SimpleNamespace(detail={"grown_child": child}) for key, child in grown.items()}
+    found = growth_signals(truth, parents, ["f/a", "f/b"], pk, records, evidence)
+    edges, siblings = found["true_edges"], found["sibling_pairs"]
+    assert (edges["pairs"], edges["growth_to_child"], edges["growth_to_parent"], edges["norm_grew"]) == (2, 1, 0, 1)
+    assert (siblings["pairs"], siblings["growth_fired"]) == (1, 1)  # a parent claim between two siblings
+    assert abs(siblings["log_norm"][0] - 0.20067) < 1e-4  # |log(0.9 / 1.1)|
