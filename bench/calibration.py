@@ -14,10 +14,11 @@ Groups of *independent* pairs (``bench.calibration_set``):
   (288-512 units, stored and tested whole since capture ev4); shapes, dtype and init scheme drawn
   per pair.
 - trained: 21 independently trained Llama-GQA and 21 GPT-2 models (``bench.calibration_trained``),
-  and a second batch of 21 GPT-2 (``gpt2-b``: own seeds, own cut of the corpus); all C(21, 2) = 210
-  pairs of a batch are *clustered* (each model is in 20 pairs): FPR is reported on all of them, KS
-  on a matching of disjoint pairs (10 independent pairs) as well.  With both GPT-2 batches, also
-  every pair of the 42 (861, clustered: ``trained gpt2, both batches``).
+  and a second and a third batch of 21 GPT-2 (``gpt2-b``, ``gpt2-c``: own seeds, own cut of the
+  corpus); all C(21, 2) = 210 pairs of a batch are *clustered* (each model is in 20 pairs): FPR is
+  reported on all of them, KS on a matching of disjoint pairs (10 independent pairs) as well.  With
+  the first two GPT-2 batches, also every pair of the 42 (861, clustered: ``trained gpt2, both
+  batches``), and with all three every pair of the 63 (1,953: ``trained gpt2, three batches``).
 - zoo A roots / zoo B roots: every cross-family pair of each zoo (models descending from
   different, independently trained roots) - clustered (a family's members are near-copies).
 
@@ -263,14 +264,18 @@ def _group(rows: list[dict], *, independent: bool, variant: bool = False, note: 
 
 # batches of one architecture trained apart (own seeds, own cut of the corpus), pooled: every pair
 # within each batch plus every pair across them (clustered, as each batch's own group)
-POOLED_TRAINED = {"trained gpt2, both batches (all pairs, clustered)": ("gpt2", "gpt2-b")}
+POOLED_TRAINED = {
+    "trained gpt2, both batches (all pairs, clustered)": ("gpt2", "gpt2-b"),
+    "trained gpt2, three batches (all pairs, clustered)": ("gpt2", "gpt2-b", "gpt2-c"),
+}
 
 
 def _pooled_trained(
-    runner: Runner, name: str, batches: list[tuple[dict[str, Path], list[dict]]]
+    runner: Runner, name: str, batches: list[tuple[dict[str, Path], list[dict]]], done: dict[tuple[str, str], dict]
 ) -> tuple[dict, list[dict]]:
     """The group over every pair of the batches' models (within-batch rows reused, cross-batch pairs
-    run here) and the cross-batch rows."""
+    run here unless ``done`` - rows of an earlier pooled group, by (a, b) - has them) and the
+    cross-batch rows."""
     folders = {label: path for batch, _ in batches for label, path in batch.items()}
     cross_pairs = [
         FolderPair(name, a, b)
@@ -279,7 +284,9 @@ def _pooled_trained(
         for a in sorted(first)
         for b in sorted(second)
     ]
-    cross = runner.folder_pairs(cross_pairs, folders)
+    todo = [p for p in cross_pairs if (p.a, p.b) not in done]
+    done.update({(r["a"], r["b"]): r for r in runner.folder_pairs(todo, folders)})
+    cross = [done[(p.a, p.b)] for p in cross_pairs]
     rows = [r for _, within in batches for r in within] + cross
     note = f"{len(folders)} models in {len(batches)} batches; {len(cross)} cross-batch pairs"
     return {**_group(rows, independent=False, note=note), "raw": compact_rows(rows)}, cross
@@ -352,10 +359,12 @@ def run(
                     [r for r in rows if (r["a"], r["b"]) in matched], independent=True, note="disjoint pairs only"
                 )
                 result["timing"][name] = _timing(rows, time.perf_counter() - t0)
+            cross_done: dict[tuple[str, str], dict] = {}
             for name, batches in POOLED_TRAINED.items():
                 if all(b in trained for b in batches):
                     t0 = time.perf_counter()
-                    result["groups"][name], cross = _pooled_trained(runner, name, [trained[b] for b in batches])
+                    found = _pooled_trained(runner, name, [trained[b] for b in batches], cross_done)
+                    result["groups"][name], cross = found
                     result["timing"][name] = _timing(cross, time.perf_counter() - t0)
             power_rows: list[dict] = []
             for prefix, zoo_name, size in (("A", "a", "full"), ("B", "b", "b-full")):

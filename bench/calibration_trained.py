@@ -5,7 +5,8 @@
 Two architectures, :data:`MODELS_PER_ARCH` models each: a gated (SwiGLU) Llama with grouped-query
 attention and a non-gated, tied GPT-2, and a second batch of the GPT-2 (``gpt2-b``: the same shape
 and recipe, its own seeds and its own cut of the corpus, salt :data:`CORPUS_SALT_B`) - a replication
-of the first, drawn after its figure was known.  Model i of an architecture has its own
+of the first, drawn after its figure was known - and a third (``gpt2-c``, :data:`CORPUS_SALT_C`), drawn
+after the two batches pooled were one pair over the bars.  Model i of an architecture has its own
 initialisation seed, its own data seed and its own slice of the corpus: the i-th of
 :data:`MODELS_PER_ARCH` disjoint slices of every domain of a stdlib corpus cut with its own salt
 (:data:`CORPUS_SALT`, neither zoo A's nor zoo B's).  The tokenizers are zoo A's (its Llama and
@@ -48,6 +49,7 @@ ZOO_A = ROOT / "bench" / ".zoo" / "full"
 MODELS_PER_ARCH = 21
 CORPUS_SALT = "calibration-trained"
 CORPUS_SALT_B = "calibration-trained-b"  # the second GPT-2 batch's cut of the corpus
+CORPUS_SALT_C = "calibration-trained-c"  # the third's
 CHARS_PER_DOMAIN = 600_000
 STEPS, LR, BATCH, SEQ_LEN = 600, 3e-3, 16, 64
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
@@ -71,6 +73,9 @@ ARCHS = {
     "gpt2": TrainedArch("gpt2", "gpt2", "gpt-lab/tiny-gpt2", Dims(64, 4, 4, 256, max_positions=128), 60_000),
     "gpt2-b": TrainedArch(
         "gpt2-b", "gpt2", "gpt-lab/tiny-gpt2", Dims(64, 4, 4, 256, max_positions=128), 70_000, CORPUS_SALT_B
+    ),
+    "gpt2-c": TrainedArch(
+        "gpt2-c", "gpt2", "gpt-lab/tiny-gpt2", Dims(64, 4, 4, 256, max_positions=128), 80_000, CORPUS_SALT_C
     ),
 }
 

@@ -211,29 +211,27 @@ def test_zoo_pairs_split_by_common_root(tmp_path: Path):
     assert neither == 2  # the passthrough (family a) with b/root and b/sft
 
 
-def test_the_second_gpt2_batch_is_the_same_recipe_with_its_own_seeds_and_corpus_cut():
+def test_the_later_gpt2_batches_are_the_same_recipe_with_their_own_seeds_and_corpus_cuts():
     from bench.calibration_trained import ARCHS, MODELS_PER_ARCH, corpus_slice
     from pedigree.zoo.corpus import build_corpus
 
-    first, second = ARCHS["gpt2"], ARCHS["gpt2-b"]
-    assert (first.model_type, first.dims, first.tokenizer_root) == (
-        second.model_type,
-        second.dims,
-        second.tokenizer_root,
-    )
+    batches = [ARCHS[name] for name in ("gpt2", "gpt2-b", "gpt2-c")]
+    assert len({(a.model_type, a.dims, a.tokenizer_root) for a in batches}) == 1
     seeds = {a.name: set(range(a.seed_base, a.seed_base + MODELS_PER_ARCH)) for a in ARCHS.values()}
-    assert all(seeds[x].isdisjoint(seeds[y]) for x in seeds for y in seeds if x != y)  # no shared init seed
-    assert first.corpus_salt != second.corpus_salt
+    data = {a.name: set(range(a.seed_base + 1000, a.seed_base + 1000 + MODELS_PER_ARCH)) for a in ARCHS.values()}
+    every = [s for found in (seeds, data) for s in found.values()]
+    assert all(x.isdisjoint(y) for i, x in enumerate(every) for y in every[i + 1 :])  # no seed used twice
+    assert len({a.corpus_salt for a in batches}) == 3
     chars = 20_000
-    one, two = (build_corpus(chars, salt=a.corpus_salt).domains for a in (first, second))
-    assert corpus_slice(one, 0) != corpus_slice(two, 0)  # another cut of the stdlib text
+    cuts = [corpus_slice(build_corpus(chars, salt=a.corpus_salt).domains, 0) for a in batches]
+    assert len(set(cuts)) == 3  # another cut of the stdlib text per batch
 
 
 def test_an_unknown_group_is_a_one_line_usage_error(capsys):
     from bench.calibration import group_names, main
 
     with pytest.raises(SystemExit) as stopped:
-        main(["--group", "trained gpt2-c"])
+        main(["--group", "trained gpt2-z"])
     assert stopped.value.code == 2
-    assert "unknown --group 'trained gpt2-c'" in capsys.readouterr().err
+    assert "unknown --group 'trained gpt2-z'" in capsys.readouterr().err
     assert {"trained gpt2", "trained gpt2-b", "cross-width", "power"} <= set(group_names())
