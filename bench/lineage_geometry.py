@@ -40,6 +40,7 @@ import tempfile
 from itertools import combinations
 from pathlib import Path
 
+from bench.lineage import ancestry
 from bench.report import ROOT, environment, publish
 from pedigree.config import load_settings
 from pedigree.indexer.lineage.build import evidence_files, node_of
@@ -134,10 +135,10 @@ def measure(zoo: Path) -> dict:
                     siblings.append(
                         {"pair": [c1, c2], "fresh_as_child": round(found[0], 4), "shared": round(found[1], 4)}
                     )
-        signals = growth_signals(truth, parents, trained, pk, records, pair_evidence(ws.store, with_detail=True))
+        signals = growth_signals(parents, trained, by_parent, pk, records, pair_evidence(ws.store, with_detail=True))
         centres = []
         for base in sorted(m for m, ps in parents.items() if not ps and m in pk):
-            members = [m for m in pk if m in trained and base in ancestry(parents, m)]
+            members = [m for m in pk if m in trained and m != base and base in ancestry(truth, m)]
             if len(members) >= 3:
                 centres.append(centrality_row(base, members, samples))
     return {
@@ -149,7 +150,9 @@ def measure(zoo: Path) -> dict:
     }
 
 
-def growth_signals(truth: dict, parents: dict, trained: list[str], pk: dict, records: dict, evidence: dict) -> dict:
+def growth_signals(
+    parents: dict, trained: list[str], by_parent: dict[str, list[str]], pk: dict, records: dict, evidence: dict
+) -> dict:
     """The two growth signals (``indexer.lineage.signals``) on true trained edges and true sibling
     pairs: ``growth`` (larger in every sampled matrix: which model the pair evidence names grown)
     and ``norm_growth`` (log of the attention norm's ratio, child over parent, or |·| for siblings)."""
@@ -177,9 +180,6 @@ def growth_signals(truth: dict, parents: dict, trained: list[str], pk: dict, rec
             edges["norm_grew"] += r > 0
             edges["log_norm"].append(round(r, 5))
     pairs = {"pairs": 0, "growth_fired": 0, "log_norm": []}
-    by_parent: dict[str, list[str]] = {}
-    for child in trained:
-        by_parent.setdefault(parents[child][0], []).append(child)
     for children in by_parent.values():
         for a, b in combinations(sorted(children), 2):
             pairs["pairs"] += 1
@@ -187,18 +187,6 @@ def growth_signals(truth: dict, parents: dict, trained: list[str], pk: dict, rec
             if (r := log_ratio(a, b)) is not None:
                 pairs["log_norm"].append(round(abs(r), 5))
     return {"true_edges": edges, "sibling_pairs": pairs}
-
-
-def ancestry(parents: dict[str, list[str]], model: str) -> set[str]:
-    """Every true ancestor of ``model``."""
-    found: set[str] = set()
-    todo = list(parents.get(model, []))
-    while todo:
-        current = todo.pop()
-        if current not in found:
-            found.add(current)
-            todo.extend(parents.get(current, []))
-    return found
 
 
 def centrality(at: str, others: list[str], samples: dict) -> tuple[float, float] | None:

@@ -70,7 +70,6 @@ def test_growth_signals_count_true_edges_and_sibling_pairs_apart():
     from bench.lineage_geometry import growth_signals
 
     parents = {"f/root": [], "f/a": ["f/root"], "f/b": ["f/root"]}
-    truth = {m: {"parents": ps, "relation": "finetune" if ps else "root"} for m, ps in parents.items()}
     norms = {"f/root": 1.0, "f/a": 1.1, "f/b": 0.9}
     pk = {m: i for i, m in enumerate(sorted(parents))}
     records = {
@@ -79,7 +78,7 @@ def test_growth_signals_count_true_edges_and_sibling_pairs_apart():
     }
     grown = {frozenset((pk["f/root"], pk["f/a"])): pk["f/a"], frozenset((pk["f/a"], pk["f/b"])): pk["f/a"]}
     evidence = {key: SimpleNamespace(detail={"grown_child": child}) for key, child in grown.items()}
-    found = growth_signals(truth, parents, ["f/a", "f/b"], pk, records, evidence)
+    found = growth_signals(parents, ["f/a", "f/b"], {"f/root": ["f/a", "f/b"]}, pk, records, evidence)
     edges, siblings = found["true_edges"], found["sibling_pairs"]
     assert (edges["pairs"], edges["growth_to_child"], edges["growth_to_parent"], edges["norm_grew"]) == (2, 1, 0, 1)
     assert (siblings["pairs"], siblings["growth_fired"]) == (1, 1)  # a parent claim between two siblings
